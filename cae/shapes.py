@@ -1,0 +1,547 @@
+"""Shape and parameter arithmetic of an ArchitectureSpec, in pure Python (no TensorFlow).
+
+Follows Keras exactly: ``same`` gives ceil(n / s); ``valid`` gives floor((n - k) / s) + 1; a transposed
+convolution gives n * s (same) or n * s + max(k - s, 0) (valid), or, with output_padding,
+(n - 1) * s + k - 2 * pad + output_padding. Every row carries the formula with the numbers filled in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from cae.spec import (
+    ArchitectureSpec,
+    BatchNorm,
+    Conv,
+    Crop,
+    Deconv,
+    Dropout,
+    Layer,
+    Pad,
+    Pool,
+    Upsample,
+    describe_layer,
+)
+
+Shape = tuple[int, int, int]
+Part = Literal["encoder", "decoder"]
+MAX_PARAMS = 50_000_000
+MAX_ACTIVATION_VALUES = 4_000_000
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A suggested change, with the whole corrected spec ready to apply."""
+
+    description: str
+    spec: ArchitectureSpec
+
+
+class ShapeError(ValueError):
+    """A layer that cannot be applied to its input; carries suggested fixes when there are any."""
+
+    def __init__(self, message: str, part: str, index: int, fixes: tuple[Fix, ...] = ()):
+        super().__init__(message)
+        self.part = part
+        self.index = index
+        self.fixes = fixes
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer's output shape and parameter count, with the formulas behind them."""
+
+    part: Part
+    index: int
+    type: str
+    label: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    formula: str
+    params_formula: str
+
+    @property
+    def location(self) -> str:
+        """Where the layer is, e.g. ``encoder[2]``."""
+        return f"{self.part}[{self.index}]"
+
+    def as_dict(self) -> dict[str, object]:
+        """The row as plain JSON data (the CLI's ``--json`` form)."""
+        return {
+            "part": self.part,
+            "index": self.index,
+            "type": self.type,
+            "output_shape": list(self.output_shape),
+            "params": self.params,
+        }
+
+
+@dataclass(frozen=True)
+class ShapeReport:
+    """The whole network: rows, code shape, totals, and whether the output matches the input."""
+
+    spec: ArchitectureSpec
+    rows: tuple[LayerRow, ...]
+    input_shape: Shape
+    latent_shape: Shape
+    output_shape: Shape
+    problem: str | None
+    fixes: tuple[Fix, ...]
+
+    @property
+    def matches(self) -> bool:
+        """True when the decoder comes back to the input shape."""
+        return self.output_shape == self.input_shape
+
+    @property
+    def total_params(self) -> int:
+        """All parameters, trainable or not (as Keras's count_params)."""
+        return sum(row.params for row in self.rows)
+
+    @property
+    def encoder_params(self) -> int:
+        """Parameters of the encoder."""
+        return sum(row.params for row in self.rows if row.part == "encoder")
+
+    @property
+    def decoder_params(self) -> int:
+        """Parameters of the decoder."""
+        return sum(row.params for row in self.rows if row.part == "decoder")
+
+    @property
+    def latent_size(self) -> int:
+        """Number of values in one code."""
+        return _volume(self.latent_shape)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Input values per code value (e.g. 784 / 49 = 16 for the classic network)."""
+        return _volume(self.input_shape) / self.latent_size
+
+
+def _volume(shape: Shape) -> int:
+    return shape[0] * shape[1] * shape[2]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _dims_text(parts: tuple[str, str]) -> str:
+    return parts[0] if parts[0] == parts[1] else f"H: {parts[0]}; W: {parts[1]}"
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(n) for n in shape)
+
+
+class _LayerProblem(Exception):
+    def __init__(
+        self, problem: str, received: str, fixes: tuple[tuple[str, Layer | None], ...] = ()
+    ):
+        super().__init__(problem)
+        self.problem = problem
+        self.received = received
+        self.fixes = fixes
+
+
+def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
+    """Output shape, parameter count, shape formula and parameter formula of one layer."""
+    height, width, channels = shape
+    if isinstance(layer, Conv):
+        out_hw: list[int] = []
+        texts: list[str] = []
+        for n, k, s in zip((height, width), layer.kernel, layer.strides):
+            if layer.padding == "same":
+                out = _ceil_div(n, s)
+                texts.append(f"ceil({n} / {s}) = {out}")
+            else:
+                if k > n:
+                    raise _LayerProblem(
+                        f"kernel {layer.kernel[0]}x{layer.kernel[1]} is larger than its input "
+                        f"{height}x{width} with padding 'valid'",
+                        f"kernel={layer.kernel}, input={(height, width)}",
+                        (("use padding 'same'", replace(layer, padding="same")),),
+                    )
+                out = (n - k) // s + 1
+                texts.append(f"floor(({n} - {k}) / {s}) + 1 = {out}")
+            out_hw.append(out)
+        kh, kw = layer.kernel
+        params = kh * kw * channels * layer.filters + layer.filters
+        params_text = f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
+        return (
+            (out_hw[0], out_hw[1], layer.filters),
+            params,
+            f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
+            params_text,
+        )
+    if isinstance(layer, Deconv):
+        out_hw = []
+        texts = []
+        padding = layer.output_padding
+        for axis, (n, k, s) in enumerate(zip((height, width), layer.kernel, layer.strides)):
+            if padding is None:
+                if layer.padding == "same":
+                    out = n * s
+                    texts.append(f"{n} * {s} = {out}")
+                else:
+                    out = n * s + max(k - s, 0)
+                    texts.append(f"{n} * {s} + max({k} - {s}, 0) = {out}")
+            else:
+                pad = k // 2 if layer.padding == "same" else 0
+                out = (n - 1) * s + k - 2 * pad + padding[axis]
+                texts.append(f"({n} - 1) * {s} + {k} - 2*{pad} + {padding[axis]} = {out}")
+            if out < 1:
+                raise _LayerProblem(
+                    "the transposed convolution gives an empty output",
+                    f"kernel={layer.kernel}, strides={layer.strides}, output_padding={padding}",
+                    (("drop output_padding", replace(layer, output_padding=None)),),
+                )
+            out_hw.append(out)
+        kh, kw = layer.kernel
+        params = kh * kw * channels * layer.filters + layer.filters
+        params_text = f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
+        return (
+            (out_hw[0], out_hw[1], layer.filters),
+            params,
+            f"{layer.padding} (transposed): {_dims_text((texts[0], texts[1]))}",
+            params_text,
+        )
+    if isinstance(layer, Pool):
+        out_hw = []
+        texts = []
+        strides = layer.effective_strides
+        for n, p, s in zip((height, width), layer.size, strides):
+            if layer.padding == "same":
+                out = _ceil_div(n, s)
+                texts.append(f"ceil({n} / {s}) = {out}")
+            else:
+                if p > n:
+                    raise _LayerProblem(
+                        f"pool size {layer.size[0]}x{layer.size[1]} is larger than its input "
+                        f"{height}x{width} with padding 'valid'",
+                        f"size={layer.size}, input={(height, width)}",
+                        (("use padding 'same'", replace(layer, padding="same")),),
+                    )
+                out = (n - p) // s + 1
+                texts.append(f"floor(({n} - {p}) / {s}) + 1 = {out}")
+            out_hw.append(out)
+        return (
+            (out_hw[0], out_hw[1], channels),
+            0,
+            f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
+            "no weights = 0",
+        )
+    if isinstance(layer, Upsample):
+        sh, sw = layer.size
+        texts = [f"{height} * {sh} = {height * sh}", f"{width} * {sw} = {width * sw}"]
+        return (
+            (height * sh, width * sw, channels),
+            0,
+            _dims_text((texts[0], texts[1])),
+            "no weights = 0",
+        )
+    if isinstance(layer, Crop):
+        (top, bottom), (left, right) = layer.amount
+        out_h, out_w = height - top - bottom, width - left - right
+        if out_h < 1 or out_w < 1:
+            fixes: tuple[tuple[str, Layer | None], ...] = (("remove this crop", None),)
+            if height > 1 and width > 1:
+                rows = (height - 1) // 2
+                cols = (width - 1) // 2
+                fixes = (
+                    (
+                        f"crop {rows} rows and {cols} columns per side",
+                        Crop(((rows, rows), (cols, cols))),
+                    ),
+                ) + fixes
+            raise _LayerProblem(
+                f"cropping {top}+{bottom} rows and {left}+{right} columns leaves nothing of a "
+                f"{height}x{width} input",
+                f"amount={layer.amount}, input={(height, width)}",
+                fixes,
+            )
+        texts = [f"{height} - {top} - {bottom} = {out_h}", f"{width} - {left} - {right} = {out_w}"]
+        return (out_h, out_w, channels), 0, _dims_text((texts[0], texts[1])), "no weights = 0"
+    if isinstance(layer, Pad):
+        (top, bottom), (left, right) = layer.amount
+        out_h, out_w = height + top + bottom, width + left + right
+        texts = [f"{height} + {top} + {bottom} = {out_h}", f"{width} + {left} + {right} = {out_w}"]
+        return (out_h, out_w, channels), 0, _dims_text((texts[0], texts[1])), "no weights = 0"
+    if isinstance(layer, BatchNorm):
+        params = 4 * channels
+        return (
+            shape,
+            params,
+            "unchanged",
+            f"4*{channels} (gamma, beta, moving mean, moving variance) = {params}",
+        )
+    if isinstance(layer, Dropout):
+        return shape, 0, "unchanged", "no weights = 0"
+    raise TypeError(f"not a layer. Received: layer={layer!r}")
+
+
+def _replace_layer(
+    spec: ArchitectureSpec, part: str, index: int, layer: Layer | None
+) -> ArchitectureSpec:
+    layers = list(getattr(spec, part))
+    if layer is None:
+        del layers[index]
+    else:
+        layers[index] = layer
+    return spec.with_layers(**{part: tuple(layers)})
+
+
+def compute_shapes(spec: ArchitectureSpec, *, with_fixes: bool = True) -> ShapeReport:
+    """Every layer's output shape and parameters, the code shape, and the whole-network check.
+
+    Raises ShapeError (a ValueError) naming the layer when one cannot be applied to its input.
+    With ``with_fixes`` a mismatch comes with verified suggested fixes.
+    """
+    rows: list[LayerRow] = []
+    shape: Shape = spec.input_shape
+    latent: Shape = shape
+    for part in ("encoder", "decoder"):
+        for index, layer in enumerate(getattr(spec, part)):
+            try:
+                out, params, formula, params_formula = layer_output(layer, shape)
+            except _LayerProblem as problem:
+                fixes = tuple(
+                    Fix(f"{part}[{index}]: {text}", _replace_layer(spec, part, index, new_layer))
+                    for text, new_layer in problem.fixes
+                )
+                raise ShapeError(
+                    f"{part}[{index}] {layer.type}: {problem.problem}. Received: {problem.received}",
+                    part,
+                    index,
+                    fixes,
+                ) from None
+            if _volume(out) > MAX_ACTIVATION_VALUES:
+                raise ShapeError(
+                    f"{part}[{index}] {layer.type}: the output {_fmt_shape(out)} holds more than "
+                    f"{MAX_ACTIVATION_VALUES:,} values per image (limit). Received: output_shape={out}",
+                    part,
+                    index,
+                )
+            rows.append(
+                LayerRow(
+                    part,
+                    index,
+                    layer.type,
+                    describe_layer(layer),
+                    shape,
+                    out,
+                    params,
+                    formula,
+                    params_formula,
+                )  # type: ignore[arg-type]
+            )
+            shape = out
+        if part == "encoder":
+            latent = shape
+    total = sum(row.params for row in rows)
+    if total > MAX_PARAMS:
+        raise ShapeError(
+            f"spec: the network has {total:,} parameters, more than the limit of {MAX_PARAMS:,}. "
+            f"Received: params={total}",
+            "spec",
+            -1,
+        )
+    problem = None
+    fixes: tuple[Fix, ...] = ()
+    if shape != spec.input_shape:
+        problem = (
+            f"The decoder ends at {_fmt_shape(shape)} but the input is {_fmt_shape(spec.input_shape)}: "
+            "the output must have the input's shape to be compared with it."
+        )
+        fixes = suggest_fixes(spec, shape) if with_fixes else ()
+    return ShapeReport(spec, tuple(rows), spec.input_shape, latent, shape, problem, fixes)
+
+
+def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...]:
+    """Concrete changes that make the decoder come back to the input shape; each is verified."""
+    target_h, target_w, target_c = spec.input_shape
+    out_h, out_w, out_c = output_shape
+    candidates: list[Fix] = []
+    decoder = list(spec.decoder)
+    last = decoder[-1] if decoder else None
+
+    # 1. Channels: the last convolution sets them.
+    if out_c != target_c:
+        if isinstance(last, (Conv, Deconv)):
+            new_last = replace(last, filters=target_c)
+            candidates.append(
+                Fix(
+                    f"decoder[{len(decoder) - 1}]: set filters to {target_c} to give {target_c} channel(s)",
+                    spec.with_layers(decoder=tuple(decoder[:-1] + [new_last])),
+                )
+            )
+        else:
+            candidates.append(
+                Fix(
+                    f"append a 1x1 sigmoid convolution with {target_c} filter(s)",
+                    spec.with_layers(
+                        decoder=tuple(decoder + [Conv(target_c, (1, 1), activation="sigmoid")])
+                    ),
+                )
+            )
+    base = candidates[0].spec if candidates else spec
+    base_decoder = list(base.decoder)
+    d_h, d_w = out_h - target_h, out_w - target_w
+
+    # 2a. One resampling layer too many in the decoder: remove it.
+    if d_h or d_w:
+        for index, layer in enumerate(base_decoder):
+            resamples = isinstance(layer, (Upsample, Crop, Pad)) or (
+                isinstance(layer, Deconv) and layer.strides != (1, 1)
+            )
+            if resamples:
+                candidates.append(
+                    Fix(
+                        f"decoder[{index}]: remove this {layer.type} layer",
+                        base.with_layers(
+                            decoder=tuple(base_decoder[:index] + base_decoder[index + 1 :])
+                        ),
+                    )
+                )
+    # 2b. One up-sampling too few: insert one before the last layer.
+    if (
+        0 < out_h < target_h
+        and 0 < out_w < target_w
+        and target_h % out_h == 0
+        and target_w % out_w == 0
+    ):
+        factor = (target_h // out_h, target_w // out_w)
+        candidates.append(
+            Fix(
+                f"insert an up-sampling by {factor[0]}x{factor[1]} before the last layer",
+                base.with_layers(
+                    decoder=tuple(base_decoder[:-1] + [Upsample(factor)] + base_decoder[-1:])
+                ),
+            )
+        )
+
+    # 3. Too large: crop, or turn the last stride-1 'same' convolution into a 'valid' one.
+    if d_h >= 0 and d_w >= 0 and (d_h or d_w):
+        crop = Crop(((d_h // 2, d_h - d_h // 2), (d_w // 2, d_w - d_w // 2)))
+        base_last = base_decoder[-1] if base_decoder else None
+        if (
+            isinstance(base_last, Conv)
+            and base_last.strides == (1, 1)
+            and base_last.padding == "same"
+        ):
+            kernel = (d_h + 1, d_w + 1)
+            if max(kernel) <= 7:
+                candidates.append(
+                    Fix(
+                        f"decoder[{len(base_decoder) - 1}]: use a {kernel[0]}x{kernel[1]} kernel with "
+                        f"padding 'valid' (it trims {d_h} rows and {d_w} columns)",
+                        base.with_layers(
+                            decoder=tuple(
+                                base_decoder[:-1]
+                                + [replace(base_last, kernel=kernel, padding="valid")]
+                            )
+                        ),
+                    )
+                )
+        if base_last is not None:
+            candidates.append(
+                Fix(
+                    f"insert a crop of {_amount_text(crop)} before the last layer",
+                    base.with_layers(decoder=tuple(base_decoder[:-1] + [crop, base_last])),
+                )
+            )
+        candidates.append(
+            Fix(
+                f"append a crop of {_amount_text(crop)}",
+                base.with_layers(decoder=tuple(base_decoder + [crop])),
+            )
+        )
+    # 4. Too small: zero-pad.
+    elif d_h <= 0 and d_w <= 0 and (d_h or d_w):
+        pad = Pad(((-d_h // 2, -d_h - (-d_h // 2)), (-d_w // 2, -d_w - (-d_w // 2))))
+        # Padding in the encoder input so pooling divides evenly is often the better design.
+        candidates.append(
+            Fix(
+                f"append zero padding of {_amount_text(pad)}",
+                base.with_layers(decoder=tuple(base_decoder + [pad])),
+            )
+        )
+    # 5. Mixed: crop one axis, pad the other.
+    elif d_h or d_w:
+        crop = Crop(
+            (
+                (max(d_h, 0) // 2, max(d_h, 0) - max(d_h, 0) // 2),
+                (max(d_w, 0) // 2, max(d_w, 0) - max(d_w, 0) // 2),
+            )
+        )
+        pad = Pad(
+            (
+                (max(-d_h, 0) // 2, max(-d_h, 0) - max(-d_h, 0) // 2),
+                (max(-d_w, 0) // 2, max(-d_w, 0) - max(-d_w, 0) // 2),
+            )
+        )
+        candidates.append(
+            Fix(
+                f"append a crop of {_amount_text(crop)} and zero padding of {_amount_text(pad)}",
+                base.with_layers(decoder=tuple(base_decoder + [crop, pad])),
+            )
+        )
+    # 6. The classic cause: 'same' pooling rounded an odd size up. Try making each such pool 'valid'.
+    for index, layer in enumerate(spec.encoder):
+        if isinstance(layer, Pool) and layer.padding == "same":
+            trial = _replace_layer(spec, "encoder", index, replace(layer, padding="valid"))
+            candidates.append(Fix(f"encoder[{index}]: use pool padding 'valid'", trial))
+
+    verified: list[Fix] = []
+    for fix in candidates:
+        try:
+            report = compute_shapes(fix.spec, with_fixes=False)
+        except ValueError:
+            continue
+        if report.output_shape == spec.input_shape:
+            verified.append(fix)
+    return tuple(verified)
+
+
+def _amount_text(layer: Crop | Pad) -> str:
+    (top, bottom), (left, right) = layer.amount
+    return f"{top}/{bottom} rows and {left}/{right} columns (top/bottom, left/right)"
+
+
+def format_table(report: ShapeReport) -> str:
+    """A plain-text shape table for the terminal."""
+    header = ("part", "#", "layer", "output", "params", "formula")
+    lines = [("input", "", "Input", _fmt_shape(report.input_shape), "0", "")]
+    for row in report.rows:
+        lines.append(
+            (
+                row.part,
+                str(row.index),
+                row.label,
+                _fmt_shape(row.output_shape),
+                f"{row.params:,}",
+                row.formula,
+            )
+        )
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(width) for cell, width in zip(header, widths)).rstrip()]
+    out.append("  ".join("-" * width for width in widths))
+    out += [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines
+    ]
+    out.append("")
+    out.append(
+        f"code {_fmt_shape(report.latent_shape)} ({report.latent_size} values, "
+        f"compression {report.compression_ratio:.1f}x); parameters {report.total_params:,} "
+        f"(encoder {report.encoder_params:,}, decoder {report.decoder_params:,})"
+    )
+    if report.problem:
+        out.append(f"MISMATCH: {report.problem}")
+        for fix in report.fixes:
+            out.append(f"  fix: {fix.description}")
+    else:
+        out.append(f"output {_fmt_shape(report.output_shape)} matches the input")
+    return "\n".join(out)

@@ -1,0 +1,599 @@
+"""Architecture specs: layers as frozen dataclasses, JSON round trip, validation and presets.
+
+Pure Python: importing this module never imports TensorFlow. The JSON format is the one in
+DESIGN.md ("The architecture file"). Every error is a ``ValueError`` naming the layer (``encoder[2]``)
+and ending with the value received.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
+
+PADDINGS = ("same", "valid")
+ACTIVATIONS = (
+    "relu",
+    "sigmoid",
+    "tanh",
+    "linear",
+    "elu",
+    "selu",
+    "softplus",
+    "leaky_relu",
+    "gelu",
+    "swish",
+)
+POOL_MODES = ("max", "avg")
+INTERPOLATIONS = ("nearest", "bilinear")
+
+# Limits that keep an absurd design from ever reaching TensorFlow.
+MAX_FILTERS = 1024
+MAX_KERNEL = 64
+MAX_STRIDE = 16
+MAX_SCALE = 16
+MAX_AMOUNT = 512
+MAX_LAYERS_PER_PART = 64
+MAX_IMAGE_SIDE = 1024
+MAX_CHANNELS = 4
+MAX_NAME_LENGTH = 100
+
+Pair = tuple[int, int]
+Amount = tuple[tuple[int, int], tuple[int, int]]
+
+
+class SpecError(ValueError):
+    """A spec that cannot be loaded: wrong keys, types or values."""
+
+
+def _received(**values: Any) -> str:
+    return "Received: " + ", ".join(f"{key}={value!r}" for key, value in values.items())
+
+
+def _fail(where: str, problem: str, **values: Any) -> SpecError:
+    return SpecError(f"{where}: {problem}. {_received(**values)}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _pair(value: Any, where: str, key: str, *, minimum: int = 1, maximum: int) -> Pair:
+    """An int or a [a, b] list as a (a, b) tuple of ints in [minimum, maximum]."""
+    if _is_int(value):
+        items: tuple[Any, ...] = (value, value)
+    elif isinstance(value, (list, tuple)) and len(value) == 2:
+        items = tuple(value)
+    else:
+        raise _fail(where, f"'{key}' must be an integer or a list of two integers", **{key: value})
+    for item in items:
+        if not _is_int(item):
+            raise _fail(where, f"'{key}' must hold integers", **{key: value})
+        if item < minimum:
+            raise _fail(where, f"'{key}' must be at least {minimum}", **{key: value})
+        if item > maximum:
+            raise _fail(where, f"'{key}' must be at most {maximum} (limit)", **{key: value})
+    return (int(items[0]), int(items[1]))
+
+
+def _amount(value: Any, where: str) -> Amount:
+    """A crop/pad amount as Keras takes it: int, [rows, cols] or [[top, bottom], [left, right]]."""
+    if _is_int(value):
+        rows = cols = (value, value)
+    elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
+        rows, cols = (value[0], value[0]), (value[1], value[1])
+    elif (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in value)
+        and all(_is_int(item) for v in value for item in v)
+    ):
+        rows, cols = (value[0][0], value[0][1]), (value[1][0], value[1][1])
+    else:
+        raise _fail(
+            where,
+            "'amount' must be an integer, [rows, cols] or [[top, bottom], [left, right]]",
+            amount=value,
+        )
+    for item in (*rows, *cols):
+        if item < 0:
+            raise _fail(where, "'amount' must not be negative", amount=value)
+        if item > MAX_AMOUNT:
+            raise _fail(where, f"'amount' must be at most {MAX_AMOUNT} (limit)", amount=value)
+    return ((int(rows[0]), int(rows[1])), (int(cols[0]), int(cols[1])))
+
+
+def _int(value: Any, where: str, key: str, *, minimum: int, maximum: int) -> int:
+    if not _is_int(value):
+        raise _fail(where, f"'{key}' must be an integer", **{key: value})
+    if value < minimum:
+        raise _fail(where, f"'{key}' must be at least {minimum}", **{key: value})
+    if value > maximum:
+        raise _fail(where, f"'{key}' must be at most {maximum} (limit)", **{key: value})
+    return int(value)
+
+
+def _choice(value: Any, where: str, key: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise _fail(where, f"'{key}' must be one of {', '.join(choices)}", **{key: value})
+    return value
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A 2-D convolution (Keras Conv2D)."""
+
+    filters: int
+    kernel: Pair = (3, 3)
+    strides: Pair = (1, 1)
+    padding: str = "same"
+    activation: str = "relu"
+    type: ClassVar[str] = "conv"
+
+
+@dataclass(frozen=True)
+class Deconv:
+    """A transposed convolution, "deconvolution" (Keras Conv2DTranspose)."""
+
+    filters: int
+    kernel: Pair = (3, 3)
+    strides: Pair = (1, 1)
+    padding: str = "same"
+    activation: str = "relu"
+    output_padding: Pair | None = None
+    type: ClassVar[str] = "deconv"
+
+
+@dataclass(frozen=True)
+class Pool:
+    """Max or average pooling; ``strides`` None means the pool size, as in Keras."""
+
+    mode: str = "max"
+    size: Pair = (2, 2)
+    strides: Pair | None = None
+    padding: str = "same"
+    type: ClassVar[str] = "pool"
+
+    @property
+    def effective_strides(self) -> Pair:
+        """The strides Keras uses: the given ones, else the pool size."""
+        return self.strides if self.strides is not None else self.size
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Up-sampling by repetition or bilinear interpolation (Keras UpSampling2D)."""
+
+    size: Pair = (2, 2)
+    interpolation: str = "nearest"
+    type: ClassVar[str] = "upsample"
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Cropping rows and columns off the border (Keras Cropping2D)."""
+
+    amount: Amount = ((1, 1), (1, 1))
+    type: ClassVar[str] = "crop"
+
+
+@dataclass(frozen=True)
+class Pad:
+    """Zero padding around the border (Keras ZeroPadding2D)."""
+
+    amount: Amount = ((1, 1), (1, 1))
+    type: ClassVar[str] = "pad"
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """Batch normalisation over the channel axis."""
+
+    type: ClassVar[str] = "batchnorm"
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Dropout with the given rate (active in training only)."""
+
+    rate: float = 0.1
+    type: ClassVar[str] = "dropout"
+
+
+Layer = Conv | Deconv | Pool | Upsample | Crop | Pad | BatchNorm | Dropout
+LAYER_TYPES: dict[str, type] = {
+    cls.type: cls for cls in (Conv, Deconv, Pool, Upsample, Crop, Pad, BatchNorm, Dropout)
+}
+LAYER_TITLES = {
+    "conv": "Convolution",
+    "deconv": "Transposed convolution",
+    "pool": "Pooling",
+    "upsample": "Up-sampling",
+    "crop": "Crop",
+    "pad": "Zero padding",
+    "batchnorm": "Batch normalisation",
+    "dropout": "Dropout",
+}
+
+
+def layer_from_dict(data: Any, where: str = "layer") -> Layer:
+    """Build one layer from its JSON dict, validating every key and value."""
+    if not isinstance(data, dict):
+        raise _fail(where, "a layer must be a JSON object", layer=data)
+    kind = data.get("type")
+    if kind not in LAYER_TYPES:
+        raise _fail(where, f"'type' must be one of {', '.join(LAYER_TYPES)}", type=kind)
+    cls = LAYER_TYPES[kind]
+    allowed = {f.name for f in fields(cls)} | {"type"}
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise _fail(
+            where,
+            f"unknown key {unknown[0]!r} for a {kind} layer (allowed: {', '.join(sorted(allowed))})",
+            key=unknown[0],
+        )
+    values: dict[str, Any] = {}
+    if kind in ("conv", "deconv"):
+        if "filters" not in data:
+            raise _fail(where, f"a {kind} layer needs 'filters'", filters=None)
+        values["filters"] = _int(data["filters"], where, "filters", minimum=1, maximum=MAX_FILTERS)
+        values["kernel"] = _pair(data.get("kernel", 3), where, "kernel", maximum=MAX_KERNEL)
+        values["strides"] = _pair(data.get("strides", 1), where, "strides", maximum=MAX_STRIDE)
+        values["padding"] = _choice(data.get("padding", "same"), where, "padding", PADDINGS)
+        values["activation"] = _choice(
+            data.get("activation", "relu"), where, "activation", ACTIVATIONS
+        )
+        if kind == "deconv" and data.get("output_padding") is not None:
+            output_padding = _pair(
+                data["output_padding"], where, "output_padding", minimum=0, maximum=MAX_STRIDE
+            )
+            strides = values["strides"]
+            if output_padding[0] >= strides[0] or output_padding[1] >= strides[1]:
+                raise _fail(
+                    where,
+                    f"'output_padding' must be smaller than the strides {list(strides)}",
+                    output_padding=data["output_padding"],
+                )
+            values["output_padding"] = output_padding
+    elif kind == "pool":
+        values["mode"] = _choice(data.get("mode", "max"), where, "mode", POOL_MODES)
+        values["size"] = _pair(data.get("size", 2), where, "size", maximum=MAX_KERNEL)
+        if data.get("strides") is not None:
+            values["strides"] = _pair(data["strides"], where, "strides", maximum=MAX_STRIDE)
+        values["padding"] = _choice(data.get("padding", "same"), where, "padding", PADDINGS)
+    elif kind == "upsample":
+        values["size"] = _pair(data.get("size", 2), where, "size", maximum=MAX_SCALE)
+        values["interpolation"] = _choice(
+            data.get("interpolation", "nearest"), where, "interpolation", INTERPOLATIONS
+        )
+    elif kind in ("crop", "pad"):
+        values["amount"] = _amount(data.get("amount", 1), where)
+    elif kind == "dropout":
+        rate = data.get("rate", 0.1)
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate):
+            raise _fail(where, "'rate' must be a number", rate=rate)
+        if not 0 <= rate < 1:
+            raise _fail(where, "'rate' must be at least 0 and below 1", rate=rate)
+        values["rate"] = float(rate)
+    return cls(**values)
+
+
+def layer_to_dict(layer: Layer) -> dict[str, Any]:
+    """The JSON dict of one layer, with every field spelled out (lists, not tuples)."""
+    out: dict[str, Any] = {"type": layer.type}
+    for item in fields(layer):
+        value = getattr(layer, item.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[item.name] = value
+    return out
+
+
+def describe_layer(layer: Layer) -> str:
+    """A short human label such as ``Conv 16 3x3 /2 same relu``."""
+
+    def size(pair: Pair) -> str:
+        return f"{pair[0]}x{pair[1]}"
+
+    if isinstance(layer, (Conv, Deconv)):
+        name = "Conv" if isinstance(layer, Conv) else "Deconv"
+        text = f"{name} {layer.filters} {size(layer.kernel)}"
+        if layer.strides != (1, 1):
+            text += f" stride {size(layer.strides)}"
+        text += f" {layer.padding} {layer.activation}"
+        if isinstance(layer, Deconv) and layer.output_padding is not None:
+            text += f" out-pad {size(layer.output_padding)}"
+        return text
+    if isinstance(layer, Pool):
+        text = f"{layer.mode.capitalize()}Pool {size(layer.size)}"
+        if layer.strides is not None and layer.strides != layer.size:
+            text += f" stride {size(layer.strides)}"
+        return f"{text} {layer.padding}"
+    if isinstance(layer, Upsample):
+        return f"UpSample {size(layer.size)} {layer.interpolation}"
+    if isinstance(layer, (Crop, Pad)):
+        (top, bottom), (left, right) = layer.amount
+        name = "Crop" if isinstance(layer, Crop) else "Pad"
+        return f"{name} t{top} b{bottom} l{left} r{right}"
+    if isinstance(layer, Dropout):
+        return f"Dropout {layer.rate:g}"
+    return "BatchNorm"
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """A whole autoencoder: input shape, encoder layers (ending at the code) and decoder layers."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    encoder: tuple[Layer, ...]
+    decoder: tuple[Layer, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ArchitectureSpec:
+        """Load and validate a spec from its JSON dict."""
+        if not isinstance(data, dict):
+            raise _fail("spec", "the architecture must be a JSON object", spec=_short(data))
+        allowed = {"name", "input_shape", "encoder", "decoder"}
+        unknown = sorted(str(key) for key in data if key not in allowed)
+        if unknown:
+            raise _fail(
+                "spec",
+                f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
+                key=unknown[0],
+            )
+        name = data.get("name", "custom")
+        if not isinstance(name, str) or not name.strip():
+            raise _fail("spec", "'name' must be a non-empty string", name=name)
+        if len(name) > MAX_NAME_LENGTH:
+            raise _fail(
+                "spec",
+                f"'name' must be at most {MAX_NAME_LENGTH} characters",
+                name=name[:40] + "...",
+            )
+        input_shape = _input_shape(data.get("input_shape"))
+        parts: dict[str, tuple[Layer, ...]] = {}
+        for part in ("encoder", "decoder"):
+            layers = data.get(part)
+            if not isinstance(layers, list):
+                raise _fail("spec", f"'{part}' must be a list of layers", **{part: _short(layers)})
+            if part == "encoder" and not layers:
+                raise _fail("spec", "'encoder' needs at least one layer", encoder=layers)
+            if len(layers) > MAX_LAYERS_PER_PART:
+                raise _fail(
+                    "spec",
+                    f"'{part}' may have at most {MAX_LAYERS_PER_PART} layers (limit)",
+                    layers=len(layers),
+                )
+            parts[part] = tuple(
+                layer_from_dict(layer, f"{part}[{index}]") for index, layer in enumerate(layers)
+            )
+        return cls(name.strip(), input_shape, parts["encoder"], parts["decoder"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON dict of this spec (the format of DESIGN.md)."""
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "encoder": [layer_to_dict(layer) for layer in self.encoder],
+            "decoder": [layer_to_dict(layer) for layer in self.decoder],
+        }
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ArchitectureSpec:
+        """Load a spec from JSON text; malformed JSON is a ``SpecError`` too."""
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as error:
+            raise SpecError(f"spec: not valid JSON ({error}). Received: {_short(text)!r}") from None
+        return cls.from_dict(data)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The spec as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def with_layers(
+        self, encoder: tuple[Layer, ...] | None = None, decoder: tuple[Layer, ...] | None = None
+    ) -> ArchitectureSpec:
+        """A copy with the encoder and/or decoder replaced."""
+        return replace(
+            self,
+            encoder=self.encoder if encoder is None else tuple(encoder),
+            decoder=self.decoder if decoder is None else tuple(decoder),
+        )
+
+
+def _short(value: Any, limit: int = 60) -> Any:
+    text = repr(value)
+    return value if len(text) <= limit else text[:limit] + "..."
+
+
+def _input_shape(value: Any) -> tuple[int, int, int]:
+    where = "spec"
+    if not isinstance(value, (list, tuple)) or len(value) not in (2, 3):
+        raise _fail(where, "'input_shape' must be [height, width, channels]", input_shape=value)
+    if not all(_is_int(item) for item in value):
+        raise _fail(where, "'input_shape' must hold integers", input_shape=value)
+    height, width = value[0], value[1]
+    channels = value[2] if len(value) == 3 else 1
+    if min(height, width, channels) < 1:
+        raise _fail(where, "'input_shape' sizes must be positive", input_shape=value)
+    if max(height, width) > MAX_IMAGE_SIDE:
+        raise _fail(
+            where,
+            f"'input_shape' sides must be at most {MAX_IMAGE_SIDE} (limit)",
+            input_shape=value,
+        )
+    if channels > MAX_CHANNELS:
+        raise _fail(
+            where,
+            f"'input_shape' channels must be at most {MAX_CHANNELS} (limit)",
+            input_shape=value,
+        )
+    return (int(height), int(width), int(channels))
+
+
+def load_spec(source: str | bytes | dict[str, Any]) -> ArchitectureSpec:
+    """Load a spec from a JSON string/bytes or a dict and check its shapes (raises ValueError)."""
+    spec = (
+        ArchitectureSpec.from_dict(source)
+        if isinstance(source, dict)
+        else ArchitectureSpec.from_json(source)
+    )
+    from cae.shapes import compute_shapes
+
+    compute_shapes(spec)
+    return spec
+
+
+# ---------------------------------------------------------------- presets
+
+
+def mirror(
+    encoder: tuple[Layer, ...] | list[Layer], input_shape: tuple[int, int, int] = (28, 28, 1)
+) -> tuple[Layer, ...]:
+    """Derive a decoder from an encoder: reverse it, pooling becomes up-sampling and strided
+    convolutions become transposed convolutions; a final 3x3 sigmoid conv gives the channels, and a
+    crop takes off what rounding up added (7 -> 4 -> 8 gives 8, not 7)."""
+    decoder = _mirror_layers(encoder, input_shape[2])
+    from cae.shapes import compute_shapes
+
+    spec = ArchitectureSpec("mirror", tuple(input_shape), tuple(encoder), decoder)  # type: ignore[arg-type]
+    report = compute_shapes(spec)
+    if report.matches or not report.fixes:
+        return decoder
+    preferred = [fix for fix in report.fixes if "before the last layer" in fix.description]
+    return (preferred or list(report.fixes))[0].spec.decoder
+
+
+def _mirror_layers(
+    encoder: tuple[Layer, ...] | list[Layer], output_channels: int
+) -> tuple[Layer, ...]:
+    decoder: list[Layer] = []
+    convs = [layer for layer in encoder if isinstance(layer, (Conv, Deconv))]
+    widths = [layer.filters for layer in convs]
+    # The decoder's convolutions take the filter counts of the encoder's, walking back up.
+    reversed_widths = list(reversed(widths[:-1])) if len(widths) > 1 else widths[:]
+    width_iter = iter(reversed_widths)
+    last_width = widths[0] if widths else 16
+    for layer in reversed(encoder):
+        if isinstance(layer, Pool):
+            decoder.append(Upsample(size=layer.effective_strides))
+        elif isinstance(layer, (Conv, Deconv)):
+            width = next(width_iter, last_width)
+            if layer.strides != (1, 1):
+                decoder.append(
+                    Deconv(
+                        filters=width,
+                        kernel=layer.kernel,
+                        strides=layer.strides,
+                        padding="same",
+                        activation=layer.activation,
+                    )
+                )
+            else:
+                decoder.append(
+                    Conv(
+                        filters=width,
+                        kernel=layer.kernel,
+                        padding="same",
+                        activation=layer.activation,
+                    )
+                )
+        elif isinstance(layer, Crop):
+            decoder.append(Pad(amount=layer.amount))
+        elif isinstance(layer, Pad):
+            decoder.append(Crop(amount=layer.amount))
+        elif isinstance(layer, Upsample):
+            decoder.append(Pool(mode="avg", size=layer.size))
+        elif isinstance(layer, (BatchNorm, Dropout)):
+            decoder.append(layer)
+    decoder.append(Conv(filters=output_channels, kernel=(3, 3), activation="sigmoid"))
+    return tuple(decoder)
+
+
+def preset_classic() -> ArchitectureSpec:
+    """The classic Keras-blog network: a 7x7x1 code, 2,690 parameters."""
+    return ArchitectureSpec(
+        name="classic",
+        input_shape=(28, 28, 1),
+        encoder=(
+            Conv(16, (3, 3)),
+            Pool("max", (2, 2)),
+            Conv(8, (3, 3)),
+            Pool("max", (2, 2)),
+            Conv(1, (3, 3)),
+        ),
+        decoder=(
+            Conv(8, (3, 3)),
+            Upsample((2, 2)),
+            Conv(16, (3, 3)),
+            Upsample((2, 2)),
+            Conv(1, (1, 3), activation="sigmoid"),
+        ),
+    )
+
+
+def preset_keras_denoiser() -> ArchitectureSpec:
+    """The Keras denoising example: a 7x7x32 code and transposed convolutions, 28,353 parameters."""
+    return ArchitectureSpec(
+        name="keras-denoiser",
+        input_shape=(28, 28, 1),
+        encoder=(
+            Conv(32, (3, 3)),
+            Pool("max", (2, 2)),
+            Conv(32, (3, 3)),
+            Pool("max", (2, 2)),
+        ),
+        decoder=(
+            Deconv(32, (3, 3), strides=(2, 2)),
+            Deconv(32, (3, 3), strides=(2, 2)),
+            Conv(1, (3, 3), activation="sigmoid"),
+        ),
+    )
+
+
+def preset_deep() -> ArchitectureSpec:
+    """Three down-sampling stages (28 -> 14 -> 7 -> 4, a 4x4x4 code); the decoder crops 32 back to 28."""
+    return ArchitectureSpec(
+        name="deep",
+        input_shape=(28, 28, 1),
+        encoder=(
+            Conv(32, (3, 3)),
+            Pool("max", (2, 2)),
+            Conv(16, (3, 3)),
+            Pool("max", (2, 2)),
+            Conv(8, (3, 3)),
+            Pool("max", (2, 2)),
+            Conv(4, (3, 3)),
+        ),
+        decoder=(
+            Conv(8, (3, 3)),
+            Upsample((2, 2)),
+            Conv(16, (3, 3)),
+            Upsample((2, 2)),
+            Conv(32, (3, 3)),
+            Upsample((2, 2)),
+            Crop(((2, 2), (2, 2))),
+            Conv(1, (3, 3), activation="sigmoid"),
+        ),
+    )
+
+
+PRESETS = {
+    "classic": preset_classic,
+    "keras-denoiser": preset_keras_denoiser,
+    "deep": preset_deep,
+}
+
+
+def preset(name: str) -> ArchitectureSpec:
+    """A preset spec by name (classic, keras-denoiser, deep)."""
+    if name not in PRESETS:
+        raise SpecError(
+            f"unknown preset; choose one of {', '.join(PRESETS)}. Received: preset={name!r}"
+        )
+    return PRESETS[name]()
