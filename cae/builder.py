@@ -1,0 +1,176 @@
+"""Build Keras models from an ArchitectureSpec: ``encoder``, ``decoder`` and the autoencoder.
+
+The autoencoder is ``decoder(encoder(image))``: the two named sub-models share their weights with it,
+so ``autoencoder.get_layer("encoder")`` and ``get_layer("decoder")`` are the parts to use for encoding
+and decoding. TensorFlow/Keras are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cae.shapes import compute_shapes
+from cae.spec import (
+    ArchitectureSpec,
+    BatchNorm,
+    Conv,
+    Crop,
+    Deconv,
+    Dropout,
+    Layer,
+    Pad,
+    Pool,
+    Upsample,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+
+@dataclass
+class BuiltModel:
+    """The three models of one spec; ``autoencoder`` holds the other two as layers."""
+
+    spec: ArchitectureSpec | None
+    encoder: keras.Model
+    decoder: keras.Model
+    autoencoder: keras.Model
+
+
+def layer_name(part: str, index: int, layer: Layer) -> str:
+    """A unique, readable Keras layer name such as ``encoder_2_conv8_3x3``."""
+    if isinstance(layer, (Conv, Deconv)):
+        detail = f"{layer.type}{layer.filters}_{layer.kernel[0]}x{layer.kernel[1]}"
+    elif isinstance(layer, Pool):
+        detail = f"{layer.mode}pool{layer.size[0]}x{layer.size[1]}"
+    elif isinstance(layer, Upsample):
+        detail = f"upsample{layer.size[0]}x{layer.size[1]}"
+    else:
+        detail = layer.type
+    return f"{part}_{index}_{detail}"
+
+
+def make_keras_layer(layer: Layer, name: str) -> Any:
+    """The Keras layer for one spec layer."""
+    from keras import layers
+
+    if isinstance(layer, Conv):
+        return layers.Conv2D(
+            layer.filters,
+            layer.kernel,
+            strides=layer.strides,
+            padding=layer.padding,
+            activation=layer.activation,
+            name=name,
+        )
+    if isinstance(layer, Deconv):
+        return layers.Conv2DTranspose(
+            layer.filters,
+            layer.kernel,
+            strides=layer.strides,
+            padding=layer.padding,
+            output_padding=layer.output_padding,
+            activation=layer.activation,
+            name=name,
+        )
+    if isinstance(layer, Pool):
+        cls = layers.MaxPooling2D if layer.mode == "max" else layers.AveragePooling2D
+        return cls(pool_size=layer.size, strides=layer.strides, padding=layer.padding, name=name)
+    if isinstance(layer, Upsample):
+        return layers.UpSampling2D(size=layer.size, interpolation=layer.interpolation, name=name)
+    if isinstance(layer, Crop):
+        return layers.Cropping2D(cropping=layer.amount, name=name)
+    if isinstance(layer, Pad):
+        return layers.ZeroPadding2D(padding=layer.amount, name=name)
+    if isinstance(layer, BatchNorm):
+        return layers.BatchNormalization(name=name)
+    if isinstance(layer, Dropout):
+        return layers.Dropout(layer.rate, name=name)
+    raise TypeError(f"not a layer. Received: layer={layer!r}")
+
+
+def build(spec: ArchitectureSpec, *, require_match: bool = True) -> BuiltModel:
+    """Build encoder, decoder and autoencoder; raises ValueError for an impossible spec, or for a
+    decoder that does not come back to the input shape unless ``require_match`` is False."""
+    report = compute_shapes(spec)
+    if require_match and not report.matches:
+        fixes = "; ".join(fix.description for fix in report.fixes) or "change the decoder"
+        raise ValueError(
+            f"{report.problem} Suggested: {fixes}. "
+            f"Received: output_shape={report.output_shape}, input_shape={report.input_shape}"
+        )
+    import keras
+
+    image = keras.Input(shape=spec.input_shape, name="image")
+    x = image
+    for index, layer in enumerate(spec.encoder):
+        x = make_keras_layer(layer, layer_name("encoder", index, layer))(x)
+    encoder = keras.Model(image, x, name="encoder")
+
+    latent = keras.Input(shape=report.latent_shape, name="latent")
+    y = latent
+    for index, layer in enumerate(spec.decoder):
+        y = make_keras_layer(layer, layer_name("decoder", index, layer))(y)
+    decoder = keras.Model(latent, y, name="decoder")
+
+    autoencoder_input = keras.Input(shape=spec.input_shape, name="input_image")
+    autoencoder = keras.Model(
+        autoencoder_input, decoder(encoder(autoencoder_input)), name="autoencoder"
+    )
+    return BuiltModel(spec, encoder, decoder, autoencoder)
+
+
+def keras_rows(built: BuiltModel) -> list[dict[str, object]]:
+    """Keras's own output shapes and parameter counts, in the same form as ``LayerRow.as_dict``."""
+    rows: list[dict[str, object]] = []
+    for part, model in (("encoder", built.encoder), ("decoder", built.decoder)):
+        index = 0
+        for layer in model.layers:
+            if layer.__class__.__name__ == "InputLayer":
+                continue
+            shape = tuple(layer.output.shape[1:])
+            rows.append(
+                {
+                    "part": part,
+                    "index": index,
+                    "type": _spec_type(layer),
+                    "output_shape": [int(n) for n in shape],
+                    "params": int(layer.count_params()),
+                }
+            )
+            index += 1
+    return rows
+
+
+def _spec_type(layer: Any) -> str:
+    return {
+        "Conv2D": "conv",
+        "Conv2DTranspose": "deconv",
+        "MaxPooling2D": "pool",
+        "AveragePooling2D": "pool",
+        "UpSampling2D": "upsample",
+        "Cropping2D": "crop",
+        "ZeroPadding2D": "pad",
+        "BatchNormalization": "batchnorm",
+        "Dropout": "dropout",
+    }.get(layer.__class__.__name__, layer.__class__.__name__)
+
+
+def save_model(autoencoder: keras.Model, path: str | Path) -> None:
+    """Save the autoencoder (with its encoder and decoder inside) as a ``.keras`` file."""
+    autoencoder.save(str(path))
+
+
+def load_model(path: str | Path, spec: ArchitectureSpec | None = None) -> BuiltModel:
+    """Load a ``.keras`` autoencoder with Keras ``safe_mode`` and find its encoder and decoder.
+
+    The spec is not inside the ``.keras`` file; a run folder keeps it in spec.json beside it.
+    """
+    import keras
+
+    autoencoder = keras.models.load_model(str(path), compile=False, safe_mode=True)
+    encoder = autoencoder.get_layer("encoder")
+    decoder = autoencoder.get_layer("decoder")
+    return BuiltModel(spec, encoder, decoder, autoencoder)
