@@ -1,0 +1,210 @@
+"""ArchitectureSpec: JSON round trip, presets, validation messages."""
+
+import json
+
+import pytest
+
+from cae.shapes import compute_shapes
+from cae.spec import (
+    ArchitectureSpec,
+    Conv,
+    Crop,
+    Deconv,
+    Pool,
+    SpecError,
+    Upsample,
+    load_spec,
+    mirror,
+    preset,
+    preset_classic,
+)
+
+DESIGN_JSON = """
+{
+  "name": "classic",
+  "input_shape": [28, 28, 1],
+  "encoder": [
+    {"type": "conv", "filters": 16, "kernel": [3, 3], "padding": "same", "activation": "relu"},
+    {"type": "pool", "mode": "max", "size": [2, 2], "padding": "same"},
+    {"type": "conv", "filters": 8, "kernel": [3, 3], "padding": "same", "activation": "relu"},
+    {"type": "pool", "mode": "max", "size": [2, 2], "padding": "same"},
+    {"type": "conv", "filters": 1, "kernel": [3, 3], "padding": "same", "activation": "relu"}
+  ],
+  "decoder": [
+    {"type": "conv", "filters": 8, "kernel": [3, 3], "padding": "same", "activation": "relu"},
+    {"type": "upsample", "size": [2, 2]},
+    {"type": "conv", "filters": 16, "kernel": [3, 3], "padding": "same", "activation": "relu"},
+    {"type": "upsample", "size": [2, 2]},
+    {"type": "conv", "filters": 1, "kernel": [1, 3], "padding": "same", "activation": "sigmoid"}
+  ]
+}
+"""
+
+
+def test_design_json_loads_as_the_classic_preset():
+    assert ArchitectureSpec.from_json(DESIGN_JSON) == preset_classic()
+
+
+@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep"])
+def test_round_trip(name):
+    spec = preset(name)
+    assert ArchitectureSpec.from_dict(spec.to_dict()) == spec
+    assert ArchitectureSpec.from_json(spec.to_json()) == spec
+    assert json.loads(spec.to_json())["name"] == name
+
+
+def test_round_trip_of_every_layer_type():
+    data = {
+        "name": "all",
+        "input_shape": [32, 32, 3],
+        "encoder": [
+            {"type": "conv", "filters": 4, "kernel": 5, "strides": 2, "padding": "valid"},
+            {"type": "batchnorm"},
+            {"type": "dropout", "rate": 0.25},
+            {"type": "pool", "mode": "avg", "size": [2, 1], "strides": [1, 1], "padding": "valid"},
+            {"type": "pad", "amount": 1},
+            {"type": "crop", "amount": [[0, 1], [2, 0]]},
+        ],
+        "decoder": [
+            {"type": "deconv", "filters": 3, "kernel": [3, 2], "strides": 2, "output_padding": 1},
+            {"type": "upsample", "size": 2, "interpolation": "bilinear"},
+        ],
+    }
+    spec = ArchitectureSpec.from_dict(data)
+    assert ArchitectureSpec.from_dict(spec.to_dict()) == spec
+    assert spec.encoder[0] == Conv(4, (5, 5), (2, 2), "valid", "relu")
+    assert spec.encoder[4].amount == ((1, 1), (1, 1))
+    assert spec.encoder[5].amount == ((0, 1), (2, 0))
+    assert spec.decoder[0] == Deconv(3, (3, 2), (2, 2), "same", "relu", (1, 1))
+
+
+def test_defaults_follow_design():
+    spec = ArchitectureSpec.from_dict(
+        {
+            "input_shape": [28, 28],
+            "encoder": [{"type": "conv", "filters": 2}, {"type": "pool"}],
+            "decoder": [],
+        }
+    )
+    assert spec.input_shape == (28, 28, 1)
+    assert spec.encoder[0] == Conv(2, (3, 3), (1, 1), "same", "relu")
+    assert spec.encoder[1] == Pool("max", (2, 2), None, "same")
+    assert spec.encoder[1].effective_strides == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("layer", "where", "fragment"),
+    [
+        ({"type": "conv", "filters": 0}, "encoder[1]", "Received: filters=0"),
+        ({"type": "conv", "filters": 8, "kernel": [0, 3]}, "encoder[1]", "Received: kernel=[0, 3]"),
+        ({"type": "conv", "filters": "8"}, "encoder[1]", "Received: filters='8'"),
+        ({"type": "conv", "filters": 8, "bogus": 1}, "encoder[1]", "unknown key 'bogus'"),
+        (
+            {"type": "conv", "filters": 8, "activation": "magic"},
+            "encoder[1]",
+            "Received: activation='magic'",
+        ),
+        (
+            {"type": "conv", "filters": 8, "padding": "full"},
+            "encoder[1]",
+            "Received: padding='full'",
+        ),
+        ({"type": "conv", "filters": True}, "encoder[1]", "Received: filters=True"),
+        ({"type": "pool", "size": -2}, "encoder[1]", "Received: size=-2"),
+        ({"type": "dropout", "rate": 1.5}, "encoder[1]", "Received: rate=1.5"),
+        ({"type": "crop", "amount": [1, 2, 3]}, "encoder[1]", "Received: amount=[1, 2, 3]"),
+        ({"type": "dense", "units": 3}, "encoder[1]", "Received: type='dense'"),
+        ({"type": "conv", "filters": 100000}, "encoder[1]", "at most 1024 (limit)"),
+        ("conv", "encoder[1]", "a layer must be a JSON object"),
+    ],
+)
+def test_bad_layers_name_the_layer_and_the_value(layer, where, fragment):
+    data = preset_classic().to_dict()
+    data["encoder"][1] = layer
+    with pytest.raises(SpecError) as info:
+        ArchitectureSpec.from_dict(data)
+    message = str(info.value)
+    assert message.startswith(where), message
+    assert fragment in message
+    assert "Received:" in message
+
+
+def test_deconv_output_padding_must_be_below_strides():
+    data = preset_classic().to_dict()
+    data["decoder"][0] = {"type": "deconv", "filters": 8, "strides": 2, "output_padding": 2}
+    with pytest.raises(SpecError, match=r"decoder\[0\].*output_padding=2"):
+        ArchitectureSpec.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"input_shape": [28, -1, 1]}, "input_shape=[28, -1, 1]"),
+        ({"input_shape": "28x28"}, "input_shape='28x28'"),
+        ({"extra": 1}, "unknown key 'extra'"),
+        ({"encoder": []}, "'encoder' needs at least one layer"),
+        ({"decoder": {"type": "conv"}}, "'decoder' must be a list"),
+        ({"name": ""}, "'name' must be a non-empty string"),
+        ({"encoder": [{"type": "dropout"}] * 65}, "at most 64 layers (limit)"),
+    ],
+)
+def test_bad_top_level(patch, fragment):
+    data = preset_classic().to_dict() | patch
+    with pytest.raises(SpecError, match="Received") as info:
+        ArchitectureSpec.from_dict(data)
+    assert fragment in str(info.value)
+
+
+def test_malformed_json_is_a_value_error():
+    with pytest.raises(ValueError, match="not valid JSON"):
+        ArchitectureSpec.from_json("{not json")
+
+
+def test_kernel_larger_than_valid_input_is_rejected_naming_the_layer():
+    data = preset_classic().to_dict()
+    data["encoder"][4] = {"type": "conv", "filters": 1, "kernel": [9, 3], "padding": "valid"}
+    with pytest.raises(ValueError) as info:
+        load_spec(data)
+    assert str(info.value).startswith("encoder[4]")
+    assert "kernel=(9, 3)" in str(info.value)
+    assert "input=(7, 7)" in str(info.value)
+
+
+def test_presets_have_the_documented_sizes():
+    classic = compute_shapes(preset("classic"))
+    assert (classic.latent_shape, classic.total_params, classic.output_shape) == (
+        (7, 7, 1),
+        2690,
+        (28, 28, 1),
+    )
+    assert preset("classic").decoder[-1].kernel == (1, 3)
+    denoiser = compute_shapes(preset("keras-denoiser"))
+    assert (denoiser.latent_shape, denoiser.total_params) == ((7, 7, 32), 28353)
+    deep = compute_shapes(preset("deep"))
+    assert deep.matches
+    assert sum(isinstance(layer, Pool) for layer in preset("deep").encoder) == 3
+    assert any(isinstance(layer, Crop) for layer in preset("deep").decoder)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="Received: preset='nope'"):
+        preset("nope")
+
+
+@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep"])
+def test_mirror_returns_to_the_input_shape(name):
+    spec = preset(name)
+    mirrored = spec.with_layers(decoder=mirror(spec.encoder))
+    report = compute_shapes(mirrored)
+    assert report.matches, report.problem
+    assert isinstance(mirrored.decoder[-1], Conv) and mirrored.decoder[-1].activation == "sigmoid"
+
+
+def test_mirror_turns_strided_convs_into_transposed_ones():
+    encoder = (Conv(8, (3, 3), (2, 2)), Conv(4, (3, 3), (2, 2)))
+    decoder = mirror(encoder)
+    assert [type(layer) for layer in decoder] == [Deconv, Deconv, Conv]
+    assert decoder[0].filters == 8
+    spec = ArchitectureSpec("strided", (28, 28, 1), encoder, decoder)
+    assert compute_shapes(spec).matches
+    assert compute_shapes(spec.with_layers(decoder=(Upsample((4, 4)), Conv(1)))).matches
