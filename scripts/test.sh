@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run the whole test suite: installs Debian's chromium and Fashion-MNIST when missing, creates .venv,
+# installs requirements-dev.txt, then runs ruff and pytest (extra arguments go to pytest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium dataset-fashion-mnist >/dev/null
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/python -m ruff check .
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,69 @@
+"""Session-state keys and the shared page frame (title, icon, sidebar with the active design)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from cae.spec import ArchitectureSpec, preset
+
+SPEC_KEY = "active_spec"  # dict: the architecture being designed
+DATASET_KEY = "active_dataset"  # str: dataset name for training
+RUN_KEY = "active_run"  # str | None: run id shown on Results / Latent Editor
+
+DEFAULT_DATASET = "mnist-sample"
+
+
+def active_spec_dict() -> dict[str, Any]:
+    """The spec the user is designing, as plain data (the classic preset until they change it)."""
+    if SPEC_KEY not in st.session_state:
+        st.session_state[SPEC_KEY] = preset("classic").to_dict()
+    return st.session_state[SPEC_KEY]
+
+
+def active_spec() -> ArchitectureSpec | None:
+    """The active spec as an ArchitectureSpec, or None while it does not validate."""
+    try:
+        return ArchitectureSpec.from_dict(active_spec_dict())
+    except ValueError:
+        return None
+
+
+def set_active_spec(spec: ArchitectureSpec) -> None:
+    """Make a spec the active design (stored as a plain dict)."""
+    st.session_state[SPEC_KEY] = spec.to_dict()
+
+
+def active_dataset() -> str:
+    """The dataset chosen for training."""
+    return st.session_state.setdefault(DATASET_KEY, DEFAULT_DATASET)
+
+
+def page_frame(title: str, icon: str) -> None:
+    """Set the page config and draw the shared sidebar; call first on every page."""
+    st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=icon, layout="wide")
+    sidebar()
+
+
+def sidebar() -> None:
+    """The sidebar: the active design and dataset, at a glance on every page."""
+    from cae.shapes import compute_shapes
+
+    with st.sidebar:
+        st.markdown("### CAE Studio")
+        spec = active_spec()
+        if spec is None:
+            st.caption("Design: not valid yet — see Architecture.")
+            return
+        try:
+            report = compute_shapes(spec)
+        except ValueError:
+            st.caption(f"Design **{spec.name}**: a layer does not fit — see Architecture.")
+            return
+        code = "x".join(str(n) for n in report.latent_shape)
+        status = "✅" if report.matches else "⚠️ output shape differs"
+        st.caption(
+            f"Design **{spec.name}** · code {code} · {report.total_params:,} parameters {status}  \n"
+            f"Dataset **{active_dataset()}**"
+        )
