@@ -1,4 +1,5 @@
-"""CAE Studio home page: what the app does, the active design and dataset, and where to go next.
+"""CAE Studio entry point: the page list, and the home page (what the app does, the active design,
+dataset and run, where to go next).
 
 Imports no TensorFlow, so the first paint is fast.
 """
@@ -8,53 +9,65 @@ import streamlit as st
 from cae.shapes import compute_shapes
 from ui.state import active_dataset, active_spec, page_frame
 
-page_frame("Home", "🧩")
 
-st.title("🧩 CAE Studio")
-st.markdown(
-    "Design, train and explore **convolutional autoencoders** on small images, in your browser. "
-    "Every tensor's shape is computed as you type, training shows live progress, and the latent code "
-    "can be painted on and decoded on the spot."
-)
+def home() -> None:
+    """The home page."""
+    page_frame("Home", ":material/home:")
+    st.title("CAE Studio")
+    st.markdown(
+        "Design, train and explore **convolutional autoencoders** on small images, in your browser. "
+        "Every tensor's shape is computed as you type, training shows live progress, and the latent code "
+        "can be painted on and decoded on the spot."
+    )
 
-spec = active_spec()
-left, middle, right = st.columns(3)
-if spec is not None:
-    try:
-        report = compute_shapes(spec)
-    except ValueError as error:
-        left.metric("Design", spec.name)
-        left.caption(f"⚠️ {error}")
-    else:
-        left.metric("Design", spec.name, help="The architecture you are working on")
-        middle.metric(
-            "Latent code",
-            "x".join(str(n) for n in report.latent_shape),
-            f"{report.compression_ratio:.1f}x compression",
-            delta_color="off",
-        )
-        right.metric("Parameters", f"{report.total_params:,}")
-        if not report.matches:
-            st.warning(report.problem)
-st.caption(f"Dataset: **{active_dataset()}** (5,000 real MNIST digits, bundled — works offline).")
+    spec = active_spec()
+    left, middle, right = st.columns(3)
+    if spec is not None:
+        try:
+            report = compute_shapes(spec)
+        except ValueError as error:
+            left.metric("Design", spec.name)
+            left.caption(f"⚠️ {error}")
+        else:
+            left.metric("Design", spec.name, help="The architecture you are working on")
+            middle.metric(
+                "Latent code",
+                "x".join(str(n) for n in report.latent_shape),
+                f"{report.compression_ratio:.1f}x compression",
+                delta_color="off",
+            )
+            right.metric("Parameters", f"{report.total_params:,}")
+            if not report.matches:
+                st.warning(report.problem)
+    st.caption(
+        f"Dataset: **{active_dataset()}** (5,000 real MNIST digits, bundled — works offline)."
+    )
 
-st.subheader("How it works")
-st.markdown(
+    st.subheader("How it works")
+    st.markdown(
+        """
+    1. **Design** the network: filters, kernel sizes (non-square too), strides, padding, pooling,
+       up-sampling or transposed convolution. Shapes, parameter counts and the formulas behind them
+       update at once; a decoder that does not come back to the input shape gets a one-click fix.
+    2. **Train** it on MNIST, Fashion-MNIST or your own images, with live loss curves and
+       reconstructions, and stop whenever you like.
+    3. **Compare** runs: original-versus-reconstructed grids, error maps, MSE, PSNR and SSIM.
+    4. **Edit the latent code**: paint on the 7x7 code of the classic network or type numbers,
+       and watch it decoded in place.
     """
-1. **Design** the network: filters, kernel sizes (non-square too), strides, padding, pooling,
-   up-sampling or transposed convolution. Shapes, parameter counts and the formulas behind them
-   update at once; a decoder that does not come back to the input shape gets a one-click fix.
-2. **Train** it on MNIST, Fashion-MNIST or your own images, with live loss curves and
-   reconstructions, and stop whenever you like.
-3. **Compare** runs: original-versus-reconstructed grids, error maps, MSE, PSNR and SSIM.
-4. **Edit the latent code**: paint on the 7x7 code of the classic network or type numbers,
-   and watch it decoded in place.
-"""
-)
+    )
 
-st.subheader("Start from the command line too")
-st.code(
-    "python -m cae shapes --preset classic        # the shape table of the classic network\n"
-    "python -m cae shapes --spec my_net.json --keras   # Keras's own shapes for your design",
-    language="bash",
-)
+    st.subheader("Start from the command line too")
+    st.code(
+        "python -m cae shapes --preset classic        # the shape table of the classic network\n"
+        "python -m cae shapes --spec my_net.json --keras   # Keras's own shapes for your design",
+        language="bash",
+    )
+
+
+PAGES = [
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Architecture.py", title="Architecture", icon=":material/account_tree:"),
+]
+
+st.navigation(PAGES).run()

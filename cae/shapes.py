@@ -406,7 +406,18 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
                         ),
                     )
                 )
-    # 2b. One up-sampling too few: insert one before the last layer.
+    # 2b. A 'valid' convolution shrank the image: make it 'same'.
+    if d_h or d_w:
+        for part in ("encoder", "decoder"):
+            for index, layer in enumerate(getattr(base, part)):
+                if isinstance(layer, (Conv, Deconv)) and layer.padding == "valid":
+                    candidates.append(
+                        Fix(
+                            f"{part}[{index}]: use padding 'same'",
+                            _replace_layer(base, part, index, replace(layer, padding="same")),
+                        )
+                    )
+    # 2c. One up-sampling too few: insert one before the last layer.
     if (
         0 < out_h < target_h
         and 0 < out_w < target_w

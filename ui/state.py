@@ -62,8 +62,8 @@ def sidebar() -> None:
             st.caption(f"Design **{spec.name}**: a layer does not fit — see Architecture.")
             return
         code = "x".join(str(n) for n in report.latent_shape)
-        status = "✅" if report.matches else "⚠️ output shape differs"
+        status = "" if report.matches else " · :orange[output shape differs]"
         st.caption(
-            f"Design **{spec.name}** · code {code} · {report.total_params:,} parameters {status}  \n"
+            f"Design **{spec.name}** · code {code} · {report.total_params:,} parameters{status}  \n"
             f"Dataset **{active_dataset()}**"
         )

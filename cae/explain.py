@@ -1,0 +1,138 @@
+"""The ideas behind each layer, explained with the user's own network and numbers (Markdown text).
+
+Pure Python: these texts are computed from a ShapeReport, so the Architecture page can show them
+without TensorFlow.
+"""
+
+from __future__ import annotations
+
+from cae.shapes import LayerRow, ShapeReport
+from cae.spec import Conv, Crop, Deconv, Layer, Pad, Pool, Upsample
+
+
+def _layer(report: ShapeReport, row: LayerRow) -> Layer:
+    return getattr(report.spec, row.part)[row.index]
+
+
+def _first(report: ShapeReport, kinds: tuple[type, ...]) -> tuple[LayerRow, Layer] | None:
+    for row in report.rows:
+        layer = _layer(report, row)
+        if isinstance(layer, kinds):
+            return row, layer
+    return None
+
+
+def _hw(shape: tuple[int, ...]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def explain_convolution(report: ShapeReport) -> str:
+    """What a convolution computes, with the first convolution of the network."""
+    found = _first(report, (Conv,))
+    if found is None:
+        return "This network has no convolution yet: add one to see how it works."
+    row, layer = found
+    kh, kw = layer.kernel
+    cin = row.input_shape[2]
+    weights = kh * kw * cin
+    text = (
+        f"**{row.location}** slides a {kh}x{kw} window over its {_hw(row.input_shape)}x{cin} input. "
+        f"At each position it multiplies the {kh}x{kw}x{cin} = {weights} input values under the window by "
+        f"{weights} weights, adds them up with a bias and applies `{layer.activation}`: that is one output "
+        f"value. It does this with {layer.filters} different kernels, giving {layer.filters} channels, so "
+        f"the layer learns {weights} x {layer.filters} weights + {layer.filters} biases = "
+        f"**{row.params:,} parameters** ({row.params_formula}).\n\n"
+        f"Output size: {row.formula}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}."
+    )
+    if layer.strides != (1, 1):
+        text += (
+            f" With strides {layer.strides[0]}x{layer.strides[1]} the window jumps "
+            f"{layer.strides[0]} rows and {layer.strides[1]} columns at a time, which down-samples."
+        )
+    return text
+
+
+def explain_padding(report: ShapeReport) -> str:
+    """What 'same' and 'valid' padding do at the border, with the first convolution."""
+    found = _first(report, (Conv, Deconv))
+    if found is None:
+        return "Padding matters for convolutions; this network has none yet."
+    row, layer = found
+    kh, kw = layer.kernel
+    n_h, n_w = row.input_shape[0], row.input_shape[1]
+    valid_h, valid_w = n_h - kh + 1, n_w - kw + 1
+    extra_h, extra_w = kh - 1, kw - 1
+    return (
+        f"A {kh}x{kw} kernel centred on a border pixel hangs over the edge. With **'valid'** padding the "
+        f"window only visits positions where it fits: a {n_h}x{n_w} input gives "
+        f"({n_h} - {kh} + 1) x ({n_w} - {kw} + 1) = {valid_h}x{valid_w}. With **'same'** padding Keras adds "
+        f"{extra_h} row(s) and {extra_w} column(s) of zeros around the border "
+        f"({extra_h // 2} on top, {extra_h - extra_h // 2} at the bottom; {extra_w // 2} left, "
+        f"{extra_w - extra_w // 2} right), so with stride 1 the output keeps the input's {n_h}x{n_w}. "
+        f"{row.location} uses **'{layer.padding}'**: {row.formula}."
+    )
+
+
+def explain_pooling(report: ShapeReport) -> str:
+    """What max/average pooling keeps, with the first pooling layer."""
+    found = _first(report, (Pool,))
+    if found is None:
+        return "This network does not pool; strided convolutions or none at all also work."
+    row, layer = found
+    ph, pw = layer.size
+    sh, sw = layer.effective_strides
+    kept = "the largest" if layer.mode == "max" else "the average"
+    return (
+        f"**{row.location}** cuts each channel into {ph}x{pw} windows (stepping {sh}x{sw}) and keeps "
+        f"{kept} of the {ph * pw} values in each: {_hw(row.input_shape)} becomes "
+        f"{_hw(row.output_shape)} ({row.formula}). It has no weights, keeps the channel count "
+        f"({row.output_shape[2]}), and throws away {100 * (1 - 1 / (sh * sw)):.0f}% of the positions: "
+        "this is where the encoder squeezes the image. With 'same' padding an odd side is rounded "
+        "up (7 -> 4), which the decoder must undo by cropping."
+    )
+
+
+def explain_upsampling(report: ShapeReport) -> str:
+    """What up-sampling and transposed convolution ("deconvolution") do, with the decoder's layers."""
+    parts: list[str] = []
+    up = _first(report, (Upsample,))
+    if up is not None:
+        row, layer = up
+        how = (
+            "repeats each value" if layer.interpolation == "nearest" else "interpolates bilinearly"
+        )
+        parts.append(
+            f"**{row.location}** (up-sampling) {how} to fill a {layer.size[0]}x{layer.size[1]} block: "
+            f"{_hw(row.input_shape)} becomes {_hw(row.output_shape)} ({row.formula}). No weights: the "
+            "convolution after it learns to sharpen the blocky result."
+        )
+    deconv = _first(report, (Deconv,))
+    if deconv is not None:
+        row, layer = deconv
+        parts.append(
+            f"**{row.location}** (transposed convolution, often called deconvolution) spreads each input "
+            f"value over a {layer.kernel[0]}x{layer.kernel[1]} patch of the output, scaled by learned "
+            f"weights, stepping {layer.strides[0]}x{layer.strides[1]}; overlapping patches add up. "
+            f"Output size: {row.formula}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}, "
+            f"with {row.params:,} parameters ({row.params_formula})."
+        )
+    if not parts:
+        return (
+            "This decoder neither up-samples nor uses transposed convolutions, so it cannot grow the "
+            "code back to the image size unless the code already has it."
+        )
+    return "\n\n".join(parts)
+
+
+def explain_cropping(report: ShapeReport) -> str:
+    """What crop and zero-padding layers do, if the network has any."""
+    found = _first(report, (Crop, Pad))
+    if found is None:
+        return ""
+    row, layer = found
+    verb = "removes" if isinstance(layer, Crop) else "adds zeros for"
+    (top, bottom), (left, right) = layer.amount
+    return (
+        f"**{row.location}** {verb} {top} row(s) at the top, {bottom} at the bottom, {left} column(s) at "
+        f"the left and {right} at the right: {row.formula}."
+    )

@@ -1,0 +1,197 @@
+"""Plotly figures (no streamlit): the shape diagram, image grids, loss curves, heatmaps.
+
+plotly is imported inside each function so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
+
+    from cae.shapes import ShapeReport
+
+ENCODER_COLOUR = "#4F46E5"
+LATENT_COLOUR = "#DB2777"
+DECODER_COLOUR = "#0D9488"
+INPUT_COLOUR = "#6B7280"
+
+
+def shape_diagram(report: ShapeReport) -> go.Figure:
+    """Each tensor as a block: height by spatial size, width by channel count; the code highlighted."""
+    import plotly.graph_objects as go
+
+    tensors = [("input", "Input", report.input_shape, 0, INPUT_COLOUR)]
+    encoder_rows = [row for row in report.rows if row.part == "encoder"]
+    for row in report.rows:
+        colour = ENCODER_COLOUR if row.part == "encoder" else DECODER_COLOUR
+        if row.part == "encoder" and row is encoder_rows[-1]:
+            colour = LATENT_COLOUR
+        tensors.append((row.location, row.label, row.output_shape, row.params, colour))
+
+    max_side = max(max(shape[0], shape[1]) for _, _, shape, _, _ in tensors)
+    max_channels = max(shape[2] for _, _, shape, _, _ in tensors)
+    fig = go.Figure()
+    x = 0.0
+    for location, label, shape, params, colour in tensors:
+        height = shape[0] / max_side
+        width = 0.25 + 0.75 * math.log2(1 + shape[2]) / math.log2(1 + max_channels)
+        fig.add_shape(
+            type="rect",
+            x0=x,
+            x1=x + width,
+            y0=-height / 2,
+            y1=height / 2,
+            fillcolor=colour,
+            opacity=0.85,
+            line={"color": "white", "width": 1},
+        )
+        dims = "x".join(str(n) for n in shape)
+        # Neighbouring labels alternate between two heights so they never overlap.
+        label_y = height / 2 + (0.08 if len(fig.layout.shapes) % 2 else 0.2)
+        fig.add_trace(
+            go.Scatter(
+                x=[x + width / 2],
+                y=[label_y],
+                mode="text",
+                text=[dims],
+                textfont={"size": 11},
+                hovertext=[f"{location}: {label}<br>output {dims}<br>{params:,} parameters"],
+                hoverinfo="text",
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[x + width / 2],
+                y=[-height / 2 - 0.1],
+                mode="text",
+                text=[location.replace("encoder", "enc").replace("decoder", "dec")],
+                textfont={"size": 9, "color": "#6B7280"},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        x += width + 0.35
+    for name, colour in (
+        ("encoder", ENCODER_COLOUR),
+        ("code", LATENT_COLOUR),
+        ("decoder", DECODER_COLOUR),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                marker={"size": 12, "color": colour, "symbol": "square"},
+                name=name,
+            )
+        )
+    fig.update_layout(
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis={"visible": False, "range": [-0.6, x + 0.2]},
+        yaxis={"visible": False, "range": [-0.7, 0.85]},
+        plot_bgcolor="white",
+        legend={"orientation": "h", "y": -0.02, "x": 0, "yanchor": "top"},
+        title={
+            "text": "Tensor shapes (block height: spatial size; width: channels)",
+            "font": {"size": 13},
+        },
+    )
+    return fig
+
+
+def image_grid(
+    rows: list[np.ndarray], row_titles: list[str], *, cell_titles: list[str] | None = None
+) -> go.Figure:
+    """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one heatmap figure, pixels kept sharp."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    count = max(len(images) for images in rows)
+    fig = make_subplots(
+        rows=len(rows),
+        cols=count,
+        horizontal_spacing=0.01,
+        vertical_spacing=0.04,
+        subplot_titles=cell_titles,
+    )
+    for r, images in enumerate(rows, start=1):
+        for c, image in enumerate(images, start=1):
+            image = np.asarray(image)
+            if image.ndim == 3 and image.shape[-1] == 3:
+                fig.add_trace(
+                    go.Image(z=(np.clip(image, 0, 1) * 255).astype(np.uint8)), row=r, col=c
+                )
+            else:
+                plane = image[..., 0] if image.ndim == 3 else image
+                fig.add_trace(
+                    go.Heatmap(z=plane[::-1], colorscale="gray_r", zmin=0, zmax=1, showscale=False),
+                    row=r,
+                    col=c,
+                )
+        fig.update_yaxes(title_text=row_titles[r - 1], row=r, col=1)
+    fig.update_xaxes(visible=False, showticklabels=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor=None)
+    fig.update_layout(
+        height=170 * len(rows), margin={"l": 40, "r": 5, "t": 25, "b": 5}, plot_bgcolor="white"
+    )
+    return fig
+
+
+def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
+    """Training and validation loss per epoch, one colour per run, validation dashed."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    fig = go.Figure()
+    for index, (name, history) in enumerate(histories.items()):
+        colour = qualitative.Plotly[index % len(qualitative.Plotly)]
+        for key, dash in (("loss", "solid"), ("val_loss", "dash")):
+            values = history.get(key) or []
+            if values:
+                fig.add_trace(
+                    go.Scatter(
+                        x=list(range(1, len(values) + 1)),
+                        y=values,
+                        mode="lines+markers",
+                        name=f"{name} {'train' if key == 'loss' else 'validation'}",
+                        line={"color": colour, "dash": dash},
+                    )
+                )
+    fig.update_layout(
+        height=320,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="epoch",
+        yaxis_title="loss",
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def heatmap(
+    values: np.ndarray,
+    *,
+    title: str = "",
+    colorscale: str = "Viridis",
+    zmin: float | None = None,
+    zmax: float | None = None,
+    zmid: float | None = None,
+) -> go.Figure:
+    """One 2-D array as a heatmap with the first row on top and square cells."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(
+        go.Heatmap(z=np.asarray(values), colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid)
+    )
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(
+        height=300, margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5}, title=title or None
+    )
+    return fig

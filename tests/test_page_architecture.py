@@ -1,0 +1,115 @@
+"""AppTest of the Architecture page: edit layers, see shapes change, apply suggested fixes."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae.spec import ArchitectureSpec, preset
+from ui.state import SPEC_KEY
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Architecture.py")
+
+
+def widget(collection, prefix):
+    matches = [item for item in collection if item.key and item.key.startswith(prefix)]
+    assert matches, f"no widget with a key starting {prefix!r}"
+    return matches[0]
+
+
+def table_rows(app):
+    frame = app.dataframe[0].value
+    return frame.to_dict("records")
+
+
+@pytest.fixture
+def app():
+    page = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not page.exception
+    return page
+
+
+def test_classic_design_shows_shapes_formulas_and_totals(app):
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Latent code"] == "7x7x1"
+    assert metrics["Parameters"] == "2,690"
+    assert metrics["Compression"] == "16.0x"
+    rows = table_rows(app)
+    assert len(rows) == 10
+    assert rows[1]["shape formula"] == "same: ceil(28 / 2) = 14"
+    assert rows[0]["parameter formula"] == "3*3*1*16 + 16 = 160"
+    assert any("can be trained" in item.value for item in app.success)
+
+
+def test_editing_filters_and_kernel_updates_the_table(app):
+    widget(app.number_input, "arch_encoder_0_filters").set_value(32).run()
+    assert not app.exception
+    rows = table_rows(app)
+    assert rows[0]["output"] == "28x28x32"
+    assert rows[0]["params"] == 3 * 3 * 1 * 32 + 32
+    widget(app.number_input, "arch_encoder_0_kernel").set_value(5).run()  # kernel height
+    rows = table_rows(app)
+    assert rows[0]["params"] == 5 * 3 * 1 * 32 + 32
+    assert rows[0]["type"].startswith("Conv 32 5x3")
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].kernel == (5, 3)
+
+
+def test_valid_padding_mismatch_offers_a_fix_that_works(app):
+    widget(app.selectbox, "arch_encoder_2_padding").set_value("valid").run()
+    assert not app.exception
+    assert app.warning, "a mismatch warning is expected"
+    assert "Shape mismatch" in app.warning[0].value
+    fixes = [button for button in app.button if button.key.startswith("arch_fix_")]
+    assert fixes
+    fixes[0].click().run()
+    assert not app.exception
+    assert not app.warning
+    assert any("can be trained" in item.value for item in app.success)
+    assert any("(28x28x1)" in item.value for item in app.success)
+
+
+def test_impossible_layer_names_the_layer_and_offers_a_fix(app):
+    widget(app.selectbox, "arch_encoder_4_padding").set_value("valid").run()
+    widget(app.number_input, "arch_encoder_4_kernel").set_value(9).run()
+    assert not app.exception
+    assert "encoder[4]" in app.error[0].value and "kernel 9x3" in app.error[0].value
+    fix = [button for button in app.button if button.key.startswith("arch_fix_layer_")][0]
+    fix.click().run()
+    assert not app.error
+
+
+def test_add_remove_move_and_mirror(app):
+    app.selectbox(key="arch_add_type_decoder").set_value("upsample").run()
+    app.button(key="arch_add_decoder").click().run()
+    assert len(table_rows(app)) == 11
+    assert table_rows(app)[-1]["output"] == "56x56x1"
+    remove = widget(app.button, "arch_decoder_5_remove")
+    remove.click().run()
+    assert len(table_rows(app)) == 10
+    widget(app.button, "arch_encoder_1_down").click().run()  # pool below the second conv
+    spec = ArchitectureSpec.from_dict(app.session_state[SPEC_KEY])
+    assert spec.encoder[1].type == "conv" and spec.encoder[2].type == "pool"
+    app.button(key="arch_mirror").click().run()
+    assert not app.exception
+    spec = ArchitectureSpec.from_dict(app.session_state[SPEC_KEY])
+    assert spec.decoder[-1].activation == "sigmoid"
+    assert any("(28x28x1)" in item.value for item in app.success)
+
+
+def test_preset_switch_to_transposed_convolutions(app):
+    app.selectbox(key="arch_preset").set_value("keras-denoiser").run()
+    app.button(key="arch_load_preset").click().run()
+    assert {metric.label: metric.value for metric in app.metric}["Parameters"] == "28,353"
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]) == preset("keras-denoiser")
+    # change an up-sampling layer's type in the classic network to a transposed convolution
+    app.selectbox(key="arch_preset").set_value("classic").run()
+    app.button(key="arch_load_preset").click().run()
+    widget(app.selectbox, "arch_decoder_1_type").set_value("deconv").run()
+    assert not app.exception
+    assert table_rows(app)[6]["type"].startswith("Deconv 8 3x3 stride 2x2")
+
+
+def test_explanations_use_the_users_numbers(app):
+    texts = " ".join(block.value for block in app.markdown)
+    assert "3x3x1 = 9" in texts
+    assert "ceil(28 / 2) = 14" in texts
