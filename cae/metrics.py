@@ -1,0 +1,158 @@
+"""Reconstruction quality: MSE, MAE, PSNR and SSIM per image and in aggregate, in numpy only.
+
+Images are float arrays in [0, 1] shaped (N, H, W, C); ``a`` is usually the original and ``b`` the
+reconstruction. Every per-image metric returns a float64 array of length N. SSIM is Wang et al.'s,
+computed the way ``tf.image.ssim`` computes it (11x11 Gaussian window, sigma 1.5, K1=0.01, K2=0.03,
+'valid' filtering, mean over the map, then over channels), so the numbers match TensorFlow's.
+No TensorFlow import here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+_SSIM_CHUNK = 512  # images per block, to bound memory on big test sets
+
+
+def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Both image batches as float64 (N, H, W, C) arrays of the same shape, or ValueError."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(
+            f"The two image batches must have the same shape. Received: a.shape={x.shape}, "
+            f"b.shape={y.shape}"
+        )
+    if x.ndim != 4:
+        raise ValueError(
+            f"Images must be an array of shape (N, H, W, C). Received: a.shape={x.shape}, "
+            f"b.shape={y.shape}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"There are no images to compare. Received: a.shape={x.shape}")
+    return x, y
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean squared error of each image pair, shape (N,)."""
+    x, y = _pair(a, b)
+    return np.mean(np.square(x - y), axis=(1, 2, 3))
+
+
+def mae(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute error of each image pair, shape (N,)."""
+    x, y = _pair(a, b)
+    return np.mean(np.abs(x - y), axis=(1, 2, 3))
+
+
+def _psnr_from_mse(values: np.ndarray, max_value: float) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(
+            values > 0, 10.0 * np.log10(max_value**2 / np.maximum(values, 1e-300)), np.inf
+        )
+
+
+def _check_max_value(max_value: float) -> float:
+    if isinstance(max_value, bool) or not np.isfinite(max_value) or max_value <= 0:
+        raise ValueError(f"max_value must be a positive number. Received: max_value={max_value!r}")
+    return float(max_value)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> np.ndarray:
+    """Peak signal-to-noise ratio in dB of each pair, 10*log10(max^2/MSE); identical images give
+    ``np.inf`` (an MSE of 0 has no finite PSNR)."""
+    max_value = _check_max_value(max_value)
+    return _psnr_from_mse(mse(a, b), max_value)
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """The normalised 1-D Gaussian of the SSIM window (the 2-D window is its outer product)."""
+    coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-0.5 * np.square(coords) / sigma**2)
+    return g / g.sum()
+
+
+def _filter_valid(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Separable 'valid' filtering of (N, H, W, C) over H and W with the 1-D kernel ``g``."""
+    k = g.shape[0]
+    h_out = x.shape[1] - k + 1
+    w_out = x.shape[2] - k + 1
+    rows = g[0] * x[:, 0:h_out]
+    for j in range(1, k):
+        rows = rows + g[j] * x[:, j : j + h_out]
+    out = g[0] * rows[:, :, 0:w_out]
+    for j in range(1, k):
+        out = out + g[j] * rows[:, :, j : j + w_out]
+    return out
+
+
+def ssim_window_size(height: int, width: int) -> int:
+    """The window side used for images of this size: 11, or the smaller side when below 11."""
+    return int(min(SSIM_WINDOW, height, width))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> np.ndarray:
+    """Structural similarity of each pair, shape (N,), matching ``tf.image.ssim(a, b, max_value)``.
+
+    Images smaller than 11 pixels on a side, which ``tf.image.ssim`` refuses, use a window shrunk
+    to the smaller side (same sigma): the result then equals ``tf.image.ssim(..., filter_size=n)``.
+    """
+    max_value = _check_max_value(max_value)
+    x, y = _pair(a, b)
+    g = gaussian_window(ssim_window_size(x.shape[1], x.shape[2]))
+    c1 = (SSIM_K1 * max_value) ** 2
+    c2 = (SSIM_K2 * max_value) ** 2
+    out = np.empty(x.shape[0], dtype=np.float64)
+    for start in range(0, x.shape[0], _SSIM_CHUNK):
+        xs = x[start : start + _SSIM_CHUNK]
+        ys = y[start : start + _SSIM_CHUNK]
+        mu_x = _filter_valid(xs, g)
+        mu_y = _filter_valid(ys, g)
+        num0 = 2.0 * mu_x * mu_y
+        den0 = np.square(mu_x) + np.square(mu_y)
+        luminance = (num0 + c1) / (den0 + c1)
+        num1 = 2.0 * _filter_valid(xs * ys, g)
+        den1 = _filter_valid(np.square(xs) + np.square(ys), g)
+        contrast_structure = (num1 - num0 + c2) / (den1 - den0 + c2)
+        per_channel = np.mean(luminance * contrast_structure, axis=(1, 2))
+        out[start : start + len(xs)] = per_channel.mean(axis=-1)
+    return out
+
+
+def error_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel squared error averaged over channels, float32 of shape (N, H, W)."""
+    x, y = _pair(a, b)
+    return np.mean(np.square(x - y), axis=-1).astype(np.float32)
+
+
+def per_image(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> dict[str, np.ndarray]:
+    """Every metric per image: ``{"mse", "mae", "psnr", "ssim"}`` -> arrays of shape (N,)."""
+    max_value = _check_max_value(max_value)
+    errors = mse(a, b)
+    return {
+        "mse": errors,
+        "mae": mae(a, b),
+        "psnr": _psnr_from_mse(errors, max_value),
+        "ssim": ssim(a, b, max_value),
+    }
+
+
+def summarize(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> dict[str, float]:
+    """Aggregate metrics as plain floats: the means of per-image MSE, MAE and SSIM, and the PSNR
+    of the mean MSE (not the mean of per-image PSNRs, which one perfect image would make infinite);
+    ``psnr`` is ``inf`` only when every image is reproduced exactly."""
+    values = per_image(a, b, max_value)
+    mean_mse = float(np.mean(values["mse"]))
+    return {
+        "mse": mean_mse,
+        "mae": float(np.mean(values["mae"])),
+        "psnr": float(_psnr_from_mse(np.array(mean_mse), max_value)),
+        "ssim": float(np.mean(values["ssim"])),
+    }
