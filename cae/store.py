@@ -1,0 +1,655 @@
+"""Saved runs in ``models/<run-id>/``: save atomically, list from JSON alone, load, delete.
+
+A run folder holds ``spec.json``, ``train.json`` (the training config plus ``name`` and ``created``),
+``history.json`` (per-epoch metrics), ``metrics.json`` (test-set metrics), ``latent.json`` (optional,
+``cae.latent.latent_statistics``), ``model.keras`` and, written last, ``run.json`` (the format
+marker). ``save_run`` writes everything into ``root/.tmp-<random>`` and renames that folder into
+place in one step, so a crash leaves at most a hidden ``.tmp-*`` folder, never half a run; a folder
+without ``run.json`` is an incomplete run and lists as broken.
+
+Listing reads JSON only (importing this module and calling ``list_runs`` never imports TensorFlow);
+loading uses Keras ``safe_mode``. Run ids given as strings must be plain folder names inside the
+root: anything like ``../x`` is refused. The root is ``$CAE_MODELS_DIR`` or ``<repo>/models``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cae.spec import ArchitectureSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from cae.builder import BuiltModel
+
+FORMAT_VERSION = 1
+SPEC_FILE = "spec.json"
+TRAIN_FILE = "train.json"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+LATENT_FILE = "latent.json"
+MODEL_FILE = "model.keras"
+MARKER_FILE = "run.json"
+JSON_FILES = (MARKER_FILE, SPEC_FILE, TRAIN_FILE, HISTORY_FILE, METRICS_FILE, LATENT_FILE)
+TMP_PREFIX = ".tmp-"
+MAX_SLUG_LENGTH = 48
+MAX_RUN_ID_LENGTH = 128
+STALE_TMP_SECONDS = 24 * 3600
+
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"com{i}" for i in range(10)] + [f"lpt{i}" for i in range(10)]
+)
+# Keras saving and loading touch process-wide state; one at a time from this module.
+_KERAS_LOCK = threading.RLock()
+
+
+class RunError(ValueError):
+    """A run that does not exist, is broken, or cannot be loaded."""
+
+    def __init__(self, message: str, run_id: str | None = None, reason: str | None = None):
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the run list shows, read from a run folder's JSON files only."""
+
+    run_id: str
+    path: Path
+    name: str
+    created: str | None
+    dataset: str | None
+    epochs: int
+    spec_name: str | None
+    params: int | None
+    latent_shape: tuple[int, ...] | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    broken: str | None = None
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the folder is a complete, loadable-looking run."""
+        return self.broken is None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (for session state, the CLI and tables)."""
+        return {
+            "run_id": self.run_id,
+            "path": str(self.path),
+            "name": self.name,
+            "created": self.created,
+            "dataset": self.dataset,
+            "epochs": self.epochs,
+            "spec_name": self.spec_name,
+            "params": self.params,
+            "latent_shape": None if self.latent_shape is None else list(self.latent_shape),
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "metrics": dict(self.metrics),
+            "broken": self.broken,
+            "ok": self.ok,
+        }
+
+
+@dataclass
+class LoadedRun:
+    """A loaded run: its info, spec, Keras models (``built.encoder`` / ``decoder`` /
+    ``autoencoder``) and JSON records."""
+
+    info: RunInfo
+    spec: ArchitectureSpec
+    built: BuiltModel
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    train_config: dict[str, Any]
+    latent_stats: dict[str, Any] | None
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (its folder name)."""
+        return self.info.run_id
+
+
+# --------------------------------------------------------------------------------------------
+# Paths and ids
+
+
+def models_dir() -> Path:
+    """The runs root: ``$CAE_MODELS_DIR`` when set, else ``models/`` beside the ``cae`` package."""
+    env = os.environ.get("CAE_MODELS_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "models"
+
+
+def _root(root: str | os.PathLike[str] | None) -> Path:
+    return models_dir() if root is None else Path(root)
+
+
+def safe_run_id(name: str) -> str:
+    """The file-name-safe slug of a run name: lowercase ASCII letters, digits and ``-``, at most
+    48 characters, never empty (``run``) and never a Windows device name (``con`` -> ``con-run``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"A run name must be a string. Received: name={name!r}")
+    text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii").lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+    slug = slug[:MAX_SLUG_LENGTH].rstrip("-") or "run"
+    if slug in _WINDOWS_RESERVED:
+        slug = f"{slug}-run"
+    return slug
+
+
+def new_run_id(name: str, now: datetime | None = None) -> str:
+    """A fresh id: ``<slug>-YYYYmmdd-HHMMSS-<6 random hex>``."""
+    now = datetime.now() if now is None else now
+    return f"{safe_run_id(name)}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it is a plain folder name (letters, digits, ``-``, ``_``, ``.``; no
+    ``..``, no separators, not hidden, not a Windows device name), else raise ValueError."""
+    if not isinstance(run_id, str):
+        raise TypeError(f"A run id must be a string. Received: run_id={run_id!r}")
+    stem = run_id.split(".", 1)[0].lower()
+    if (
+        not _RUN_ID_RE.fullmatch(run_id)
+        or ".." in run_id
+        or len(run_id) > MAX_RUN_ID_LENGTH
+        or stem in _WINDOWS_RESERVED
+    ):
+        raise ValueError(
+            "A run id must be a plain folder name: letters, digits, '-', '_' and '.', starting "
+            f"with a letter or digit, no '..', at most {MAX_RUN_ID_LENGTH} characters. "
+            f"Received: run_id={run_id!r}"
+        )
+    return run_id
+
+
+def resolve_run_path(
+    run: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> Path:
+    """The folder of a run: a string is a run id inside ``root`` (path traversal is refused);
+    a ``pathlib.Path`` (any ``os.PathLike``) is taken as the run folder itself."""
+    if isinstance(run, os.PathLike):
+        return Path(run)
+    return _root(root) / check_run_id(run)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _load_json(path: Path) -> tuple[Any, str | None]:
+    """(data, None) or (None, reason) for one JSON file of a run."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except (OSError, UnicodeDecodeError) as error:
+        return None, f"{path.name} cannot be read ({error})"
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        return None, f"{path.name} is not valid JSON ({error})"
+    if not isinstance(data, dict):
+        return None, f"{path.name} must hold a JSON object, not {type(data).__name__}"
+    return data, None
+
+
+def _check_model_archive(path: Path) -> str | None:
+    """Cheap check, without TensorFlow, that model.keras is a Keras zip archive."""
+    if not path.is_file():
+        return f"{MODEL_FILE} is missing"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        return f"{MODEL_FILE} is not a valid Keras archive ({error})"
+    if "config.json" not in names:
+        return f"{MODEL_FILE} is not a valid Keras archive (no config.json inside)"
+    return None
+
+
+def _history_epochs(history: dict[str, Any]) -> int:
+    lengths = [len(values) for values in history.values() if isinstance(values, list)]
+    return max(lengths, default=0)
+
+
+def _check_history(history: dict[str, Any]) -> str | None:
+    for key, values in history.items():
+        if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            return f"{HISTORY_FILE}: {key!r} must be a list of numbers"
+    return None
+
+
+def _scan(path: Path) -> tuple[RunInfo, dict[str, Any]]:
+    """The RunInfo of one folder and its parsed JSON documents; never raises."""
+    docs: dict[str, Any] = {}
+    problems: list[str] = []
+    if not _RUN_ID_RE.fullmatch(path.name) or ".." in path.name:
+        problems.append("the folder name is not a valid run id (rename the folder)")
+    for filename in JSON_FILES:
+        if filename == LATENT_FILE and not (path / LATENT_FILE).exists():
+            docs[filename] = None
+            continue
+        data, problem = _load_json(path / filename)
+        docs[filename] = data
+        if problem:
+            if filename == MARKER_FILE and problem.endswith("is missing"):
+                problem = f"incomplete write: the {MARKER_FILE} marker is missing"
+            problems.append(problem)
+    marker = docs[MARKER_FILE] or {}
+    version = marker.get("format")
+    if docs[MARKER_FILE] is not None and (
+        not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION
+    ):
+        problems.append(
+            f"{MARKER_FILE}: unsupported format {version!r} (this version reads up to "
+            f"{FORMAT_VERSION})"
+        )
+    train = docs[TRAIN_FILE] or {}
+    history = docs[HISTORY_FILE] or {}
+    metrics = docs[METRICS_FILE] or {}
+    if docs[HISTORY_FILE] is not None:
+        problem = _check_history(history)
+        if problem:
+            problems.append(problem)
+    spec_name = latent_shape = input_shape = params = None
+    if docs[SPEC_FILE] is not None:
+        spec_name = docs[SPEC_FILE].get("name")
+        spec_name = spec_name if isinstance(spec_name, str) else None
+        try:
+            from cae.shapes import compute_shapes
+
+            spec = ArchitectureSpec.from_dict(docs[SPEC_FILE])
+            report = compute_shapes(spec, with_fixes=False)
+            if not report.matches:
+                raise ValueError(report.problem or "the decoder output differs from the input")
+        except (ValueError, TypeError, RecursionError) as error:
+            problems.append(f"{SPEC_FILE} no longer validates: {error}")
+        else:
+            docs["_spec"] = spec
+            spec_name = spec.name
+            latent_shape = tuple(report.latent_shape)
+            input_shape = tuple(spec.input_shape)
+            params = report.total_params
+    if params is None and isinstance(metrics.get("params"), int):
+        params = metrics["params"]
+    model_problem = _check_model_archive(path / MODEL_FILE)
+    if model_problem:
+        problems.append(model_problem)
+    name = train.get("name")
+    created = train.get("created")
+    dataset = train.get("dataset")
+    info = RunInfo(
+        run_id=path.name,
+        path=path,
+        name=name if isinstance(name, str) and name else path.name,
+        created=created if isinstance(created, str) else None,
+        dataset=dataset if isinstance(dataset, str) else None,
+        epochs=_history_epochs(history),
+        spec_name=spec_name,
+        params=params,
+        latent_shape=latent_shape,
+        metrics=dict(metrics),
+        broken="; ".join(problems) if problems else None,
+        input_shape=input_shape,
+    )
+    return info, docs
+
+
+def _read_info(path: Path) -> tuple[RunInfo, dict[str, Any]]:
+    try:
+        return _scan(path)
+    except Exception as error:  # a listing must never fail because of one folder
+        info = RunInfo(
+            run_id=path.name,
+            path=path,
+            name=path.name,
+            created=None,
+            dataset=None,
+            epochs=0,
+            spec_name=None,
+            params=None,
+            latent_shape=None,
+            broken=f"unreadable run folder ({type(error).__name__}: {error})",
+        )
+        return info, {}
+
+
+def _sort_key(info: RunInfo) -> tuple[float, str]:
+    stamp: float | None = None
+    if info.created:
+        try:
+            moment = datetime.fromisoformat(info.created)
+            stamp = (moment if moment.tzinfo else moment.astimezone()).timestamp()
+        except (ValueError, OverflowError, OSError):
+            stamp = None
+    if stamp is None:
+        try:
+            stamp = info.path.stat().st_mtime
+        except OSError:
+            stamp = 0.0
+    return (stamp, info.run_id)
+
+
+def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
+    """Every run folder under ``root``, newest first, from JSON alone (no TensorFlow). Broken
+    folders are listed with ``broken`` set to the reason; hidden (``.tmp-*``) folders and plain
+    files are skipped; a missing root gives an empty list."""
+    root_path = _root(root)
+    try:
+        entries = list(os.scandir(root_path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    runs = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if not entry.is_dir():
+                continue
+        except OSError:
+            continue
+        runs.append(_read_info(Path(entry.path))[0])
+    runs.sort(key=_sort_key, reverse=True)
+    return runs
+
+
+def _existing_run_path(run: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> Path:
+    path = resolve_run_path(run, root)
+    if not path.is_dir():
+        raise RunError(
+            f"No run folder {path.name!r} in {path.parent}. Received: run={str(run)!r}",
+            run_id=path.name,
+            reason="missing",
+        )
+    return path
+
+
+def get_run_info(
+    run: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> RunInfo:
+    """The RunInfo of one run (id in ``root`` or folder path); RunError if there is no such folder."""
+    return _read_info(_existing_run_path(run, root))[0]
+
+
+def read_run_json(
+    run: str | os.PathLike[str], filename: str, root: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """One JSON file of a run (``spec``, ``train``, ``history``, ``metrics``, ``latent`` or
+    ``run``, with or without ``.json``) as a dict; RunError when missing or invalid."""
+    key = filename if filename.endswith(".json") else f"{filename}.json"
+    if key not in JSON_FILES:
+        raise ValueError(
+            f"Not a run JSON file; choose one of {', '.join(JSON_FILES)}. "
+            f"Received: filename={filename!r}"
+        )
+    path = _existing_run_path(run, root)
+    data, problem = _load_json(path / key)
+    if problem:
+        raise RunError(
+            f"Run {path.name!r}: {problem}. Received: run={str(run)!r}, filename={filename!r}",
+            run_id=path.name,
+            reason=problem,
+        )
+    return data
+
+
+def load_history(
+    run: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> dict[str, list[float]]:
+    """The per-epoch history of a run (``{"loss": [...], "val_loss": [...], ...}``)."""
+    return read_run_json(run, HISTORY_FILE, root)
+
+
+def load_run(run: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> LoadedRun:
+    """Load a run (id in ``root`` or folder path) with its Keras models (``safe_mode``); a broken
+    or mismatched run raises RunError with the reason and the run id."""
+    path = _existing_run_path(run, root)
+    info, docs = _read_info(path)
+    if info.broken:
+        raise RunError(
+            f"Run {info.run_id!r} cannot be loaded: {info.broken}. Received: run={str(run)!r}",
+            run_id=info.run_id,
+            reason=info.broken,
+        )
+    spec: ArchitectureSpec = docs["_spec"]
+    from cae.builder import load_model
+
+    try:
+        with _KERAS_LOCK:
+            built = load_model(path / MODEL_FILE, spec)
+    except Exception as error:
+        reason = f"{MODEL_FILE} cannot be loaded ({type(error).__name__}: {error})"
+        raise RunError(
+            f"Run {info.run_id!r} cannot be loaded: {reason}. Received: run={str(run)!r}",
+            run_id=info.run_id,
+            reason=reason,
+        ) from error
+    found = (
+        tuple(int(n) for n in built.autoencoder.input_shape[1:]),
+        tuple(int(n) for n in built.encoder.output_shape[1:]),
+        tuple(int(n) for n in built.autoencoder.output_shape[1:]),
+    )
+    expected = (tuple(spec.input_shape), info.latent_shape, tuple(spec.input_shape))
+    if found != expected:
+        reason = f"{MODEL_FILE} does not match {SPEC_FILE}"
+        raise RunError(
+            f"Run {info.run_id!r} cannot be loaded: {reason} (input, code, output shapes "
+            f"expected {expected}). Received: shapes={found}",
+            run_id=info.run_id,
+            reason=reason,
+        )
+    return LoadedRun(
+        info=info,
+        spec=spec,
+        built=built,
+        history=docs[HISTORY_FILE],
+        metrics=docs[METRICS_FILE],
+        train_config=docs[TRAIN_FILE],
+        latent_stats=docs[LATENT_FILE],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _dumps(data: Any, what: str) -> str:
+    try:
+        return json.dumps(data, indent=2, default=_json_default)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise ValueError(
+            f"{what} cannot be written as JSON ({error}). Received: {what}={_short(data)}"
+        ) from None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _fsync_path(path: Path) -> None:
+    """Flush a file or folder to disk (best effort: folders cannot be opened on Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _clean_history(history: Any) -> dict[str, list[float]]:
+    if not isinstance(history, dict):
+        raise ValueError(
+            f"history must be a dict of metric name -> list of numbers. Received: "
+            f"history={_short(history)}"
+        )
+    clean: dict[str, list[float]] = {}
+    for key, values in history.items():
+        try:
+            clean[str(key)] = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"history[{key!r}] must be a list of numbers. Received: {_short(values)}"
+            ) from None
+    return clean
+
+
+def clean_stale_tmp(
+    root: str | os.PathLike[str] | None = None, max_age_s: float = STALE_TMP_SECONDS
+) -> list[str]:
+    """Remove ``.tmp-*`` folders older than ``max_age_s`` (left by crashed saves); their names."""
+    root_path = _root(root)
+    removed = []
+    try:
+        entries = list(os.scandir(root_path))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            if (
+                entry.name.startswith(TMP_PREFIX)
+                and entry.is_dir(follow_symlinks=False)
+                and now - entry.stat(follow_symlinks=False).st_mtime > max_age_s
+            ):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.name)
+        except OSError:
+            continue
+    return removed
+
+
+def save_run(
+    autoencoder: keras.Model,
+    spec: ArchitectureSpec,
+    *,
+    name: str,
+    train_config: dict[str, Any],
+    history: dict[str, list[float]],
+    metrics: dict[str, Any],
+    latent_stats: dict[str, Any] | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> str:
+    """Write a run atomically (temporary folder, then one rename) and return its new id."""
+    if not isinstance(spec, ArchitectureSpec):
+        raise TypeError(f"spec must be an ArchitectureSpec. Received: spec={_short(spec)}")
+    for what, value in (("train_config", train_config), ("metrics", metrics)):
+        if not isinstance(value, dict):
+            raise ValueError(f"{what} must be a dict. Received: {what}={_short(value)}")
+    if latent_stats is not None and not isinstance(latent_stats, dict):
+        raise ValueError(
+            f"latent_stats must be a dict or None. Received: latent_stats={_short(latent_stats)}"
+        )
+    safe_run_id(name)  # type check of the name before anything is written
+    now = datetime.now().astimezone()
+    files = {
+        SPEC_FILE: spec.to_json(),
+        TRAIN_FILE: _dumps(
+            {**train_config, "name": name, "created": now.isoformat()}, "train_config"
+        ),
+        HISTORY_FILE: _dumps(_clean_history(history), "history"),
+        METRICS_FILE: _dumps(metrics, "metrics"),
+    }
+    if latent_stats is not None:
+        files[LATENT_FILE] = _dumps(latent_stats, "latent_stats")
+    marker = _dumps(
+        {"format": FORMAT_VERSION, "created": now.isoformat(), "files": [*files, MODEL_FILE]},
+        "marker",
+    )
+    root_path = _root(root)
+    root_path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        clean_stale_tmp(root_path)
+    tmp = root_path / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+    tmp.mkdir()
+    try:
+        for filename, text in files.items():
+            _write_text(tmp / filename, text)
+        from cae.builder import save_model
+
+        with _KERAS_LOCK:
+            save_model(autoencoder, tmp / MODEL_FILE)
+        _fsync_path(tmp / MODEL_FILE)
+        _write_text(tmp / MARKER_FILE, marker)  # last: a folder without it is incomplete
+        _fsync_path(tmp)
+        for _ in range(16):
+            run_id = new_run_id(name, now)
+            target = root_path / run_id
+            if target.exists() or target.is_symlink():
+                continue
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if target.exists():  # somebody took the id between the check and the rename
+                    continue
+                raise
+            _fsync_path(root_path)
+            return run_id
+        raise RuntimeError(f"No free run id after 16 tries. Received: name={name!r}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def delete_run(run_id: str, root: str | os.PathLike[str] | None = None) -> None:
+    """Delete the run folder ``root/<run_id>`` (broken runs too); only plain ids inside ``root``."""
+    if not isinstance(run_id, str):
+        raise TypeError(f"delete_run takes a run id string. Received: run_id={run_id!r}")
+    check_run_id(run_id)
+    root_path = _root(root)
+    path = root_path / run_id
+    if path.is_symlink():  # remove the link, never what it points to
+        path.unlink()
+        return
+    if not path.is_dir():
+        raise RunError(
+            f"No run folder {run_id!r} in {root_path}. Received: run_id={run_id!r}",
+            run_id=run_id,
+            reason="missing",
+        )
+    trash = root_path / f"{TMP_PREFIX}delete-{secrets.token_hex(8)}"
+    os.rename(path, trash)  # disappears from the list at once, even if removal fails midway
+    shutil.rmtree(trash, ignore_errors=True)
