@@ -1,0 +1,204 @@
+"""The latent code: encode images, decode codes fast, interpolate, and describe the code space.
+
+``Decoder`` wraps a Keras decoder in a ``tf.function`` with a fixed input signature, traced once:
+decoding one code costs about a millisecond on a CPU instead of ~90 ms for ``model.predict`` or
+~18 ms for an eager call, which is what lets the latent editor redraw as you paint.
+TensorFlow is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+_PREDICT_ABOVE = 8  # batches: beyond this many, encode() hands the work to model.predict
+
+
+def _model_input_shape(model: Any) -> tuple[int, ...]:
+    """A Keras model's input shape without the batch axis."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        shape = shape[0]
+    return tuple(int(n) for n in shape[1:])
+
+
+def _check_batch_size(batch_size: int) -> int:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"batch_size must be a positive integer. Received: batch_size={batch_size!r}"
+        )
+    return int(batch_size)
+
+
+def encode(encoder: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Codes of a batch of images (N, H, W, C) -> (N, *latent_shape) float32; one image (H, W, C)
+    gives one code. Small inputs use direct calls in batches, big ones ``predict``."""
+    batch_size = _check_batch_size(batch_size)
+    expected = _model_input_shape(encoder)
+    x = np.asarray(images, dtype=np.float32)
+    single = x.shape == expected
+    if single:
+        x = x[None]
+    if x.shape[1:] != expected:
+        raise ValueError(
+            f"Images do not fit the encoder, which takes (N, {', '.join(map(str, expected))}). "
+            f"Received: images.shape={np.shape(images)}"
+        )
+    if len(x) > _PREDICT_ABOVE * batch_size:
+        codes = np.asarray(encoder.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+    else:
+        parts = [
+            np.asarray(encoder(x[start : start + batch_size], training=False), dtype=np.float32)
+            for start in range(0, len(x), batch_size)
+        ]
+        latent = tuple(int(n) for n in encoder.output_shape[1:])
+        codes = np.concatenate(parts) if parts else np.zeros((0, *latent), np.float32)
+    return codes[0] if single else codes
+
+
+class Decoder:
+    """A Keras decoder compiled once as a ``tf.function`` with input signature
+    ``(None, *latent_shape)`` float32; call it with one code or a batch, get numpy images."""
+
+    def __init__(self, decoder_model: keras.Model, *, batch_size: int = 1024) -> None:
+        """Wrap ``decoder_model`` and trace it once (batch size is free, so no retracing)."""
+        import tensorflow as tf
+
+        self.model = decoder_model
+        self.batch_size = _check_batch_size(batch_size)
+        self.latent_shape: tuple[int, ...] = _model_input_shape(decoder_model)
+        self.output_shape: tuple[int, ...] = tuple(int(n) for n in decoder_model.output_shape[1:])
+        signature = [tf.TensorSpec(shape=(None, *self.latent_shape), dtype=tf.float32)]
+
+        def run(codes: Any) -> Any:
+            return decoder_model(codes, training=False)
+
+        self._function = tf.function(run, input_signature=signature)
+        self._concrete = self._function.get_concrete_function()
+
+    @property
+    def tracing_count(self) -> int:
+        """How many times the function was traced: 1 for the life of this object."""
+        return int(self._function.experimental_get_tracing_count())
+
+    def __call__(self, codes: np.ndarray) -> np.ndarray:
+        """Decode one code (``latent_shape``) to one image, or a batch (N, ...) to (N, H, W, C)."""
+        z = np.asarray(codes, dtype=np.float32)
+        single = z.shape == self.latent_shape
+        if single:
+            z = z[None]
+        if z.shape[1:] != self.latent_shape:
+            raise ValueError(
+                f"Codes do not fit the decoder, which takes {self.latent_shape} or a batch of them. "
+                f"Received: codes.shape={np.shape(codes)}"
+            )
+        if not np.all(np.isfinite(z)):
+            raise ValueError(
+                "Codes must be finite numbers. "
+                f"Received: {int(np.size(z) - np.isfinite(z).sum())} NaN/inf value(s)"
+            )
+        if len(z) == 0:
+            return np.zeros((0, *self.output_shape), np.float32)
+        parts = []
+        for start in range(0, len(z), self.batch_size):
+            chunk = np.ascontiguousarray(z[start : start + self.batch_size])
+            parts.append(self._concrete(chunk).numpy())
+        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return images[0] if single else images
+
+
+def make_decoder(decoder_model: keras.Model) -> Decoder:
+    """A compiled ``Decoder`` for a Keras decoder model (e.g. ``BuiltModel.decoder``)."""
+    return Decoder(decoder_model)
+
+
+def interpolate(z_a: np.ndarray, z_b: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` codes evenly spaced on the line from ``z_a`` to ``z_b``, both ends included
+    exactly, shape (steps, *z_a.shape), float32."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"steps must be an integer of at least 2. Received: steps={steps!r}")
+    a = np.asarray(z_a, dtype=np.float64)
+    b = np.asarray(z_b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(
+            f"The two codes must have the same shape. Received: z_a.shape={a.shape}, "
+            f"z_b.shape={b.shape}"
+        )
+    t = np.linspace(0.0, 1.0, int(steps)).reshape((-1,) + (1,) * a.ndim)
+    return ((1.0 - t) * a + t * b).astype(np.float32)
+
+
+def latent_statistics(codes: np.ndarray) -> dict[str, Any]:
+    """Plain-JSON statistics of a batch of codes (N, *latent_shape), channels last.
+
+    Keys: ``shape`` (the latent shape), ``count``; per channel ``channel_min``, ``channel_max``,
+    ``channel_mean``, ``channel_std`` (lists); per cell ``cell_mean`` and ``cell_std`` (nested lists
+    of the latent shape); and global ``min``, ``max``, ``mean``, ``std``.
+    """
+    z = np.asarray(codes, dtype=np.float64)
+    if z.ndim < 2 or z.shape[0] == 0:
+        raise ValueError(
+            f"Codes must be a non-empty batch shaped (N, *latent_shape). Received: shape={z.shape}"
+        )
+    if not np.all(np.isfinite(z)):
+        raise ValueError(
+            f"Codes must be finite numbers. Received: {int(z.size - np.isfinite(z).sum())} "
+            "NaN/inf value(s)"
+        )
+    channels = z.reshape(-1, z.shape[-1])
+    return {
+        "shape": [int(n) for n in z.shape[1:]],
+        "count": int(z.shape[0]),
+        "channel_min": [float(v) for v in channels.min(axis=0)],
+        "channel_max": [float(v) for v in channels.max(axis=0)],
+        "channel_mean": [float(v) for v in channels.mean(axis=0)],
+        "channel_std": [float(v) for v in channels.std(axis=0)],
+        "cell_mean": z.mean(axis=0).tolist(),
+        "cell_std": z.std(axis=0).tolist(),
+        "min": float(z.min()),
+        "max": float(z.max()),
+        "mean": float(z.mean()),
+        "std": float(z.std()),
+    }
+
+
+def sample_code(
+    stats: dict[str, Any], rng: np.random.Generator | None = None, *, scale: float = 1.0
+) -> np.ndarray:
+    """A random code drawn cell by cell from N(cell_mean, scale * cell_std), clipped to each
+    channel's [channel_min, channel_max]; float32 of the latent shape."""
+    try:
+        shape = tuple(int(n) for n in stats["shape"])
+        mean = np.asarray(stats["cell_mean"], dtype=np.float64)
+        std = np.asarray(stats["cell_std"], dtype=np.float64)
+        low = np.asarray(stats["channel_min"], dtype=np.float64)
+        high = np.asarray(stats["channel_max"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as error:
+        keys = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
+        raise ValueError(
+            f"stats must come from latent_statistics() ({error!r}). Received: keys={keys}"
+        ) from None
+    if (
+        mean.shape != shape
+        or std.shape != shape
+        or low.shape != shape[-1:]
+        or high.shape != shape[-1:]
+    ):
+        raise ValueError(
+            "stats are inconsistent with their 'shape'. "
+            f"Received: shape={list(shape)}, cell_mean.shape={mean.shape}, "
+            f"cell_std.shape={std.shape}, channel_min.shape={low.shape}"
+        )
+    if isinstance(scale, bool) or not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"scale must be a non-negative number. Received: scale={scale!r}")
+    rng = np.random.default_rng() if rng is None else rng
+    code = rng.normal(mean, np.maximum(std, 0.0) * float(scale))
+    return np.clip(code, low, high).astype(np.float32)
