@@ -147,27 +147,41 @@ class _LayerProblem(Exception):
         self.fixes = fixes
 
 
+def _sliding_window(
+    layer: Conv | Pool,
+    name: str,
+    window: tuple[int, int],
+    strides: tuple[int, int],
+    size: tuple[int, int],
+) -> tuple[list[int], list[str]]:
+    """Output height and width of a convolution or pooling window, with each axis's formula."""
+    if layer.padding == "valid" and (window[0] > size[0] or window[1] > size[1]):
+        title = "kernel" if name == "kernel" else "pool size"
+        raise _LayerProblem(
+            f"{title} {window[0]}x{window[1]} is larger than its input {size[0]}x{size[1]} with padding 'valid'",
+            f"{name}={window}, input={size}",
+            (("use padding 'same'", replace(layer, padding="same")),),
+        )
+    outs: list[int] = []
+    texts: list[str] = []
+    for n, k, s in zip(size, window, strides):
+        if layer.padding == "same":
+            out = _ceil_div(n, s)
+            texts.append(f"ceil({n} / {s}) = {out}")
+        else:
+            out = (n - k) // s + 1
+            texts.append(f"floor(({n} - {k}) / {s}) + 1 = {out}")
+        outs.append(out)
+    return outs, texts
+
+
 def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
     """Output shape, parameter count, shape formula and parameter formula of one layer."""
     height, width, channels = shape
     if isinstance(layer, Conv):
-        out_hw: list[int] = []
-        texts: list[str] = []
-        for n, k, s in zip((height, width), layer.kernel, layer.strides):
-            if layer.padding == "same":
-                out = _ceil_div(n, s)
-                texts.append(f"ceil({n} / {s}) = {out}")
-            else:
-                if k > n:
-                    raise _LayerProblem(
-                        f"kernel {layer.kernel[0]}x{layer.kernel[1]} is larger than its input "
-                        f"{height}x{width} with padding 'valid'",
-                        f"kernel={layer.kernel}, input={(height, width)}",
-                        (("use padding 'same'", replace(layer, padding="same")),),
-                    )
-                out = (n - k) // s + 1
-                texts.append(f"floor(({n} - {k}) / {s}) + 1 = {out}")
-            out_hw.append(out)
+        out_hw, texts = _sliding_window(
+            layer, "kernel", layer.kernel, layer.strides, (height, width)
+        )
         kh, kw = layer.kernel
         params = kh * kw * channels * layer.filters + layer.filters
         params_text = f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
@@ -210,24 +224,9 @@ def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
             params_text,
         )
     if isinstance(layer, Pool):
-        out_hw = []
-        texts = []
-        strides = layer.effective_strides
-        for n, p, s in zip((height, width), layer.size, strides):
-            if layer.padding == "same":
-                out = _ceil_div(n, s)
-                texts.append(f"ceil({n} / {s}) = {out}")
-            else:
-                if p > n:
-                    raise _LayerProblem(
-                        f"pool size {layer.size[0]}x{layer.size[1]} is larger than its input "
-                        f"{height}x{width} with padding 'valid'",
-                        f"size={layer.size}, input={(height, width)}",
-                        (("use padding 'same'", replace(layer, padding="same")),),
-                    )
-                out = (n - p) // s + 1
-                texts.append(f"floor(({n} - {p}) / {s}) + 1 = {out}")
-            out_hw.append(out)
+        out_hw, texts = _sliding_window(
+            layer, "size", layer.size, layer.effective_strides, (height, width)
+        )
         return (
             (out_hw[0], out_hw[1], channels),
             0,
