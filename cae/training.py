@@ -1,0 +1,956 @@
+"""Train an autoencoder with a progress sink and a stop flag; ``tf.distribute`` strategy aware.
+
+``train(spec, dataset, config, progress=..., should_stop=...)`` runs ``model.fit`` over a ``tf.data``
+pipeline (seeded index shuffle, batched gather, optional Gaussian input noise, prefetch). A Keras
+callback hands the caller plain :class:`Progress` snapshots (no TensorFlow objects), throttled to
+one every ``report_interval`` seconds plus one at each epoch end, so a display costs nothing
+measurable. ``should_stop()`` is checked after every batch: a stop ends training within one batch
+and the model returned holds the weights of the last completed epoch. A NaN/inf loss ends training
+as "failed", keeping the last good epoch's weights. TensorFlow and Keras are imported inside the
+functions that need them; ``keras.backend.clear_session()`` is never called (other threads may be
+training).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cae.builder import BuiltModel, build
+from cae.data import Dataset
+from cae.spec import ArchitectureSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+    import tensorflow as tf
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LOSSES = ("bce", "mse", "mae")
+STRATEGIES = ("default", "mirrored", "multiworker")
+STATES = ("starting", "running", "stopping", "stopped", "finished", "failed")
+
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 65_536
+MAX_PREVIEW = 64
+REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each epoch end)
+LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
+PREDICT_BATCH = 256
+EVAL_CHUNK = 1024  # test images per step of evaluate_run
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run (plain data, JSON round trip)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    loss: str = "bce"
+    validation_split: float = 0.1
+    patience: int | None = None
+    seed: int = 0
+    noise: float = 0.0
+    preview_count: int = 6
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError naming the first bad value; return self when all are good."""
+
+        def bad(problem: str, **values: Any) -> ValueError:
+            received = ", ".join(f"{key}={value!r}" for key, value in values.items())
+            return ValueError(f"{problem}. Received: {received}")
+
+        if not _is_int(self.epochs) or not 1 <= self.epochs <= MAX_EPOCHS:
+            raise bad(f"epochs must be an integer from 1 to {MAX_EPOCHS:,}", epochs=self.epochs)
+        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise bad(
+                f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE:,}",
+                batch_size=self.batch_size,
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise bad(f"optimizer must be one of {', '.join(OPTIMIZERS)}", optimizer=self.optimizer)
+        if (
+            not _is_number(self.learning_rate)
+            or not math.isfinite(self.learning_rate)
+            or self.learning_rate <= 0
+        ):
+            raise bad("learning_rate must be a positive number", learning_rate=self.learning_rate)
+        if self.loss not in LOSSES:
+            raise bad(f"loss must be one of {', '.join(LOSSES)}", loss=self.loss)
+        if (
+            not _is_number(self.validation_split)
+            or not math.isfinite(self.validation_split)
+            or not 0 <= self.validation_split < 1
+        ):
+            raise bad(
+                "validation_split must be a number at least 0 and below 1",
+                validation_split=self.validation_split,
+            )
+        if self.patience is not None:
+            if not _is_int(self.patience) or self.patience < 0:
+                raise bad(
+                    "patience must be None or an integer of at least 0", patience=self.patience
+                )
+            if self.validation_split == 0:
+                raise bad(
+                    "early stopping watches val_loss, so patience needs validation_split > 0",
+                    patience=self.patience,
+                    validation_split=self.validation_split,
+                )
+        if not _is_int(self.seed) or not 0 <= self.seed < 2**31:
+            raise bad("seed must be an integer from 0 to 2**31 - 1", seed=self.seed)
+        if not _is_number(self.noise) or not math.isfinite(self.noise) or not 0 <= self.noise <= 1:
+            raise bad("noise (the std of the input noise) must be from 0 to 1", noise=self.noise)
+        if not _is_int(self.preview_count) or not 0 <= self.preview_count <= MAX_PREVIEW:
+            raise bad(
+                f"preview_count must be an integer from 0 to {MAX_PREVIEW}",
+                preview_count=self.preview_count,
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A validated config from a dict; keys that are not fields (e.g. the other entries of a
+        run's train.json) are ignored, missing ones take their defaults."""
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"a training config must be a dict. Received: type={type(data).__name__}"
+            )
+        names = {item.name for item in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names}).validate()
+
+
+@dataclass
+class Progress:
+    """A plain snapshot of a training run for a display to draw (no TensorFlow objects)."""
+
+    state: str = "starting"
+    epoch: int = 0  # completed epochs
+    epochs: int = 0
+    batch: int = 0  # batches done in the epoch after ``epoch`` (0 at an epoch's end)
+    batches_per_epoch: int = 0
+    loss: float | None = None  # running mean of the current epoch
+    val_loss: float | None = None  # of the last completed epoch
+    images_per_second: float | None = None
+    eta_seconds: float | None = None
+    elapsed_seconds: float = 0.0
+    history: dict[str, list[float]] = field(default_factory=dict)
+    preview_originals: np.ndarray | None = None
+    preview_reconstructions: np.ndarray | None = None
+    preview_inputs: np.ndarray | None = None  # the noisy inputs when training a denoiser
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        """How much of the run is done, from 0 to 1 (for a progress bar)."""
+        if self.state == "finished":
+            return 1.0
+        if self.epochs <= 0:
+            return 0.0
+        within = self.batch / self.batches_per_epoch if self.batches_per_epoch else 0.0
+        done = self.epoch + min(within, 1.0)
+        return max(0.0, min(1.0, done / self.epochs))
+
+    @property
+    def active(self) -> bool:
+        """True while training has not ended."""
+        return self.state in ("starting", "running", "stopping")
+
+    def copy(self) -> Progress:
+        """A copy whose history lists can be changed freely (preview arrays are read-only)."""
+        return Progress(
+            **{
+                item.name: getattr(self, item.name)
+                for item in fields(self)
+                if item.name != "history"
+            },
+            history={key: list(values) for key, values in self.history.items()},
+        )
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the trained model and what happened."""
+
+    built: BuiltModel
+    history: dict[str, list[float]]
+    epochs_completed: int
+    stopped: bool  # ended by a stop request
+    wall_seconds: float
+    config: TrainConfig
+    test_metrics: dict[str, float]
+    latent_stats: dict[str, Any] | None
+    state: str = "finished"  # finished | stopped | failed
+    message: str = ""
+    best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept
+    early_stopped: bool = False
+    num_train: int = 0
+    num_validation: int = 0
+
+    @property
+    def failed(self) -> bool:
+        """True when the loss became NaN/inf."""
+        return self.state == "failed"
+
+    @property
+    def saveable(self) -> bool:
+        """True when there is at least one completed epoch to save."""
+        return self.epochs_completed > 0
+
+
+# ------------------------------------------------------------------------------------ strategies
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """A ``tf.distribute`` strategy: "default" (this device), "mirrored" (every local GPU, else the
+    CPU) or "multiworker" (several machines described by the TF_CONFIG environment variable)."""
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"strategy must be one of {', '.join(STRATEGIES)}. Received: strategy={name!r}"
+        )
+    if name == "multiworker":
+        raw = os.environ.get("TF_CONFIG")
+        if not raw:
+            raise ValueError(
+                "the multiworker strategy needs the TF_CONFIG environment variable describing the "
+                'cluster, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                '"task": {"type": "worker", "index": 0}}. Received: TF_CONFIG=None'
+            )
+        try:
+            config = json.loads(raw)
+            config["cluster"]["worker"]  # noqa: B018 - presence check
+            config["task"]["type"]  # noqa: B018
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(
+                "TF_CONFIG must be JSON with 'cluster' (holding 'worker') and 'task' "
+                f"('type', 'index'). Received: TF_CONFIG={raw[:120]!r}"
+            ) from None
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy: Any = None) -> bool:
+    """True on the worker that should write results (always, outside multi-worker training)."""
+    raw = os.environ.get("TF_CONFIG")
+    if strategy is None or not raw or type(strategy).__name__ != "MultiWorkerMirroredStrategy":
+        return True
+    try:
+        task = json.loads(raw).get("task", {})
+        cluster = json.loads(raw).get("cluster", {})
+    except ValueError:
+        return True
+    kind, index = task.get("type"), task.get("index", 0)
+    if "chief" in cluster:
+        return kind == "chief"
+    return kind == "worker" and int(index) == 0
+
+
+# ------------------------------------------------------------------------------------ data
+
+
+def check_input_shape(spec: ArchitectureSpec, dataset: Dataset) -> None:
+    """Raise ValueError when the dataset's images do not fit the spec's input shape."""
+    expected = tuple(int(n) for n in spec.input_shape)
+    got = tuple(int(n) for n in dataset.x_train.shape[1:])
+    if expected == got:
+        return
+    if expected[:2] == got[:2]:
+        hint = (
+            f"the channels differ: set the architecture's input channels to {got[2]}, or use "
+            f"{'grayscale' if expected[2] == 1 else 'colour'} images"
+        )
+    else:
+        hint = (
+            f"set the architecture's input_shape to {list(got)} (and fit the decoder to it), "
+            f"or use a dataset of {expected[0]}x{expected[1]} images"
+        )
+    raise ValueError(
+        f"The dataset's images do not fit the architecture: {hint}. "
+        f"Received: images={list(got)}, input_shape={list(expected)}"
+    )
+
+
+def _split(x: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """The last ``validation_split`` of the training images is held out, as Keras does."""
+    n = len(x)
+    if validation_split <= 0:
+        if n < 1:
+            raise ValueError(f"there are no training images. Received: num_train={n}")
+        return x, None
+    n_val = int(round(n * validation_split))
+    n_val = max(1, n_val)
+    if n - n_val < 1:
+        raise ValueError(
+            "too few images to hold out a validation split; lower validation_split or use more "
+            f"images. Received: num_train={n}, validation_split={validation_split}"
+        )
+    return x[: n - n_val], x[n - n_val :]
+
+
+def make_pipeline(
+    x: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int,
+    noise: float = 0.0,
+    shuffle: bool = True,
+    fixed_noise: bool = False,
+    replicas: int = 1,
+    copy_to_tensor: bool = False,
+) -> tf.data.Dataset:
+    """A ``tf.data`` pipeline of (input, target) batches: a seeded shuffle of indices (reshuffled
+    each epoch), a gather per batch, Gaussian input noise clipped to [0, 1] (targets stay clean),
+    prefetch.
+
+    The batches are gathered from the numpy array itself (no copy of the images; TensorFlow 2.21
+    holds two copies of an array it converts to a tensor). ``copy_to_tensor`` gathers from a
+    tensor copy instead, for multi-worker training, whose auto-sharding must serialise the
+    pipeline. With ``replicas`` > 1 the last batch is cut to a multiple of ``replicas`` (Keras 3
+    under MirroredStrategy fails on a batch that does not split evenly): each epoch leaves out at
+    most ``replicas - 1`` images, different ones each epoch when shuffling."""
+    import tensorflow as tf
+
+    n = int(x.shape[0])
+    image_shape = tuple(int(d) for d in x.shape[1:])
+    if copy_to_tensor:
+        images = tf.convert_to_tensor(x, dtype=tf.float32)
+
+        def gather(index: Any) -> Any:
+            return tf.gather(images, index)
+
+    else:
+        source = np.ascontiguousarray(x, dtype=np.float32)
+
+        def take_rows(index: np.ndarray) -> np.ndarray:
+            return source[index]
+
+        def gather(index: Any) -> Any:
+            batch = tf.numpy_function(take_rows, [index], tf.float32, stateful=False)
+            return tf.ensure_shape(batch, (None, *image_shape))
+
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    used = images_per_epoch(n, batch_size, replicas)
+    if used < n:
+        ds = ds.take(used)
+    ds = ds.batch(batch_size)
+    if noise > 0:
+        # One random seed per batch from a seeded stream: new noise every epoch unless fixed.
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=not fixed_noise)
+        ds = tf.data.Dataset.zip((ds, seeds))
+        stddev = float(noise)
+
+        def noisy(index: Any, batch_seed: Any) -> Any:
+            clean = gather(index)
+            pair = tf.stack([batch_seed, tf.constant(seed, tf.int64)])
+            jitter = tf.random.stateless_normal(tf.shape(clean), seed=pair, stddev=stddev)
+            return tf.clip_by_value(clean + jitter, 0.0, 1.0), clean
+
+        ds = ds.map(noisy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+
+        def same(index: Any) -> Any:
+            clean = gather(index)
+            return clean, clean
+
+        ds = ds.map(same, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def images_per_epoch(n: int, batch_size: int, replicas: int = 1) -> int:
+    """How many of ``n`` images one epoch uses: all, less the last batch's remainder that does not
+    split evenly over ``replicas``."""
+    return n - (n % batch_size) % max(1, replicas)
+
+
+def add_noise(x: np.ndarray, noise: float, seed: int) -> np.ndarray:
+    """``x`` plus seeded Gaussian noise of std ``noise``, clipped to [0, 1] (numpy, float32)."""
+    if noise <= 0:
+        return np.asarray(x, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    noisy = x + rng.normal(0.0, noise, size=x.shape).astype(np.float32)
+    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
+
+
+def reconstruct(
+    model: keras.Model,
+    images: np.ndarray,
+    batch_size: int = PREDICT_BATCH,
+    *,
+    infer: Callable[[Any], Any] | None = None,
+) -> np.ndarray:
+    """The autoencoder's outputs for ``images`` (float32 numpy), ``batch_size`` at a time: direct
+    calls, or ``infer`` (from :func:`inference_function`) when given. Never ``model.predict``,
+    whose per-model retracing makes TensorFlow warn after a few trainings in one process."""
+    x = np.asarray(images, dtype=np.float32)
+    call = infer if infer is not None else (lambda batch: model(batch, training=False))
+    if len(x) == 0:
+        return np.zeros((0, *(int(n) for n in model.output_shape[1:])), np.float32)
+    parts = [
+        np.asarray(call(x[start : start + batch_size]), dtype=np.float32)
+        for start in range(0, len(x), batch_size)
+    ]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def inference_function(model: keras.Model) -> Callable[[Any], Any]:
+    """``model(x, training=False)`` as a ``tf.function`` traced once for any batch size."""
+    import tensorflow as tf
+
+    shape = tuple(int(n) for n in model.input_shape[1:])
+    signature = [tf.TensorSpec((None, *shape), tf.float32)]
+    return tf.function(lambda batch: model(batch, training=False), input_signature=signature)
+
+
+def _make_optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate)
+    return keras.optimizers.RMSprop(learning_rate=learning_rate)
+
+
+def _make_loss(name: str) -> Any:
+    import keras
+
+    if name == "bce":
+        return keras.losses.BinaryCrossentropy()
+    if name == "mse":
+        return keras.losses.MeanSquaredError()
+    return keras.losses.MeanAbsoluteError()
+
+
+# ------------------------------------------------------------------------------------ callback
+
+
+@cache
+def _monitor_class() -> type:
+    """The Keras callback class (defined on first use, so importing this module stays light)."""
+    import keras
+
+    class Monitor(keras.callbacks.Callback):
+        """Reports throttled progress, checks the stop flag every batch, snapshots weights at each
+        epoch end, watches for NaN/inf losses and does early stopping with the best weights."""
+
+        def __init__(
+            self,
+            *,
+            config: TrainConfig,
+            num_train: int,
+            has_validation: bool,
+            sink: Callable[[Progress], None] | None,
+            should_stop: Callable[[], bool] | None,
+            report_interval: float,
+            started: float,
+            preview: np.ndarray | None,
+            preview_inputs: np.ndarray | None,
+            validation: Any = None,
+        ) -> None:
+            super().__init__()
+            self.config = config
+            self.validation = validation  # a tf.data pipeline, evaluated at each epoch end
+            self.num_train = num_train
+            self.has_validation = has_validation
+            self.sink = sink
+            self.should_stop = should_stop
+            self.report_interval = report_interval
+            self.started = started
+            self.preview = preview
+            self.preview_inputs = preview_inputs
+            self.preview_reconstructions: np.ndarray | None = None
+            self.batch_size = config.batch_size
+            self.batches_per_epoch = max(1, math.ceil(num_train / config.batch_size))
+            self.history: dict[str, list[float]] = {"loss": []}
+            if has_validation:
+                self.history["val_loss"] = []
+            self.completed = 0
+            self.batch_done = 0
+            self.loss: float | None = None
+            self.val_loss: float | None = None
+            self.weights: list[np.ndarray] | None = None  # the last completed epoch's
+            self.best_weights: list[np.ndarray] | None = None
+            self.best_val = math.inf
+            self.best_epoch: int | None = None
+            self.wait = 0
+            self.early_stopped = False
+            self.stop_requested = False
+            self.failure: str | None = None
+            self.last_report = -math.inf
+            self.epoch_start = started
+            self.mark: tuple[float, int] | None = None  # (time, batches) after the first batch
+            self.images_per_second: float | None = None
+
+        # -- reporting
+        def _measure(self, now: float) -> None:
+            """Images per second in this epoch, leaving out its first batch (tracing) when it can."""
+            if self.mark is not None and self.batch_done > self.mark[1] and now > self.mark[0]:
+                done, seconds = self.batch_done - self.mark[1], now - self.mark[0]
+                self.images_per_second = done * self.batch_size / seconds
+            elif self.batch_done > 0 and now > self.epoch_start:
+                images = min(self.batch_done * self.batch_size, self.num_train)
+                self.images_per_second = images / (now - self.epoch_start)
+
+        def _eta(self) -> float | None:
+            rate = self.images_per_second
+            if not rate:
+                return None
+            left = (self.config.epochs - self.completed) * self.batches_per_epoch - self.batch_done
+            return max(0, left) * self.batch_size / rate
+
+        def report(
+            self, state: str, message: str = "", now: float | None = None, *, live: bool = True
+        ) -> None:
+            now = time.perf_counter() if now is None else now
+            self.last_report = now
+            if self.sink is None:
+                return
+            if live:
+                self._measure(now)
+            rate = self.images_per_second
+            eta = self._eta() if live else None  # after training: nothing left to wait for
+            self.sink(
+                Progress(
+                    state=state,
+                    epoch=self.completed,
+                    epochs=self.config.epochs,
+                    batch=self.batch_done,
+                    batches_per_epoch=self.batches_per_epoch,
+                    loss=self.loss,
+                    val_loss=self.val_loss,
+                    images_per_second=rate,
+                    eta_seconds=eta,
+                    elapsed_seconds=now - self.started,
+                    history={key: list(values) for key, values in self.history.items()},
+                    preview_originals=self.preview,
+                    preview_reconstructions=self.preview_reconstructions,
+                    preview_inputs=self.preview_inputs,
+                    message=message,
+                )
+            )
+
+        def _fail(self, what: str, value: float) -> None:
+            self.failure = (
+                f"Training diverged: the {what} became {value} in epoch {self.completed + 1} "
+                f"(batch {self.batch_done}); kept the weights of epoch {self.completed}. "
+                "Try a lower learning rate, another optimizer, or check the data is in [0, 1]."
+            )
+            self.model.stop_training = True
+            self.model.stop_evaluating = True
+            self.report("failed", self.failure)
+
+        def _request_stop(self) -> None:
+            self.stop_requested = True
+            self.model.stop_training = True
+            self.model.stop_evaluating = True
+            self.report("stopping", "Stopping after the current batch.")
+
+        # -- Keras hooks
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.weights = self.model.get_weights()
+            self.report("running", "Training started.")
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.batch_done = 0
+            self.epoch_start = time.perf_counter()
+            self.mark = None
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            now = time.perf_counter()
+            self.batch_done = int(batch) + 1
+            if self.mark is None:
+                self.mark = (now, self.batch_done)
+            loss = logs.get("loss") if logs else None
+            if loss is not None:
+                self.loss = loss = float(loss)
+                if not math.isfinite(loss):
+                    if self.failure is None:
+                        self._fail("loss", loss)
+                    return
+            if self.should_stop is not None and not self.stop_requested and self.should_stop():
+                self._request_stop()
+                return
+            if now - self.last_report >= self.report_interval:
+                self.report("stopping" if self.stop_requested else "running", now=now)
+
+        def watch_validation(self, batch: int, logs: Any = None) -> None:
+            """After each validation batch: a stop request ends validation and training."""
+            if self.should_stop is not None and not self.stop_requested and self.should_stop():
+                self._request_stop()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if self.stop_requested or self.failure is not None:
+                return  # a partial epoch: its weights are not kept
+            logs = logs or {}
+            loss = float(logs.get("loss", math.nan))
+            if not math.isfinite(loss):
+                self._fail("loss", loss)
+                return
+            self._measure(time.perf_counter())  # training speed, before validation
+            val = None
+            if self.validation is not None:
+                # Validation here, not in fit(): a stop before the epoch's end skips it entirely.
+                watcher = keras.callbacks.LambdaCallback(on_test_batch_end=self.watch_validation)
+                results = self.model.evaluate(
+                    self.validation, verbose=0, return_dict=True, callbacks=[watcher]
+                )
+                if self.stop_requested:
+                    return
+                val = float(results.get("loss", math.nan))
+                if not math.isfinite(val):
+                    self._fail("validation loss", val)
+                    return
+            self.completed = epoch + 1
+            self.batch_done = 0  # (completed, 0): between epochs
+            self.loss = loss
+            self.history["loss"].append(loss)
+            if self.has_validation:
+                self.val_loss = val
+                self.history["val_loss"].append(val)
+            self.weights = self.model.get_weights()
+            if self.preview is not None:
+                try:
+                    recon = reconstruct(
+                        self.model,
+                        self.preview_inputs if self.preview_inputs is not None else self.preview,
+                    )
+                    recon.setflags(write=False)
+                    self.preview_reconstructions = recon
+                except Exception:  # noqa: BLE001 - a preview must never end a training run
+                    self.preview_reconstructions = None
+            message = f"Epoch {self.completed}/{self.config.epochs} done."
+            if self.config.patience is not None and val is not None:
+                if val < self.best_val:
+                    self.best_val, self.best_epoch, self.wait = val, self.completed, 0
+                    self.best_weights = self.weights
+                else:
+                    self.wait += 1
+                    if self.wait >= self.config.patience and self.completed < self.config.epochs:
+                        self.early_stopped = True
+                        self.model.stop_training = True
+                        message = (
+                            f"Early stopping after epoch {self.completed}: val_loss has not improved "
+                            f"for {self.wait} epochs; keeping epoch {self.best_epoch}."
+                        )
+            self.report("running", message)
+
+    return Monitor
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def train(
+    spec: ArchitectureSpec,
+    dataset: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    report_interval: float = REPORT_INTERVAL,
+) -> TrainResult:
+    """Build the spec's model and train it on ``dataset.x_train`` (inputs and targets), reporting
+    :class:`Progress` to ``progress`` and stopping within one batch once ``should_stop()`` is true.
+
+    The batch size is the global batch under a ``strategy`` (nothing is scaled). With
+    ``validation_split`` the last part of the training images is held out, as Keras does. With
+    ``patience`` the weights of the best validation epoch are kept. After training, test metrics
+    are computed on ``dataset.x_test`` (clean inputs; ``denoise_*`` from noisy ones when ``noise``)
+    and latent statistics on up to 2,048 training images.
+    """
+    started = time.perf_counter()
+    config = (config or TrainConfig()).validate()
+    if not isinstance(spec, ArchitectureSpec):
+        raise ValueError(f"spec must be an ArchitectureSpec. Received: type={type(spec).__name__}")
+    if not isinstance(dataset, Dataset):
+        raise ValueError(
+            f"dataset must be a cae.data.Dataset. Received: type={type(dataset).__name__}"
+        )
+    if not _is_number(report_interval) or report_interval < 0:
+        raise ValueError(
+            f"report_interval must be a number of seconds >= 0. Received: report_interval={report_interval!r}"
+        )
+    check_input_shape(spec, dataset)
+    x_train, x_val = _split(dataset.x_train, config.validation_split)
+
+    def send(state: str, message: str, **values: Any) -> None:
+        if progress is not None:
+            progress(
+                Progress(
+                    state=state,
+                    epochs=config.epochs,
+                    batches_per_epoch=max(1, math.ceil(len(x_train) / config.batch_size)),
+                    elapsed_seconds=time.perf_counter() - started,
+                    message=message,
+                    **values,
+                )
+            )
+
+    send("starting", "Building the model.")
+    import keras
+    import tensorflow as tf
+
+    strategy = strategy if strategy is not None else tf.distribute.get_strategy()
+    replicas = int(strategy.num_replicas_in_sync)
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"under a strategy with {replicas} replicas the (global) batch size must be a multiple "
+            f"of {replicas}; nothing is scaled for you. Received: batch_size={config.batch_size}, "
+            f"replicas={replicas}"
+        )
+    n_used = images_per_epoch(len(x_train), config.batch_size, replicas)
+    if n_used == 0 or (
+        x_val is not None and images_per_epoch(len(x_val), config.batch_size, replicas) == 0
+    ):
+        raise ValueError(
+            f"too few images to give each of the {replicas} replicas one. "
+            f"Received: num_train={len(x_train)}, num_validation={0 if x_val is None else len(x_val)}"
+        )
+    keras.utils.set_random_seed(config.seed)
+    monitor = None
+    try:
+        with strategy.scope():
+            built = build(spec)
+            built.autoencoder.compile(
+                optimizer=_make_optimizer(config.optimizer, config.learning_rate),
+                loss=_make_loss(config.loss),
+            )
+        train_ds = make_pipeline(
+            x_train,
+            config.batch_size,
+            seed=config.seed,
+            noise=config.noise,
+            replicas=replicas,
+            copy_to_tensor=multi_worker,
+        )
+        val_ds = (
+            None
+            if x_val is None
+            else make_pipeline(
+                x_val,
+                config.batch_size,
+                seed=config.seed,
+                noise=config.noise,
+                shuffle=False,
+                fixed_noise=True,
+                replicas=replicas,
+                copy_to_tensor=multi_worker,
+            )
+        )
+        source = dataset.x_test if dataset.num_test else dataset.x_train
+        preview = preview_inputs = None
+        if config.preview_count and len(source):
+            preview = np.array(source[: config.preview_count], dtype=np.float32)
+            preview.setflags(write=False)
+            if config.noise > 0:
+                preview_inputs = add_noise(preview, config.noise, config.seed)
+                preview_inputs.setflags(write=False)
+        monitor = _monitor_class()(
+            config=config,
+            num_train=n_used,
+            has_validation=val_ds is not None,
+            validation=val_ds,
+            sink=progress,
+            should_stop=should_stop,
+            report_interval=float(report_interval),
+            started=started,
+            preview=preview,
+            preview_inputs=preview_inputs,
+        )
+        built.autoencoder.fit(
+            train_ds,
+            epochs=config.epochs,
+            callbacks=[monitor],
+            shuffle=False,  # the pipeline shuffles, seeded
+            verbose=0,
+        )
+    except Exception as error:
+        message = f"Training failed: {type(error).__name__}: {error}"
+        if monitor is not None and progress is not None:
+            monitor.report("failed", message, live=False)  # keeps the history so far
+        else:
+            send("failed", message)
+        raise
+
+    model = built.autoencoder
+    best_epoch: int | None = None
+    if monitor.stop_requested or monitor.failure is not None:
+        if monitor.weights is not None:
+            model.set_weights(monitor.weights)
+    elif config.patience is not None and monitor.best_weights is not None:
+        best_epoch = monitor.best_epoch
+        if best_epoch != monitor.completed:
+            model.set_weights(monitor.best_weights)
+    completed = monitor.completed
+    del train_ds, val_ds
+
+    if monitor.failure is not None:
+        state, message = "failed", monitor.failure
+    elif monitor.stop_requested:
+        state = "stopped"
+        message = (
+            f"Stopped during epoch {completed + 1}; kept the weights of epoch {completed}."
+            if completed
+            else "Stopped before the first epoch completed: there is nothing to save."
+        )
+    else:
+        state = "finished"
+        message = f"Finished {completed} epoch{'s' if completed != 1 else ''}."
+        if monitor.early_stopped:
+            message = (
+                f"Early stopping after epoch {completed}; kept the best epoch {best_epoch} "
+                f"(val_loss {monitor.best_val:.5f})."
+            )
+        elif best_epoch is not None and best_epoch != completed:
+            message += f" Kept the best epoch {best_epoch} (val_loss {monitor.best_val:.5f})."
+
+    test_metrics: dict[str, float] = {}
+    latent_stats: dict[str, Any] | None = None
+    if completed > 0:
+        if progress is not None:
+            monitor.report(
+                "stopping" if state != "finished" else "running",
+                "Computing test metrics.",
+                live=False,
+            )
+        test_metrics = evaluate_run(built, dataset, noise=config.noise, seed=config.seed)
+        latent_stats = _latent_stats(built, dataset.x_train)
+        if monitor.preview is not None and (
+            monitor.stop_requested or monitor.failure or best_epoch
+        ):
+            monitor.preview_reconstructions = reconstruct(
+                model, preview_inputs if preview_inputs is not None else preview
+            )
+            monitor.preview_reconstructions.setflags(write=False)
+    wall = time.perf_counter() - started
+    if progress is not None:
+        monitor.batch_done = 0 if state == "finished" else monitor.batch_done
+        monitor.completed = completed
+        monitor.report(state, message, live=False)
+    return TrainResult(
+        built=built,
+        history={key: list(values) for key, values in monitor.history.items()},
+        epochs_completed=completed,
+        stopped=monitor.stop_requested,
+        wall_seconds=wall,
+        config=config,
+        test_metrics=test_metrics,
+        latent_stats=latent_stats,
+        state=state,
+        message=message,
+        best_epoch=best_epoch,
+        early_stopped=monitor.early_stopped,
+        num_train=len(x_train),
+        num_validation=0 if x_val is None else len(x_val),
+    )
+
+
+def _latent_stats(built: BuiltModel, x_train: np.ndarray) -> dict[str, Any] | None:
+    """Latent statistics of (up to LATENT_STATS_LIMIT) encoded training images, or None."""
+    from cae.latent import encode, latent_statistics
+
+    if len(x_train) == 0:
+        return None
+    try:
+        codes = encode(built.encoder, x_train[:LATENT_STATS_LIMIT], batch_size=PREDICT_BATCH)
+        return latent_statistics(codes)
+    except ValueError:  # non-finite codes: no statistics rather than a failed run
+        return None
+
+
+def evaluate_run(
+    built: BuiltModel,
+    dataset: Dataset,
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+    chunk: int = EVAL_CHUNK,
+) -> dict[str, float]:
+    """Test-set metrics (mse, mae, psnr, ssim) of the autoencoder's reconstructions of
+    ``dataset.x_test``; with ``noise`` > 0 also ``denoise_*`` from seeded noisy inputs. Works
+    through the images ``chunk`` at a time, so memory stays flat on big test sets."""
+    model = built.autoencoder
+    expected = tuple(int(n) for n in model.input_shape[1:])
+    got = tuple(int(n) for n in dataset.x_test.shape[1:])
+    if expected != got:
+        raise ValueError(
+            "The dataset's images do not fit the model; evaluate on the dataset it was trained "
+            f"on. Received: images={list(got)}, input_shape={list(expected)}"
+        )
+    if not _is_int(chunk) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer. Received: chunk={chunk!r}")
+    if dataset.num_test == 0:
+        return {}
+    # Big test sets: one traced function for all chunks; small ones: direct calls.
+    infer = inference_function(model) if dataset.num_test > chunk else None
+    metrics = _chunked_metrics(model, dataset.x_test, chunk, infer=infer)
+    if noise > 0:
+        noisy = _chunked_metrics(model, dataset.x_test, chunk, noise=noise, seed=seed, infer=infer)
+        metrics.update({f"denoise_{key}": value for key, value in noisy.items()})
+    return metrics
+
+
+def _chunked_metrics(
+    model: keras.Model,
+    x: np.ndarray,
+    chunk: int,
+    *,
+    noise: float = 0.0,
+    seed: int = 0,
+    infer: Callable[[Any], Any] | None = None,
+) -> dict[str, float]:
+    """``cae.metrics.summarize`` of (x, reconstructions), computed ``chunk`` images at a time."""
+    from cae.metrics import per_image
+
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"mse": [], "mae": [], "ssim": []}
+    for start in range(0, len(x), chunk):
+        clean = x[start : start + chunk]
+        inputs = clean
+        if noise > 0:
+            jitter = rng.normal(0.0, noise, size=clean.shape).astype(np.float32)
+            inputs = np.clip(clean + jitter, 0.0, 1.0)
+        values = per_image(clean, reconstruct(model, inputs, infer=infer))
+        for key in parts:
+            parts[key].append(values[key])
+    mse = float(np.mean(np.concatenate(parts["mse"])))
+    return {
+        "mse": mse,
+        "mae": float(np.mean(np.concatenate(parts["mae"]))),
+        # As summarize(): the PSNR of the mean MSE (inf only if every image is exact).
+        "psnr": float(10.0 * np.log10(1.0 / mse)) if mse > 0 else math.inf,
+        "ssim": float(np.mean(np.concatenate(parts["ssim"]))),
+    }

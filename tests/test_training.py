@@ -1,0 +1,477 @@
+"""cae.training: config validation, progress, stop, NaN, noise, strategies (tiny data, few epochs)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cae.training as training
+from cae.data import Dataset, load_dataset
+from cae.metrics import summarize
+from cae.spec import preset
+from cae.training import (
+    Progress,
+    TrainConfig,
+    add_noise,
+    evaluate_run,
+    make_pipeline,
+    make_strategy,
+    reconstruct,
+    train,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("mnist-sample", limit=512, seed=0)
+
+
+def small(dataset: Dataset, n: int, n_test: int = 64) -> Dataset:
+    return Dataset(
+        name=dataset.name,
+        x_train=dataset.x_train[:n],
+        y_train=None,
+        x_test=dataset.x_test[:n_test],
+        y_test=None,
+    )
+
+
+def capture_build(monkeypatch) -> list:
+    """Record the BuiltModel that train() builds (to read its weights from a progress hook)."""
+    built = []
+    original = training.build
+
+    def recording(spec):
+        model = original(spec)
+        built.append(model)
+        return model
+
+    monkeypatch.setattr(training, "build", recording)
+    return built
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def test_config_round_trip_and_validation():
+    config = TrainConfig(
+        epochs=3, batch_size=16, optimizer="sgd", loss="mse", patience=2, noise=0.2
+    )
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    assert TrainConfig.from_dict({**config.to_dict(), "dataset": "mnist", "name": "x"}) == config
+    assert json.loads(json.dumps(config.to_dict())) == config.to_dict()
+    cases = [
+        ({"epochs": 0}, "Received: epochs=0"),
+        ({"epochs": True}, "Received: epochs=True"),
+        ({"batch_size": 0}, "Received: batch_size=0"),
+        ({"optimizer": "adamw"}, "Received: optimizer='adamw'"),
+        ({"learning_rate": -1.0}, "Received: learning_rate=-1.0"),
+        ({"learning_rate": math.nan}, "Received: learning_rate=nan"),
+        ({"loss": "huber"}, "Received: loss='huber'"),
+        ({"validation_split": 1.0}, "Received: validation_split=1.0"),
+        ({"patience": -1}, "Received: patience=-1"),
+        ({"patience": 2, "validation_split": 0.0}, "patience=2, validation_split=0.0"),
+        ({"seed": -3}, "Received: seed=-3"),
+        ({"noise": 1.5}, "Received: noise=1.5"),
+        ({"preview_count": 1000}, "Received: preview_count=1000"),
+    ]
+    for values, expected in cases:
+        with pytest.raises(ValueError) as info:
+            TrainConfig(**values).validate()
+        assert str(info.value).endswith(expected), (values, str(info.value))
+    assert TrainConfig(validation_split=0.0).validate().validation_split == 0.0
+
+
+def test_progress_copy_and_fraction():
+    p = Progress(
+        state="running", epoch=1, epochs=4, batch=5, batches_per_epoch=10, history={"loss": [1.0]}
+    )
+    assert p.fraction == pytest.approx(1.5 / 4)
+    q = p.copy()
+    q.history["loss"].append(2.0)
+    assert p.history == {"loss": [1.0]}
+    assert Progress(state="finished", epoch=2, epochs=4).fraction == 1.0
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def test_loss_decreases_and_progress_reports(digits):
+    calls: list[Progress] = []
+    result = train(
+        preset("classic"),
+        digits,
+        TrainConfig(epochs=3, batch_size=32, validation_split=0.1),
+        progress=calls.append,
+        report_interval=0.0,  # every batch: to see the order of reports
+    )
+    loss = result.history["loss"]
+    assert len(loss) == 3 and loss[0] > loss[1] > loss[2], loss
+    assert len(result.history["val_loss"]) == 3
+    assert result.state == "finished" and result.epochs_completed == 3 and not result.stopped
+    assert (result.num_train, result.num_validation) == (461, 51)
+    assert set(result.test_metrics) == {"mse", "mae", "psnr", "ssim"}
+    assert result.latent_stats["shape"] == [7, 7, 1]
+    assert calls[0].state == "starting" and calls[-1].state == "finished"
+    running = [p for p in calls if p.state == "running"]
+    # (completed epochs, batches into the next one) only goes forward; so does the fraction.
+    steps = [(p.epoch, p.batch) for p in running]
+    assert steps == sorted(steps)
+    assert len(set(steps)) >= 3 * 15
+    assert [p.fraction for p in running] == sorted(p.fraction for p in running)
+    assert max(p.batch for p in running) == calls[-1].batches_per_epoch == 15
+    assert [p.epoch for p in running if p.message.startswith("Epoch ")] == [1, 2, 3]
+    assert all(p.batch == 0 for p in running if p.message.startswith("Epoch "))
+    assert any(p.images_per_second and p.eta_seconds is not None for p in running)
+    last = calls[-1]
+    assert last.epoch == 3 and last.history["loss"] == loss
+    assert last.preview_originals.shape == last.preview_reconstructions.shape == (6, 28, 28, 1)
+    assert not last.preview_reconstructions.flags.writeable
+    assert last.fraction == 1.0
+
+
+def test_progress_is_throttled(digits):
+    calls: list[Progress] = []
+    result = train(
+        preset("classic"),
+        small(digits, 384),
+        TrainConfig(epochs=1, batch_size=4, validation_split=0.0, preview_count=0),
+        progress=calls.append,
+    )
+    batches = 96
+    budget = 3 + 2 * result.epochs_completed + result.wall_seconds / training.REPORT_INTERVAL + 2
+    assert len(calls) <= budget, (len(calls), result.wall_seconds)
+    assert len(calls) < batches / 4
+    assert calls[-1].state == "finished"
+
+
+def test_stop_in_second_epoch_keeps_the_first_epochs_weights(digits, monkeypatch):
+    built = capture_build(monkeypatch)
+    after_epoch_1: list[list[np.ndarray]] = []
+    seen: list[Progress] = []
+
+    def sink(p: Progress) -> None:
+        seen.append(p)
+        if p.message == "Epoch 1/5 done.":
+            after_epoch_1.append([w.copy() for w in built[0].autoencoder.get_weights()])
+
+    checks = {"n": 0}
+    batches_per_epoch = 8  # 256 images / 32
+
+    def should_stop() -> bool:
+        checks["n"] += 1
+        return checks["n"] >= batches_per_epoch + 3  # the third batch of epoch 2
+
+    result = train(
+        preset("classic"),
+        small(digits, 256),
+        TrainConfig(epochs=5, batch_size=32, validation_split=0.0, preview_count=2),
+        progress=sink,
+        should_stop=should_stop,
+        report_interval=0.0,
+    )
+    assert result.stopped and result.state == "stopped"
+    assert result.epochs_completed == 1 and len(result.history["loss"]) == 1
+    assert checks["n"] == batches_per_epoch + 3  # no batch ran after the stop request
+    epoch_2 = [p.batch for p in seen if p.epoch == 1 and p.state in ("running", "stopping")]
+    assert max(epoch_2) == 3
+    final = result.built.autoencoder.get_weights()
+    assert len(after_epoch_1) == 1
+    assert all(np.array_equal(a, b) for a, b in zip(final, after_epoch_1[0]))
+    assert "kept the weights of epoch 1" in result.message
+    assert seen[-1].state == "stopped" and result.test_metrics
+
+
+def test_stop_before_the_first_epoch_completes(digits):
+    calls: list[Progress] = []
+    result = train(
+        preset("classic"),
+        small(digits, 128),
+        TrainConfig(epochs=2, batch_size=32, validation_split=0.0),
+        progress=calls.append,
+        should_stop=lambda: True,
+    )
+    assert result.stopped and result.epochs_completed == 0 and not result.saveable
+    assert result.history == {"loss": []} and result.test_metrics == {}
+    assert "nothing to save" in result.message
+    assert calls[-1].state == "stopped" and calls[-1].message == result.message
+
+
+def test_noise_pipeline_is_seeded_clipped_and_fresh_each_epoch(digits):
+    x = digits.x_train[:64]
+    ds = make_pipeline(x, 16, seed=3, noise=0.3)
+    first = [(a.numpy(), b.numpy()) for a, b in ds]
+    second = [(a.numpy(), b.numpy()) for a, b in ds]
+    again = [(a.numpy(), b.numpy()) for a, b in make_pipeline(x, 16, seed=3, noise=0.3)]
+    inputs, targets = first[0]
+    assert inputs.shape == targets.shape == (16, 28, 28, 1)
+    assert inputs.min() >= 0.0 and inputs.max() <= 1.0
+    assert not np.allclose(inputs, targets)
+    assert np.abs(inputs - targets).std() > 0.1
+    # Targets are clean training images; every image comes once per epoch.
+    clean = np.concatenate([t for _, t in first])
+    assert sorted(map(bytes, clean.reshape(64, -1))) == sorted(map(bytes, x.reshape(64, -1)))
+    assert not np.array_equal(first[0][0], second[0][0])  # new noise (and order) each epoch
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))  # seeded
+    # No noise: inputs are the targets; a tensor copy (multi-worker) gives the same batches.
+    a, b = next(iter(make_pipeline(x, 16, seed=0)))
+    assert np.array_equal(a.numpy(), b.numpy())
+    c, _ = next(iter(make_pipeline(x, 16, seed=0, copy_to_tensor=True)))
+    assert np.array_equal(a.numpy(), c.numpy())
+    # Two replicas: 63 images in batches of 16 leave a last batch of 15, cut to 14.
+    sizes = [len(a) for a, _ in make_pipeline(x[:63], 16, seed=0, replicas=2)]
+    assert sizes == [16, 16, 16, 14]
+    noisy = add_noise(x[:4], 0.5, seed=1)
+    assert noisy.dtype == np.float32 and noisy.min() >= 0 and noisy.max() <= 1
+
+
+def test_denoising_training_reports_denoise_metrics(digits):
+    calls: list[Progress] = []
+    result = train(
+        preset("classic"),
+        small(digits, 128),
+        TrainConfig(epochs=1, batch_size=32, noise=0.3, validation_split=0.0, preview_count=3),
+        progress=calls.append,
+    )
+    assert {"mse", "denoise_mse", "denoise_psnr", "denoise_ssim"} <= set(result.test_metrics)
+    last = calls[-1]
+    assert last.preview_inputs.shape == (3, 28, 28, 1)
+    assert not np.array_equal(last.preview_inputs, last.preview_originals)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "loss", "optimizer_class", "loss_class"),
+    [
+        ("adam", "bce", "Adam", "BinaryCrossentropy"),
+        ("sgd", "mse", "SGD", "MeanSquaredError"),
+        ("rmsprop", "mae", "RMSprop", "MeanAbsoluteError"),
+    ],
+)
+def test_each_optimizer_and_loss(digits, optimizer, loss, optimizer_class, loss_class):
+    result = train(
+        preset("classic"),
+        small(digits, 64),
+        TrainConfig(
+            epochs=1,
+            batch_size=32,
+            optimizer=optimizer,
+            loss=loss,
+            learning_rate=0.01,
+            validation_split=0.0,
+            preview_count=0,
+        ),
+    )
+    model = result.built.autoencoder
+    assert type(model.optimizer).__name__ == optimizer_class
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.01)
+    assert type(model.loss).__name__ == loss_class
+    assert result.epochs_completed == 1 and math.isfinite(result.history["loss"][0])
+
+
+def test_wrong_input_shape_names_both_shapes():
+    x = np.zeros((8, 32, 32, 1), np.float32)
+    dataset = Dataset(name="big", x_train=x, y_train=None, x_test=x[:2], y_test=None)
+    with pytest.raises(ValueError) as info:
+        train(preset("classic"), dataset, TrainConfig(epochs=1))
+    message = str(info.value)
+    assert "input_shape" in message and "[32, 32, 1]" in message and "[28, 28, 1]" in message
+    assert message.endswith("Received: images=[32, 32, 1], input_shape=[28, 28, 1]")
+    rgb = np.zeros((8, 28, 28, 3), np.float32)
+    with pytest.raises(ValueError, match="channels differ"):
+        train(preset("classic"), Dataset("rgb", rgb, None, rgb[:2], None), TrainConfig(epochs=1))
+
+
+def test_too_few_images_for_a_validation_split():
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    with pytest.raises(ValueError, match="num_train=1, validation_split=0.5"):
+        train(
+            preset("classic"),
+            Dataset("one", x, None, x, None),
+            TrainConfig(epochs=1, validation_split=0.5),
+        )
+
+
+def test_nan_loss_fails_with_a_message():
+    huge = np.full((64, 28, 28, 1), 1e30, np.float32)
+    dataset = Dataset(name="huge", x_train=huge, y_train=None, x_test=huge[:8], y_test=None)
+    calls: list[Progress] = []
+    result = train(
+        preset("classic"),
+        dataset,
+        TrainConfig(epochs=2, batch_size=16, loss="mse", validation_split=0.0),
+        progress=calls.append,
+    )
+    assert result.failed and result.state == "failed" and not result.stopped
+    assert result.epochs_completed == 0
+    assert "diverged" in result.message and "inf" in result.message
+    assert "lower learning rate" in result.message
+    assert calls[-1].state == "failed" and calls[-1].message == result.message
+
+
+def test_a_loss_that_turns_nan_keeps_the_last_good_epoch(digits, monkeypatch):
+    built = capture_build(monkeypatch)
+    good: list[list[np.ndarray]] = []
+
+    def poison(p: Progress) -> None:
+        if p.message == "Epoch 1/3 done.":
+            model = built[0].autoencoder
+            weights = model.get_weights()
+            good.append([w.copy() for w in weights])
+            weights[-1] = np.full_like(weights[-1], np.nan)  # the output bias: NaN images
+            model.set_weights(weights)
+
+    result = train(
+        preset("classic"),
+        small(digits, 128),
+        TrainConfig(epochs=3, batch_size=32, validation_split=0.0, preview_count=0),
+        progress=poison,
+        report_interval=0.0,
+    )
+    assert result.state == "failed" and result.epochs_completed == 1
+    assert "kept the weights of epoch 1" in result.message
+    final = result.built.autoencoder.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(final, good[0]))
+    assert result.test_metrics and math.isfinite(result.test_metrics["mse"])
+
+
+def test_early_stopping_keeps_the_best_epoch(digits):
+    # A learning rate far below float32 resolution: the weights never change, so val_loss never
+    # improves after epoch 1 and patience 1 stops training after epoch 2.
+    result = train(
+        preset("classic"),
+        small(digits, 64),
+        TrainConfig(
+            epochs=6,
+            batch_size=32,
+            optimizer="sgd",
+            learning_rate=1e-20,
+            patience=1,
+            validation_split=0.25,
+            preview_count=0,
+        ),
+    )
+    assert result.early_stopped and result.state == "finished" and not result.stopped
+    assert result.epochs_completed == 2 and result.best_epoch == 1
+    assert "Early stopping" in result.message
+
+
+def test_evaluate_run_matches_the_training_metrics(digits):
+    data = small(digits, 64, n_test=32)
+    result = train(
+        preset("classic"),
+        data,
+        TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=0),
+    )
+    assert evaluate_run(result.built, data) == pytest.approx(result.test_metrics)
+    # Chunked evaluation gives what summarize() gives on the whole test set.
+    whole = summarize(data.x_test, reconstruct(result.built.autoencoder, data.x_test))
+    assert evaluate_run(result.built, data, chunk=7) == pytest.approx(whole, rel=1e-6)
+    with pytest.raises(ValueError, match="Received: chunk=0"):
+        evaluate_run(result.built, data, chunk=0)
+
+
+# ------------------------------------------------------------------------------------ strategies
+
+
+def test_make_strategy_names_and_tf_config(monkeypatch):
+    with pytest.raises(ValueError, match="Received: strategy='tpu'"):
+        make_strategy("tpu")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(
+        ValueError, match="TF_CONFIG environment variable.*Received: TF_CONFIG=None"
+    ):
+        make_strategy("multiworker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="Received: TF_CONFIG='{not json'"):
+        make_strategy("multiworker")
+    assert type(make_strategy("default")).__name__ == "_DefaultDistributionStrategy"
+    assert training.is_chief(None)
+
+
+MIRRORED_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+    )
+    from cae.data import load_dataset
+    from cae.spec import preset
+    from cae.training import TrainConfig, train
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    data = load_dataset("mnist-sample", limit=128)
+    try:
+        train(preset("classic"), data, TrainConfig(epochs=1, batch_size=33), strategy=strategy)
+    except ValueError as error:
+        odd = str(error)
+    # 115 training images (last batch 19: cut to 18), 13 validation images (cut to 12).
+    result = train(preset("classic"), data, TrainConfig(epochs=1, batch_size=32, preview_count=3),
+                   strategy=strategy)
+    from cae.training import inference_function, reconstruct
+
+    model = result.built.autoencoder
+    direct = reconstruct(model, data.x_test[:101], batch_size=30)
+    traced = reconstruct(model, data.x_test[:101], batch_size=30, infer=inference_function(model))
+    print("RESULT " + json.dumps({
+        "odd": odd,
+        "recon_shape": list(traced.shape),
+        "recon_gap": float(abs(direct - traced).max()),
+        "replicas": strategy.num_replicas_in_sync,
+        "epochs": result.epochs_completed,
+        "state": result.state,
+        "loss": result.history["loss"],
+        "val_loss": result.history["val_loss"],
+        "mse": result.test_metrics["mse"],
+        "model_strategy": type(result.built.autoencoder.distribute_strategy).__name__,
+    }))
+    """
+)
+
+
+def test_mirrored_strategy_over_two_logical_cpus():
+    run = subprocess.run(
+        [sys.executable, "-c", MIRRORED_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = [x for x in run.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    out = json.loads(line[len("RESULT ") :])
+    assert out["replicas"] == 2 and out["model_strategy"] == "MirroredStrategy"
+    assert out["odd"].endswith("Received: batch_size=33, replicas=2")
+    assert out["recon_shape"] == [101, 28, 28, 1] and out["recon_gap"] < 1e-5
+    assert out["epochs"] == 1 and out["state"] == "finished"
+    assert math.isfinite(out["loss"][0]) and math.isfinite(out["val_loss"][0])
+    assert 0 < out["mse"] < 1
+
+
+def test_a_stop_during_validation_discards_that_epoch(digits):
+    checks = {"n": 0}
+    batches_per_epoch = 4  # 115 training images / 32; then 13 validation images in 1 batch
+
+    def should_stop() -> bool:
+        checks["n"] += 1
+        return checks["n"] > batches_per_epoch  # the first check during validation
+
+    result = train(
+        preset("classic"),
+        small(digits, 128),
+        TrainConfig(epochs=3, batch_size=32, validation_split=0.1, preview_count=0),
+        should_stop=should_stop,
+    )
+    assert checks["n"] == batches_per_epoch + 1
+    assert result.stopped and result.epochs_completed == 0
+    assert result.history == {"loss": [], "val_loss": []}
