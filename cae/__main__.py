@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from cae.spec import PRESETS, ArchitectureSpec, preset
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cae.data import Dataset
+    from cae.training import Progress, TrainResult
 
 
 class CliError(Exception):
@@ -63,12 +71,336 @@ def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"shapes": command_shapes}
+# ------------------------------------------------------------------------------------ train
+
+
+class _ProgressPrinter:
+    """Draws training progress: one line redrawn with \r on a terminal, a line per epoch otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last_epoch = 0
+        self.width = 0
+        self.dirty = False
+
+    def line(self, p: Progress) -> str:
+        current = p.epoch if (not p.active or p.batch == 0) else p.epoch + 1
+        parts = [f"epoch {max(1, min(current, p.epochs))}/{p.epochs}"]
+        if p.active and p.batch and p.batches_per_epoch:
+            parts.append(f"batch {p.batch}/{p.batches_per_epoch}")
+        if p.loss is not None:
+            parts.append(f"loss {p.loss:.5f}")
+        if p.val_loss is not None:
+            parts.append(f"val_loss {p.val_loss:.5f}")
+        if p.images_per_second:
+            parts.append(f"{p.images_per_second:,.0f} img/s")
+        if p.active and p.eta_seconds is not None:
+            parts.append(f"ETA {_duration(p.eta_seconds)}")
+        return "  ".join(parts)
+
+    def __call__(self, p: Progress) -> None:
+        if self.tty:
+            if p.state in ("starting",):
+                return
+            text = self.line(p)
+            pad = " " * max(0, self.width - len(text))
+            self.stream.write("\r" + text + pad)
+            self.width = len(text)
+            self.dirty = True
+        elif p.epoch > self.last_epoch and p.state == "running":
+            self.last_epoch = p.epoch
+            self.stream.write(self.line(p) + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.dirty:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.dirty = False
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _load_training_data(args: argparse.Namespace) -> tuple[Dataset, str, dict[str, Any]]:
+    """The dataset of ``train``: a built-in by name or an uploaded array file, capped by --limit."""
+    from cae.data import load_array_file, load_dataset
+
+    if args.data:
+        path = Path(args.data)
+        if not path.is_file():
+            raise CliError(f"no such data file. Received: data={args.data!r}")
+        dataset = _limited(load_array_file(path, seed=args.seed), args.limit)
+        extra = {"data_file": str(path.resolve()), "limit": args.limit, "data_seed": args.seed}
+        return dataset, dataset.name, extra
+    dataset = load_dataset(args.dataset, limit=args.limit, seed=args.seed)
+    return dataset, dataset.name, {"limit": args.limit, "data_seed": args.seed}
+
+
+def _limited(dataset: Dataset, limit: int | None) -> Dataset:
+    """The first ``limit`` train and test images of an uploaded dataset (as --limit does for the
+    built-in ones)."""
+    from cae.data import Dataset
+
+    if limit is None:
+        return dataset
+    return Dataset(
+        name=dataset.name,
+        x_train=dataset.x_train[:limit],
+        y_train=None if dataset.y_train is None else dataset.y_train[:limit],
+        x_test=dataset.x_test[:limit],
+        y_test=None if dataset.y_test is None else dataset.y_test[:limit],
+        class_names=dataset.class_names,
+        source=dataset.source,
+    )
+
+
+def _out_target(out: str | None) -> tuple[Path, str] | None:
+    """(runs root, run id) of --out models/<id>; refuses a folder that exists."""
+    if out is None:
+        return None
+    from cae.store import check_run_id
+
+    path = Path(out)
+    run_id = check_run_id(path.name)
+    if path.exists():
+        raise CliError(f"the output folder already exists; choose a new one. Received: out={out!r}")
+    return path.parent, run_id
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """Train an autoencoder, print its progress, save the run and print a one-line summary."""
+    from cae.training import TrainConfig
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        loss=args.loss,
+        validation_split=args.validation_split,
+        patience=args.patience,
+        seed=args.seed,
+        noise=args.noise,
+        preview_count=0,
+    ).validate()
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit must be at least 1. Received: limit={args.limit}")
+    spec = _load_spec_argument(args)
+    out = _out_target(args.out)
+    root = out[0] if out else (Path(args.root) if args.root else None)
+    dataset, dataset_name, extra = _load_training_data(args)
+    from cae.training import check_input_shape, is_chief, make_strategy, train
+
+    check_input_shape(spec, dataset)
+    strategy = make_strategy(args.strategy)
+    extra["strategy"] = args.strategy
+    name = args.name or f"{spec.name}-{dataset_name}"
+
+    printer = _ProgressPrinter(sys.stdout)
+    stop = threading.Event()
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        printer.finish()
+        print("Ctrl-C: stopping after the current batch (press again to abort)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = train(
+            spec, dataset, config, progress=printer, should_stop=stop.is_set, strategy=strategy
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.finish()
+    if result.failed:
+        raise CliError(
+            f"{result.message} Nothing was saved. Received: "
+            f"epochs_completed={result.epochs_completed}, learning_rate={config.learning_rate}"
+        )
+    if result.epochs_completed == 0:
+        raise CliError(
+            "stopped before the first epoch completed: nothing was saved. "
+            "Received: epochs_completed=0"
+        )
+    from cae.jobs import result_train_config, save_result
+
+    summary = _summary(result)
+    if not is_chief(strategy):
+        print(f"{summary} (not saved: only the chief worker saves)")
+        return 0
+    run_id = save_result(
+        result,
+        spec,
+        name=name,
+        train_config=result_train_config(result, dataset_name, extra),
+        root=root,
+    )
+    if out is not None:
+        out_root, wanted = out
+        source, target = out_root / run_id, out_root / wanted
+        if target.exists():
+            raise CliError(
+                f"the output folder appeared while training; the run is saved as {source}. "
+                f"Received: out={str(target)!r}"
+            )
+        os.rename(source, target)  # same folder: atomic
+        run_id = wanted
+    folder = (out[0] if out else (root or _models_dir())) / run_id
+    print(f"run {run_id}: {summary} -> {folder}")
+    return 0
+
+
+def _models_dir() -> Path:
+    from cae.store import models_dir
+
+    return models_dir()
+
+
+def _summary(result: TrainResult) -> str:
+    m = result.test_metrics
+    epochs = f"{result.epochs_completed} epoch{'s' if result.epochs_completed != 1 else ''}"
+    if result.stopped:
+        epochs += " (stopped)"
+    elif result.early_stopped:
+        epochs += f" (early stop, best epoch {result.best_epoch})"
+    metrics = (
+        f"test MSE {m['mse']:.5f}, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}"
+        if m
+        else "no test images"
+    )
+    return f"{epochs}, {metrics}, {result.wall_seconds:.1f} s"
+
+
+# ------------------------------------------------------------------------------------ list
+
+
+def command_list(args: argparse.Namespace) -> int:
+    """Print the saved runs as a table (broken runs marked with the reason)."""
+    from cae.store import list_runs, models_dir
+
+    root = Path(args.root) if args.root else models_dir()
+    runs = list_runs(root)
+    if not runs:
+        print(f"no runs in {root}")
+        return 0
+    rows = [("ID", "NAME", "DATASET", "EPOCHS", "TEST PSNR")]
+    for info in runs:
+        if info.broken:
+            last = f"BROKEN: {info.broken}"
+        else:
+            psnr = info.metrics.get("psnr")
+            last = f"{psnr:.2f} dB" if isinstance(psnr, (int, float)) else "-"
+        rows.append((info.run_id, info.name, info.dataset or "-", str(info.epochs), last))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+    return 0
+
+
+# ------------------------------------------------------------------------------------ evaluate
+
+
+def _run_argument(run: str, root: Path | None) -> str | Path:
+    """A run id inside the root, or a folder path."""
+    from cae.store import models_dir
+
+    base = root or models_dir()
+    looks_like_path = os.sep in run or run.startswith(".") or (os.altsep and os.altsep in run)
+    if looks_like_path or (Path(run).is_dir() and not (base / run).is_dir()):
+        return Path(run)
+    return run
+
+
+def _evaluation_data(args: argparse.Namespace, train_config: dict[str, Any]) -> Dataset:
+    """The dataset a run was trained on (its test split), or the one given on the command line."""
+    from cae.data import load_array_file, load_dataset
+
+    seed = train_config.get("data_seed", train_config.get("seed", 0))
+    seed = seed if isinstance(seed, int) else 0
+    limit = args.limit if args.limit is not None else train_config.get("limit")
+    limit = limit if isinstance(limit, int) and limit > 0 else None
+    if args.data:
+        return _limited(load_array_file(Path(args.data), seed=seed), limit)
+    name = args.dataset or train_config.get("dataset")
+    if isinstance(name, str) and name.startswith("upload:") and not args.dataset:
+        data_file = train_config.get("data_file")
+        if isinstance(data_file, str) and Path(data_file).is_file():
+            return _limited(load_array_file(Path(data_file), seed=seed), limit)
+        raise CliError(
+            "the run was trained on an uploaded file that is not here; pass it with --data FILE. "
+            f"Received: dataset={name!r}, data_file={data_file!r}"
+        )
+    if not isinstance(name, str):
+        raise CliError(
+            f"the run does not say which dataset it was trained on; pass --dataset NAME or --data "
+            f"FILE. Received: dataset={name!r}"
+        )
+    return load_dataset(name, limit=limit, seed=seed)
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    """Print a run's stored test metrics beside freshly computed ones."""
+    from cae.store import load_run
+
+    root = Path(args.root) if args.root else None
+    loaded = load_run(_run_argument(args.run, root), root)
+    train_config = loaded.train_config
+    dataset = _evaluation_data(args, train_config)
+    from cae.training import evaluate_run
+
+    noise = train_config.get("noise", 0.0)
+    noise = float(noise) if isinstance(noise, (int, float)) and 0 < noise <= 1 else 0.0
+    seed = train_config.get("seed", 0)
+    fresh = evaluate_run(
+        loaded.built, dataset, noise=noise, seed=seed if isinstance(seed, int) else 0
+    )
+    stored = loaded.metrics
+    print(
+        f"run {loaded.run_id} ({loaded.info.name}): dataset {dataset.name}, "
+        f"{dataset.num_test:,} test images, {loaded.info.epochs} epochs"
+    )
+    keys = [key for key in fresh if key in stored or not key.startswith("denoise_")]
+    print(f"{'metric':<14}{'stored':>12}{'now':>12}")
+    for key in keys:
+        print(f"{key:<14}{_number(stored.get(key)):>12}{_number(fresh.get(key)):>12}")
+    return 0
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.5f}" if abs(value) < 10 else f"{value:.3f}"
+
+
+# ------------------------------------------------------------------------------------ parser
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "shapes": command_shapes,
+    "train": command_train,
+    "list": command_list,
+    "evaluate": command_evaluate,
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m cae``."""
-    parser = argparse.ArgumentParser(prog="python -m cae", description="CAE Studio command line")
+    parser = _Parser(prog="python -m cae", description="CAE Studio command line")
     sub = parser.add_subparsers(dest="command", required=True)
     shapes = sub.add_parser("shapes", help="print every layer's output shape and parameters")
     _add_spec_arguments(shapes)
@@ -76,6 +408,55 @@ def make_parser() -> argparse.ArgumentParser:
     shapes.add_argument(
         "--keras", action="store_true", help="build the model and report Keras's shapes"
     )
+
+    from cae.training import LOSSES, OPTIMIZERS, STRATEGIES, TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    train = sub.add_parser("train", help="train an autoencoder and save the run")
+    group = train.add_mutually_exclusive_group(required=True)
+    group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
+    group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
+    data = train.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", metavar="NAME", help="mnist-sample, mnist or fashion-mnist")
+    data.add_argument("--data", metavar="FILE", help="an .npy/.npz array or a .zip of images")
+    train.add_argument("--epochs", type=int, required=True, metavar="N")
+    train.add_argument("--batch-size", type=int, default=defaults["batch_size"], metavar="N")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"])
+    train.add_argument(
+        "--learning-rate", type=float, default=defaults["learning_rate"], metavar="X"
+    )
+    train.add_argument("--loss", choices=LOSSES, default=defaults["loss"])
+    train.add_argument(
+        "--validation-split", type=float, default=defaults["validation_split"], metavar="X"
+    )
+    train.add_argument("--patience", type=int, default=None, metavar="N", help="early stopping")
+    train.add_argument(
+        "--noise", type=float, default=0.0, metavar="X", help="denoising: input noise std"
+    )
+    train.add_argument("--seed", type=int, default=0, metavar="N")
+    train.add_argument("--limit", type=int, default=None, metavar="N", help="cap train/test images")
+    train.add_argument("--strategy", choices=STRATEGIES, default="default")
+    train.add_argument("--name", default=None, help="the run's name (default: <spec>-<dataset>)")
+    train.add_argument("--out", metavar="DIR", help="save as this folder, e.g. models/my-run")
+    train.add_argument(
+        "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
+
+    listing = sub.add_parser("list", help="list the saved runs")
+    listing.add_argument(
+        "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
+
+    evaluate = sub.add_parser("evaluate", help="stored and fresh test metrics of a run")
+    evaluate.add_argument(
+        "run", metavar="RUN", help="a run id in the runs folder, or a folder path"
+    )
+    evaluate.add_argument(
+        "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
+    evaluate.add_argument("--dataset", metavar="NAME", help="evaluate on this dataset instead")
+    evaluate.add_argument("--data", metavar="FILE", help="evaluate on this array file instead")
+    evaluate.add_argument("--limit", type=int, default=None, metavar="N")
     return parser
 
 
@@ -91,6 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
+        return 2
+    except Exception as error:  # one line, never a traceback (CAE_DEBUG=1 shows it)
+        if os.environ.get("CAE_DEBUG"):
+            raise
+        message = " ".join(str(error).split())
+        print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
         return 2
 
 

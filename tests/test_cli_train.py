@@ -1,0 +1,318 @@
+"""python -m cae train | list | evaluate: a real run end to end, Ctrl-C, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, models: Path | None = None, timeout: float = 180):
+    env = dict(os.environ)
+    if models is not None:
+        env["CAE_MODELS_DIR"] = str(models)
+    return subprocess.run(
+        [sys.executable, "-m", "cae", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``python -m cae`` in this process (TensorFlow is loaded once): status, stdout, stderr."""
+    from cae.__main__ import main
+
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:  # argparse errors
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
+    models = tmp_path / "models"
+    out = models / "t1"
+    result = run_cli(
+        "train",
+        "--preset",
+        "classic",
+        "--dataset",
+        "mnist-sample",
+        "--limit",
+        "256",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        models=models,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("epoch 1/1  loss") and "img/s" in lines[0], lines
+    summary = lines[-1]
+    assert summary.startswith("run t1: 1 epoch, test MSE ") and "PSNR" in summary
+    assert "SSIM" in summary and str(out) in summary
+    assert (out / "run.json").is_file() and (out / "model.keras").is_file()
+    train_json = json.loads((out / "train.json").read_text())
+    assert train_json["dataset"] == "mnist-sample" and train_json["limit"] == 256
+    assert train_json["epochs"] == 1 and train_json["batch_size"] == 32
+    assert [p.name for p in models.iterdir()] == ["t1"]  # renamed, nothing left behind
+
+    monkeypatch.setenv("CAE_MODELS_DIR", str(models))
+    (models / "junk").mkdir()
+    status, stdout, _ = cli(capsys, "list")
+    assert status == 0
+    rows = stdout.splitlines()
+    assert rows[0].split() == ["ID", "NAME", "DATASET", "EPOCHS", "TEST", "PSNR"]
+    t1 = next(row for row in rows if row.startswith("t1 "))
+    assert "classic-mnist-sample" in t1 and "mnist-sample" in t1 and t1.endswith(" dB")
+    junk = next(row for row in rows if row.startswith("junk "))
+    assert "BROKEN: " in junk
+
+    for target in ("t1", str(out)):
+        status, stdout, stderr = cli(capsys, "evaluate", target)
+        assert status == 0, stderr
+        text = stdout.splitlines()
+        assert text[0].startswith("run t1 (classic-mnist-sample): dataset mnist-sample, 256 test")
+        rows = {line.split()[0]: line.split()[1:] for line in text[2:]}
+        assert set(rows) == {"mse", "mae", "psnr", "ssim"}
+        for stored, now in rows.values():
+            assert float(stored) == pytest.approx(float(now), rel=1e-4, abs=1e-5)
+
+
+def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
+    models = tmp_path / "models"
+    env = dict(os.environ, CAE_MODELS_DIR=str(models))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cae",
+            "train",
+            "--preset",
+            "classic",
+            "--dataset",
+            "mnist-sample",
+            "--limit",
+            "256",
+            "--epochs",
+            "500",
+            "--batch-size",
+            "32",
+            "--validation-split",
+            "0",
+            "--name",
+            "interrupted",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("epoch 1/500"), first
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr[-2000:]
+    assert "stopping after the current batch" in stdout
+    summary = stdout.strip().splitlines()[-1]
+    assert summary.startswith("run interrupted-") and "(stopped)" in summary
+    (run,) = [p for p in models.iterdir()]
+    history = json.loads((run / "history.json").read_text())
+    train = json.loads((run / "train.json").read_text())
+    assert train["stopped"] is True and 1 <= train["epochs_completed"] < 500
+    assert len(history["loss"]) == train["epochs_completed"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["train", "--preset", "classic", "--dataset", "mnist-sample", "--epochs", "0"],
+            "error: epochs must be an integer from 1 to 100,000. Received: epochs=0",
+        ),
+        (
+            ["train", "--preset", "classic", "--dataset", "mnist-sample"],
+            "error: the following arguments are required: --epochs",
+        ),
+        (
+            ["train", "--preset", "nope", "--dataset", "mnist-sample", "--epochs", "1"],
+            "error: argument --preset: invalid choice: 'nope'",
+        ),
+        (
+            ["train", "--preset", "classic", "--dataset", "mnist-sample", "--epochs", "x"],
+            "error: argument --epochs: invalid int value: 'x'",
+        ),
+        (
+            [
+                "train",
+                "--preset",
+                "classic",
+                "--dataset",
+                "mnist-sample",
+                "--epochs",
+                "1",
+                "--learning-rate",
+                "-1",
+            ],
+            "Received: learning_rate=-1.0",
+        ),
+        (
+            [
+                "train",
+                "--preset",
+                "classic",
+                "--dataset",
+                "mnist-sample",
+                "--epochs",
+                "1",
+                "--limit",
+                "0",
+            ],
+            "Received: limit=0",
+        ),
+        (
+            ["train", "--preset", "classic", "--dataset", "nope", "--epochs", "1"],
+            "Received: name='nope'",
+        ),
+        (
+            ["train", "--preset", "classic", "--data", "/no/such.npz", "--epochs", "1"],
+            "Received: data='/no/such.npz'",
+        ),
+        (
+            [
+                "train",
+                "--preset",
+                "classic",
+                "--dataset",
+                "mnist-sample",
+                "--epochs",
+                "1",
+                "--strategy",
+                "multiworker",
+            ],
+            "Received: TF_CONFIG=None",
+        ),
+        (
+            [
+                "train",
+                "--preset",
+                "classic",
+                "--dataset",
+                "mnist-sample",
+                "--epochs",
+                "1",
+                "--out",
+                "models/bad name",
+            ],
+            "Received: run_id='bad name'",
+        ),
+        (["evaluate", "no-such-run"], "Received: run='no-such-run'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    status, stdout, stderr = cli(capsys, *args)
+    assert status == 2, (stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
+    result = run_cli(
+        "train",
+        "--preset",
+        "classic",
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "-2",
+        models=tmp_path / "models",
+        timeout=60,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: epochs must be an integer from 1 to 100,000. Received: epochs=-2"
+    ]
+
+
+def test_out_folder_that_exists_is_refused(tmp_path, capsys):
+    (tmp_path / "models" / "taken").mkdir(parents=True)
+    status, _, stderr = cli(
+        capsys,
+        "train",
+        "--preset",
+        "classic",
+        "--dataset",
+        "mnist-sample",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "models" / "taken"),
+    )
+    assert status == 2 and "already exists" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_list_on_an_empty_root(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path / "none"))
+    status, stdout, _ = cli(capsys, "list")
+    assert status == 0 and stdout.startswith("no runs in ")
+
+
+def test_wrong_shaped_data_file_exits_2_before_training(tmp_path, capsys):
+    path = tmp_path / "big.npy"
+    np.save(path, np.zeros((10, 32, 32), np.uint8))
+    status, _, stderr = cli(
+        capsys, "train", "--preset", "classic", "--data", str(path), "--epochs", "1"
+    )
+    assert status == 2
+    (line,) = stderr.strip().splitlines()
+    assert line.endswith("Received: images=[32, 32, 1], input_shape=[28, 28, 1]")
+
+
+def test_train_on_an_uploaded_array_file_into_a_root(tmp_path, capsys):
+    digits = np.load(REPO / "cae" / "_data" / "mnist_sample.npz")["x"][:200]
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=digits)
+    root = tmp_path / "runs"
+    status, stdout, stderr = cli(
+        capsys, "train", "--preset", "classic", "--data", str(path), "--limit", "12",
+        "--epochs", "1", "--batch-size", "32", "--validation-split", "0", "--name", "upload",
+        "--root", str(root),
+    )  # fmt: skip
+    assert status == 0, stderr
+    (run,) = root.iterdir()
+    assert stdout.strip().splitlines()[-1].startswith(f"run {run.name}: 1 epoch")
+    train_json = json.loads((run / "train.json").read_text())
+    assert train_json["dataset"] == "upload:digits.npz"
+    assert train_json["data_file"] == str(path.resolve())
+    status, stdout, stderr = cli(capsys, "evaluate", run.name, "--root", str(root))
+    assert status == 0, stderr
+    lines = stdout.splitlines()
+    assert "dataset upload:digits.npz, 12 test images" in lines[0]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    for stored, now in rows.values():
+        assert float(stored) == pytest.approx(float(now), rel=1e-4, abs=1e-5)
