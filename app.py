@@ -66,8 +66,11 @@ def home() -> None:
 
 
 PAGES = [
-    st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/1_Architecture.py", title="Architecture", icon=":material/account_tree:"),
+    st.Page(home, title="Home", default=True),
+    st.Page("pages/1_Architecture.py", title="Architecture"),
+    st.Page("pages/2_Train.py", title="Train"),
+    st.Page("pages/3_Results.py", title="Results"),
+    st.Page("pages/4_Latent_Editor.py", title="Latent Editor"),
 ]
 
 st.navigation(PAGES).run()

@@ -123,23 +123,15 @@ def image_grid(
     )
     for r, images in enumerate(rows, start=1):
         for c, image in enumerate(images, start=1):
-            image = np.asarray(image)
-            if image.ndim == 3 and image.shape[-1] == 3:
-                fig.add_trace(
-                    go.Image(z=(np.clip(image, 0, 1) * 255).astype(np.uint8)), row=r, col=c
-                )
-            else:
-                plane = image[..., 0] if image.ndim == 3 else image
-                fig.add_trace(
-                    go.Heatmap(z=plane[::-1], colorscale="gray_r", zmin=0, zmax=1, showscale=False),
-                    row=r,
-                    col=c,
-                )
+            pixels = (np.clip(_as_rgb(image), 0, 1) * 255).round().astype(np.uint8)
+            fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=r, col=c)
         fig.update_yaxes(title_text=row_titles[r - 1], row=r, col=1)
     fig.update_xaxes(visible=False, showticklabels=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, scaleanchor=None)
+    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
     fig.update_layout(
-        height=170 * len(rows), margin={"l": 40, "r": 5, "t": 25, "b": 5}, plot_bgcolor="white"
+        height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
+        margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
+        plot_bgcolor="white",
     )
     return fig
 
@@ -195,3 +187,39 @@ def heatmap(
         height=300, margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5}, title=title or None
     )
     return fig
+
+
+def grid_png(rows: list[np.ndarray], *, scale: int = 4, gap: int = 2) -> bytes:
+    """Rows of images (N,H,W[,C]) in [0,1] as one PNG, upscaled with nearest-neighbour pixels."""
+    import io
+
+    from PIL import Image
+
+    if scale < 1 or gap < 0:
+        raise ValueError(f"scale must be >= 1 and gap >= 0. Received: scale={scale}, gap={gap}")
+    planes = [[_as_rgb(image) for image in images] for images in rows]
+    height = max(image.shape[0] for images in planes for image in images)
+    width = max(image.shape[1] for images in planes for image in images)
+    columns = max(len(images) for images in planes)
+    canvas = np.ones(
+        (len(planes) * (height + gap) - gap, columns * (width + gap) - gap, 3), dtype=np.float32
+    )
+    for r, images in enumerate(planes):
+        for c, image in enumerate(images):
+            top, left = r * (height + gap), c * (width + gap)
+            canvas[top : top + image.shape[0], left : left + image.shape[1]] = image
+    pixels = (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
+    picture = Image.fromarray(pixels, "RGB")
+    picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    return image[..., :3]

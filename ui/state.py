@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import secrets
+import threading
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -12,7 +16,29 @@ SPEC_KEY = "active_spec"  # dict: the architecture being designed
 DATASET_KEY = "active_dataset"  # str: dataset name for training
 RUN_KEY = "active_run"  # str | None: run id shown on Results / Latent Editor
 
+OWNER_KEY = "owner_id"  # str: this browser session's id for background training jobs
+
 DEFAULT_DATASET = "mnist-sample"
+
+
+_PRELOAD_STARTED = threading.Event()
+
+
+def preload_tensorflow() -> None:
+    """Import TensorFlow in a background thread (once per process) so that the first Train click
+    does not wait 5-15 s for it; pages that need no model never call this."""
+    if _PRELOAD_STARTED.is_set():
+        return
+    _PRELOAD_STARTED.set()
+    threading.Thread(target=importlib.import_module, args=("keras",), daemon=True,
+                     name="cae-preload").start()  # fmt: skip
+
+
+def owner_id() -> str:
+    """A random id for this browser session; background jobs are keyed by it."""
+    if OWNER_KEY not in st.session_state:
+        st.session_state[OWNER_KEY] = secrets.token_hex(8)
+    return st.session_state[OWNER_KEY]
 
 
 def active_spec_dict() -> dict[str, Any]:
@@ -40,9 +66,17 @@ def active_dataset() -> str:
     return st.session_state.setdefault(DATASET_KEY, DEFAULT_DATASET)
 
 
+ICON_PATH = Path(__file__).with_name("assets") / "icon.png"
+
+
 def page_frame(title: str, icon: str) -> None:
-    """Set the page config and draw the shared sidebar; call first on every page."""
-    st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=icon, layout="wide")
+    """Set the page config and draw the shared sidebar; call first on every page.
+
+    ``icon`` is the page's material icon, shown in the navigation by app.py; the browser tab gets
+    the bundled PNG, so no icon is fetched from the network.
+    """
+    del icon  # the navigation entry in app.py carries it
+    st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=str(ICON_PATH), layout="wide")
     sidebar()
 
 

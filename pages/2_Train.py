@@ -1,0 +1,370 @@
+"""Train: dataset and hyper-parameters, background training with live progress, stop and save."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import streamlit as st
+
+from cae.data import DATASETS, Dataset, dataset_status, load_array_file, load_dataset
+from cae.jobs import JOBS, JobBusy, TrainingJob
+from cae.plots import image_grid, loss_curves
+from cae.shapes import compute_shapes
+from cae.spec import ArchitectureSpec
+from cae.training import LOSSES, OPTIMIZERS, TrainConfig
+from ui.state import (
+    DATASET_KEY,
+    RUN_KEY,
+    active_spec,
+    owner_id,
+    page_frame,
+    preload_tensorflow,
+    set_active_spec,
+)
+
+page_frame("Train", ":material/model_training:")
+preload_tensorflow()
+
+UPLOAD = "upload"
+TARGET_IMAGES = 135_000  # images seen in a default run: ~30 epochs of the 4,500-digit sample
+DEFAULT_TRAIN_LIMIT = 10_000  # large datasets train on this many images by default (~1 minute)
+LOSS_TITLES = {
+    "bce": "binary cross-entropy",
+    "mse": "mean squared error",
+    "mae": "mean absolute error",
+}
+
+
+@st.cache_data(show_spinner="Loading the dataset…", max_entries=4)
+def cached_dataset(name: str, limit: int | None, seed: int) -> Dataset:
+    """A built-in dataset, loaded once per (name, limit, seed)."""
+    return load_dataset(name, limit=limit, seed=seed)
+
+
+@st.cache_data(show_spinner="Reading your upload…", max_entries=2)
+def cached_upload(data: bytes, filename: str, digest: str) -> Dataset:
+    """An uploaded dataset, parsed once per file content."""
+    return load_array_file(data, filename)
+
+
+def default_epochs(num_train: int) -> int:
+    """Epochs that give a result worth looking at in about a minute on a small CPU."""
+    return int(max(1, min(30, round(TARGET_IMAGES / max(num_train, 1)))))
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """1:05 style durations."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def dataset_label(name: str) -> str:
+    """A dataset option with its availability."""
+    if name == UPLOAD:
+        return "Your own images (upload)"
+    status = dataset_status(name)
+    info = DATASETS[name]
+    if status.available:
+        return f"{info.title} — {status.num_train:,} train / {status.num_test:,} test"
+    return f"{info.title} — not available here"
+
+
+def show_progress(job: TrainingJob) -> None:
+    """The live view of one job: bar, numbers, curves, preview strip, stop/save."""
+    progress = job.snapshot()
+    state = progress.state
+    if state in ("starting", "running", "stopping"):
+        label = (
+            f"Epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
+            f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
+        )
+        if state == "stopping":
+            label = "Stopping after this batch…"
+        st.progress(progress.fraction, text=label)
+    elif state == "finished":
+        st.progress(1.0, text=f"Finished {progress.epoch} epoch(s)")
+    else:
+        st.progress(progress.fraction, text=f"{state.capitalize()} after {progress.epoch} epoch(s)")
+
+    numbers = st.columns(4)
+    numbers[0].metric("loss", "–" if progress.loss is None else f"{progress.loss:.4f}")
+    numbers[1].metric(
+        "validation loss", "–" if progress.val_loss is None else f"{progress.val_loss:.4f}"
+    )
+    numbers[2].metric(
+        "images/s",
+        "–" if progress.images_per_second is None else f"{progress.images_per_second:,.0f}",
+    )
+    numbers[3].metric(
+        "ETA" if progress.active else "time",
+        fmt_seconds(progress.eta_seconds if progress.active else progress.elapsed_seconds),
+    )
+    if progress.message:
+        st.caption(progress.message)
+
+    left, right = st.columns([3, 2])
+    with left:
+        if progress.history.get("loss"):
+            st.plotly_chart(
+                loss_curves({job.name: progress.history}), key=f"train_curves_{job.job_id}"
+            )
+        else:
+            st.caption("Loss curves appear after the first epoch.")
+    with right:
+        if progress.preview_originals is not None and progress.preview_reconstructions is not None:
+            rows = [progress.preview_originals, progress.preview_reconstructions]
+            titles = ["original", "output"]
+            if progress.preview_inputs is not None:
+                rows.insert(1, progress.preview_inputs)
+                titles.insert(1, "noisy input")
+            st.plotly_chart(image_grid(rows, titles), key=f"train_preview_{job.job_id}")
+            st.caption(f"Test images after epoch {progress.epoch}.")
+
+    if progress.active:
+        st.button("Stop training", key="train_stop", on_click=job.stop, type="secondary",
+                  disabled=job.stop_requested, icon=":material/stop_circle:")  # fmt: skip
+        return
+    if state == "finished" and job.run_id:
+        st.session_state[RUN_KEY] = job.run_id
+        st.success(
+            f"Saved as **{job.run_id}**; it is now the active run.", icon=":material/check_circle:"
+        )
+        st.page_link("pages/3_Results.py", label="See the results", icon=":material/insights:")
+    elif job.run_id:
+        st.success(f"Saved as **{job.run_id}**.", icon=":material/check_circle:")
+        st.session_state[RUN_KEY] = job.run_id
+    elif job.result is not None and job.result.epochs_completed > 0:
+        st.info(
+            f"Training {state} with {job.result.epochs_completed} completed epoch(s) kept. "
+            "Save them as a run, or start again.",
+            icon=":material/info:",
+        )
+        name = st.text_input("Run name", job.name, key="train_save_name", max_chars=80)
+        if st.button("Save this run", key="train_save", icon=":material/save:"):
+            try:
+                run_id = job.save(name)
+            except (ValueError, RuntimeError, OSError) as error:
+                st.error(f"Could not save: {error}")
+            else:
+                st.session_state[RUN_KEY] = run_id
+                st.rerun()
+    elif job.error or state == "failed":
+        st.error(progress.message or f"Training failed: {job.error}", icon=":material/error:")
+    else:
+        st.warning("Training stopped before the first epoch ended: there is nothing to save.")
+    if job.save_error:
+        st.error(f"Saving failed: {job.save_error}")
+
+
+def live_progress() -> None:
+    """The job's view; while it runs, a fragment redraws it every half second on its own."""
+    job = JOBS.get(owner_id())
+    if job is None:
+        return
+    show_progress(job)
+    if job.done and st.session_state.get("train_seen_done") != job.job_id:
+        st.session_state["train_seen_done"] = job.job_id
+        st.rerun()  # once, so the form below comes back
+
+
+# ---------------------------------------------------------------- page
+
+st.title("Train")
+job = JOBS.get(owner_id())
+running = job is not None and not job.done
+
+spec = active_spec()
+report = None
+problem = None
+if spec is None:
+    problem = "The design on the Architecture page is not valid yet."
+else:
+    try:
+        report = compute_shapes(spec)
+    except ValueError as error:
+        problem = str(error)
+    else:
+        if not report.matches:
+            problem = report.problem
+
+design, data_column = st.columns(2, gap="large")
+with design:
+    st.subheader("Design")
+    if report is not None:
+        st.markdown(
+            f"**{spec.name}** · input {'x'.join(map(str, report.input_shape))} · code "
+            f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
+        )
+    if problem:
+        st.error(problem, icon=":material/block:")
+        st.page_link(
+            "pages/1_Architecture.py",
+            label="Fix it on the Architecture page",
+            icon=":material/build:",
+        )
+
+with data_column:
+    st.subheader("Data")
+    names = [*DATASETS, UPLOAD]
+    current = st.session_state.get(DATASET_KEY, "mnist-sample")
+    choice = st.selectbox(
+        "Dataset",
+        names,
+        index=names.index(current) if current in names else 0,
+        format_func=dataset_label,
+        key="train_dataset",
+        disabled=running,
+    )
+    st.session_state[DATASET_KEY] = choice
+    dataset: Dataset | None = None
+    dataset_name = choice
+    limit = None
+    if choice == UPLOAD:
+        upload = st.file_uploader(
+            "Images as .npz / .npy (N,H,W) or (N,H,W,C), or a .zip of PNG/JPEG files",
+            type=["npz", "npy", "zip"],
+            key="train_upload",
+            disabled=running,
+        )
+        if upload is not None:
+            content = upload.getvalue()
+            try:
+                dataset = cached_upload(content, upload.name, hashlib.sha256(content).hexdigest())
+            except ValueError as error:
+                st.error(f"{upload.name} cannot be used: {error}", icon=":material/error:")
+            else:
+                dataset_name = f"upload:{upload.name}"
+                st.caption(
+                    f"{upload.name}: {dataset.num_train:,} train / {dataset.num_test:,} test images of "
+                    f"{'x'.join(map(str, dataset.image_shape))}"
+                )
+    else:
+        status = dataset_status(choice)
+        st.caption(DATASETS[choice].description)
+        if not status.available:
+            st.warning(status.reason, icon=":material/cloud_off:")
+        else:
+            if status.num_train and status.num_train > DEFAULT_TRAIN_LIMIT:
+                limit = int(
+                    st.select_slider(
+                        "Training images",
+                        options=[1_000, 2_000, 5_000, 10_000, 20_000, 30_000, status.num_train],
+                        value=DEFAULT_TRAIN_LIMIT,
+                        format_func=lambda n: f"{n:,}",
+                        key="train_limit",
+                        disabled=running,
+                        help="Fewer images train faster; the test set is capped the same way.",
+                    )
+                )
+
+num_train_estimate = (
+    dataset.num_train
+    if dataset is not None
+    else (limit or (dataset_status(choice).num_train if choice != UPLOAD else 0) or 0)
+)
+
+st.subheader("Hyper-parameters")
+row = st.columns(4)
+epochs = row[0].number_input("Epochs", 1, 1000, default_epochs(num_train_estimate), key=f"train_epochs_{choice}_{limit}",
+                             disabled=running)  # fmt: skip
+batch_size = row[1].select_slider(
+    "Batch size", [8, 16, 32, 64, 128, 256, 512], 64, key="train_batch", disabled=running
+)
+optimizer = row[2].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", disabled=running)
+learning_rate = row[3].number_input(
+    "Learning rate", 1e-6, 10.0, 1e-3, format="%.4g", key="train_lr", disabled=running, step=1e-4
+)
+row = st.columns(4)
+loss = row[0].selectbox(
+    "Loss", LOSSES, format_func=lambda name: LOSS_TITLES[name], key="train_loss", disabled=running
+)
+validation_split = row[1].slider(
+    "Validation split", 0.0, 0.5, 0.1, 0.05, key="train_val", disabled=running
+)
+patience = row[2].number_input(
+    "Early stopping patience (0 = off)", 0, 100, 0, key="train_patience", disabled=running or validation_split == 0,
+    help="Stop when the validation loss has not improved for this many epochs, keeping the best epoch.",
+)  # fmt: skip
+noise = row[3].slider(
+    "Input noise (denoising)", 0.0, 0.5, 0.0, 0.05, key="train_noise", disabled=running,
+    help="Gaussian noise added to the inputs only: the network learns to output the clean image.",
+)  # fmt: skip
+row = st.columns([2, 1, 1])
+default_name = f"{spec.name if spec else 'run'}-{choice if choice != UPLOAD else 'upload'}"
+run_name = row[0].text_input(
+    "Run name", default_name, max_chars=80, key="train_name", disabled=running
+)
+seed = row[1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", disabled=running)
+
+config = TrainConfig(
+    epochs=int(epochs),
+    batch_size=int(batch_size),
+    optimizer=optimizer,
+    learning_rate=float(learning_rate),
+    loss=loss,
+    validation_split=float(validation_split),
+    patience=int(patience) if patience and validation_split > 0 else None,
+    seed=int(seed),
+    noise=float(noise),
+)
+
+shape_problem = None
+if dataset is None and choice != UPLOAD and dataset_status(choice).available:
+    image_shape = dataset_status(choice).image_shape
+else:
+    image_shape = dataset.image_shape if dataset is not None else None
+if spec is not None and image_shape is not None and tuple(image_shape) != tuple(spec.input_shape):
+    shape_problem = (
+        f"The images are {'x'.join(map(str, image_shape))} but the design expects "
+        f"{'x'.join(map(str, spec.input_shape))}."
+    )
+    st.warning(shape_problem, icon=":material/aspect_ratio:")
+    adapted = ArchitectureSpec(spec.name, tuple(image_shape), spec.encoder, spec.decoder)
+    try:
+        fits = compute_shapes(adapted).matches
+    except ValueError:
+        fits = False
+    if fits and st.button("Use the images' shape as the design's input", key="train_adapt_input"):
+        set_active_spec(adapted)
+        st.rerun()
+    elif not fits:
+        st.page_link("pages/1_Architecture.py", label="Adapt the design on the Architecture page",
+                     icon=":material/build:")  # fmt: skip
+
+ready = problem is None and shape_problem is None and not running
+if choice == UPLOAD:
+    ready = ready and dataset is not None
+else:
+    ready = ready and dataset_status(choice).available
+start = row[2].button(
+    "Train", key="train_start", type="primary", disabled=not ready, icon=":material/play_arrow:",
+    width="stretch",
+)  # fmt: skip
+if start and spec is not None:
+    try:
+        if dataset is None:
+            dataset = cached_dataset(choice, limit, int(seed))
+        JOBS.start(
+            owner_id(), spec, dataset, dataset_name, config, name=run_name.strip() or default_name
+        )
+    except JobBusy as error:
+        st.warning(str(error))
+    except ValueError as error:
+        st.error(f"Training could not start: {error}", icon=":material/error:")
+    else:
+        st.session_state.pop("train_seen_done", None)
+        st.rerun()
+
+st.divider()
+if JOBS.get(owner_id()) is None:
+    st.caption(
+        f"Images are seen {config.epochs} times in batches of {config.batch_size}; training runs in the "
+        "background, so you can visit other pages meanwhile and come back."
+    )
+elif running:
+    st.fragment(run_every=0.5)(live_progress)()
+else:
+    live_progress()

@@ -1,0 +1,132 @@
+"""AppTests of the Train and Results pages: a short real training, saved, then compared."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae.builder import build
+from cae.jobs import JOBS
+from cae.spec import preset
+from cae.store import list_runs, save_run
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+TRAIN = "pages/2_Train.py"
+RESULTS = "pages/3_Results.py"
+
+
+def open_page(page, state=None, timeout=120):
+    """The page as the app serves it (through app.py's navigation, so page links resolve)."""
+    app = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in (state or {}).items():
+        app.session_state[key] = value
+    return app.run().switch_page(page).run()
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    root = tmp_path / "models"
+    root.mkdir()
+    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    return root
+
+
+def widget(collection, prefix):
+    matches = [item for item in collection if item.key and item.key.startswith(prefix)]
+    assert matches, f"no widget with a key starting {prefix!r}"
+    return matches[0]
+
+
+def test_train_page_trains_in_the_background_and_saves(models):
+    app = open_page(TRAIN)
+    assert not app.exception
+    assert app.button(key="train_start").disabled is False
+    widget(app.number_input, "train_epochs").set_value(1)
+    app.text_input(key="train_name").set_value("apptest run")
+    app.button(key="train_start").click().run()
+    assert not app.exception
+    job = JOBS.get(app.session_state["owner_id"])
+    assert job is not None
+    # the page shows the running job, and keeps showing it on a fresh run of the script
+    assert app.button(key="train_start").disabled
+    assert job.wait(120), "training did not finish"
+    app.run()
+    assert not app.exception
+    assert job.run_id is not None, job.snapshot().message
+    assert any(job.run_id in item.value for item in app.success)
+    runs = list_runs(models)
+    assert [run.run_id for run in runs] == [job.run_id]
+    assert runs[0].ok and runs[0].epochs == 1 and runs[0].name == "apptest run"
+    assert app.session_state["active_run"] == job.run_id
+
+
+def test_train_page_stop_keeps_the_form_usable(models):
+    app = open_page(TRAIN)
+    widget(app.number_input, "train_epochs").set_value(50)
+    app.button(key="train_start").click().run()
+    job = JOBS.get(app.session_state["owner_id"])
+    job.stop()
+    assert job.wait(120)
+    app.run()
+    assert not app.exception
+    assert app.button(key="train_start").disabled is False
+    assert job.run_id is None  # a stopped run is saved only when the user asks
+
+
+def test_train_page_refuses_a_mismatched_design(models):
+    spec = preset("classic")
+    app = open_page(TRAIN, {"active_spec": spec.with_layers(decoder=spec.decoder[2:]).to_dict()})
+    assert not app.exception
+    assert app.error and "14x14x1" in app.error[0].value
+    assert app.button(key="train_start").disabled
+
+
+@pytest.fixture
+def two_runs(models):
+    ids = []
+    for name, epochs in (("first", 1), ("second", 2)):
+        built = build(preset("classic"))
+        ids.append(
+            save_run(
+                built.autoencoder,
+                preset("classic"),
+                name=name,
+                train_config={"dataset": "mnist-sample", "epochs_completed": epochs, "wall_seconds": 1.5},
+                history={"loss": [0.3, 0.2][:epochs], "val_loss": [0.31, 0.21][:epochs]},
+                metrics={"mse": 0.1, "psnr": 10.0, "ssim": 0.1, "params": 2690, "wall_seconds": 1.5},
+                root=models,
+            )
+        )
+    return ids
+
+
+def test_results_page_compares_two_runs(two_runs):
+    app = open_page(RESULTS)
+    assert not app.exception
+    app.multiselect(key="results_runs").set_value(two_runs).run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert list(table["run"]) == two_runs
+    assert set(table["name"]) == {"first", "second"}
+    assert all(value != "–" for value in table["test PSNR (dB)"])
+    assert app.get("download_button")
+
+
+def test_results_page_deletes_with_confirmation(two_runs, models):
+    app = open_page(RESULTS)
+    app.multiselect(key="results_runs").set_value(two_runs[:1]).run()
+    assert app.button(key=f"results_delete_{two_runs[0]}").disabled
+    app.checkbox(key=f"results_confirm_{two_runs[0]}").check().run()
+    app.button(key=f"results_delete_{two_runs[0]}").click().run()
+    assert not app.exception
+    assert [run.run_id for run in list_runs(models)] == [two_runs[1]]
+
+
+def test_results_page_lists_broken_runs(two_runs, models):
+    (models / two_runs[0] / "spec.json").write_text("{broken")
+    app = open_page(RESULTS)
+    assert not app.exception
+    assert any(two_runs[0] in block.value for block in app.markdown)
+    app.button(key=f"results_delete_broken_{two_runs[0]}").click().run()
+    assert [run.run_id for run in list_runs(models)] == [two_runs[1]]
