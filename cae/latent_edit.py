@@ -1,0 +1,335 @@
+"""Editing a latent code by hand: from a painted canvas to grid cells, strokes, undo, colours.
+
+The latent editor shows one channel of a code (h, w, c) as an upscaled heatmap on a drawing canvas.
+A stroke comes back as an RGBA image of the canvas (``stroke_mask_from_image_data`` turns it into
+a painted-pixel mask); ``cells_from_mask`` maps the mask onto the (h, w) grid; ``apply_stroke``
+changes exactly those cells of the chosen channel (``set`` a value, ``add`` a delta, or ``erase``
+back to the source code). Coverage rule: a cell counts as covered when at least
+``COVER_THRESHOLD`` (15 %) of its pixels are painted, so a stroke through a cell's middle takes
+it, while an anti-aliased edge or a stroke that only clips a corner does not.
+
+Pure numpy (and PIL only where an image is asked for); no Streamlit, no TensorFlow. Codes kept
+in a session are plain nested lists (``to_plain`` / ``from_plain``); undo is a plain list of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+MODES = ("set", "add", "erase")
+COVER_THRESHOLD = 0.15  # fraction of a cell's pixels that must be painted for it to count
+MIN_ALPHA = 64  # with a transparent background: alpha at or above this is paint
+UNDO_LIMIT = 100
+
+# Viridis, sampled at 9 stops (matplotlib's values), interpolated linearly.
+_VIRIDIS = np.array(
+    [
+        [68, 1, 84],
+        [71, 44, 122],
+        [59, 81, 139],
+        [44, 113, 142],
+        [33, 144, 141],
+        [39, 173, 129],
+        [92, 200, 99],
+        [170, 220, 50],
+        [253, 231, 37],
+    ],
+    dtype=np.float64,
+)
+
+
+def _grid_shape(grid_shape: Sequence[int]) -> tuple[int, int]:
+    try:
+        h, w = (int(n) for n in grid_shape)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"grid_shape must be two positive integers (rows, cols). Received: grid_shape={grid_shape!r}"
+        ) from None
+    if h < 1 or w < 1:
+        raise ValueError(
+            f"grid_shape must be two positive integers (rows, cols). Received: grid_shape={grid_shape!r}"
+        )
+    return h, w
+
+
+def _edges(pixels: int, cells: int) -> np.ndarray:
+    """Cell boundaries along one axis: ``cells + 1`` integers from 0 to ``pixels``."""
+    return np.round(np.linspace(0, pixels, cells + 1)).astype(int)
+
+
+def cell_coverage(mask: np.ndarray, grid_shape: Sequence[int]) -> np.ndarray:
+    """The fraction (0..1) of each grid cell's pixels that are painted, shape (h, w) float."""
+    m = np.asarray(mask)
+    h, w = _grid_shape(grid_shape)
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H_px, W_px). Received: mask.shape={m.shape}")
+    if m.shape[0] < h or m.shape[1] < w:
+        raise ValueError(
+            "mask must have at least one pixel per cell. "
+            f"Received: mask.shape={m.shape}, grid_shape={(h, w)}"
+        )
+    rows, cols = _edges(m.shape[0], h), _edges(m.shape[1], w)
+    painted = m.astype(np.float64)
+    sums = np.add.reduceat(np.add.reduceat(painted, rows[:-1], axis=0), cols[:-1], axis=1)
+    areas = np.outer(np.diff(rows), np.diff(cols))
+    return sums / areas
+
+
+def cells_from_mask(
+    mask: np.ndarray, grid_shape: Sequence[int], threshold: float = COVER_THRESHOLD
+) -> np.ndarray:
+    """Cells (h, w) bool covered by a painted-pixel mask (H_px, W_px): a cell counts when at
+    least ``threshold`` of its pixels are painted (pixels split as evenly as the sizes allow)."""
+    if isinstance(threshold, bool) or not 0 < float(threshold) <= 1:
+        raise ValueError(f"threshold must be in (0, 1]. Received: threshold={threshold!r}")
+    return cell_coverage(mask, grid_shape) >= float(threshold) - 1e-12
+
+
+def parse_colour(colour: str | Sequence[int]) -> tuple[int, int, int]:
+    """An RGB triple from ``"#rrggbb"``, ``"#rgb"`` or a sequence of three 0..255 integers."""
+    if isinstance(colour, str):
+        text = colour.strip().lstrip("#")
+        if len(text) == 3:
+            text = "".join(ch * 2 for ch in text)
+        if len(text) == 6:
+            try:
+                return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+            except ValueError:
+                pass
+        raise ValueError(f"colour must be '#rrggbb' or '#rgb'. Received: colour={colour!r}")
+    values = tuple(int(v) for v in colour)
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise ValueError(f"colour must be three integers 0..255. Received: colour={colour!r}")
+    return values  # type: ignore[return-value]
+
+
+def stroke_mask_from_image_data(
+    image_data: np.ndarray,
+    background: str | Sequence[int] | None = None,
+    *,
+    min_alpha: int = MIN_ALPHA,
+    tolerance: int = 8,
+) -> np.ndarray:
+    """Painted pixels (H, W) bool of a canvas's RGBA ``image_data``.
+
+    With ``background=None`` (a transparent canvas, e.g. one with a background image, whose
+    ``image_data`` holds the strokes alone) a pixel is painted when its alpha >= ``min_alpha``.
+    With a background colour (alpha is then 255 everywhere) a pixel is painted when its RGB
+    differs from that colour by more than ``tolerance`` in any channel.
+    """
+    data = np.asarray(image_data)
+    if data.ndim != 3 or data.shape[-1] not in (3, 4):
+        raise ValueError(
+            f"image_data must be (H, W, 4) RGBA or (H, W, 3) RGB. Received: shape={data.shape}"
+        )
+    if background is None:
+        if data.shape[-1] != 4:
+            raise ValueError(
+                "Without a background colour the alpha channel marks the paint, so image_data "
+                f"must be RGBA. Received: shape={data.shape}"
+            )
+        return data[..., 3].astype(np.int32) >= int(min_alpha)
+    rgb = np.asarray(parse_colour(background), dtype=np.int32)
+    return np.any(np.abs(data[..., :3].astype(np.int32) - rgb) > int(tolerance), axis=-1)
+
+
+def _check_code(code: np.ndarray, what: str) -> np.ndarray:
+    z = np.array(code, dtype=np.float32)
+    if z.ndim != 3:
+        raise ValueError(
+            f"{what} must be a latent code (h, w, c). Received: {what}.shape={z.shape}"
+        )
+    return z
+
+
+def apply_stroke(
+    code: np.ndarray,
+    cells: np.ndarray,
+    channel: int,
+    mode: str,
+    value: float = 0.0,
+    source_code: np.ndarray | None = None,
+) -> np.ndarray:
+    """A new code (h, w, c) float32 with the ``cells`` (h, w) bool of ``channel`` changed:
+    ``set`` to ``value``, ``add`` ``value``, or ``erase`` back to ``source_code``; all else kept."""
+    z = _check_code(code, "code")
+    h, w, c = z.shape
+    mask = np.asarray(cells)
+    if mask.shape != (h, w):
+        raise ValueError(
+            f"cells must be a (h, w) mask of the code's grid {(h, w)}. Received: cells.shape={mask.shape}"
+        )
+    mask = mask.astype(bool)
+    if (
+        isinstance(channel, bool)
+        or not isinstance(channel, (int, np.integer))
+        or not 0 <= channel < c
+    ):
+        raise ValueError(
+            f"channel must be an integer from 0 to {c - 1}. Received: channel={channel!r}"
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
+    plane = z[..., int(channel)]
+    if mode == "erase":
+        if source_code is None:
+            raise ValueError(
+                "erase needs the source code to go back to. Received: source_code=None"
+            )
+        source = _check_code(source_code, "source_code")
+        if source.shape != z.shape:
+            raise ValueError(
+                "source_code must have the code's shape. "
+                f"Received: code.shape={z.shape}, source_code.shape={source.shape}"
+            )
+        plane[mask] = source[..., int(channel)][mask]
+        return z
+    if not np.isfinite(value):
+        raise ValueError(f"value must be a finite number. Received: value={value!r}")
+    if mode == "set":
+        plane[mask] = np.float32(value)
+    else:
+        plane[mask] += np.float32(value)
+    return z
+
+
+def set_cell(code: np.ndarray, row: int, col: int, channel: int, value: float) -> np.ndarray:
+    """A new code with one cell of one channel set to ``value``."""
+    z = _check_code(code, "code")
+    h, w, _ = z.shape
+    if not (0 <= int(row) < h and 0 <= int(col) < w):
+        raise ValueError(
+            f"The cell must lie in the {h}x{w} grid. Received: row={row!r}, col={col!r}"
+        )
+    cells = np.zeros((h, w), dtype=bool)
+    cells[int(row), int(col)] = True
+    return apply_stroke(z, cells, channel, "set", value)
+
+
+def changed_cells(
+    before: np.ndarray, after: np.ndarray, channel: int | None = None
+) -> list[tuple[int, int]]:
+    """The (row, col) cells whose value differs between two codes (in ``channel``, or in any)."""
+    a, b = _check_code(before, "before"), _check_code(after, "after")
+    if a.shape != b.shape:
+        raise ValueError(f"The codes differ in shape. Received: {a.shape} and {b.shape}")
+    diff = a != b
+    plane = diff.any(axis=-1) if channel is None else diff[..., int(channel)]
+    return [(int(r), int(c)) for r, c in zip(*np.nonzero(plane))]
+
+
+# ---------------------------------------------------------------------------------- plain data
+
+
+def to_plain(code: np.ndarray) -> list[Any]:
+    """A code as nested lists of floats (for st.session_state)."""
+    return np.asarray(code, dtype=np.float32).tolist()
+
+
+def from_plain(data: Any) -> np.ndarray:
+    """A code back from nested lists, float32 (h, w, c)."""
+    return _check_code(np.asarray(data, dtype=np.float32), "code")
+
+
+def push_undo(
+    history: list[Any], code: np.ndarray | list[Any], limit: int = UNDO_LIMIT
+) -> list[Any]:
+    """The undo list with ``code`` (the state before an edit) appended, oldest dropped past ``limit``."""
+    plain = code if isinstance(code, list) else to_plain(code)
+    return [*history, plain][-int(limit) :]
+
+
+def pop_undo(history: list[Any]) -> tuple[list[Any], np.ndarray | None]:
+    """(the undo list without its last entry, that code) — or (history, None) when empty."""
+    if not history:
+        return history, None
+    return history[:-1], from_plain(history[-1])
+
+
+# -------------------------------------------------------------------------------------- colours
+
+
+def colormap(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """Viridis colours (..., 3) uint8 of ``values`` scaled from [vmin, vmax] (clipped)."""
+    v = np.asarray(values, dtype=np.float64)
+    span = float(vmax) - float(vmin)
+    t = np.zeros_like(v) if not np.isfinite(span) or span <= 0 else (v - float(vmin)) / span
+    t = np.clip(np.nan_to_num(t, nan=0.0), 0.0, 1.0) * (len(_VIRIDIS) - 1)
+    low = np.floor(t).astype(int)
+    high = np.minimum(low + 1, len(_VIRIDIS) - 1)
+    frac = (t - low)[..., None]
+    rgb = _VIRIDIS[low] * (1 - frac) + _VIRIDIS[high] * frac
+    return np.round(rgb).astype(np.uint8)
+
+
+def colour_hex(value: float, vmin: float, vmax: float) -> str:
+    """The viridis colour of one value as ``"#rrggbb"``."""
+    r, g, b = (int(n) for n in colormap(np.array(value), vmin, vmax))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def render_grid_image(
+    grid: np.ndarray, vmin: float, vmax: float, cell_px: int, *, lines: bool = True
+) -> np.ndarray:
+    """A 2-D grid (h, w) as an RGB uint8 image (h*cell_px, w*cell_px, 3), viridis, each cell a
+    square of ``cell_px`` pixels, with thin dark lines between cells when ``lines``."""
+    g = np.asarray(grid, dtype=np.float64)
+    if g.ndim != 2:
+        raise ValueError(f"grid must be 2-D (h, w). Received: grid.shape={g.shape}")
+    if isinstance(cell_px, bool) or not isinstance(cell_px, (int, np.integer)) or cell_px < 1:
+        raise ValueError(f"cell_px must be a positive integer. Received: cell_px={cell_px!r}")
+    rgb = colormap(g, vmin, vmax)
+    image = np.repeat(np.repeat(rgb, cell_px, axis=0), cell_px, axis=1)
+    if lines and cell_px >= 8:
+        darker = (image.astype(np.int32) * 3 // 4).astype(np.uint8)
+        image[::cell_px, :] = darker[::cell_px, :]
+        image[:, ::cell_px] = darker[:, ::cell_px]
+    return image
+
+
+def render_colorbar(
+    vmin: float, vmax: float, width: int, height: int = 18, marker: float | None = None
+) -> np.ndarray:
+    """A horizontal viridis colour bar (height, width, 3) uint8 from vmin (left) to vmax (right),
+    with a white-and-black tick where ``marker`` falls."""
+    values = np.linspace(float(vmin), float(vmax), int(width))
+    bar = np.repeat(colormap(values, vmin, vmax)[None], int(height), axis=0)
+    if marker is not None and np.isfinite(marker) and vmax > vmin:
+        x = int(round((float(marker) - vmin) / (vmax - vmin) * (width - 1)))
+        x = min(max(x, 1), width - 2)
+        bar[:, x - 1 : x + 2] = 0
+        bar[:, x] = 255
+    return bar
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """An image (H, W[, C]) in [0, 1] as uint8 (H*f, W*f[, 3]) with nearest-neighbour pixels."""
+    x = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    pixels = np.round(x * 255).astype(np.uint8)
+    return np.repeat(np.repeat(pixels, int(factor), axis=0), int(factor), axis=1)
+
+
+def drawing_to_image(
+    image_data: np.ndarray, image_shape: Sequence[int], background: str | Sequence[int] = "#000000"
+) -> np.ndarray:
+    """A drawing (RGBA canvas, light strokes on a dark background) as an input image
+    ``image_shape`` (H, W, C) in [0, 1], each pixel the mean brightness of its block of canvas."""
+    data = np.asarray(image_data)
+    if data.ndim != 3 or data.shape[-1] not in (3, 4):
+        raise ValueError(f"image_data must be (H, W, 4) RGBA. Received: shape={data.shape}")
+    h, w, c = (int(n) for n in image_shape)
+    bg = np.asarray(parse_colour(background), dtype=np.float64)
+    rgb = data[..., :3].astype(np.float64)
+    if data.shape[-1] == 4 and not np.all(data[..., 3] == 255):  # transparent canvas
+        alpha = data[..., 3:4].astype(np.float64) / 255.0
+        rgb = rgb * alpha + bg * (1 - alpha)
+    grey = rgb.mean(axis=-1) / 255.0
+    rows, cols = _edges(grey.shape[0], h), _edges(grey.shape[1], w)
+    sums = np.add.reduceat(np.add.reduceat(grey, rows[:-1], axis=0), cols[:-1], axis=1)
+    small = (sums / np.outer(np.diff(rows), np.diff(cols))).astype(np.float32)
+    return np.repeat(small[..., None], c, axis=-1)

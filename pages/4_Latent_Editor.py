@@ -1,0 +1,473 @@
+"""Latent Editor: paint or type the latent code of a trained run and see it decoded in place."""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import io
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+from streamlit_drawable_canvas import CanvasResult, st_canvas
+
+from cae import latent_edit as le
+from cae.data import DATASETS, Dataset, dataset_status, load_dataset
+from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder, sample_code
+from cae.plots import grid_png
+from cae.store import LoadedRun, list_runs, load_run, models_dir
+from ui.state import RUN_KEY, page_frame
+
+page_frame("Latent Editor", ":material/brush:")
+
+EDITOR = "le_editor"  # dict of plain data: the code being edited, its source, undo list, counters
+SOURCES = ["Test image", "Draw a digit", "Mean code", "Random sample"]
+VIEW_PX = 280  # size of the source and decoded images on screen
+DRAW_BG = "#000000"
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
+    """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
+    return load_run(run_id, root=root)
+
+
+@st.cache_resource(show_spinner="Compiling the decoder…", max_entries=8)
+def cached_decoder(run_id: str, root: str, created: str | None) -> Decoder:
+    """The run's decoder compiled once as a tf.function (about a millisecond per code)."""
+    decoder = make_decoder(cached_run(run_id, root, created).built.decoder)
+    # TensorFlow and Keras leave ~1e6 long-lived Python objects. A full garbage collection walks
+    # them all (tens of ms) and often lands in the middle of a stroke's decode: measured, it
+    # doubled the stroke-to-image time. Move everything alive now out of the collector's way.
+    gc.collect()
+    gc.freeze()
+    return decoder
+
+
+@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
+def cached_test_set(name: str) -> Dataset:
+    """The dataset a run was trained on (its deterministic test split)."""
+    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
+
+
+@st.cache_data(max_entries=256)
+def cached_code(
+    run_id: str, root: str, created: str | None, dataset: str, index: int
+) -> np.ndarray:
+    """The code of one test image."""
+    run = cached_run(run_id, root, created)
+    return encode(run.built.encoder, cached_test_set(dataset).x_test[index])
+
+
+@st.cache_data(show_spinner="Describing the code space…", max_entries=8)
+def cached_stats(run_id: str, root: str, created: str | None, dataset: str | None) -> dict:
+    """The run's latent statistics (from latent.json, else from the codes of its test images)."""
+    run = cached_run(run_id, root, created)
+    if run.latent_stats:
+        return run.latent_stats
+    x = cached_test_set(dataset or "mnist-sample").x_test[:2000]
+    return latent_statistics(encode(run.built.encoder, x))
+
+
+def picture(image: np.ndarray, size: int = VIEW_PX) -> Image.Image:
+    """An image (H, W, C) in [0, 1] upscaled with nearest-neighbour pixels to about ``size``."""
+    factor = max(1, size // max(image.shape[0], image.shape[1]))
+    return Image.fromarray(le.upscale(image, factor))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """PNG bytes of a PIL image."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def fmt(value: float) -> str:
+    """A latent value, short."""
+    return f"{value:.3g}"
+
+
+# ---------------------------------------------------------------------------------------- run
+
+st.title("Latent Editor")
+st.caption(
+    "Pick a starting point, then paint on the latent code (or type its numbers) and watch the "
+    "decoder turn it into an image, on the spot."
+)
+root = str(models_dir())
+good = [run for run in list_runs(root) if run.ok]
+if not good:
+    st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
+    st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+by_id = {run.run_id: run for run in good}
+if st.session_state.get("le_run") not in by_id:
+    active = st.session_state.get(RUN_KEY)
+    st.session_state["le_run"] = active if active in by_id else good[0].run_id
+
+top = st.columns([1.4, 1.6, 2])
+run_id = top[0].selectbox(
+    "Run",
+    list(by_id),
+    format_func=lambda rid: f"{by_id[rid].name} · {rid}",
+    key="le_run",
+    help="Trained runs in the models folder; the newest first.",
+)
+st.session_state[RUN_KEY] = run_id
+info = by_id[run_id]
+try:
+    run = cached_run(run_id, root, info.created)
+except ValueError as error:
+    st.error(f"This run cannot be loaded: {error}")
+    st.stop()
+decoder = cached_decoder(run_id, root, info.created)
+latent_shape = tuple(int(n) for n in decoder.latent_shape)
+input_shape = tuple(int(n) for n in run.spec.input_shape)
+if len(latent_shape) != 3:
+    st.error(f"The editor paints 2-D codes (h, w, c). Received: latent shape {latent_shape}")
+    st.stop()
+dataset_name = info.dataset if info.dataset in DATASETS else "mnist-sample"
+dataset: Dataset | None = None
+if dataset_status(dataset_name).available:
+    dataset = cached_test_set(dataset_name)
+    if dataset.image_shape != input_shape:
+        dataset = None
+stats = cached_stats(run_id, root, info.created, dataset_name if dataset is not None else None)
+ch_min = [float(v) for v in stats["channel_min"]]
+ch_max = [float(v) for v in stats["channel_max"]]
+for i in range(len(ch_max)):  # a dead channel (all zeros) still needs a range to paint in
+    if ch_max[i] <= ch_min[i]:
+        ch_max[i] = ch_min[i] + 1.0
+
+# ----------------------------------------------------------------------------- starting point
+
+sources = SOURCES if dataset is not None else SOURCES[1:]
+source_kind = top[1].radio("Start from", sources, horizontal=True, key="le_source")
+source_image: np.ndarray | None = None
+with top[2]:
+    if source_kind == "Test image":
+        assert dataset is not None
+        pick = st.columns([1, 1, 1])
+        how = pick[0].selectbox("Pick", ["by index", "by class", "at random"], key="le_pick")
+        if how == "by index":
+            index = int(
+                pick[1].number_input(
+                    f"Index (0–{dataset.num_test - 1})", 0, dataset.num_test - 1, 0, key="le_index"
+                )
+            )
+        elif how == "by class" and dataset.y_test is not None:
+            names = dataset.class_names or [str(i) for i in range(dataset.num_classes or 10)]
+            label = pick[1].selectbox(
+                "Class", list(range(len(names))), format_func=lambda i: names[i], key="le_class"
+            )
+            members = np.flatnonzero(dataset.y_test == label)
+            nth = int(pick[2].number_input(f"Which (of {len(members)})", 0, max(len(members) - 1, 0), 0,
+                                           key="le_nth"))  # fmt: skip
+            index = int(members[nth]) if len(members) else 0
+        else:
+            st.session_state.setdefault("le_seed", 0)
+            pick[1].button("Another", key="le_another", icon=":material/casino:",
+                           on_click=lambda: st.session_state.update(le_seed=st.session_state["le_seed"] + 1))  # fmt: skip
+            index = int(
+                np.random.default_rng(st.session_state["le_seed"]).integers(dataset.num_test)
+            )
+        code_source = cached_code(run_id, root, info.created, dataset_name, index)
+        source_image = dataset.x_test[index]
+        label_text = ""
+        if dataset.y_test is not None:
+            names = dataset.class_names or []
+            y = int(dataset.y_test[index])
+            label_text = f" (a {names[y] if y < len(names) else y})"
+        source_label = f"test image #{index}{label_text}"
+        signature = f"test:{index}"
+    elif source_kind == "Draw a digit":
+        h_in, w_in, _ = input_shape
+        scale = max(1, VIEW_PX // max(h_in, w_in))
+        st.session_state.setdefault("le_draw_n", 0)
+        drawn = st_canvas(
+            stroke_width=max(2, 2 * scale), stroke_color="#ffffff", background_color=DRAW_BG,
+            height=h_in * scale, width=w_in * scale, drawing_mode="freedraw",
+            return_image_data=True, key=f"le_draw_{st.session_state['le_draw_n']}",
+        )  # fmt: skip
+        st.button("Clear the drawing", key="le_draw_clear", icon=":material/ink_eraser:",
+                  on_click=lambda: st.session_state.update(le_draw_n=st.session_state["le_draw_n"] + 1))  # fmt: skip
+        data = drawn.image_data
+        if data is None:
+            source_image = np.zeros(input_shape, np.float32)
+        else:
+            source_image = le.drawing_to_image(data, input_shape, DRAW_BG)
+        code_source = encode(run.built.encoder, source_image)
+        source_label = "your drawing"
+        digest = hashlib.md5(np.round(source_image * 255).astype(np.uint8).tobytes()).hexdigest()
+        signature = f"draw:{st.session_state['le_draw_n']}:{digest}"
+    elif source_kind == "Mean code":
+        code_source = np.asarray(stats["cell_mean"], dtype=np.float32)
+        source_label = f"the mean code of {int(stats.get('count', 0)):,} training images"
+        signature = "mean"
+        st.caption("Every cell at its average over the training images.")
+    else:
+        st.session_state.setdefault("le_sample_seed", 0)
+        st.button("Draw another", key="le_sample_again", icon=":material/casino:",
+                  on_click=lambda: st.session_state.update(le_sample_seed=st.session_state["le_sample_seed"] + 1))  # fmt: skip
+        seed = int(st.session_state["le_sample_seed"])
+        code_source = sample_code(stats, np.random.default_rng(seed))
+        source_label = f"a random code (seed {seed})"
+        signature = f"sample:{seed}"
+        st.caption(
+            "Each cell drawn from a normal with its own mean and spread over the training codes."
+        )
+
+signature = f"{run_id}|{info.created}|{signature}"
+state = st.session_state.get(EDITOR)
+if state is None or state.get("signature") != signature:
+    previous = state or {}
+    st.session_state[EDITOR] = state = {
+        "signature": signature,
+        "source": le.to_plain(code_source),
+        "code": le.to_plain(code_source),
+        "undo": [],
+        "nonce": int(previous.get("nonce", 0)) + 1,  # canvas key: a fresh canvas per change
+        "table": int(previous.get("table", 0)) + 1,  # number-table key
+        "decodes": int(previous.get("decodes", 0)),
+        "changed": [],
+        "last": "",
+    }
+
+# ----------------------------------------------------------------------------------- editing
+
+h, w, channels = latent_shape
+cell_px = int(min(64, max(16, VIEW_PX // max(h, w))))
+
+
+def current_channel() -> int:
+    """The channel being edited."""
+    return int(st.session_state.get("le_channel", 0)) if channels > 1 else 0
+
+
+def commit(new_code: np.ndarray, what: str, *, table: bool = True) -> None:
+    """Make ``new_code`` the edited code: remember the old one for undo, fresh canvas and table."""
+    s = st.session_state[EDITOR]
+    old = le.from_plain(s["code"])
+    changed = le.changed_cells(old, new_code, current_channel())
+    s["last"] = what
+    s["changed"] = [list(cell) for cell in changed]
+    s["nonce"] += 1  # a new canvas key: the next stroke is seen alone, on the new background
+    if table:
+        s["table"] += 1
+    if changed or not np.array_equal(old, new_code):
+        s["undo"] = le.push_undo(s["undo"], s["code"])
+        s["code"] = le.to_plain(new_code)
+
+
+def on_stroke() -> None:
+    """Canvas callback: map the finished stroke onto cells and apply it to the selected channel."""
+    s = st.session_state[EDITOR]
+    component = st.session_state.get(f"le_canvas_{s['nonce']}") or {}
+    drawing = component.get("drawing") if hasattr(component, "get") else None
+    url = drawing.get("data") if isinstance(drawing, dict) else None
+    if not url:
+        return
+    image = CanvasResult(drawing.get("raw"), url, True).image_data
+    if image is None:
+        return
+    cells = le.cells_from_mask(le.stroke_mask_from_image_data(image), (h, w))
+    if not cells.any():
+        s["nonce"] += 1
+        s["last"] = "stroke too small to cover a cell"
+        s["changed"] = []
+        return
+    mode = st.session_state.get("le_mode", "set")
+    channel = current_channel()
+    value = float(st.session_state.get(f"le_{mode}_{channel}", 0.0))
+    new = le.apply_stroke(le.from_plain(s["code"]), cells, channel, mode, value,
+                          le.from_plain(s["source"]))  # fmt: skip
+    commit(
+        new, f"{mode} {int(cells.sum())} cell(s)" + ("" if mode == "erase" else f" ({fmt(value)})")
+    )
+
+
+def on_table(key: str) -> None:
+    """Number-table callback: apply the typed values to the selected channel."""
+    edits = (st.session_state.get(key) or {}).get("edited_rows", {})
+    s = st.session_state[EDITOR]
+    new = le.from_plain(s["code"])
+    channel = current_channel()
+    for row, columns in edits.items():
+        for column, value in columns.items():
+            try:
+                col = int(str(column))
+                if value is not None and np.isfinite(float(value)):
+                    new = le.set_cell(new, int(row), col, channel, float(value))
+            except (TypeError, ValueError):
+                continue
+    commit(new, "typed values", table=False)
+
+
+def on_set_cell() -> None:
+    """Cell picker callback: set one cell of the selected channel."""
+    s = st.session_state[EDITOR]
+    row = int(st.session_state.get("le_cell_row", 0))
+    col = int(st.session_state.get("le_cell_col", 0))
+    value = float(st.session_state.get("le_cell_value", 0.0))
+    new = le.set_cell(le.from_plain(s["code"]), row, col, current_channel(), value)
+    commit(new, f"cell ({row}, {col}) = {fmt(value)}")
+
+
+def on_undo() -> None:
+    """Undo the last edit."""
+    s = st.session_state[EDITOR]
+    rest, code = le.pop_undo(s["undo"])
+    if code is not None:
+        before = le.from_plain(s["code"])
+        s["undo"], s["code"] = rest, le.to_plain(code)
+        s["changed"] = [list(c) for c in le.changed_cells(before, code, current_channel())]
+        s["last"] = "undo"
+        s["nonce"] += 1
+        s["table"] += 1
+
+
+def on_reset() -> None:
+    """Back to the source code (undoable)."""
+    commit(le.from_plain(st.session_state[EDITOR]["source"]), "reset to the source")
+
+
+@st.fragment
+def editor() -> None:
+    """Source, editable latent grid and decoded image; a stroke or an edit reruns only this."""
+    s = st.session_state[EDITOR]
+    code = le.from_plain(s["code"])
+    source = le.from_plain(s["source"])
+    channel = current_channel()
+    vmin, vmax = ch_min[channel], ch_max[channel]
+    decoded = decoder(code)
+    s["decodes"] += 1
+    s["decoded_mean"] = float(decoded.mean())
+    s["decoded_digest"] = hashlib.md5(decoded.tobytes()).hexdigest()[:8]
+    st.session_state["le_decoded_mean"] = s["decoded_mean"]
+
+    cols = st.columns([1, 1.15, 1], gap="large")
+    with cols[0]:
+        st.markdown("**Source**")
+        if source_image is not None:
+            st.image(picture(source_image), width=VIEW_PX)
+        else:
+            st.image(picture(decoder(source)), width=VIEW_PX)
+        st.caption(f"{source_label}" + ("" if source_image is not None else " (decoded)"))
+    with cols[1]:
+        title = f"**Latent code** · {h}x{w}x{channels}"
+        st.markdown(title + (f" · channel {channel}" if channels > 1 else ""))
+        mode = st.session_state.get("le_mode", "set")
+        brush = float(st.session_state.get(f"le_set_{channel}", (vmin + vmax) / 2))
+        colour = {"set": le.colour_hex(brush, vmin, vmax), "add": "#ffffff", "erase": "#ff4081"}[
+            mode
+        ]
+        background = Image.fromarray(le.render_grid_image(code[..., channel], vmin, vmax, cell_px))
+        st_canvas(
+            stroke_width=max(6, int(cell_px * 0.6)), stroke_color=colour,
+            background_image=background, height=h * cell_px, width=w * cell_px,
+            drawing_mode="freedraw", return_image_data=True, key=f"le_canvas_{s['nonce']}",
+            on_change=on_stroke,
+        )  # fmt: skip
+        bar = le.render_colorbar(vmin, vmax, w * cell_px, 16, brush if mode == "set" else None)
+        st.image(bar, width=w * cell_px)
+        st.markdown(
+            f"<div style='display:flex;justify-content:space-between;width:{w * cell_px}px;"
+            f"font-size:0.8rem;opacity:0.7'><span>{fmt(vmin)}</span><span>{fmt((vmin + vmax) / 2)}"
+            f"</span><span>{fmt(vmax)}</span></div>",
+            unsafe_allow_html=True,
+        )
+    with cols[2]:
+        st.markdown("**Decoded**")
+        with st.container(key="le_decoded"):
+            st.image(picture(decoded), width=VIEW_PX)
+        changed = ", ".join(f"({r},{c})" for r, c in s["changed"]) or "none"
+        with st.container(key="le_decode_info"):
+            st.caption(
+                f"decode #{s['decodes']} · image {s['decoded_digest']} · mean {s['decoded_mean']:.4f} · "
+                f"{len(s['undo'])} edit(s) to undo  \nlast: {s['last'] or '–'} · changed cells: {changed}"
+            )
+
+    brush_cols = st.columns([0.9, 1.6, 1.9, 0.8, 0.8])
+    if channels > 1:
+        brush_cols[0].selectbox("Channel", list(range(channels)), key="le_channel",
+                                format_func=lambda i: f"channel {i}")  # fmt: skip
+    else:
+        brush_cols[0].caption("One channel")
+    brush_cols[1].radio(
+        "Brush", list(le.MODES), horizontal=True, key="le_mode",
+        format_func={"set": "set", "add": "add", "erase": "erase"}.get,
+        help="set: paint the value; add: add the amount; erase: back to the source value.",
+    )  # fmt: skip
+    if mode == "add":
+        span = vmax - vmin
+        brush_cols[2].slider("Amount to add", -span, span, span / 4, key=f"le_add_{channel}",
+                             format="%.3f")  # fmt: skip
+    elif mode == "set":
+        brush_cols[2].slider("Value", vmin, vmax, (vmin + vmax) / 2, key=f"le_set_{channel}",
+                             format="%.3f", help="Range: the channel's min..max over the training codes.")  # fmt: skip
+    else:
+        brush_cols[2].caption("Erase paints cells back to the source code.")
+    brush_cols[3].button("Undo", key="le_undo", on_click=on_undo, icon=":material/undo:",
+                         disabled=not s["undo"], width="stretch")  # fmt: skip
+    brush_cols[4].button("Reset", key="le_reset", on_click=on_reset, icon=":material/restart_alt:",
+                         width="stretch")  # fmt: skip
+    st.caption(
+        "A cell takes the brush when at least 15 % of its pixels are painted: stroke through a "
+        "cell's middle. Each finished stroke is applied at once and the canvas clears for the next."
+    )
+
+    with st.expander("Type the numbers", expanded=True, icon=":material/table:"):
+        table_key = f"le_table_{s['table']}"
+        grid = code[..., channel]
+        frame = {str(c): [float(v) for v in grid[:, c]] for c in range(w)}
+        left, right = st.columns([3, 1.2])
+        with left:
+            st.data_editor(frame, key=table_key, on_change=on_table, args=(table_key,),
+                           num_rows="fixed")  # fmt: skip
+        with right:
+            picker = st.columns(2)
+            picker[0].number_input("Row", 0, h - 1, 0, key="le_cell_row")
+            picker[1].number_input("Column", 0, w - 1, 0, key="le_cell_col")
+            st.number_input("Value", value=float(round(vmax, 3)), step=0.1, format="%.3f",
+                            key="le_cell_value")  # fmt: skip
+            st.button("Set cell", key="le_cell_set", on_click=on_set_cell, icon=":material/edit:",
+                      width="stretch")  # fmt: skip
+
+    export = st.columns(4)
+    npy = io.BytesIO()
+    np.save(npy, code)
+    export[0].download_button("Code (.npy)", npy.getvalue(), file_name="latent_code.npy",
+                              mime="application/octet-stream", key="le_download_code",
+                              icon=":material/download:", on_click="ignore")  # fmt: skip
+    export[1].download_button("Decoded image (PNG)", png_bytes(picture(decoded)),
+                              file_name="decoded.png", mime="image/png", key="le_download_png",
+                              icon=":material/download:", on_click="ignore")  # fmt: skip
+
+
+editor()
+
+# ------------------------------------------------------------------------------ interpolation
+
+
+@st.fragment
+def interpolation() -> None:
+    """Decoded frames on the line between the codes of two test images."""
+    assert dataset is not None
+    st.subheader("Interpolate between two test images")
+    cols = st.columns([1, 1, 1, 2])
+    last = dataset.num_test - 1
+    a = int(cols[0].number_input(f"From image (0–{last})", 0, last, 0, key="le_interp_a"))
+    b = int(cols[1].number_input(f"To image (0–{last})", 0, last, min(1, last), key="le_interp_b"))
+    steps = int(cols[2].slider("Frames", 3, 12, 8, key="le_interp_steps"))
+    t = float(cols[3].slider("Position", 0.0, 1.0, 0.5, 0.05, key="le_interp_t"))
+    z_a = cached_code(run_id, root, info.created, dataset_name, a)
+    z_b = cached_code(run_id, root, info.created, dataset_name, b)
+    frames = decoder(interpolate(z_a, z_b, steps))
+    here = decoder(((1 - t) * z_a + t * z_b).astype(np.float32))
+    strip, single = st.columns([4, 1])
+    strip.image(grid_png([frames], scale=3), caption=f"{steps} frames from #{a} to #{b}")
+    single.image(picture(here, 140), caption=f"at {t:.2f}")
+
+
+if dataset is not None:
+    interpolation()

@@ -1,0 +1,104 @@
+"""AppTest of the Latent Editor page: a small trained run, a code set by number, decoded anew."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+PAGE = "pages/4_Latent_Editor.py"
+
+
+def make_trained_run(
+    root: Path, *, epochs: int = 2, limit: int = 512, learning_rate: float = 1e-2
+) -> str:
+    """Train the classic network briefly on mnist-sample and save it into ``root``; its id."""
+    from cae.data import load_dataset
+    from cae.jobs import result_train_config, save_result
+    from cae.spec import preset
+    from cae.training import TrainConfig, train
+
+    spec = preset("classic")
+    dataset = load_dataset("mnist-sample", limit=limit)
+    result = train(
+        spec,
+        dataset,
+        TrainConfig(epochs=epochs, batch_size=64, learning_rate=learning_rate, preview_count=0),
+    )
+    return save_result(
+        result,
+        spec,
+        name="latent editor test",
+        train_config=result_train_config(result, "mnist-sample"),
+        root=root,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("le-models")
+    make_trained_run(root)
+    return root
+
+
+@pytest.fixture
+def app(trained_root, monkeypatch) -> AppTest:
+    monkeypatch.setenv("CAE_MODELS_DIR", str(trained_root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    return at.switch_page(PAGE).run()
+
+
+def editor_state(app: AppTest) -> dict:
+    return app.session_state["le_editor"]
+
+
+def test_page_opens_on_the_newest_run_with_a_test_image(app):
+    assert not app.exception, app.exception
+    assert app.title[0].value == "Latent Editor"
+    state = editor_state(app)
+    code = np.asarray(state["code"])
+    assert code.shape == (7, 7, 1)
+    assert np.array_equal(code, np.asarray(state["source"]))
+    assert app.session_state["active_run"] == app.selectbox(key="le_run").value
+    assert any("decode #" in caption.value for caption in app.caption)
+
+
+def test_setting_a_cell_by_number_changes_the_code_and_the_decoded_image(app):
+    before_mean = app.session_state["le_decoded_mean"]
+    before = np.asarray(editor_state(app)["code"])
+    app.number_input(key="le_cell_row").set_value(3)
+    app.number_input(key="le_cell_col").set_value(4)
+    value = float(before.max()) + 5.0
+    app.number_input(key="le_cell_value").set_value(value)
+    app.button(key="le_cell_set").click().run()
+    assert not app.exception, app.exception
+    after = np.asarray(editor_state(app)["code"])
+    assert after[3, 4, 0] == pytest.approx(value)
+    changed = np.argwhere(after != before)
+    assert changed.tolist() == [[3, 4, 0]]
+    assert app.session_state["le_decoded_mean"] != pytest.approx(before_mean, abs=1e-7)
+    assert editor_state(app)["changed"] == [[3, 4]]
+
+    app.button(key="le_undo").click().run()
+    assert np.array_equal(np.asarray(editor_state(app)["code"]), before)
+    assert app.session_state["le_decoded_mean"] == pytest.approx(before_mean, abs=1e-6)
+
+
+def test_other_starting_points(app):
+    for kind in ("Mean code", "Random sample", "Draw a digit"):
+        app.radio(key="le_source").set_value(kind).run()
+        assert not app.exception, (kind, app.exception)
+        state = editor_state(app)
+        assert np.asarray(state["code"]).shape == (7, 7, 1)
+        assert np.array_equal(np.asarray(state["code"]), np.asarray(state["source"]))
+    first = np.asarray(editor_state(app)["source"])
+    app.radio(key="le_source").set_value("Random sample").run()
+    one = np.asarray(editor_state(app)["source"])
+    app.button(key="le_sample_again").click().run()
+    two = np.asarray(editor_state(app)["source"])
+    assert not np.array_equal(one, two)
+    assert first.shape == one.shape
