@@ -518,7 +518,9 @@ def _monitor_class() -> type:
             if self.mark is not None and self.batch_done > self.mark[1] and now > self.mark[0]:
                 done, seconds = self.batch_done - self.mark[1], now - self.mark[0]
                 self.images_per_second = done * self.batch_size / seconds
-            elif self.batch_done > 0 and now > self.epoch_start:
+            elif self.batch_done > 0 and now > self.epoch_start and self.completed > 0:
+                # Only the first batch so far: its time holds the tracing on the first epoch,
+                # so the rate waits for a second batch there.
                 images = min(self.batch_done * self.batch_size, self.num_train)
                 self.images_per_second = images / (now - self.epoch_start)
 
