@@ -348,7 +348,14 @@ if start and spec is not None:
         if dataset is None:
             dataset = cached_dataset(choice, limit, int(seed))
         JOBS.start(
-            owner_id(), spec, dataset, dataset_name, config, name=run_name.strip() or default_name
+            owner_id(),
+            spec,
+            dataset,
+            dataset_name,
+            config,
+            name=run_name.strip() or default_name,
+            # so `python -m cae evaluate` can rebuild the exact test split later
+            extra_train_config={"limit": limit, "data_seed": int(seed)},
         )
     except JobBusy as error:
         st.warning(str(error))
