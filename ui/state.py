@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import secrets
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,31 @@ from typing import Any
 import streamlit as st
 
 from cae.spec import ArchitectureSpec, preset
+
+
+def _keep_keras_state_between_runs() -> None:
+    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
+
+    Streamlit's script runner "cleans problem modules" at the end of each run (fragment runs
+    included): with keras imported it calls ``clear_session()``, which resets Keras's global
+    state and TensorFlow's default graph and runs a full ``gc.collect()``. With a progress
+    fragment polling twice a second, that starved and hung the training thread mid-trace
+    (measured: stuck at batch 0 for minutes; py-spy showed clear_session in the script thread).
+    Background jobs need that state; matplotlib's clean-up is kept.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    def clean_problem_modules_but_keras() -> None:
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            with contextlib.suppress(Exception):
+                plt.close("all")
+
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = clean_problem_modules_but_keras
+
+
+_keep_keras_state_between_runs()
 
 SPEC_KEY = "active_spec"  # dict: the architecture being designed
 DATASET_KEY = "active_dataset"  # str: dataset name for training
