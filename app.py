@@ -7,12 +7,12 @@ Imports no TensorFlow, so the first paint is fast.
 import streamlit as st
 
 from cae.shapes import compute_shapes
-from ui.state import active_dataset, active_spec, page_frame
+from ui.state import active_dataset, active_run, active_spec, page_frame, run_summary
 
 
 def home() -> None:
     """The home page."""
-    page_frame("Home", ":material/home:")
+    page_frame("Home")
     st.title("CAE Studio")
     st.markdown(
         "Design, train and explore **convolutional autoencoders** on small images, in your browser. "
@@ -27,7 +27,7 @@ def home() -> None:
             report = compute_shapes(spec)
         except ValueError as error:
             left.metric("Design", spec.name)
-            left.caption(f"⚠️ {error}")
+            left.caption(f":orange[{error}]")
         else:
             left.metric("Design", spec.name, help="The architecture you are working on")
             middle.metric(
@@ -42,6 +42,14 @@ def home() -> None:
     st.caption(
         f"Dataset: **{active_dataset()}** (5,000 real MNIST digits, bundled — works offline)."
     )
+    run = active_run()
+    if run is not None:
+        st.markdown(
+            f"Active run: {run_summary(run)} — compare it on **Results**, paint its code in the "
+            "**Latent Editor**."
+        )
+    else:
+        st.markdown("No trained run yet: design a network, then train it on the **Train** page.")
 
     st.subheader("How it works")
     st.markdown(

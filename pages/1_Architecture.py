@@ -25,7 +25,7 @@ from cae.spec import (
 )
 from ui.state import SPEC_KEY, active_spec_dict, page_frame
 
-page_frame("Architecture", ":material/account_tree:")
+page_frame("Architecture")
 
 VERSION_KEY = "arch_version"  # bumps on every structural change so widgets restart from the spec
 UPLOAD_SEEN_KEY = "arch_upload_seen"

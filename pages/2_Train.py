@@ -23,7 +23,7 @@ from ui.state import (
     set_active_spec,
 )
 
-page_frame("Train", ":material/model_training:")
+page_frame("Train")
 preload_tensorflow()
 
 UPLOAD = "upload"

@@ -12,7 +12,7 @@ from cae.store import LoadedRun, delete_run, list_runs, load_run, models_dir
 from cae.training import reconstruct
 from ui.state import RUN_KEY, page_frame
 
-page_frame("Results", ":material/insights:")
+page_frame("Results")
 
 MAX_IMAGES = 24
 

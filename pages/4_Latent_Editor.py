@@ -18,7 +18,7 @@ from cae.plots import grid_png
 from cae.store import LoadedRun, list_runs, load_run, models_dir
 from ui.state import RUN_KEY, page_frame
 
-page_frame("Latent Editor", ":material/brush:")
+page_frame("Latent Editor")
 
 EDITOR = "le_editor"  # dict of plain data: the code being edited, its source, undo list, counters
 SOURCES = ["Test image", "Draw a digit", "Mean code", "Random sample"]

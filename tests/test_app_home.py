@@ -17,6 +17,9 @@ def test_home_page_shows_the_classic_design():
     assert metrics["Design"] == "classic"
     assert metrics["Latent code"] == "7x7x1"
     assert metrics["Parameters"] == "2,690"
+    texts = " ".join(block.value for block in app.markdown)
+    assert "Active run: **classic (default)**" in texts  # the shipped default run
+    assert "PSNR 17.7 dB" in texts
 
 
 def test_home_page_does_not_import_tensorflow():

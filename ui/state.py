@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from cae.spec import ArchitectureSpec, preset
+from cae.store import RunInfo, list_runs, models_dir
 
 
 def _keep_keras_state_between_runs() -> None:
@@ -96,13 +97,29 @@ def active_dataset() -> str:
 ICON_PATH = Path(__file__).with_name("assets") / "icon.png"
 
 
-def page_frame(title: str, icon: str) -> None:
+def active_run() -> RunInfo | None:
+    """The run the pages show: the one chosen this session, else the newest complete run
+    (the shipped default run on a fresh machine). Reads JSON only, no TensorFlow."""
+    runs = [run for run in list_runs(models_dir()) if run.ok]
+    chosen = st.session_state.get(RUN_KEY)
+    for run in runs:
+        if run.run_id == chosen:
+            return run
+    return runs[0] if runs else None
+
+
+def run_summary(run: RunInfo) -> str:
+    """A one-line description of a run: name, data, epochs, test PSNR."""
+    psnr = run.metrics.get("psnr")
+    quality = f" · PSNR {psnr:.1f} dB" if isinstance(psnr, (int, float)) else ""
+    return f"**{run.name}** · {run.dataset} · {run.epochs} epochs{quality}"
+
+
+def page_frame(title: str) -> None:
     """Set the page config and draw the shared sidebar; call first on every page.
 
-    ``icon`` is the page's material icon, shown in the navigation by app.py; the browser tab gets
-    the bundled PNG, so no icon is fetched from the network.
+    The browser tab gets the bundled PNG icon, so no icon is fetched from the network.
     """
-    del icon  # the navigation entry in app.py carries it
     st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=str(ICON_PATH), layout="wide")
     sidebar()
 
@@ -128,3 +145,5 @@ def sidebar() -> None:
             f"Design **{spec.name}** · code {code} · {report.total_params:,} parameters{status}  \n"
             f"Dataset **{active_dataset()}**"
         )
+        run = active_run()
+        st.caption(f"Run {run_summary(run)}" if run else "Run: none yet — train one.")
