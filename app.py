@@ -51,6 +51,16 @@ def home() -> None:
     else:
         st.markdown("No trained run yet: design a network, then train it on the **Train** page.")
 
+    links = st.columns(4)
+    links[0].page_link(
+        "pages/1_Architecture.py", label="Design the network", icon=":material/account_tree:"
+    )
+    links[1].page_link("pages/2_Train.py", label="Train it", icon=":material/model_training:")
+    links[2].page_link("pages/3_Results.py", label="Compare results", icon=":material/insights:")
+    links[3].page_link(
+        "pages/4_Latent_Editor.py", label="Edit the latent code", icon=":material/brush:"
+    )
+
     st.subheader("How it works")
     st.markdown(
         """
