@@ -51,7 +51,7 @@ def home() -> None:
     else:
         st.markdown("No trained run yet: design a network, then train it on the **Train** page.")
 
-    links = st.columns(4)
+    links = st.columns(5)
     links[0].page_link(
         "pages/1_Architecture.py", label="Design the network", icon=":material/account_tree:"
     )
@@ -60,6 +60,7 @@ def home() -> None:
     links[3].page_link(
         "pages/4_Latent_Editor.py", label="Edit the latent code", icon=":material/brush:"
     )
+    links[4].page_link("pages/5_Inspect.py", label="Look inside", icon=":material/biotech:")
 
     st.subheader("How it works")
     st.markdown(
@@ -89,6 +90,7 @@ PAGES = [
     st.Page("pages/2_Train.py", title="Train"),
     st.Page("pages/3_Results.py", title="Results"),
     st.Page("pages/4_Latent_Editor.py", title="Latent Editor"),
+    st.Page("pages/5_Inspect.py", title="Inspect"),
 ]
 
 st.navigation(PAGES).run()

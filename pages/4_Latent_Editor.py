@@ -22,6 +22,8 @@ page_frame("Latent Editor")
 
 EDITOR = "le_editor"  # dict of plain data: the code being edited, its source, undo list, counters
 SOURCES = ["Test image", "Draw a digit", "Mean code", "Random sample"]
+INCOMING = "le_incoming"  # a code sent from another page (see "starting point" below)
+FROM_MAP = "From the latent map"
 VIEW_PX = 280  # size of the source and decoded images on screen
 DRAW_BG = "#000000"
 
@@ -142,6 +144,20 @@ for i in range(len(ch_max)):  # a dead channel (all zeros) still needs a range t
 # ----------------------------------------------------------------------------- starting point
 
 sources = SOURCES if dataset is not None else SOURCES[1:]
+# A code sent by another page (the Inspect page's latent map): plain data
+# {"code": nested list, "label": str, "run": run id, "id": int}; a new id becomes the source.
+incoming = st.session_state.get(INCOMING)
+if (
+    isinstance(incoming, dict)
+    and incoming.get("run") == run_id
+    and np.shape(incoming.get("code")) == latent_shape
+):
+    sources = [*sources, FROM_MAP]
+    if incoming.get("id") != st.session_state.get("le_incoming_seen"):
+        st.session_state["le_incoming_seen"] = incoming.get("id")
+        st.session_state["le_source"] = FROM_MAP
+else:
+    incoming = None
 source_kind = top[1].radio("Start from", sources, horizontal=True, key="le_source")
 source_image: np.ndarray | None = None
 with top[2]:
@@ -205,6 +221,11 @@ with top[2]:
         source_label = f"the mean code of {int(stats.get('count', 0)):,} training images"
         signature = "mean"
         st.caption("Every cell at its average over the training images.")
+    elif source_kind == FROM_MAP and incoming is not None:
+        code_source = np.asarray(incoming["code"], dtype=np.float32)
+        source_label = f"{incoming.get('label', 'a code')} from the Inspect page's latent map"
+        signature = f"incoming:{incoming.get('id')}"
+        st.caption("The code picked on the latent map of the Inspect page.")
     else:
         st.session_state.setdefault("le_sample_seed", 0)
         st.button("Draw another", key="le_sample_again", icon=":material/casino:",

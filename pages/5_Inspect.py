@@ -1,0 +1,378 @@
+"""Inspect: every layer's feature maps, the learned kernels, the latent-space map, and the ideas
+behind convolution, padding, pooling and up-sampling worked out with the network's own numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from cae import explain
+from cae import inspection as ci
+from cae.data import DATASETS, Dataset, dataset_status, load_dataset
+from cae.latent import encode
+from cae.plots import heatmap
+from cae.shapes import compute_shapes
+from cae.spec import Conv, Pool
+from cae.store import LoadedRun, list_runs, load_run, models_dir
+from ui.state import RUN_KEY, page_frame
+
+page_frame("Inspect")
+
+MAX_TILES = 16
+MAP_POINTS = 1000
+INCOMING_KEY = "le_incoming"  # read by the Latent Editor: {"code": nested list, "label", "id"}
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
+    """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
+    return load_run(run_id, root=root)
+
+
+@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
+def cached_test_set(name: str) -> Dataset:
+    """The dataset a run was trained on (its deterministic test split)."""
+    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
+
+
+@st.cache_data(show_spinner="Running the image through every layer…", max_entries=64)
+def cached_activations(
+    run_id: str, root: str, created: str | None, dataset: str, index: int
+) -> list[tuple[str, str, np.ndarray]]:
+    """Every layer's output for one test image."""
+    run = cached_run(run_id, root, created)
+    return ci.activations(run.built, cached_test_set(dataset).x_test[index])
+
+
+@st.cache_data(show_spinner="Encoding the test set…", max_entries=8)
+def cached_codes(
+    run_id: str, root: str, created: str | None, dataset: str, count: int
+) -> np.ndarray:
+    """The codes of the first ``count`` test images."""
+    run = cached_run(run_id, root, created)
+    return encode(run.built.encoder, cached_test_set(dataset).x_test[:count])
+
+
+@st.cache_data(max_entries=8)
+def cached_kernels(
+    run_id: str, root: str, created: str | None
+) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The run's convolution kernels and biases."""
+    return ci.conv_kernels(cached_run(run_id, root, created).built)
+
+
+def number_table(values: np.ndarray, digits: int = 4) -> dict[str, list[str]]:
+    """A 2-D array as table columns of short numbers."""
+    return {
+        f"c{c}": [f"{v + 0.0:.{digits}g}" for v in values[:, c]] for c in range(values.shape[1])
+    }
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """(28, 28, 16) -> 28x28x16."""
+    return "x".join(str(n) for n in shape)
+
+
+# ---------------------------------------------------------------------------------- run, image
+
+st.title("Inspect")
+st.caption(
+    "Look inside a trained network: what each layer makes of an image, the kernels it learned, "
+    "where the codes of the test images lie, and the arithmetic of each step with its own numbers."
+)
+root = str(models_dir())
+good = [run for run in list_runs(root) if run.ok]
+if not good:
+    st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
+    st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+by_id = {run.run_id: run for run in good}
+if st.session_state.get("inspect_run") not in by_id:
+    active = st.session_state.get(RUN_KEY)
+    st.session_state["inspect_run"] = active if active in by_id else good[0].run_id
+
+top = st.columns([1.4, 1, 1, 1])
+run_id = top[0].selectbox(
+    "Run", list(by_id), format_func=lambda rid: f"{by_id[rid].name} · {rid}", key="inspect_run"
+)
+st.session_state[RUN_KEY] = run_id
+info = by_id[run_id]
+try:
+    run = cached_run(run_id, root, info.created)
+except ValueError as error:
+    st.error(f"This run cannot be loaded: {error}")
+    st.stop()
+spec = run.spec
+report = compute_shapes(spec)
+dataset_name = info.dataset if info.dataset in DATASETS else "mnist-sample"
+status = dataset_status(dataset_name)
+if not status.available:
+    st.error(f"The test images of {dataset_name} are not available here: {status.reason}")
+    st.stop()
+dataset = cached_test_set(dataset_name)
+if dataset.image_shape != tuple(spec.input_shape):
+    st.error(
+        f"The run takes {tuple(spec.input_shape)} images; {dataset_name} has {dataset.image_shape}."
+    )
+    st.stop()
+
+last = dataset.num_test - 1
+how = top[1].radio("Test image", ["by index", "by class", "at random"], key="inspect_pick")
+names = dataset.class_names or [str(i) for i in range(dataset.num_classes or 10)]
+if how == "by class" and dataset.y_test is not None:
+    label = top[2].selectbox(
+        "Class", list(range(len(names))), format_func=lambda i: names[i], key="inspect_class"
+    )
+    members = np.flatnonzero(dataset.y_test == label)
+    nth = int(top[3].number_input(f"Which (of {len(members)})", 0, max(len(members) - 1, 0), 0,
+                                  key="inspect_nth"))  # fmt: skip
+    index = int(members[nth]) if len(members) else 0
+elif how == "at random":
+    st.session_state.setdefault("inspect_seed", 0)
+    top[2].button("Another", key="inspect_another", icon=":material/casino:",
+                  on_click=lambda: st.session_state.update(inspect_seed=st.session_state["inspect_seed"] + 1))  # fmt: skip
+    index = int(np.random.default_rng(st.session_state["inspect_seed"]).integers(dataset.num_test))
+else:
+    index = int(top[2].number_input(f"Index (0–{last})", 0, last, 0, key="inspect_index"))
+
+image = dataset.x_test[index]
+acts = cached_activations(run_id, root, info.created, dataset_name, index)
+label_text = ""
+if dataset.y_test is not None:
+    y = int(dataset.y_test[index])
+    label_text = f" (a {names[y] if y < len(names) else y})"
+head = st.columns([1, 6])
+head[0].image((np.clip(image, 0, 1) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1),
+              caption=f"test image #{index}{label_text}")  # fmt: skip
+head[1].markdown(
+    f"**{run.info.name}** · {dataset_name} · input {shape_text(report.input_shape)} → code "
+    f"{shape_text(report.latent_shape)} → output {shape_text(report.output_shape)} · "
+    f"{report.total_params:,} parameters"
+)
+
+feature_tab, kernel_tab, map_tab, learn_tab = st.tabs(
+    ["Feature maps", "Kernels", "Latent map", "Learn"]
+)
+
+# -------------------------------------------------------------------------------- feature maps
+
+with feature_tab:
+    st.caption(
+        f"Each layer's output for test image #{index}, one tile per channel (the first {MAX_TILES}), "
+        "one colour range per layer: dark = lowest, yellow = highest."
+    )
+    for (name, location, maps), row in zip(acts, report.rows, strict=True):
+        h, w, c = maps.shape
+        scale = max(2, 84 // max(h, w))
+        shown = min(c, MAX_TILES)
+        more = f" · first {shown} of {c} channels" if c > shown else ""
+        st.markdown(f"**{location}** · {row.label}")
+        st.image(ci.feature_mosaic(maps, MAX_TILES, columns=8, scale=scale))
+        st.caption(
+            f"{name} · {shape_text(maps.shape)} · values {maps.min():.3g} … {maps.max():.3g}"
+            f" · image #{index}{more}"
+        )
+
+# ------------------------------------------------------------------------------------- kernels
+
+with kernel_tab:
+    st.caption(
+        "Each convolution's learned kernels: a row per input channel, a column per output channel "
+        "(at most 8 x 16 shown). Red is negative, blue positive, white zero."
+    )
+    for location, kernel, bias in cached_kernels(run_id, root, info.created):
+        kh, kw, cin, cout = kernel.shape
+        mosaic = ci.kernel_mosaic(kernel, max_in=8, max_out=16)
+        bound = float(np.nanmax(np.abs(mosaic))) or 1.0
+        fig = heatmap(mosaic, colorscale="RdBu", zmin=-bound, zmax=bound, zmid=0)
+        fig.update_layout(height=min(520, 60 + 22 * mosaic.shape[0]))
+        st.markdown(
+            f"**{location}** · {kh}x{kw} kernels · {cin} input x {cout} output channels · "
+            f"weights {kernel.min():.3g} … {kernel.max():.3g} · biases {bias.min():.3g} … {bias.max():.3g}"
+        )
+        st.plotly_chart(fig, key=f"inspect_kernels_{location}")
+
+# ---------------------------------------------------------------------------------- latent map
+
+with map_tab:
+    count = min(MAP_POINTS, dataset.num_test)
+    codes = cached_codes(run_id, root, info.created, dataset_name, count)
+    points, ratios, _ = ci.pca_2d(codes)
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    labels = dataset.y_test[:count] if dataset.y_test is not None else np.zeros(count, int)
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        name = names[int(value)] if dataset.y_test is not None and value < len(names) else "all"
+        fig.add_trace(
+            go.Scattergl(
+                x=points[members, 0], y=points[members, 1], mode="markers", name=name,
+                customdata=members, marker={"size": 6, "opacity": 0.75},
+                hovertemplate=f"{name} · test image #%{{customdata}}<extra></extra>",
+            )
+        )  # fmt: skip
+    fig.update_layout(
+        height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
+        xaxis_title=f"PC 1 ({100 * ratios[0]:.1f}% of the variance)",
+        yaxis_title=f"PC 2 ({100 * ratios[1]:.1f}%)",
+    )  # fmt: skip
+    st.caption(
+        f"The {shape_text(report.latent_shape)} codes of the first {count:,} test images, flattened to "
+        f"{codes[0].size} numbers and projected on their two main directions (PCA): "
+        f"{100 * ratios.sum():.1f}% of the spread. Click a point, or draw a box or lasso, to send "
+        "that code (the mean code of a selection) to the Latent Editor."
+    )
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            key="inspect_map")  # fmt: skip
+    picked = []
+    selection = event.get("selection", {}) if event else {}
+    for point in selection.get("points", []) if selection else []:
+        custom = point.get("customdata")
+        if isinstance(custom, list):
+            custom = custom[0] if custom else None
+        if custom is not None:
+            picked.append(int(custom))
+    if picked:
+        picked = sorted(set(picked))
+        code = codes[picked].mean(axis=0)
+        what = (
+            f"test image #{picked[0]}" if len(picked) == 1 else f"the mean of {len(picked)} codes"
+        )
+        previous = st.session_state.get(INCOMING_KEY) or {}
+        if previous.get("label") != what or previous.get("run") != run_id:
+            st.session_state[INCOMING_KEY] = {
+                "code": code.tolist(), "label": what, "run": run_id,
+                "id": int(previous.get("id", 0)) + 1,
+            }  # fmt: skip
+        st.success(f"Sent {what} to the Latent Editor.", icon=":material/send:")
+        st.page_link("pages/4_Latent_Editor.py", label="Open it in the Latent Editor",
+                     icon=":material/brush:")  # fmt: skip
+
+# -------------------------------------------------------------------------------------- learn
+
+with learn_tab:
+    convs = [
+        row.location for row in report.rows if isinstance(getattr(spec, row.part)[row.index], Conv)
+    ]
+    if convs:
+        st.subheader("One convolution output, by hand")
+        st.markdown(explain.explain_convolution(report))
+        pick = st.columns(4)
+        location = pick[0].selectbox("Convolution", convs, key="inspect_learn_conv")
+        out = dict((loc, a) for _, loc, a in acts)[location]
+        out_h, out_w, out_c = out.shape
+        strongest = int(np.argmax(out.max(axis=(0, 1))))  # a channel that responds to this image
+        channel = int(
+            pick[1].number_input(
+                "Output channel", 0, out_c - 1, strongest, key=f"inspect_learn_ch_{location}"
+            )
+        )
+        best = np.unravel_index(int(np.argmax(out[:, :, channel])), (out_h, out_w))
+        r = int(pick[2].number_input(f"Row (0–{out_h - 1})", 0, out_h - 1, int(best[0]),
+                                     key=f"inspect_learn_row_{location}"))  # fmt: skip
+        c = int(pick[3].number_input(f"Column (0–{out_w - 1})", 0, out_w - 1, int(best[1]),
+                                     key=f"inspect_learn_col_{location}"))  # fmt: skip
+        work = ci.worked_convolution(run.built, spec, image, location, r, c, channel, acts=acts)
+        kh, kw, cin = work["patch"].shape
+        show_in = min(cin, 4)
+        for ch in range(show_in):
+            cols = st.columns(3)
+            suffix = f" · input channel {ch}" if cin > 1 else ""
+            cols[0].markdown(f"Input patch{suffix}")
+            cols[0].table(number_table(work["patch"][:, :, ch]))
+            cols[1].markdown(f"Kernel{suffix}")
+            cols[1].table(number_table(work["kernel"][:, :, ch]))
+            cols[2].markdown(f"Products{suffix}")
+            cols[2].table(number_table(work["products"][:, :, ch]))
+        if cin > show_in:
+            st.caption(
+                f"Input channels {show_in}–{cin - 1} are left out here but counted in the sum."
+            )
+        agree = abs(work["value"] - work["keras_value"]) <= 1e-5 * max(
+            1.0, abs(work["keras_value"])
+        )
+        st.session_state["inspect_worked"] = {
+            "location": location, "row": r, "col": c, "channel": channel,
+            "value": work["value"], "keras_value": work["keras_value"],
+        }  # fmt: skip
+        with st.container(key="inspect_worked_box"):
+            st.markdown(
+                f"Sum of the {kh * kw * cin} products = **{work['products_sum']:.6g}**; + bias "
+                f"{work['bias']:.6g} = **{work['pre_activation']:.6g}**; `{work['activation']}` → "
+                f"**{work['value']:.6g}** by hand. Keras's {location} output at ({r}, {c}, channel "
+                f"{channel}): **{work['keras_value']:.6g}** "
+                + (":green[— the same.]" if agree else ":red[— differs!]")
+            )
+
+        st.subheader("What 'same' padding adds at the border")
+        st.markdown(explain.explain_padding(report))
+        border = ci.worked_convolution(run.built, spec, image, location, 0, 0, channel, acts=acts)
+        padded_view = np.where(border["padded"], np.nan, border["patch"][:, :, 0])
+        table = {f"c{q}": ["0 (pad)" if border["padded"][p, q] else f"{padded_view[p, q]:.4g}"
+                           for p in range(kh)] for q in range(kw)}  # fmt: skip
+        cols = st.columns([1, 2])
+        cols[0].table(table)
+        cols[1].markdown(
+            f"At the corner pixel (0, 0) the {kh}x{kw} window of {location} starts at input row "
+            f"{border['input_origin'][0]}, column {border['input_origin'][1]}: "
+            f"{int(border['padded'].sum())} of its {kh * kw} cells fall outside the "
+            f"{shape_text(border['input_shape'])} input and count as zeros"
+            + (f" (padding '{border['padding']}')." if border["padding"] == "same" else ".")
+            + f" Value there: {border['value']:.6g} by hand, {border['keras_value']:.6g} from Keras."
+        )
+
+    pools = [
+        row.location for row in report.rows if isinstance(getattr(spec, row.part)[row.index], Pool)
+    ]
+    if pools:
+        st.subheader("A pooling window")
+        st.markdown(explain.explain_pooling(report))
+        location = pools[0]
+        x_in = (
+            acts[[loc for _, loc, _ in acts].index(location) - 1][2]
+            if location != "encoder[0]"
+            else image
+        )
+        part, position = ci.parse_location(location)
+        layer = getattr(spec, part)[position]
+        (ph, pw), (sh, sw) = layer.size, layer.effective_strides
+        rows_ok, cols_ok = (x_in.shape[0] - ph) // sh + 1, (x_in.shape[1] - pw) // sw + 1
+    if pools and rows_ok > 0 and cols_ok > 0:
+        energy = np.array([[x_in[i * sh : i * sh + ph, j * sw : j * sw + pw].max(axis=(0, 1)).sum()
+                            for j in range(cols_ok)] for i in range(rows_ok)])  # fmt: skip
+        pr, pc = np.unravel_index(int(np.argmax(energy)), energy.shape)
+        chan = int(np.argmax(x_in[pr * sh : pr * sh + ph, pc * sw : pc * sw + pw].max(axis=(0, 1))))
+        pool = ci.pooling_example(spec, image, acts, location, int(pr), int(pc), chan)
+        cols = st.columns([1, 2])
+        cols[0].table(number_table(pool["window"]))
+        cols[1].markdown(
+            f"{location} at output ({pr}, {pc}), channel {chan}: the window is input rows "
+            f"{pool['input_origin'][0]}–{pool['input_origin'][0] + ph - 1}, columns "
+            f"{pool['input_origin'][1]}–{pool['input_origin'][1] + pw - 1}. "
+            f"Max = **{pool['max']:.4g}** (at {pool['argmax']}), average = {pool['sum']:.4g} / "
+            f"{pool['count']} = **{pool['avg']:.4g}**. This layer keeps the {pool['mode']}: "
+            f"Keras gives **{pool['keras_value']:.4g}**."
+        )
+
+    st.subheader("Up-sampling versus transposed convolution")
+    st.markdown(explain.explain_upsampling(report))
+    code = dict((loc, a) for _, loc, a in acts)[f"encoder[{len(spec.encoder) - 1}]"]
+    grid = code[:3, :3, 0]
+    demo = ci.upsample_vs_transpose(grid, size=(2, 2), strides=(2, 2))
+    cols = st.columns(4)
+    cols[0].markdown("Input: the top-left 3x3 of the code")
+    cols[0].table(number_table(demo["grid"], 3))
+    cols[1].markdown("Nearest up-sampling, size 2x2")
+    cols[1].plotly_chart(heatmap(demo["upsampled"]), key="inspect_learn_up")
+    cols[1].caption(demo["upsample_formula"])
+    cols[2].markdown("Transposed convolution kernel (3x3 tent)")
+    cols[2].table(number_table(demo["kernel"], 3))
+    cols[3].markdown("Transposed convolution, stride 2, 'valid'")
+    cols[3].plotly_chart(heatmap(demo["transposed"]), key="inspect_learn_deconv")
+    cols[3].caption(demo["transpose_formula"])
+    st.caption(
+        "Up-sampling copies each value into a 2x2 block (no weights). The transposed convolution "
+        "stamps value x kernel at every second position; where the stamps overlap they add up, so "
+        "its output is smooth — with learned weights that is how a decoder grows and paints at once."
+    )
