@@ -6,27 +6,16 @@ import numpy as np
 import streamlit as st
 
 from cae import metrics as image_metrics
-from cae.data import DATASETS, Dataset, dataset_status, load_dataset
+from cae.data import DATASETS, Dataset, dataset_status
 from cae.plots import grid_png, heatmap, image_grid, loss_curves
-from cae.store import LoadedRun, delete_run, list_runs, load_run, models_dir
+from cae.store import delete_run, list_runs, models_dir
 from cae.training import reconstruct
+from ui.runs import cached_run, cached_test_set
 from ui.state import RUN_KEY, page_frame
 
 page_frame("Results")
 
 MAX_IMAGES = 24
-
-
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
-    """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
-    return load_run(run_id, root=root)
-
-
-@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
-def cached_test_set(name: str) -> Dataset:
-    """The dataset a run was trained on (its deterministic test split)."""
-    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
 
 
 @st.cache_data(show_spinner="Reconstructing…", max_entries=32)

@@ -12,10 +12,10 @@ from PIL import Image
 from streamlit_drawable_canvas import CanvasResult, st_canvas
 
 from cae import latent_edit as le
-from cae.data import DATASETS, Dataset, dataset_status, load_dataset
+from cae.data import DATASETS, Dataset, dataset_status
 from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder, sample_code
 from cae.plots import grid_png
-from cae.store import LoadedRun, list_runs, load_run, models_dir
+from ui.runs import cached_run, cached_test_set, complete_runs_or_stop
 from ui.state import RUN_KEY, page_frame
 
 page_frame("Latent Editor")
@@ -28,12 +28,6 @@ VIEW_PX = 280  # size of the source and decoded images on screen
 DRAW_BG = "#000000"
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
-    """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
-    return load_run(run_id, root=root)
-
-
 @st.cache_resource(show_spinner="Compiling the decoder…", max_entries=8)
 def cached_decoder(run_id: str, root: str, created: str | None) -> Decoder:
     """The run's decoder compiled once as a tf.function (about a millisecond per code)."""
@@ -44,12 +38,6 @@ def cached_decoder(run_id: str, root: str, created: str | None) -> Decoder:
     gc.collect()
     gc.freeze()
     return decoder
-
-
-@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
-def cached_test_set(name: str) -> Dataset:
-    """The dataset a run was trained on (its deterministic test split)."""
-    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
 
 
 @st.cache_data(max_entries=256)
@@ -96,16 +84,7 @@ st.caption(
     "Pick a starting point, then paint on the latent code (or type its numbers) and watch the "
     "decoder turn it into an image, on the spot."
 )
-root = str(models_dir())
-good = [run for run in list_runs(root) if run.ok]
-if not good:
-    st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
-    st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-by_id = {run.run_id: run for run in good}
-if st.session_state.get("le_run") not in by_id:
-    active = st.session_state.get(RUN_KEY)
-    st.session_state["le_run"] = active if active in by_id else good[0].run_id
+root, by_id = complete_runs_or_stop("le_run")
 
 top = st.columns([1.4, 1.6, 2])
 run_id = top[0].selectbox(

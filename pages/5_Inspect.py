@@ -8,12 +8,12 @@ import streamlit as st
 
 from cae import explain
 from cae import inspection as ci
-from cae.data import DATASETS, Dataset, dataset_status, load_dataset
+from cae.data import DATASETS, dataset_status
 from cae.latent import encode
 from cae.plots import heatmap
 from cae.shapes import compute_shapes
 from cae.spec import Conv, Pool
-from cae.store import LoadedRun, list_runs, load_run, models_dir
+from ui.runs import cached_run, cached_test_set, complete_runs_or_stop
 from ui.state import RUN_KEY, page_frame
 
 page_frame("Inspect")
@@ -21,18 +21,6 @@ page_frame("Inspect")
 MAX_TILES = 16
 MAP_POINTS = 1000
 INCOMING_KEY = "le_incoming"  # read by the Latent Editor: {"code": nested list, "label", "id"}
-
-
-@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
-    """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
-    return load_run(run_id, root=root)
-
-
-@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
-def cached_test_set(name: str) -> Dataset:
-    """The dataset a run was trained on (its deterministic test split)."""
-    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
 
 
 @st.cache_data(show_spinner="Running the image through every layer…", max_entries=64)
@@ -80,16 +68,7 @@ st.caption(
     "Look inside a trained network: what each layer makes of an image, the kernels it learned, "
     "where the codes of the test images lie, and the arithmetic of each step with its own numbers."
 )
-root = str(models_dir())
-good = [run for run in list_runs(root) if run.ok]
-if not good:
-    st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
-    st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
-    st.stop()
-by_id = {run.run_id: run for run in good}
-if st.session_state.get("inspect_run") not in by_id:
-    active = st.session_state.get(RUN_KEY)
-    st.session_state["inspect_run"] = active if active in by_id else good[0].run_id
+root, by_id = complete_runs_or_stop("inspect_run")
 
 top = st.columns([1.4, 1, 1, 1])
 run_id = top[0].selectbox(

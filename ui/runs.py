@@ -1,0 +1,40 @@
+"""Run loading shared by the pages: cached models and test sets, and the default run choice.
+
+One cache for every page, so a model loaded on Results is not loaded again by the Latent Editor.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cae.data import Dataset, load_dataset
+from cae.store import LoadedRun, RunInfo, list_runs, load_run, models_dir
+from ui.state import RUN_KEY
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
+    """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
+    return load_run(run_id, root=root)
+
+
+@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
+def cached_test_set(name: str) -> Dataset:
+    """The dataset a run was trained on (its deterministic test split)."""
+    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
+
+
+def complete_runs_or_stop(selection_key: str) -> tuple[str, dict[str, RunInfo]]:
+    """The runs root and its complete runs by id; preselects the active (else newest) run under
+    ``selection_key``. With no run yet, says so, links to Train and stops the page."""
+    root = str(models_dir())
+    good = [run for run in list_runs(root) if run.ok]
+    if not good:
+        st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
+        st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
+        st.stop()
+    by_id = {run.run_id: run for run in good}
+    if st.session_state.get(selection_key) not in by_id:
+        active = st.session_state.get(RUN_KEY)
+        st.session_state[selection_key] = active if active in by_id else good[0].run_id
+    return root, by_id
