@@ -47,8 +47,18 @@ class SpecError(ValueError):
     """A spec that cannot be loaded: wrong keys, types or values."""
 
 
+def _safe_repr(value: Any, limit: int = 300) -> str:
+    """``repr(value)``, cut to ``limit`` characters; never raises (a 5,000-digit int or a list
+    nested 100,000 deep cannot be shown whole)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _received(**values: Any) -> str:
-    return "Received: " + ", ".join(f"{key}={value!r}" for key, value in values.items())
+    return "Received: " + ", ".join(f"{key}={_safe_repr(value)}" for key, value in values.items())
 
 
 def _fail(where: str, problem: str, **values: Any) -> SpecError:
@@ -222,7 +232,7 @@ def layer_from_dict(data: Any, where: str = "layer") -> Layer:
     if not isinstance(data, dict):
         raise _fail(where, "a layer must be a JSON object", layer=data)
     kind = data.get("type")
-    if kind not in LAYER_TYPES:
+    if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise _fail(where, f"'type' must be one of {', '.join(LAYER_TYPES)}", type=kind)
     cls = LAYER_TYPES[kind]
     allowed = {f.name for f in fields(cls)} | {"type"}
@@ -271,7 +281,11 @@ def layer_from_dict(data: Any, where: str = "layer") -> Layer:
         values["amount"] = _amount(data.get("amount", 1), where)
     elif kind == "dropout":
         rate = data.get("rate", 0.1)
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not math.isfinite(rate):
+        if (
+            not isinstance(rate, (int, float))
+            or isinstance(rate, bool)
+            or (isinstance(rate, float) and not math.isfinite(rate))
+        ):
             raise _fail(where, "'rate' must be a number", rate=rate)
         if not 0 <= rate < 1:
             raise _fail(where, "'rate' must be at least 0 and below 1", rate=rate)
@@ -407,7 +421,7 @@ class ArchitectureSpec:
 
 
 def _short(value: Any, limit: int = 60) -> Any:
-    text = repr(value)
+    text = _safe_repr(value, limit=10**9)
     return value if len(text) <= limit else text[:limit] + "..."
 
 
