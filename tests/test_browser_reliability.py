@@ -1,0 +1,133 @@
+"""Real browser, reliability: a bad upload is refused with a clear message and the page keeps
+working; two users train at once and each sees only their own run, while a third browses Results.
+
+Screenshots go to test-artifacts/ (reliability-*.png).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
+
+from cae.store import list_runs
+from tests.browser import open_app, screenshot, serve_app, wait_for_app_idle, watch_runs
+
+pytestmark = pytest.mark.browser
+
+EXCEPTION = '[data-testid="stException"]'
+
+
+def go_to(page, title):
+    """Click a page in the sidebar navigation and wait for it to settle."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible(timeout=60_000)
+    wait_for_app_idle(page, 60_000)
+
+
+def choose_dataset(page, option):
+    wait_for_app_idle(page, 30_000)
+    choice = page.get_by_role("option", name=re.compile(option))
+    for _ in range(3):  # the first click can land while the page is still re-rendering
+        page.locator('.st-key-train_dataset [role="combobox"]').click()
+        try:
+            choice.wait_for(timeout=5_000)
+            break
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+    choice.click()
+    wait_for_app_idle(page, 30_000)
+
+
+def assert_no_traceback(page):
+    assert page.locator(EXCEPTION).count() == 0
+    assert "Traceback" not in page.locator("body").inner_text()
+
+
+def test_bad_upload_shows_a_clear_error_and_the_page_keeps_working(page, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    bad = tmp_path / "digits.npz"
+    bad.write_text("these are not the arrays you are looking for\n" * 20)
+    with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
+        open_app(page, url)
+        go_to(page, "Train")
+        choose_dataset(page, "upload")
+        uploader = page.locator('.st-key-train_upload input[type="file"]')
+        uploader.set_input_files(str(bad))
+        error = page.locator('[data-testid="stAlert"]').filter(has_text="digits.npz cannot be used")
+        expect(error).to_be_visible(timeout=30_000)
+        wait_for_app_idle(page, 30_000)
+        screenshot(page, "reliability-bad-upload")
+        assert "Received" in error.inner_text()
+        assert_no_traceback(page)
+        train = page.locator(".st-key-train_start button")
+        expect(train).to_be_visible()
+        expect(train).to_be_disabled()
+        # the page still works: back to the bundled sample, Train is enabled again
+        choose_dataset(page, "MNIST sample")
+        expect(train).to_be_enabled(timeout=30_000)
+        assert_no_traceback(page)
+
+
+def start_training(page, url, run_name):
+    open_app(page, url)
+    go_to(page, "Train")
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_for_app_idle(page, 30_000)
+    page.get_by_label("Run name").fill(run_name)
+    page.get_by_label("Run name").press("Enter")
+    wait_for_app_idle(page, 30_000)
+    page.locator(".st-key-train_start button").click()
+    expect(page.locator('[data-testid="stProgress"]')).to_be_visible(timeout=60_000)
+
+
+def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(3)]
+    pages = [context.new_page() for context in contexts]
+    for p in pages:
+        watch_runs(p)
+    ann, ben, carl = pages
+    names = {"ann": "ann-alpha", "ben": "ben-bravo"}
+    try:
+        with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
+            open_app(carl, url)  # loaded first: a page load competes with two trainings for 2 CPUs
+            go_to(carl, "Results")
+            start_training(ann, url, names["ann"])
+            start_training(ben, url, names["ben"])
+            # a third user has Results open while both train (navigating meanwhile was measured
+            # to take over 60 s per page run: two trainings hold both CPUs)
+            assert_no_traceback(carl)
+            for me, page in (("ann", ann), ("ben", ben)):
+                other = names["ben" if me == "ann" else "ann"]
+                saved = page.locator('[data-testid="stAlert"]').filter(has_text="Saved as")
+                expect(saved).to_be_visible(timeout=150_000)
+                text = saved.inner_text()
+                assert names[me] in text and other not in text, text
+                wait_for_app_idle(page, 30_000)
+                main = page.locator('[data-testid="stMain"]').inner_text()
+                assert other not in main, f"{me} sees {other}"
+                assert_no_traceback(page)
+                screenshot(page, f"reliability-concurrent-{me}")
+            runs = list_runs(models)
+            assert sorted(run.name for run in runs) == sorted(names.values())
+            assert all(run.ok for run in runs) and len({run.run_id for run in runs}) == 2
+            # Results, reloaded, lists both runs and still shows no exception
+            carl.reload()
+            wait_for_app_idle(carl, 60_000)
+            expect(carl.get_by_role("heading", name="Results", level=1)).to_be_visible()
+            assert_no_traceback(carl)
+    except BaseException:
+        for label, page in zip(("ann", "ben", "carl"), pages):
+            screenshot(page, f"FAILED-reliability-concurrent-{label}")
+        print("runs saved:", [(run.run_id, run.ok) for run in list_runs(models)])
+        raise
+    finally:
+        for context in contexts:
+            context.close()
