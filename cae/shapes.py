@@ -175,6 +175,13 @@ def _sliding_window(
     return outs, texts
 
 
+def _kernel_params(layer: Conv | Deconv, channels: int) -> tuple[int, str]:
+    """Weights plus biases of a (transposed) convolution, and the formula with its numbers."""
+    kh, kw = layer.kernel
+    params = kh * kw * channels * layer.filters + layer.filters
+    return params, f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
+
+
 def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
     """Output shape, parameter count, shape formula and parameter formula of one layer."""
     height, width, channels = shape
@@ -182,9 +189,7 @@ def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
         out_hw, texts = _sliding_window(
             layer, "kernel", layer.kernel, layer.strides, (height, width)
         )
-        kh, kw = layer.kernel
-        params = kh * kw * channels * layer.filters + layer.filters
-        params_text = f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
+        params, params_text = _kernel_params(layer, channels)
         return (
             (out_hw[0], out_hw[1], layer.filters),
             params,
@@ -214,9 +219,7 @@ def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
                     (("drop output_padding", replace(layer, output_padding=None)),),
                 )
             out_hw.append(out)
-        kh, kw = layer.kernel
-        params = kh * kw * channels * layer.filters + layer.filters
-        params_text = f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
+        params, params_text = _kernel_params(layer, channels)
         return (
             (out_hw[0], out_hw[1], layer.filters),
             params,
