@@ -73,13 +73,17 @@ def home() -> None:
     3. **Compare** runs: original-versus-reconstructed grids, error maps, MSE, PSNR and SSIM.
     4. **Edit the latent code**: paint on the 7x7 code of the classic network or type numbers,
        and watch it decoded in place.
+    5. **Look inside**: every layer's feature maps, the learned kernels, the map of the codes, and
+       one convolution worked out by hand with your network's own numbers.
     """
     )
 
     st.subheader("Start from the command line too")
     st.code(
         "python -m cae shapes --preset classic        # the shape table of the classic network\n"
-        "python -m cae shapes --spec my_net.json --keras   # Keras's own shapes for your design",
+        "python -m cae shapes --spec my_net.json --keras   # Keras's own shapes for your design\n"
+        "python -m cae train --preset classic --dataset mnist-sample --epochs 10 --out models/my-run\n"
+        "python -m cae list                           # every run with its test PSNR",
         language="bash",
     )
 
