@@ -15,8 +15,8 @@ from cae import latent_edit as le
 from cae.data import DATASETS, Dataset, dataset_status
 from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder, sample_code
 from cae.plots import grid_png
-from ui.runs import cached_run, cached_test_set, complete_runs_or_stop
-from ui.state import RUN_KEY, page_frame
+from ui.runs import cached_run, cached_test_set, complete_runs_or_stop, pick_run
+from ui.state import page_frame
 
 page_frame("Latent Editor")
 
@@ -87,20 +87,9 @@ st.caption(
 root, by_id = complete_runs_or_stop("le_run")
 
 top = st.columns([1.4, 1.6, 2])
-run_id = top[0].selectbox(
-    "Run",
-    list(by_id),
-    format_func=lambda rid: f"{by_id[rid].name} · {rid}",
-    key="le_run",
-    help="Trained runs in the models folder; the newest first.",
+run_id, info, run = pick_run(
+    top[0], "le_run", root, by_id, help="Trained runs in the models folder; the newest first."
 )
-st.session_state[RUN_KEY] = run_id
-info = by_id[run_id]
-try:
-    run = cached_run(run_id, root, info.created)
-except ValueError as error:
-    st.error(f"This run cannot be loaded: {error}")
-    st.stop()
 decoder = cached_decoder(run_id, root, info.created)
 latent_shape = tuple(int(n) for n in decoder.latent_shape)
 input_shape = tuple(int(n) for n in run.spec.input_shape)

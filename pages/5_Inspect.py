@@ -13,8 +13,8 @@ from cae.latent import encode
 from cae.plots import heatmap
 from cae.shapes import compute_shapes
 from cae.spec import Conv, Pool
-from ui.runs import cached_run, cached_test_set, complete_runs_or_stop
-from ui.state import RUN_KEY, page_frame
+from ui.runs import cached_run, cached_test_set, complete_runs_or_stop, pick_run
+from ui.state import page_frame
 
 page_frame("Inspect")
 
@@ -71,16 +71,7 @@ st.caption(
 root, by_id = complete_runs_or_stop("inspect_run")
 
 top = st.columns([1.4, 1, 1, 1])
-run_id = top[0].selectbox(
-    "Run", list(by_id), format_func=lambda rid: f"{by_id[rid].name} · {rid}", key="inspect_run"
-)
-st.session_state[RUN_KEY] = run_id
-info = by_id[run_id]
-try:
-    run = cached_run(run_id, root, info.created)
-except ValueError as error:
-    st.error(f"This run cannot be loaded: {error}")
-    st.stop()
+run_id, info, run = pick_run(top[0], "inspect_run", root, by_id)
 spec = run.spec
 report = compute_shapes(spec)
 dataset_name = info.dataset if info.dataset in DATASETS else "mnist-sample"

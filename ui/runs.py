@@ -5,6 +5,8 @@ One cache for every page, so a model loaded on Results is not loaded again by th
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from cae.data import Dataset, load_dataset
@@ -38,3 +40,30 @@ def complete_runs_or_stop(selection_key: str) -> tuple[str, dict[str, RunInfo]]:
         active = st.session_state.get(RUN_KEY)
         st.session_state[selection_key] = active if active in by_id else good[0].run_id
     return root, by_id
+
+
+def pick_run(
+    container: Any,
+    selection_key: str,
+    root: str,
+    by_id: dict[str, RunInfo],
+    *,
+    help: str | None = None,
+) -> tuple[str, RunInfo, LoadedRun]:
+    """A run selectbox in ``container``; the choice becomes the active run and is loaded (a run
+    that cannot be loaded is reported and stops the page)."""
+    run_id = container.selectbox(
+        "Run",
+        list(by_id),
+        format_func=lambda rid: f"{by_id[rid].name} · {rid}",
+        key=selection_key,
+        help=help,
+    )
+    st.session_state[RUN_KEY] = run_id
+    info = by_id[run_id]
+    try:
+        run = cached_run(run_id, root, info.created)
+    except ValueError as error:
+        st.error(f"This run cannot be loaded: {error}")
+        st.stop()
+    return run_id, info, run
