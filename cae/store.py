@@ -615,23 +615,73 @@ def save_run(
         _fsync_path(tmp / MODEL_FILE)
         _write_text(tmp / MARKER_FILE, marker)  # last: a folder without it is incomplete
         _fsync_path(tmp)
-        for _ in range(16):
-            run_id = new_run_id(name, now)
-            target = root_path / run_id
-            if target.exists() or target.is_symlink():
-                continue
-            try:
-                os.rename(tmp, target)
-            except OSError:
-                if target.exists():  # somebody took the id between the check and the rename
-                    continue
-                raise
-            _fsync_path(root_path)
-            return run_id
-        raise RuntimeError(f"No free run id after 16 tries. Received: name={name!r}")
+        return _rename_into(tmp, root_path, name, now)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _rename_into(folder: Path, root_path: Path, name: str, now: datetime) -> str:
+    """Rename a complete run folder into ``root_path`` under a new id for ``name`` (one step)."""
+    for _ in range(16):
+        run_id = new_run_id(name, now)
+        target = root_path / run_id
+        if target.exists() or target.is_symlink():
+            continue
+        try:
+            os.rename(folder, target)
+        except OSError:
+            if target.exists():  # somebody took the id between the check and the rename
+                continue
+            raise
+        _fsync_path(root_path)
+        return run_id
+    raise RuntimeError(f"No free run id after 16 tries. Received: name={name!r}")
+
+
+def staging_dir(token: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """A hidden folder inside ``root`` where a training process can save a run that is not
+    published yet (a stopped job waiting for the user's Save); ``publish_run`` moves it out.
+    Forgotten ones are removed with the other stale ``.tmp-*`` folders after a day."""
+    if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9]{1,64}", token):
+        raise ValueError(
+            f"a staging token must be 1-64 letters or digits. Received: token={token!r}"
+        )
+    return _root(root) / f"{TMP_PREFIX}staged-{token}"
+
+
+def publish_run(
+    staged: str | os.PathLike[str], *, name: str, root: str | os.PathLike[str] | None = None
+) -> str:
+    """Move a complete run folder saved under ``staging_dir(...)`` into ``root`` as a run called
+    ``name`` (its train.json is rewritten with the name) and return the new run id."""
+    staged_path = Path(staged)
+    root_path = _root(root)
+    if (
+        staged_path.resolve().parent.parent != root_path.resolve()
+        or not staged_path.parent.name.startswith(f"{TMP_PREFIX}staged-")
+    ):
+        raise ValueError(
+            f"only a run saved in a staging folder of the runs folder can be published. "
+            f"Received: staged={os.fspath(staged_path)!r}, root={os.fspath(root_path)!r}"
+        )
+    info, docs = _read_info(staged_path)
+    if not info.ok:
+        raise RunError(
+            f"the staged run cannot be published: {info.broken}. Received: staged={staged_path.name!r}",
+            run_id=staged_path.name,
+            reason=info.broken,
+        )
+    safe_run_id(name)
+    now = datetime.now().astimezone()
+    train = {**docs[TRAIN_FILE], "name": name}
+    renamed = staged_path / f"{TRAIN_FILE}.new"
+    _write_text(renamed, _dumps(train, "train_config"))
+    os.replace(renamed, staged_path / TRAIN_FILE)
+    run_id = _rename_into(staged_path, root_path, name, now)
+    with contextlib.suppress(OSError):
+        staged_path.parent.rmdir()
+    return run_id
 
 
 def delete_run(run_id: str, root: str | os.PathLike[str] | None = None) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from cae import store
 from cae.store import (
+    MARKER_FILE,
     RunError,
     check_run_id,
     delete_run,
@@ -385,7 +386,44 @@ def test_sigkill_during_saves_never_leaves_an_ok_run_that_fails_to_load(saved, t
         loaded = load_run(info.run_id, tmp_path)
         assert loaded.latent_stats is not None and loaded.history["loss"] == [0.5] * 3
     # What the kills interrupted is at most a hidden temporary folder, ignored by the listing.
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if not (p / "run.json").exists())
+    # (a kill between the marker and the rename leaves a complete .tmp- folder: hidden too)
+    listed = {info.run_id for info in runs}
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name not in listed)
     assert leftovers and all(name.startswith(".tmp-") for name in leftovers)
     assert sorted(store.clean_stale_tmp(tmp_path, max_age_s=-1)) == leftovers
     assert len(list(tmp_path.iterdir())) == len(runs)
+
+
+def test_publish_run_moves_a_staged_run_into_the_root_under_its_new_name(built, tmp_path):
+    staging = store.staging_dir("job42", tmp_path)
+    assert staging.parent == tmp_path and staging.name == ".tmp-staged-job42"
+    staged_id = _save(built, staging, name="first name")
+    assert list_runs(tmp_path) == []  # a staged run is not a run yet
+    run_id = store.publish_run(staging / staged_id, name="the name typed at Save", root=tmp_path)
+    assert run_id.startswith("the-name-typed-at-save-")
+    assert not staging.exists()
+    (info,) = list_runs(tmp_path)
+    assert info.ok and info.run_id == run_id and info.name == "the name typed at Save"
+    loaded = load_run(run_id, tmp_path)
+    assert loaded.train_config["dataset"] == "mnist-sample"  # the rest of train.json is kept
+    assert not list(Path(loaded.info.path).glob("*.new"))
+
+
+def test_publish_run_refuses_what_is_not_a_complete_staged_run(saved, built, tmp_path):
+    root, run_id = saved
+    with pytest.raises(ValueError, match="Received: staged="):
+        store.publish_run(root / run_id, name="x", root=root)  # a published run, not staged
+    elsewhere = tmp_path / "elsewhere" / ".tmp-staged-abc"
+    elsewhere.mkdir(parents=True)
+    with pytest.raises(ValueError, match="staging folder of the runs folder"):
+        store.publish_run(elsewhere / run_id, name="x", root=tmp_path)
+    runs = tmp_path / "runs"
+    staging = store.staging_dir("half", runs)
+    staged_id = _save(built, staging, name="half")
+    (staging / staged_id / MARKER_FILE).unlink()  # a partial write
+    with pytest.raises(RunError, match="cannot be published: incomplete write"):
+        store.publish_run(staging / staged_id, name="x", root=runs)
+    assert list_runs(runs) == []
+    for token in ("", "../x", "a" * 65, 7):
+        with pytest.raises(ValueError, match="Received: token="):
+            store.staging_dir(token, runs)
