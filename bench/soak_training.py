@@ -1,10 +1,12 @@
-"""Soak: train 20 short runs one after another through cae.jobs.JobManager in one process and
-print the resident memory (RSS) after each, then the growth from the first run to the last.
+"""Soak: train 20 short runs one after another through cae.jobs.JobManager (as the Train page
+does, with a prewarmed worker) and print the resident memory (RSS) of this process, which plays
+the server, after each run, plus the RSS of the worker processes still alive; then the growth.
 
-    .venv/bin/python bench/soak_training.py [--runs 20] [--images 256]
+    PYTHONPATH=. .venv/bin/python bench/soak_training.py [--runs 20] [--images 256] [--pause 8]
 
-Runs are saved into a temporary folder that is removed at the end. A steady RSS after the first
-few runs (TensorFlow's own warm-up) means a finished job leaks nothing that grows per run.
+With ``--in-process`` the same runs go through ``cae.training.train`` in this process (the old
+design, threads in the server) for comparison. Runs are saved into a temporary folder that is
+removed at the end. Each job trains in its own process, so the server's RSS should stay flat.
 """
 
 from __future__ import annotations
@@ -25,24 +27,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--in-process", action="store_true", help="train in this process")
+    parser.add_argument("--pause", type=float, default=0.0,
+                        help="seconds between runs, as a user looking at the result (lets the "
+                        "spare worker finish loading TensorFlow); not counted in the run times")  # fmt: skip
     args = parser.parse_args()
     process = psutil.Process()
     full = load_dataset("mnist-sample")
     n = args.images
     data = Dataset("soak", full.x_train[:n], None, full.x_test[:64], None)
+    config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0)
     jobs = JobManager()
+    if not args.in_process:
+        jobs.prewarm()
     rss: list[float] = []
     with tempfile.TemporaryDirectory() as root:
         for i in range(args.runs):
+            time.sleep(args.pause)
             start = time.perf_counter()
-            job = jobs.start("soak", preset("classic"), data, "mnist-sample",
-                             TrainConfig(epochs=1, batch_size=32, validation_split=0.0),
-                             name=f"soak-{i}", root=root)  # fmt: skip
-            job.wait()
-            assert job.run_id is not None, job.snapshot().message
+            if args.in_process:
+                from cae.jobs import save_result
+                from cae.training import train
+
+                result = train(preset("classic"), data, config)
+                save_result(result, preset("classic"), name=f"soak-{i}",
+                            train_config=config.to_dict(), root=root)  # fmt: skip
+                del result
+            else:
+                job = jobs.start("soak", preset("classic"), data, "mnist-sample", config,
+                                 name=f"soak-{i}", root=root)  # fmt: skip
+                job.wait()
+                assert job.run_id is not None, job.snapshot().message
             rss.append(process.memory_info().rss / 2**20)
-            print(f"run {i + 1:2d}: {time.perf_counter() - start:5.2f} s, RSS {rss[-1]:7.1f} MiB",
+            children = process.children(recursive=True)
+            child_rss = sum(child.memory_info().rss for child in children if child.is_running())
+            print(f"run {i + 1:2d}: {time.perf_counter() - start:5.2f} s, RSS {rss[-1]:7.1f} MiB; "
+                  f"{len(children)} worker(s) alive, {child_rss / 2**20:7.1f} MiB",
                   flush=True)  # fmt: skip
+    jobs.close_spare()
     print(f"RSS growth run 1 -> {args.runs}: {rss[-1] - rss[0]:+.1f} MiB; "
           f"run 5 -> {args.runs}: {rss[-1] - rss[min(4, len(rss) - 1)]:+.1f} MiB "
           f"({(rss[-1] - rss[min(4, len(rss) - 1)]) / max(1, len(rss) - 5):+.2f} MiB/run)")  # fmt: skip

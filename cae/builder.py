@@ -174,3 +174,18 @@ def load_model(path: str | Path, spec: ArchitectureSpec | None = None) -> BuiltM
     encoder = autoencoder.get_layer("encoder")
     decoder = autoencoder.get_layer("decoder")
     return BuiltModel(spec, encoder, decoder, autoencoder)
+
+
+def weights_digest(model: keras.Model) -> str:
+    """A SHA-256 of a model's weights (order, shapes, dtypes and values), to check that a saved
+    model is the one that was trained, across processes."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for weights in model.get_weights():
+        array = np.ascontiguousarray(weights)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()

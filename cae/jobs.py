@@ -1,22 +1,37 @@
-"""Background training jobs that a UI polls: a thread per job, a plain progress object, a stop flag.
+"""Background training jobs that a UI polls; each job trains in its own process.
 
-``JOBS.start(owner, spec, dataset, dataset_name, config, name=...)`` starts ``cae.training.train``
-in a daemon thread and returns a :class:`TrainingJob`; the page polls ``job.snapshot()`` (a copy,
-taken under a lock) and calls ``job.stop()``. Each owner (a browser session) has at most one running
-job; owners share nothing. A run that finishes normally is saved with ``cae.store.save_run``; a
-stopped or failed one can be saved with ``job.save()`` (its last completed epoch). No Streamlit here.
+``JOBS.start(owner, spec, dataset, dataset_name, config, name=...)`` returns a
+:class:`TrainingJob` at once; a thread of this process hands the job to a worker process
+(``python -m cae.worker``, see that module for why and for the protocol) and turns the worker's
+messages into a plain progress object. The page polls ``job.snapshot()`` (a copy, taken under a
+lock) and calls ``job.stop()``. Each owner (a browser session) has at most one running job; owners
+share nothing. A run that finishes normally is saved by the worker; a stopped or failed one (its
+last completed epoch) is saved with ``job.save()``. ``JOBS.prewarm()`` keeps one worker with
+TensorFlow already imported waiting, so a Train click starts at once. No Streamlit here.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import json
+import os
 import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
 
 from cae.data import Dataset
 from cae.spec import ArchitectureSpec
-from cae.training import Progress, TrainConfig, TrainResult, train
+from cae.training import OutcomeFlags, Progress, TrainConfig, TrainResult
 
 
 def run_metrics(result: TrainResult) -> dict[str, Any]:
@@ -82,8 +97,160 @@ class JobBusy(RuntimeError):
     """The owner already has a training job running."""
 
 
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
+
+
+@dataclass
+class JobOutcome(OutcomeFlags):
+    """What an ended job reports, as plain data (the model itself is in a run folder)."""
+
+    state: str  # finished | stopped | failed
+    message: str
+    epochs_completed: int
+    stopped: bool
+    history: dict[str, list[float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    best_epoch: int | None = None
+    early_stopped: bool = False
+    num_train: int = 0
+    num_validation: int = 0
+    train_config: dict[str, Any] = field(default_factory=dict)
+    weights_digest: str | None = None  # cae.builder.weights_digest of the trained model
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> JobOutcome:
+        """The outcome carried by a worker's ``result`` message."""
+        from cae.worker import decode_value
+
+        history = decode_value(message.get("history") or {})
+        return cls(
+            state=str(message["state"]),
+            message=str(message.get("message") or ""),
+            epochs_completed=int(message["epochs_completed"]),
+            stopped=bool(message.get("stopped")),
+            history={str(k): [float(v) for v in values] for k, values in history.items()},
+            wall_seconds=float(message.get("wall_seconds") or 0.0),
+            test_metrics=dict(decode_value(message.get("test_metrics") or {})),
+            best_epoch=message.get("best_epoch"),
+            early_stopped=bool(message.get("early_stopped")),
+            num_train=int(message.get("num_train") or 0),
+            num_validation=int(message.get("num_validation") or 0),
+            train_config=dict(decode_value(message.get("train_config") or {})),
+            weights_digest=message.get("weights_digest"),
+        )
+
+
+class WorkerProcess:
+    """A ``python -m cae.worker`` child: JSON lines in and out, its standard error in a temp file."""
+
+    def __init__(self, *, warm_up: bool = False) -> None:
+        """Start the process; it imports TensorFlow (``warm_up``: and trains a tiny model once,
+        for a spare that waits anyway) and then waits for one job."""
+        # closed in close(), after the process has ended
+        self._log: IO[bytes] = tempfile.TemporaryFile(prefix="cae-worker-", suffix=".log")  # noqa: SIM115
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(_PROJECT_ROOT), env.get("PYTHONPATH", "")) if part
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cae.worker", *(["--warm-up"] if warm_up else [])],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+        self._write_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process.poll() is None
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Write one command line; False when the process no longer reads."""
+        line = json.dumps(message, separators=(",", ":"), default=_json_default)
+        with self._write_lock:
+            try:
+                assert self.process.stdin is not None
+                self.process.stdin.write(line + "\n")
+                self.process.stdin.flush()
+                return True
+            except (BrokenPipeError, OSError, ValueError):
+                return False
+
+    def messages(self) -> Any:
+        """The messages the worker writes, until it closes its output."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # not ours (the worker sends everything else to stderr)
+            if isinstance(message, dict):
+                yield message
+
+    def close_input(self) -> None:
+        """Close the worker's input: a spare then exits, a training worker stops and saves."""
+        with self._write_lock, contextlib.suppress(OSError, ValueError):
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+
+    def finish(self, timeout: float = 30.0) -> int:
+        """Wait for the process to exit (killing it after ``timeout`` s); its exit code."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_tail(self, lines: int = 4) -> str:
+        """The last lines the process wrote to standard error."""
+        try:
+            self._log.flush()
+            size = self._log.seek(0, os.SEEK_END)
+            self._log.seek(max(0, size - 4096))
+            text = self._log.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+        kept = [line.strip() for line in text.splitlines() if line.strip()]
+        return " | ".join(kept[-lines:])
+
+    def close(self) -> None:
+        """Release the pipes and the log (after ``finish``)."""
+        for stream in (self.process.stdin, self.process.stdout, self._log):
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.close()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _exit_description(code: int) -> str:
+    if code < 0:
+        signal_number = -code
+        hint = " (the system may have run out of memory)" if signal_number == 9 else ""
+        return f"it was killed by signal {signal_number}{hint}"
+    return f"it exited with code {code}"
+
+
 class TrainingJob:
-    """One training run in a background thread; every public method is thread-safe."""
+    """One training run in a worker process, followed by a thread; public methods are thread-safe."""
 
     def __init__(
         self,
@@ -96,10 +263,51 @@ class TrainingJob:
         name: str,
         root: Any = None,
         auto_save: bool = True,
-        strategy: Any = None,
         extra_train_config: dict[str, Any] | None = None,
+        worker: WorkerProcess | None = None,
     ) -> None:
-        """Prepare a job (validating the config); ``start()`` launches it."""
+        """Prepare a job (validating its inputs); ``start()`` launches it, on ``worker`` if given."""
+        self.check(spec, dataset, name)
+        from cae.store import models_dir
+
+        self.config = config.validate()
+        self.job_id = secrets.token_hex(6)
+        self.owner = owner
+        self.name = name.strip()
+        self.dataset_name = dataset_name
+        self.spec = spec
+        self.spec_dict = spec.to_dict()
+        self.root = Path(root).resolve() if root is not None else models_dir()
+        self.auto_save = auto_save
+        self.created = time.time()
+        self.result: JobOutcome | None = None
+        self.error: str | None = None
+        self.run_id: str | None = None
+        self.save_error: str | None = None
+        self.on_done: Any = None  # called (with the job) once it has ended
+        self._dataset: Dataset | None = dataset
+        self._extra = dict(extra_train_config or {})
+        self._worker = worker
+        self._staged: Path | None = None
+        self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        ready = worker is not None and worker.alive()
+        self._progress = Progress(
+            state="starting",
+            epochs=self.config.epochs,
+            message="Starting." if ready else START_MESSAGE,
+        )
+        self._final: Progress | None = None
+        self._thread = threading.Thread(
+            target=self._run, name=f"cae-train-{owner}-{self.job_id}", daemon=True
+        )
+
+    @staticmethod
+    def check(spec: Any, dataset: Any, name: Any) -> None:
+        """Raise ValueError unless these are an ArchitectureSpec, a Dataset whose images fit it
+        and a usable name."""
         if not isinstance(spec, ArchitectureSpec):
             raise ValueError(
                 f"spec must be an ArchitectureSpec. Received: type={type(spec).__name__}"
@@ -110,44 +318,23 @@ class TrainingJob:
             )
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"a run needs a non-empty name. Received: name={name!r}")
-        self.config = config.validate()
-        self.job_id = secrets.token_hex(6)
-        self.owner = owner
-        self.name = name.strip()
-        self.dataset_name = dataset_name
-        self.spec = spec
-        self.spec_dict = spec.to_dict()
-        self.root = root
-        self.auto_save = auto_save
-        self.created = time.time()
-        self.result: TrainResult | None = None
-        self.error: str | None = None
-        self.run_id: str | None = None
-        self.save_error: str | None = None
-        self._dataset: Dataset | None = dataset
-        self._strategy = strategy
-        self._extra = dict(extra_train_config or {})
-        self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._progress = Progress(
-            state="starting", epochs=config.epochs, message="Waiting to start."
-        )
-        self._final: Progress | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"cae-train-{owner}-{self.job_id}", daemon=True
-        )
+        from cae.training import check_input_shape
+
+        check_input_shape(spec, dataset)  # at once, not seconds later from the worker
 
     # -- control
     def start(self) -> TrainingJob:
-        """Start the training thread (once)."""
+        """Start the job (once)."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
         """Ask training to stop after the current batch (keeps the last completed epoch)."""
         self._stop.set()
+        with self._lock:
+            worker = self._worker
+        if worker is not None and not self.done:
+            worker.send({"cmd": "stop"})
 
     @property
     def stop_requested(self) -> bool:
@@ -156,13 +343,19 @@ class TrainingJob:
 
     @property
     def done(self) -> bool:
-        """True once the thread has finished (result or error set, auto-save attempted)."""
+        """True once the job has ended (outcome or error set, the worker gone)."""
         return self._done.is_set()
 
     @property
     def running(self) -> bool:
-        """True while the job has not finished."""
+        """True while the job has not ended."""
         return not self._done.is_set()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The process id of the job's worker, once it has one."""
+        with self._lock:
+            return self._worker.pid if self._worker is not None else None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job is done (or ``timeout`` seconds pass); returns ``done``."""
@@ -173,51 +366,13 @@ class TrainingJob:
         with self._lock:
             return self._progress.copy()
 
-    # -- the thread
+    # -- the thread that follows the worker
     def _set_progress(self, progress: Progress) -> None:
         with self._lock:
             if progress.active:
                 self._progress = progress
-            else:  # the final word is published by _run once saving is done, with ``done``
+            else:  # the final word is published once the run is saved, together with ``done``
                 self._final = progress
-
-    def _run(self) -> None:
-        dataset = self._dataset
-        final: Progress | None = None
-        try:
-            assert dataset is not None
-            result = train(
-                self.spec,
-                dataset,
-                self.config,
-                progress=self._set_progress,
-                should_stop=self._stop.is_set,
-                strategy=self._strategy,
-            )
-            self.result = result
-            with self._lock:
-                final = (self._final or self._progress).copy()
-            if self.auto_save and result.state == "finished" and result.epochs_completed > 0:
-                self._update_message("Saving the run.")
-                try:
-                    final.message = f"{final.message} Saved as {self.save()}."
-                except Exception as error:  # noqa: BLE001 - reported, the model stays in memory
-                    self.save_error = f"{type(error).__name__}: {error}"
-                    final.message = f"{final.message} Saving failed: {self.save_error}"
-        except Exception as error:  # noqa: BLE001 - reported to the page, never raised in a thread
-            self.error = f"{type(error).__name__}: {error}"
-            with self._lock:
-                final = (self._final or self._progress).copy()
-            final.state = "failed"
-            final.message = f"Training failed: {self.error}"
-        finally:
-            self._dataset = None  # free the images; the result keeps the model
-            with self._lock:  # a snapshot that shows the end always comes with done set
-                if final is not None:
-                    self._progress = final
-                elif self._final is not None:
-                    self._progress = self._final
-                self._done.set()
 
     def _update_message(self, message: str) -> None:
         with self._lock:
@@ -225,20 +380,122 @@ class TrainingJob:
             progress.message = message
             self._progress = progress
 
+    def _command(self, workdir: Path) -> dict[str, Any]:
+        dataset = self._dataset
+        assert dataset is not None
+        x_train, x_test = workdir / "x_train.npy", workdir / "x_test.npy"
+        np.save(x_train, dataset.x_train, allow_pickle=False)
+        np.save(x_test, dataset.x_test, allow_pickle=False)
+        self._dataset = None  # the worker reads the files; free the images here
+        return {
+            "cmd": "train",
+            "job_id": self.job_id,
+            "spec": self.spec_dict,
+            "config": self.config.to_dict(),
+            "dataset_name": self.dataset_name,
+            "x_train": os.fspath(x_train),
+            "x_test": os.fspath(x_test),
+            "name": self.name,
+            "root": os.fspath(self.root),
+            "auto_save": self.auto_save,
+            "extra": self._extra,
+        }
+
+    def _follow(self, worker: WorkerProcess) -> bool:
+        """Read the worker's messages until it ends; True when it said ``end``."""
+        for message in worker.messages():
+            kind = message.get("kind")
+            if kind == "progress":
+                self._set_progress(_progress_from(message))
+            elif kind == "result":
+                self.result = JobOutcome.from_message(message)
+                if self.result.saveable and self.auto_save and self.result.state == "finished":
+                    self._update_message("Saving the run.")
+            elif kind == "saved":
+                self.run_id = str(message["run_id"])
+            elif kind == "staged":
+                self._staged = Path(str(message["path"]))
+            elif kind == "save_error":
+                self.save_error = str(message.get("message"))
+            elif kind == "error":
+                self.error = str(message.get("message"))
+            elif kind == "end":
+                return True
+        return False
+
+    def _run(self) -> None:
+        workdir: Path | None = None
+        worker = self._worker
+        try:
+            workdir = Path(tempfile.mkdtemp(prefix="cae-job-"))
+            command = self._command(workdir)
+            if worker is None or not worker.alive():
+                if worker is not None:
+                    worker.close()
+                worker = WorkerProcess()
+                self._update_message(START_MESSAGE)
+            with self._lock:
+                self._worker = worker
+            if not worker.send(command):
+                raise RuntimeError("the training process did not accept the job")
+            if self._stop.is_set():  # a stop that came before the worker had the job
+                worker.send({"cmd": "stop"})
+            ended = self._follow(worker)
+            code = worker.finish()
+            if not ended and self.error is None:
+                tail = worker.log_tail()
+                self.error = (
+                    f"the training process ended unexpectedly: {_exit_description(code)}"
+                    + (f"; its last words: {tail}" if tail else "")
+                    + f". Received: exit_code={code}"
+                )
+        except Exception as error:  # noqa: BLE001 - reported to the page, never raised in a thread
+            self.error = f"{type(error).__name__}: {error}"
+            if worker is not None and worker.alive():
+                worker.close_input()
+                worker.finish(5.0)
+        finally:
+            self._dataset = None
+            if workdir is not None:
+                shutil.rmtree(workdir, ignore_errors=True)
+            if worker is not None:
+                worker.close()
+            self._publish_end()
+            callback = self.on_done
+            if callback is not None:
+                with contextlib.suppress(Exception):
+                    callback(self)
+
+    def _publish_end(self) -> None:
+        """Set the final progress and ``done`` together, so a snapshot showing the end means done."""
+        with self._lock:
+            final = (self._final or self._progress).copy()
+            if self.error is not None:
+                final.state = "failed"
+                final.message = f"Training failed: {self.error}"
+            elif self.run_id is not None:
+                final.message = f"{final.message} Saved as {self.run_id}.".strip()
+            elif self.save_error is not None:
+                final.message = f"{final.message} Saving failed: {self.save_error}".strip()
+            self._progress = final
+            self._done.set()
+
     # -- saving
     def train_config(self) -> dict[str, Any]:
         """What goes into the run's train.json: the config plus dataset and outcome."""
         if self.result is None:
             return {**self.config.to_dict(), **self._extra, "dataset": self.dataset_name}
-        return result_train_config(self.result, self.dataset_name, self._extra)
+        return dict(self.result.train_config)
 
     def save(self, name: str | None = None) -> str:
-        """Save the trained model (a stopped or failed run: its last completed epoch) with
-        ``cae.store.save_run`` and return the run id; saving twice returns the same id."""
+        """Save the kept model of a stopped or failed job (its last completed epoch) as a run and
+        return the run id; saving twice returns the same id."""
+        from cae.store import publish_run
+
         with self._save_lock:
             if self.run_id is not None:
                 return self.run_id
-            if not self.done and threading.current_thread() is not self._thread:
+            if not self.done:
                 raise RuntimeError(
                     "training is still running: stop it and wait until it has ended before "
                     f"saving. Received: state={self.snapshot().state!r}"
@@ -253,25 +510,83 @@ class TrainingJob:
                     "training stopped before the first epoch completed: there is nothing to save. "
                     "Received: epochs_completed=0"
                 )
-            self.run_id = save_result(
-                result,
-                self.spec,
-                name=(name or self.name).strip() or self.name,
-                train_config=self.train_config(),
-                root=self.root,
+            if self._staged is None:
+                raise ValueError(
+                    "the trained model was not kept, so it cannot be saved. "
+                    f"Received: save_error={self.save_error!r}"
+                )
+            self.run_id = publish_run(
+                self._staged, name=(name or self.name).strip() or self.name, root=self.root
             )
-        if self.done:  # a manual save; an automatic one is reported by _run
-            self._update_message(f"{result.message} Saved as {self.run_id}.")
+            self._staged = None
+        self._update_message(f"{result.message} Saved as {self.run_id}.")
         return self.run_id
+
+    def discard(self) -> None:
+        """Delete the kept model of an ended job that was not saved (nothing else is touched)."""
+        with self._save_lock:
+            staged, self._staged = self._staged, None
+        if staged is not None and self.done:
+            shutil.rmtree(staged.parent, ignore_errors=True)
+
+
+def _progress_from(message: dict[str, Any]) -> Progress:
+    from cae.worker import progress_from_message
+
+    return progress_from_message(message)
 
 
 class JobManager:
     """The training jobs of every owner: one running job per owner, the latest kept per owner."""
 
     def __init__(self) -> None:
-        """An empty manager."""
+        """An empty manager (no spare worker until ``prewarm``)."""
         self._lock = threading.Lock()
         self._jobs: dict[str, TrainingJob] = {}
+        self._spare: WorkerProcess | None = None
+        self._keep_spare = False
+        self._closed = False
+        atexit.register(self.close_spare)
+
+    def prewarm(self) -> None:
+        """Keep one worker process with TensorFlow imported waiting for the next job (started
+        now unless a job is training, so as not to slow it; else when that job ends)."""
+        with self._lock:
+            self._keep_spare = True
+            self._ensure_spare_locked()
+
+    def _ensure_spare_locked(self) -> None:
+        if not self._keep_spare or self._closed:
+            return
+        if self._spare is not None and self._spare.alive():
+            return
+        if any(not job.done for job in self._jobs.values()):
+            return
+        if self._spare is not None:
+            self._spare.close()
+        self._spare = WorkerProcess(warm_up=True)
+
+    def _take_spare_locked(self) -> WorkerProcess | None:
+        spare, self._spare = self._spare, None
+        if spare is not None and not spare.alive():
+            spare.close()
+            return None
+        return spare
+
+    def close_spare(self) -> None:
+        """Let the waiting spare worker exit (at shutdown)."""
+        with self._lock:
+            self._closed = True
+            spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.close_input()
+            with contextlib.suppress(Exception):
+                spare.finish(5.0)
+            spare.close()
+
+    def _job_ended(self, job: TrainingJob) -> None:
+        with self._lock:
+            self._ensure_spare_locked()
 
     def start(
         self,
@@ -284,7 +599,6 @@ class JobManager:
         name: str,
         root: Any = None,
         auto_save: bool = True,
-        strategy: Any = None,
         extra_train_config: dict[str, Any] | None = None,
     ) -> TrainingJob:
         """Start a training job for ``owner``; JobBusy while that owner's previous job runs."""
@@ -297,6 +611,7 @@ class JobManager:
                     "a training job is already running for this session; stop it or wait for "
                     f"it to finish. Received: owner={owner!r}, job_id={current.job_id!r}"
                 )
+            TrainingJob.check(spec, dataset, name)  # before a spare worker is handed over
             job = TrainingJob(
                 owner,
                 spec,
@@ -306,11 +621,14 @@ class JobManager:
                 name=name,
                 root=root,
                 auto_save=auto_save,
-                strategy=strategy,
                 extra_train_config=extra_train_config,
+                worker=self._take_spare_locked(),
             )
+            job.on_done = self._job_ended
             self._jobs[owner] = job
             job.start()
+        if current is not None:
+            current.discard()  # its unsaved model is replaced by the new job
         return job
 
     def get(self, owner: str) -> TrainingJob | None:
@@ -325,11 +643,13 @@ class JobManager:
         return sorted((job for job in jobs if not job.done), key=lambda job: job.created)
 
     def forget(self, owner: str) -> None:
-        """Drop a finished job of ``owner`` (frees its model); a running one is kept."""
+        """Drop a finished job of ``owner`` (and its unsaved model); a running one is kept."""
         with self._lock:
             job = self._jobs.get(owner)
-            if job is not None and job.done:
-                del self._jobs[owner]
+            if job is None or not job.done:
+                return
+            del self._jobs[owner]
+        job.discard()
 
     def stop_all(self, wait: float | None = None) -> None:
         """Ask every running job to stop; optionally wait up to ``wait`` seconds for each."""

@@ -190,8 +190,25 @@ class Progress:
         )
 
 
+class OutcomeFlags:
+    """``failed`` and ``saveable`` for a class with ``state`` and ``epochs_completed``."""
+
+    state: str
+    epochs_completed: int
+
+    @property
+    def failed(self) -> bool:
+        """True when the loss became NaN/inf."""
+        return self.state == "failed"
+
+    @property
+    def saveable(self) -> bool:
+        """True when there is at least one completed epoch to save."""
+        return self.epochs_completed > 0
+
+
 @dataclass
-class TrainResult:
+class TrainResult(OutcomeFlags):
     """What ``train`` returns: the trained model and what happened."""
 
     built: BuiltModel
@@ -208,16 +225,6 @@ class TrainResult:
     early_stopped: bool = False
     num_train: int = 0
     num_validation: int = 0
-
-    @property
-    def failed(self) -> bool:
-        """True when the loss became NaN/inf."""
-        return self.state == "failed"
-
-    @property
-    def saveable(self) -> bool:
-        """True when there is at least one completed epoch to save."""
-        return self.epochs_completed > 0
 
 
 # ------------------------------------------------------------------------------------ strategies

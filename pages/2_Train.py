@@ -19,12 +19,11 @@ from ui.state import (
     active_spec,
     owner_id,
     page_frame,
-    preload_tensorflow,
     set_active_spec,
 )
 
 page_frame("Train")
-preload_tensorflow()
+JOBS.prewarm()  # a training process with TensorFlow loaded waits for the Train click
 
 UPLOAD = "upload"
 TARGET_IMAGES = 135_000  # images seen in a default run: ~30 epochs of the 4,500-digit sample

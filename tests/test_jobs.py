@@ -1,14 +1,21 @@
-"""cae.jobs: background training jobs (thread, snapshots, stop, save, one job per owner)."""
+"""cae.jobs: background training jobs (a worker process each; snapshots, stop, save, one job per
+owner, a prewarmed spare, crashes)."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
+from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
+from cae.builder import weights_digest
 from cae.data import Dataset, load_dataset
-from cae.jobs import JOBS, JobBusy, JobManager, TrainingJob
+from cae.jobs import JOBS, JobBusy, JobManager, TrainingJob, WorkerProcess
 from cae.spec import preset
 from cae.store import list_runs, load_run
 from cae.training import TrainConfig
@@ -105,8 +112,9 @@ def test_stop_then_save_keeps_the_last_completed_epoch(digits, tmp_path):
     assert loaded.info.epochs == result.epochs_completed
     assert loaded.train_config["stopped"] is True
     assert loaded.train_config["epochs_completed"] == result.epochs_completed
-    saved = loaded.built.autoencoder.get_weights()
-    assert all(np.array_equal(a, b) for a, b in zip(saved, result.built.autoencoder.get_weights()))
+    # the saved model is the trained one (its weights travelled through a file, not this process)
+    assert result.weights_digest == weights_digest(loaded.built.autoencoder)
+    assert not list(tmp_path.glob(".tmp-*"))  # the staging folder is gone once published
 
 
 def test_a_job_stopped_before_its_first_epoch_cannot_be_saved(digits, tmp_path):
@@ -203,21 +211,185 @@ def test_the_same_owner_cannot_start_twice(digits, tmp_path):
     assert second.result.epochs_completed == 1 and second.run_id is None
 
 
-def test_a_failing_job_reports_its_error(tmp_path):
+def test_a_job_that_cannot_train_is_refused_at_once(tmp_path):
     jobs = JobManager()
     x = np.zeros((8, 32, 32, 1), np.float32)
-    job = jobs.start(
-        "eve",
-        preset("classic"),
-        Dataset("big", x, None, x, None),
-        "big",
-        TrainConfig(epochs=1),
-        name="bad",
-        root=tmp_path,
-    )
+    with pytest.raises(ValueError, match="do not fit.*Received: images=\\[32, 32, 1\\]"):
+        jobs.start("eve", preset("classic"), Dataset("big", x, None, x, None), "big",
+                   TrainConfig(epochs=1), name="bad", root=tmp_path)  # fmt: skip
+    assert jobs.get("eve") is None and jobs.running_jobs() == []
+
+
+def test_an_error_in_the_worker_fails_the_job_with_its_message(digits, tmp_path, monkeypatch):
+    """The worker reads the images from files; one that cannot be read ends the job with the
+    worker's own error message (and the next job of the same owner is not blocked)."""
+    import cae.jobs
+
+    real_save = np.save
+
+    def save_then_break(path, array, **kwargs):  # the file the worker gets is not an array
+        real_save(path, array, **kwargs)
+        if str(path).endswith("x_test.npy"):
+            Path(path).write_text("not an array")
+
+    monkeypatch.setattr(cae.jobs.np, "save", save_then_break)
+    jobs = JobManager()
+    job = jobs.start("eve", preset("classic"), small(digits, 64), "mnist-sample",
+                     TrainConfig(epochs=1), name="bad", root=tmp_path)  # fmt: skip
     assert job.wait(TIMEOUT)
-    assert job.result is None and "do not fit" in job.error
+    assert job.result is None and job.error.startswith("ValueError: ")
     snap = job.snapshot()
-    assert snap.state == "failed" and "do not fit" in snap.message
+    assert snap.state == "failed" and snap.message.startswith("Training failed: ValueError")
+    assert job.run_id is None and list_runs(tmp_path) == []
     with pytest.raises(ValueError, match="no trained model"):
         job.save()
+
+
+# ------------------------------------------------------------------ the worker process
+
+
+def start(jobs: JobManager, owner: str, data: Dataset, config: TrainConfig, name: str, root,
+          **options) -> TrainingJob:  # fmt: skip
+    """``jobs.start`` for the classic preset on mnist-sample images."""
+    return jobs.start(owner, preset("classic"), data, "mnist-sample", config, name=name,
+                      root=root, **options)  # fmt: skip
+
+
+def test_training_runs_in_a_separate_process_that_exits(digits, tmp_path):
+    jobs = JobManager()
+    job = start(
+        jobs, "fay", small(digits, 64), TrainConfig(epochs=1, batch_size=32), "elsewhere", tmp_path
+    )
+    poll_until(job, lambda s: job.worker_pid is not None)
+    pid = job.worker_pid
+    assert pid is not None and pid != os.getpid()
+    assert job.wait(TIMEOUT) and job.run_id, job.snapshot().message
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_a_killed_worker_fails_the_job_with_a_message_and_saves_nothing(digits, tmp_path):
+    jobs = JobManager()
+    job = start(
+        jobs,
+        "gus",
+        small(digits, 256),
+        TrainConfig(epochs=200, batch_size=32, validation_split=0.0),
+        "killed",
+        tmp_path,
+    )
+    poll_until(job, lambda s: s.state == "running")
+    os.kill(job.worker_pid, signal.SIGKILL)  # what the kernel's out-of-memory killer does
+    assert job.wait(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.state == "failed"
+    assert "killed by signal 9" in snap.message and "Received: exit_code=-9" in snap.message
+    assert job.result is None and job.run_id is None
+    with pytest.raises(ValueError, match="no trained model"):
+        job.save()
+    assert list_runs(tmp_path) == []
+    # the manager is fine: the same owner trains again at once
+    again = start(
+        jobs,
+        "gus",
+        small(digits, 64),
+        TrainConfig(epochs=1, batch_size=32),
+        "after the crash",
+        tmp_path,
+    )
+    assert again.wait(TIMEOUT) and again.run_id, again.snapshot().message
+
+
+def test_a_new_job_discards_the_unsaved_model_of_the_last_one(digits, tmp_path):
+    jobs = JobManager()
+    config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0)
+    first = start(
+        jobs, "hal", small(digits, 64), config, "kept for a while", tmp_path, auto_save=False
+    )
+    assert first.wait(TIMEOUT) and first.result.saveable and first.run_id is None
+    assert len(list(tmp_path.glob(".tmp-staged-*"))) == 1  # waiting for the user's Save
+    assert list_runs(tmp_path) == []  # and not listed as a run
+    second = start(jobs, "hal", small(digits, 64), config, "next", tmp_path, auto_save=False)
+    assert not list(tmp_path.glob(f".tmp-staged-{first.job_id}"))
+    assert second.wait(TIMEOUT)
+    with pytest.raises(ValueError, match="not kept"):
+        first.save()
+    jobs.forget("hal")
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_prewarm_keeps_a_ready_worker_for_the_next_job(digits, tmp_path):
+    jobs = JobManager()
+    try:
+        jobs.prewarm()
+        spare = jobs._spare
+        assert spare is not None and spare.alive()
+        messages = spare.messages()
+        assert next(messages)["kind"] == "ready"  # TensorFlow imported, waiting for a job
+        job = start(
+            jobs, "ivy", small(digits, 64), TrainConfig(epochs=1, batch_size=32), "warm", tmp_path
+        )
+        assert job.worker_pid == spare.pid and job.snapshot().message == "Starting."
+        assert jobs._spare is None  # not replaced while a job trains
+        assert job.wait(TIMEOUT) and job.run_id, job.snapshot().message
+        deadline = time.monotonic() + 10
+        while jobs._spare is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert jobs._spare is not None and jobs._spare.pid != spare.pid
+    finally:
+        jobs.close_spare()
+    assert jobs._spare is None
+
+
+def test_a_worker_whose_server_goes_away_saves_what_it_trained(digits, tmp_path):
+    """The server process dies mid-training: its worker sees its input close, stops after the
+    current batch and saves the completed epochs as a run, marked server_exited."""
+    data = small(digits, 256)
+    np.save(tmp_path / "x_train.npy", data.x_train, allow_pickle=False)
+    np.save(tmp_path / "x_test.npy", data.x_test, allow_pickle=False)
+    root = tmp_path / "runs"
+    worker = WorkerProcess()
+    try:
+        assert worker.send({
+            "cmd": "train", "job_id": "orphan1", "spec": preset("classic").to_dict(),
+            "config": TrainConfig(epochs=200, batch_size=32, validation_split=0.0).to_dict(),
+            "dataset_name": "mnist-sample", "x_train": str(tmp_path / "x_train.npy"),
+            "x_test": str(tmp_path / "x_test.npy"), "name": "orphan", "root": str(root),
+            "auto_save": False, "extra": {},
+        })  # fmt: skip
+        kinds = []
+        for message in worker.messages():
+            kinds.append(message["kind"])
+            if message["kind"] == "progress" and message["epoch"] >= 1:
+                worker.close_input()  # what the server's death looks like from the worker
+            if message["kind"] in ("saved", "error"):
+                saved = message
+        assert worker.finish(TIMEOUT) == 0
+    finally:
+        worker.close()
+    assert kinds[0] == "ready" and kinds[-1] == "end" and "result" in kinds
+    assert saved["kind"] == "saved", saved
+    run = load_run(saved["run_id"], root)
+    assert run.train_config["server_exited"] is True and run.train_config["stopped"] is True
+    assert 1 <= run.info.epochs < 200
+
+
+def test_progress_messages_round_trip():
+    from cae.training import Progress
+    from cae.worker import progress_from_message, progress_to_message
+
+    images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
+    progress = Progress(state="running", epoch=2, epochs=5, batch=7, batches_per_epoch=9,
+                        loss=0.25, val_loss=float("nan"), history={"loss": [0.5, 0.3]},
+                        preview_originals=images, preview_reconstructions=images[::-1],
+                        message="hi")  # fmt: skip
+    line = json.dumps(progress_to_message(progress))
+    back = progress_from_message(json.loads(line))
+    assert back.epoch == 2 and back.history == {"loss": [0.5, 0.3]} and back.message == "hi"
+    assert np.isnan(back.val_loss) and back.preview_inputs is None
+    assert np.array_equal(back.preview_originals, images)
+    assert np.array_equal(back.preview_reconstructions, images[::-1])
+    bad = progress_to_message(progress)
+    bad["preview_originals"]["dtype"] = "|O"
+    with pytest.raises(ValueError, match="only numeric arrays"):
+        progress_from_message(bad)
