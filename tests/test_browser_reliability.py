@@ -131,3 +131,55 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
     finally:
         for context in contexts:
             context.close()
+
+
+def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page, tmp_path):
+    """The tab's id is in the URL (?session=...): after a reload, the Train page shows the same
+    training, its Stop works, and the completed epochs are saved under the name the user types."""
+    models = tmp_path / "models"
+    models.mkdir()
+    with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
+        open_app(page, url)
+        go_to(page, "Train")
+        epochs = page.get_by_label("Epochs")
+        epochs.fill("200")
+        epochs.press("Enter")
+        wait_for_app_idle(page, 30_000)
+        page.locator(".st-key-train_start button").click()
+        # wait for a completed epoch: the loss curves replace their placeholder
+        expect(page.get_by_text("Loss curves appear after the first epoch.")).to_be_visible(
+            timeout=60_000
+        )
+        expect(page.get_by_text("Loss curves appear after the first epoch.")).to_be_hidden(
+            timeout=90_000
+        )
+        session = re.search(r"[?&]session=([0-9a-f]{32})", page.url)
+        assert session, page.url
+        page.reload()
+        wait_for_app_idle(page, 60_000)
+        assert session.group(1) in page.url
+        expect(page.get_by_role("heading", name="Train", level=1)).to_be_visible()
+        stop = page.locator(".st-key-train_stop button")
+        expect(stop).to_be_visible(timeout=30_000)  # the same job, still training
+        expect(page.locator('[data-testid="stProgress"]')).to_be_visible()
+        screenshot(page, "reliability-reload-training")
+        stop.click()
+        save = page.locator(".st-key-train_save button")
+        expect(save).to_be_visible(timeout=60_000)
+        kept = page.locator('[data-testid="stAlert"]').filter(has_text="completed epoch(s) kept")
+        expect(kept).to_be_visible()
+        assert list_runs(models) == []  # nothing saved until the user says so
+        name = page.locator(".st-key-train_save_name input")
+        name.fill("after a reload")
+        name.press("Enter")
+        wait_for_app_idle(page, 30_000)
+        save.click()
+        expect(page.locator('[data-testid="stAlert"]').filter(has_text="Saved as")).to_be_visible(
+            timeout=30_000
+        )
+        screenshot(page, "reliability-reload-saved")
+        assert_no_traceback(page)
+        runs = list_runs(models)
+        assert [run.name for run in runs] == ["after a reload"] and runs[0].ok
+        assert 1 <= runs[0].epochs < 200
+        assert not list(models.glob(".tmp-*"))

@@ -28,7 +28,9 @@ def test_server_listens_on_localhost_and_sends_no_usage_stats():
     assert "0.0.0.0" in readme and "address" in readme  # how to listen on other addresses
 
 
-UNSAFE = re.compile(r"\beval \(|\bexec \(|\bpickle\b|allow_pickle = True|safe_mode = False")
+UNSAFE = re.compile(
+    r"\beval \(|\bexec \(|\bpickle\b|allow_pickle = True|safe_mode = False|shell = True|os \. system"
+)
 
 
 def code_tokens(path: Path) -> str:
@@ -78,3 +80,26 @@ def test_a_closed_tab_does_not_stop_its_job_and_a_new_session_does_not_see_it(
     assert job.wait(120), "the job did not finish"
     assert job.run_id is not None, job.snapshot().message
     assert [run.name for run in list_runs(models)] == ["closed tab"]
+
+
+def test_the_owner_id_comes_back_from_the_url_so_a_reload_finds_its_job(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path))
+    first = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    owner = first.session_state["owner_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", owner)
+    assert first.query_params["session"] == owner  # written into the URL on every page
+    first.switch_page("pages/3_Results.py").run()
+    assert first.query_params["session"] == owner  # page switches clear it; it is put back
+
+    reloaded = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    reloaded.query_params["session"] = owner  # what a reload of that URL brings
+    reloaded.run()
+    assert reloaded.session_state["owner_id"] == owner and not reloaded.exception
+
+    for bad in ("../../x", "ABC", "0" * 31, "0" * 33, "zz" * 16):
+        guessed = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        guessed.query_params["session"] = bad
+        guessed.run()
+        fresh = guessed.session_state["owner_id"]
+        assert fresh != bad and re.fullmatch(r"[0-9a-f]{32}", fresh)
+        assert guessed.query_params["session"] == fresh

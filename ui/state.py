@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
+import re
 import secrets
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -49,24 +48,25 @@ OWNER_KEY = "owner_id"  # str: this browser session's id for background training
 DEFAULT_DATASET = "mnist-sample"
 
 
-_PRELOAD_STARTED = threading.Event()
-
-
-def preload_tensorflow() -> None:
-    """Import TensorFlow in a background thread (once per process) so that the first Train click
-    does not wait 5-15 s for it; pages that need no model never call this."""
-    if _PRELOAD_STARTED.is_set():
-        return
-    _PRELOAD_STARTED.set()
-    threading.Thread(target=importlib.import_module, args=("keras",), daemon=True,
-                     name="cae-preload").start()  # fmt: skip
+OWNER_PARAM = "session"  # the URL query parameter that carries the owner id across reloads
+_OWNER_RE = re.compile(r"[0-9a-f]{32}")
 
 
 def owner_id() -> str:
-    """A random id for this browser session; background jobs are keyed by it."""
-    if OWNER_KEY not in st.session_state:
-        st.session_state[OWNER_KEY] = secrets.token_hex(8)
-    return st.session_state[OWNER_KEY]
+    """This browser tab's random id, which its background training job is keyed by.
+
+    It is kept in the URL (``?session=...``), so a page reload (a new Streamlit session) finds its
+    running or stopped job again; anything in the URL that is not 32 hex digits is ignored. The id
+    is as secret as the URL: whoever has the link can watch and stop that tab's training.
+    """
+    owner = st.session_state.get(OWNER_KEY)
+    if not isinstance(owner, str):
+        from_url = st.query_params.get(OWNER_PARAM, "")
+        owner = from_url if _OWNER_RE.fullmatch(from_url) else secrets.token_hex(16)
+        st.session_state[OWNER_KEY] = owner
+    if st.query_params.get(OWNER_PARAM) != owner:  # page switches clear the query parameters
+        st.query_params[OWNER_PARAM] = owner
+    return owner
 
 
 def active_spec_dict() -> dict[str, Any]:
@@ -121,6 +121,7 @@ def page_frame(title: str) -> None:
     The browser tab gets the bundled PNG icon, so no icon is fetched from the network.
     """
     st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=str(ICON_PATH), layout="wide")
+    owner_id()  # keeps ?session=... in the URL on every page, for reloads
     sidebar()
 
 
