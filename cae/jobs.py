@@ -403,10 +403,14 @@ class TrainingJob:
 
     def _follow(self, worker: WorkerProcess) -> bool:
         """Read the worker's messages until it ends; True when it said ``end``."""
+        from cae.worker import progress_from_message
+
+        previous: Progress | None = None
         for message in worker.messages():
             kind = message.get("kind")
             if kind == "progress":
-                self._set_progress(_progress_from(message))
+                previous = progress_from_message(message, previous)
+                self._set_progress(previous)
             elif kind == "result":
                 self.result = JobOutcome.from_message(message)
                 if self.result.saveable and self.auto_save and self.result.state == "finished":
@@ -434,10 +438,10 @@ class TrainingJob:
                     worker.close()
                 worker = WorkerProcess()
                 self._update_message(START_MESSAGE)
-            with self._lock:
-                self._worker = worker
             if not worker.send(command):
                 raise RuntimeError("the training process did not accept the job")
+            with self._lock:  # only now may stop() write to it: the job line must come first
+                self._worker = worker
             if self._stop.is_set():  # a stop that came before the worker had the job
                 worker.send({"cmd": "stop"})
             ended = self._follow(worker)
@@ -528,12 +532,6 @@ class TrainingJob:
             staged, self._staged = self._staged, None
         if staged is not None and self.done:
             shutil.rmtree(staged.parent, ignore_errors=True)
-
-
-def _progress_from(message: dict[str, Any]) -> Progress:
-    from cae.worker import progress_from_message
-
-    return progress_from_message(message)
 
 
 class JobManager:

@@ -72,18 +72,41 @@ def decode_value(value: Any) -> Any:
     return value
 
 
-def progress_to_message(progress: Progress) -> dict[str, Any]:
-    """A ``progress`` protocol message holding every field of ``progress``."""
-    return {
-        "kind": "progress",
-        **{item.name: encode_value(getattr(progress, item.name)) for item in fields(Progress)},
-    }
+PREVIEW_FIELDS = ("preview_originals", "preview_reconstructions", "preview_inputs")
+_SAME = {"__same__": True}
 
 
-def progress_from_message(message: dict[str, Any]) -> Progress:
-    """The Progress of a ``progress`` message (unknown keys are ignored)."""
+def progress_to_message(progress: Progress, previous: Progress | None = None) -> dict[str, Any]:
+    """A ``progress`` protocol message holding every field of ``progress``; a preview array that
+    is the very object sent with ``previous`` goes as ``{"__same__": true}`` (the previews change
+    once an epoch, the reports come every quarter second)."""
+    message: dict[str, Any] = {"kind": "progress"}
+    for item in fields(Progress):
+        value = getattr(progress, item.name)
+        if (
+            item.name in PREVIEW_FIELDS
+            and value is not None
+            and previous is not None
+            and value is getattr(previous, item.name)
+        ):
+            message[item.name] = _SAME
+        else:
+            message[item.name] = encode_value(value)
+    return message
+
+
+def progress_from_message(message: dict[str, Any], previous: Progress | None = None) -> Progress:
+    """The Progress of a ``progress`` message (unknown keys are ignored); previews marked as
+    unchanged are taken from ``previous``."""
     names = {item.name for item in fields(Progress)}
-    values = {key: decode_value(value) for key, value in message.items() if key in names}
+    values: dict[str, Any] = {}
+    for key, value in message.items():
+        if key not in names:
+            continue
+        if key in PREVIEW_FIELDS and value == _SAME:
+            values[key] = getattr(previous, key) if previous is not None else None
+        else:
+            values[key] = decode_value(value)
     history = values.get("history") or {}
     values["history"] = {str(key): [float(v) for v in series] for key, series in history.items()}
     return Progress(**values)
@@ -109,6 +132,20 @@ class Channel:
                 self._stream.flush()
             except (BrokenPipeError, OSError, ValueError):
                 self.broken = True
+
+
+class ProgressSender:
+    """The progress sink ``train`` calls: sends each report, previews only when they change."""
+
+    def __init__(self, channel: Channel) -> None:
+        """Send over ``channel``."""
+        self._channel = channel
+        self._previous: Progress | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        """Send one report."""
+        self._channel.send(progress_to_message(progress, self._previous))
+        self._previous = progress
 
 
 # ------------------------------------------------------------------------- the job
@@ -138,7 +175,7 @@ def run_job(
             spec,
             dataset,
             config,
-            progress=lambda progress: channel.send(progress_to_message(progress)),
+            progress=ProgressSender(channel),
             should_stop=should_stop,
         )
     except Exception as error:  # noqa: BLE001 - reported to the server, which shows it

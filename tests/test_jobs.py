@@ -389,6 +389,16 @@ def test_progress_messages_round_trip():
     assert np.isnan(back.val_loss) and back.preview_inputs is None
     assert np.array_equal(back.preview_originals, images)
     assert np.array_equal(back.preview_reconstructions, images[::-1])
+    # the next report with the same preview objects does not send them again
+    later = Progress(state="running", epoch=2, epochs=5, batch=8, batches_per_epoch=9,
+                     preview_originals=images, preview_reconstructions=images[::-1].copy())  # fmt: skip
+    message = progress_to_message(later, progress)
+    assert message["preview_originals"] == {"__same__": True}
+    assert message["preview_reconstructions"] != {"__same__": True}  # a new array
+    assert len(json.dumps(message)) < len(line)
+    again = progress_from_message(json.loads(json.dumps(message)), back)
+    assert again.preview_originals is back.preview_originals and again.batch == 8
+    assert np.array_equal(again.preview_reconstructions, images[::-1])
     bad = progress_to_message(progress)
     bad["preview_originals"]["dtype"] = "|O"
     with pytest.raises(ValueError, match="only numeric arrays"):

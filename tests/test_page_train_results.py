@@ -92,9 +92,19 @@ def two_runs(models):
                 built.autoencoder,
                 preset("classic"),
                 name=name,
-                train_config={"dataset": "mnist-sample", "epochs_completed": epochs, "wall_seconds": 1.5},
+                train_config={
+                    "dataset": "mnist-sample",
+                    "epochs_completed": epochs,
+                    "wall_seconds": 1.5,
+                },
                 history={"loss": [0.3, 0.2][:epochs], "val_loss": [0.31, 0.21][:epochs]},
-                metrics={"mse": 0.1, "psnr": 10.0, "ssim": 0.1, "params": 2690, "wall_seconds": 1.5},
+                metrics={
+                    "mse": 0.1,
+                    "psnr": 10.0,
+                    "ssim": 0.1,
+                    "params": 2690,
+                    "wall_seconds": 1.5,
+                },
                 root=models,
             )
         )
