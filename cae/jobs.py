@@ -287,7 +287,8 @@ class TrainingJob:
         self.on_done: Any = None  # called (with the job) once it has ended
         self._dataset: Dataset | None = dataset
         self._extra = dict(extra_train_config or {})
-        self._worker = worker
+        self._spare = worker  # handed to _run; stop() may only write to self._worker
+        self._worker: WorkerProcess | None = None
         self._staged: Path | None = None
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
@@ -429,7 +430,7 @@ class TrainingJob:
 
     def _run(self) -> None:
         workdir: Path | None = None
-        worker = self._worker
+        worker, self._spare = self._spare, None
         try:
             workdir = Path(tempfile.mkdtemp(prefix="cae-job-"))
             command = self._command(workdir)
