@@ -405,3 +405,20 @@ def test_progress_messages_round_trip():
     bad["preview_originals"]["dtype"] = "|O"
     with pytest.raises(ValueError, match="only numeric arrays"):
         progress_from_message(bad)
+
+
+def test_a_stop_at_once_on_a_spare_worker_ends_the_job_cleanly(digits, tmp_path):
+    """stop() right after start, while the job line may not have reached the spare yet."""
+    jobs = JobManager()
+    try:
+        jobs.prewarm()
+        assert next(jobs._spare.messages())["kind"] == "ready"
+        job = start(jobs, "joe", small(digits, 64), TrainConfig(epochs=5), "stopped at once",
+                    tmp_path)  # fmt: skip
+        job.stop()
+        assert job.wait(TIMEOUT)
+        assert job.error is None, job.error
+        assert job.result.state == "stopped" and job.result.epochs_completed == 0
+        assert job.run_id is None and list_runs(tmp_path) == []
+    finally:
+        jobs.close_spare()
