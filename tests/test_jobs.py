@@ -422,3 +422,18 @@ def test_a_stop_at_once_on_a_spare_worker_ends_the_job_cleanly(digits, tmp_path)
         assert job.run_id is None and list_runs(tmp_path) == []
     finally:
         jobs.close_spare()
+
+
+def test_a_diverging_job_ends_failed_with_the_reason_and_nothing_saved(tmp_path):
+    huge = np.full((64, 28, 28, 1), 1e30, np.float32)  # the loss is inf/NaN from the first batch
+    jobs = JobManager()
+    job = start(jobs, "kim", Dataset("huge", huge, None, huge[:8], None),
+                TrainConfig(epochs=2, batch_size=16, loss="mse", validation_split=0.0),
+                "diverging", tmp_path)  # fmt: skip
+    assert job.wait(TIMEOUT)
+    snap = job.snapshot()
+    assert snap.state == "failed" and "diverged" in snap.message and "lower learning rate" in snap.message
+    assert job.error is None and job.result.failed and job.result.epochs_completed == 0
+    with pytest.raises(ValueError, match="Received: epochs_completed=0"):
+        job.save()
+    assert list_runs(tmp_path) == [] and not list(tmp_path.glob(".tmp-*"))
