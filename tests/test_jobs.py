@@ -432,7 +432,11 @@ def test_a_diverging_job_ends_failed_with_the_reason_and_nothing_saved(tmp_path)
                 "diverging", tmp_path)  # fmt: skip
     assert job.wait(TIMEOUT)
     snap = job.snapshot()
-    assert snap.state == "failed" and "diverged" in snap.message and "lower learning rate" in snap.message
+    assert (
+        snap.state == "failed"
+        and "diverged" in snap.message
+        and "lower learning rate" in snap.message
+    )
     assert job.error is None and job.result.failed and job.result.epochs_completed == 0
     with pytest.raises(ValueError, match="Received: epochs_completed=0"):
         job.save()
