@@ -520,14 +520,17 @@ def _monitor_class() -> type:
             self.images_per_second: float | None = None
 
         # -- reporting
-        def _measure(self, now: float) -> None:
-            """Images per second in this epoch, leaving out its first batch (tracing) when it can."""
+        def _measure(self, now: float, *, epoch_end: bool = False) -> None:
+            """Images per second in this epoch, from its first batch's end on: that batch holds
+            the tracing (first epoch) or the input pipeline's start (measured here: a rate 40x
+            too low for a moment at every epoch start), so until a second batch ends the last
+            epoch's rate stands. An epoch of one batch is measured whole at its end."""
             if self.mark is not None and self.batch_done > self.mark[1] and now > self.mark[0]:
                 done, seconds = self.batch_done - self.mark[1], now - self.mark[0]
                 self.images_per_second = done * self.batch_size / seconds
-            elif self.batch_done > 0 and now > self.epoch_start and self.completed > 0:
-                # Only the first batch so far: its time holds the tracing on the first epoch,
-                # so the rate waits for a second batch there.
+            elif (
+                epoch_end and self.completed > 0 and self.batch_done > 0 and now > self.epoch_start
+            ):
                 images = min(self.batch_done * self.batch_size, self.num_train)
                 self.images_per_second = images / (now - self.epoch_start)
 
@@ -626,7 +629,7 @@ def _monitor_class() -> type:
             if not math.isfinite(loss):
                 self._fail("loss", loss)
                 return
-            self._measure(time.perf_counter())  # training speed, before validation
+            self._measure(time.perf_counter(), epoch_end=True)  # training speed, before validation
             val = None
             if self.validation is not None:
                 # Validation here, not in fit(): a stop before the epoch's end skips it entirely.
