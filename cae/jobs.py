@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import select
 import shutil
 import subprocess
 import sys
@@ -166,6 +167,7 @@ class WorkerProcess:
             bufsize=1,
         )
         self._write_lock = threading.Lock()
+        self._ready = False
 
     @property
     def pid(self) -> int:
@@ -197,7 +199,19 @@ class WorkerProcess:
             except ValueError:
                 continue  # not ours (the worker sends everything else to stderr)
             if isinstance(message, dict):
+                if message.get("kind") == "ready":
+                    self._ready = True
                 yield message
+
+    def ready_now(self) -> bool:
+        """True once the worker has said it is ready (TensorFlow loaded), without waiting."""
+        if self._ready:
+            return True
+        try:  # before a job, "ready" is the only line it writes: anything to read means ready
+            readable, _, _ = select.select([self.process.stdout], [], [], 0)
+        except (OSError, ValueError, TypeError):
+            return False
+        return bool(readable)
 
     def close_input(self) -> None:
         """Close the worker's input: a spare then exits, a training worker stops and saves."""
@@ -294,7 +308,7 @@ class TrainingJob:
         self._save_lock = threading.Lock()
         self._stop = threading.Event()
         self._done = threading.Event()
-        ready = worker is not None and worker.alive()
+        ready = worker is not None and worker.alive() and worker.ready_now()
         self._progress = Progress(
             state="starting",
             epochs=self.config.epochs,
@@ -520,10 +534,10 @@ class TrainingJob:
                     "the trained model was not kept, so it cannot be saved. "
                     f"Received: save_error={self.save_error!r}"
                 )
-            self.run_id = publish_run(
-                self._staged, name=(name or self.name).strip() or self.name, root=self.root
-            )
+            name = (name or self.name).strip() or self.name
+            self.run_id = publish_run(self._staged, name=name, root=self.root)
             self._staged = None
+            self.name = name
         self._update_message(f"{result.message} Saved as {self.run_id}.")
         return self.run_id
 
