@@ -23,7 +23,7 @@ from cae.spec import (
     mirror,
     preset,
 )
-from ui.state import SPEC_KEY, active_spec_dict, page_frame
+from ui.state import SPEC_KEY, active_spec_dict, page_frame, remember
 
 page_frame("Architecture")
 
@@ -50,7 +50,7 @@ def version() -> int:
 
 def replace_spec(data: dict[str, Any], message: str | None = None) -> None:
     """Swap in a new spec dict and restart every layer widget from it."""
-    st.session_state[SPEC_KEY] = data
+    remember(SPEC_KEY, data)
     st.session_state[VERSION_KEY] = version() + 1
     if message:
         st.session_state[MESSAGE_KEY] = message
@@ -328,7 +328,7 @@ edited = {
     "encoder": encoder,
     "decoder": decoder,
 }
-st.session_state[SPEC_KEY] = edited
+remember(SPEC_KEY, edited)
 
 with results:
     spec = None

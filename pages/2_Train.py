@@ -19,6 +19,7 @@ from ui.state import (
     active_spec,
     owner_id,
     page_frame,
+    remember,
     set_active_spec,
 )
 
@@ -75,18 +76,25 @@ def show_progress(job: TrainingJob) -> None:
     """The live view of one job: bar, numbers, curves, preview strip, stop/save."""
     progress = job.snapshot()
     state = progress.state
-    if state in ("starting", "running", "stopping"):
-        label = (
+    kept = job.result is not None and job.result.epochs_completed > 0
+    if state == "starting":
+        st.progress(0.0, text="Starting…")
+    elif state == "stopping":
+        st.progress(progress.fraction, text="Stopping after this batch…")
+    elif state == "running" and progress.epoch >= progress.epochs:
+        st.progress(
+            1.0, text=f"All {progress.epochs} epochs done · {progress.message or 'finishing'}"
+        )
+    elif state == "running":
+        st.progress(progress.fraction, text=(
             f"Epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
             f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
-        )
-        if state == "stopping":
-            label = "Stopping after this batch…"
-        st.progress(progress.fraction, text=label)
+        ))  # fmt: skip
     elif state == "finished":
         st.progress(1.0, text=f"Finished {progress.epoch} epoch(s)")
-    else:
-        st.progress(progress.fraction, text=f"{state.capitalize()} after {progress.epoch} epoch(s)")
+    else:  # stopped or failed: the bar shows the completed epochs, the ones that are kept
+        done = progress.epoch / progress.epochs if progress.epochs else 0.0
+        st.progress(min(1.0, done), text=f"{state.capitalize()} after {progress.epoch} epoch(s)")
 
     numbers = st.columns(4)
     numbers[0].metric("loss", "–" if progress.loss is None else f"{progress.loss:.4f}")
@@ -101,7 +109,8 @@ def show_progress(job: TrainingJob) -> None:
         "ETA" if progress.active else "time",
         fmt_seconds(progress.eta_seconds if progress.active else progress.elapsed_seconds),
     )
-    if progress.message:
+    # an ended job without a kept model says why in an alert below; the caption would repeat it
+    if progress.message and (progress.active or state == "finished" or kept or job.run_id):
         st.caption(progress.message)
 
     left, right = st.columns([3, 2])
@@ -110,7 +119,7 @@ def show_progress(job: TrainingJob) -> None:
             st.plotly_chart(
                 loss_curves({job.name: progress.history}), key=f"train_curves_{job.job_id}"
             )
-        else:
+        elif progress.active:
             st.caption("Loss curves appear after the first epoch.")
     with right:
         if progress.preview_originals is not None and progress.preview_reconstructions is not None:
@@ -126,34 +135,36 @@ def show_progress(job: TrainingJob) -> None:
         st.button("Stop training", key="train_stop", on_click=job.stop, type="secondary",
                   disabled=job.stop_requested, icon=":material/stop_circle:")  # fmt: skip
         return
-    if state == "finished" and job.run_id:
-        st.session_state[RUN_KEY] = job.run_id
+    if job.run_id:  # saved at the end, or by the user from a stopped job
+        if st.session_state.get("train_activated_run") != job.run_id:  # once: the user may pick
+            st.session_state["train_activated_run"] = job.run_id  # another run on Results later
+            remember(RUN_KEY, job.run_id)
         st.success(
             f"Saved as **{job.run_id}**; it is now the active run.", icon=":material/check_circle:"
         )
         st.page_link("pages/3_Results.py", label="See the results", icon=":material/insights:")
-    elif job.run_id:
-        st.success(f"Saved as **{job.run_id}**.", icon=":material/check_circle:")
-        st.session_state[RUN_KEY] = job.run_id
-    elif job.result is not None and job.result.epochs_completed > 0:
+    elif kept:
         st.info(
             f"Training {state} with {job.result.epochs_completed} completed epoch(s) kept. "
-            "Save them as a run, or start again.",
+            "Save them as a run, or start again (that discards them).",
             icon=":material/info:",
         )
-        name = st.text_input("Run name", job.name, key="train_save_name", max_chars=80)
+        name = st.text_input(
+            "Save the kept epochs as", job.name, key="train_save_name", max_chars=80
+        )
         if st.button("Save this run", key="train_save", icon=":material/save:"):
             try:
                 run_id = job.save(name)
             except (ValueError, RuntimeError, OSError) as error:
                 st.error(f"Could not save: {error}")
             else:
-                st.session_state[RUN_KEY] = run_id
+                remember(RUN_KEY, run_id)
                 st.rerun()
     elif job.error or state == "failed":
         st.error(progress.message or f"Training failed: {job.error}", icon=":material/error:")
     else:
-        st.warning("Training stopped before the first epoch ended: there is nothing to save.")
+        st.warning(progress.message or "Training stopped before the first epoch ended: there is "
+                   "nothing to save.", icon=":material/info:")  # fmt: skip
     if job.save_error:
         st.error(f"Saving failed: {job.save_error}")
 
@@ -217,7 +228,7 @@ with data_column:
         key="train_dataset",
         disabled=running,
     )
-    st.session_state[DATASET_KEY] = choice
+    remember(DATASET_KEY, choice)
     dataset: Dataset | None = None
     dataset_name = choice
     limit = None
@@ -266,37 +277,47 @@ num_train_estimate = (
 )
 
 st.subheader("Hyper-parameters")
+# The form starts from this tab's last job, if any: after a reload (a new session) it shows the
+# settings of the job it finds, not the defaults.
+last = job.config if job is not None else TrainConfig(epochs=default_epochs(num_train_estimate))
+batch_sizes = [8, 16, 32, 64, 128, 256, 512]
 row = st.columns(4)
-epochs = row[0].number_input("Epochs", 1, 1000, default_epochs(num_train_estimate), key=f"train_epochs_{choice}_{limit}",
+epochs = row[0].number_input("Epochs", 1, 1000, last.epochs, key=f"train_epochs_{choice}_{limit}",
                              disabled=running)  # fmt: skip
 batch_size = row[1].select_slider(
-    "Batch size", [8, 16, 32, 64, 128, 256, 512], 64, key="train_batch", disabled=running
-)
-optimizer = row[2].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", disabled=running)
+    "Batch size", batch_sizes, last.batch_size if last.batch_size in batch_sizes else 64,
+    key="train_batch", disabled=running,
+)  # fmt: skip
+optimizer = row[2].selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(last.optimizer),
+                             key="train_optimizer", disabled=running)  # fmt: skip
 learning_rate = row[3].number_input(
-    "Learning rate", 1e-6, 10.0, 1e-3, format="%.4g", key="train_lr", disabled=running, step=1e-4
-)
+    "Learning rate", 1e-6, 10.0, float(last.learning_rate), format="%.4g", key="train_lr",
+    disabled=running, step=1e-4,
+)  # fmt: skip
 row = st.columns(4)
 loss = row[0].selectbox(
-    "Loss", LOSSES, format_func=lambda name: LOSS_TITLES[name], key="train_loss", disabled=running
-)
+    "Loss", LOSSES, LOSSES.index(last.loss), format_func=lambda name: LOSS_TITLES[name],
+    key="train_loss", disabled=running,
+)  # fmt: skip
 validation_split = row[1].slider(
-    "Validation split", 0.0, 0.5, 0.1, 0.05, key="train_val", disabled=running
-)
+    "Validation split", 0.0, 0.5, float(last.validation_split), 0.05, key="train_val",
+    disabled=running,
+)  # fmt: skip
 patience = row[2].number_input(
-    "Early stopping patience (0 = off)", 0, 100, 0, key="train_patience", disabled=running or validation_split == 0,
+    "Early stopping patience (0 = off)", 0, 100, int(last.patience or 0), key="train_patience", disabled=running or validation_split == 0,
     help="Stop when the validation loss has not improved for this many epochs, keeping the best epoch.",
 )  # fmt: skip
 noise = row[3].slider(
-    "Input noise (denoising)", 0.0, 0.5, 0.0, 0.05, key="train_noise", disabled=running,
+    "Input noise (denoising)", 0.0, 0.5, float(last.noise), 0.05, key="train_noise", disabled=running,
     help="Gaussian noise added to the inputs only: the network learns to output the clean image.",
 )  # fmt: skip
 row = st.columns([2, 1, 1])
 default_name = f"{spec.name if spec else 'run'}-{choice if choice != UPLOAD else 'upload'}"
 run_name = row[0].text_input(
-    "Run name", default_name, max_chars=80, key="train_name", disabled=running
-)
-seed = row[1].number_input("Seed", 0, 2**31 - 1, 0, key="train_seed", disabled=running)
+    "Run name", job.name if job is not None else default_name, max_chars=80, key="train_name",
+    disabled=running,
+)  # fmt: skip
+seed = row[1].number_input("Seed", 0, 2**31 - 1, int(last.seed), key="train_seed", disabled=running)
 
 config = TrainConfig(
     epochs=int(epochs),

@@ -11,7 +11,7 @@ from cae.plots import grid_png, heatmap, image_grid, loss_curves
 from cae.store import delete_run, list_runs, models_dir
 from cae.training import reconstruct
 from ui.runs import cached_run, cached_test_set
-from ui.state import RUN_KEY, page_frame
+from ui.state import RUN_KEY, page_frame, remember
 
 page_frame("Results")
 
@@ -74,7 +74,7 @@ chosen = st.multiselect(
 
 if chosen:
     selected = [by_id[run_id] for run_id in chosen]
-    st.session_state[RUN_KEY] = chosen[0]
+    remember(RUN_KEY, chosen[0])
     datasets = {run.dataset for run in selected}
     first_dataset = selected[0].dataset or "mnist-sample"
     dataset_name = first_dataset if first_dataset in DATASETS else "mnist-sample"

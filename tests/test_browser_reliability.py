@@ -145,6 +145,9 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page
         epochs.fill("200")
         epochs.press("Enter")
         wait_for_app_idle(page, 30_000)
+        page.get_by_label("Run name").fill("reload me")
+        page.get_by_label("Run name").press("Enter")
+        wait_for_app_idle(page, 30_000)
         page.locator(".st-key-train_start button").click()
         # wait for a completed epoch: the loss curves replace their placeholder
         expect(page.get_by_text("Loss curves appear after the first epoch.")).to_be_visible(
@@ -162,6 +165,9 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page
         stop = page.locator(".st-key-train_stop button")
         expect(stop).to_be_visible(timeout=30_000)  # the same job, still training
         expect(page.locator('[data-testid="stProgress"]')).to_be_visible()
+        # the (locked) form shows the job's settings, not the defaults of a new session
+        expect(page.get_by_label("Epochs")).to_have_value("200")
+        expect(page.locator(".st-key-train_name input")).to_have_value("reload me")
         screenshot(page, "reliability-reload-training")
         stop.click()
         save = page.locator(".st-key-train_save button")

@@ -13,7 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from cae.data import MAX_UPLOAD_BYTES
 from cae.jobs import JOBS
+from cae.spec import preset
 from cae.store import list_runs
+from ui.state import DATASET_KEY, SPEC_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
@@ -91,10 +93,21 @@ def test_the_owner_id_comes_back_from_the_url_so_a_reload_finds_its_job(tmp_path
     first.switch_page("pages/3_Results.py").run()
     assert first.query_params["session"] == owner  # page switches clear it; it is put back
 
+    deep = preset("deep").to_dict()
+    first.session_state[SPEC_KEY] = deep  # as the Architecture page does (and remembers)
+    first.switch_page("pages/2_Train.py").run()
+    first.selectbox(key="train_dataset").set_value("fashion-mnist").run()
+
     reloaded = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     reloaded.query_params["session"] = owner  # what a reload of that URL brings
     reloaded.run()
     assert reloaded.session_state["owner_id"] == owner and not reloaded.exception
+    # the design and the dataset chosen before the reload come back; another tab gets neither
+    assert reloaded.session_state[SPEC_KEY] == deep
+    assert reloaded.session_state[DATASET_KEY] == "fashion-mnist"
+    stranger = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    assert stranger.session_state[SPEC_KEY] != deep
+    assert stranger.session_state[DATASET_KEY] == "mnist-sample"
 
     for bad in ("../../x", "ABC", "0" * 31, "0" * 33, "zz" * 16):
         guessed = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)

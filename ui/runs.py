@@ -11,7 +11,7 @@ import streamlit as st
 
 from cae.data import Dataset, load_dataset
 from cae.store import LoadedRun, RunInfo, list_runs, load_run, models_dir
-from ui.state import RUN_KEY
+from ui.state import RUN_KEY, remember
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
@@ -59,7 +59,7 @@ def pick_run(
         key=selection_key,
         help=help,
     )
-    st.session_state[RUN_KEY] = run_id
+    remember(RUN_KEY, run_id)
     info = by_id[run_id]
     try:
         run = cached_run(run_id, root, info.created)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import secrets
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -52,18 +55,56 @@ OWNER_PARAM = "session"  # the URL query parameter that carries the owner id acr
 _OWNER_RE = re.compile(r"[0-9a-f]{32}")
 
 
+REMEMBERED_KEYS = (SPEC_KEY, DATASET_KEY, RUN_KEY)  # what a reload of the tab gets back
+_MEMORY_LIMIT = 1_000  # owners remembered, least recently seen dropped first
+_memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_memory_lock = threading.Lock()
+
+
+def remember(key: str, value: Any) -> None:
+    """Set a session value (plain data) that a reload of this tab must not lose."""
+    st.session_state[key] = value
+    remember_session()
+
+
+def remember_session() -> None:
+    """Keep a copy of this tab's ``REMEMBERED_KEYS`` in the server, under its owner id."""
+    owner = st.session_state.get(OWNER_KEY)
+    if not isinstance(owner, str):
+        return
+    values = {
+        key: copy.deepcopy(st.session_state[key])
+        for key in REMEMBERED_KEYS
+        if key in st.session_state
+    }
+    with _memory_lock:
+        _memory[owner] = values
+        _memory.move_to_end(owner)
+        while len(_memory) > _MEMORY_LIMIT:
+            _memory.popitem(last=False)
+
+
+def _restore_session(owner: str) -> None:
+    with _memory_lock:
+        values = _memory.get(owner) or {}
+    for key, value in values.items():
+        st.session_state.setdefault(key, copy.deepcopy(value))
+
+
 def owner_id() -> str:
     """This browser tab's random id, which its background training job is keyed by.
 
     It is kept in the URL (``?session=...``), so a page reload (a new Streamlit session) finds its
-    running or stopped job again; anything in the URL that is not 32 hex digits is ignored. The id
-    is as secret as the URL: whoever has the link can watch and stop that tab's training.
+    running or stopped job again and gets back its ``REMEMBERED_KEYS``; anything in the URL that
+    is not 32 hex digits is ignored. The id is as secret as the URL: whoever has the link can watch
+    and stop that tab's training.
     """
     owner = st.session_state.get(OWNER_KEY)
     if not isinstance(owner, str):
         from_url = st.query_params.get(OWNER_PARAM, "")
         owner = from_url if _OWNER_RE.fullmatch(from_url) else secrets.token_hex(16)
         st.session_state[OWNER_KEY] = owner
+        _restore_session(owner)  # a reload: the design, dataset and run chosen before it
     if st.query_params.get(OWNER_PARAM) != owner:  # page switches clear the query parameters
         st.query_params[OWNER_PARAM] = owner
     return owner
@@ -86,7 +127,7 @@ def active_spec() -> ArchitectureSpec | None:
 
 def set_active_spec(spec: ArchitectureSpec) -> None:
     """Make a spec the active design (stored as a plain dict)."""
-    st.session_state[SPEC_KEY] = spec.to_dict()
+    remember(SPEC_KEY, spec.to_dict())
 
 
 def active_dataset() -> str:
@@ -122,6 +163,7 @@ def page_frame(title: str) -> None:
     """
     st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=str(ICON_PATH), layout="wide")
     owner_id()  # keeps ?session=... in the URL on every page, for reloads
+    remember_session()
     sidebar()
 
 
