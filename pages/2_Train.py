@@ -258,11 +258,13 @@ with data_column:
             st.warning(status.reason, icon=":material/cloud_off:")
         else:
             if status.num_train and status.num_train > DEFAULT_TRAIN_LIMIT:
+                sizes = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000, status.num_train]
+                last_limit = job.train_config().get("limit") if job is not None else None
                 limit = int(
                     st.select_slider(
                         "Training images",
-                        options=[1_000, 2_000, 5_000, 10_000, 20_000, 30_000, status.num_train],
-                        value=DEFAULT_TRAIN_LIMIT,
+                        options=sizes,
+                        value=last_limit if last_limit in sizes else DEFAULT_TRAIN_LIMIT,
                         format_func=lambda n: f"{n:,}",
                         key="train_limit",
                         disabled=running,
