@@ -99,6 +99,7 @@ class JobBusy(RuntimeError):
 
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FEW_CPUS = 2  # with this many CPUs or fewer, no spare is started while a job trains
 START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
 
 
@@ -562,8 +563,9 @@ class JobManager:
         atexit.register(self.close_spare)
 
     def prewarm(self) -> None:
-        """Keep one worker process with TensorFlow imported waiting for the next job (started
-        now unless a job is training, so as not to slow it; else when that job ends)."""
+        """Keep one worker process with TensorFlow imported waiting for the next job: started
+        now and after each job start, except that with 2 CPUs or fewer it is not started while
+        a job trains (loading TensorFlow takes ~5 CPU-seconds from it) but when that job ends."""
         with self._lock:
             self._keep_spare = True
             self._ensure_spare_locked()
@@ -573,7 +575,9 @@ class JobManager:
             return
         if self._spare is not None and self._spare.alive():
             return
-        if any(not job.done for job in self._jobs.values()):
+        if (os.cpu_count() or 1) <= FEW_CPUS and any(
+            not job.done for job in self._jobs.values()
+        ):
             return
         if self._spare is not None:
             self._spare.close()
@@ -640,6 +644,7 @@ class JobManager:
             job.on_done = self._job_ended
             self._jobs[owner] = job
             job.start()
+            self._ensure_spare_locked()  # for the next Train click (not on 2 CPUs: see prewarm)
         if current is not None:
             current.discard()  # its unsaved model is replaced by the new job
         return job

@@ -318,7 +318,10 @@ def test_a_new_job_discards_the_unsaved_model_of_the_last_one(digits, tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_prewarm_keeps_a_ready_worker_for_the_next_job(digits, tmp_path):
+def test_prewarm_keeps_a_ready_worker_for_the_next_job(digits, tmp_path, monkeypatch):
+    import cae.jobs
+
+    monkeypatch.setattr(cae.jobs, "FEW_CPUS", 10**6)  # a small machine: no spare while training
     jobs = JobManager()
     try:
         jobs.prewarm()
@@ -338,6 +341,13 @@ def test_prewarm_keeps_a_ready_worker_for_the_next_job(digits, tmp_path):
         while jobs._spare is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert jobs._spare is not None and jobs._spare.pid != spare.pid
+        # a bigger machine starts the next spare as soon as a job has taken the last one
+        monkeypatch.setattr(cae.jobs, "FEW_CPUS", 0)
+        second_spare = jobs._spare
+        job = start(jobs, "ivy", small(digits, 64), TrainConfig(epochs=1, batch_size=32),
+                    "warm again", tmp_path)  # fmt: skip
+        assert jobs._spare is not None and jobs._spare is not second_spare and not job.done
+        assert job.wait(TIMEOUT) and job.run_id, job.snapshot().message
     finally:
         jobs.close_spare()
     assert jobs._spare is None
