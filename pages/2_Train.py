@@ -139,9 +139,8 @@ def show_progress(job: TrainingJob) -> None:
         if st.session_state.get("train_activated_run") != job.run_id:  # once: the user may pick
             st.session_state["train_activated_run"] = job.run_id  # another run on Results later
             remember(RUN_KEY, job.run_id)
-        st.success(
-            f"Saved as **{job.run_id}**; it is now the active run.", icon=":material/check_circle:"
-        )
+        active = "; it is the active run" if st.session_state.get(RUN_KEY) == job.run_id else ""
+        st.success(f"Saved as **{job.run_id}**{active}.", icon=":material/check_circle:")
         st.page_link("pages/3_Results.py", label="See the results", icon=":material/insights:")
     elif kept:
         st.info(
