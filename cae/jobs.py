@@ -181,7 +181,9 @@ class WorkerProcess:
 
     def send(self, message: dict[str, Any]) -> bool:
         """Write one command line; False when the process no longer reads."""
-        line = json.dumps(message, separators=(",", ":"), default=_json_default)
+        from cae.worker import encode_value
+
+        line = json.dumps(encode_value(message), separators=(",", ":"))
         with self._write_lock:
             try:
                 assert self.process.stdin is not None
@@ -248,14 +250,6 @@ class WorkerProcess:
                     stream.close()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
 def _exit_description(code: int) -> str:
     if code < 0:
         signal_number = -code
@@ -302,23 +296,25 @@ class TrainingJob:
         self.on_done: Any = None  # called (with the job) once it has ended
         self._dataset: Dataset | None = dataset
         self._extra = dict(extra_train_config or {})
-        self._spare = worker  # handed to _run; stop() may only write to self._worker
+        self._spare: WorkerProcess | None = None  # handed to _run; stop() writes to _worker
         self._worker: WorkerProcess | None = None
         self._staged: Path | None = None
         self._lock = threading.Lock()
         self._save_lock = threading.Lock()
         self._stop = threading.Event()
         self._done = threading.Event()
-        ready = worker is not None and worker.alive() and worker.ready_now()
-        self._progress = Progress(
-            state="starting",
-            epochs=self.config.epochs,
-            message="Starting." if ready else START_MESSAGE,
-        )
+        self._progress = Progress(state="starting", epochs=self.config.epochs)
         self._final: Progress | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"cae-train-{owner}-{self.job_id}", daemon=True
         )
+        self._use_spare(worker)
+
+    def _use_spare(self, worker: WorkerProcess | None) -> None:
+        """Run on ``worker`` (a spare, maybe still loading TensorFlow) instead of a new one."""
+        self._spare = worker
+        ready = worker is not None and worker.alive() and worker.ready_now()
+        self._progress.message = "Starting." if ready else START_MESSAGE
 
     @staticmethod
     def check(spec: Any, dataset: Any, name: Any) -> None:
@@ -575,9 +571,7 @@ class JobManager:
             return
         if self._spare is not None and self._spare.alive():
             return
-        if (os.cpu_count() or 1) <= FEW_CPUS and any(
-            not job.done for job in self._jobs.values()
-        ):
+        if (os.cpu_count() or 1) <= FEW_CPUS and any(not job.done for job in self._jobs.values()):
             return
         if self._spare is not None:
             self._spare.close()
@@ -628,8 +622,7 @@ class JobManager:
                     "a training job is already running for this session; stop it or wait for "
                     f"it to finish. Received: owner={owner!r}, job_id={current.job_id!r}"
                 )
-            TrainingJob.check(spec, dataset, name)  # before a spare worker is handed over
-            job = TrainingJob(
+            job = TrainingJob(  # validates everything before a spare worker is handed over
                 owner,
                 spec,
                 dataset,
@@ -639,8 +632,8 @@ class JobManager:
                 root=root,
                 auto_save=auto_save,
                 extra_train_config=extra_train_config,
-                worker=self._take_spare_locked(),
             )
+            job._use_spare(self._take_spare_locked())
             job.on_done = self._job_ended
             self._jobs[owner] = job
             job.start()
