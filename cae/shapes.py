@@ -8,7 +8,7 @@ convolution gives n * s (same) or n * s + max(k - s, 0) (valid), or, with output
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from cae.spec import (
     ArchitectureSpec,
@@ -517,6 +517,82 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
         if report.output_shape == spec.input_shape:
             verified.append(fix)
     return tuple(verified)
+
+
+# ---------------------------------------------------------------- loading and mirroring
+# These need the shape check, so they live here, above cae.spec: spec never imports shapes.
+
+
+def load_spec(source: str | bytes | dict[str, Any]) -> ArchitectureSpec:
+    """Load a spec from a JSON string/bytes or a dict and check its shapes (raises ValueError)."""
+    spec = (
+        ArchitectureSpec.from_dict(source)
+        if isinstance(source, dict)
+        else ArchitectureSpec.from_json(source)
+    )
+    compute_shapes(spec)
+    return spec
+
+
+def mirror(
+    encoder: tuple[Layer, ...] | list[Layer], input_shape: tuple[int, int, int] = (28, 28, 1)
+) -> tuple[Layer, ...]:
+    """Derive a decoder from an encoder: reverse it, pooling becomes up-sampling and strided
+    convolutions become transposed convolutions; a final 3x3 sigmoid conv gives the channels, and a
+    crop takes off what rounding up added (7 -> 4 -> 8 gives 8, not 7)."""
+    decoder = _mirror_layers(encoder, input_shape[2])
+    spec = ArchitectureSpec("mirror", tuple(input_shape), tuple(encoder), decoder)  # type: ignore[arg-type]
+    report = compute_shapes(spec)
+    if report.matches or not report.fixes:
+        return decoder
+    preferred = [fix for fix in report.fixes if "before the last layer" in fix.description]
+    return (preferred or list(report.fixes))[0].spec.decoder
+
+
+def _mirror_layers(
+    encoder: tuple[Layer, ...] | list[Layer], output_channels: int
+) -> tuple[Layer, ...]:
+    decoder: list[Layer] = []
+    convs = [layer for layer in encoder if isinstance(layer, (Conv, Deconv))]
+    widths = [layer.filters for layer in convs]
+    # The decoder's convolutions take the filter counts of the encoder's, walking back up.
+    reversed_widths = list(reversed(widths[:-1])) if len(widths) > 1 else widths[:]
+    width_iter = iter(reversed_widths)
+    last_width = widths[0] if widths else 16
+    for layer in reversed(encoder):
+        if isinstance(layer, Pool):
+            decoder.append(Upsample(size=layer.effective_strides))
+        elif isinstance(layer, (Conv, Deconv)):
+            width = next(width_iter, last_width)
+            if layer.strides != (1, 1):
+                decoder.append(
+                    Deconv(
+                        filters=width,
+                        kernel=layer.kernel,
+                        strides=layer.strides,
+                        padding="same",
+                        activation=layer.activation,
+                    )
+                )
+            else:
+                decoder.append(
+                    Conv(
+                        filters=width,
+                        kernel=layer.kernel,
+                        padding="same",
+                        activation=layer.activation,
+                    )
+                )
+        elif isinstance(layer, Crop):
+            decoder.append(Pad(amount=layer.amount))
+        elif isinstance(layer, Pad):
+            decoder.append(Crop(amount=layer.amount))
+        elif isinstance(layer, Upsample):
+            decoder.append(Pool(mode="avg", size=layer.size))
+        elif isinstance(layer, (BatchNorm, Dropout)):
+            decoder.append(layer)
+    decoder.append(Conv(filters=output_channels, kernel=(3, 3), activation="sigmoid"))
+    return tuple(decoder)
 
 
 def _amount_text(layer: Crop | Pad) -> str:

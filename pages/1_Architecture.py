@@ -9,7 +9,7 @@ import streamlit as st
 
 from cae import explain
 from cae.plots import shape_diagram
-from cae.shapes import ShapeError, compute_shapes
+from cae.shapes import ShapeError, compute_shapes, mirror
 from cae.spec import (
     ACTIVATIONS,
     INTERPOLATIONS,
@@ -20,7 +20,6 @@ from cae.spec import (
     ArchitectureSpec,
     layer_from_dict,
     layer_to_dict,
-    mirror,
     preset,
 )
 from ui.state import SPEC_KEY, active_spec_dict, page_frame, remember

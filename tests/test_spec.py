@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cae.shapes import compute_shapes
+from cae.shapes import compute_shapes, load_spec, mirror
 from cae.spec import (
     ArchitectureSpec,
     Conv,
@@ -13,8 +13,6 @@ from cae.spec import (
     Pool,
     SpecError,
     Upsample,
-    load_spec,
-    mirror,
     preset,
     preset_classic,
 )
