@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
@@ -212,18 +213,106 @@ class Dropout:
 
 
 Layer = Conv | Deconv | Pool | Upsample | Crop | Pad | BatchNorm | Dropout
-LAYER_TYPES: dict[str, type] = {
-    cls.type: cls for cls in (Conv, Deconv, Pool, Upsample, Crop, Pad, BatchNorm, Dropout)
-}
-LAYER_TITLES = {
-    "conv": "Convolution",
-    "deconv": "Transposed convolution",
-    "pool": "Pooling",
-    "upsample": "Up-sampling",
-    "crop": "Crop",
-    "pad": "Zero padding",
-    "batchnorm": "Batch normalisation",
-    "dropout": "Dropout",
+
+# Every layer kind, in the order the editor offers them: the one list the tables below, and those in
+# cae/shapes.py, cae/builder.py and ui/layer_editor.py, are keyed by. A new kind is one entry in each
+# table (parse and description here; shape rule; Keras layer; editor widgets), and
+# tests/test_layer_tables.py fails while one is missing.
+LAYER_TYPES: tuple[type[Layer], ...] = (Conv, Deconv, Pool, Upsample, Crop, Pad, BatchNorm, Dropout)
+LAYER_BY_NAME: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES}
+
+
+# ---------------------------------------------------------------- parse: one function per kind
+# Each takes a layer's JSON dict (type and keys already checked) and returns the dataclass's fields,
+# validated; defaults are DESIGN.md's.
+
+
+def _parse_conv(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Filters (required), kernel 3, strides 1, padding "same", activation "relu"."""
+    if "filters" not in data:
+        raise _fail(where, f"a {data['type']} layer needs 'filters'", filters=None)
+    return {
+        "filters": _int(data["filters"], where, "filters", minimum=1, maximum=MAX_FILTERS),
+        "kernel": _pair(data.get("kernel", 3), where, "kernel", maximum=MAX_KERNEL),
+        "strides": _pair(data.get("strides", 1), where, "strides", maximum=MAX_STRIDE),
+        "padding": _choice(data.get("padding", "same"), where, "padding", PADDINGS),
+        "activation": _choice(data.get("activation", "relu"), where, "activation", ACTIVATIONS),
+    }
+
+
+def _parse_deconv(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A conv's fields, plus an optional output_padding below the strides (as Keras requires)."""
+    values = _parse_conv(data, where)
+    if data.get("output_padding") is not None:
+        output_padding = _pair(
+            data["output_padding"], where, "output_padding", minimum=0, maximum=MAX_STRIDE
+        )
+        strides = values["strides"]
+        if output_padding[0] >= strides[0] or output_padding[1] >= strides[1]:
+            raise _fail(
+                where,
+                f"'output_padding' must be smaller than the strides {list(strides)}",
+                output_padding=data["output_padding"],
+            )
+        values["output_padding"] = output_padding
+    return values
+
+
+def _parse_pool(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Mode "max", size 2, strides only when given (else the size), padding "same"."""
+    values: dict[str, Any] = {
+        "mode": _choice(data.get("mode", "max"), where, "mode", POOL_MODES),
+        "size": _pair(data.get("size", 2), where, "size", maximum=MAX_KERNEL),
+    }
+    if data.get("strides") is not None:
+        values["strides"] = _pair(data["strides"], where, "strides", maximum=MAX_STRIDE)
+    values["padding"] = _choice(data.get("padding", "same"), where, "padding", PADDINGS)
+    return values
+
+
+def _parse_upsample(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Size 2, interpolation "nearest"."""
+    return {
+        "size": _pair(data.get("size", 2), where, "size", maximum=MAX_SCALE),
+        "interpolation": _choice(
+            data.get("interpolation", "nearest"), where, "interpolation", INTERPOLATIONS
+        ),
+    }
+
+
+def _parse_amount(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A crop's or a zero padding's amount, 1 by default, in any of the forms Keras takes."""
+    return {"amount": _amount(data.get("amount", 1), where)}
+
+
+def _parse_batchnorm(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """Nothing to set: batch normalisation has no options here."""
+    return {}
+
+
+def _parse_dropout(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A finite rate in [0, 1), 0.1 by default."""
+    rate = data.get("rate", 0.1)
+    if (
+        not isinstance(rate, (int, float))
+        or isinstance(rate, bool)
+        or (isinstance(rate, float) and not math.isfinite(rate))
+    ):
+        raise _fail(where, "'rate' must be a number", rate=rate)
+    if not 0 <= rate < 1:
+        raise _fail(where, "'rate' must be at least 0 and below 1", rate=rate)
+    return {"rate": float(rate)}
+
+
+LAYER_PARSERS: dict[type[Layer], Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    Conv: _parse_conv,
+    Deconv: _parse_deconv,
+    Pool: _parse_pool,
+    Upsample: _parse_upsample,
+    Crop: _parse_amount,
+    Pad: _parse_amount,
+    BatchNorm: _parse_batchnorm,
+    Dropout: _parse_dropout,
 }
 
 
@@ -232,9 +321,9 @@ def layer_from_dict(data: Any, where: str = "layer") -> Layer:
     if not isinstance(data, dict):
         raise _fail(where, "a layer must be a JSON object", layer=data)
     kind = data.get("type")
-    if not isinstance(kind, str) or kind not in LAYER_TYPES:
-        raise _fail(where, f"'type' must be one of {', '.join(LAYER_TYPES)}", type=kind)
-    cls = LAYER_TYPES[kind]
+    if not isinstance(kind, str) or kind not in LAYER_BY_NAME:
+        raise _fail(where, f"'type' must be one of {', '.join(LAYER_BY_NAME)}", type=kind)
+    cls = LAYER_BY_NAME[kind]
     allowed = {f.name for f in fields(cls)} | {"type"}
     unknown = sorted(str(key) for key in data if key not in allowed)
     if unknown:
@@ -243,54 +332,7 @@ def layer_from_dict(data: Any, where: str = "layer") -> Layer:
             f"unknown key {unknown[0]!r} for a {kind} layer (allowed: {', '.join(sorted(allowed))})",
             key=unknown[0],
         )
-    values: dict[str, Any] = {}
-    if kind in ("conv", "deconv"):
-        if "filters" not in data:
-            raise _fail(where, f"a {kind} layer needs 'filters'", filters=None)
-        values["filters"] = _int(data["filters"], where, "filters", minimum=1, maximum=MAX_FILTERS)
-        values["kernel"] = _pair(data.get("kernel", 3), where, "kernel", maximum=MAX_KERNEL)
-        values["strides"] = _pair(data.get("strides", 1), where, "strides", maximum=MAX_STRIDE)
-        values["padding"] = _choice(data.get("padding", "same"), where, "padding", PADDINGS)
-        values["activation"] = _choice(
-            data.get("activation", "relu"), where, "activation", ACTIVATIONS
-        )
-        if kind == "deconv" and data.get("output_padding") is not None:
-            output_padding = _pair(
-                data["output_padding"], where, "output_padding", minimum=0, maximum=MAX_STRIDE
-            )
-            strides = values["strides"]
-            if output_padding[0] >= strides[0] or output_padding[1] >= strides[1]:
-                raise _fail(
-                    where,
-                    f"'output_padding' must be smaller than the strides {list(strides)}",
-                    output_padding=data["output_padding"],
-                )
-            values["output_padding"] = output_padding
-    elif kind == "pool":
-        values["mode"] = _choice(data.get("mode", "max"), where, "mode", POOL_MODES)
-        values["size"] = _pair(data.get("size", 2), where, "size", maximum=MAX_KERNEL)
-        if data.get("strides") is not None:
-            values["strides"] = _pair(data["strides"], where, "strides", maximum=MAX_STRIDE)
-        values["padding"] = _choice(data.get("padding", "same"), where, "padding", PADDINGS)
-    elif kind == "upsample":
-        values["size"] = _pair(data.get("size", 2), where, "size", maximum=MAX_SCALE)
-        values["interpolation"] = _choice(
-            data.get("interpolation", "nearest"), where, "interpolation", INTERPOLATIONS
-        )
-    elif kind in ("crop", "pad"):
-        values["amount"] = _amount(data.get("amount", 1), where)
-    elif kind == "dropout":
-        rate = data.get("rate", 0.1)
-        if (
-            not isinstance(rate, (int, float))
-            or isinstance(rate, bool)
-            or (isinstance(rate, float) and not math.isfinite(rate))
-        ):
-            raise _fail(where, "'rate' must be a number", rate=rate)
-        if not 0 <= rate < 1:
-            raise _fail(where, "'rate' must be at least 0 and below 1", rate=rate)
-        values["rate"] = float(rate)
-    return cls(**values)
+    return cls(**LAYER_PARSERS[cls](data, where))
 
 
 def layer_to_dict(layer: Layer) -> dict[str, Any]:
@@ -306,35 +348,99 @@ def layer_to_dict(layer: Layer) -> dict[str, Any]:
     return out
 
 
-def describe_layer(layer: Layer) -> str:
-    """A short human label such as ``Conv 16 3x3 /2 same relu``."""
+# ---------------------------------------------------------------- description: one entry per kind
 
-    def size(pair: Pair) -> str:
-        return f"{pair[0]}x{pair[1]}"
+# What the editor calls each kind.
+LAYER_TITLES: dict[type[Layer], str] = {
+    Conv: "Convolution",
+    Deconv: "Transposed convolution",
+    Pool: "Pooling",
+    Upsample: "Up-sampling",
+    Crop: "Crop",
+    Pad: "Zero padding",
+    BatchNorm: "Batch normalisation",
+    Dropout: "Dropout",
+}
 
-    if isinstance(layer, (Conv, Deconv)):
-        name = "Conv" if isinstance(layer, Conv) else "Deconv"
-        text = f"{name} {layer.filters} {size(layer.kernel)}"
-        if layer.strides != (1, 1):
-            text += f" stride {size(layer.strides)}"
-        text += f" {layer.padding} {layer.activation}"
-        if isinstance(layer, Deconv) and layer.output_padding is not None:
-            text += f" out-pad {size(layer.output_padding)}"
-        return text
-    if isinstance(layer, Pool):
-        text = f"{layer.mode.capitalize()}Pool {size(layer.size)}"
-        if layer.strides is not None and layer.strides != layer.size:
-            text += f" stride {size(layer.strides)}"
-        return f"{text} {layer.padding}"
-    if isinstance(layer, Upsample):
-        return f"UpSample {size(layer.size)} {layer.interpolation}"
-    if isinstance(layer, (Crop, Pad)):
-        (top, bottom), (left, right) = layer.amount
-        name = "Crop" if isinstance(layer, Crop) else "Pad"
-        return f"{name} t{top} b{bottom} l{left} r{right}"
-    if isinstance(layer, Dropout):
-        return f"Dropout {layer.rate:g}"
+
+def _size(pair: Pair) -> str:
+    return f"{pair[0]}x{pair[1]}"
+
+
+def _filters_label(name: str, layer: Conv | Deconv) -> str:
+    text = f"{name} {layer.filters} {_size(layer.kernel)}"
+    if layer.strides != (1, 1):
+        text += f" stride {_size(layer.strides)}"
+    return f"{text} {layer.padding} {layer.activation}"
+
+
+def _conv_label(layer: Conv) -> str:
+    """``Conv 16 3x3 same relu``; ``stride 2x2`` after the kernel when the stride is not 1."""
+    return _filters_label("Conv", layer)
+
+
+def _deconv_label(layer: Deconv) -> str:
+    """``Deconv 8 3x3 stride 2x2 same relu``, ending ``out-pad 1x1`` when output_padding is set."""
+    text = _filters_label("Deconv", layer)
+    if layer.output_padding is not None:
+        text += f" out-pad {_size(layer.output_padding)}"
+    return text
+
+
+def _pool_label(layer: Pool) -> str:
+    """``MaxPool 2x2 same``; ``stride 1x1`` after the size when the strides differ from it."""
+    text = f"{layer.mode.capitalize()}Pool {_size(layer.size)}"
+    if layer.strides is not None and layer.strides != layer.size:
+        text += f" stride {_size(layer.strides)}"
+    return f"{text} {layer.padding}"
+
+
+def _upsample_label(layer: Upsample) -> str:
+    """``UpSample 2x2 nearest``."""
+    return f"UpSample {_size(layer.size)} {layer.interpolation}"
+
+
+def _amount_label(name: str, layer: Crop | Pad) -> str:
+    (top, bottom), (left, right) = layer.amount
+    return f"{name} t{top} b{bottom} l{left} r{right}"
+
+
+def _crop_label(layer: Crop) -> str:
+    """``Crop t2 b2 l2 r2`` (rows off the top and bottom, columns off the left and right)."""
+    return _amount_label("Crop", layer)
+
+
+def _pad_label(layer: Pad) -> str:
+    """``Pad t1 b1 l1 r1`` (zero rows at the top and bottom, zero columns left and right)."""
+    return _amount_label("Pad", layer)
+
+
+def _batchnorm_label(layer: BatchNorm) -> str:
+    """``BatchNorm``."""
     return "BatchNorm"
+
+
+def _dropout_label(layer: Dropout) -> str:
+    """``Dropout 0.1``."""
+    return f"Dropout {layer.rate:g}"
+
+
+# The short label of each kind (the shape table's "type" column); each function takes its own class.
+LAYER_LABELS: dict[type[Layer], Callable[[Any], str]] = {
+    Conv: _conv_label,
+    Deconv: _deconv_label,
+    Pool: _pool_label,
+    Upsample: _upsample_label,
+    Crop: _crop_label,
+    Pad: _pad_label,
+    BatchNorm: _batchnorm_label,
+    Dropout: _dropout_label,
+}
+
+
+def describe_layer(layer: Layer) -> str:
+    """A short human label such as ``Conv 16 3x3 stride 2x2 same relu``."""
+    return LAYER_LABELS[type(layer)](layer)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from cae.shapes import ShapeError, compute_shapes, mirror
 from cae.spec import (
     ACTIVATIONS,
     INTERPOLATIONS,
+    LAYER_BY_NAME,
     LAYER_TITLES,
     PADDINGS,
     POOL_MODES,
@@ -133,7 +134,7 @@ def layer_editor(part: str, index: int, layer: dict[str, Any], count: int) -> di
             f"{part}[{index}]",
             list(DEFAULT_LAYERS),
             index=list(DEFAULT_LAYERS).index(kind) if kind in DEFAULT_LAYERS else 0,
-            format_func=lambda name: LAYER_TITLES[name],
+            format_func=lambda name: LAYER_TITLES[LAYER_BY_NAME[name]],
             key=type_key,
             on_change=on_change_type,
             args=(part, index, type_key),
@@ -256,7 +257,7 @@ def part_editor(part: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     columns[0].selectbox(
         f"Add a layer to the {part}",
         list(DEFAULT_LAYERS),
-        format_func=lambda name: LAYER_TITLES[name],
+        format_func=lambda name: LAYER_TITLES[LAYER_BY_NAME[name]],
         key=f"arch_add_type_{part}",
     )
     columns[1].button("Add", key=f"arch_add_{part}", on_click=on_add, args=(part,), width="stretch")
