@@ -7,6 +7,7 @@ convolution gives n * s (same) or n * s + max(k - s, 0) (valid), or, with output
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -182,107 +183,195 @@ def _kernel_params(layer: Conv | Deconv, channels: int) -> tuple[int, str]:
     return params, f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
 
 
-def layer_output(layer: Layer, shape: Shape) -> tuple[Shape, int, str, str]:
-    """Output shape, parameter count, shape formula and parameter formula of one layer."""
+# ---------------------------------------------------------------- shape rules: one function per kind
+# Each takes a layer and its input (height, width, channels) and returns its LayerOutput; one that
+# cannot apply raises _LayerProblem, which compute_shapes turns into a ShapeError naming the layer
+# and ending "Received: ...".
+
+LayerOutput = tuple[Shape, int, str, str]  # output shape, parameters, shape formula, params formula
+
+
+def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
+    """A convolution: ``same`` gives ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis; the
+    filters are the channels, with kh*kw*channels*filters weights + filters biases.
+
+    >>> conv_output(Conv(16, (3, 3), strides=(2, 2)), (28, 28, 1))
+    ((14, 14, 16), 160, 'same: ceil(28 / 2) = 14', '3*3*1*16 + 16 = 160')
+    >>> conv_output(Conv(4, (1, 3), padding="valid"), (28, 28, 1))[0]
+    (28, 26, 4)
+    """
     height, width, channels = shape
-    if isinstance(layer, Conv):
-        out_hw, texts = _sliding_window(
-            layer, "kernel", layer.kernel, layer.strides, (height, width)
-        )
-        params, params_text = _kernel_params(layer, channels)
-        return (
-            (out_hw[0], out_hw[1], layer.filters),
-            params,
-            f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
-            params_text,
-        )
-    if isinstance(layer, Deconv):
-        out_hw = []
-        texts = []
-        padding = layer.output_padding
-        for axis, (n, k, s) in enumerate(zip((height, width), layer.kernel, layer.strides)):
-            if padding is None:
-                if layer.padding == "same":
-                    out = n * s
-                    texts.append(f"{n} * {s} = {out}")
-                else:
-                    out = n * s + max(k - s, 0)
-                    texts.append(f"{n} * {s} + max({k} - {s}, 0) = {out}")
+    out_hw, texts = _sliding_window(layer, "kernel", layer.kernel, layer.strides, (height, width))
+    params, params_text = _kernel_params(layer, channels)
+    return (
+        (out_hw[0], out_hw[1], layer.filters),
+        params,
+        f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
+        params_text,
+    )
+
+
+def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
+    """A transposed convolution: ``same`` gives n * s, ``valid`` n * s + max(k - s, 0); with
+    output_padding, (n - 1) * s + k - 2 * pad + output_padding (pad k // 2 for ``same``, else 0).
+    Weights as a convolution's.
+
+    >>> deconv_output(Deconv(2, (3, 3), (2, 2), "valid"), (7, 7, 1))
+    ((15, 15, 2), 20, 'valid (transposed): 7 * 2 + max(3 - 2, 0) = 15', '3*3*1*2 + 2 = 20')
+    """
+    height, width, channels = shape
+    out_hw = []
+    texts = []
+    padding = layer.output_padding
+    for axis, (n, k, s) in enumerate(zip((height, width), layer.kernel, layer.strides)):
+        if padding is None:
+            if layer.padding == "same":
+                out = n * s
+                texts.append(f"{n} * {s} = {out}")
             else:
-                pad = k // 2 if layer.padding == "same" else 0
-                out = (n - 1) * s + k - 2 * pad + padding[axis]
-                texts.append(f"({n} - 1) * {s} + {k} - 2*{pad} + {padding[axis]} = {out}")
-            if out < 1:
-                raise _LayerProblem(
-                    "the transposed convolution gives an empty output",
-                    f"kernel={layer.kernel}, strides={layer.strides}, output_padding={padding}",
-                    (("drop output_padding", replace(layer, output_padding=None)),),
-                )
-            out_hw.append(out)
-        params, params_text = _kernel_params(layer, channels)
-        return (
-            (out_hw[0], out_hw[1], layer.filters),
-            params,
-            f"{layer.padding} (transposed): {_dims_text((texts[0], texts[1]))}",
-            params_text,
-        )
-    if isinstance(layer, Pool):
-        out_hw, texts = _sliding_window(
-            layer, "size", layer.size, layer.effective_strides, (height, width)
-        )
-        return (
-            (out_hw[0], out_hw[1], channels),
-            0,
-            f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
-            "no weights = 0",
-        )
-    if isinstance(layer, Upsample):
-        sh, sw = layer.size
-        texts = [f"{height} * {sh} = {height * sh}", f"{width} * {sw} = {width * sw}"]
-        return (
-            (height * sh, width * sw, channels),
-            0,
-            _dims_text((texts[0], texts[1])),
-            "no weights = 0",
-        )
-    if isinstance(layer, Crop):
-        (top, bottom), (left, right) = layer.amount
-        out_h, out_w = height - top - bottom, width - left - right
-        if out_h < 1 or out_w < 1:
-            fixes: tuple[tuple[str, Layer | None], ...] = (("remove this crop", None),)
-            if height > 1 and width > 1:
-                rows = (height - 1) // 2
-                cols = (width - 1) // 2
-                fixes = (
-                    (
-                        f"crop {rows} rows and {cols} columns per side",
-                        Crop(((rows, rows), (cols, cols))),
-                    ),
-                ) + fixes
+                out = n * s + max(k - s, 0)
+                texts.append(f"{n} * {s} + max({k} - {s}, 0) = {out}")
+        else:
+            pad = k // 2 if layer.padding == "same" else 0
+            out = (n - 1) * s + k - 2 * pad + padding[axis]
+            texts.append(f"({n} - 1) * {s} + {k} - 2*{pad} + {padding[axis]} = {out}")
+        if out < 1:
             raise _LayerProblem(
-                f"cropping {top}+{bottom} rows and {left}+{right} columns leaves nothing of a "
-                f"{height}x{width} input",
-                f"amount={layer.amount}, input={(height, width)}",
-                fixes,
+                "the transposed convolution gives an empty output",
+                f"kernel={layer.kernel}, strides={layer.strides}, output_padding={padding}",
+                (("drop output_padding", replace(layer, output_padding=None)),),
             )
-        texts = [f"{height} - {top} - {bottom} = {out_h}", f"{width} - {left} - {right} = {out_w}"]
-        return (out_h, out_w, channels), 0, _dims_text((texts[0], texts[1])), "no weights = 0"
-    if isinstance(layer, Pad):
-        (top, bottom), (left, right) = layer.amount
-        out_h, out_w = height + top + bottom, width + left + right
-        texts = [f"{height} + {top} + {bottom} = {out_h}", f"{width} + {left} + {right} = {out_w}"]
-        return (out_h, out_w, channels), 0, _dims_text((texts[0], texts[1])), "no weights = 0"
-    if isinstance(layer, BatchNorm):
-        params = 4 * channels
-        return (
-            shape,
-            params,
-            "unchanged",
-            f"4*{channels} (gamma, beta, moving mean, moving variance) = {params}",
+        out_hw.append(out)
+    params, params_text = _kernel_params(layer, channels)
+    return (
+        (out_hw[0], out_hw[1], layer.filters),
+        params,
+        f"{layer.padding} (transposed): {_dims_text((texts[0], texts[1]))}",
+        params_text,
+    )
+
+
+def pool_output(layer: Pool, shape: Shape) -> LayerOutput:
+    """Pooling: a window of the pool size stepping by the strides (by default the size), with the
+    convolution's rounding; channels and parameters unchanged.
+
+    >>> pool_output(Pool("max", (2, 2)), (7, 7, 8))
+    ((4, 4, 8), 0, 'same: ceil(7 / 2) = 4', 'no weights = 0')
+    """
+    height, width, channels = shape
+    out_hw, texts = _sliding_window(
+        layer, "size", layer.size, layer.effective_strides, (height, width)
+    )
+    return (
+        (out_hw[0], out_hw[1], channels),
+        0,
+        f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
+        "no weights = 0",
+    )
+
+
+def upsample_output(layer: Upsample, shape: Shape) -> LayerOutput:
+    """Up-sampling: n * size per axis, no weights.
+
+    >>> upsample_output(Upsample((2, 3)), (7, 7, 8))
+    ((14, 21, 8), 0, 'H: 7 * 2 = 14; W: 7 * 3 = 21', 'no weights = 0')
+    """
+    height, width, channels = shape
+    sh, sw = layer.size
+    texts = [f"{height} * {sh} = {height * sh}", f"{width} * {sw} = {width * sw}"]
+    return (
+        (height * sh, width * sw, channels),
+        0,
+        _dims_text((texts[0], texts[1])),
+        "no weights = 0",
+    )
+
+
+def crop_output(layer: Crop, shape: Shape) -> LayerOutput:
+    """Cropping: n - top - bottom rows, n - left - right columns; at least one of each must remain.
+
+    >>> crop_output(Crop(((2, 2), (2, 2))), (32, 32, 16))
+    ((28, 28, 16), 0, '32 - 2 - 2 = 28', 'no weights = 0')
+    """
+    height, width, channels = shape
+    (top, bottom), (left, right) = layer.amount
+    out_h, out_w = height - top - bottom, width - left - right
+    if out_h < 1 or out_w < 1:
+        fixes: tuple[tuple[str, Layer | None], ...] = (("remove this crop", None),)
+        if height > 1 and width > 1:
+            rows = (height - 1) // 2
+            cols = (width - 1) // 2
+            fixes = (
+                (
+                    f"crop {rows} rows and {cols} columns per side",
+                    Crop(((rows, rows), (cols, cols))),
+                ),
+            ) + fixes
+        raise _LayerProblem(
+            f"cropping {top}+{bottom} rows and {left}+{right} columns leaves nothing of a "
+            f"{height}x{width} input",
+            f"amount={layer.amount}, input={(height, width)}",
+            fixes,
         )
-    if isinstance(layer, Dropout):
-        return shape, 0, "unchanged", "no weights = 0"
-    raise TypeError(f"not a layer. Received: layer={layer!r}")
+    texts = [f"{height} - {top} - {bottom} = {out_h}", f"{width} - {left} - {right} = {out_w}"]
+    return (out_h, out_w, channels), 0, _dims_text((texts[0], texts[1])), "no weights = 0"
+
+
+def pad_output(layer: Pad, shape: Shape) -> LayerOutput:
+    """Zero padding: n + top + bottom rows, n + left + right columns.
+
+    >>> pad_output(Pad(((0, 1), (2, 0))), (7, 7, 1))
+    ((8, 9, 1), 0, 'H: 7 + 0 + 1 = 8; W: 7 + 2 + 0 = 9', 'no weights = 0')
+    """
+    height, width, channels = shape
+    (top, bottom), (left, right) = layer.amount
+    out_h, out_w = height + top + bottom, width + left + right
+    texts = [f"{height} + {top} + {bottom} = {out_h}", f"{width} + {left} + {right} = {out_w}"]
+    return (out_h, out_w, channels), 0, _dims_text((texts[0], texts[1])), "no weights = 0"
+
+
+def batchnorm_output(layer: BatchNorm, shape: Shape) -> LayerOutput:
+    """Batch normalisation: the shape unchanged, four values per channel (two of them trained).
+
+    >>> batchnorm_output(BatchNorm(), (14, 14, 16))[1:]
+    (64, 'unchanged', '4*16 (gamma, beta, moving mean, moving variance) = 64')
+    """
+    params = 4 * shape[2]
+    return (
+        shape,
+        params,
+        "unchanged",
+        f"4*{shape[2]} (gamma, beta, moving mean, moving variance) = {params}",
+    )
+
+
+def dropout_output(layer: Dropout, shape: Shape) -> LayerOutput:
+    """Dropout: the shape unchanged, no weights.
+
+    >>> dropout_output(Dropout(0.25), (14, 14, 16))
+    ((14, 14, 16), 0, 'unchanged', 'no weights = 0')
+    """
+    return shape, 0, "unchanged", "no weights = 0"
+
+
+SHAPE_RULES: dict[type[Layer], Callable[[Any, Shape], LayerOutput]] = {
+    Conv: conv_output,
+    Deconv: deconv_output,
+    Pool: pool_output,
+    Upsample: upsample_output,
+    Crop: crop_output,
+    Pad: pad_output,
+    BatchNorm: batchnorm_output,
+    Dropout: dropout_output,
+}
+
+
+def layer_output(layer: Layer, shape: Shape) -> LayerOutput:
+    """Output shape, parameter count, shape formula and parameter formula of one layer."""
+    rule = SHAPE_RULES.get(type(layer))
+    if rule is None:
+        raise TypeError(f"not a layer. Received: layer={layer!r}")
+    return rule(layer, shape)
 
 
 def _replace_layer(
