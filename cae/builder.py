@@ -7,6 +7,7 @@ and decoding. TensorFlow/Keras are imported inside the functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,43 +53,112 @@ def layer_name(part: str, index: int, layer: Layer) -> str:
     return f"{part}_{index}_{detail}"
 
 
-def make_keras_layer(layer: Layer, name: str) -> Any:
-    """The Keras layer for one spec layer."""
+# ---------------------------------------------------------------- Keras layers: one function per kind
+# Each builds the Keras layer of one spec layer; Keras is imported inside, when a model is built.
+
+
+def _conv2d(layer: Conv, name: str) -> Any:
+    """keras.layers.Conv2D."""
     from keras import layers
 
-    if isinstance(layer, Conv):
-        return layers.Conv2D(
-            layer.filters,
-            layer.kernel,
-            strides=layer.strides,
-            padding=layer.padding,
-            activation=layer.activation,
-            name=name,
-        )
-    if isinstance(layer, Deconv):
-        return layers.Conv2DTranspose(
-            layer.filters,
-            layer.kernel,
-            strides=layer.strides,
-            padding=layer.padding,
-            output_padding=layer.output_padding,
-            activation=layer.activation,
-            name=name,
-        )
-    if isinstance(layer, Pool):
-        cls = layers.MaxPooling2D if layer.mode == "max" else layers.AveragePooling2D
-        return cls(pool_size=layer.size, strides=layer.strides, padding=layer.padding, name=name)
-    if isinstance(layer, Upsample):
-        return layers.UpSampling2D(size=layer.size, interpolation=layer.interpolation, name=name)
-    if isinstance(layer, Crop):
-        return layers.Cropping2D(cropping=layer.amount, name=name)
-    if isinstance(layer, Pad):
-        return layers.ZeroPadding2D(padding=layer.amount, name=name)
-    if isinstance(layer, BatchNorm):
-        return layers.BatchNormalization(name=name)
-    if isinstance(layer, Dropout):
-        return layers.Dropout(layer.rate, name=name)
-    raise TypeError(f"not a layer. Received: layer={layer!r}")
+    return layers.Conv2D(
+        layer.filters,
+        layer.kernel,
+        strides=layer.strides,
+        padding=layer.padding,
+        activation=layer.activation,
+        name=name,
+    )
+
+
+def _conv2d_transpose(layer: Deconv, name: str) -> Any:
+    """keras.layers.Conv2DTranspose, with output_padding None when not set."""
+    from keras import layers
+
+    return layers.Conv2DTranspose(
+        layer.filters,
+        layer.kernel,
+        strides=layer.strides,
+        padding=layer.padding,
+        output_padding=layer.output_padding,
+        activation=layer.activation,
+        name=name,
+    )
+
+
+def _pooling2d(layer: Pool, name: str) -> Any:
+    """keras.layers.MaxPooling2D or AveragePooling2D; strides None means the pool size."""
+    from keras import layers
+
+    cls = layers.MaxPooling2D if layer.mode == "max" else layers.AveragePooling2D
+    return cls(pool_size=layer.size, strides=layer.strides, padding=layer.padding, name=name)
+
+
+def _upsampling2d(layer: Upsample, name: str) -> Any:
+    """keras.layers.UpSampling2D."""
+    from keras import layers
+
+    return layers.UpSampling2D(size=layer.size, interpolation=layer.interpolation, name=name)
+
+
+def _cropping2d(layer: Crop, name: str) -> Any:
+    """keras.layers.Cropping2D."""
+    from keras import layers
+
+    return layers.Cropping2D(cropping=layer.amount, name=name)
+
+
+def _zero_padding2d(layer: Pad, name: str) -> Any:
+    """keras.layers.ZeroPadding2D."""
+    from keras import layers
+
+    return layers.ZeroPadding2D(padding=layer.amount, name=name)
+
+
+def _batch_normalization(layer: BatchNorm, name: str) -> Any:
+    """keras.layers.BatchNormalization."""
+    from keras import layers
+
+    return layers.BatchNormalization(name=name)
+
+
+def _dropout(layer: Dropout, name: str) -> Any:
+    """keras.layers.Dropout."""
+    from keras import layers
+
+    return layers.Dropout(layer.rate, name=name)
+
+
+KERAS_LAYERS: dict[type[Layer], Callable[[Any, str], Any]] = {
+    Conv: _conv2d,
+    Deconv: _conv2d_transpose,
+    Pool: _pooling2d,
+    Upsample: _upsampling2d,
+    Crop: _cropping2d,
+    Pad: _zero_padding2d,
+    BatchNorm: _batch_normalization,
+    Dropout: _dropout,
+}
+
+# The Keras class names each kind builds, so keras_rows can name a built layer's kind.
+KERAS_CLASS_NAMES: dict[type[Layer], tuple[str, ...]] = {
+    Conv: ("Conv2D",),
+    Deconv: ("Conv2DTranspose",),
+    Pool: ("MaxPooling2D", "AveragePooling2D"),
+    Upsample: ("UpSampling2D",),
+    Crop: ("Cropping2D",),
+    Pad: ("ZeroPadding2D",),
+    BatchNorm: ("BatchNormalization",),
+    Dropout: ("Dropout",),
+}
+
+
+def make_keras_layer(layer: Layer, name: str) -> Any:
+    """The Keras layer for one spec layer."""
+    make = KERAS_LAYERS.get(type(layer))
+    if make is None:
+        raise TypeError(f"not a layer. Received: layer={layer!r}")
+    return make(layer, name)
 
 
 def build(spec: ArchitectureSpec, *, require_match: bool = True) -> BuiltModel:
@@ -145,17 +215,12 @@ def keras_rows(built: BuiltModel) -> list[dict[str, object]]:
 
 
 def _spec_type(layer: Any) -> str:
-    return {
-        "Conv2D": "conv",
-        "Conv2DTranspose": "deconv",
-        "MaxPooling2D": "pool",
-        "AveragePooling2D": "pool",
-        "UpSampling2D": "upsample",
-        "Cropping2D": "crop",
-        "ZeroPadding2D": "pad",
-        "BatchNormalization": "batchnorm",
-        "Dropout": "dropout",
-    }.get(layer.__class__.__name__, layer.__class__.__name__)
+    """The kind's type name of a built Keras layer (as in ``LayerRow.type``), else its class name."""
+    name = layer.__class__.__name__
+    for cls, names in KERAS_CLASS_NAMES.items():
+        if name in names:
+            return cls.type
+    return name
 
 
 def save_model(autoencoder: keras.Model, path: str | Path) -> None:
