@@ -1,5 +1,5 @@
-"""CAE Studio entry point: the page list, and the home page (what the app does, the active design,
-dataset and run, where to go next).
+"""CAE Studio entry point: the navigation (its page list is in ui/nav.py) and the home page (what
+the app does, the active design, dataset and run, where to go next).
 
 Imports no TensorFlow, so the first paint is fast.
 """
@@ -7,6 +7,7 @@ Imports no TensorFlow, so the first paint is fast.
 import streamlit as st
 
 from cae.shapes import compute_shapes
+from ui.nav import app_pages
 from ui.state import active_dataset, active_run, active_spec, page_frame, run_summary
 
 
@@ -88,13 +89,4 @@ def home() -> None:
     )
 
 
-PAGES = [
-    st.Page(home, title="Home", default=True),
-    st.Page("pages/1_Architecture.py", title="Architecture"),
-    st.Page("pages/2_Train.py", title="Train"),
-    st.Page("pages/3_Results.py", title="Results"),
-    st.Page("pages/4_Latent_Editor.py", title="Latent Editor"),
-    st.Page("pages/5_Inspect.py", title="Inspect"),
-]
-
-st.navigation(PAGES).run()
+st.navigation(app_pages(home)).run()

@@ -401,3 +401,15 @@ def draw_stroke(
     for x, y in points[1:]:
         page.mouse.move(box["x"] + x, box["y"] + y, steps=steps)
     page.mouse.up()
+
+
+# --- navigation -------------------------------------------------------------------------------
+
+SIDEBAR_NAV_LINKS = '[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]'
+
+
+def sidebar_nav_labels(page: Page, timeout_ms: float = 30_000) -> list[str]:
+    """The labels of the sidebar's page links, in order (waits until at least one is shown)."""
+    links = page.locator(SIDEBAR_NAV_LINKS)
+    links.first.wait_for(state="visible", timeout=timeout_ms)
+    return [text.strip() for text in links.all_inner_texts()]

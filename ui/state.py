@@ -159,8 +159,12 @@ def run_summary(run: RunInfo) -> str:
 def page_frame(title: str) -> None:
     """Set the page config and draw the shared sidebar; call first on every page.
 
-    The browser tab gets the bundled PNG icon, so no icon is fetched from the network.
+    The browser tab gets the bundled PNG icon, so no icon is fetched from the network. A page
+    opened by its URL before any session ran app.py gets the app's navigation here (ui/nav.py).
     """
+    from ui.nav import adopt_app_navigation
+
+    adopt_app_navigation()
     st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=str(ICON_PATH), layout="wide")
     owner_id()  # keeps ?session=... in the URL on every page, for reloads
     remember_session()

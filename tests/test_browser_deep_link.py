@@ -1,0 +1,74 @@
+"""Real browser: a page's URL opened first after the server starts shows the same navigation as Home.
+
+Because `pages/` exists, Streamlit starts in its old multipage mode until a session runs app.py's
+`st.navigation`; before the fix, a deep link opened first ran the page script directly and the
+sidebar listed "app" (the main script's file name) instead of "Home" (see ui/nav.py).
+"""
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser import (
+    expect_rerun,
+    open_app,
+    screenshot,
+    serve_app,
+    sidebar_nav_labels,
+    watch_runs,
+)
+
+pytestmark = pytest.mark.browser
+
+NAV = ["Home", "Architecture", "Train", "Results", "Latent Editor", "Inspect"]
+
+
+def heading(page, title):
+    return page.get_by_role("heading", name=title, level=1)
+
+
+@pytest.mark.parametrize(
+    ("url_path", "title"), [("Architecture", "Architecture"), ("Results", "Results")]
+)
+def test_a_deep_link_opened_first_gets_the_home_navigation(page, url_path, title):
+    watcher = watch_runs(page)
+    with serve_app("app.py") as base_url:  # a fresh server: no session has run app.py yet
+        open_app(page, f"{base_url}/{url_path}")
+        expect(heading(page, title)).to_be_visible(timeout=60_000)
+        deep_labels = sidebar_nav_labels(page)
+        screenshot(page, f"deep-link-{url_path}")
+        assert watcher.statuses == ["FINISHED_SUCCESSFULLY"], "the page ran more than once"
+        assert re.search(r"/" + url_path + r"\?session=[0-9a-f]{32}$", page.url), page.url
+        current = page.locator('[data-testid="stSidebarNavLink"][aria-current="page"]')
+        expect(current).to_have_text(title)
+
+        home = page.context.new_page()
+        open_app(home, base_url)
+        expect(heading(home, "CAE Studio")).to_be_visible(timeout=60_000)
+        home_labels = sidebar_nav_labels(home)
+        home.close()
+        assert home_labels == NAV
+        assert deep_labels == home_labels
+
+        # The sidebar's Home link leads to the home page, with the same navigation.
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Home").click()
+        expect(heading(page, "CAE Studio")).to_be_visible(timeout=60_000)
+        assert sidebar_nav_labels(page) == NAV
+        expect(page).to_have_url(re.compile(r"/\?session=[0-9a-f]{32}$"))
+
+
+def test_a_deep_linked_page_takes_its_first_widget_change(page):
+    """The first run (the page script run directly) gives the widgets the ids of later runs, so
+    the first change is not lost."""
+    with serve_app("app.py") as base_url:
+        open_app(page, f"{base_url}/Architecture")
+        expect(heading(page, "Architecture")).to_be_visible(timeout=60_000)
+        with expect_rerun(page):
+            page.locator(".st-key-arch_preset").click()
+            page.get_by_role("option", name="deep", exact=True).click()
+        expect(page.get_by_role("combobox", name="Start from a preset")).to_have_value("deep")
+        with expect_rerun(page):
+            page.locator(".st-key-arch_load_preset button").click()
+        expect(page.get_by_text("Loaded the deep preset.")).to_be_visible()
+        assert sidebar_nav_labels(page) == NAV
