@@ -1,0 +1,72 @@
+"""Import TensorFlow without its start-up lines on stderr, for the command line.
+
+TensorFlow 2.21 writes these to file descriptor 2 from C++ whatever ``TF_CPP_MIN_LOG_LEVEL`` says
+(measured on this CPU-only machine with the level at 2, which ``cae`` sets by default)::
+
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I0000 ... port.cc:153] oneDNN custom operations are on. ...          (twice, with the two lines
+    I0000 ... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
+    E0000 ... cuda_platform.cc:52] failed call to cuInit: ... (303)       (at the first device query)
+    E0000 ... util.cc:131] oneDNN supports DT_INT32 only on platforms with AVX-512. ...  (first int32
+                                                                          transpose, in training)
+
+So fd 2 goes to a temporary file while TensorFlow and Keras are imported and its runtime starts
+(a device query and one tiny int32 op, which print the last two lines once per process), and comes
+back before any command runs: warnings and errors from the command itself are never hidden. If the
+import fails, what was captured is written back before the exception propagates. ``CAE_DEBUG=1``
+hides nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+DEBUG_ENV = "CAE_DEBUG"  # set (to anything non-empty) to see everything TensorFlow prints
+
+
+def _start_tensorflow() -> None:
+    import keras  # noqa: F401 - its import logs too
+    import tensorflow as tf
+
+    tf.config.list_physical_devices()  # probes CUDA: cuInit's error line
+    if "TF_CONFIG" not in os.environ:
+        # Starts the eager runtime. Not under TF_CONFIG: multi-worker collective ops must be
+        # configured before it starts ("Collective ops must be configured at program startup").
+        tf.transpose(tf.zeros((1, 1), tf.int32))  # oneDNN's once-per-process DT_INT32 note
+
+
+def import_tensorflow_quietly() -> None:
+    """Import tensorflow and keras and start TensorFlow with its stderr start-up lines captured."""
+    if "tensorflow" in sys.modules:
+        return  # too late to hide anything
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # no C++ info or warning lines later
+    if os.environ.get(DEBUG_ENV):
+        _start_tensorflow()  # the same start, with every line shown
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(captured.fileno(), 2)
+            try:
+                _start_tensorflow()
+            finally:
+                sys.stderr.flush()  # Python-level writes made meanwhile go to the file too
+                os.dup2(saved, 2)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            captured.seek(0)
+            _write_stderr(captured.read())  # what TensorFlow said before failing is the error
+            raise
+        finally:
+            os.close(saved)
+
+
+def _write_stderr(data: bytes) -> None:
+    sys.stderr.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(2, view) :]
