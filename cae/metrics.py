@@ -9,6 +9,8 @@ No TensorFlow import here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -132,27 +134,89 @@ def error_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.mean(np.square(x - y), axis=-1).astype(np.float32)
 
 
-def per_image(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> dict[str, np.ndarray]:
-    """Every metric per image: ``{"mse", "mae", "psnr", "ssim"}`` -> arrays of shape (N,)."""
-    max_value = _check_max_value(max_value)
-    errors = mse(a, b)
-    return {
-        "mse": errors,
-        "mae": mae(a, b),
-        "psnr": _psnr_from_mse(errors, max_value),
-        "ssim": ssim(a, b, max_value),
-    }
+@dataclass(frozen=True)
+class Metric:
+    """One reconstruction metric: how to show it and how a test set's value is made.
+
+    ``per_image(a, b)`` gives one value per image pair, or None for a metric derived from the
+    others; ``aggregate(values)`` turns every metric's per-image values into the test-set value."""
+
+    key: str
+    title: str
+    unit: str
+    digits: int
+    higher_is_better: bool
+    per_image: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+    aggregate: Callable[[dict[str, np.ndarray]], float]
+
+    def format(self, value: Any) -> str:
+        """The value with this metric's digits (``inf`` for an exact match), or a dash."""
+        return format_number(value, self.digits)
+
+    @property
+    def label(self) -> str:
+        """The title with its unit, e.g. ``PSNR (dB)``."""
+        return f"{self.title} ({self.unit})" if self.unit else self.title
 
 
-def summarize(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> dict[str, float]:
-    """Aggregate metrics as plain floats: the means of per-image MSE, MAE and SSIM, and the PSNR
-    of the mean MSE (not the mean of per-image PSNRs, which one perfect image would make infinite);
-    ``psnr`` is ``inf`` only when every image is reproduced exactly."""
-    values = per_image(a, b, max_value)
-    mean_mse = float(np.mean(values["mse"]))
-    return {
-        "mse": mean_mse,
-        "mae": float(np.mean(values["mae"])),
-        "psnr": float(_psnr_from_mse(np.array(mean_mse), max_value)),
-        "ssim": float(np.mean(values["ssim"])),
+def format_number(value: Any, digits: int) -> str:
+    """A number with ``digits`` decimals, ``inf`` for infinity, a dash for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        return "–"
+    if np.isnan(value):
+        return "–"
+    if np.isinf(value):
+        return "inf"
+    return f"{float(value):.{digits}f}"
+
+
+def _mean_of(key: str) -> Callable[[dict[str, np.ndarray]], float]:
+    def mean(values: dict[str, np.ndarray]) -> float:
+        return float(np.mean(values[key]))
+
+    return mean
+
+
+def _psnr_of_mean_mse(values: dict[str, np.ndarray]) -> float:
+    # The PSNR of the mean MSE, not the mean of per-image PSNRs (one exact image would make that
+    # infinite): inf only when every image is reproduced exactly.
+    return float(_psnr_from_mse(np.array(np.mean(values["mse"])), 1.0))
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("mse", "MSE", "", 5, False, mse, _mean_of("mse")),
+    Metric("mae", "MAE", "", 5, False, mae, _mean_of("mae")),
+    Metric("psnr", "PSNR", "dB", 2, True, None, _psnr_of_mean_mse),
+    Metric("ssim", "SSIM", "", 4, True, ssim, _mean_of("ssim")),
+)
+"""Every metric a run records, in display order: metrics.json, chunked evaluation, the Results
+table and the CLI's ``list`` and ``evaluate`` all read this table (pixels in [0, 1])."""
+
+METRIC_KEYS: tuple[str, ...] = tuple(metric.key for metric in METRICS)
+METRICS_BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}
+
+
+def per_image(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
+    """Every per-image metric of the table: ``{"mse", "mae", "psnr", "ssim"}`` -> arrays (N,)."""
+    values = {
+        metric.key: metric.per_image(a, b) for metric in METRICS if metric.per_image is not None
     }
+    values["psnr"] = _psnr_from_mse(values["mse"], 1.0)
+    return values
+
+
+def aggregate(values: dict[str, np.ndarray]) -> dict[str, float]:
+    """The test-set value of every metric from the per-image values (chunks concatenated)."""
+    return {metric.key: metric.aggregate(values) for metric in METRICS}
+
+
+def concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-image values of several chunks joined into one dict of arrays."""
+    if not parts:
+        raise ValueError("There are no image chunks to join. Received: parts=[]")
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def summarize(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Every metric of the table for a test set, as plain floats (see :data:`METRICS`)."""
+    return aggregate(per_image(a, b))

@@ -109,3 +109,27 @@ def test_ssim_max_value_scales():
     a = _random((2, 16, 16, 1))
     b = np.clip(a + 0.05, 0, 1)
     np.testing.assert_allclose(metrics.ssim(a * 255, b * 255, 255.0), metrics.ssim(a, b), atol=1e-9)
+
+
+def test_a_new_metric_is_one_entry_in_the_table(monkeypatch, tmp_path, capsys):
+    """Adding a metric touches metrics.py alone: the test-set summary, chunked evaluation's
+    aggregate and the CLI's list read the table."""
+    from cae.__main__ import main
+
+    worst = metrics.Metric(
+        "max_error", "Max error", "", 3, False,
+        lambda a, b: np.max(np.abs(np.asarray(a) - np.asarray(b)), axis=(1, 2, 3)),
+        lambda values: float(np.max(values["max_error"])),
+    )  # fmt: skip
+    monkeypatch.setattr(metrics, "METRICS", (*metrics.METRICS, worst))
+    a = np.zeros((3, 8, 8, 1))
+    b = np.full((3, 8, 8, 1), 0.25)
+    summary = metrics.summarize(a, b)
+    assert summary["max_error"] == pytest.approx(0.25)
+    assert list(summary) == ["mse", "mae", "psnr", "ssim", "max_error"]
+    chunks = [metrics.per_image(a[:1], b[:1]), metrics.per_image(a[1:], b[1:])]
+    assert metrics.aggregate(metrics.concatenate(chunks)) == pytest.approx(summary)
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path))
+    (tmp_path / "empty-run").mkdir()
+    assert main(["list"]) == 0
+    assert "test Max error" in capsys.readouterr().out.splitlines()[0]
