@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     from tests.browser import launch_chromium, serve_app, wait_for_app_idle
-    from tests.test_page_latent_editor import make_trained_run
+    from tests.runs import make_trained_run
 
     with tempfile.TemporaryDirectory(prefix="le-bench-") as tmp:
         root = Path(tmp) / "models"

@@ -14,11 +14,13 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 
 import psutil
 
-from cae.data import Dataset, load_dataset
 from cae.jobs import JobManager
+from cae.recipe import DataRecipe, TestSplit, load_recipe
+from cae.request import TrainRequest
 from cae.spec import preset
 from cae.training import TrainConfig
 
@@ -28,15 +30,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--in-process", action="store_true", help="train in this process")
-    parser.add_argument("--pause", type=float, default=0.0,
-                        help="seconds between runs, as a user looking at the result (lets the "
-                        "spare worker finish loading TensorFlow); not counted in the run times")  # fmt: skip
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds between runs, as a user looking at the result (lets the "
+        "spare worker finish loading TensorFlow); not counted in the run times",
+    )
     args = parser.parse_args()
     process = psutil.Process()
-    full = load_dataset("mnist-sample")
-    n = args.images
-    data = Dataset("soak", full.x_train[:n], None, full.x_test[:64], None)
     config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0)
+    request = TrainRequest(
+        preset("classic"), DataRecipe("mnist-sample", limit=args.images), config, "soak"
+    )
     jobs = JobManager()
     if not args.in_process:
         jobs.prewarm()
@@ -45,29 +51,33 @@ def main() -> None:
         for i in range(args.runs):
             time.sleep(args.pause)
             start = time.perf_counter()
+            named = replace(request, name=f"soak-{i}")
             if args.in_process:
-                from cae.jobs import save_result
+                from cae.store import save_trained
                 from cae.training import train
 
-                result = train(preset("classic"), data, config)
-                save_result(result, preset("classic"), name=f"soak-{i}",
-                            train_config=config.to_dict(), root=root)  # fmt: skip
-                del result
+                data = load_recipe(request.data)
+                result = train(request.spec, data, config)
+                save_trained(result, named, TestSplit.of(data, request.data), root=root)
+                del result, data
             else:
-                job = jobs.start("soak", preset("classic"), data, "mnist-sample", config,
-                                 name=f"soak-{i}", root=root)  # fmt: skip
+                job = jobs.start("soak", named, root=root)
                 job.wait()
                 assert job.run_id is not None, job.snapshot().message
             rss.append(process.memory_info().rss / 2**20)
             children = process.children(recursive=True)
             child_rss = sum(child.memory_info().rss for child in children if child.is_running())
-            print(f"run {i + 1:2d}: {time.perf_counter() - start:5.2f} s, RSS {rss[-1]:7.1f} MiB; "
-                  f"{len(children)} worker(s) alive, {child_rss / 2**20:7.1f} MiB",
-                  flush=True)  # fmt: skip
+            print(
+                f"run {i + 1:2d}: {time.perf_counter() - start:5.2f} s, RSS {rss[-1]:7.1f} MiB; "
+                f"{len(children)} worker(s) alive, {child_rss / 2**20:7.1f} MiB",
+                flush=True,
+            )
     jobs.close_spare()
-    print(f"RSS growth run 1 -> {args.runs}: {rss[-1] - rss[0]:+.1f} MiB; "
-          f"run 5 -> {args.runs}: {rss[-1] - rss[min(4, len(rss) - 1)]:+.1f} MiB "
-          f"({(rss[-1] - rss[min(4, len(rss) - 1)]) / max(1, len(rss) - 5):+.2f} MiB/run)")  # fmt: skip
+    print(
+        f"RSS growth run 1 -> {args.runs}: {rss[-1] - rss[0]:+.1f} MiB; "
+        f"run 5 -> {args.runs}: {rss[-1] - rss[min(4, len(rss) - 1)]:+.1f} MiB "
+        f"({(rss[-1] - rss[min(4, len(rss) - 1)]) / max(1, len(rss) - 5):+.2f} MiB/run)"
+    )
 
 
 if __name__ == "__main__":

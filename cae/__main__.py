@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from cae.spec import PRESETS, ArchitectureSpec, preset
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cae.data import Dataset
+    from cae.recipe import DataRecipe
     from cae.training import Progress, TrainResult
 
 
@@ -127,37 +127,17 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _load_training_data(args: argparse.Namespace) -> tuple[Dataset, str, dict[str, Any]]:
-    """The dataset of ``train``: a built-in by name or an uploaded array file, capped by --limit."""
-    from cae.data import load_array_file, load_dataset
+def _data_recipe(args: argparse.Namespace) -> DataRecipe:
+    """The data recipe of ``train``: a built-in dataset by name or an array/image file, capped by
+    --limit, split by --seed."""
+    from cae.recipe import DataRecipe
 
     if args.data:
         path = Path(args.data)
         if not path.is_file():
             raise CliError(f"no such data file. Received: data={args.data!r}")
-        dataset = _limited(load_array_file(path, seed=args.seed), args.limit)
-        extra = {"data_file": str(path.resolve()), "limit": args.limit, "data_seed": args.seed}
-        return dataset, dataset.name, extra
-    dataset = load_dataset(args.dataset, limit=args.limit, seed=args.seed)
-    return dataset, dataset.name, {"limit": args.limit, "data_seed": args.seed}
-
-
-def _limited(dataset: Dataset, limit: int | None) -> Dataset:
-    """The first ``limit`` train and test images of an uploaded dataset (as --limit does for the
-    built-in ones)."""
-    from cae.data import Dataset
-
-    if limit is None:
-        return dataset
-    return Dataset(
-        name=dataset.name,
-        x_train=dataset.x_train[:limit],
-        y_train=None if dataset.y_train is None else dataset.y_train[:limit],
-        x_test=dataset.x_test[:limit],
-        y_test=None if dataset.y_test is None else dataset.y_test[:limit],
-        class_names=dataset.class_names,
-        source=dataset.source,
-    )
+        return DataRecipe.for_file(path, limit=args.limit, seed=args.seed)
+    return DataRecipe(dataset=args.dataset, limit=args.limit, seed=args.seed)
 
 
 def _out_target(out: str | None) -> tuple[Path, str] | None:
@@ -175,6 +155,8 @@ def _out_target(out: str | None) -> tuple[Path, str] | None:
 
 def command_train(args: argparse.Namespace) -> int:
     """Train an autoencoder, print its progress, save the run and print a one-line summary."""
+    from cae.recipe import load_recipe
+    from cae.request import TrainRequest
     from cae.training import TrainConfig
 
     config = TrainConfig(
@@ -188,19 +170,23 @@ def command_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         noise=args.noise,
         preview_count=0,
-    ).validate()
-    if args.limit is not None and args.limit < 1:
-        raise CliError(f"--limit must be at least 1. Received: limit={args.limit}")
+    )
     spec = _load_spec_argument(args)
+    recipe = _data_recipe(args)
+    request = TrainRequest(
+        spec=spec,
+        data=recipe,
+        config=config,
+        name=args.name or f"{spec.name}-{recipe.label}"[:80],
+        strategy=args.strategy,
+    )
     out = _out_target(args.out)
     root = out[0] if out else (Path(args.root) if args.root else None)
-    dataset, dataset_name, extra = _load_training_data(args)
+    dataset = load_recipe(recipe)
     from cae.training import check_input_shape, is_chief, make_strategy, train
 
     check_input_shape(spec, dataset)
     strategy = make_strategy(args.strategy)
-    extra["strategy"] = args.strategy
-    name = args.name or f"{spec.name}-{dataset_name}"
 
     printer = _ProgressPrinter(sys.stdout)
     stop = threading.Event()
@@ -230,19 +216,14 @@ def command_train(args: argparse.Namespace) -> int:
             "stopped before the first epoch completed: nothing was saved. "
             "Received: epochs_completed=0"
         )
-    from cae.jobs import result_train_config, save_result
+    from cae.recipe import TestSplit
+    from cae.store import save_trained
 
     summary = _summary(result)
     if not is_chief(strategy):
         print(f"{summary} (not saved: only the chief worker saves)")
         return 0
-    run_id = save_result(
-        result,
-        spec,
-        name=name,
-        train_config=result_train_config(result, dataset_name, extra),
-        root=root,
-    )
+    run_id = save_trained(result, request, TestSplit.of(dataset, recipe), root=root)
     if out is not None:
         out_root, wanted = out
         source, target = out_root / run_id, out_root / wanted
@@ -265,6 +246,8 @@ def _models_dir() -> Path:
 
 
 def _summary(result: TrainResult) -> str:
+    from cae.metrics import METRICS
+
     m = result.test_metrics
     epochs = f"{result.epochs_completed} epoch{'s' if result.epochs_completed != 1 else ''}"
     if result.stopped:
@@ -272,7 +255,11 @@ def _summary(result: TrainResult) -> str:
     elif result.early_stopped:
         epochs += f" (early stop, best epoch {result.best_epoch})"
     metrics = (
-        f"test MSE {m['mse']:.5f}, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.4f}"
+        "test "
+        + ", ".join(
+            f"{metric.title} {metric.format(m.get(metric.key))}{' ' + metric.unit if metric.unit else ''}"
+            for metric in METRICS
+        )
         if m
         else "no test images"
     )
@@ -283,7 +270,9 @@ def _summary(result: TrainResult) -> str:
 
 
 def command_list(args: argparse.Namespace) -> int:
-    """Print the saved runs as a table (broken runs marked with the reason)."""
+    """Print the saved runs as a table with every test metric (broken runs marked with the
+    reason)."""
+    from cae.metrics import METRICS
     from cae.store import list_runs, models_dir
 
     root = Path(args.root) if args.root else models_dir()
@@ -291,17 +280,17 @@ def command_list(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in {root}")
         return 0
-    rows = [("ID", "NAME", "DATASET", "EPOCHS", "TEST PSNR")]
+    header = ("ID", "NAME", "DATASET", "EPOCHS", *(f"test {m.label}" for m in METRICS))
+    rows = [header]
     for info in runs:
+        cells = (info.run_id, info.name, info.dataset or "-", str(info.epochs))
         if info.broken:
-            last = f"BROKEN: {info.broken}"
+            rows.append((*cells, f"BROKEN: {info.broken}"))
         else:
-            psnr = info.metrics.get("psnr")
-            last = f"{psnr:.2f} dB" if isinstance(psnr, (int, float)) else "-"
-        rows.append((info.run_id, info.name, info.dataset or "-", str(info.epochs), last))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            rows.append((*cells, *(m.format(info.metrics.get(m.key)) for m in METRICS)))
+    widths = [max(len(row[i]) for row in rows if i < len(row) - 1) for i in range(len(header) - 1)]
     for row in rows:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1])
     return 0
 
 
@@ -319,58 +308,36 @@ def _run_argument(run: str, root: Path | None) -> str | Path:
     return run
 
 
-def _evaluation_data(args: argparse.Namespace, train_config: dict[str, Any]) -> Dataset:
-    """The dataset a run was trained on (its test split), or the one given on the command line."""
-    from cae.data import load_array_file, load_dataset
-
-    seed = train_config.get("data_seed", train_config.get("seed", 0))
-    seed = seed if isinstance(seed, int) else 0
-    limit = args.limit if args.limit is not None else train_config.get("limit")
-    limit = limit if isinstance(limit, int) and limit > 0 else None
-    if args.data:
-        return _limited(load_array_file(Path(args.data), seed=seed), limit)
-    name = args.dataset or train_config.get("dataset")
-    if isinstance(name, str) and name.startswith("upload:") and not args.dataset:
-        data_file = train_config.get("data_file")
-        if isinstance(data_file, str) and Path(data_file).is_file():
-            return _limited(load_array_file(Path(data_file), seed=seed), limit)
-        raise CliError(
-            "the run was trained on an uploaded file that is not here; pass it with --data FILE. "
-            f"Received: dataset={name!r}, data_file={data_file!r}"
-        )
-    if not isinstance(name, str):
-        raise CliError(
-            f"the run does not say which dataset it was trained on; pass --dataset NAME or --data "
-            f"FILE. Received: dataset={name!r}"
-        )
-    return load_dataset(name, limit=limit, seed=seed)
-
-
 def command_evaluate(args: argparse.Namespace) -> int:
-    """Print a run's stored test metrics beside freshly computed ones."""
-    from cae.store import load_run
+    """Print a run's stored test metrics beside ones computed now on its own test split (as a
+    table, or with --json as ``{"stored": {...}, "fresh": {...}}``)."""
+    from cae.metrics import METRICS_BY_KEY
+    from cae.store import load_run, run_test_split
 
     root = Path(args.root) if args.root else None
-    loaded = load_run(_run_argument(args.run, root), root)
-    train_config = loaded.train_config
-    dataset = _evaluation_data(args, train_config)
-    from cae.training import evaluate_run
+    run = _run_argument(args.run, root)
+    loaded = load_run(run, root)
+    split = run_test_split(run, root)
+    from cae.training import TrainConfig, evaluate_run
 
-    noise = train_config.get("noise", 0.0)
-    noise = float(noise) if isinstance(noise, (int, float)) and 0 < noise <= 1 else 0.0
-    seed = train_config.get("seed", 0)
-    fresh = evaluate_run(
-        loaded.built, dataset, noise=noise, seed=seed if isinstance(seed, int) else 0
-    )
-    stored = loaded.metrics
+    record = loaded.train_config
+    config = TrainConfig.from_dict(record.get("config", record))
+    fresh = evaluate_run(loaded.built, split.images, noise=config.noise, seed=config.seed)
+    stored = {key: value for key, value in loaded.metrics.items() if key in fresh}
+    if args.json:
+        print(json.dumps({"stored": stored, "fresh": fresh}, indent=2))
+        return 0
+    where = "stored with the run" if split.stored else "rebuilt from its recipe"
     print(
-        f"run {loaded.run_id} ({loaded.info.name}): dataset {dataset.name}, "
-        f"{dataset.num_test:,} test images, {loaded.info.epochs} epochs"
+        f"run {loaded.run_id} ({loaded.info.name}): {split.count:,} test images of "
+        f"{split.recipe.describe()} ({where}), {loaded.info.epochs} epochs"
     )
     keys = [key for key in fresh if key in stored or not key.startswith("denoise_")]
     print(f"{'metric':<14}{'stored':>12}{'now':>12}")
     for key in keys:
-        print(f"{key:<14}{_number(stored.get(key)):>12}{_number(fresh.get(key)):>12}")
+        metric = METRICS_BY_KEY.get(key.removeprefix("denoise_"))
+        show = metric.format if metric is not None else _number
+        print(f"{key:<14}{show(stored.get(key)):>12}{show(fresh.get(key)):>12}")
     return 0
 
 
@@ -454,9 +421,9 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
     )
-    evaluate.add_argument("--dataset", metavar="NAME", help="evaluate on this dataset instead")
-    evaluate.add_argument("--data", metavar="FILE", help="evaluate on this array file instead")
-    evaluate.add_argument("--limit", type=int, default=None, metavar="N")
+    evaluate.add_argument(
+        "--json", action="store_true", help='print {"stored": {...}, "fresh": {...}} as JSON'
+    )
     return parser
 
 
@@ -465,6 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("train", "evaluate") or getattr(args, "keras", False):
+            from cae.quiet import import_tensorflow_quietly
+
+            import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print
         return COMMANDS[args.command](args)
     except (CliError, ValueError, OSError) as error:
         message = " ".join(str(error).split())

@@ -57,6 +57,7 @@ __all__ = [
     "DatasetUnavailable",
     "dataset_status",
     "keras_datasets_dir",
+    "limit_dataset",
     "list_datasets",
     "load_array_file",
     "load_dataset",
@@ -400,6 +401,26 @@ def _make_dataset(
         y_test=None if y_test is None else np.asarray(y_test, dtype=np.int64),
         class_names=class_names,
         source=source,
+    )
+
+
+def limit_dataset(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
+    """At most ``limit`` train and ``limit`` test images of an already loaded dataset, picked by
+    the same seeded shuffle :func:`load_dataset` uses for the built-in ones."""
+    _check_limit(limit)
+    if limit is None:
+        return dataset
+    rng = np.random.default_rng([seed, 1])
+    tr = _cap(dataset.num_train, limit, rng)
+    te = _cap(dataset.num_test, limit, rng)
+    return Dataset(
+        name=dataset.name,
+        x_train=dataset.x_train[tr],
+        y_train=None if dataset.y_train is None else dataset.y_train[tr],
+        x_test=dataset.x_test[te],
+        y_test=None if dataset.y_test is None else dataset.y_test[te],
+        class_names=dataset.class_names,
+        source=dataset.source,
     )
 
 

@@ -1,13 +1,14 @@
 """Background training jobs that a UI polls; each job trains in its own process.
 
-``JOBS.start(owner, spec, dataset, dataset_name, config, name=...)`` returns a
-:class:`TrainingJob` at once; a thread of this process hands the job to a worker process
-(``python -m cae.worker``, see that module for why and for the protocol) and turns the worker's
-messages into a plain progress object. The page polls ``job.snapshot()`` (a copy, taken under a
-lock) and calls ``job.stop()``. Each owner (a browser session) has at most one running job; owners
-share nothing. A run that finishes normally is saved by the worker; a stopped or failed one (its
-last completed epoch) is saved with ``job.save()``. ``JOBS.prewarm()`` keeps one worker with
-TensorFlow already imported waiting, so a Train click starts at once. No Streamlit here.
+``JOBS.start(owner, request)`` takes a :class:`cae.request.TrainRequest` (what to train, plain
+data) and returns a :class:`TrainingJob` at once; a thread of this process hands the request, as
+JSON, to a worker process (``python -m cae.worker``, see that module for why and for the protocol),
+which loads the images from the request's data recipe itself, and turns the worker's messages into
+a plain progress object. The page polls ``job.snapshot()`` (a copy, taken under a lock) and calls
+``job.stop()``. Each owner (a browser session) has at most one running job; owners share nothing.
+A run that finishes normally is saved by the worker; a stopped or failed one (its last completed
+epoch) is saved with ``job.save()``. ``JOBS.prewarm()`` keeps one worker with TensorFlow already
+imported waiting, so a Train click starts at once. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -24,74 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
-
-from cae.data import Dataset
-from cae.spec import ArchitectureSpec
-from cae.training import OutcomeFlags, Progress, TrainConfig, TrainResult
-
-
-def run_metrics(result: TrainResult) -> dict[str, Any]:
-    """The metrics.json of a run: test metrics plus params, latent shape and wall time."""
-    model = result.built
-    return {
-        **result.test_metrics,
-        "params": int(model.autoencoder.count_params()),
-        "latent_shape": [int(n) for n in model.encoder.output_shape[1:]],
-        "wall_seconds": round(result.wall_seconds, 3),
-        "epochs": result.epochs_completed,
-    }
-
-
-def result_train_config(
-    result: TrainResult, dataset_name: str, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The train.json of a run: the config, the dataset name and what happened."""
-    return {
-        **result.config.to_dict(),
-        **(extra or {}),
-        "dataset": dataset_name,
-        "epochs_completed": result.epochs_completed,
-        "wall_seconds": round(result.wall_seconds, 3),
-        "stopped": result.stopped,
-        "state": result.state,
-        "best_epoch": result.best_epoch,
-        "early_stopped": result.early_stopped,
-        "num_train": result.num_train,
-        "num_validation": result.num_validation,
-    }
-
-
-def save_result(
-    result: TrainResult,
-    spec: ArchitectureSpec,
-    *,
-    name: str,
-    train_config: dict[str, Any],
-    root: Any = None,
-) -> str:
-    """Save a training result's model (its last completed epoch) with ``cae.store.save_run``."""
-    from cae.store import save_run
-
-    if result.epochs_completed == 0:
-        raise ValueError(
-            "training stopped before the first epoch completed: there is nothing to save. "
-            "Received: epochs_completed=0"
-        )
-    return save_run(
-        result.built.autoencoder,
-        spec,
-        name=name,
-        train_config=train_config,
-        history=result.history,
-        metrics=run_metrics(result),
-        latent_stats=result.latent_stats,
-        root=root,
-    )
+from cae.protocol import encode_value, progress_from_message
+from cae.request import TrainRequest
+from cae.training import Progress, TrainOutcome
 
 
 class JobBusy(RuntimeError):
@@ -101,47 +40,6 @@ class JobBusy(RuntimeError):
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEW_CPUS = 2  # with this many CPUs or fewer, no spare is started while a job trains
 START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
-
-
-@dataclass
-class JobOutcome(OutcomeFlags):
-    """What an ended job reports, as plain data (the model itself is in a run folder)."""
-
-    state: str  # finished | stopped | failed
-    message: str
-    epochs_completed: int
-    stopped: bool
-    history: dict[str, list[float]] = field(default_factory=dict)
-    wall_seconds: float = 0.0
-    test_metrics: dict[str, float] = field(default_factory=dict)
-    best_epoch: int | None = None
-    early_stopped: bool = False
-    num_train: int = 0
-    num_validation: int = 0
-    train_config: dict[str, Any] = field(default_factory=dict)
-    weights_digest: str | None = None  # cae.builder.weights_digest of the trained model
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> JobOutcome:
-        """The outcome carried by a worker's ``result`` message."""
-        from cae.worker import decode_value
-
-        history = decode_value(message.get("history") or {})
-        return cls(
-            state=str(message["state"]),
-            message=str(message.get("message") or ""),
-            epochs_completed=int(message["epochs_completed"]),
-            stopped=bool(message.get("stopped")),
-            history={str(k): [float(v) for v in values] for k, values in history.items()},
-            wall_seconds=float(message.get("wall_seconds") or 0.0),
-            test_metrics=dict(decode_value(message.get("test_metrics") or {})),
-            best_epoch=message.get("best_epoch"),
-            early_stopped=bool(message.get("early_stopped")),
-            num_train=int(message.get("num_train") or 0),
-            num_validation=int(message.get("num_validation") or 0),
-            train_config=dict(decode_value(message.get("train_config") or {})),
-            weights_digest=message.get("weights_digest"),
-        )
 
 
 class WorkerProcess:
@@ -181,8 +79,6 @@ class WorkerProcess:
 
     def send(self, message: dict[str, Any]) -> bool:
         """Write one command line; False when the process no longer reads."""
-        from cae.worker import encode_value
-
         line = json.dumps(encode_value(message), separators=(",", ":"))
         with self._write_lock:
             try:
@@ -264,38 +160,31 @@ class TrainingJob:
     def __init__(
         self,
         owner: str,
-        spec: ArchitectureSpec,
-        dataset: Dataset,
-        dataset_name: str,
-        config: TrainConfig,
+        request: TrainRequest,
         *,
-        name: str,
         root: Any = None,
         auto_save: bool = True,
-        extra_train_config: dict[str, Any] | None = None,
         worker: WorkerProcess | None = None,
     ) -> None:
-        """Prepare a job (validating its inputs); ``start()`` launches it, on ``worker`` if given."""
-        self.check(spec, dataset, name)
+        """Prepare a job; ``start()`` launches it, on ``worker`` if given."""
+        if not isinstance(request, TrainRequest):
+            raise ValueError(
+                f"a job needs a cae.request.TrainRequest. Received: type={type(request).__name__}"
+            )
         from cae.store import models_dir
 
-        self.config = config.validate()
+        self.request = request
         self.job_id = secrets.token_hex(6)
         self.owner = owner
-        self.name = name.strip()
-        self.dataset_name = dataset_name
-        self.spec = spec
-        self.spec_dict = spec.to_dict()
+        self.name = request.name.strip()
         self.root = Path(root).resolve() if root is not None else models_dir()
         self.auto_save = auto_save
         self.created = time.time()
-        self.result: JobOutcome | None = None
+        self.result: TrainOutcome | None = None
         self.error: str | None = None
         self.run_id: str | None = None
         self.save_error: str | None = None
         self.on_done: Any = None  # called (with the job) once it has ended
-        self._dataset: Dataset | None = dataset
-        self._extra = dict(extra_train_config or {})
         self._spare: WorkerProcess | None = None  # handed to _run; stop() writes to _worker
         self._worker: WorkerProcess | None = None
         self._staged: Path | None = None
@@ -310,29 +199,16 @@ class TrainingJob:
         )
         self._use_spare(worker)
 
+    @property
+    def config(self) -> Any:
+        """The request's training config (a ``cae.training.TrainConfig``)."""
+        return self.request.config
+
     def _use_spare(self, worker: WorkerProcess | None) -> None:
         """Run on ``worker`` (a spare, maybe still loading TensorFlow) instead of a new one."""
         self._spare = worker
         ready = worker is not None and worker.alive() and worker.ready_now()
         self._progress.message = "Starting." if ready else START_MESSAGE
-
-    @staticmethod
-    def check(spec: Any, dataset: Any, name: Any) -> None:
-        """Raise ValueError unless these are an ArchitectureSpec, a Dataset whose images fit it
-        and a usable name."""
-        if not isinstance(spec, ArchitectureSpec):
-            raise ValueError(
-                f"spec must be an ArchitectureSpec. Received: type={type(spec).__name__}"
-            )
-        if not isinstance(dataset, Dataset):
-            raise ValueError(
-                f"dataset must be a cae.data.Dataset. Received: type={type(dataset).__name__}"
-            )
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"a run needs a non-empty name. Received: name={name!r}")
-        from cae.training import check_input_shape
-
-        check_input_shape(spec, dataset)  # at once, not seconds later from the worker
 
     # -- control
     def start(self) -> TrainingJob:
@@ -392,31 +268,17 @@ class TrainingJob:
             progress.message = message
             self._progress = progress
 
-    def _command(self, workdir: Path) -> dict[str, Any]:
-        dataset = self._dataset
-        assert dataset is not None
-        x_train, x_test = workdir / "x_train.npy", workdir / "x_test.npy"
-        np.save(x_train, dataset.x_train, allow_pickle=False)
-        np.save(x_test, dataset.x_test, allow_pickle=False)
-        self._dataset = None  # the worker reads the files; free the images here
+    def _command(self) -> dict[str, Any]:
         return {
             "cmd": "train",
             "job_id": self.job_id,
-            "spec": self.spec_dict,
-            "config": self.config.to_dict(),
-            "dataset_name": self.dataset_name,
-            "x_train": os.fspath(x_train),
-            "x_test": os.fspath(x_test),
-            "name": self.name,
+            "request": self.request.to_dict(),
             "root": os.fspath(self.root),
             "auto_save": self.auto_save,
-            "extra": self._extra,
         }
 
     def _follow(self, worker: WorkerProcess) -> bool:
         """Read the worker's messages until it ends; True when it said ``end``."""
-        from cae.worker import progress_from_message
-
         previous: Progress | None = None
         for message in worker.messages():
             kind = message.get("kind")
@@ -424,7 +286,7 @@ class TrainingJob:
                 previous = progress_from_message(message, previous)
                 self._set_progress(previous)
             elif kind == "result":
-                self.result = JobOutcome.from_message(message)
+                self.result = TrainOutcome.from_message(message)
                 if self.result.saveable and self.auto_save and self.result.state == "finished":
                     self._update_message("Saving the run.")
             elif kind == "saved":
@@ -440,11 +302,9 @@ class TrainingJob:
         return False
 
     def _run(self) -> None:
-        workdir: Path | None = None
         worker, self._spare = self._spare, None
         try:
-            workdir = Path(tempfile.mkdtemp(prefix="cae-job-"))
-            command = self._command(workdir)
+            command = self._command()
             if worker is None or not worker.alive():
                 if worker is not None:
                     worker.close()
@@ -471,9 +331,6 @@ class TrainingJob:
                 worker.close_input()
                 worker.finish(5.0)
         finally:
-            self._dataset = None
-            if workdir is not None:
-                shutil.rmtree(workdir, ignore_errors=True)
             if worker is not None:
                 worker.close()
             self._publish_end()
@@ -497,12 +354,6 @@ class TrainingJob:
             self._done.set()
 
     # -- saving
-    def train_config(self) -> dict[str, Any]:
-        """What goes into the run's train.json: the config plus dataset and outcome."""
-        if self.result is None:
-            return {**self.config.to_dict(), **self._extra, "dataset": self.dataset_name}
-        return dict(self.result.train_config)
-
     def save(self, name: str | None = None) -> str:
         """Save the kept model of a stopped or failed job (its last completed epoch) as a run and
         return the run id; saving twice returns the same id."""
@@ -602,17 +453,12 @@ class JobManager:
     def start(
         self,
         owner: str,
-        spec: ArchitectureSpec,
-        dataset: Dataset,
-        dataset_name: str,
-        config: TrainConfig,
+        request: TrainRequest,
         *,
-        name: str,
         root: Any = None,
         auto_save: bool = True,
-        extra_train_config: dict[str, Any] | None = None,
     ) -> TrainingJob:
-        """Start a training job for ``owner``; JobBusy while that owner's previous job runs."""
+        """Start training ``request`` for ``owner``; JobBusy while that owner's previous job runs."""
         if not isinstance(owner, str) or not owner:
             raise ValueError(f"owner must be a non-empty string. Received: owner={owner!r}")
         with self._lock:
@@ -622,17 +468,7 @@ class JobManager:
                     "a training job is already running for this session; stop it or wait for "
                     f"it to finish. Received: owner={owner!r}, job_id={current.job_id!r}"
                 )
-            job = TrainingJob(  # validates everything before a spare worker is handed over
-                owner,
-                spec,
-                dataset,
-                dataset_name,
-                config,
-                name=name,
-                root=root,
-                auto_save=auto_save,
-                extra_train_config=extra_train_config,
-            )
+            job = TrainingJob(owner, request, root=root, auto_save=auto_save)
             job._use_spare(self._take_spare_locked())
             job.on_done = self._job_ended
             self._jobs[owner] = job

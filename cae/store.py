@@ -1,11 +1,15 @@
 """Saved runs in ``models/<run-id>/``: save atomically, list from JSON alone, load, delete.
 
-A run folder holds ``spec.json``, ``train.json`` (the training config plus ``name`` and ``created``),
-``history.json`` (per-epoch metrics), ``metrics.json`` (test-set metrics), ``latent.json`` (optional,
-``cae.latent.latent_statistics``), ``model.keras`` and, written last, ``run.json`` (the format
-marker). ``save_run`` writes everything into ``root/.tmp-<random>`` and renames that folder into
-place in one step, so a crash leaves at most a hidden ``.tmp-*`` folder, never half a run; a folder
-without ``run.json`` is an incomplete run and lists as broken.
+A run folder holds ``spec.json``, ``train.json`` (``name``, ``created``, the data recipe ``data``,
+the training ``config``, the ``strategy`` and the ``outcome``), ``history.json`` (per-epoch
+metrics), ``metrics.json`` (test-set metrics, keys from ``cae.metrics.METRICS``), ``latent.json``
+(optional, ``cae.latent.latent_statistics``), ``test_images.npz`` (the run's test split, compressed:
+the images every page and ``cae evaluate`` score it on), ``model.keras`` and, written last,
+``run.json`` (the format marker). :func:`save_trained` is the one writer of train.json and
+metrics.json (the worker and the CLI call it); :func:`run_test_split` is the one way from a run to
+its test images. ``save_run`` writes everything into ``root/.tmp-<random>`` and renames that folder
+into place in one step, so a crash leaves at most a hidden ``.tmp-*`` folder, never half a run; a
+folder without ``run.json`` is an incomplete run and lists as broken.
 
 Listing reads JSON only (importing this module and calling ``list_runs`` never imports TensorFlow);
 loading uses Keras ``safe_mode``. Run ids given as strings must be plain folder names inside the
@@ -29,12 +33,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cae.recipe import (
+    DataRecipe,
+    RecipeError,
+    TestSplit,
+    load_recipe,
+    read_test_split,
+    recipe_from_record,
+    test_split_bytes,
+)
 from cae.spec import ArchitectureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from cae.builder import BuiltModel
+    from cae.request import TrainRequest
+    from cae.training import TrainResult
 
 FORMAT_VERSION = 1
 SPEC_FILE = "spec.json"
@@ -43,9 +58,11 @@ HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 LATENT_FILE = "latent.json"
 MODEL_FILE = "model.keras"
+TEST_FILE = "test_images.npz"
 MARKER_FILE = "run.json"
 JSON_FILES = (MARKER_FILE, SPEC_FILE, TRAIN_FILE, HISTORY_FILE, METRICS_FILE, LATENT_FILE)
 TMP_PREFIX = ".tmp-"
+UPLOADS_DIR = ".uploads"  # uploaded data files, by content, referenced by the runs' recipes
 MAX_SLUG_LENGTH = 48
 MAX_RUN_ID_LENGTH = 128
 STALE_TMP_SECONDS = 24 * 3600
@@ -83,6 +100,8 @@ class RunInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     broken: str | None = None
     input_shape: tuple[int, ...] | None = None
+    recipe: DataRecipe | None = None  # None: a run older than recipes whose record is incomplete
+    recipe_problem: str | None = None  # why ``recipe`` is None (one line for the pages)
 
     @property
     def ok(self) -> bool:
@@ -103,6 +122,8 @@ class RunInfo:
             "latent_shape": None if self.latent_shape is None else list(self.latent_shape),
             "input_shape": None if self.input_shape is None else list(self.input_shape),
             "metrics": dict(self.metrics),
+            "recipe": None if self.recipe is None else self.recipe.to_dict(),
+            "recipe_problem": self.recipe_problem,
             "broken": self.broken,
             "ok": self.ok,
         }
@@ -299,7 +320,13 @@ def _scan(path: Path) -> tuple[RunInfo, dict[str, Any]]:
         problems.append(model_problem)
     name = train.get("name")
     created = train.get("created")
-    dataset = train.get("dataset")
+    recipe, recipe_problem = None, None
+    if docs[TRAIN_FILE] is not None:
+        try:
+            recipe = recipe_from_record(train)
+        except (RecipeError, TypeError) as error:
+            recipe_problem = str(error)
+    dataset = recipe.label if recipe is not None else train.get("dataset")
     info = RunInfo(
         run_id=path.name,
         path=path,
@@ -313,6 +340,8 @@ def _scan(path: Path) -> tuple[RunInfo, dict[str, Any]]:
         metrics=dict(metrics),
         broken="; ".join(problems) if problems else None,
         input_shape=input_shape,
+        recipe=recipe,
+        recipe_problem=recipe_problem,
     )
     return info, docs
 
@@ -373,6 +402,29 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
         runs.append(_read_info(Path(entry.path))[0])
     runs.sort(key=_sort_key, reverse=True)
     return runs
+
+
+def runs_state(root: str | os.PathLike[str] | None = None) -> tuple[Any, ...]:
+    """A cheap fingerprint of the runs folder (one ``stat`` per entry, no file read): it changes
+    whenever a run is saved, published, renamed, deleted or has a file added, removed or
+    replaced, so a listing can be cached until it does."""
+    root_path = _root(root)
+    try:
+        entries = sorted(os.scandir(root_path), key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
+    except OSError as error:
+        return (f"unreadable: {error}",)
+    state: list[Any] = [root_path.stat().st_mtime_ns]
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            stat = entry.stat()
+        except OSError:
+            stat = None
+        state.append((entry.name, None if stat is None else (stat.st_mtime_ns, stat.st_ino)))
+    return tuple(state)
 
 
 def _existing_run_path(run: str | os.PathLike[str], root: str | os.PathLike[str] | None) -> Path:
@@ -520,6 +572,13 @@ def _write_text(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
+def _write_bytes(path: Path, content: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def _clean_history(history: Any) -> dict[str, list[float]]:
     if not isinstance(history, dict):
         raise ValueError(
@@ -571,9 +630,11 @@ def save_run(
     history: dict[str, list[float]],
     metrics: dict[str, Any],
     latent_stats: dict[str, Any] | None = None,
+    test_split: TestSplit | None = None,
     root: str | os.PathLike[str] | None = None,
 ) -> str:
-    """Write a run atomically (temporary folder, then one rename) and return its new id."""
+    """Write a run atomically (temporary folder, then one rename) and return its new id;
+    ``test_split`` (the images it is scored on) is kept in the folder when given."""
     if not isinstance(spec, ArchitectureSpec):
         raise TypeError(f"spec must be an ArchitectureSpec. Received: spec={_short(spec)}")
     for what, value in (("train_config", train_config), ("metrics", metrics)):
@@ -595,8 +656,13 @@ def save_run(
     }
     if latent_stats is not None:
         files[LATENT_FILE] = _dumps(latent_stats, "latent_stats")
+    binary = {TEST_FILE: test_split_bytes(test_split)} if test_split is not None else {}
     marker = _dumps(
-        {"format": FORMAT_VERSION, "created": now.isoformat(), "files": [*files, MODEL_FILE]},
+        {
+            "format": FORMAT_VERSION,
+            "created": now.isoformat(),
+            "files": [*files, *binary, MODEL_FILE],
+        },
         "marker",
     )
     root_path = _root(root)
@@ -608,6 +674,8 @@ def save_run(
     try:
         for filename, text in files.items():
             _write_text(tmp / filename, text)
+        for filename, content in binary.items():
+            _write_bytes(tmp / filename, content)
         from cae.builder import save_model
 
         with _KERAS_LOCK:
@@ -619,6 +687,126 @@ def save_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def metrics_record(result: TrainResult) -> dict[str, Any]:
+    """The metrics.json of a run: its test metrics plus parameters, code shape, wall time and
+    epochs."""
+    model = result.built
+    return {
+        **result.test_metrics,
+        "params": int(model.autoencoder.count_params()),
+        "latent_shape": [int(n) for n in model.encoder.output_shape[1:]],
+        "wall_seconds": round(result.wall_seconds, 3),
+        "epochs": result.epochs_completed,
+    }
+
+
+def train_record(
+    request: TrainRequest, result: TrainResult, context: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The train.json of a run (without ``name`` and ``created``, which ``save_run`` adds): the
+    request's recipe, config and strategy, what happened (the outcome without the history and
+    test metrics, which have files of their own), and ``context`` (e.g. ``server_exited``)."""
+    outcome = result.outcome().to_dict()
+    for key in ("history", "test_metrics"):
+        outcome.pop(key)
+    outcome["wall_seconds"] = round(result.wall_seconds, 3)
+    return {
+        "data": request.data.to_dict(),
+        "config": request.config.to_dict(),
+        "strategy": request.strategy,
+        "outcome": outcome,
+        **(context or {}),
+    }
+
+
+def save_trained(
+    result: TrainResult,
+    request: TrainRequest,
+    test_split: TestSplit,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> str:
+    """Save a training's model (its kept epoch) as a run with its one train.json and metrics.json
+    record and its test images; returns the new run id. The worker and the CLI both save here."""
+    if result.epochs_completed == 0:
+        raise ValueError(
+            "training stopped before the first epoch completed: there is nothing to save. "
+            "Received: epochs_completed=0"
+        )
+    return save_run(
+        result.built.autoencoder,
+        request.spec,
+        name=name or request.name,
+        train_config=train_record(request, result, context),
+        history=result.history,
+        metrics=metrics_record(result),
+        latent_stats=result.latent_stats,
+        test_split=test_split,
+        root=root,
+    )
+
+
+def run_test_split(
+    run: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> TestSplit:
+    """The images a run is scored on, and only those: its stored ``test_images.npz``, or for a run
+    saved before test images were kept, the test split rebuilt from its recorded recipe. Every
+    page, ``cae evaluate``, the benches and the tests get a run's test images here. RunError (one
+    line, the reason in ``reason``) when the record does not say or the images cannot be had."""
+    path = _existing_run_path(run, root)
+    info = _read_info(path)[0]
+    if info.recipe is None:
+        raise RunError(
+            f"Run {info.run_id!r} has no test images: {info.recipe_problem}",
+            run_id=info.run_id,
+            reason=info.recipe_problem,
+        )
+    try:
+        if (path / TEST_FILE).is_file():
+            split = read_test_split(path / TEST_FILE, info.recipe)
+        else:
+            split = TestSplit.of(load_recipe(info.recipe), info.recipe, stored=False)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:
+        reason = f"its test images cannot be read ({type(error).__name__}: {error})"
+        raise RunError(
+            f"Run {info.run_id!r}: {reason}", run_id=info.run_id, reason=reason
+        ) from error
+    if info.input_shape is not None and split.image_shape != tuple(info.input_shape):
+        reason = (
+            f"its test images are {list(split.image_shape)}, not the design's "
+            f"{list(info.input_shape)}"
+        )
+        raise RunError(f"Run {info.run_id!r}: {reason}", run_id=info.run_id, reason=reason)
+    return split
+
+
+def uploads_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where uploaded data files are kept (hidden inside the runs folder, so not listed as runs)."""
+    return _root(root) / UPLOADS_DIR
+
+
+def save_upload(content: bytes, filename: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Write an uploaded file once, named by its SHA-256 (the same content is written only once),
+    and return its path for a data recipe."""
+    import hashlib
+
+    suffix = Path(str(filename).replace("\\", "/")).suffix.lower()
+    if not re.fullmatch(r"\.[a-z0-9]{1,8}", suffix):
+        raise ValueError(
+            f"an upload needs a file extension such as .npz. Received: filename={filename!r}"
+        )
+    folder = uploads_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{hashlib.sha256(content).hexdigest()}{suffix}"
+    if not target.is_file():
+        partial = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}{suffix}"
+        _write_bytes(partial, content)
+        os.replace(partial, target)
+    return target
 
 
 def _rename_into(folder: Path, root_path: Path, name: str, now: datetime) -> str:

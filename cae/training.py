@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cae.builder import BuiltModel, build
+from cae.builder import BuiltModel, build, weights_digest
 from cae.data import Dataset
 from cae.spec import ArchitectureSpec
 
@@ -37,13 +37,27 @@ LOSSES = ("bce", "mse", "mae")
 STRATEGIES = ("default", "mirrored", "multiworker")
 STATES = ("starting", "running", "stopping", "stopped", "finished", "failed")
 
-MAX_EPOCHS = 100_000
-MAX_BATCH_SIZE = 65_536
 MAX_PREVIEW = 64
 REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each epoch end)
 LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
 PREDICT_BATCH = 256
 EVAL_CHUNK = 1024  # test images per step of evaluate_run
+
+LIMITS: dict[str, tuple[float, float]] = {
+    "epochs": (1, 10_000),  # 10,000 epochs of the 4,500-digit sample: about 3 hours here
+    "batch_size": (1, 65_536),
+    "learning_rate": (1e-12, 10.0),  # 1e-12 leaves float32 weights unchanged: a frozen model
+    "validation_split": (0.0, 0.5),  # more than half held out leaves too little to learn from
+    "patience": (0, 1_000),
+    "seed": (0, 2**31 - 1),
+    "noise": (0.0, 1.0),  # std of the Gaussian input noise; pixels are in [0, 1]
+    "preview_count": (0, MAX_PREVIEW),
+}
+"""Each training setting's (lowest, highest) value: the one place the Train page's widgets, the
+CLI and :meth:`TrainConfig.validate` take them from."""
+MAX_EPOCHS = int(LIMITS["epochs"][1])
+MAX_BATCH_SIZE = int(LIMITS["batch_size"][1])
+_INTEGER_SETTINGS = ("epochs", "batch_size", "patience", "seed", "preview_count")
 
 
 def _is_int(value: Any) -> bool:
@@ -56,74 +70,63 @@ def _is_number(value: Any) -> bool:
     )
 
 
+def check_setting(key: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` is within ``LIMITS[key]`` (an integer where it must be)."""
+    low, high = LIMITS[key]
+    if key in _INTEGER_SETTINGS:
+        if not _is_int(value) or not low <= value <= high:
+            raise ValueError(
+                f"{key} must be an integer from {int(low):,} to {int(high):,}. "
+                f"Received: {key}={value!r}"
+            )
+    elif not _is_number(value) or not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(
+            f"{key} must be a number from {low:g} to {high:g}. Received: {key}={value!r}"
+        )
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one training run (plain data, JSON round trip)."""
+    """Hyper-parameters of one training run (plain data, JSON round trip); validated when made,
+    against :data:`LIMITS`."""
 
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     loss: str = "bce"
-    validation_split: float = 0.1
-    patience: int | None = None
-    seed: int = 0
+    validation_split: float = 0.1  # the last part of the training images, as Keras does
+    patience: int | None = None  # early stopping on val_loss, keeping the best epoch
+    seed: int = 0  # weights, shuffling and noise (the data split has its own, in the recipe)
     noise: float = 0.0
-    preview_count: int = 6
+    preview_count: int = 6  # test images reconstructed at each epoch end for the live preview
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> TrainConfig:
         """Raise ValueError naming the first bad value; return self when all are good."""
-
-        def bad(problem: str, **values: Any) -> ValueError:
-            received = ", ".join(f"{key}={value!r}" for key, value in values.items())
-            return ValueError(f"{problem}. Received: {received}")
-
-        if not _is_int(self.epochs) or not 1 <= self.epochs <= MAX_EPOCHS:
-            raise bad(f"epochs must be an integer from 1 to {MAX_EPOCHS:,}", epochs=self.epochs)
-        if not _is_int(self.batch_size) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            raise bad(
-                f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE:,}",
-                batch_size=self.batch_size,
-            )
+        for key in ("epochs", "batch_size"):
+            check_setting(key, getattr(self, key))
         if self.optimizer not in OPTIMIZERS:
-            raise bad(f"optimizer must be one of {', '.join(OPTIMIZERS)}", optimizer=self.optimizer)
-        if (
-            not _is_number(self.learning_rate)
-            or not math.isfinite(self.learning_rate)
-            or self.learning_rate <= 0
-        ):
-            raise bad("learning_rate must be a positive number", learning_rate=self.learning_rate)
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}. Received: optimizer={self.optimizer!r}"
+            )
+        check_setting("learning_rate", self.learning_rate)
         if self.loss not in LOSSES:
-            raise bad(f"loss must be one of {', '.join(LOSSES)}", loss=self.loss)
-        if (
-            not _is_number(self.validation_split)
-            or not math.isfinite(self.validation_split)
-            or not 0 <= self.validation_split < 1
-        ):
-            raise bad(
-                "validation_split must be a number at least 0 and below 1",
-                validation_split=self.validation_split,
+            raise ValueError(
+                f"loss must be one of {', '.join(LOSSES)}. Received: loss={self.loss!r}"
             )
+        check_setting("validation_split", self.validation_split)
         if self.patience is not None:
-            if not _is_int(self.patience) or self.patience < 0:
-                raise bad(
-                    "patience must be None or an integer of at least 0", patience=self.patience
-                )
+            check_setting("patience", self.patience)
             if self.validation_split == 0:
-                raise bad(
-                    "early stopping watches val_loss, so patience needs validation_split > 0",
-                    patience=self.patience,
-                    validation_split=self.validation_split,
+                raise ValueError(
+                    "early stopping watches val_loss, so patience needs validation_split > 0. "
+                    f"Received: patience={self.patience!r}, validation_split={self.validation_split!r}"
                 )
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**31:
-            raise bad("seed must be an integer from 0 to 2**31 - 1", seed=self.seed)
-        if not _is_number(self.noise) or not math.isfinite(self.noise) or not 0 <= self.noise <= 1:
-            raise bad("noise (the std of the input noise) must be from 0 to 1", noise=self.noise)
-        if not _is_int(self.preview_count) or not 0 <= self.preview_count <= MAX_PREVIEW:
-            raise bad(
-                f"preview_count must be an integer from 0 to {MAX_PREVIEW}",
-                preview_count=self.preview_count,
-            )
+        for key in ("seed", "noise", "preview_count"):
+            check_setting(key, getattr(self, key))
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,11 +193,23 @@ class Progress:
         )
 
 
-class OutcomeFlags:
-    """``failed`` and ``saveable`` for a class with ``state`` and ``epochs_completed``."""
+@dataclass
+class TrainOutcome:
+    """What happened in one training, as plain data: the one list of these fields, which travels
+    from the worker process as a ``result`` message and is recorded in the run's files."""
 
-    state: str
+    state: str  # finished | stopped | failed
+    message: str
     epochs_completed: int
+    stopped: bool  # ended by a stop request
+    history: dict[str, list[float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    test_metrics: dict[str, float] = field(default_factory=dict)  # keys: cae.metrics.METRICS
+    best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept
+    early_stopped: bool = False
+    num_train: int = 0
+    num_validation: int = 0
+    weights_digest: str | None = None  # cae.builder.weights_digest of the model that was kept
 
     @property
     def failed(self) -> bool:
@@ -206,25 +221,51 @@ class OutcomeFlags:
         """True when there is at least one completed epoch to save."""
         return self.epochs_completed > 0
 
+    def to_message(self) -> dict[str, Any]:
+        """The worker's ``result`` message: every field, JSON-ready."""
+        return {"kind": "result", **self.to_dict()}
 
-@dataclass
-class TrainResult(OutcomeFlags):
-    """What ``train`` returns: the trained model and what happened."""
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON-able data."""
+        return {item.name: _plain(getattr(self, item.name)) for item in fields(TrainOutcome)}
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> TrainOutcome:
+        """The outcome of a ``result`` message (or ``to_dict`` output); unknown keys are ignored."""
+        values = {item.name: message[item.name] for item in fields(cls) if item.name in message}
+        history = values.get("history") or {}
+        values["history"] = {
+            str(key): [float(v) for v in series] for key, series in history.items()
+        }
+        values["test_metrics"] = {
+            str(key): float(value) for key, value in (values.get("test_metrics") or {}).items()
+        }
+        return cls(**values)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclass(kw_only=True)
+class TrainResult(TrainOutcome):
+    """What ``train`` returns: the outcome plus the trained model, its config and latent stats."""
 
     built: BuiltModel
-    history: dict[str, list[float]]
-    epochs_completed: int
-    stopped: bool  # ended by a stop request
-    wall_seconds: float
     config: TrainConfig
-    test_metrics: dict[str, float]
-    latent_stats: dict[str, Any] | None
-    state: str = "finished"  # finished | stopped | failed
-    message: str = ""
-    best_epoch: int | None = None  # with early stopping: the epoch whose weights were kept
-    early_stopped: bool = False
-    num_train: int = 0
-    num_validation: int = 0
+    latent_stats: dict[str, Any] | None = None
+
+    def outcome(self) -> TrainOutcome:
+        """The plain outcome, without the model."""
+        return TrainOutcome(
+            **{item.name: getattr(self, item.name) for item in fields(TrainOutcome)}
+        )
 
 
 # ------------------------------------------------------------------------------------ strategies
@@ -282,12 +323,10 @@ def is_chief(strategy: Any = None) -> bool:
 # ------------------------------------------------------------------------------------ data
 
 
-def check_input_shape(spec: ArchitectureSpec, dataset: Dataset) -> None:
-    """Raise ValueError when the dataset's images do not fit the spec's input shape."""
-    expected = tuple(int(n) for n in spec.input_shape)
-    got = tuple(int(n) for n in dataset.x_train.shape[1:])
-    if expected == got:
-        return
+def shape_mismatch_message(input_shape: Any, image_shape: Any) -> str:
+    """Why images of ``image_shape`` do not fit a design taking ``input_shape``, with the fix."""
+    expected = tuple(int(n) for n in input_shape)
+    got = tuple(int(n) for n in image_shape)
     if expected[:2] == got[:2]:
         hint = (
             f"the channels differ: set the architecture's input channels to {got[2]}, or use "
@@ -298,10 +337,17 @@ def check_input_shape(spec: ArchitectureSpec, dataset: Dataset) -> None:
             f"set the architecture's input_shape to {list(got)} (and fit the decoder to it), "
             f"or use a dataset of {expected[0]}x{expected[1]} images"
         )
-    raise ValueError(
+    return (
         f"The dataset's images do not fit the architecture: {hint}. "
         f"Received: images={list(got)}, input_shape={list(expected)}"
     )
+
+
+def check_input_shape(spec: ArchitectureSpec, dataset: Dataset) -> None:
+    """Raise ValueError when the dataset's images do not fit the spec's input shape."""
+    got = tuple(int(n) for n in dataset.x_train.shape[1:])
+    if tuple(spec.input_shape) != got:
+        raise ValueError(shape_mismatch_message(spec.input_shape, got))
 
 
 def _split(x: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray | None]:
@@ -858,7 +904,7 @@ def train(
                 "Computing test metrics.",
                 live=False,
             )
-        test_metrics = evaluate_run(built, dataset, noise=config.noise, seed=config.seed)
+        test_metrics = evaluate_run(built, dataset.x_test, noise=config.noise, seed=config.seed)
         latent_stats = _latent_stats(built, dataset.x_train)
         if monitor.preview is not None and (
             monitor.stop_requested or monitor.failure or best_epoch
@@ -874,6 +920,7 @@ def train(
         monitor.report(state, message, live=False)
     return TrainResult(
         built=built,
+        weights_digest=weights_digest(model) if completed > 0 else None,
         history={key: list(values) for key, values in monitor.history.items()},
         epochs_completed=completed,
         stopped=monitor.stop_requested,
@@ -905,32 +952,34 @@ def _latent_stats(built: BuiltModel, x_train: np.ndarray) -> dict[str, Any] | No
 
 def evaluate_run(
     built: BuiltModel,
-    dataset: Dataset,
+    images: np.ndarray,
     *,
     noise: float = 0.0,
     seed: int = 0,
     chunk: int = EVAL_CHUNK,
 ) -> dict[str, float]:
-    """Test-set metrics (mse, mae, psnr, ssim) of the autoencoder's reconstructions of
-    ``dataset.x_test``; with ``noise`` > 0 also ``denoise_*`` from seeded noisy inputs. Works
-    through the images ``chunk`` at a time, so memory stays flat on big test sets."""
+    """Test-set metrics (every entry of ``cae.metrics.METRICS``) of the autoencoder's
+    reconstructions of ``images`` (a run's test split, float32 (N, H, W, C)); with ``noise`` > 0
+    also ``denoise_*`` from seeded noisy inputs. Works through the images ``chunk`` at a time, so
+    memory stays flat on big test sets."""
     model = built.autoencoder
+    images = np.asarray(images)
     expected = tuple(int(n) for n in model.input_shape[1:])
-    got = tuple(int(n) for n in dataset.x_test.shape[1:])
+    got = tuple(int(n) for n in images.shape[1:])
     if expected != got:
         raise ValueError(
-            "The dataset's images do not fit the model; evaluate on the dataset it was trained "
-            f"on. Received: images={list(got)}, input_shape={list(expected)}"
+            "The images do not fit the model; evaluate on the test split of the run's own data. "
+            f"Received: images={list(got)}, input_shape={list(expected)}"
         )
     if not _is_int(chunk) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer. Received: chunk={chunk!r}")
-    if dataset.num_test == 0:
+    if len(images) == 0:
         return {}
     # Big test sets: one traced function for all chunks; small ones: direct calls.
-    infer = inference_function(model) if dataset.num_test > chunk else None
-    metrics = _chunked_metrics(model, dataset.x_test, chunk, infer=infer)
+    infer = inference_function(model) if len(images) > chunk else None
+    metrics = _chunked_metrics(model, images, chunk, infer=infer)
     if noise > 0:
-        noisy = _chunked_metrics(model, dataset.x_test, chunk, noise=noise, seed=seed, infer=infer)
+        noisy = _chunked_metrics(model, images, chunk, noise=noise, seed=seed, infer=infer)
         metrics.update({f"denoise_{key}": value for key, value in noisy.items()})
     return metrics
 
@@ -945,24 +994,15 @@ def _chunked_metrics(
     infer: Callable[[Any], Any] | None = None,
 ) -> dict[str, float]:
     """``cae.metrics.summarize`` of (x, reconstructions), computed ``chunk`` images at a time."""
-    from cae.metrics import per_image
+    from cae import metrics
 
     rng = np.random.default_rng(seed)
-    parts: dict[str, list[np.ndarray]] = {"mse": [], "mae": [], "ssim": []}
+    parts = []
     for start in range(0, len(x), chunk):
         clean = x[start : start + chunk]
         inputs = clean
         if noise > 0:
             jitter = rng.normal(0.0, noise, size=clean.shape).astype(np.float32)
             inputs = np.clip(clean + jitter, 0.0, 1.0)
-        values = per_image(clean, reconstruct(model, inputs, infer=infer))
-        for key in parts:
-            parts[key].append(values[key])
-    mse = float(np.mean(np.concatenate(parts["mse"])))
-    return {
-        "mse": mse,
-        "mae": float(np.mean(np.concatenate(parts["mae"]))),
-        # As summarize(): the PSNR of the mean MSE (inf only if every image is exact).
-        "psnr": float(10.0 * np.log10(1.0 / mse)) if mse > 0 else math.inf,
-        "ssim": float(np.mean(np.concatenate(parts["ssim"]))),
-    }
+        parts.append(metrics.per_image(clean, reconstruct(model, inputs, infer=infer)))
+    return metrics.aggregate(metrics.concatenate(parts))

@@ -8,7 +8,8 @@ kill to the job, and training no longer competes with the pages for the server's
 
 The protocol is JSON lines (never pickle). The worker imports TensorFlow (a spare started with
 ``--warm-up`` also trains a tiny model once, so the job finds TensorFlow set up), then writes
-``{"kind": "ready"}``; it reads one ``{"cmd": "train", ...}`` line from its standard input; it writes
+``{"kind": "ready"}``; it reads one ``{"cmd": "train", "request": ...}`` line from its standard input
+(a ``cae.request.TrainRequest``: the worker loads the images from its data recipe); it writes
 ``progress`` lines, then ``result``, then ``saved``, ``staged`` or ``save_error`` (when there is a
 model), and last ``end``; then it exits. ``{"cmd": "stop"}`` asks training to stop after the
 current batch. If its standard input closes (the server went away) it stops training and saves the
@@ -18,98 +19,17 @@ standard error.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import fields
 from typing import IO, Any
 
 import numpy as np
 
+from cae.protocol import PROTOCOL_VERSION, progress_to_message
 from cae.training import Progress
-
-PROTOCOL_VERSION = 1
-_ARRAY_KEY = "__ndarray__"
-
-
-# ------------------------------------------------------------------------- encoding
-
-
-def encode_value(value: Any) -> Any:
-    """A JSON-ready form of a value; numpy arrays become ``{"__ndarray__": base64, ...}``."""
-    if isinstance(value, np.ndarray):
-        array = np.ascontiguousarray(value)
-        return {
-            _ARRAY_KEY: base64.b64encode(array.tobytes()).decode("ascii"),
-            "dtype": array.dtype.str,
-            "shape": list(array.shape),
-        }
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {str(key): encode_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [encode_value(item) for item in value]
-    return value
-
-
-def decode_value(value: Any) -> Any:
-    """The inverse of ``encode_value``: arrays come back read-only; only numeric dtypes."""
-    if isinstance(value, dict):
-        if _ARRAY_KEY in value:
-            dtype = np.dtype(str(value["dtype"]))
-            if dtype.kind not in "biuf":
-                raise ValueError(f"only numeric arrays cross the pipe. Received: dtype={dtype}")
-            shape = tuple(int(n) for n in value["shape"])
-            array = np.frombuffer(base64.b64decode(value[_ARRAY_KEY]), dtype=dtype).reshape(shape)
-            return array
-        return {key: decode_value(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [decode_value(item) for item in value]
-    return value
-
-
-PREVIEW_FIELDS = ("preview_originals", "preview_reconstructions", "preview_inputs")
-_SAME = {"__same__": True}
-
-
-def progress_to_message(progress: Progress, previous: Progress | None = None) -> dict[str, Any]:
-    """A ``progress`` protocol message holding every field of ``progress``; a preview array that
-    is the very object sent with ``previous`` goes as ``{"__same__": true}`` (the previews change
-    once an epoch, the reports come every quarter second)."""
-    message: dict[str, Any] = {"kind": "progress"}
-    for item in fields(Progress):
-        value = getattr(progress, item.name)
-        if (
-            item.name in PREVIEW_FIELDS
-            and value is not None
-            and previous is not None
-            and value is getattr(previous, item.name)
-        ):
-            message[item.name] = _SAME
-        else:
-            message[item.name] = encode_value(value)
-    return message
-
-
-def progress_from_message(message: dict[str, Any], previous: Progress | None = None) -> Progress:
-    """The Progress of a ``progress`` message (unknown keys are ignored); previews marked as
-    unchanged are taken from ``previous``."""
-    names = {item.name for item in fields(Progress)}
-    values: dict[str, Any] = {}
-    for key, value in message.items():
-        if key not in names:
-            continue
-        if key in PREVIEW_FIELDS and value == _SAME:
-            values[key] = getattr(previous, key) if previous is not None else None
-        else:
-            values[key] = decode_value(value)
-    history = values.get("history") or {}
-    values["history"] = {str(key): [float(v) for v in series] for key, series in history.items()}
-    return Progress(**values)
 
 
 class Channel:
@@ -157,24 +77,19 @@ def run_job(
     should_stop: Callable[[], bool],
     parent_gone: Callable[[], bool],
 ) -> int:
-    """Train the job described by a ``train`` command, report over ``channel``, save; exit code."""
-    from cae.builder import weights_digest
-    from cae.data import Dataset
-    from cae.jobs import result_train_config, save_result
-    from cae.spec import ArchitectureSpec
-    from cae.store import staging_dir
-    from cae.training import TrainConfig, train
+    """Train the request of a ``train`` command, report over ``channel``, save; exit code."""
+    from cae.recipe import TestSplit, load_recipe
+    from cae.request import TrainRequest
+    from cae.store import save_trained, staging_dir
+    from cae.training import train
 
     try:
-        spec = ArchitectureSpec.from_dict(job["spec"])
-        config = TrainConfig.from_dict(job["config"])
-        x_train = np.load(job["x_train"], allow_pickle=False)
-        x_test = np.load(job["x_test"], allow_pickle=False)
-        dataset = Dataset(job["dataset_name"], x_train, None, x_test, None)
+        request = TrainRequest.from_dict(job["request"])
+        dataset = load_recipe(request.data)
         result = train(
-            spec,
+            request.spec,
             dataset,
-            config,
+            request.config,
             progress=ProgressSender(channel),
             should_stop=should_stop,
         )
@@ -182,44 +97,22 @@ def run_job(
         channel.send({"kind": "error", "message": f"{type(error).__name__}: {error}"})
         channel.send({"kind": "end"})
         return 1
-    del dataset, x_train, x_test
-    train_config = result_train_config(result, job["dataset_name"], job.get("extra") or {})
+    test_split = TestSplit.of(dataset, request.data)
+    del dataset
     orphaned = parent_gone()
-    if orphaned:
-        train_config["server_exited"] = True
-    channel.send(
-        {
-            "kind": "result",
-            "state": result.state,
-            "message": result.message,
-            "epochs_completed": result.epochs_completed,
-            "stopped": result.stopped,
-            "history": encode_value(result.history),
-            "wall_seconds": result.wall_seconds,
-            "test_metrics": encode_value(result.test_metrics),
-            "best_epoch": result.best_epoch,
-            "early_stopped": result.early_stopped,
-            "num_train": result.num_train,
-            "num_validation": result.num_validation,
-            "train_config": encode_value(train_config),
-            "weights_digest": weights_digest(result.built.autoencoder) if result.saveable else None,
-        }
-    )
+    channel.send(result.outcome().to_message())
     if not result.saveable:
         channel.send({"kind": "end"})
         return 0
     publish_now = orphaned or (job.get("auto_save", True) and result.state == "finished")
+    context = {"server_exited": True} if orphaned else None
     try:
         if publish_now:
-            run_id = save_result(
-                result, spec, name=job["name"], train_config=train_config, root=job["root"]
-            )
+            run_id = save_trained(result, request, test_split, root=job["root"], context=context)
             channel.send({"kind": "saved", "run_id": run_id})
         else:  # kept until the user saves it (cae.store.publish_run) or starts another job
             staging = staging_dir(job["job_id"], job["root"])
-            run_id = save_result(
-                result, spec, name=job["name"], train_config=train_config, root=staging
-            )
+            run_id = save_trained(result, request, test_split, root=staging, context=context)
             channel.send({"kind": "staged", "path": os.fspath(staging / run_id)})
     except Exception as error:  # noqa: BLE001 - reported; the server shows it
         channel.send({"kind": "save_error", "message": f"{type(error).__name__}: {error}"})

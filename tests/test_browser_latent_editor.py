@@ -14,7 +14,7 @@ from tests.browser import (
     serve_app,
     wait_for_app_idle,
 )
-from tests.test_page_latent_editor import make_trained_run
+from tests.runs import make_trained_run
 
 pytestmark = pytest.mark.browser
 

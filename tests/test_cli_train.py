@@ -64,12 +64,16 @@ def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("epoch 1/1  loss") and "img/s" in lines[0], lines
     summary = lines[-1]
-    assert summary.startswith("run t1: 1 epoch, test MSE ") and "PSNR" in summary
+    assert (
+        summary.startswith("run t1: 1 epoch, test MSE ") and "PSNR" in summary and "MAE" in summary
+    )
     assert "SSIM" in summary and str(out) in summary
     assert (out / "run.json").is_file() and (out / "model.keras").is_file()
     train_json = json.loads((out / "train.json").read_text())
-    assert train_json["dataset"] == "mnist-sample" and train_json["limit"] == 256
-    assert train_json["epochs"] == 1 and train_json["batch_size"] == 32
+    assert train_json["data"]["dataset"] == "mnist-sample" and train_json["data"]["limit"] == 256
+    assert train_json["config"]["epochs"] == 1 and train_json["config"]["batch_size"] == 32
+    assert train_json["outcome"]["state"] == "finished"
+    assert (out / "test_images.npz").is_file()
     assert [p.name for p in models.iterdir()] == ["t1"]  # renamed, nothing left behind
 
     monkeypatch.setenv("CAE_MODELS_DIR", str(models))
@@ -77,9 +81,10 @@ def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     status, stdout, _ = cli(capsys, "list")
     assert status == 0
     rows = stdout.splitlines()
-    assert rows[0].split() == ["ID", "NAME", "DATASET", "EPOCHS", "TEST", "PSNR"]
+    assert rows[0].split()[:4] == ["ID", "NAME", "DATASET", "EPOCHS"]
+    assert "test PSNR (dB)" in rows[0] and "test SSIM" in rows[0] and "test MAE" in rows[0]
     t1 = next(row for row in rows if row.startswith("t1 "))
-    assert "classic-mnist-sample" in t1 and "mnist-sample" in t1 and t1.endswith(" dB")
+    assert "classic-mnist-sample" in t1 and "mnist-sample" in t1
     junk = next(row for row in rows if row.startswith("junk "))
     assert "BROKEN: " in junk
 
@@ -87,11 +92,17 @@ def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
         status, stdout, stderr = cli(capsys, "evaluate", target)
         assert status == 0, stderr
         text = stdout.splitlines()
-        assert text[0].startswith("run t1 (classic-mnist-sample): dataset mnist-sample, 256 test")
+        assert text[0].startswith("run t1 (classic-mnist-sample): 256 test images of mnist-sample")
+        assert "(stored with the run)" in text[0]
         rows = {line.split()[0]: line.split()[1:] for line in text[2:]}
         assert set(rows) == {"mse", "mae", "psnr", "ssim"}
         for stored, now in rows.values():
             assert float(stored) == pytest.approx(float(now), rel=1e-4, abs=1e-5)
+    status, stdout, stderr = cli(capsys, "evaluate", "t1", "--json")
+    assert status == 0, stderr
+    both = json.loads(stdout)
+    assert set(both) == {"stored", "fresh"} and set(both["fresh"]) == {"mse", "mae", "psnr", "ssim"}
+    assert both["fresh"] == pytest.approx(both["stored"], rel=1e-4)
 
 
 def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
@@ -139,8 +150,9 @@ def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
     (run,) = [p for p in models.iterdir()]
     history = json.loads((run / "history.json").read_text())
     train = json.loads((run / "train.json").read_text())
-    assert train["stopped"] is True and 1 <= train["epochs_completed"] < 500
-    assert len(history["loss"]) == train["epochs_completed"]
+    outcome = train["outcome"]
+    assert outcome["stopped"] is True and 1 <= outcome["epochs_completed"] < 500
+    assert len(history["loss"]) == outcome["epochs_completed"]
 
 
 @pytest.mark.parametrize(
@@ -148,7 +160,7 @@ def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
     [
         (
             ["train", "--preset", "classic", "--dataset", "mnist-sample", "--epochs", "0"],
-            "error: epochs must be an integer from 1 to 100,000. Received: epochs=0",
+            "error: epochs must be an integer from 1 to 10,000. Received: epochs=0",
         ),
         (
             ["train", "--preset", "classic", "--dataset", "mnist-sample"],
@@ -192,7 +204,7 @@ def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
         ),
         (
             ["train", "--preset", "classic", "--dataset", "nope", "--epochs", "1"],
-            "Received: name='nope'",
+            "Received: dataset='nope'",
         ),
         (
             ["train", "--preset", "classic", "--data", "/no/such.npz", "--epochs", "1"],
@@ -254,7 +266,7 @@ def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: epochs must be an integer from 1 to 100,000. Received: epochs=-2"
+        "error: epochs must be an integer from 1 to 10,000. Received: epochs=-2"
     ]
 
 
@@ -307,12 +319,14 @@ def test_train_on_an_uploaded_array_file_into_a_root(tmp_path, capsys):
     (run,) = root.iterdir()
     assert stdout.strip().splitlines()[-1].startswith(f"run {run.name}: 1 epoch")
     train_json = json.loads((run / "train.json").read_text())
-    assert train_json["dataset"] == "upload:digits.npz"
-    assert train_json["data_file"] == str(path.resolve())
+    assert train_json["data"]["dataset"] == "upload"
+    assert train_json["data"]["upload_name"] == "digits.npz"
+    assert train_json["data"]["upload_path"] == str(path.resolve())
+    path.unlink()  # the run keeps its test images: it is evaluated without the file
     status, stdout, stderr = cli(capsys, "evaluate", run.name, "--root", str(root))
     assert status == 0, stderr
     lines = stdout.splitlines()
-    assert "dataset upload:digits.npz, 12 test images" in lines[0]
+    assert "12 test images of upload:digits.npz" in lines[0]
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
     for stored, now in rows.values():
         assert float(stored) == pytest.approx(float(now), rel=1e-4, abs=1e-5)

@@ -2,9 +2,8 @@
 
 import numpy as np
 
-from cae.data import load_dataset
 from cae.metrics import summarize
-from cae.store import list_runs, load_run, models_dir
+from cae.store import list_runs, load_run, models_dir, run_test_split
 from cae.training import reconstruct
 
 DEFAULT_RUN = "classic-mnist-sample-default"
@@ -22,9 +21,10 @@ def test_default_run_is_listed_and_recorded():
 
 def test_default_run_reconstructs_the_test_set_as_recorded():
     run = load_run(DEFAULT_RUN, root=models_dir())
-    dataset = load_dataset("mnist-sample")
-    outputs = reconstruct(run.built.autoencoder, dataset.x_test)
-    measured = summarize(dataset.x_test, outputs)
+    split = run_test_split(DEFAULT_RUN, root=models_dir())
+    assert split.stored and split.count == 500  # self-contained: its test images ship with it
+    outputs = reconstruct(run.built.autoencoder, split.images)
+    measured = summarize(split.images, outputs)
     assert measured["psnr"] >= 17.5
     assert np.isclose(measured["psnr"], run.metrics["psnr"], atol=0.05)
     assert run.latent_stats is not None

@@ -8,34 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.runs import make_trained_run
+
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 PAGE = "pages/4_Latent_Editor.py"
-
-
-def make_trained_run(
-    root: Path, *, epochs: int = 2, limit: int = 512, learning_rate: float = 1e-2
-) -> str:
-    """Train the classic network briefly on mnist-sample and save it into ``root``; its id."""
-    from cae.data import load_dataset
-    from cae.jobs import result_train_config, save_result
-    from cae.spec import preset
-    from cae.training import TrainConfig, train
-
-    spec = preset("classic")
-    dataset = load_dataset("mnist-sample", limit=limit)
-    result = train(
-        spec,
-        dataset,
-        TrainConfig(epochs=epochs, batch_size=64, learning_rate=learning_rate, preview_count=0),
-    )
-    return save_result(
-        result,
-        spec,
-        name="latent editor test",
-        train_config=result_train_config(result, "mnist-sample"),
-        root=root,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,10 @@ import pytest
 
 import cae.training as training
 from cae.data import Dataset, load_dataset
-from cae.metrics import summarize
+from cae.metrics import METRIC_KEYS, summarize
 from cae.spec import preset
 from cae.training import (
+    LIMITS,
     Progress,
     TrainConfig,
     add_noise,
@@ -77,7 +78,8 @@ def test_config_round_trip_and_validation():
         ({"learning_rate": -1.0}, "Received: learning_rate=-1.0"),
         ({"learning_rate": math.nan}, "Received: learning_rate=nan"),
         ({"loss": "huber"}, "Received: loss='huber'"),
-        ({"validation_split": 1.0}, "Received: validation_split=1.0"),
+        ({"validation_split": 0.6}, "Received: validation_split=0.6"),
+        ({"epochs": 10_001}, "Received: epochs=10001"),
         ({"patience": -1}, "Received: patience=-1"),
         ({"patience": 2, "validation_split": 0.0}, "patience=2, validation_split=0.0"),
         ({"seed": -3}, "Received: seed=-3"),
@@ -89,6 +91,10 @@ def test_config_round_trip_and_validation():
             TrainConfig(**values).validate()
         assert str(info.value).endswith(expected), (values, str(info.value))
     assert TrainConfig(validation_split=0.0).validate().validation_split == 0.0
+    # Every limit comes from the one table, and a config is validated when it is made.
+    assert TrainConfig(epochs=LIMITS["epochs"][1]).epochs == LIMITS["epochs"][1]
+    with pytest.raises(ValueError, match="Received: noise=2"):
+        TrainConfig(noise=2)
 
 
 def test_progress_copy_and_fraction():
@@ -358,7 +364,7 @@ def test_early_stopping_keeps_the_best_epoch(digits):
             epochs=6,
             batch_size=32,
             optimizer="sgd",
-            learning_rate=1e-20,
+            learning_rate=1e-12,
             patience=1,
             validation_split=0.25,
             preview_count=0,
@@ -376,12 +382,13 @@ def test_evaluate_run_matches_the_training_metrics(digits):
         data,
         TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=0),
     )
-    assert evaluate_run(result.built, data) == pytest.approx(result.test_metrics)
+    assert evaluate_run(result.built, data.x_test) == pytest.approx(result.test_metrics)
+    assert set(result.test_metrics) == set(METRIC_KEYS)
     # Chunked evaluation gives what summarize() gives on the whole test set.
     whole = summarize(data.x_test, reconstruct(result.built.autoencoder, data.x_test))
-    assert evaluate_run(result.built, data, chunk=7) == pytest.approx(whole, rel=1e-6)
+    assert evaluate_run(result.built, data.x_test, chunk=7) == pytest.approx(whole, rel=1e-6)
     with pytest.raises(ValueError, match="Received: chunk=0"):
-        evaluate_run(result.built, data, chunk=0)
+        evaluate_run(result.built, data.x_test, chunk=0)
 
 
 # ------------------------------------------------------------------------------------ strategies

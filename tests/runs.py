@@ -1,0 +1,34 @@
+"""Train and save small real runs for tests, the way the worker and the CLI do it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cae.recipe import DataRecipe, TestSplit, load_recipe
+from cae.request import TrainRequest
+from cae.spec import preset
+from cae.store import save_trained
+from cae.training import TrainConfig, train
+
+
+def make_trained_run(
+    root: Path,
+    *,
+    epochs: int = 2,
+    limit: int = 512,
+    learning_rate: float = 1e-2,
+    seed: int = 0,
+    name: str = "latent editor test",
+) -> str:
+    """Train the classic network briefly on mnist-sample and save it into ``root``; its id."""
+    request = TrainRequest(
+        spec=preset("classic"),
+        data=DataRecipe("mnist-sample", limit=limit, seed=seed),
+        config=TrainConfig(
+            epochs=epochs, batch_size=64, learning_rate=learning_rate, preview_count=0, seed=seed
+        ),
+        name=name,
+    )
+    dataset = load_recipe(request.data)
+    result = train(request.spec, dataset, request.config)
+    return save_trained(result, request, TestSplit.of(dataset, request.data), root=root)
