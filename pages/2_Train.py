@@ -7,12 +7,15 @@ import math
 
 import streamlit as st
 
-from cae.data import DATASETS, Dataset, dataset_status, load_array_file, load_dataset
+from cae.data import DATASETS, Dataset, dataset_status, load_array_file
 from cae.jobs import JOBS, JobBusy, TrainingJob
 from cae.plots import image_grid, loss_curves
+from cae.recipe import DataRecipe
+from cae.request import MAX_RUN_NAME, TrainRequest
 from cae.shapes import compute_shapes
 from cae.spec import ArchitectureSpec
-from cae.training import LOSSES, OPTIMIZERS, TrainConfig
+from cae.store import save_upload
+from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
 from ui.state import (
     DATASET_KEY,
     RUN_KEY,
@@ -36,16 +39,16 @@ LOSS_TITLES = {
 }
 
 
-@st.cache_data(show_spinner="Loading the dataset…", max_entries=4)
-def cached_dataset(name: str, limit: int | None, seed: int) -> Dataset:
-    """A built-in dataset, loaded once per (name, limit, seed)."""
-    return load_dataset(name, limit=limit, seed=seed)
-
-
 @st.cache_data(show_spinner="Reading your upload…", max_entries=2)
 def cached_upload(data: bytes, filename: str, digest: str) -> Dataset:
-    """An uploaded dataset, parsed once per file content."""
+    """An uploaded dataset, parsed once per file content (to check it and show its size; the
+    training process reads the file itself, from the recipe)."""
     return load_array_file(data, filename)
+
+
+def limits(key: str) -> tuple[float, float]:
+    """A training setting's (lowest, highest) value, from ``cae.training.LIMITS``."""
+    return LIMITS[key]
 
 
 def default_epochs(num_train: int) -> int:
@@ -86,10 +89,13 @@ def show_progress(job: TrainingJob) -> None:
             1.0, text=f"All {progress.epochs} epochs done · {progress.message or 'finishing'}"
         )
     elif state == "running":
-        st.progress(progress.fraction, text=(
-            f"Epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
-            f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
-        ))  # fmt: skip
+        st.progress(
+            progress.fraction,
+            text=(
+                f"Epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
+                f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
+            ),
+        )
     elif state == "finished":
         st.progress(1.0, text=f"Finished {progress.epoch} epoch(s)")
     else:  # stopped or failed: the bar shows the completed epochs, the ones that are kept
@@ -132,8 +138,14 @@ def show_progress(job: TrainingJob) -> None:
             st.caption(f"Test images after epoch {progress.epoch}.")
 
     if progress.active:
-        st.button("Stop training", key="train_stop", on_click=job.stop, type="secondary",
-                  disabled=job.stop_requested, icon=":material/stop_circle:")  # fmt: skip
+        st.button(
+            "Stop training",
+            key="train_stop",
+            on_click=job.stop,
+            type="secondary",
+            disabled=job.stop_requested,
+            icon=":material/stop_circle:",
+        )
         return
     if job.run_id:  # saved at the end, or by the user from a stopped job
         if st.session_state.get("train_activated_run") != job.run_id:  # once: the user may pick
@@ -162,8 +174,11 @@ def show_progress(job: TrainingJob) -> None:
     elif job.error or state == "failed":
         st.error(progress.message or f"Training failed: {job.error}", icon=":material/error:")
     else:
-        st.warning(progress.message or "Training stopped before the first epoch ended: there is "
-                   "nothing to save.", icon=":material/info:")  # fmt: skip
+        st.warning(
+            progress.message
+            or "Training stopped before the first epoch ended: there is nothing to save.",
+            icon=":material/info:",
+        )
     if job.save_error:
         st.error(f"Saving failed: {job.save_error}")
 
@@ -229,7 +244,6 @@ with data_column:
     )
     remember(DATASET_KEY, choice)
     dataset: Dataset | None = None
-    dataset_name = choice
     limit = None
     if choice == UPLOAD:
         upload = st.file_uploader(
@@ -245,7 +259,6 @@ with data_column:
             except ValueError as error:
                 st.error(f"{upload.name} cannot be used: {error}", icon=":material/error:")
             else:
-                dataset_name = f"upload:{upload.name}"
                 st.caption(
                     f"{upload.name}: {dataset.num_train:,} train / {dataset.num_test:,} test images of "
                     f"{'x'.join(map(str, dataset.image_shape))}"
@@ -258,7 +271,7 @@ with data_column:
         else:
             if status.num_train and status.num_train > DEFAULT_TRAIN_LIMIT:
                 sizes = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000, status.num_train]
-                last_limit = job.train_config().get("limit") if job is not None else None
+                last_limit = job.request.data.limit if job is not None else None
                 limit = int(
                     st.select_slider(
                         "Training images",
@@ -283,42 +296,88 @@ st.subheader("Hyper-parameters")
 last = job.config if job is not None else TrainConfig(epochs=default_epochs(num_train_estimate))
 batch_sizes = [8, 16, 32, 64, 128, 256, 512]
 row = st.columns(4)
-epochs = row[0].number_input("Epochs", 1, 1000, last.epochs, key=f"train_epochs_{choice}_{limit}",
-                             disabled=running)  # fmt: skip
+epochs = row[0].number_input(
+    "Epochs",
+    *map(int, limits("epochs")),
+    last.epochs,
+    key=f"train_epochs_{choice}_{limit}",
+    disabled=running,
+)
 batch_size = row[1].select_slider(
-    "Batch size", batch_sizes, last.batch_size if last.batch_size in batch_sizes else 64,
-    key="train_batch", disabled=running,
-)  # fmt: skip
-optimizer = row[2].selectbox("Optimizer", OPTIMIZERS, OPTIMIZERS.index(last.optimizer),
-                             key="train_optimizer", disabled=running)  # fmt: skip
+    "Batch size",
+    batch_sizes,
+    last.batch_size if last.batch_size in batch_sizes else 64,
+    key="train_batch",
+    disabled=running,
+)
+optimizer = row[2].selectbox(
+    "Optimizer",
+    OPTIMIZERS,
+    OPTIMIZERS.index(last.optimizer),
+    key="train_optimizer",
+    disabled=running,
+)
 learning_rate = row[3].number_input(
-    "Learning rate", 1e-6, 10.0, float(last.learning_rate), format="%.4g", key="train_lr",
-    disabled=running, step=1e-4,
-)  # fmt: skip
+    "Learning rate",
+    *limits("learning_rate"),
+    float(last.learning_rate),
+    format="%.4g",
+    key="train_lr",
+    disabled=running,
+    step=1e-4,
+)
 row = st.columns(4)
 loss = row[0].selectbox(
-    "Loss", LOSSES, LOSSES.index(last.loss), format_func=lambda name: LOSS_TITLES[name],
-    key="train_loss", disabled=running,
-)  # fmt: skip
-validation_split = row[1].slider(
-    "Validation split", 0.0, 0.5, float(last.validation_split), 0.05, key="train_val",
+    "Loss",
+    LOSSES,
+    LOSSES.index(last.loss),
+    format_func=lambda name: LOSS_TITLES[name],
+    key="train_loss",
     disabled=running,
-)  # fmt: skip
+)
+validation_split = row[1].slider(
+    "Validation split",
+    *limits("validation_split"),
+    float(last.validation_split),
+    0.05,
+    key="train_val",
+    disabled=running,
+)
 patience = row[2].number_input(
-    "Early stopping patience (0 = off)", 0, 100, int(last.patience or 0), key="train_patience", disabled=running or validation_split == 0,
-    help="Stop when the validation loss has not improved for this many epochs, keeping the best epoch.",
-)  # fmt: skip
+    "Early stopping patience (0 = off)",
+    *map(int, limits("patience")),
+    int(last.patience or 0),
+    key="train_patience",
+    disabled=running or validation_split == 0,
+    help="Stop when the validation loss has not improved for this many epochs, keeping the best "
+    "epoch.",
+)
 noise = row[3].slider(
-    "Input noise (denoising)", 0.0, 0.5, float(last.noise), 0.05, key="train_noise", disabled=running,
+    "Input noise (denoising)",
+    *limits("noise"),
+    float(last.noise),
+    0.05,
+    key="train_noise",
+    disabled=running,
     help="Gaussian noise added to the inputs only: the network learns to output the clean image.",
-)  # fmt: skip
+)
 row = st.columns([2, 1, 1])
 default_name = f"{spec.name if spec else 'run'}-{choice if choice != UPLOAD else 'upload'}"
 run_name = row[0].text_input(
-    "Run name", job.name if job is not None else default_name, max_chars=80, key="train_name",
+    "Run name",
+    job.name if job is not None else default_name,
+    max_chars=MAX_RUN_NAME,
+    key="train_name",
     disabled=running,
-)  # fmt: skip
-seed = row[1].number_input("Seed", 0, 2**31 - 1, int(last.seed), key="train_seed", disabled=running)
+)
+seed = row[1].number_input(
+    "Seed",
+    *map(int, limits("seed")),
+    int(last.seed),
+    key="train_seed",
+    disabled=running,
+    help="One seed for the train/test split, the initial weights, the shuffling and the noise.",
+)
 
 config = TrainConfig(
     epochs=int(epochs),
@@ -352,8 +411,11 @@ if spec is not None and image_shape is not None and tuple(image_shape) != tuple(
         set_active_spec(adapted)
         st.rerun()
     elif not fits:
-        st.page_link("pages/1_Architecture.py", label="Adapt the design on the Architecture page",
-                     icon=":material/build:")  # fmt: skip
+        st.page_link(
+            "pages/1_Architecture.py",
+            label="Adapt the design on the Architecture page",
+            icon=":material/build:",
+        )
 
 ready = problem is None and shape_problem is None and not running
 if choice == UPLOAD:
@@ -361,26 +423,36 @@ if choice == UPLOAD:
 else:
     ready = ready and dataset_status(choice).available
 start = row[2].button(
-    "Train", key="train_start", type="primary", disabled=not ready, icon=":material/play_arrow:",
+    "Train",
+    key="train_start",
+    type="primary",
+    disabled=not ready,
+    icon=":material/play_arrow:",
     width="stretch",
-)  # fmt: skip
+)
+
+
+def data_recipe() -> DataRecipe:
+    """The recipe of the chosen data: a built-in dataset, or the upload written once to disk."""
+    if choice != UPLOAD:
+        return DataRecipe(dataset=choice, limit=limit, seed=int(seed))
+    content = upload.getvalue()
+    path = save_upload(content, upload.name)
+    return DataRecipe.for_file(path, name=upload.name, seed=int(seed))
+
+
 if start and spec is not None:
     try:
-        if dataset is None:
-            dataset = cached_dataset(choice, limit, int(seed))
-        JOBS.start(
-            owner_id(),
-            spec,
-            dataset,
-            dataset_name,
-            config,
+        request = TrainRequest(
+            spec=spec,
+            data=data_recipe(),
+            config=config,
             name=run_name.strip() or default_name,
-            # so `python -m cae evaluate` can rebuild the exact test split later
-            extra_train_config={"limit": limit, "data_seed": int(seed)},
         )
+        JOBS.start(owner_id(), request)
     except JobBusy as error:
         st.warning(str(error))
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         st.error(f"Training could not start: {error}", icon=":material/error:")
     else:
         st.session_state.pop("train_seen_done", None)

@@ -12,17 +12,19 @@ from PIL import Image
 from streamlit_drawable_canvas import CanvasResult, st_canvas
 
 from cae import latent_edit as le
-from cae.data import DATASETS, Dataset, dataset_status
 from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder, sample_code
 from cae.plots import grid_png
-from ui.runs import cached_run, cached_test_set, complete_runs_or_stop, pick_run
+from cae.recipe import TestSplit
+from cae.store import RunError
+from ui.latent_link import incoming_code
+from ui.runs import cached_run, cached_test_split, complete_runs_or_stop, pick_run
 from ui.state import page_frame
+from ui.test_images import label_text, pick_test_image
 
 page_frame("Latent Editor")
 
 EDITOR = "le_editor"  # dict of plain data: the code being edited, its source, undo list, counters
 SOURCES = ["Test image", "Draw a digit", "Mean code", "Random sample"]
-INCOMING = "le_incoming"  # a code sent from another page (see "starting point" below)
 FROM_MAP = "From the latent map"
 VIEW_PX = 280  # size of the source and decoded images on screen
 DRAW_BG = "#000000"
@@ -41,21 +43,23 @@ def cached_decoder(run_id: str, root: str, created: str | None) -> Decoder:
 
 
 @st.cache_data(max_entries=256)
-def cached_code(
-    run_id: str, root: str, created: str | None, dataset: str, index: int
-) -> np.ndarray:
-    """The code of one test image."""
+def cached_code(run_id: str, root: str, created: str | None, index: int) -> np.ndarray:
+    """The code of one of the run's test images."""
     run = cached_run(run_id, root, created)
-    return encode(run.built.encoder, cached_test_set(dataset).x_test[index])
+    return encode(run.built.encoder, cached_test_split(run_id, root, created).images[index])
 
 
 @st.cache_data(show_spinner="Describing the code space…", max_entries=8)
-def cached_stats(run_id: str, root: str, created: str | None, dataset: str | None) -> dict:
-    """The run's latent statistics (from latent.json, else from the codes of its test images)."""
+def cached_stats(run_id: str, root: str, created: str | None, has_test_images: bool) -> dict:
+    """The run's latent statistics (from latent.json, else from the codes of its test images,
+    else from one code of a blank image so that the brush still has a range)."""
     run = cached_run(run_id, root, created)
     if run.latent_stats:
         return run.latent_stats
-    x = cached_test_set(dataset or "mnist-sample").x_test[:2000]
+    if has_test_images:
+        x = cached_test_split(run_id, root, created).images[:2000]
+    else:
+        x = np.zeros((1, *run.spec.input_shape), np.float32)
     return latent_statistics(encode(run.built.encoder, x))
 
 
@@ -96,13 +100,12 @@ input_shape = tuple(int(n) for n in run.spec.input_shape)
 if len(latent_shape) != 3:
     st.error(f"The editor paints 2-D codes (h, w, c). Received: latent shape {latent_shape}")
     st.stop()
-dataset_name = info.dataset if info.dataset in DATASETS else "mnist-sample"
-dataset: Dataset | None = None
-if dataset_status(dataset_name).available:
-    dataset = cached_test_set(dataset_name)
-    if dataset.image_shape != input_shape:
-        dataset = None
-stats = cached_stats(run_id, root, info.created, dataset_name if dataset is not None else None)
+split: TestSplit | None = None
+try:
+    split = cached_test_split(run_id, root, info.created)
+except RunError as error:
+    st.caption(f"No test images to start from: {error.reason or error}")
+stats = cached_stats(run_id, root, info.created, split is not None)
 ch_min = [float(v) for v in stats["channel_min"]]
 ch_max = [float(v) for v in stats["channel_max"]]
 for i in range(len(ch_max)):  # a dead channel (all zeros) still needs a range to paint in
@@ -111,70 +114,43 @@ for i in range(len(ch_max)):  # a dead channel (all zeros) still needs a range t
 
 # ----------------------------------------------------------------------------- starting point
 
-sources = SOURCES if dataset is not None else SOURCES[1:]
-# A code sent by another page (the Inspect page's latent map): plain data
-# {"code": nested list, "label": str, "run": run id, "id": int}; a new id becomes the source.
-incoming = st.session_state.get(INCOMING)
-if (
-    isinstance(incoming, dict)
-    and incoming.get("run") == run_id
-    and np.shape(incoming.get("code")) == latent_shape
-):
+sources = SOURCES if split is not None else SOURCES[1:]
+# A code sent by another page (the Inspect page's latent map) becomes the source once.
+incoming, new_code = incoming_code(run_id, latent_shape)
+if incoming is not None:
     sources = [*sources, FROM_MAP]
-    if incoming.get("id") != st.session_state.get("le_incoming_seen"):
-        st.session_state["le_incoming_seen"] = incoming.get("id")
+    if new_code:
         st.session_state["le_source"] = FROM_MAP
-else:
-    incoming = None
 source_kind = top[1].radio("Start from", sources, horizontal=True, key="le_source")
 source_image: np.ndarray | None = None
 with top[2]:
     if source_kind == "Test image":
-        assert dataset is not None
-        pick = st.columns([1, 1, 1])
-        how = pick[0].selectbox("Pick", ["by index", "by class", "at random"], key="le_pick")
-        if how == "by index":
-            index = int(
-                pick[1].number_input(
-                    f"Index (0–{dataset.num_test - 1})", 0, dataset.num_test - 1, 0, key="le_index"
-                )
-            )
-        elif how == "by class" and dataset.y_test is not None:
-            names = dataset.class_names or [str(i) for i in range(dataset.num_classes or 10)]
-            label = pick[1].selectbox(
-                "Class", list(range(len(names))), format_func=lambda i: names[i], key="le_class"
-            )
-            members = np.flatnonzero(dataset.y_test == label)
-            nth = int(pick[2].number_input(f"Which (of {len(members)})", 0, max(len(members) - 1, 0), 0,
-                                           key="le_nth"))  # fmt: skip
-            index = int(members[nth]) if len(members) else 0
-        else:
-            st.session_state.setdefault("le_seed", 0)
-            pick[1].button("Another", key="le_another", icon=":material/casino:",
-                           on_click=lambda: st.session_state.update(le_seed=st.session_state["le_seed"] + 1))  # fmt: skip
-            index = int(
-                np.random.default_rng(st.session_state["le_seed"]).integers(dataset.num_test)
-            )
-        code_source = cached_code(run_id, root, info.created, dataset_name, index)
-        source_image = dataset.x_test[index]
-        label_text = ""
-        if dataset.y_test is not None:
-            names = dataset.class_names or []
-            y = int(dataset.y_test[index])
-            label_text = f" (a {names[y] if y < len(names) else y})"
-        source_label = f"test image #{index}{label_text}"
+        assert split is not None
+        index = pick_test_image(split, st.columns([1, 1, 1]), "le")
+        code_source = cached_code(run_id, root, info.created, index)
+        source_image = split.images[index]
+        source_label = f"test image #{index}{label_text(split, index)}"
         signature = f"test:{index}"
     elif source_kind == "Draw a digit":
         h_in, w_in, _ = input_shape
         scale = max(1, VIEW_PX // max(h_in, w_in))
         st.session_state.setdefault("le_draw_n", 0)
         drawn = st_canvas(
-            stroke_width=max(2, 2 * scale), stroke_color="#ffffff", background_color=DRAW_BG,
-            height=h_in * scale, width=w_in * scale, drawing_mode="freedraw",
-            return_image_data=True, key=f"le_draw_{st.session_state['le_draw_n']}",
-        )  # fmt: skip
-        st.button("Clear the drawing", key="le_draw_clear", icon=":material/ink_eraser:",
-                  on_click=lambda: st.session_state.update(le_draw_n=st.session_state["le_draw_n"] + 1))  # fmt: skip
+            stroke_width=max(2, 2 * scale),
+            stroke_color="#ffffff",
+            background_color=DRAW_BG,
+            height=h_in * scale,
+            width=w_in * scale,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key=f"le_draw_{st.session_state['le_draw_n']}",
+        )
+        st.button(
+            "Clear the drawing",
+            key="le_draw_clear",
+            icon=":material/ink_eraser:",
+            on_click=lambda: st.session_state.update(le_draw_n=st.session_state["le_draw_n"] + 1),
+        )
         data = drawn.image_data
         if data is None:
             source_image = np.zeros(input_shape, np.float32)
@@ -196,8 +172,14 @@ with top[2]:
         st.caption("The code picked on the latent map of the Inspect page.")
     else:
         st.session_state.setdefault("le_sample_seed", 0)
-        st.button("Draw another", key="le_sample_again", icon=":material/casino:",
-                  on_click=lambda: st.session_state.update(le_sample_seed=st.session_state["le_sample_seed"] + 1))  # fmt: skip
+        st.button(
+            "Draw another",
+            key="le_sample_again",
+            icon=":material/casino:",
+            on_click=lambda: st.session_state.update(
+                le_sample_seed=st.session_state["le_sample_seed"] + 1
+            ),
+        )
         seed = int(st.session_state["le_sample_seed"])
         code_source = sample_code(stats, np.random.default_rng(seed))
         source_label = f"a random code (seed {seed})"
@@ -268,8 +250,9 @@ def on_stroke() -> None:
     mode = st.session_state.get("le_mode", "set")
     channel = current_channel()
     value = float(st.session_state.get(f"le_{mode}_{channel}", 0.0))
-    new = le.apply_stroke(le.from_plain(s["code"]), cells, channel, mode, value,
-                          le.from_plain(s["source"]))  # fmt: skip
+    new = le.apply_stroke(
+        le.from_plain(s["code"]), cells, channel, mode, value, le.from_plain(s["source"])
+    )
     commit(
         new, f"{mode} {int(cells.sum())} cell(s)" + ("" if mode == "erase" else f" ({fmt(value)})")
     )
@@ -352,11 +335,16 @@ def editor() -> None:
         ]
         background = Image.fromarray(le.render_grid_image(code[..., channel], vmin, vmax, cell_px))
         st_canvas(
-            stroke_width=max(6, int(cell_px * 0.6)), stroke_color=colour,
-            background_image=background, height=h * cell_px, width=w * cell_px,
-            drawing_mode="freedraw", return_image_data=True, key=f"le_canvas_{s['nonce']}",
+            stroke_width=max(6, int(cell_px * 0.6)),
+            stroke_color=colour,
+            background_image=background,
+            height=h * cell_px,
+            width=w * cell_px,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key=f"le_canvas_{s['nonce']}",
             on_change=on_stroke,
-        )  # fmt: skip
+        )
         bar = le.render_colorbar(vmin, vmax, w * cell_px, 16, brush if mode == "set" else None)
         st.image(bar, width=w * cell_px)
         st.markdown(
@@ -378,28 +366,47 @@ def editor() -> None:
 
     brush_cols = st.columns([0.9, 1.6, 1.9, 0.8, 0.8])
     if channels > 1:
-        brush_cols[0].selectbox("Channel", list(range(channels)), key="le_channel",
-                                format_func=lambda i: f"channel {i}")  # fmt: skip
+        brush_cols[0].selectbox(
+            "Channel", list(range(channels)), key="le_channel", format_func=lambda i: f"channel {i}"
+        )
     else:
         brush_cols[0].caption("One channel")
     brush_cols[1].radio(
-        "Brush", list(le.MODES), horizontal=True, key="le_mode",
+        "Brush",
+        list(le.MODES),
+        horizontal=True,
+        key="le_mode",
         format_func={"set": "set", "add": "add", "erase": "erase"}.get,
         help="set: paint the value; add: add the amount; erase: back to the source value.",
-    )  # fmt: skip
+    )
     if mode == "add":
         span = vmax - vmin
-        brush_cols[2].slider("Amount to add", -span, span, span / 4, key=f"le_add_{channel}",
-                             format="%.3f")  # fmt: skip
+        brush_cols[2].slider(
+            "Amount to add", -span, span, span / 4, key=f"le_add_{channel}", format="%.3f"
+        )
     elif mode == "set":
-        brush_cols[2].slider("Value", vmin, vmax, (vmin + vmax) / 2, key=f"le_set_{channel}",
-                             format="%.3f", help="Range: the channel's min..max over the training codes.")  # fmt: skip
+        brush_cols[2].slider(
+            "Value",
+            vmin,
+            vmax,
+            (vmin + vmax) / 2,
+            key=f"le_set_{channel}",
+            format="%.3f",
+            help="Range: the channel's min..max over the training codes.",
+        )
     else:
         brush_cols[2].caption("Erase paints cells back to the source code.")
-    brush_cols[3].button("Undo", key="le_undo", on_click=on_undo, icon=":material/undo:",
-                         disabled=not s["undo"], width="stretch")  # fmt: skip
-    brush_cols[4].button("Reset", key="le_reset", on_click=on_reset, icon=":material/restart_alt:",
-                         width="stretch")  # fmt: skip
+    brush_cols[3].button(
+        "Undo",
+        key="le_undo",
+        on_click=on_undo,
+        icon=":material/undo:",
+        disabled=not s["undo"],
+        width="stretch",
+    )
+    brush_cols[4].button(
+        "Reset", key="le_reset", on_click=on_reset, icon=":material/restart_alt:", width="stretch"
+    )
     st.caption(
         "A cell takes the brush when at least 15 % of its pixels are painted: stroke through a "
         "cell's middle. Each finished stroke is applied at once and the canvas clears for the next."
@@ -411,26 +418,45 @@ def editor() -> None:
         frame = {str(c): [float(v) for v in grid[:, c]] for c in range(w)}
         left, right = st.columns([3, 1.2])
         with left:
-            st.data_editor(frame, key=table_key, on_change=on_table, args=(table_key,),
-                           num_rows="fixed")  # fmt: skip
+            st.data_editor(
+                frame, key=table_key, on_change=on_table, args=(table_key,), num_rows="fixed"
+            )
         with right:
             picker = st.columns(2)
             picker[0].number_input("Row", 0, h - 1, 0, key="le_cell_row")
             picker[1].number_input("Column", 0, w - 1, 0, key="le_cell_col")
-            st.number_input("Value", value=float(round(vmax, 3)), step=0.1, format="%.3f",
-                            key="le_cell_value")  # fmt: skip
-            st.button("Set cell", key="le_cell_set", on_click=on_set_cell, icon=":material/edit:",
-                      width="stretch")  # fmt: skip
+            st.number_input(
+                "Value", value=float(round(vmax, 3)), step=0.1, format="%.3f", key="le_cell_value"
+            )
+            st.button(
+                "Set cell",
+                key="le_cell_set",
+                on_click=on_set_cell,
+                icon=":material/edit:",
+                width="stretch",
+            )
 
     export = st.columns(4)
     npy = io.BytesIO()
     np.save(npy, code)
-    export[0].download_button("Code (.npy)", npy.getvalue(), file_name="latent_code.npy",
-                              mime="application/octet-stream", key="le_download_code",
-                              icon=":material/download:", on_click="ignore")  # fmt: skip
-    export[1].download_button("Decoded image (PNG)", png_bytes(picture(decoded)),
-                              file_name="decoded.png", mime="image/png", key="le_download_png",
-                              icon=":material/download:", on_click="ignore")  # fmt: skip
+    export[0].download_button(
+        "Code (.npy)",
+        npy.getvalue(),
+        file_name="latent_code.npy",
+        mime="application/octet-stream",
+        key="le_download_code",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+    export[1].download_button(
+        "Decoded image (PNG)",
+        png_bytes(picture(decoded)),
+        file_name="decoded.png",
+        mime="image/png",
+        key="le_download_png",
+        icon=":material/download:",
+        on_click="ignore",
+    )
 
 
 editor()
@@ -441,16 +467,16 @@ editor()
 @st.fragment
 def interpolation() -> None:
     """Decoded frames on the line between the codes of two test images."""
-    assert dataset is not None
+    assert split is not None
     st.subheader("Interpolate between two test images")
     cols = st.columns([1, 1, 1, 2])
-    last = dataset.num_test - 1
+    last = split.count - 1
     a = int(cols[0].number_input(f"From image (0–{last})", 0, last, 0, key="le_interp_a"))
     b = int(cols[1].number_input(f"To image (0–{last})", 0, last, min(1, last), key="le_interp_b"))
     steps = int(cols[2].slider("Frames", 3, 12, 8, key="le_interp_steps"))
     t = float(cols[3].slider("Position", 0.0, 1.0, 0.5, 0.05, key="le_interp_t"))
-    z_a = cached_code(run_id, root, info.created, dataset_name, a)
-    z_b = cached_code(run_id, root, info.created, dataset_name, b)
+    z_a = cached_code(run_id, root, info.created, a)
+    z_b = cached_code(run_id, root, info.created, b)
     frames = decoder(interpolate(z_a, z_b, steps))
     here = decoder(((1 - t) * z_a + t * z_b).astype(np.float32))
     strip, single = st.columns([4, 1])
@@ -458,5 +484,5 @@ def interpolation() -> None:
     single.image(picture(here, 140), caption=f"at {t:.2f}")
 
 
-if dataset is not None:
+if split is not None:
     interpolation()

@@ -8,37 +8,41 @@ import streamlit as st
 
 from cae import explain
 from cae import inspection as ci
-from cae.data import DATASETS, dataset_status
 from cae.latent import encode
-from cae.plots import heatmap
+from cae.plots import heatmap, kernel_map, latent_map
 from cae.shapes import compute_shapes
 from cae.spec import Conv, Pool
-from ui.runs import cached_run, cached_test_set, complete_runs_or_stop, pick_run
+from ui.latent_link import send_code
+from ui.runs import (
+    cached_run,
+    cached_test_split,
+    complete_runs_or_stop,
+    pick_run,
+    test_split_or_stop,
+)
 from ui.state import page_frame
+from ui.test_images import class_names, label_text, pick_test_image
 
 page_frame("Inspect")
 
 MAX_TILES = 16
 MAP_POINTS = 1000
-INCOMING_KEY = "le_incoming"  # read by the Latent Editor: {"code": nested list, "label", "id"}
 
 
 @st.cache_data(show_spinner="Running the image through every layer…", max_entries=64)
 def cached_activations(
-    run_id: str, root: str, created: str | None, dataset: str, index: int
+    run_id: str, root: str, created: str | None, index: int
 ) -> list[tuple[str, str, np.ndarray]]:
-    """Every layer's output for one test image."""
+    """Every layer's output for one of the run's test images."""
     run = cached_run(run_id, root, created)
-    return ci.activations(run.built, cached_test_set(dataset).x_test[index])
+    return ci.activations(run.built, cached_test_split(run_id, root, created).images[index])
 
 
 @st.cache_data(show_spinner="Encoding the test set…", max_entries=8)
-def cached_codes(
-    run_id: str, root: str, created: str | None, dataset: str, count: int
-) -> np.ndarray:
-    """The codes of the first ``count`` test images."""
+def cached_codes(run_id: str, root: str, created: str | None, count: int) -> np.ndarray:
+    """The codes of the run's first ``count`` test images."""
     run = cached_run(run_id, root, created)
-    return encode(run.built.encoder, cached_test_set(dataset).x_test[:count])
+    return encode(run.built.encoder, cached_test_split(run_id, root, created).images[:count])
 
 
 @st.cache_data(max_entries=8)
@@ -74,48 +78,18 @@ top = st.columns([1.4, 1, 1, 1])
 run_id, info, run = pick_run(top[0], "inspect_run", root, by_id)
 spec = run.spec
 report = compute_shapes(spec)
-dataset_name = info.dataset if info.dataset in DATASETS else "mnist-sample"
-status = dataset_status(dataset_name)
-if not status.available:
-    st.error(f"The test images of {dataset_name} are not available here: {status.reason}")
-    st.stop()
-dataset = cached_test_set(dataset_name)
-if dataset.image_shape != tuple(spec.input_shape):
-    st.error(
-        f"The run takes {tuple(spec.input_shape)} images; {dataset_name} has {dataset.image_shape}."
-    )
-    st.stop()
-
-last = dataset.num_test - 1
-how = top[1].radio("Test image", ["by index", "by class", "at random"], key="inspect_pick")
-names = dataset.class_names or [str(i) for i in range(dataset.num_classes or 10)]
-if how == "by class" and dataset.y_test is not None:
-    label = top[2].selectbox(
-        "Class", list(range(len(names))), format_func=lambda i: names[i], key="inspect_class"
-    )
-    members = np.flatnonzero(dataset.y_test == label)
-    nth = int(top[3].number_input(f"Which (of {len(members)})", 0, max(len(members) - 1, 0), 0,
-                                  key="inspect_nth"))  # fmt: skip
-    index = int(members[nth]) if len(members) else 0
-elif how == "at random":
-    st.session_state.setdefault("inspect_seed", 0)
-    top[2].button("Another", key="inspect_another", icon=":material/casino:",
-                  on_click=lambda: st.session_state.update(inspect_seed=st.session_state["inspect_seed"] + 1))  # fmt: skip
-    index = int(np.random.default_rng(st.session_state["inspect_seed"]).integers(dataset.num_test))
-else:
-    index = int(top[2].number_input(f"Index (0–{last})", 0, last, 0, key="inspect_index"))
-
-image = dataset.x_test[index]
-acts = cached_activations(run_id, root, info.created, dataset_name, index)
-label_text = ""
-if dataset.y_test is not None:
-    y = int(dataset.y_test[index])
-    label_text = f" (a {names[y] if y < len(names) else y})"
+split = test_split_or_stop(info, root)
+index = pick_test_image(split, top[1:], "inspect")
+image = split.images[index]
+acts = cached_activations(run_id, root, info.created, index)
+names = class_names(split)
 head = st.columns([1, 6])
-head[0].image((np.clip(image, 0, 1) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1),
-              caption=f"test image #{index}{label_text}")  # fmt: skip
+head[0].image(
+    (np.clip(image, 0, 1) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1),
+    caption=f"test image #{index}{label_text(split, index)}",
+)
 head[1].markdown(
-    f"**{run.info.name}** · {dataset_name} · input {shape_text(report.input_shape)} → code "
+    f"**{run.info.name}** · {split.recipe.label} · input {shape_text(report.input_shape)} → code "
     f"{shape_text(report.latent_shape)} → output {shape_text(report.output_shape)} · "
     f"{report.total_params:,} parameters"
 )
@@ -152,10 +126,7 @@ with kernel_tab:
     )
     for location, kernel, bias in cached_kernels(run_id, root, info.created):
         kh, kw, cin, cout = kernel.shape
-        mosaic = ci.kernel_mosaic(kernel, max_in=8, max_out=16)
-        bound = float(np.nanmax(np.abs(mosaic))) or 1.0
-        fig = heatmap(mosaic, colorscale="RdBu", zmin=-bound, zmax=bound, zmid=0)
-        fig.update_layout(height=min(520, 60 + 22 * mosaic.shape[0]))
+        fig = kernel_map(ci.kernel_mosaic(kernel, max_in=8, max_out=16))
         st.markdown(
             f"**{location}** · {kh}x{kw} kernels · {cin} input x {cout} output channels · "
             f"weights {kernel.min():.3g} … {kernel.max():.3g} · biases {bias.min():.3g} … {bias.max():.3g}"
@@ -165,36 +136,20 @@ with kernel_tab:
 # ---------------------------------------------------------------------------------- latent map
 
 with map_tab:
-    count = min(MAP_POINTS, dataset.num_test)
-    codes = cached_codes(run_id, root, info.created, dataset_name, count)
+    count = min(MAP_POINTS, split.count)
+    codes = cached_codes(run_id, root, info.created, count)
     points, ratios, _ = ci.pca_2d(codes)
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    labels = dataset.y_test[:count] if dataset.y_test is not None else np.zeros(count, int)
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        name = names[int(value)] if dataset.y_test is not None and value < len(names) else "all"
-        fig.add_trace(
-            go.Scattergl(
-                x=points[members, 0], y=points[members, 1], mode="markers", name=name,
-                customdata=members, marker={"size": 6, "opacity": 0.75},
-                hovertemplate=f"{name} · test image #%{{customdata}}<extra></extra>",
-            )
-        )  # fmt: skip
-    fig.update_layout(
-        height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="lasso",
-        xaxis_title=f"PC 1 ({100 * ratios[0]:.1f}% of the variance)",
-        yaxis_title=f"PC 2 ({100 * ratios[1]:.1f}%)",
-    )  # fmt: skip
+    labels = split.labels[:count] if split.labels is not None else None
+    fig = latent_map(points, ratios, labels, names)
     st.caption(
         f"The {shape_text(report.latent_shape)} codes of the first {count:,} test images, flattened to "
         f"{codes[0].size} numbers and projected on their two main directions (PCA): "
         f"{100 * ratios.sum():.1f}% of the spread. Click a point, or draw a box or lasso, to send "
         "that code (the mean code of a selection) to the Latent Editor."
     )
-    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            key="inspect_map")  # fmt: skip
+    event = st.plotly_chart(
+        fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="inspect_map"
+    )
     picked = []
     selection = event.get("selection", {}) if event else {}
     for point in selection.get("points", []) if selection else []:
@@ -209,15 +164,7 @@ with map_tab:
         what = (
             f"test image #{picked[0]}" if len(picked) == 1 else f"the mean of {len(picked)} codes"
         )
-        previous = st.session_state.get(INCOMING_KEY) or {}
-        if previous.get("label") != what or previous.get("run") != run_id:
-            st.session_state[INCOMING_KEY] = {
-                "code": code.tolist(), "label": what, "run": run_id,
-                "id": int(previous.get("id", 0)) + 1,
-            }  # fmt: skip
-        st.success(f"Sent {what} to the Latent Editor.", icon=":material/send:")
-        st.page_link("pages/4_Latent_Editor.py", label="Open it in the Latent Editor",
-                     icon=":material/brush:")  # fmt: skip
+        send_code(code, what, run_id)
 
 # -------------------------------------------------------------------------------------- learn
 
@@ -239,10 +186,24 @@ with learn_tab:
             )
         )
         best = np.unravel_index(int(np.argmax(out[:, :, channel])), (out_h, out_w))
-        r = int(pick[2].number_input(f"Row (0–{out_h - 1})", 0, out_h - 1, int(best[0]),
-                                     key=f"inspect_learn_row_{location}"))  # fmt: skip
-        c = int(pick[3].number_input(f"Column (0–{out_w - 1})", 0, out_w - 1, int(best[1]),
-                                     key=f"inspect_learn_col_{location}"))  # fmt: skip
+        r = int(
+            pick[2].number_input(
+                f"Row (0–{out_h - 1})",
+                0,
+                out_h - 1,
+                int(best[0]),
+                key=f"inspect_learn_row_{location}",
+            )
+        )
+        c = int(
+            pick[3].number_input(
+                f"Column (0–{out_w - 1})",
+                0,
+                out_w - 1,
+                int(best[1]),
+                key=f"inspect_learn_col_{location}",
+            )
+        )
         work = ci.worked_convolution(run.built, spec, image, location, r, c, channel, acts=acts)
         kh, kw, cin = work["patch"].shape
         show_in = min(cin, 4)
@@ -263,9 +224,13 @@ with learn_tab:
             1.0, abs(work["keras_value"])
         )
         st.session_state["inspect_worked"] = {
-            "location": location, "row": r, "col": c, "channel": channel,
-            "value": work["value"], "keras_value": work["keras_value"],
-        }  # fmt: skip
+            "location": location,
+            "row": r,
+            "col": c,
+            "channel": channel,
+            "value": work["value"],
+            "keras_value": work["keras_value"],
+        }
         with st.container(key="inspect_worked_box"):
             st.markdown(
                 f"Sum of the {kh * kw * cin} products = **{work['products_sum']:.6g}**; + bias "
@@ -279,8 +244,13 @@ with learn_tab:
         st.markdown(explain.explain_padding(report))
         border = ci.worked_convolution(run.built, spec, image, location, 0, 0, channel, acts=acts)
         padded_view = np.where(border["padded"], np.nan, border["patch"][:, :, 0])
-        table = {f"c{q}": ["0 (pad)" if border["padded"][p, q] else f"{padded_view[p, q]:.4g}"
-                           for p in range(kh)] for q in range(kw)}  # fmt: skip
+        table = {
+            f"c{q}": [
+                "0 (pad)" if border["padded"][p, q] else f"{padded_view[p, q]:.4g}"
+                for p in range(kh)
+            ]
+            for q in range(kw)
+        }
         cols = st.columns([1, 2])
         cols[0].table(table)
         cols[1].markdown(
@@ -309,8 +279,15 @@ with learn_tab:
         (ph, pw), (sh, sw) = layer.size, layer.effective_strides
         rows_ok, cols_ok = (x_in.shape[0] - ph) // sh + 1, (x_in.shape[1] - pw) // sw + 1
     if pools and rows_ok > 0 and cols_ok > 0:
-        energy = np.array([[x_in[i * sh : i * sh + ph, j * sw : j * sw + pw].max(axis=(0, 1)).sum()
-                            for j in range(cols_ok)] for i in range(rows_ok)])  # fmt: skip
+        energy = np.array(
+            [
+                [
+                    x_in[i * sh : i * sh + ph, j * sw : j * sw + pw].max(axis=(0, 1)).sum()
+                    for j in range(cols_ok)
+                ]
+                for i in range(rows_ok)
+            ]
+        )
         pr, pc = np.unravel_index(int(np.argmax(energy)), energy.shape)
         chan = int(np.argmax(x_in[pr * sh : pr * sh + ph, pc * sw : pc * sw + pw].max(axis=(0, 1))))
         pool = ci.pooling_example(spec, image, acts, location, int(pr), int(pc), chan)

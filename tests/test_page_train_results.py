@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from cae.builder import build
 from cae.jobs import JOBS
+from cae.recipe import DataRecipe, TestSplit, load_recipe
 from cae.spec import preset
 from cae.store import list_runs, save_run
 
@@ -84,6 +85,7 @@ def test_train_page_refuses_a_mismatched_design(models):
 
 @pytest.fixture
 def two_runs(models):
+    recipe = DataRecipe("mnist-sample", limit=64, seed=3)
     ids = []
     for name, epochs in (("first", 1), ("second", 2)):
         built = build(preset("classic"))
@@ -92,11 +94,7 @@ def two_runs(models):
                 built.autoencoder,
                 preset("classic"),
                 name=name,
-                train_config={
-                    "dataset": "mnist-sample",
-                    "epochs_completed": epochs,
-                    "wall_seconds": 1.5,
-                },
+                train_config={"data": recipe.to_dict(), "config": {"epochs": epochs}},
                 history={"loss": [0.3, 0.2][:epochs], "val_loss": [0.31, 0.21][:epochs]},
                 metrics={
                     "mse": 0.1,
@@ -105,6 +103,7 @@ def two_runs(models):
                     "params": 2690,
                     "wall_seconds": 1.5,
                 },
+                test_split=TestSplit.of(load_recipe(recipe), recipe),
                 root=models,
             )
         )
@@ -117,7 +116,8 @@ def test_results_page_compares_two_runs(two_runs):
     app.multiselect(key="results_runs").set_value(two_runs).run()
     assert not app.exception
     table = app.dataframe[0].value
-    assert list(table["run"]) == two_runs
+    assert list(table["run id"]) == two_runs
+    assert list(table.columns)[-1] == "run id"  # the long id last: the metrics stay in view
     assert set(table["name"]) == {"first", "second"}
     assert all(value != "–" for value in table["test PSNR (dB)"])
     assert app.get("download_button")
@@ -140,3 +140,21 @@ def test_results_page_lists_broken_runs(two_runs, models):
     assert any(two_runs[0] in block.value for block in app.markdown)
     app.button(key=f"results_delete_broken_{two_runs[0]}").click().run()
     assert [run.run_id for run in list_runs(models)] == [two_runs[1]]
+
+
+def test_results_page_says_in_one_line_when_an_old_run_has_no_test_images(two_runs, models):
+    """A run saved before runs kept their test images, whose record does not say its split: the
+    page says so instead of scoring it on images it may have trained on."""
+    run = models / two_runs[0]
+    (run / "test_images.npz").unlink()
+    (run / "train.json").write_text('{"name": "old", "dataset": "mnist-sample", "seed": 7}')
+    app = open_page(RESULTS)
+    app.multiselect(key="results_runs").set_value(two_runs).run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert list(table["test PSNR (dB)"]) == ["–", table["test PSNR (dB)"][1]]
+    assert table["test PSNR (dB)"][1] != "–"
+    notes = [item.value for item in app.caption if "does not say which split" in item.value]
+    assert len(notes) == 1 and "Received: data_seed=None" in notes[0]
+    # the comparison shows the other run's test images
+    assert app.get("plotly_chart") and "second's" in " ".join(c.value for c in app.caption)

@@ -1,6 +1,7 @@
-"""Run loading shared by the pages: cached models and test sets, and the default run choice.
+"""Run loading shared by the pages: cached models and test splits, and the run picker.
 
 One cache for every page, so a model loaded on Results is not loaded again by the Latent Editor.
+A run's test images come only from ``cae.store.run_test_split``: the images it never trained on.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from typing import Any
 
 import streamlit as st
 
-from cae.data import Dataset, load_dataset
-from cae.store import LoadedRun, RunInfo, list_runs, load_run, models_dir
+from cae.recipe import TestSplit
+from cae.store import LoadedRun, RunError, RunInfo, load_run, models_dir, run_test_split
+from ui.run_index import complete_runs
 from ui.state import RUN_KEY, remember
 
 
@@ -20,17 +22,33 @@ def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
     return load_run(run_id, root=root)
 
 
-@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
-def cached_test_set(name: str) -> Dataset:
-    """The dataset a run was trained on (its deterministic test split)."""
-    return load_dataset(name, limit=None if name == "mnist-sample" else 10_000)
+@st.cache_data(show_spinner="Loading the test images…", max_entries=8)
+def cached_test_split(run_id: str, root: str, created: str | None) -> TestSplit:
+    """The run's own test split (``cae.store.run_test_split``), read once per run."""
+    return run_test_split(run_id, root=root)
+
+
+def test_split_or_stop(info: RunInfo, root: str) -> TestSplit:
+    """The run's test split; when it cannot be had, one line says why and the page stops."""
+    try:
+        split = cached_test_split(info.run_id, root, info.created)
+    except RunError as error:
+        st.warning(f"{info.name}: {error.reason or error}", icon=":material/image_not_supported:")
+        st.stop()
+    return split
+
+
+def test_split_caption(split: TestSplit) -> str:
+    """Where a run's test images come from, in one line."""
+    where = "" if split.stored else " (rebuilt from the run's recorded recipe)"
+    return f"{split.count:,} test images of {split.recipe.describe()}{where}, never trained on."
 
 
 def complete_runs_or_stop(selection_key: str) -> tuple[str, dict[str, RunInfo]]:
     """The runs root and its complete runs by id; preselects the active (else newest) run under
     ``selection_key``. With no run yet, says so, links to Train and stops the page."""
     root = str(models_dir())
-    good = [run for run in list_runs(root) if run.ok]
+    good = complete_runs(root)
     if not good:
         st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
         st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")

@@ -15,7 +15,8 @@ from typing import Any
 import streamlit as st
 
 from cae.spec import ArchitectureSpec, preset
-from cae.store import RunInfo, list_runs, models_dir
+from cae.store import RunInfo
+from ui.run_index import complete_runs
 
 
 def _keep_keras_state_between_runs() -> None:
@@ -141,7 +142,7 @@ ICON_PATH = Path(__file__).with_name("assets") / "icon.png"
 def active_run() -> RunInfo | None:
     """The run the pages show: the one chosen this session, else the newest complete run
     (the shipped default run on a fresh machine). Reads JSON only, no TensorFlow."""
-    runs = [run for run in list_runs(models_dir()) if run.ok]
+    runs = complete_runs()
     chosen = st.session_state.get(RUN_KEY)
     for run in runs:
         if run.run_id == chosen:
