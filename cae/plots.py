@@ -189,6 +189,52 @@ def heatmap(
     return fig
 
 
+def kernel_map(mosaic: np.ndarray) -> go.Figure:
+    """Learned kernels laid out by ``cae.inspection.kernel_mosaic``: red negative, blue positive,
+    white zero, one colour range symmetric about zero."""
+    bound = float(np.nanmax(np.abs(mosaic))) or 1.0
+    fig = heatmap(mosaic, colorscale="RdBu", zmin=-bound, zmax=bound, zmid=0)
+    fig.update_layout(height=min(520, 60 + 22 * mosaic.shape[0]))
+    return fig
+
+
+def latent_map(
+    points: np.ndarray,
+    ratios: np.ndarray,
+    labels: np.ndarray | None,
+    class_names: list[str],
+) -> go.Figure:
+    """Codes projected on two principal directions, one trace per class (or one for unlabelled
+    codes); each point carries its test-image index as ``customdata`` for selections."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    values = np.zeros(len(points), int) if labels is None else np.asarray(labels)
+    for value in np.unique(values):
+        members = np.flatnonzero(values == value)
+        named = labels is not None and 0 <= value < len(class_names)
+        name = class_names[int(value)] if named else "all"
+        fig.add_trace(
+            go.Scattergl(
+                x=points[members, 0],
+                y=points[members, 1],
+                mode="markers",
+                name=name,
+                customdata=members,
+                marker={"size": 6, "opacity": 0.75},
+                hovertemplate=f"{name} · test image #%{{customdata}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        height=520,
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        dragmode="lasso",
+        xaxis_title=f"PC 1 ({100 * ratios[0]:.1f}% of the variance)",
+        yaxis_title=f"PC 2 ({100 * ratios[1]:.1f}%)",
+    )
+    return fig
+
+
 def grid_png(rows: list[np.ndarray], *, scale: int = 4, gap: int = 2) -> bytes:
     """Rows of images (N,H,W[,C]) in [0,1] as one PNG, upscaled with nearest-neighbour pixels."""
     import io
