@@ -1,0 +1,83 @@
+"""The house's layers: every import in cae/ and ui/ (inside functions too) runs from a higher layer
+to a lower one, so there are no import loops and nothing low depends on something high."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+LAYERS: dict[str, list[list[str]]] = {
+    "cae": [
+        ["spec", "data", "metrics", "latent", "latent_edit", "quiet"],  # plain data and numpy
+        ["shapes"],  # shape arithmetic over specs
+        ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
+        ["inspection", "recipe"],  # looking into models; where a run's images come from
+        ["training"],  # train(...) and what it returns
+        ["protocol", "request"],  # what to train; the worker's wire format
+        ["store"],  # run folders: the one record and the one test split
+        ["worker", "jobs"],  # a training in a process; the jobs the pages poll
+        ["__main__"],  # the command line
+    ],
+    "ui": [
+        ["nav", "run_index", "test_images", "layer_editor", "latent_link"],
+        ["state"],
+        ["runs"],
+    ],
+}
+
+
+def rank(package: str, module: str) -> int:
+    """The layer number of ``package.module`` (AssertionError when it has no layer yet)."""
+    for number, members in enumerate(LAYERS[package]):
+        if module in members:
+            return number
+    raise AssertionError(f"{package}/{module}.py has no layer in tests/test_layers.py: add it")
+
+
+def imports(path: Path) -> set[str]:
+    """Every ``cae``/``ui`` module a file imports, at the top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            if node.module in ("cae", "ui"):
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif node.module.split(".")[0] in ("cae", "ui"):
+                found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] in ("cae", "ui"))
+    return found
+
+
+MODULES = [path for package in LAYERS for path in sorted((REPO / package).glob("*.py"))]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_imports_run_downwards(path: Path):
+    package, module = path.parent.name, path.stem
+    if module == "__init__":
+        return
+    mine = rank(package, module)
+    for target in sorted(imports(path)):
+        other_package, _, other = target.partition(".")
+        if package == "cae":
+            assert other_package == "cae", (
+                f"cae/{module}.py imports {target}: cae/ never imports ui/"
+            )
+        if other_package != package:
+            continue  # ui/ builds on cae/
+        assert rank(package, other) < mine, (
+            f"{package}/{module}.py (layer {mine}) imports {target} "
+            f"(layer {rank(package, other)}): imports must run to a lower layer"
+        )
+
+
+def test_cae_never_imports_streamlit():
+    for path in (REPO / "cae").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not {name for name in names if name.split(".")[0] == "streamlit"}, path.name
