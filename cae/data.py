@@ -46,6 +46,8 @@ __all__ = [
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
     "FASHION_MNIST_CLASSES",
+    "MAX_CHANNELS",
+    "MAX_FLOAT_BYTES",
     "MAX_IMAGE_SIDE",
     "MAX_UNCOMPRESSED_BYTES",
     "MAX_UPLOAD_BYTES",
@@ -73,6 +75,15 @@ MAX_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
 
 MAX_IMAGE_SIDE = 512
 """Largest image height or width accepted from an upload."""
+
+MAX_CHANNELS = 64
+"""Most channels an image may have (multispectral images, feature stacks); the same as
+``cae.spec.MAX_CHANNELS``, the most a design takes (a test checks they agree)."""
+
+MAX_FLOAT_BYTES = 4 * MAX_UNCOMPRESSED_BYTES
+"""Largest size the images of one upload may take as float32 (4 bytes a value): what the largest
+uint8 array upload becomes. It binds a ``.zip`` of well-compressed PNGs (a flat 512x512 RGB PNG is
+about 1 KB in the archive and 3 MiB decoded) and uploads read with a larger archive limit."""
 
 MAX_ZIP_MEMBERS = 200_000
 """Largest number of entries in an uploaded archive."""
@@ -264,6 +275,12 @@ def _canonical_name(name: str) -> str:
 
 def normalise_images(x: np.ndarray) -> np.ndarray:
     """Return images as float32 (N, H, W, C) in [0, 1] from (N, H, W) or (N, H, W, C) arrays."""
+    return _normalise(x, owned=False)
+
+
+def _normalise(x: np.ndarray, *, owned: bool) -> np.ndarray:
+    """:func:`normalise_images`; a float32 array the caller ``owned`` is rescaled in place
+    instead of copied (one float32 copy of an upload, not two)."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., np.newaxis]
@@ -272,9 +289,9 @@ def normalise_images(x: np.ndarray) -> np.ndarray:
             "Images must be an array of shape (N, H, W) or (N, H, W, C). "
             f"Received: shape={x.shape} ({x.ndim}-D)"
         )
-    if not 1 <= x.shape[-1] <= 4:
+    if not 1 <= x.shape[-1] <= MAX_CHANNELS:
         raise ValueError(
-            "Images must have 1 to 4 channels in the last axis (N, H, W, C). "
+            f"Images must have 1 to {MAX_CHANNELS} channels in the last axis (N, H, W, C). "
             f"Received: shape={x.shape}"
         )
     if x.size == 0:
@@ -308,7 +325,7 @@ def normalise_images(x: np.ndarray) -> np.ndarray:
                 "Float images must lie in [0, 1] (kept) or [0, 255] (rescaled). "
                 f"Received: dtype={x.dtype}, min={lo:g}, max={hi:g}"
             )
-        out = x.astype(np.float32)  # always a copy: callers may own the input
+        out = x.astype(np.float32, copy=not owned)  # a copy unless the caller owns x
         if hi > 1.0:
             np.divide(out, 255.0, out=out)
         return out
@@ -879,9 +896,10 @@ def _check_images_array(x: np.ndarray, what: str, max_side: int) -> None:
             f"{what}: images must be an array of shape (N, H, W) or (N, H, W, C). "
             f"Received: shape={x.shape} ({x.ndim}-D)"
         )
-    if x.ndim == 4 and not 1 <= x.shape[-1] <= 4:
+    if x.ndim == 4 and not 1 <= x.shape[-1] <= MAX_CHANNELS:
         raise ValueError(
-            f"{what}: the channel axis (last) must hold 1 to 4 channels. Received: shape={x.shape}"
+            f"{what}: the channel axis (last) must hold 1 to {MAX_CHANNELS} channels. "
+            f"Received: shape={x.shape}"
         )
     if x.shape[0] == 0 or x.size == 0:
         raise ValueError(f"{what}: the image array is empty. Received: shape={x.shape}")
@@ -890,6 +908,16 @@ def _check_images_array(x: np.ndarray, what: str, max_side: int) -> None:
         raise ValueError(
             f"{what}: images are larger than {max_side}x{max_side}. Received: {h}x{w} "
             f"(shape={x.shape})"
+        )
+    _check_float_bytes(int(x.size) * 4, what, f"shape={x.shape}")
+
+
+def _check_float_bytes(nbytes: int, what: str, received: str) -> None:
+    """Refuse images that would take more than MAX_FLOAT_BYTES as float32, before the work."""
+    if nbytes > MAX_FLOAT_BYTES:
+        raise ValueError(
+            f"{what}: the images would take {nbytes:,} bytes as float32, more than the limit of "
+            f"{MAX_FLOAT_BYTES:,}. Received: {received}"
         )
 
 
@@ -913,14 +941,18 @@ def _dataset_from_arrays(
         )
     if y is not None and class_names is None:
         y, class_names = _labels_to_ints(y, n, what)
-    images = normalise_images(x)  # validates dtype, NaN/inf and range before splitting
     train, test = _split_indices(n, y, test_fraction, np.random.default_rng(seed))
+    # Put the images in split order first (a copy in their own dtype, often uint8), then make
+    # them float32 once: the train part is a view of that one array, not a second float copy
+    # (a 64-channel upload is 4x the bytes of a 16-channel one; the peak stays ~1x its float32).
+    x = np.asarray(x)
+    images = _normalise(x[np.concatenate([train, test])], owned=True)
     return Dataset(
         name=name,
-        x_train=images[train],
+        x_train=images[: len(train)],
         y_train=None if y is None else y[train],
-        x_test=images[test],
-        y_test=None if y is None else y[test],
+        x_test=images[len(train) :].copy(),  # the small part, alone: a kept test split holds
+        y_test=None if y is None else y[test],  # only its own images
         class_names=class_names,
         source=f"upload: {what}",
     )
@@ -1075,9 +1107,14 @@ def _load_zip_upload(
             )
         images: list[np.ndarray] = []
         first_size: tuple[str, tuple[int, int]] | None = None
+        decoded = 0  # float32 bytes so far: a PNG compresses a flat image ~3,000-fold
         for info in members:
             arr = _image_to_array(
                 _read_member(zf, info, filename), info.filename, filename, max_side
+            )
+            decoded += arr.nbytes
+            _check_float_bytes(
+                decoded, filename, f"{len(images) + 1} of {len(members)} images decoded"
             )
             size = arr.shape[:2]
             if first_size is None:
@@ -1091,8 +1128,13 @@ def _load_zip_upload(
                 )
             images.append(arr)
     if any(a.ndim == 3 for a in images):  # mixed grayscale/colour: promote all to RGB
+        h, w = images[0].shape[:2]
+        _check_float_bytes(
+            len(images) * h * w * 3 * 4, filename, f"{len(images)} images of {h}x{w}x3"
+        )
         images = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in images]
     x = np.stack(images)
+    del images  # the stacked copy is the one kept
     parents = [PurePosixPath(info.filename).parent for info in members]
     y = class_names = None
     if all(str(p) not in ("", ".") for p in parents):

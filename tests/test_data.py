@@ -28,6 +28,7 @@ from cae.data import (
     normalise_images,
     read_idx,
 )
+from cae.spec import MAX_CHANNELS
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 HAVE_DEBIAN_FASHION = (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file()
@@ -378,7 +379,8 @@ def test_normalise_images_variants():
     [
         (np.zeros((2, 3), np.uint8), r"shape=\(2, 3\)"),
         (np.zeros((1, 2, 2, 2, 1), np.uint8), r"5-D"),
-        (np.zeros((1, 2, 2, 5), np.uint8), r"shape=\(1, 2, 2, 5\)"),
+        (np.zeros((1, 2, 2, 65), np.uint8), r"1 to 64 channels.*shape=\(1, 2, 2, 65\)"),
+        (np.zeros((1, 2, 2, 0), np.uint8), r"shape=\(1, 2, 2, 0\)"),
         (np.zeros((0, 2, 2), np.uint8), r"empty"),
         (np.full((1, 2, 2), -0.5, np.float32), r"min=-0.5"),
         (np.full((1, 2, 2), 300.0, np.float32), r"max=300"),
@@ -664,8 +666,48 @@ def test_five_dimensional_array():
 
 
 def test_too_many_channels():
-    with pytest.raises(ValueError, match=r"1 to 4 channels.*shape=\(3, 4, 4, 6\)"):
-        load_array_file(_npy_bytes(np.zeros((3, 4, 4, 6), np.uint8)), "six.npy")
+    with pytest.raises(ValueError, match=r"1 to 64 channels.*shape=\(3, 4, 4, 65\)"):
+        load_array_file(_npy_bytes(np.zeros((3, 4, 4, 65), np.uint8)), "many.npy")
+
+
+def test_the_channel_limit_is_the_designs():
+    assert data.MAX_CHANNELS == MAX_CHANNELS == 64
+
+
+@pytest.mark.parametrize("channels", [2, 5, 64])
+def test_uploads_with_many_channels(channels):
+    """Multispectral images and feature stacks: every channel kept, split as for 1 channel."""
+    rng = np.random.default_rng(channels)
+    x = rng.integers(0, 256, (20, 6, 5, channels), dtype=np.uint8)
+    y = np.arange(20) % 2
+    ds = load_array_file(_npz_bytes(x=x, y=y), "stack.npz", test_fraction=0.2, seed=1)
+    assert ds.image_shape == (6, 5, channels)
+    assert (ds.num_train, ds.num_test) == (16, 4)
+    assert ds.x_train.dtype == ds.x_test.dtype == np.float32
+    both = np.concatenate([ds.x_train, ds.x_test])
+    assert sorted(_row_hashes(np.rint(both * 255).astype(np.uint8))) == sorted(_row_hashes(x))
+    plain = load_array_file(_npy_bytes(x.astype(np.float32)), "floats.npy")
+    assert plain.image_shape == (6, 5, channels) and float(plain.x_train.max()) <= 1.0
+
+
+def test_a_split_upload_shares_no_memory_with_its_test_part():
+    """The test part is its own array (a kept test split holds only its images); the float32
+    upload itself is never changed."""
+    x = np.full((10, 4, 4, 3), 200.0, np.float32)
+    ds = load_array_file(_npy_bytes(x), "f.npy")
+    assert not np.shares_memory(ds.x_train, ds.x_test)
+    assert ds.x_test.base is None
+    np.testing.assert_allclose(ds.x_train, 200 / 255, rtol=1e-6)
+
+
+def test_images_too_large_as_float32(monkeypatch):
+    monkeypatch.setattr(data, "MAX_FLOAT_BYTES", 10 * 4 * 4 * 8 * 4 - 1)
+    with pytest.raises(ValueError, match=r"as float32, more than the limit.*shape=\(10, 4, 4, 8\)"):
+        load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.uint8)), "big.npy")
+    members = {f"im{i}.png": _png_bytes(np.zeros((8, 8), np.uint8)) for i in range(3)}
+    monkeypatch.setattr(data, "MAX_FLOAT_BYTES", 2 * 8 * 8 * 4)
+    with pytest.raises(ValueError, match=r"as float32.*Received: 3 of 3 images decoded"):
+        load_array_file(_zip_bytes(members), "flat.zip")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
