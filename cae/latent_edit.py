@@ -10,6 +10,13 @@ it, while an anti-aliased edge or a stroke that only clips a corner does not.
 
 Pure numpy (and PIL only where an image is asked for); no Streamlit, no TensorFlow. Codes kept
 in a session are plain nested lists (``to_plain`` / ``from_plain``); undo is a plain list of them.
+
+How an input image of any channel count is shown lives here too (``channel_options``,
+``image_view``, ``upscale``), the lowest module that draws images; ``cae.plots`` reads it. The rule:
+one channel is grayscale, three are RGB (or one of them alone), any other count (2, 4, 5 to 64)
+one channel at a time. Four channels are not shown as RGBA: alpha would hide the fourth channel's
+values (on a dark page a low alpha is just dark), and four channels are as often RGB plus
+near-infrared as they are RGBA.
 """
 
 from __future__ import annotations
@@ -305,24 +312,74 @@ def render_colorbar(
     return bar
 
 
-def upscale(image: np.ndarray, factor: int) -> np.ndarray:
-    """An image (H, W[, C]) in [0, 1] as uint8 (H*f, W*f[, 3]) with nearest-neighbour pixels."""
-    x = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    if x.ndim == 3 and x.shape[-1] == 1:
-        x = x[..., 0]
-    pixels = np.round(x * 255).astype(np.uint8)
+# ------------------------------------------------------------------------------- input images
+
+
+def channel_options(channels: int) -> list[int | None]:
+    """The ways to show images of ``channels`` channels: ``None`` (the picture: grayscale for 1
+    channel, RGB for 3) where there is one, then each channel alone when there are several."""
+    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        raise ValueError(f"channels must be a positive integer. Received: channels={channels!r}")
+    if channels == 1:
+        return [None]
+    alone: list[int | None] = list(range(int(channels)))
+    return [None, *alone] if channels == 3 else alone
+
+
+def channel_label(option: int | None, channels: int) -> str:
+    """How a channel option reads in a picker: ``"grayscale"``, ``"RGB"`` or ``"channel 4"``."""
+    if option is None:
+        return "grayscale" if channels == 1 else "RGB" if channels == 3 else "channel 0"
+    return f"channel {option}"
+
+
+def image_view(image: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """One image (H, W) or (H, W, C) in [0, 1] as shown, float32 clipped to [0, 1]: (H, W, 3)
+    for three channels with ``channel=None``, else (H, W) grayscale: the one channel, or channel
+    ``channel`` alone (``None`` with 2, 4 or more channels shows channel 0, never an error)."""
+    x = np.asarray(image, dtype=np.float32)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[-1] < 1:
+        raise ValueError(f"An image is (H, W) or (H, W, C). Received: shape={np.shape(image)}")
+    count = x.shape[-1]
+    if channel is not None and (
+        isinstance(channel, bool)
+        or not isinstance(channel, (int, np.integer))
+        or not 0 <= channel < count
+    ):
+        raise ValueError(
+            f"channel must be None or an integer from 0 to {count - 1}. "
+            f"Received: channel={channel!r}, shape={x.shape}"
+        )
+    view = x if channel is None and count == 3 else x[..., 0 if channel is None else int(channel)]
+    return np.clip(np.nan_to_num(view, nan=0.0), 0.0, 1.0)
+
+
+def upscale(image: np.ndarray, factor: int, channel: int | None = None) -> np.ndarray:
+    """An image (H, W[, C]) in [0, 1] as shown (:func:`image_view`), uint8 (H*f, W*f) grayscale
+    or (H*f, W*f, 3) RGB, with nearest-neighbour pixels."""
+    pixels = np.round(image_view(image, channel) * 255).astype(np.uint8)
     return np.repeat(np.repeat(pixels, int(factor), axis=0), int(factor), axis=1)
 
 
 def drawing_to_image(
-    image_data: np.ndarray, image_shape: Sequence[int], background: str | Sequence[int] = "#000000"
+    image_data: np.ndarray,
+    image_shape: Sequence[int],
+    background: str | Sequence[int] = "#000000",
+    channel: int | None = None,
 ) -> np.ndarray:
     """A drawing (RGBA canvas, light strokes on a dark background) as an input image
-    ``image_shape`` (H, W, C) in [0, 1], each pixel the mean brightness of its block of canvas."""
+    ``image_shape`` (H, W, C) in [0, 1], each pixel the mean brightness of its block of canvas:
+    in every channel (``channel=None``), or in ``channel`` alone with the others 0."""
     data = np.asarray(image_data)
     if data.ndim != 3 or data.shape[-1] not in (3, 4):
         raise ValueError(f"image_data must be (H, W, 4) RGBA. Received: shape={data.shape}")
     h, w, c = (int(n) for n in image_shape)
+    if channel is not None and not 0 <= int(channel) < c:
+        raise ValueError(
+            f"channel must be None or an integer from 0 to {c - 1}. Received: channel={channel!r}"
+        )
     bg = np.asarray(parse_colour(background), dtype=np.float64)
     rgb = data[..., :3].astype(np.float64)
     if data.shape[-1] == 4 and not np.all(data[..., 3] == 255):  # transparent canvas
@@ -332,4 +389,8 @@ def drawing_to_image(
     rows, cols = _edges(grey.shape[0], h), _edges(grey.shape[1], w)
     sums = np.add.reduceat(np.add.reduceat(grey, rows[:-1], axis=0), cols[:-1], axis=1)
     small = (sums / np.outer(np.diff(rows), np.diff(cols))).astype(np.float32)
-    return np.repeat(small[..., None], c, axis=-1)
+    if channel is None:
+        return np.repeat(small[..., None], c, axis=-1)
+    image = np.zeros((h, w, c), np.float32)
+    image[..., int(channel)] = small
+    return image

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cae.latent_edit import image_view
+
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
@@ -107,9 +109,14 @@ def shape_diagram(report: ShapeReport) -> go.Figure:
 
 
 def image_grid(
-    rows: list[np.ndarray], row_titles: list[str], *, cell_titles: list[str] | None = None
+    rows: list[np.ndarray],
+    row_titles: list[str],
+    *,
+    cell_titles: list[str] | None = None,
+    channel: int | None = None,
 ) -> go.Figure:
-    """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one heatmap figure, pixels kept sharp."""
+    """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one figure, pixels kept sharp;
+    shown as ``cae.latent_edit.image_view`` shows them (``channel``: that channel alone)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -123,7 +130,7 @@ def image_grid(
     )
     for r, images in enumerate(rows, start=1):
         for c, image in enumerate(images, start=1):
-            pixels = (np.clip(_as_rgb(image), 0, 1) * 255).round().astype(np.uint8)
+            pixels = (_as_rgb(image, channel) * 255).round().astype(np.uint8)
             fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=r, col=c)
         fig.update_yaxes(title_text=row_titles[r - 1], row=r, col=1)
     fig.update_xaxes(visible=False, showticklabels=False)
@@ -175,12 +182,17 @@ def heatmap(
     zmax: float | None = None,
     zmid: float | None = None,
 ) -> go.Figure:
-    """One 2-D array as a heatmap with the first row on top and square cells."""
+    """One 2-D array (or (H, W, 1)) as a heatmap with the first row on top and square cells."""
     import plotly.graph_objects as go
 
-    fig = go.Figure(
-        go.Heatmap(z=np.asarray(values), colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid)
-    )
+    z = np.asarray(values)
+    if z.ndim == 3 and z.shape[-1] == 1:
+        z = z[..., 0]
+    if z.ndim != 2:
+        raise ValueError(
+            f"A heatmap shows one 2-D array (pick a channel first). Received: shape={z.shape}"
+        )
+    fig = go.Figure(go.Heatmap(z=z, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(
@@ -235,15 +247,18 @@ def latent_map(
     return fig
 
 
-def grid_png(rows: list[np.ndarray], *, scale: int = 4, gap: int = 2) -> bytes:
-    """Rows of images (N,H,W[,C]) in [0,1] as one PNG, upscaled with nearest-neighbour pixels."""
+def grid_png(
+    rows: list[np.ndarray], *, scale: int = 4, gap: int = 2, channel: int | None = None
+) -> bytes:
+    """Rows of images (N,H,W[,C]) in [0,1] as one PNG, upscaled with nearest-neighbour pixels,
+    shown as :func:`image_grid` shows them."""
     import io
 
     from PIL import Image
 
     if scale < 1 or gap < 0:
         raise ValueError(f"scale must be >= 1 and gap >= 0. Received: scale={scale}, gap={gap}")
-    planes = [[_as_rgb(image) for image in images] for images in rows]
+    planes = [[_as_rgb(image, channel) for image in images] for images in rows]
     height = max(image.shape[0] for images in planes for image in images)
     width = max(image.shape[1] for images in planes for image in images)
     columns = max(len(images) for images in planes)
@@ -262,10 +277,7 @@ def grid_png(rows: list[np.ndarray], *, scale: int = 4, gap: int = 2) -> bytes:
     return buffer.getvalue()
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[-1] == 1:
-        return np.repeat(image, 3, axis=-1)
-    return image[..., :3]
+def _as_rgb(image: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """One image as shown (grayscale, RGB or one channel alone), float32 (H, W, 3) in [0, 1]."""
+    view = image_view(image, channel)
+    return np.repeat(view[..., None], 3, axis=-1) if view.ndim == 2 else view
