@@ -16,6 +16,7 @@ from cae.shapes import compute_shapes
 from cae.spec import ArchitectureSpec
 from cae.store import save_upload
 from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
+from ui.channels import channel_picker
 from ui.state import (
     DATASET_KEY,
     RUN_KEY,
@@ -134,7 +135,11 @@ def show_progress(job: TrainingJob) -> None:
             if progress.preview_inputs is not None:
                 rows.insert(1, progress.preview_inputs)
                 titles.insert(1, "noisy input")
-            st.plotly_chart(image_grid(rows, titles), key=f"train_preview_{job.job_id}")
+            channels = int(progress.preview_originals.shape[-1])
+            channel = channel_picker(st, channels, "train_channel", width=200)
+            st.plotly_chart(
+                image_grid(rows, titles, channel=channel), key=f"train_preview_{job.job_id}"
+            )
             st.caption(f"Test images after epoch {progress.epoch}.")
 
     if progress.active:

@@ -14,6 +14,7 @@ from cae.plots import grid_png, heatmap, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run, models_dir
 from cae.training import reconstruct
+from ui.channels import channel_picker
 from ui.run_index import all_runs
 from ui.runs import cached_run, cached_test_split, test_split_caption, test_split_or_stop
 from ui.state import RUN_KEY, page_frame, remember
@@ -140,7 +141,26 @@ def reconstructions(usable: list[RunInfo], reference: RunInfo, split: TestSplit,
     }
 
 
-def grid_section(usable: list[RunInfo], split: TestSplit, recon: dict, indices: list[int]) -> None:
+def shown_error_maps(a: np.ndarray, b: np.ndarray, channel: int | None) -> np.ndarray:
+    """Squared error per pixel (N, H, W): of the channel shown, or averaged over the channels
+    when the images are shown whole (grayscale or RGB)."""
+    if channel is not None:
+        a, b = a[..., channel : channel + 1], b[..., channel : channel + 1]
+    return image_metrics.error_maps(a, b)
+
+
+def error_words(channel: int | None) -> str:
+    """Which error the maps show, in a few words."""
+    return "averaged over the channels" if channel is None else f"of channel {channel}"
+
+
+def grid_section(
+    usable: list[RunInfo],
+    split: TestSplit,
+    recon: dict,
+    indices: list[int],
+    channel: int | None,
+) -> None:
     """Originals over each run's reconstructions, a PNG download and per-image error maps."""
     originals = split.images[indices]
     rows, titles, errors = [originals], ["original"], []
@@ -148,18 +168,19 @@ def grid_section(usable: list[RunInfo], split: TestSplit, recon: dict, indices: 
         picked = recon[run.run_id][indices]
         rows.append(picked)
         titles.append(run.name[:18])
-        errors.append(image_metrics.error_maps(originals, picked))
+        errors.append(shown_error_maps(originals, picked, channel))
     st.subheader("Originals and reconstructions")
-    st.plotly_chart(image_grid(rows, titles), key="results_grid")
+    st.plotly_chart(image_grid(rows, titles, channel=channel), key="results_grid")
     st.download_button(
         "Download this grid (PNG)",
-        grid_png(rows),
+        grid_png(rows, channel=channel),
         file_name="reconstructions.png",
         mime="image/png",
         key="results_grid_png",
         icon=":material/download:",
     )
-    with st.expander("Per-image error maps (squared error per pixel)", expanded=False):
+    label = f"Per-image error maps (squared error per pixel, {error_words(channel)})"
+    with st.expander(label, expanded=False):
         for run, error in zip(usable, errors, strict=True):
             means = ", ".join(f"{value:.4f}" for value in error.mean(axis=(1, 2)))
             st.markdown(f"**{run.name}** · mean squared error per image: {means}")
@@ -180,8 +201,11 @@ def curves_section(selected: list[RunInfo], root: str) -> None:
         st.plotly_chart(loss_curves(histories), key="results_curves")
 
 
-def best_and_worst(usable: list[RunInfo], split: TestSplit, recon: dict) -> None:
-    """The six best and worst reconstructed test images of one run, and where its error is."""
+def best_and_worst(
+    usable: list[RunInfo], split: TestSplit, recon: dict, channel: int | None
+) -> None:
+    """The six best and worst reconstructed test images of one run (ranked on every channel), and
+    where its error is."""
     st.subheader("Best and worst reconstructions")
     focus = st.selectbox("Of run", [run.run_id for run in usable], key="results_focus")
     per_image = image_metrics.mse(split.images, recon[focus])
@@ -189,10 +213,12 @@ def best_and_worst(usable: list[RunInfo], split: TestSplit, recon: dict) -> None
     for title, picked in (("best", order[:6]), ("worst", order[::-1][:6])):
         values = ", ".join(f"{per_image[i]:.4f}" for i in picked)
         st.markdown(f"**{title.capitalize()}** (test MSE {values})")
-        grid = image_grid([split.images[picked], recon[focus][picked]], ["original", "output"])
+        grid = image_grid(
+            [split.images[picked], recon[focus][picked]], ["original", "output"], channel=channel
+        )
         st.plotly_chart(grid, key=f"results_{title}")
-    mean_error = image_metrics.error_maps(split.images, recon[focus]).mean(axis=0)
-    title = "Where the error is, averaged over the test set"
+    mean_error = shown_error_maps(split.images, recon[focus], channel).mean(axis=0)
+    title = f"Where the error is ({error_words(channel)}), averaged over the test set"
     st.plotly_chart(heatmap(mean_error, title=title, colorscale="Magma"), key="results_mean_error")
 
 
@@ -281,10 +307,11 @@ def main() -> None:
                 )
         recon = reconstructions(usable, reference, split, root)
         indices = pick_indices(split)
+        channel = channel_picker(st, split.image_shape[2], "results_channel", width=240)
         if indices:
-            grid_section(usable, split, recon, indices)
+            grid_section(usable, split, recon, indices, channel)
         curves_section(selected, root)
-        best_and_worst(usable, split, recon)
+        best_and_worst(usable, split, recon, channel)
         housekeeping(selected, root)
     if broken:
         broken_section(broken, root)

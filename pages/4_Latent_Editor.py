@@ -16,6 +16,7 @@ from cae.latent import Decoder, encode, interpolate, latent_statistics, make_dec
 from cae.plots import grid_png
 from cae.recipe import TestSplit
 from cae.store import RunError
+from ui.channels import channel_picker
 from ui.latent_link import incoming_code
 from ui.runs import cached_run, cached_test_split, complete_runs_or_stop, pick_run
 from ui.state import page_frame
@@ -63,10 +64,11 @@ def cached_stats(run_id: str, root: str, created: str | None, has_test_images: b
     return latent_statistics(encode(run.built.encoder, x))
 
 
-def picture(image: np.ndarray, size: int = VIEW_PX) -> Image.Image:
-    """An image (H, W, C) in [0, 1] upscaled with nearest-neighbour pixels to about ``size``."""
+def picture(image: np.ndarray, size: int = VIEW_PX, channel: int | None = None) -> Image.Image:
+    """An image (H, W, C) in [0, 1] as shown (grayscale, RGB or ``channel`` alone), upscaled with
+    nearest-neighbour pixels to about ``size``."""
     factor = max(1, size // max(image.shape[0], image.shape[1]))
-    return Image.fromarray(le.upscale(image, factor))
+    return Image.fromarray(le.upscale(image, factor, channel))
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -100,6 +102,11 @@ input_shape = tuple(int(n) for n in run.spec.input_shape)
 if len(latent_shape) != 3:
     st.error(f"The editor paints 2-D codes (h, w, c). Received: latent shape {latent_shape}")
     st.stop()
+# Images of 2, 4 or more channels are shown one channel at a time (RGB for 3): this picks which.
+view_channel = channel_picker(
+    top[0], input_shape[2], "le_view_channel", label="Image channel shown"
+)
+view_words = "" if view_channel is None else f" · channel {view_channel} of {input_shape[2]}"
 split: TestSplit | None = None
 try:
     split = cached_test_split(run_id, root, info.created)
@@ -155,9 +162,15 @@ with top[2]:
         if data is None:
             source_image = np.zeros(input_shape, np.float32)
         else:
-            source_image = le.drawing_to_image(data, input_shape, DRAW_BG)
+            source_image = le.drawing_to_image(data, input_shape, DRAW_BG, view_channel)
         code_source = encode(run.built.encoder, source_image)
         source_label = "your drawing"
+        if view_channel is not None:
+            source_label += f" (in channel {view_channel}; the other channels 0)"
+            st.caption(
+                f"Your drawing fills channel {view_channel} of {input_shape[2]}, the channel "
+                "shown; the other channels stay 0. Pick another channel to draw into it."
+            )
         digest = hashlib.md5(np.round(source_image * 255).astype(np.uint8).tobytes()).hexdigest()
         signature = f"draw:{st.session_state['le_draw_n']}:{digest}"
     elif source_kind == "Mean code":
@@ -319,11 +332,12 @@ def editor() -> None:
 
     cols = st.columns([1, 1.15, 1], gap="large")
     with cols[0]:
-        st.markdown("**Source**")
-        if source_image is not None:
-            st.image(picture(source_image), width=VIEW_PX)
-        else:
-            st.image(picture(decoder(source)), width=VIEW_PX)
+        st.markdown(f"**Source**{view_words}")
+        with st.container(key="le_source_image"):
+            if source_image is not None:
+                st.image(picture(source_image, channel=view_channel), width=VIEW_PX)
+            else:
+                st.image(picture(decoder(source), channel=view_channel), width=VIEW_PX)
         st.caption(f"{source_label}" + ("" if source_image is not None else " (decoded)"))
     with cols[1]:
         title = f"**Latent code** · {h}x{w}x{channels}"
@@ -354,9 +368,9 @@ def editor() -> None:
             unsafe_allow_html=True,
         )
     with cols[2]:
-        st.markdown("**Decoded**")
+        st.markdown(f"**Decoded**{view_words}")
         with st.container(key="le_decoded"):
-            st.image(picture(decoded), width=VIEW_PX)
+            st.image(picture(decoded, channel=view_channel), width=VIEW_PX)
         changed = ", ".join(f"({r},{c})" for r, c in s["changed"]) or "none"
         with st.container(key="le_decode_info"):
             st.caption(
@@ -450,7 +464,7 @@ def editor() -> None:
     )
     export[1].download_button(
         "Decoded image (PNG)",
-        png_bytes(picture(decoded)),
+        png_bytes(picture(decoded, channel=view_channel)),
         file_name="decoded.png",
         mime="image/png",
         key="le_download_png",
@@ -480,8 +494,11 @@ def interpolation() -> None:
     frames = decoder(interpolate(z_a, z_b, steps))
     here = decoder(((1 - t) * z_a + t * z_b).astype(np.float32))
     strip, single = st.columns([4, 1])
-    strip.image(grid_png([frames], scale=3), caption=f"{steps} frames from #{a} to #{b}")
-    single.image(picture(here, 140), caption=f"at {t:.2f}")
+    strip.image(
+        grid_png([frames], scale=3, channel=view_channel),
+        caption=f"{steps} frames from #{a} to #{b}{view_words}",
+    )
+    single.image(picture(here, 140, view_channel), caption=f"at {t:.2f}")
 
 
 if split is not None:

@@ -8,10 +8,12 @@ import streamlit as st
 
 from cae import explain
 from cae import inspection as ci
+from cae import latent_edit as le
 from cae.latent import encode
 from cae.plots import heatmap, kernel_map, latent_map
 from cae.shapes import compute_shapes
 from cae.spec import Conv, Pool
+from ui.channels import channel_picker
 from ui.latent_link import send_code
 from ui.runs import (
     cached_run,
@@ -84,14 +86,18 @@ image = split.images[index]
 acts = cached_activations(run_id, root, info.created, index)
 names = class_names(split)
 head = st.columns([1, 6])
-head[0].image(
-    (np.clip(image, 0, 1) * 255).astype(np.uint8).repeat(4, 0).repeat(4, 1),
-    caption=f"test image #{index}{label_text(split, index)}",
-)
 head[1].markdown(
     f"**{run.info.name}** · {split.recipe.label} · input {shape_text(report.input_shape)} → code "
     f"{shape_text(report.latent_shape)} → output {shape_text(report.output_shape)} · "
     f"{report.total_params:,} parameters"
+)
+channels = image.shape[-1]
+shown = channel_picker(head[1], channels, "inspect_channel", label="Image channel shown", width=240)
+head[0].image(
+    le.upscale(image, max(1, 112 // max(image.shape[0], image.shape[1])), shown),
+    caption=f"test image #{index}{label_text(split, index)}"
+    + ("" if shown is None else f" · channel {shown} of {channels}"),
+    output_format="PNG",  # sharp pixels (a JPEG blurs them)
 )
 
 feature_tab, kernel_tab, map_tab, learn_tab = st.tabs(
