@@ -1,7 +1,9 @@
 """AppTests of the Train and Results pages: a short real training, saved, then compared."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -10,6 +12,7 @@ from cae.jobs import JOBS
 from cae.recipe import DataRecipe, TestSplit, load_recipe
 from cae.spec import preset
 from cae.store import list_runs, save_run
+from cae.training import Progress, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -158,3 +161,42 @@ def test_results_page_says_in_one_line_when_an_old_run_has_no_test_images(two_ru
     assert len(notes) == 1 and "Received: data_seed=None" in notes[0]
     # the comparison shows the other run's test images
     assert app.get("plotly_chart") and "second's" in " ".join(c.value for c in app.caption)
+
+
+class FinishedJob:
+    """A finished job as the Train page reads it, its preview of 5-channel test images."""
+
+    job_id = "five-channels"
+    name = "five channels"
+    run_id = result = error = save_error = None
+    done = True
+    stop_requested = False
+    config = TrainConfig(epochs=1)
+    request = SimpleNamespace(data=DataRecipe("mnist-sample"))
+
+    def snapshot(self) -> Progress:
+        rng = np.random.default_rng(5)
+        originals = rng.random((4, 16, 16, 5)).astype(np.float32)
+        return Progress(
+            state="finished",
+            epoch=1,
+            epochs=1,
+            history={"loss": [0.2], "val_loss": [0.21]},
+            preview_originals=originals,
+            preview_reconstructions=originals[::-1].copy(),
+        )
+
+
+def test_train_preview_of_five_channel_images_shows_one_channel_at_a_time(models, monkeypatch):
+    monkeypatch.setattr(JOBS, "prewarm", lambda: None)
+    monkeypatch.setattr(JOBS, "get", lambda owner: FinishedJob())
+    app = open_page(TRAIN)
+    assert not app.exception, [item.value for item in app.exception]
+    picker = app.selectbox(key="train_channel")
+    assert picker.options == [f"channel {k}" for k in range(5)]
+    preview = next(c for c in app.get("plotly_chart") if "train_preview" in c.proto.id)
+    before = preview.proto.spec
+    picker.set_value(3).run()
+    assert not app.exception, [item.value for item in app.exception]
+    preview = next(c for c in app.get("plotly_chart") if "train_preview" in c.proto.id)
+    assert preview.proto.spec != before
