@@ -252,7 +252,8 @@ with data_column:
     limit = None
     if choice == UPLOAD:
         upload = st.file_uploader(
-            "Images as .npz / .npy (N,H,W) or (N,H,W,C), or a .zip of PNG/JPEG files",
+            "Images as .npz / .npy (N,H,W) or (N,H,W,C) with up to 64 channels, or a .zip of "
+            "PNG/JPEG files",
             type=["npz", "npy", "zip"],
             key="train_upload",
             disabled=running,
