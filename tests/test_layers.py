@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: dict[str, list[list[str]]] = {
     "cae": [
-        ["spec", "data", "metrics", "latent", "latent_edit", "quiet"],  # plain data and numpy
+        ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors"],  # plain data and numpy
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         ["inspection", "recipe"],  # looking into models; where a run's images come from
@@ -23,7 +23,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["__main__"],  # the command line
     ],
     "ui": [
-        ["nav", "run_index", "test_images", "layer_editor", "latent_link"],
+        ["nav", "run_index", "test_images", "layer_editor", "latent_link", "channels"],
         ["state"],
         ["runs"],
     ],
