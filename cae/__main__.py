@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -77,7 +78,8 @@ def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 class _ProgressPrinter:
     """Draws training progress: one line redrawn with \r on a terminal, a line per epoch otherwise."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
+        """Draw on ``stream``; None draws nothing."""
         self.stream = stream
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.last_epoch = 0
@@ -100,6 +102,8 @@ class _ProgressPrinter:
         return "  ".join(parts)
 
     def __call__(self, p: Progress) -> None:
+        if self.stream is None:  # a worker that is not the chief: the chief reports progress
+            return
         if self.tty:
             if p.state in ("starting",):
                 return
@@ -186,9 +190,21 @@ def command_train(args: argparse.Namespace) -> int:
     from cae.training import check_input_shape, is_chief, make_strategy, train
 
     check_input_shape(spec, dataset)
-    strategy = make_strategy(args.strategy)
+    chief = True
+    if args.strategy == "multiworker":
+        from cae.cluster import Cluster, rendezvous
 
-    printer = _ProgressPrinter(sys.stdout)
+        cluster = Cluster.from_env()
+        chief = cluster.is_chief
+        rendezvous(cluster)  # TensorFlow would wait for a missing peer without limit
+        strategy = make_strategy(args.strategy)
+        from cae.quiet import first_op_quietly
+
+        first_op_quietly()
+    else:
+        strategy = make_strategy(args.strategy)
+
+    printer = _ProgressPrinter(sys.stdout if chief else None)
     stop = threading.Event()
 
     def on_interrupt(signum: int, frame: Any) -> None:
@@ -198,11 +214,24 @@ def command_train(args: argparse.Namespace) -> int:
         printer.finish()
         print("Ctrl-C: stopping after the current batch (press again to abort)", flush=True)
 
+    from cae.quiet import tensorflow_logs_captured
+
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result = train(
-            spec, dataset, config, progress=printer, should_stop=stop.is_set, strategy=strategy
-        )
+        with tensorflow_logs_captured():
+            result = train(
+                spec, dataset, config, progress=printer, should_stop=stop.is_set, strategy=strategy
+            )
+    except Exception as error:
+        if args.strategy == "multiworker" and type(error).__name__ in _PEER_ERRORS:
+            from cae.errors import short_message
+
+            raise CliError(
+                "multi-worker training stopped: another worker failed or cannot be reached; "
+                f"nothing was saved ({short_message(error, 150)}). Received: "
+                f"{type(error).__name__}"
+            ) from error
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.finish()
@@ -220,10 +249,15 @@ def command_train(args: argparse.Namespace) -> int:
     from cae.store import save_trained
 
     summary = _summary(result)
-    if not is_chief(strategy):
-        print(f"{summary} (not saved: only the chief worker saves)")
+    if not chief or not is_chief(strategy):
+        print(f"{summary} (this worker saves nothing: the chief writes the run)")
         return 0
-    run_id = save_trained(result, request, TestSplit.of(dataset, recipe), root=root)
+    context = {"replicas": int(strategy.num_replicas_in_sync)}
+    if args.strategy == "multiworker":
+        context["workers"] = cluster.size
+    run_id = save_trained(
+        result, request, TestSplit.of(dataset, recipe), root=root, context=context
+    )
     if out is not None:
         out_root, wanted = out
         source, target = out_root / run_id, out_root / wanted
@@ -237,6 +271,10 @@ def command_train(args: argparse.Namespace) -> int:
     folder = (out[0] if out else (root or _models_dir())) / run_id
     print(f"run {run_id}: {summary} -> {folder}")
     return 0
+
+
+# TensorFlow's errors when a peer of a multi-worker training dies or stops answering
+_PEER_ERRORS = ("UnavailableError", "DeadlineExceededError", "AbortedError", "CancelledError")
 
 
 def _models_dir() -> Path:
@@ -321,7 +359,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from cae.training import TrainConfig, evaluate_run
 
     record = loaded.train_config
-    config = TrainConfig.from_dict(record.get("config", record))
+    try:
+        config = TrainConfig.from_dict(record.get("config", record))  # older runs: flat keys
+    except (ValueError, TypeError):
+        config = TrainConfig()  # a record past today's limits: score without input noise
     fresh = evaluate_run(loaded.built, split.images, noise=config.noise, seed=config.seed)
     stored = {key: value for key, value in loaded.metrics.items() if key in fresh}
     if args.json:
@@ -437,18 +478,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print
         return COMMANDS[args.command](args)
-    except (CliError, ValueError, OSError) as error:
-        message = " ".join(str(error).split())
-        print(f"error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 2
-    except Exception as error:  # one line, never a traceback (CAE_DEBUG=1 shows it)
+    except Exception as error:  # one short line, never a traceback (CAE_DEBUG=1 adds it)
+        from cae.errors import error_line
+
         if os.environ.get("CAE_DEBUG"):
-            raise
-        message = " ".join(str(error).split())
-        print(f"error: {type(error).__name__}: {message}", file=sys.stderr)
+            traceback.print_exc()
+        # cae's own errors say what and end with the values; others are named by their type
+        ours = isinstance(error, (CliError, ValueError, OSError))
+        print(error_line(error, with_type=not ours), file=sys.stderr)
         return 2
 
 

@@ -19,9 +19,12 @@ hides nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 
 DEBUG_ENV = "CAE_DEBUG"  # set (to anything non-empty) to see everything TensorFlow prints
 
@@ -45,13 +48,70 @@ def import_tensorflow_quietly() -> None:
     if os.environ.get(DEBUG_ENV):
         _start_tensorflow()  # the same start, with every line shown
         return
+    _captured(_start_tensorflow)
+
+
+def first_op_quietly() -> None:
+    """Run one tiny int32 op with fd 2 captured, after a multi-worker strategy has configured
+    TensorFlow's runtime (before that, running an op breaks the strategy's collectives): the
+    oneDNN note it prints once per process is not ours to print."""
+    if os.environ.get(DEBUG_ENV):
+        return
+
+    def first_op() -> None:
+        import tensorflow as tf
+
+        tf.transpose(tf.zeros((1, 1), tf.int32))
+
+    _captured(first_op)
+
+
+_PYTHON_WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")
+
+
+@contextlib.contextmanager
+def tensorflow_logs_captured() -> Iterator[None]:
+    """While the block runs, TensorFlow's own C++ log lines (``E0000 ... ring_alg.cc:291]
+    Aborting RingReduce ...`` and their multi-line gRPC details) do not reach the terminal: the
+    error that ends the block says it in one line. Python warnings written meanwhile (``file:line:
+    SomeWarning: ...`` and their source line) are written out after the block. ``CAE_DEBUG=1``
+    hides nothing."""
+    if os.environ.get(DEBUG_ENV):
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept, keeping = [], False
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if _PYTHON_WARNING.match(line):
+                    keeping = True
+                elif not line.startswith("  "):
+                    keeping = False
+                if keeping:
+                    kept.append(line)
+            if kept:
+                _write_stderr("".join(kept).encode("utf-8"))
+
+
+def _captured(work: Callable[[], None]) -> None:
+    """Run ``work`` with file descriptor 2 going to a temporary file; what it wrote is shown only
+    if it fails."""
     with tempfile.TemporaryFile() as captured:
         sys.stderr.flush()
         saved = os.dup(2)
         try:
             os.dup2(captured.fileno(), 2)
             try:
-                _start_tensorflow()
+                work()
             finally:
                 sys.stderr.flush()  # Python-level writes made meanwhile go to the file too
                 os.dup2(saved, 2)

@@ -13,7 +13,6 @@ training).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -42,6 +41,7 @@ REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each
 LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
 PREDICT_BATCH = 256
 EVAL_CHUNK = 1024  # test images per step of evaluate_run
+COLLECTIVE_TIMEOUT = 60.0  # seconds a multi-worker collective may wait for a peer before failing
 
 LIMITS: dict[str, tuple[float, float]] = {
     "epochs": (1, 10_000),  # 10,000 epochs of the 4,500-digit sample: about 3 hours here
@@ -272,52 +272,40 @@ class TrainResult(TrainOutcome):
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """A ``tf.distribute`` strategy: "default" (this device), "mirrored" (every local GPU, else the
-    CPU) or "multiworker" (several machines described by the TF_CONFIG environment variable)."""
+    """A ``tf.distribute`` strategy: "default" (this device), "mirrored" (every local GPU, else
+    every logical CPU device) or "multiworker" (several machines described by the TF_CONFIG
+    environment variable; each collective gives up after ``CAE_COLLECTIVE_TIMEOUT`` seconds)."""
     if name not in STRATEGIES:
         raise ValueError(
             f"strategy must be one of {', '.join(STRATEGIES)}. Received: strategy={name!r}"
         )
     if name == "multiworker":
-        raw = os.environ.get("TF_CONFIG")
-        if not raw:
-            raise ValueError(
-                "the multiworker strategy needs the TF_CONFIG environment variable describing the "
-                'cluster, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                '"task": {"type": "worker", "index": 0}}. Received: TF_CONFIG=None'
-            )
-        try:
-            config = json.loads(raw)
-            config["cluster"]["worker"]  # noqa: B018 - presence check
-            config["task"]["type"]  # noqa: B018
-        except (ValueError, KeyError, TypeError):
-            raise ValueError(
-                "TF_CONFIG must be JSON with 'cluster' (holding 'worker') and 'task' "
-                f"('type', 'index'). Received: TF_CONFIG={raw[:120]!r}"
-            ) from None
+        from cae.cluster import Cluster
+
+        Cluster.from_env()  # one line naming what is wrong, before TensorFlow waits for peers
     import tensorflow as tf
 
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.MultiWorkerMirroredStrategy()
+        # every GPU; without one, every logical CPU device (one unless the process made more)
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
+    timeout = float(os.environ.get("CAE_COLLECTIVE_TIMEOUT", COLLECTIVE_TIMEOUT))
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 
 
 def is_chief(strategy: Any = None) -> bool:
     """True on the worker that should write results (always, outside multi-worker training)."""
-    raw = os.environ.get("TF_CONFIG")
-    if strategy is None or not raw or type(strategy).__name__ != "MultiWorkerMirroredStrategy":
+    import tensorflow as tf
+
+    if strategy is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
-    try:
-        task = json.loads(raw).get("task", {})
-        cluster = json.loads(raw).get("cluster", {})
-    except ValueError:
-        return True
-    kind, index = task.get("type"), task.get("index", 0)
-    if "chief" in cluster:
-        return kind == "chief"
-    return kind == "worker" and int(index) == 0
+    from cae.cluster import Cluster
+
+    return Cluster.from_env().is_chief
 
 
 # ------------------------------------------------------------------------------------ data
@@ -438,6 +426,51 @@ def make_pipeline(
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _fix_keras_for_multi_worker(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Two fixes that let Keras 3's own ``fit``/``evaluate`` run under
+    MultiWorkerMirroredStrategy (measured with Keras 3.15.1 and TensorFlow 2.21, two local
+    workers; upstream: tensorflow/tensorflow#72388). The steps, the gradient all-reduce and the
+    data sharding stay TensorFlow's and Keras's own.
+
+    1. Before its first step Keras reduces the first batch with ``strategy.reduce("MEAN", (x,
+       y))``, which this strategy cannot do for a tuple ("Attempt to convert a value
+       (PerReplica:{...})" and a dump of the batch). Only the batch's shapes matter to that
+       build, so this model builds from its local values instead.
+    2. After each step Keras reduces the scalar logs with ``strategy.reduce("MEAN", v, axis=0)``,
+       which fails on a scalar ("Invalid reduction dimension 0 for input with 0 dimensions").
+       The logs are reduced with ``axis=None`` instead: the mean over the workers' replicas."""
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def maybe_symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = keras.tree.map_structure(
+                    lambda value: strategy.experimental_local_results(value)[0], first
+                )
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_cae_multi_worker_fix", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str = "auto") -> Any:
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+            return keras.tree.map_structure(
+                lambda value: strategy.reduce("MEAN", value, axis=None), values
+            )
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._cae_multi_worker_fix = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def images_per_epoch(n: int, batch_size: int, replicas: int = 1) -> int:
@@ -806,6 +839,8 @@ def train(
                 optimizer=_make_optimizer(config.optimizer, config.learning_rate),
                 loss=_make_loss(config.loss),
             )
+        if multi_worker:
+            _fix_keras_for_multi_worker(built.autoencoder, strategy)
         train_ds = make_pipeline(
             x_train,
             config.batch_size,
