@@ -94,7 +94,9 @@ def run_job(
             should_stop=should_stop,
         )
     except Exception as error:  # noqa: BLE001 - reported to the server, which shows it
-        channel.send({"kind": "error", "message": f"{type(error).__name__}: {error}"})
+        from cae.errors import error_line
+
+        channel.send({"kind": "error", "message": error_line(error, prefix="")})
         channel.send({"kind": "end"})
         return 1
     test_split = TestSplit.of(dataset, request.data)
