@@ -6,7 +6,7 @@ without TensorFlow.
 
 from __future__ import annotations
 
-from cae.shapes import LayerRow, ShapeReport
+from cae.shapes import LayerRow, ShapeReport, effective_kernel_text
 from cae.spec import Conv, Crop, Deconv, Layer, Pad, Pool, Upsample
 
 
@@ -49,6 +49,16 @@ def explain_convolution(report: ShapeReport) -> str:
             f" With strides {layer.strides[0]}x{layer.strides[1]} the window jumps "
             f"{layer.strides[0]} rows and {layer.strides[1]} columns at a time, which down-samples."
         )
+    if layer.dilation != (1, 1):
+        dh, dw = layer.dilation
+        sh, sw = layer.effective_kernel
+        text += (
+            f" With dilation {dh}x{dw} the {kh}x{kw} taps sit {dh} rows and {dw} columns apart, so "
+            f"the window spans {sh}x{sw} pixels (k + (k - 1)(d - 1): "
+            f"{effective_kernel_text(layer.kernel, layer.dilation)}) with the same {weights} "
+            "weights per filter: a wider view for no extra parameters. Keras allows it only with "
+            "strides 1."
+        )
     return text
 
 
@@ -58,12 +68,13 @@ def explain_padding(report: ShapeReport) -> str:
     if found is None:
         return "Padding matters for convolutions; this network has none yet."
     row, layer = found
-    kh, kw = layer.kernel
+    kh, kw = layer.effective_kernel  # a dilated kernel pads and trims by its span
     n_h, n_w = row.input_shape[0], row.input_shape[1]
     valid_h, valid_w = n_h - kh + 1, n_w - kw + 1
     extra_h, extra_w = kh - 1, kw - 1
+    spans = " (the span of its dilated kernel)" if layer.dilation != (1, 1) else ""
     return (
-        f"A {kh}x{kw} kernel centred on a border pixel hangs over the edge. With **'valid'** padding the "
+        f"A {kh}x{kw} kernel{spans} centred on a border pixel hangs over the edge. With **'valid'** padding the "
         f"window only visits positions where it fits: a {n_h}x{n_w} input gives "
         f"({n_h} - {kh} + 1) x ({n_w} - {kw} + 1) = {valid_h}x{valid_w}. With **'same'** padding Keras adds "
         f"{extra_h} row(s) and {extra_w} column(s) of zeros around the border "
@@ -116,6 +127,12 @@ def explain_upsampling(report: ShapeReport) -> str:
             f"Output size: {row.formula}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}, "
             f"with {row.params:,} parameters ({row.params_formula})."
         )
+        if layer.dilation != (1, 1):
+            sh, sw = layer.effective_kernel
+            parts[-1] += (
+                f" Its dilation {layer.dilation[0]}x{layer.dilation[1]} spreads the kernel's taps "
+                f"apart, so each patch spans {sh}x{sw}."
+            )
     if not parts:
         return (
             "This decoder neither up-samples nor uses transposed convolutions, so it cannot grow the "

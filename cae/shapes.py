@@ -2,7 +2,15 @@
 
 Follows Keras exactly: ``same`` gives ceil(n / s); ``valid`` gives floor((n - k) / s) + 1; a transposed
 convolution gives n * s (same) or n * s + max(k - s, 0) (valid), or, with output_padding,
-(n - 1) * s + k - 2 * pad + output_padding. Every row carries the formula with the numbers filled in.
+(n - 1) * s + k % 2 + output_padding (same) or (n - 1) * s + k + output_padding (valid). A dilated
+kernel counts with its span, k + (k - 1)(d - 1). Every row carries the formula with the numbers
+filled in.
+
+Where TensorFlow cannot run what Keras's symbolic shape promises, the layer is refused, with fixes
+that are checked: a transposed convolution with padding ``same``, an even kernel span and an
+output_padding of 0 has the symbolic size (n - 1) * s, but TensorFlow's conv2d_transpose needs
+ceil(out / s) == n and aborts on a real batch (keras-team/keras#15666; measured here with
+TensorFlow 2.21 and Keras 3.15, for every even span, strides 1-3 and either dilation form).
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from cae.spec import (
+    MAX_KERNEL,
+    MAX_SCALE,
     ArchitectureSpec,
     BatchNorm,
     Conv,
@@ -20,9 +30,11 @@ from cae.spec import (
     Dropout,
     Layer,
     Pad,
+    Pair,
     Pool,
     Upsample,
     describe_layer,
+    effective_kernel,
 )
 
 Shape = tuple[int, int, int]
@@ -138,14 +150,29 @@ def _fmt_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
 
 
+# A fix for an impossible layer: what it says, and the layer to put in its place (several, or none
+# to remove it).
+Replacement = Layer | tuple[Layer, ...] | None
+
+
 class _LayerProblem(Exception):
     def __init__(
-        self, problem: str, received: str, fixes: tuple[tuple[str, Layer | None], ...] = ()
+        self, problem: str, received: str, fixes: tuple[tuple[str, Replacement], ...] = ()
     ):
         super().__init__(problem)
         self.problem = problem
         self.received = received
         self.fixes = fixes
+
+
+def effective_kernel_text(kernel: Pair, dilation: Pair) -> str:
+    """The span of a dilated kernel with its numbers, ``3 + (3 - 1)*(2 - 1) = 5`` (per axis when
+    they differ); empty without dilation."""
+    if dilation == (1, 1):
+        return ""
+    spans = effective_kernel(kernel, dilation)
+    texts = [f"{k} + ({k} - 1)*({d} - 1) = {e}" for k, d, e in zip(kernel, dilation, spans)]
+    return _dims_text((texts[0], texts[1]))
 
 
 def _sliding_window(
@@ -154,18 +181,30 @@ def _sliding_window(
     window: tuple[int, int],
     strides: tuple[int, int],
     size: tuple[int, int],
+    dilation: Pair = (1, 1),
 ) -> tuple[list[int], list[str]]:
-    """Output height and width of a convolution or pooling window, with each axis's formula."""
-    if layer.padding == "valid" and (window[0] > size[0] or window[1] > size[1]):
+    """Output height and width of a convolution or pooling window, with each axis's formula; a
+    dilated kernel slides its span, k + (k - 1)(d - 1)."""
+    span = effective_kernel(window, dilation)
+    if layer.padding == "valid" and (span[0] > size[0] or span[1] > size[1]):
         title = "kernel" if name == "kernel" else "pool size"
+        shown = f"{window[0]}x{window[1]}"
+        received = f"{name}={window}, input={size}"
+        fixes: list[tuple[str, Replacement]] = [
+            ("use padding 'same'", replace(layer, padding="same"))
+        ]
+        if dilation != (1, 1):
+            shown += f" (spanning {span[0]}x{span[1]} with dilation {dilation[0]}x{dilation[1]})"
+            received = f"{name}={window}, dilation={dilation}, input={size}"
+            fixes.append(("use dilation 1", replace(layer, dilation=(1, 1))))
         raise _LayerProblem(
-            f"{title} {window[0]}x{window[1]} is larger than its input {size[0]}x{size[1]} with padding 'valid'",
-            f"{name}={window}, input={size}",
-            (("use padding 'same'", replace(layer, padding="same")),),
+            f"{title} {shown} is larger than its input {size[0]}x{size[1]} with padding 'valid'",
+            received,
+            tuple(fixes),
         )
     outs: list[int] = []
     texts: list[str] = []
-    for n, k, s in zip(size, window, strides):
+    for n, k, s in zip(size, span, strides):
         if layer.padding == "same":
             out = _ceil_div(n, s)
             texts.append(f"ceil({n} / {s}) = {out}")
@@ -191,39 +230,155 @@ def _kernel_params(layer: Conv | Deconv, channels: int) -> tuple[int, str]:
 LayerOutput = tuple[Shape, int, str, str]  # output shape, parameters, shape formula, params formula
 
 
+def _refuse_strided_1x1(layer: Conv | Deconv, fixes: tuple[tuple[str, Replacement], ...]) -> None:
+    """Refuse a 1x1 kernel with strides above 1: training it crashes TensorFlow 2.21 on the CPU.
+
+    Measured here (oneDNN on, its default): one forward and backward step of a 1x1 Conv2D or
+    Conv2DTranspose with strides 2, 3 or 4 on any axis segfaults or aborts the process on inputs
+    from about 32-64 pixels a side (model.fit too); kernels 1x2, 2x1 and larger with the same
+    strides, 1x1 pooling with strides, and the same layers with TF_ENABLE_ONEDNN_OPTS=0 all run.
+    """
+    if layer.kernel == (1, 1) and layer.strides != (1, 1):
+        raise _LayerProblem(
+            f"a 1x1 kernel with strides {_fmt_shape(layer.strides)} crashes TensorFlow's CPU "
+            "training (a oneDNN fault in TensorFlow 2.21)",
+            f"kernel={layer.kernel}, strides={layer.strides}",
+            fixes,
+        )
+
+
+def _span_prefix(layer: Conv | Deconv) -> str:
+    """``kernel span 3 + (3 - 1)*(2 - 1) = 5; `` before a dilated layer's formula, else empty."""
+    text = effective_kernel_text(layer.kernel, layer.dilation)
+    return f"kernel span {text}; " if text else ""
+
+
 def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
-    """A convolution: ``same`` gives ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis; the
-    filters are the channels, with kh*kw*channels*filters weights + filters biases.
+    """A convolution: ``same`` gives ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis, where
+    a dilated kernel counts with its span k + (k - 1)(d - 1); the filters are the channels, with
+    kh*kw*channels*filters weights + filters biases (dilation adds none).
 
     >>> conv_output(Conv(16, (3, 3), strides=(2, 2)), (28, 28, 1))
     ((14, 14, 16), 160, 'same: ceil(28 / 2) = 14', '3*3*1*16 + 16 = 160')
     >>> conv_output(Conv(4, (1, 3), padding="valid"), (28, 28, 1))[0]
     (28, 26, 4)
+    >>> conv_output(Conv(4, (3, 3), padding="valid", dilation=(2, 2)), (28, 28, 1))[2]
+    'kernel span 3 + (3 - 1)*(2 - 1) = 5; valid: floor((28 - 5) / 1) + 1 = 24'
     """
     height, width, channels = shape
-    out_hw, texts = _sliding_window(layer, "kernel", layer.kernel, layer.strides, (height, width))
+    subsample = Pool("max", (1, 1), layer.strides, layer.padding)
+    _refuse_strided_1x1(
+        layer,
+        (
+            (
+                f"keep one pixel per {_fmt_shape(layer.strides)} block with a 1x1 pooling, then "
+                "the 1x1 convolution with strides 1 (the same computation)",
+                (subsample, replace(layer, strides=(1, 1))),
+            ),
+        ),
+    )
+    out_hw, texts = _sliding_window(
+        layer, "kernel", layer.kernel, layer.strides, (height, width), layer.dilation
+    )
     params, params_text = _kernel_params(layer, channels)
     return (
         (out_hw[0], out_hw[1], layer.filters),
         params,
-        f"{layer.padding}: {_dims_text((texts[0], texts[1]))}",
+        f"{_span_prefix(layer)}{layer.padding}: {_dims_text((texts[0], texts[1]))}",
         params_text,
     )
 
 
+def _odd_kernel(k: int) -> int:
+    """The odd kernel size next to an even ``k``: k + 1, or k - 1 at the kernel limit."""
+    return k + 1 if k + 1 <= MAX_KERNEL else k - 1
+
+
+def _tensorflow_refuses(layer: Deconv) -> list[int]:
+    """The axes on which TensorFlow cannot run this transposed convolution although Keras gives it
+    a shape: padding 'same', an even kernel span and output_padding 0. Keras's size is then
+    (n - 1) * s, but TensorFlow's conv2d_transpose needs ceil(out / s) == n and aborts on a real
+    batch ("Dimension 1 in both shapes must be equal"; keras-team/keras#15666)."""
+    if layer.padding != "same" or layer.output_padding is None:
+        return []
+    spans = layer.effective_kernel
+    return [axis for axis in (0, 1) if layer.output_padding[axis] == 0 and spans[axis] % 2 == 0]
+
+
+def _refusal_fixes(layer: Deconv, axes: list[int]) -> tuple[tuple[str, Replacement], ...]:
+    """Fixes for a transposed convolution TensorFlow cannot run: output_padding 1 on those axes
+    (where the strides allow it), an odd kernel there, or no output_padding (n * s)."""
+    assert layer.output_padding is not None
+    fixes: list[tuple[str, Replacement]] = []
+    if all(layer.strides[axis] > 1 for axis in axes):
+        extra = [1 if axis in axes else layer.output_padding[axis] for axis in (0, 1)]
+        fixes.append(
+            (
+                f"set output_padding to {extra[0]}x{extra[1]}",
+                replace(layer, output_padding=(extra[0], extra[1])),
+            )
+        )
+    kernel = [_odd_kernel(k) if axis in axes else k for axis, k in enumerate(layer.kernel)]
+    fixes.append(
+        (
+            f"use an odd kernel, {kernel[0]}x{kernel[1]}",
+            replace(layer, kernel=(kernel[0], kernel[1])),
+        )
+    )
+    fixes.append(("drop output_padding (output n * strides)", replace(layer, output_padding=None)))
+    return tuple(fixes)
+
+
 def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
-    """A transposed convolution: ``same`` gives n * s, ``valid`` n * s + max(k - s, 0); with
-    output_padding, (n - 1) * s + k - 2 * pad + output_padding (pad k // 2 for ``same``, else 0).
-    Weights as a convolution's.
+    """A transposed convolution, as Keras computes it with the kernel span k (k + (k - 1)(d - 1)
+    when dilated): ``same`` gives n * s, ``valid`` n * s + max(k - s, 0); with output_padding,
+    (n - 1) * s + k % 2 + output_padding (``same``) or (n - 1) * s + k + output_padding
+    (``valid``). Refused where TensorFlow cannot run it: ``same``, an even span and
+    output_padding 0. Weights as a convolution's.
 
     >>> deconv_output(Deconv(2, (3, 3), (2, 2), "valid"), (7, 7, 1))
     ((15, 15, 2), 20, 'valid (transposed): 7 * 2 + max(3 - 2, 0) = 15', '3*3*1*2 + 2 = 20')
+    >>> deconv_output(Deconv(1, (4, 4), (2, 2), output_padding=(1, 1)), (7, 7, 1))[2]
+    'same (transposed): (7 - 1) * 2 + 4 % 2 + 1 = 13'
     """
     height, width, channels = shape
+    wider: list[tuple[str, Replacement]] = [
+        (
+            f"use a {_fmt_shape(layer.strides)} kernel, the strides (each input value fills its "
+            "own block)",
+            replace(layer, kernel=layer.strides),
+        )
+    ]
+    if max(layer.strides) <= MAX_SCALE:
+        wider.append(
+            (
+                f"up-sample by {_fmt_shape(layer.strides)}, then a 1x1 convolution",
+                (Upsample(layer.strides), Conv(layer.filters, (1, 1), activation=layer.activation)),
+            )
+        )
+    _refuse_strided_1x1(layer, tuple(wider))
+    refused = _tensorflow_refuses(layer)
+    if refused:
+        axis = refused[0]
+        n, s = shape[axis], layer.strides[axis]
+        span = layer.effective_kernel[axis]
+        kernel = f"kernel span {span}" if layer.dilation != (1, 1) else f"kernel {span}"
+        received = (
+            f"kernel={layer.kernel}, strides={layer.strides}, output_padding={layer.output_padding}"
+        )
+        if layer.dilation != (1, 1):
+            received += f", dilation={layer.dilation}"
+        raise _LayerProblem(
+            f"padding 'same', an even {kernel} and output_padding 0 give Keras's "
+            f"{('height', 'width')[axis]} ({n} - 1) * {s} = {(n - 1) * s}, which TensorFlow "
+            "cannot run on a real batch",
+            received,
+            _refusal_fixes(layer, refused),
+        )
     out_hw = []
     texts = []
     padding = layer.output_padding
-    for axis, (n, k, s) in enumerate(zip((height, width), layer.kernel, layer.strides)):
+    for axis, (n, k, s) in enumerate(zip((height, width), layer.effective_kernel, layer.strides)):
         if padding is None:
             if layer.padding == "same":
                 out = n * s
@@ -231,22 +386,18 @@ def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
             else:
                 out = n * s + max(k - s, 0)
                 texts.append(f"{n} * {s} + max({k} - {s}, 0) = {out}")
+        elif layer.padding == "same":
+            out = (n - 1) * s + k % 2 + padding[axis]
+            texts.append(f"({n} - 1) * {s} + {k} % 2 + {padding[axis]} = {out}")
         else:
-            pad = k // 2 if layer.padding == "same" else 0
-            out = (n - 1) * s + k - 2 * pad + padding[axis]
-            texts.append(f"({n} - 1) * {s} + {k} - 2*{pad} + {padding[axis]} = {out}")
-        if out < 1:
-            raise _LayerProblem(
-                "the transposed convolution gives an empty output",
-                f"kernel={layer.kernel}, strides={layer.strides}, output_padding={padding}",
-                (("drop output_padding", replace(layer, output_padding=None)),),
-            )
+            out = (n - 1) * s + k + padding[axis]
+            texts.append(f"({n} - 1) * {s} + {k} + {padding[axis]} = {out}")
         out_hw.append(out)
     params, params_text = _kernel_params(layer, channels)
     return (
         (out_hw[0], out_hw[1], layer.filters),
         params,
-        f"{layer.padding} (transposed): {_dims_text((texts[0], texts[1]))}",
+        f"{_span_prefix(layer)}{layer.padding} (transposed): {_dims_text((texts[0], texts[1]))}",
         params_text,
     )
 
@@ -297,7 +448,7 @@ def crop_output(layer: Crop, shape: Shape) -> LayerOutput:
     (top, bottom), (left, right) = layer.amount
     out_h, out_w = height - top - bottom, width - left - right
     if out_h < 1 or out_w < 1:
-        fixes: tuple[tuple[str, Layer | None], ...] = (("remove this crop", None),)
+        fixes: tuple[tuple[str, Replacement], ...] = (("remove this crop", None),)
         if height > 1 and width > 1:
             rows = (height - 1) // 2
             cols = (width - 1) // 2
@@ -375,14 +526,32 @@ def layer_output(layer: Layer, shape: Shape) -> LayerOutput:
 
 
 def _replace_layer(
-    spec: ArchitectureSpec, part: str, index: int, layer: Layer | None
+    spec: ArchitectureSpec, part: str, index: int, layer: Replacement
 ) -> ArchitectureSpec:
     layers = list(getattr(spec, part))
     if layer is None:
-        del layers[index]
+        new: tuple[Layer, ...] = ()
+    elif isinstance(layer, tuple):
+        new = layer
     else:
-        layers[index] = layer
+        new = (layer,)
+    layers[index : index + 1] = new
     return spec.with_layers(**{part: tuple(layers)})
+
+
+def _applies(layers: Replacement, shape: Shape) -> bool:
+    """Whether a suggested replacement (one layer, several in turn, or none) applies to the input
+    within the size limit: the check every offered fix for an impossible layer passes."""
+    if layers is None:
+        return True
+    for layer in layers if isinstance(layers, tuple) else (layers,):
+        try:
+            shape = layer_output(layer, shape)[0]
+        except _LayerProblem:
+            return False
+        if _volume(shape) > MAX_ACTIVATION_VALUES:
+            return False
+    return True
 
 
 def compute_shapes(spec: ArchitectureSpec, *, with_fixes: bool = True) -> ShapeReport:
@@ -399,12 +568,15 @@ def compute_shapes(spec: ArchitectureSpec, *, with_fixes: bool = True) -> ShapeR
             try:
                 out, params, formula, params_formula = layer_output(layer, shape)
             except _LayerProblem as problem:
+                checked = [(text, new) for text, new in problem.fixes if _applies(new, shape)]
                 fixes = tuple(
                     Fix(f"{part}[{index}]: {text}", _replace_layer(spec, part, index, new_layer))
-                    for text, new_layer in problem.fixes
+                    for text, new_layer in checked
                 )
+                fix = f"; fix: {checked[0][0]}" if checked else ""  # the one line names a fix too
                 raise ShapeError(
-                    f"{part}[{index}] {layer.type}: {problem.problem}. Received: {problem.received}",
+                    f"{part}[{index}] {layer.type}: {problem.problem}{fix}. "
+                    f"Received: {problem.received}",
                     part,
                     index,
                     fixes,
@@ -543,7 +715,11 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
                         base.with_layers(
                             decoder=tuple(
                                 base_decoder[:-1]
-                                + [replace(base_last, kernel=kernel, padding="valid")]
+                                + [
+                                    replace(
+                                        base_last, kernel=kernel, padding="valid", dilation=(1, 1)
+                                    )
+                                ]
                             )
                         ),
                     )
@@ -670,6 +846,7 @@ def _mirror_layers(
                         kernel=layer.kernel,
                         padding="same",
                         activation=layer.activation,
+                        dilation=layer.dilation,
                     )
                 )
         elif isinstance(layer, Crop):

@@ -32,11 +32,16 @@ INTERPOLATIONS = ("nearest", "bilinear")
 # Limits that keep an absurd design from ever reaching TensorFlow.
 MAX_FILTERS = 1024
 MAX_KERNEL = 64
-MAX_STRIDE = 16
 MAX_SCALE = 16
 MAX_AMOUNT = 512
 MAX_LAYERS_PER_PART = 64
 MAX_IMAGE_SIDE = 1024
+# Strides and dilations: Keras takes any positive value, and one past the image side acts like the
+# side itself (a stride of 20 on a 7-pixel input gives one pixel), so the image side is the cap: a
+# pool of 20 with strides 20 is a real layer. What they make is bounded by the output-size and
+# parameter limits in cae/shapes.py.
+MAX_STRIDE = MAX_IMAGE_SIDE
+MAX_DILATION = MAX_IMAGE_SIDE
 MAX_CHANNELS = 64
 MAX_NAME_LENGTH = 100
 
@@ -131,6 +136,15 @@ def _choice(value: Any, where: str, key: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def effective_kernel(kernel: Pair, dilation: Pair) -> Pair:
+    """The span of a dilated kernel, k + (k - 1)(d - 1) per axis: a 3x3 kernel with dilation 2
+    covers 5x5 (its taps 2 apart). Keras's and TensorFlow's shape rules use this span."""
+    return (
+        kernel[0] + (kernel[0] - 1) * (dilation[0] - 1),
+        kernel[1] + (kernel[1] - 1) * (dilation[1] - 1),
+    )
+
+
 @dataclass(frozen=True)
 class Conv:
     """A 2-D convolution (Keras Conv2D)."""
@@ -140,7 +154,13 @@ class Conv:
     strides: Pair = (1, 1)
     padding: str = "same"
     activation: str = "relu"
+    dilation: Pair = (1, 1)  # Keras's dilation_rate: taps d apart; only with strides 1
     type: ClassVar[str] = "conv"
+
+    @property
+    def effective_kernel(self) -> Pair:
+        """The kernel's span with its dilation, k + (k - 1)(d - 1) per axis."""
+        return effective_kernel(self.kernel, self.dilation)
 
 
 @dataclass(frozen=True)
@@ -153,7 +173,13 @@ class Deconv:
     padding: str = "same"
     activation: str = "relu"
     output_padding: Pair | None = None
+    dilation: Pair = (1, 1)  # as a convolution's; only with strides 1
     type: ClassVar[str] = "deconv"
+
+    @property
+    def effective_kernel(self) -> Pair:
+        """The kernel's span with its dilation, k + (k - 1)(d - 1) per axis."""
+        return effective_kernel(self.kernel, self.dilation)
 
 
 @dataclass(frozen=True)
@@ -228,16 +254,30 @@ LAYER_BY_NAME: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES}
 
 
 def _parse_conv(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """Filters (required), kernel 3, strides 1, padding "same", activation "relu"."""
+    """Filters (required), kernel 3, strides 1, padding "same", activation "relu", dilation 1.
+
+    Strides above 1 with a dilation above 1 (on any axes) are refused, as Keras's Conv2D and
+    Conv2DTranspose refuse them.
+    """
     if "filters" not in data:
         raise _fail(where, f"a {data['type']} layer needs 'filters'", filters=None)
-    return {
+    values = {
         "filters": _int(data["filters"], where, "filters", minimum=1, maximum=MAX_FILTERS),
         "kernel": _pair(data.get("kernel", 3), where, "kernel", maximum=MAX_KERNEL),
         "strides": _pair(data.get("strides", 1), where, "strides", maximum=MAX_STRIDE),
         "padding": _choice(data.get("padding", "same"), where, "padding", PADDINGS),
         "activation": _choice(data.get("activation", "relu"), where, "activation", ACTIVATIONS),
+        "dilation": _pair(data.get("dilation", 1), where, "dilation", maximum=MAX_DILATION),
     }
+    if max(values["strides"]) > 1 and max(values["dilation"]) > 1:
+        raise _fail(
+            where,
+            "Keras cannot combine strides above 1 with a dilation above 1: set strides to 1 "
+            "or dilation to 1",
+            strides=data.get("strides"),
+            dilation=data.get("dilation"),
+        )
+    return values
 
 
 def _parse_deconv(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -371,11 +411,14 @@ def _filters_label(name: str, layer: Conv | Deconv) -> str:
     text = f"{name} {layer.filters} {_size(layer.kernel)}"
     if layer.strides != (1, 1):
         text += f" stride {_size(layer.strides)}"
+    if layer.dilation != (1, 1):
+        text += f" dilation {_size(layer.dilation)}"
     return f"{text} {layer.padding} {layer.activation}"
 
 
 def _conv_label(layer: Conv) -> str:
-    """``Conv 16 3x3 same relu``; ``stride 2x2`` after the kernel when the stride is not 1."""
+    """``Conv 16 3x3 same relu``; ``stride 2x2`` (or ``dilation 2x2``) after the kernel when the
+    stride (or the dilation) is not 1."""
     return _filters_label("Conv", layer)
 
 
@@ -560,7 +603,14 @@ def _input_shape(value: Any) -> tuple[int, int, int]:
 
 
 def preset_classic() -> ArchitectureSpec:
-    """The classic Keras-blog network: a 7x7x1 code, 2,690 parameters."""
+    """Two convolution + max-pooling stages down to a 7x7x1 code (16x smaller), 2,690 parameters.
+
+    3x3 convolutions of 16, 8 and 1 filters with 2x2 max pooling on the way down; 8 and 16 filters
+    with 2x2 nearest up-sampling on the way up; a 1x3 sigmoid convolution back to one channel. It is
+    in the style of the convolutional autoencoder of the Keras blog post "Building Autoencoders in
+    Keras" but is not that network, whose code is 4x4x8 (three pooling stages, and a 'valid'
+    convolution in its decoder).
+    """
     return ArchitectureSpec(
         name="classic",
         input_shape=(28, 28, 1),

@@ -1,14 +1,18 @@
-"""The Keras builder, and agreement of cae.shapes with the models Keras builds."""
+"""The Keras builder, and agreement of cae.shapes with the models Keras builds and with what
+TensorFlow runs on real batches (one forward and backward step each)."""
+
+import itertools
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cae.builder import build, keras_rows, load_model, save_model
+from cae.builder import build, keras_rows, load_model, make_keras_layer, save_model
 from cae.shapes import ShapeError, compute_shapes
 from cae.spec import (
     ACTIVATIONS,
+    PADDINGS,
     ArchitectureSpec,
     BatchNorm,
     Conv,
@@ -21,7 +25,7 @@ from cae.spec import (
     preset,
 )
 
-pairs = st.tuples(st.integers(1, 5), st.integers(1, 5))
+pairs = st.tuples(st.integers(1, 5), st.integers(1, 5))  # even kernels (2, 4) too
 strides = st.tuples(st.integers(1, 3), st.integers(1, 3))
 paddings = st.sampled_from(["same", "valid"])
 amounts = st.tuples(
@@ -29,20 +33,37 @@ amounts = st.tuples(
 )
 
 
+def dilations(draw, stride):
+    """A dilation of 1-3 per axis with strides 1; 1 otherwise (Keras refuses both above 1)."""
+    if max(stride) > 1:
+        return (1, 1)
+    return draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+
+
+@st.composite
+def convs(draw):
+    stride = draw(strides)
+    return Conv(
+        draw(st.integers(1, 6)), draw(pairs), stride, draw(paddings), draw(st.sampled_from(ACTIVATIONS)),
+        dilations(draw, stride),
+    )  # fmt: skip
+
+
 @st.composite
 def deconvs(draw):
+    """Every output_padding below the strides (0 included, with odd and even kernels) or none."""
     stride = draw(strides)
     output_padding = draw(
         st.none() | st.tuples(st.integers(0, stride[0] - 1), st.integers(0, stride[1] - 1))
     )
     return Deconv(
         draw(st.integers(1, 6)), draw(pairs), stride, draw(paddings), draw(st.sampled_from(ACTIVATIONS)),
-        output_padding,
+        output_padding, dilations(draw, stride),
     )  # fmt: skip
 
 
 layers = st.one_of(
-    st.builds(Conv, st.integers(1, 6), pairs, strides, paddings, st.sampled_from(ACTIVATIONS)),
+    convs(),
     deconvs(),
     st.builds(Pool, st.sampled_from(["max", "avg"]), pairs, st.none() | strides, paddings),
     st.builds(
@@ -59,7 +80,7 @@ layers = st.one_of(
 
 @st.composite
 def specs(draw):
-    shape = (draw(st.integers(8, 64)), draw(st.integers(8, 64)), draw(st.sampled_from([1, 3])))
+    shape = (draw(st.integers(4, 32)), draw(st.integers(4, 32)), draw(st.sampled_from([1, 3])))
     encoder = tuple(draw(st.lists(layers, min_size=1, max_size=4)))
     decoder = tuple(draw(st.lists(layers, min_size=0, max_size=4)))
     spec = ArchitectureSpec("generated", shape, encoder, decoder)
@@ -67,13 +88,43 @@ def specs(draw):
     return ArchitectureSpec.from_dict(spec.to_dict())
 
 
+def train_step(model, images: np.ndarray, target: np.ndarray) -> tuple[int, ...]:
+    """One real training step, eagerly (a compiled train_on_batch traces a graph per model, about
+    ten times slower here): forward on the batch, mean squared error, gradients, an SGD update.
+    Returns the shape TensorFlow computed."""
+    import keras
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        output = model(images, training=True)
+        loss = keras.ops.mean(keras.ops.square(output - target))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(gradient is not None for gradient in gradients)
+    keras.optimizers.SGD(0.01).apply(gradients, model.trainable_variables)
+    assert np.isfinite(float(loss))
+    return tuple(output.shape)
+
+
+def runs_as_computed(spec, built=None) -> None:
+    """Train one step of the spec's autoencoder (built here unless given) on a real batch of two
+    images: TensorFlow's output must be the shape cae.shapes gives (the input when they match)."""
+    report = compute_shapes(spec, with_fixes=False)
+    built = built or build(spec, require_match=False)
+    images = np.random.default_rng(0).random((2, *spec.input_shape), dtype=np.float32)
+    target = images if report.matches else np.zeros((2, *report.output_shape), np.float32)
+    assert train_step(built.autoencoder, images, target) == (2, *report.output_shape)
+
+
 @settings(
     max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-@given(specs())
-def test_shapes_agree_with_keras(spec):
+@given(specs(), st.integers(0, 10))
+def test_shapes_agree_with_keras_and_with_a_real_training_step(spec, pick):
+    """Keras's symbolic shapes agree with ours, and so does TensorFlow on a real batch: every spec
+    the shape check accepts trains one step (those that match, and those that do not), and a
+    suggested fix must come back to the input shape and, for about a quarter, train one step."""
     try:
         report = compute_shapes(spec)
     except ShapeError:
@@ -84,6 +135,118 @@ def test_shapes_agree_with_keras(spec):
     assert tuple(built.encoder.output.shape[1:]) == report.latent_shape
     assert tuple(built.autoencoder.output.shape[1:]) == report.output_shape
     assert built.autoencoder.count_params() == report.total_params
+    runs_as_computed(spec, built)
+    if report.fixes:
+        fixed = report.fixes[pick % len(report.fixes)].spec
+        assert compute_shapes(fixed).matches
+        if pick < 3:  # about a quarter of them, to keep this test near ten seconds on two cores
+            runs_as_computed(fixed)
+
+
+def deconv_cases():
+    """Transposed convolutions over even and odd kernels, each padding, every output_padding
+    (none, 0 up to below the strides), strides 1-3 and dilations 1-3 (with strides 1)."""
+    for k, s, d, padding in itertools.product((1, 2, 3, 4), (1, 2, 3), (1, 2, 3), PADDINGS):
+        if s > 1 and d > 1:
+            continue
+        for output_padding in (None, *range(s)):
+            extra = None if output_padding is None else (output_padding, output_padding)
+            yield Deconv(2, (k, k), (s, s), padding, "linear", extra, (d, d))
+    yield Deconv(2, (4, 3), (2, 2), "same", "linear", (0, 0))  # one axis only
+    yield Deconv(2, (2, 2), (1, 1), "same", "linear", (0, 0), (2, 1))  # span 3x2
+
+
+def test_transposed_convolutions_run_as_computed_or_are_refused_as_tensorflow_refuses():
+    """Each case: the shape check accepts it and TensorFlow computes our shape on a real batch, or
+    the check refuses it in one line, TensorFlow aborts on it, and every fix offered runs as
+    computed. (A 1x1 kernel with strides is refused too, but not run here: it can crash the
+    process; see test_strided_1x1_kernels_are_refused_with_fixes_that_run.)"""
+    import keras
+
+    refused = 0
+    for layer in deconv_cases():
+        spec = ArchitectureSpec("deconv", (5, 6, 1), (layer,), ())
+        if layer.kernel == (1, 1) and layer.strides != (1, 1):
+            with pytest.raises(ShapeError, match="1x1 kernel with strides"):
+                compute_shapes(spec)
+            continue
+        try:
+            report = compute_shapes(spec)
+        except ShapeError as error:
+            refused += 1
+            x = keras.Input((5, 6, 1))
+            make_keras_layer(layer, "refused")(x)  # Keras gives it a shape ...
+            images = np.ones((2, 5, 6, 1), np.float32)
+            # ... which TensorFlow cannot run: "Dimension 1 in both shapes must be equal", or
+            # oneDNN's "could not create a primitive descriptor", depending on the kernel.
+            with pytest.raises(Exception):  # noqa: B017
+                make_keras_layer(layer, "refused")(images)
+            assert "TensorFlow cannot run" in str(error) and "Received: " in str(error)
+            assert len(str(error).splitlines()) == 1
+            assert error.fixes, str(error)
+            for fix in error.fixes:
+                runs_as_computed(fix.spec)
+            continue
+        assert report.rows[0].output_shape[2] == 2
+        runs_as_computed(spec)
+    assert (
+        refused == 10
+    )  # every even span (k = 2, 4 with d = 1, 3) with "same" and output_padding 0
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [Conv(3, (1, 1), (2, 2)), Conv(3, (1, 1), (1, 3), "valid"), Deconv(3, (1, 1), (2, 1))],
+    ids=["conv-same", "conv-valid", "deconv"],
+)
+def test_strided_1x1_kernels_are_refused_with_fixes_that_run(layer):
+    """Training a 1x1 kernel with strides crashes TensorFlow 2.21's CPU kernels (oneDNN) on inputs
+    of about 64 pixels (measured; a segfault kills the process, so it is not run here): refused,
+    with fixes that train; the pooling fix of a convolution computes the very same values."""
+    spec = ArchitectureSpec("strided", (9, 10, 2), (layer,), ())
+    with pytest.raises(ShapeError, match="1x1 kernel with strides .* Received: kernel=") as info:
+        compute_shapes(spec)
+    assert info.value.fixes
+    for fix in info.value.fixes:
+        runs_as_computed(fix.spec)
+    if isinstance(layer, Conv):
+        import keras
+
+        fixed = build(info.value.fixes[0].spec, require_match=False).encoder
+        images = np.random.default_rng(2).random((2, 9, 10, 2), dtype=np.float32)
+        kernel, bias = fixed.layers[-1].get_weights()
+        x = keras.Input((9, 10, 2))
+        strided = keras.layers.Conv2D(
+            3, 1, strides=layer.strides, padding=layer.padding, activation=layer.activation
+        )
+        keras.Model(x, strided(x))
+        strided.set_weights([kernel, bias])
+        np.testing.assert_allclose(fixed(images), strided(images), rtol=1e-6)
+
+
+def test_strides_with_dilation_are_refused_as_keras_refuses():
+    import keras
+
+    from cae.spec import SpecError, layer_from_dict
+
+    for kind, strides, dilation in itertools.product(
+        ("conv", "deconv"), ((1, 1), (2, 1), (1, 3)), ((1, 1), (1, 2), (2, 2))
+    ):
+        data = {"type": kind, "filters": 1, "strides": list(strides), "dilation": list(dilation)}
+        cls = keras.layers.Conv2D if kind == "conv" else keras.layers.Conv2DTranspose
+        try:
+            cls(1, 3, strides=strides, dilation_rate=dilation)
+            keras_refuses = False
+        except ValueError:
+            keras_refuses = True
+        try:
+            layer_from_dict(data, "encoder[0]")
+            we_refuse = False
+        except SpecError as error:
+            we_refuse = True
+            assert str(error).startswith("encoder[0]: Keras cannot combine strides")
+            assert "Received: strides=" in str(error)
+        assert we_refuse == keras_refuses, data
 
 
 def test_classic_model():

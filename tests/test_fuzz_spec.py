@@ -25,8 +25,8 @@ from cae.spec import PRESETS, ArchitectureSpec, preset
 REPO = Path(__file__).resolve().parents[1]
 PRESET_DICTS = [preset(name).to_dict() for name in sorted(PRESETS)]
 LAYER_KEYS = [
-    "type", "filters", "kernel", "strides", "padding", "activation", "output_padding", "mode",
-    "size", "interpolation", "amount", "rate",
+    "type", "filters", "kernel", "strides", "padding", "activation", "output_padding", "dilation",
+    "mode", "size", "interpolation", "amount", "rate",
 ]  # fmt: skip
 TOP_KEYS = ["name", "input_shape", "encoder", "decoder"]
 FUZZ = settings(
@@ -187,6 +187,14 @@ CLI_CASES = {
     "missing-encoder": {"name": "x", "input_shape": [28, 28, 1], "decoder": []},
     "unicode-extra": {**PRESET_DICTS[1], "ключ": "值"},
     "negative-shape": {**PRESET_DICTS[2], "input_shape": [-28, 28, 1]},
+    "strides-and-dilation": {
+        **PRESET_DICTS[0],
+        "encoder": [{"type": "conv", "filters": 8, "strides": 2, "dilation": 2}],
+    },
+    "even-kernel-output-padding-0": {
+        **PRESET_DICTS[0],
+        "decoder": [{"type": "deconv", "filters": 1, "kernel": 4, "output_padding": 0}],
+    },
 }
 
 

@@ -36,8 +36,10 @@ from ui.layer_editor import LAYER_WIDGETS, NEW_LAYERS
 
 # One layer of each kind with every field away from its default, so a field that a table entry
 # drops or mistypes shows.
+# Keras takes strides or a dilation above 1, not both: the convolution carries the dilation and the
+# transposed convolution the strides (the two share their editor widgets).
 SAMPLES: dict[type, Layer] = {
-    Conv: Conv(5, (3, 2), (2, 1), "valid", "tanh"),
+    Conv: Conv(5, (3, 2), (1, 1), "valid", "tanh", (2, 1)),
     Deconv: Deconv(3, (3, 2), (2, 2), "valid", "sigmoid", (1, 0)),
     Pool: Pool("avg", (3, 2), (1, 2), "valid"),
     Upsample: Upsample((2, 3), "bilinear"),
@@ -127,3 +129,4 @@ def test_each_kinds_editor_gives_back_the_layer_it_was_given():
         assert layer_from_dict(edited[cls.type]) == layer, cls.type
     keys = {item.key for item in app.number_input}
     assert "arch_encoder_0_filters_v0" in keys and "arch_encoder_1_op_v0_h" in keys
+    assert "arch_encoder_0_dilation_v0_h" in keys

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -123,3 +124,132 @@ def test_format_table_lists_every_layer_and_the_code():
     assert (
         len([line for line in text.splitlines() if line.startswith(("encoder", "decoder"))]) == 10
     )
+
+
+# ------------------------------------------------------------------ what TensorFlow runs, dilation
+
+
+@pytest.mark.parametrize(
+    ("kernel", "strides", "output_padding", "dilation", "refused"),
+    [
+        ((4, 4), (2, 2), (0, 0), (1, 1), True),  # the issue's case: Keras says (n-1)*s
+        ((2, 2), (1, 1), (0, 0), (1, 1), True),
+        ((4, 3), (2, 2), (0, 0), (1, 1), True),  # one even axis is enough
+        ((2, 2), (1, 1), (0, 0), (3, 3), True),  # span 2 + 1*2 = 4, even
+        ((2, 2), (1, 1), (0, 0), (2, 2), False),  # span 3, odd
+        ((4, 4), (2, 2), (1, 1), (1, 1), False),
+        ((4, 4), (2, 2), None, (1, 1), False),
+        ((3, 3), (2, 2), (0, 0), (1, 1), False),
+    ],
+)
+def test_transposed_convolutions_tensorflow_cannot_run_are_refused(
+    kernel, strides, output_padding, dilation, refused
+):
+    layer = Deconv(1, kernel, strides, "same", "relu", output_padding, dilation)
+    spec = ArchitectureSpec("x", (7, 7, 1), (layer,), ())
+    if not refused:
+        compute_shapes(spec)
+        assert compute_shapes(spec.with_layers(encoder=(replace(layer, padding="valid"),)))
+        return
+    with pytest.raises(ShapeError) as info:
+        compute_shapes(spec)
+    message = str(info.value)
+    assert message.startswith("encoder[0] deconv: padding 'same', an even kernel")
+    assert "which TensorFlow cannot run on a real batch; fix: " in message
+    assert "Received: kernel=" in message and len(message.splitlines()) == 1
+    assert info.value.fixes
+    for fix in info.value.fixes:
+        compute_shapes(fix.spec)  # each fix passes the same check
+
+
+def test_the_issues_layer_is_refused_with_output_padding_1_first():
+    spec = ArchitectureSpec(
+        "issue", (28, 28, 1), preset_classic().encoder[:4],
+        (Deconv(8, (4, 4), (2, 2), output_padding=(0, 0)), Deconv(1, (4, 4), (2, 2), output_padding=(0, 0))),
+    )  # fmt: skip
+    with pytest.raises(ShapeError, match=r"\(7 - 1\) \* 2 = 12.*fix: set output_padding to 1x1"):
+        compute_shapes(spec)
+
+
+def test_transposed_formulas_with_output_padding_are_keras_own():
+    spec = ArchitectureSpec(
+        "x", (7, 7, 1), (Deconv(1, (4, 3), (2, 2), output_padding=(1, 0)),),
+        (Deconv(1, (4, 4), (2, 2), "valid", output_padding=(1, 1)),),
+    )  # fmt: skip
+    rows = compute_shapes(spec).rows
+    assert rows[0].formula == (
+        "same (transposed): H: (7 - 1) * 2 + 4 % 2 + 1 = 13; W: (7 - 1) * 2 + 3 % 2 + 0 = 13"
+    )
+    assert rows[1].formula == "valid (transposed): (13 - 1) * 2 + 4 + 1 = 29"
+
+
+@pytest.mark.parametrize(
+    ("layer", "keras_shape"),
+    [
+        (Conv(2, (1, 1), (2, 2)), (6, 6, 2)),
+        (Conv(2, (1, 1), (1, 2), "valid"), (11, 6, 2)),
+        (Deconv(2, (1, 1), (3, 3)), (33, 33, 2)),
+    ],
+)
+def test_strided_1x1_kernels_are_refused_with_fixes_of_the_same_shape(layer, keras_shape):
+    spec = ArchitectureSpec("x", (11, 11, 1), (layer,), ())
+    with pytest.raises(
+        ShapeError, match="1x1 kernel with strides .*; fix: .*Received: kernel="
+    ) as info:
+        compute_shapes(spec)
+    assert info.value.fixes
+    for fix in info.value.fixes:
+        assert compute_shapes(fix.spec).output_shape == keras_shape, fix.description
+
+
+def test_dilation_counts_the_kernel_span_in_every_formula():
+    spec = ArchitectureSpec(
+        "x", (28, 28, 1), (Conv(4, (3, 3), padding="valid", dilation=(2, 3)),),
+        (Deconv(1, (2, 2), padding="valid", dilation=(2, 2)),),
+    )  # fmt: skip
+    rows = compute_shapes(spec).rows
+    assert rows[0].output_shape == (28 - 5 + 1, 28 - 7 + 1, 4)
+    assert rows[0].formula == (
+        "kernel span H: 3 + (3 - 1)*(2 - 1) = 5; W: 3 + (3 - 1)*(3 - 1) = 7; "
+        "valid: H: floor((28 - 5) / 1) + 1 = 24; W: floor((28 - 7) / 1) + 1 = 22"
+    )
+    assert rows[0].params == 3 * 3 * 1 * 4 + 4  # dilation adds no weights
+    assert rows[0].label == "Conv 4 3x3 dilation 2x3 valid relu"
+    assert rows[1].output_shape == (24 + 3 - 1, 22 + 3 - 1, 1)
+    assert rows[1].formula.startswith("kernel span 2 + (2 - 1)*(2 - 1) = 3; valid (transposed)")
+    assert "kernel span" in format_table(compute_shapes(spec))
+
+
+def test_a_dilated_kernel_wider_than_a_valid_input_is_refused_with_fixes():
+    spec = ArchitectureSpec(
+        "x", (6, 6, 1), (Conv(1, (3, 3), padding="valid", dilation=(3, 1)),), ()
+    )
+    with pytest.raises(ShapeError) as info:
+        compute_shapes(spec)
+    assert "kernel 3x3 (spanning 7x3 with dilation 3x1) is larger than its input 6x6" in str(
+        info.value
+    )
+    assert "Received: kernel=(3, 3), dilation=(3, 1), input=(6, 6)" in str(info.value)
+    assert [fix.description for fix in info.value.fixes] == [
+        "encoder[0]: use padding 'same'", "encoder[0]: use dilation 1",
+    ]  # fmt: skip
+
+
+def test_mismatch_fixes_never_offer_a_layer_tensorflow_cannot_run():
+    # decoder too large by 2: the 'valid' deconv's fix to 'same' would be refused (kernel 4, op 0)
+    spec = ArchitectureSpec(
+        "x", (28, 28, 1), preset_classic().encoder[:4],
+        (Deconv(8, (4, 4), (2, 2), "valid", output_padding=(0, 0)), Deconv(1, (3, 3), (2, 2))),
+    )  # fmt: skip
+    report = compute_shapes(spec)
+    assert not report.matches and report.fixes
+    assert not any("use padding 'same'" in fix.description for fix in report.fixes)
+    for fix in report.fixes:
+        assert compute_shapes(fix.spec).matches
+
+
+def test_a_pool_of_20_with_strides_20_is_a_layer():
+    spec = ArchitectureSpec(
+        "x", (40, 40, 1), (Pool("max", (20, 20), (20, 20)),), (Upsample((16, 16)),)
+    )
+    assert compute_shapes(spec).latent_shape == (2, 2, 1)

@@ -206,3 +206,61 @@ def test_mirror_turns_strided_convs_into_transposed_ones():
     spec = ArchitectureSpec("strided", (28, 28, 1), encoder, decoder)
     assert compute_shapes(spec).matches
     assert compute_shapes(spec.with_layers(decoder=(Upsample((4, 4)), Conv(1)))).matches
+
+
+def test_dilation_is_an_int_or_a_pair_and_round_trips():
+    data = preset_classic().to_dict()
+    data["encoder"][0] = {"type": "conv", "filters": 4, "dilation": 2}
+    data["decoder"][0] = {"type": "deconv", "filters": 8, "kernel": 2, "dilation": [1, 3]}
+    spec = ArchitectureSpec.from_dict(data)
+    assert spec.encoder[0].dilation == (2, 2) and spec.encoder[0].effective_kernel == (5, 5)
+    assert spec.decoder[0].dilation == (1, 3) and spec.decoder[0].effective_kernel == (2, 4)
+    assert ArchitectureSpec.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict()["encoder"][0]["dilation"] == [2, 2]
+    assert preset_classic().encoder[0].dilation == (1, 1)  # absent means 1
+
+
+@pytest.mark.parametrize(
+    ("layer", "fragment"),
+    [
+        (
+            {"type": "conv", "filters": 1, "strides": 2, "dilation": 2},
+            "Keras cannot combine strides above 1 with a dilation above 1: set strides to 1 or "
+            "dilation to 1. Received: strides=2, dilation=2",
+        ),
+        (  # Keras refuses it across axes too
+            {"type": "deconv", "filters": 1, "strides": [2, 1], "dilation": [1, 2]},
+            "Received: strides=[2, 1], dilation=[1, 2]",
+        ),
+        ({"type": "conv", "filters": 1, "dilation": 0}, "Received: dilation=0"),
+        ({"type": "conv", "filters": 1, "dilation": 1025}, "at most 1024 (limit)"),
+        ({"type": "pool", "size": 2, "strides": 1025}, "'strides' must be at most 1024 (limit)"),
+    ],
+)
+def test_dilation_and_stride_limits_name_the_layer(layer, fragment):
+    data = preset_classic().to_dict()
+    data["encoder"][1] = layer
+    with pytest.raises(SpecError) as info:
+        ArchitectureSpec.from_dict(data)
+    assert str(info.value).startswith("encoder[1]: ")
+    assert fragment in str(info.value)
+    assert len(str(info.value).splitlines()) == 1
+
+
+def test_strides_go_past_16_as_in_keras():
+    layer = {"type": "pool", "mode": "max", "size": 20, "strides": 20}
+    spec = ArchitectureSpec.from_dict(
+        {
+            "input_shape": [40, 40, 1],
+            "encoder": [layer],
+            "decoder": [{"type": "upsample", "size": 16}],
+        }
+    )
+    assert spec.encoder[0] == Pool("max", (20, 20), (20, 20), "same")
+    assert compute_shapes(spec).latent_shape == (2, 2, 1)
+
+
+def test_the_classic_preset_says_what_it_is():
+    text = preset_classic.__doc__ or ""
+    assert "7x7x1" in text and "2,690" in text
+    assert "Keras-blog network" not in text and "4x4x8" in text  # the blog's code; not this one
