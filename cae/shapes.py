@@ -305,6 +305,20 @@ def _tensorflow_refuses(layer: Deconv) -> list[int]:
     return [axis for axis in (0, 1) if layer.output_padding[axis] == 0 and spans[axis] % 2 == 0]
 
 
+def runnable_output_padding(layer: Deconv) -> Pair | None:
+    """The smallest output_padding TensorFlow runs for this layer: 0 per axis, or 1 where 0 is
+    refused (padding 'same' with an even kernel span); None when no value below the strides runs.
+
+    >>> runnable_output_padding(Deconv(8, (4, 3), (2, 2)))
+    (1, 0)
+    >>> runnable_output_padding(Deconv(8, (4, 4), (1, 1))) is None
+    True
+    """
+    zero = _tensorflow_refuses(replace(layer, output_padding=(0, 0)))
+    extra = (int(0 in zero), int(1 in zero))
+    return None if extra[0] >= layer.strides[0] or extra[1] >= layer.strides[1] else extra
+
+
 def _refusal_fixes(layer: Deconv, axes: list[int]) -> tuple[tuple[str, Replacement], ...]:
     """Fixes for a transposed convolution TensorFlow cannot run: output_padding 1 on those axes
     (where the strides allow it), an odd kernel there, or no output_padding (n * s)."""

@@ -113,3 +113,52 @@ def test_explanations_use_the_users_numbers(app):
     texts = " ".join(block.value for block in app.markdown)
     assert "3x3x1 = 9" in texts
     assert "ceil(28 / 2) = 14" in texts
+
+
+def load_preset(app, name):
+    app.selectbox(key="arch_preset").set_value(name).run()
+    app.button(key="arch_load_preset").click().run()
+    assert not app.exception
+
+
+def test_dilation_shows_the_kernel_span(app):
+    widget(app.number_input, "arch_encoder_0_dilation").set_value(2).run()  # dilation height
+    assert not app.exception and not app.error
+    row = table_rows(app)[0]
+    assert row["output"] == "28x28x16" and row["type"] == "Conv 16 3x3 dilation 2x1 same relu"
+    assert row["shape formula"].startswith("kernel span H: 3 + (3 - 1)*(2 - 1) = 5; W: ")
+    assert any("kernel span" in item.value for item in app.caption)
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].dilation == (2, 1)
+    widget(app.number_input, "arch_encoder_0_strides").set_value(2).run()  # Keras refuses both
+    assert "Keras cannot combine strides above 1 with a dilation above 1" in app.error[0].value
+
+
+def test_output_padding_starts_where_tensorflow_runs_and_its_refusal_offers_fixes(app):
+    load_preset(app, "keras-denoiser")
+    widget(app.number_input, "arch_decoder_0_kernel").set_value(4).run()  # an even kernel height
+    assert not app.error
+    widget(app.toggle, "arch_decoder_0_has_op").set_value(True).run()
+    assert not app.exception and not app.error, [item.value for item in app.error]
+    assert widget(app.number_input, "arch_decoder_0_op").value == 1  # not 0: TensorFlow aborts
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).decoder[0].output_padding == (
+        1,
+        0,
+    )
+    widget(app.number_input, "arch_decoder_0_op").set_value(0).run()  # the layer
+    assert "TensorFlow cannot run" in app.error[0].value and "fix: " in app.error[0].value
+    fixes = [button for button in app.button if button.key.startswith("arch_fix_layer_")]
+    assert "output_padding to 1x0" in fixes[0].label
+    fixes[0].click().run()
+    assert not app.exception and not app.error
+    assert table_rows(app)[4]["output"] == "13x13x32"  # (7 - 1) * 2 + 4 % 2 + 1, as TensorFlow runs
+
+
+def test_output_padding_cannot_be_switched_on_where_no_value_runs(app):
+    load_preset(app, "keras-denoiser")
+    for tail in ("_h", "_w"):  # strides 1: output_padding must be 0, which TensorFlow cannot run
+        [item for item in app.number_input if item.key.startswith("arch_decoder_0_strides")
+         and item.key.endswith(tail)][0].set_value(1).run()  # fmt: skip
+    widget(app.number_input, "arch_decoder_0_kernel").set_value(4).run()
+    assert widget(app.toggle, "arch_decoder_0_has_op").disabled
+    widget(app.number_input, "arch_decoder_0_kernel").set_value(3).run()
+    assert not widget(app.toggle, "arch_decoder_0_has_op").disabled

@@ -15,13 +15,14 @@ from typing import Any
 
 import streamlit as st
 
-from cae.shapes import Fix
+from cae.shapes import Fix, effective_kernel_text, runnable_output_padding
 from cae.spec import (
     ACTIVATIONS,
     INTERPOLATIONS,
     LAYER_BY_NAME,
     LAYER_TITLES,
     MAX_AMOUNT,
+    MAX_DILATION,
     MAX_FILTERS,
     MAX_KERNEL,
     MAX_SCALE,
@@ -108,9 +109,17 @@ def fix_buttons(
         )
 
 
-def number(column: Any, label: str, value: int, key: str, minimum: int, maximum: int) -> int:
+def number(
+    column: Any,
+    label: str,
+    value: int,
+    key: str,
+    minimum: int,
+    maximum: int,
+    help: str | None = None,
+) -> int:
     """One compact integer input."""
-    return int(column.number_input(label, minimum, maximum, int(value), key=key))
+    return int(column.number_input(label, minimum, maximum, int(value), key=key, help=help))
 
 
 def as_pair(value: Any) -> list[int]:
@@ -124,7 +133,8 @@ def as_pair(value: Any) -> list[int]:
 
 
 def conv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
-    """Filters, activation and padding in the header; kernel and strides below."""
+    """Filters, activation and padding in the header; kernel and strides below, then the dilation
+    with the kernel's span (k + (k - 1)(d - 1)) when it is not 1."""
     head = slot.columns
     out: dict[str, Any] = {
         "filters": number(
@@ -148,20 +158,56 @@ def conv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
         number(row[2], "stride H", strides[0], slot.key("strides", "_h"), 1, MAX_STRIDE),
         number(row[3], "stride W", strides[1], slot.key("strides", "_w"), 1, MAX_STRIDE),
     ]
+    row = st.columns(4)
+    dilation = as_pair(layer.get("dilation", 1))
+    spread = "Spreads the kernel's taps d apart: it spans k + (k - 1)(d - 1). Only with strides 1."
+    out["dilation"] = [
+        number(
+            row[0], "dilation H", dilation[0], slot.key("dilation", "_h"), 1, MAX_DILATION, spread
+        ),
+        number(
+            row[1], "dilation W", dilation[1], slot.key("dilation", "_w"), 1, MAX_DILATION, spread
+        ),
+    ]
+    span = effective_kernel_text(_pair(out["kernel"]), _pair(out["dilation"]))
+    if span:
+        row[2].caption(f"kernel span {span}")
     return out
 
 
+def _pair(values: list[int]) -> tuple[int, int]:
+    return (int(values[0]), int(values[1]))
+
+
+def default_output_padding(layer: dict[str, Any]) -> list[int] | None:
+    """The output padding the toggle starts from, as the shape check's rule gives it: 0 per axis,
+    or 1 where TensorFlow cannot run 0 (padding 'same' with an even kernel span); None when no
+    value below the strides runs, so the toggle stays off ([0, 0] while the layer is invalid)."""
+    try:
+        deconv = layer_from_dict({**layer, "type": "deconv", "output_padding": None})
+    except ValueError:
+        return [0, 0]
+    extra = runnable_output_padding(deconv)  # type: ignore[arg-type]
+    return None if extra is None else list(extra)
+
+
 def deconv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
-    """A convolution's widgets, and an optional output padding below."""
+    """A convolution's widgets, and an optional output padding below; switched on, it starts from
+    a value TensorFlow can run, and it cannot be switched on where none exists."""
     out = conv_widgets(layer, slot)
+    start = default_output_padding(out)
+    given = layer.get("output_padding")
     has_padding = st.toggle(
         "output padding",
-        value=layer.get("output_padding") is not None,
+        value=given is not None,
         key=slot.key("has_op"),
-        help="Adds rows/columns on one side of a transposed convolution's output; must be below the stride.",
+        disabled=given is None and start is None,
+        help="Adds rows/columns on one side of a transposed convolution's output; must be below "
+        "the stride, and at least 1 with padding 'same' and an even kernel span (TensorFlow "
+        "cannot run 0 there).",
     )
     if has_padding:
-        extra = as_pair(layer.get("output_padding") or 0)
+        extra = as_pair(given) if given is not None else (start or [0, 0])
         row = st.columns(4)
         most = MAX_STRIDE - 1  # below the largest stride
         out["output_padding"] = [
