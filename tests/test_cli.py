@@ -70,3 +70,35 @@ def test_impossible_layer_exits_2(tmp_path):
     result = run_cli("shapes", "--spec", str(path), "--keras")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: encoder[4] conv: kernel 9x9")
+
+
+def test_shapes_shows_the_dilated_kernel_span(tmp_path):
+    data = preset("classic").to_dict()
+    data["encoder"][0]["dilation"] = 2
+    path = tmp_path / "dilated.json"
+    path.write_text(json.dumps(data))
+    result = run_cli("shapes", "--spec", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "Conv 16 3x3 dilation 2x2 same relu" in result.stdout
+    assert "kernel span 3 + (3 - 1)*(2 - 1) = 5; same: ceil(28 / 1) = 28" in result.stdout
+
+
+def test_a_layer_tensorflow_cannot_run_exits_2_with_one_line_and_a_fix(tmp_path):
+    """The issue's layer: padding 'same', kernel 4, output_padding 0 on a 7x7 code. Keras gives
+    it 12x12, TensorFlow aborts on a real batch; `cae shapes` refuses it, naming a checked fix."""
+    data = preset("classic").to_dict()
+    data["decoder"] = [
+        {"type": "deconv", "filters": 8, "kernel": 4, "strides": 2, "output_padding": 0},
+        {"type": "deconv", "filters": 1, "kernel": 3, "strides": 2, "activation": "sigmoid"},
+    ]
+    path = tmp_path / "even.json"
+    path.write_text(json.dumps(data))
+    result = run_cli("shapes", "--spec", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == (
+        "error: decoder[0] deconv: padding 'same', an even kernel 4 and output_padding 0 give "
+        "Keras's height (7 - 1) * 2 = 12, which TensorFlow cannot run on a real batch; fix: set "
+        "output_padding to 1x1. Received: kernel=(4, 4), strides=(2, 2), output_padding=(0, 0)"
+    )
