@@ -41,6 +41,7 @@ REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each
 LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
 PREDICT_BATCH = 256
 EVAL_CHUNK = 1024  # test images per step of evaluate_run
+TENSOR_GATHER_BYTES = 64 * 2**20  # training images gathered in-graph up to this size (float32)
 COLLECTIVE_TIMEOUT = 60.0  # seconds a multi-worker collective may wait for a peer before failing
 
 LIMITS: dict[str, tuple[float, float]] = {
@@ -364,22 +365,25 @@ def make_pipeline(
     shuffle: bool = True,
     fixed_noise: bool = False,
     replicas: int = 1,
-    copy_to_tensor: bool = False,
+    copy_to_tensor: bool | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of (input, target) batches: a seeded shuffle of indices (reshuffled
     each epoch), a gather per batch, Gaussian input noise clipped to [0, 1] (targets stay clean),
     prefetch.
 
-    The batches are gathered from the numpy array itself (no copy of the images; TensorFlow 2.21
-    holds two copies of an array it converts to a tensor). ``copy_to_tensor`` gathers from a
-    tensor copy instead, for multi-worker training, whose auto-sharding must serialise the
-    pipeline. With ``replicas`` > 1 the last batch is cut to a multiple of ``replicas`` (Keras 3
+    Where the batches are gathered from (``copy_to_tensor``; None chooses by size): a tensor copy
+    of the images, gathered inside the graph, for arrays up to ``TENSOR_GATHER_BYTES`` (and always
+    under multi-worker training, whose auto-sharding must serialise the pipeline); the numpy array
+    itself for bigger ones, through one Python call per batch, since TensorFlow 2.21 holds two
+    copies of an array it converts to a tensor (+376 MB for 60,000 MNIST images). With ``replicas`` > 1 the last batch is cut to a multiple of ``replicas`` (Keras 3
     under MirroredStrategy fails on a batch that does not split evenly): each epoch leaves out at
     most ``replicas - 1`` images, different ones each epoch when shuffling."""
     import tensorflow as tf
 
     n = int(x.shape[0])
     image_shape = tuple(int(d) for d in x.shape[1:])
+    if copy_to_tensor is None:
+        copy_to_tensor = n * int(np.prod(image_shape)) * 4 <= TENSOR_GATHER_BYTES
     if copy_to_tensor:
         images = tf.convert_to_tensor(x, dtype=tf.float32)
 
@@ -847,7 +851,7 @@ def train(
             seed=config.seed,
             noise=config.noise,
             replicas=replicas,
-            copy_to_tensor=multi_worker,
+            copy_to_tensor=True if multi_worker else None,
         )
         val_ds = (
             None
@@ -860,7 +864,7 @@ def train(
                 shuffle=False,
                 fixed_noise=True,
                 replicas=replicas,
-                copy_to_tensor=multi_worker,
+                copy_to_tensor=True if multi_worker else None,
             )
         )
         source = dataset.x_test if dataset.num_test else dataset.x_train
