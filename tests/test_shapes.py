@@ -253,3 +253,15 @@ def test_a_pool_of_20_with_strides_20_is_a_layer():
         "x", (40, 40, 1), (Pool("max", (20, 20), (20, 20)),), (Upsample((16, 16)),)
     )
     assert compute_shapes(spec).latent_shape == (2, 2, 1)
+
+
+def test_explanations_count_a_dilated_kernel_by_its_span():
+    from cae.explain import explain_convolution, explain_padding
+
+    spec = ArchitectureSpec(
+        "x", (28, 28, 1), (Conv(4, (3, 3), padding="valid", dilation=(2, 2)),), ()
+    )
+    report = compute_shapes(spec)
+    conv = explain_convolution(report)
+    assert "dilation 2x2" in conv and "spans 5x5" in conv and "3 + (3 - 1)*(2 - 1) = 5" in conv
+    assert "(28 - 5 + 1) x (28 - 5 + 1) = 24x24" in explain_padding(report)
