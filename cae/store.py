@@ -24,15 +24,19 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
 import unicodedata
+import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cae.errors import short_message
 from cae.recipe import (
     DataRecipe,
     RecipeError,
@@ -217,8 +221,36 @@ def resolve_run_path(
 # Reading
 
 
+MAX_JSON_BYTES = 32 * 2**20  # a run's JSON file: 10,000 epochs of history is ~0.5 MB
+MAX_TEST_BYTES = 2 * 2**30  # test_images.npz
+WEIGHTS_MEMBER = "model.weights.h5"
+_ARCHIVE_MEMBERS = ("config.json", "metadata.json", WEIGHTS_MEMBER)
+_VERIFIED: dict[tuple[str, int, int], str | None] = {}  # archive checks, by (path, mtime, size)
+_FAILED_LOADS: dict[tuple[str, int, int], str] = {}  # what loading found wrong, by the same key
+_CHECK_LOCK = threading.Lock()
+
+
+def regular_file_problem(path: Path, limit: int) -> str | None:
+    """Why ``path`` must not be read (missing, not a regular file, over ``limit`` bytes), or None.
+    A FIFO would hang a read and /dev/zero would fill memory: only regular files are read."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    except OSError as error:
+        return f"{path.name} cannot be read ({error})"
+    if not stat.S_ISREG(status.st_mode):
+        return f"{path.name} is not a regular file"
+    if status.st_size > limit:
+        return f"{path.name} is larger than {limit:,} bytes ({status.st_size:,})"
+    return None
+
+
 def _load_json(path: Path) -> tuple[Any, str | None]:
     """(data, None) or (None, reason) for one JSON file of a run."""
+    problem = regular_file_problem(path, MAX_JSON_BYTES)
+    if problem:
+        return None, problem
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -234,18 +266,78 @@ def _load_json(path: Path) -> tuple[Any, str | None]:
     return data, None
 
 
-def _check_model_archive(path: Path) -> str | None:
-    """Cheap check, without TensorFlow, that model.keras is a Keras zip archive."""
-    if not path.is_file():
-        return f"{MODEL_FILE} is missing"
+def _file_key(path: Path) -> tuple[str, int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (os.fspath(path), status.st_mtime_ns, status.st_size)
+
+
+def weights_limit(params: int | None) -> int:
+    """The most bytes a run's weights may take once unpacked: float32 weights, optimizer-free,
+    with generous room for the HDF5 layout (a crafted archive cannot make loading allocate more)."""
+    return 4 * 4 * (params or 0) + 16 * 2**20
+
+
+def _check_model_archive(path: Path, params: int | None = None) -> str | None:
+    """Check, without TensorFlow, what loading needs of model.keras: a regular file, a zip with
+    Keras's members, every member's CRC good and sizes within what the spec's parameters need.
+    Checked once per version of the file; a load that failed on it is remembered here too."""
+    problem = regular_file_problem(path, weights_limit(params) + 32 * 2**20)
+    if problem:
+        return problem
+    key = _file_key(path)
+    with _CHECK_LOCK:
+        if key in _FAILED_LOADS:
+            return _FAILED_LOADS[key]
+        if key in _VERIFIED:
+            return _VERIFIED[key]
+    problem = _verify_archive(path, params)
+    if key is not None:
+        with _CHECK_LOCK:
+            _VERIFIED[key] = problem
+    return problem
+
+
+def _verify_archive(path: Path, params: int | None) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
+            members = {info.filename: info for info in archive.infolist()}
+            missing = [name for name in _ARCHIVE_MEMBERS if name not in members]
+            if missing:
+                return f"{MODEL_FILE} is not a valid Keras archive (no {missing[0]} inside)"
+            weights = members[WEIGHTS_MEMBER].file_size
+            if weights > weights_limit(params):
+                return (
+                    f"{MODEL_FILE} holds {weights:,} bytes of weights, more than its "
+                    f"{params or 0:,} parameters need"
+                )
+            if (
+                sum(info.file_size for info in members.values())
+                > weights_limit(params) + 32 * 2**20
+            ):
+                return f"{MODEL_FILE} unpacks to more than its parameters need"
+            corrupt = archive.testzip()
+            if corrupt is not None:
+                return f"{MODEL_FILE} is corrupt ({corrupt} fails its checksum)"
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as error:
         return f"{MODEL_FILE} is not a valid Keras archive ({error})"
-    if "config.json" not in names:
-        return f"{MODEL_FILE} is not a valid Keras archive (no config.json inside)"
     return None
+
+
+def _remember_failed_load(path: Path, reason: str) -> None:
+    key = _file_key(path)
+    if key is not None:
+        with _CHECK_LOCK:
+            _FAILED_LOADS[key] = reason
+
+
+def failed_loads() -> int:
+    """How many run archives failed to load in this process (part of ``runs_state``, so a cached
+    listing shows such a run as broken at once)."""
+    with _CHECK_LOCK:
+        return len(_FAILED_LOADS)
 
 
 def _history_epochs(history: dict[str, Any]) -> int:
@@ -315,7 +407,7 @@ def _scan(path: Path) -> tuple[RunInfo, dict[str, Any]]:
             params = report.total_params
     if params is None and isinstance(metrics.get("params"), int):
         params = metrics["params"]
-    model_problem = _check_model_archive(path / MODEL_FILE)
+    model_problem = _check_model_archive(path / MODEL_FILE, params)
     if model_problem:
         problems.append(model_problem)
     name = train.get("name")
@@ -415,7 +507,7 @@ def runs_state(root: str | os.PathLike[str] | None = None) -> tuple[Any, ...]:
         return ()
     except OSError as error:
         return (f"unreadable: {error}",)
-    state: list[Any] = [root_path.stat().st_mtime_ns]
+    state: list[Any] = [root_path.stat().st_mtime_ns, failed_loads()]
     for entry in entries:
         if entry.name.startswith("."):
             continue
@@ -486,13 +578,20 @@ def load_run(run: str | os.PathLike[str], root: str | os.PathLike[str] | None = 
             reason=info.broken,
         )
     spec: ArchitectureSpec = docs["_spec"]
-    from cae.builder import load_model
+    from cae.builder import build
 
     try:
-        with _KERAS_LOCK:
-            built = load_model(path / MODEL_FILE, spec)
+        # The model comes from the validated spec (its limits applied); model.keras gives only
+        # the weights, so a crafted config in it cannot choose what is built or allocated.
+        with _KERAS_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras's notes on containers it skips
+            built = build(spec)
+            built.autoencoder.load_weights(path / MODEL_FILE)
     except Exception as error:
-        reason = f"{MODEL_FILE} cannot be loaded ({type(error).__name__}: {error})"
+        reason = (
+            f"{MODEL_FILE} cannot be loaded ({type(error).__name__}: {short_message(error, 200)})"
+        )
+        _remember_failed_load(path / MODEL_FILE, reason)
         raise RunError(
             f"Run {info.run_id!r} cannot be loaded: {reason}. Received: run={str(run)!r}",
             run_id=info.run_id,
@@ -766,7 +865,10 @@ def run_test_split(
             reason=info.recipe_problem,
         )
     try:
-        if (path / TEST_FILE).is_file():
+        if (path / TEST_FILE).exists() or (path / TEST_FILE).is_symlink():
+            problem = regular_file_problem(path / TEST_FILE, MAX_TEST_BYTES)
+            if problem:
+                raise ValueError(problem)
             split = read_test_split(path / TEST_FILE, info.recipe)
         else:
             split = TestSplit.of(load_recipe(info.recipe), info.recipe, stored=False)
@@ -873,16 +975,28 @@ def publish_run(
 
 
 def delete_run(run_id: str, root: str | os.PathLike[str] | None = None) -> None:
-    """Delete the run folder ``root/<run_id>`` (broken runs too); only plain ids inside ``root``."""
+    """Delete the run folder ``root/<run_id>``, broken ones too, whatever their name (``classic
+    run (copy)`` included): any direct entry of ``root``, never anything outside it; a symlink is
+    removed, never what it points to."""
     if not isinstance(run_id, str):
         raise TypeError(f"delete_run takes a run id string. Received: run_id={run_id!r}")
-    check_run_id(run_id)
+    if (
+        not run_id
+        or run_id in (".", "..")
+        or "/" in run_id
+        or "\\" in run_id
+        or "\x00" in run_id
+        or run_id.startswith(".")
+    ):
+        raise ValueError(
+            f"only a folder directly inside the runs folder can be deleted. Received: run_id={run_id!r}"
+        )
     root_path = _root(root)
     path = root_path / run_id
     if path.is_symlink():  # remove the link, never what it points to
         path.unlink()
         return
-    if not path.is_dir():
+    if not path.is_dir() or path.parent != root_path:
         raise RunError(
             f"No run folder {run_id!r} in {root_path}. Received: run_id={run_id!r}",
             run_id=run_id,

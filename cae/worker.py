@@ -19,6 +19,7 @@ standard error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -122,6 +123,17 @@ def run_job(
     return 0
 
 
+def share_gpus() -> None:
+    """Let each GPU's memory grow as needed instead of being taken whole at the first op, so the
+    worker processes of several trainings (and the server) can share one GPU."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        # RuntimeError: already initialised, nothing to change any more
+        with contextlib.suppress(RuntimeError, ValueError):
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+
 def warm_up() -> None:
     """Import Keras and train a tiny convolutional model for one step, so that TensorFlow's
     one-time set-up (thread pools, kernels, the first trace) is paid while the worker waits."""
@@ -143,6 +155,7 @@ def main() -> int:
     channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     os.dup2(2, 1)  # whatever TensorFlow or a library prints must not corrupt the protocol
     sys.stdout = sys.stderr
+    share_gpus()
     if "--warm-up" in sys.argv[1:]:  # a spare: set TensorFlow up while nobody waits
         warm_up()
     else:

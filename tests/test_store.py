@@ -189,14 +189,57 @@ def test_broken_folders_are_listed_with_a_reason(saved, tmp_path):
     assert load_run(good).run_id == "good-run"
 
 
-def test_archive_that_lists_ok_but_fails_to_load_raises_run_error(saved, tmp_path):
+def test_archive_that_lists_ok_but_fails_to_load_raises_run_error(saved, built, tmp_path):
+    """Weights of another design, in a well-formed archive: listing cannot tell, loading (which
+    builds the run's own spec and loads only weights) refuses, and the run lists broken after."""
+    from cae.builder import build
+    from cae.spec import ArchitectureSpec
+
     folder = _copy_run(saved, tmp_path, "bad-weights")
-    with zipfile.ZipFile(folder / "model.keras", "w") as archive:
-        archive.writestr("config.json", "{not json")
-    assert get_run_info("bad-weights", tmp_path).ok  # listing cannot tell without Keras
+    other = built.spec.to_dict()
+    other["encoder"][0]["filters"] = 8
+    build(ArchitectureSpec.from_dict(other)).autoencoder.save(folder / "model.keras")
+    assert get_run_info("bad-weights", tmp_path).ok
     with pytest.raises(RunError, match="model.keras cannot be loaded") as caught:
         load_run("bad-weights", tmp_path)
     assert caught.value.run_id == "bad-weights"
+    info = get_run_info("bad-weights", tmp_path)
+    assert not info.ok and "model.keras cannot be loaded" in info.broken
+
+
+def test_a_crafted_config_cannot_choose_the_architecture(saved, built, tmp_path):
+    """The config inside model.keras asks for something else: the spec decides what is built."""
+    folder = _copy_run(saved, tmp_path, "crafted")
+    with zipfile.ZipFile(folder / "model.keras") as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    config["class_name"] = "NotAModel"
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(folder / "model.keras", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    run = load_run("crafted", tmp_path)
+    assert run.built.autoencoder.count_params() == 2690
+    for a, b in zip(run.built.autoencoder.get_weights(), built.autoencoder.get_weights()):
+        assert np.allclose(a, b)
+
+
+def test_corrupt_or_oversized_archives_and_odd_files_list_as_broken(saved, tmp_path):
+    corrupt = _copy_run(saved, tmp_path, "corrupt")
+    data = bytearray((corrupt / "model.keras").read_bytes())
+    at = data.find(b"model.weights.h5")
+    at = data.find(b"HDF", at) if data.find(b"HDF", at) > 0 else len(data) // 2
+    data[at + 200 : at + 210] = b"0123456789"  # inside the stored weights: the CRC fails
+    (corrupt / "model.keras").write_bytes(bytes(data))
+    assert "fails its checksum" in get_run_info("corrupt", tmp_path).broken
+    fifo = _copy_run(saved, tmp_path, "fifo")
+    (fifo / "spec.json").unlink()
+    os.mkfifo(fifo / "spec.json")  # reading it would hang the listing
+    assert "spec.json is not a regular file" in get_run_info("fifo", tmp_path).broken
+    zero = _copy_run(saved, tmp_path, "zero")
+    (zero / "history.json").unlink()
+    (zero / "history.json").symlink_to("/dev/zero")  # reading it would fill the memory
+    assert "history.json is not a regular file" in get_run_info("zero", tmp_path).broken
 
 
 def test_delete_runs_broken_ones_too(saved, tmp_path):
@@ -216,7 +259,11 @@ def test_delete_runs_broken_ones_too(saved, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
     with pytest.raises(RunError, match="Received: run_id='broken'"):
         delete_run("broken", tmp_path)
-    for bad in ("../keep", "..", "", ".tmp-x", "a/b", "a\\b", "/etc", "CON", "nul.txt"):
+    odd = _copy_run(saved, tmp_path, "classic run (copy)")  # not a valid id: still deletable
+    (odd / "spec.json").write_text("{", encoding="utf-8")
+    delete_run("classic run (copy)", tmp_path)
+    assert not odd.exists()
+    for bad in ("../keep", "..", "", ".tmp-x", "a/b", "a\\b", "/etc"):
         with pytest.raises(ValueError, match="Received: run_id="):
             delete_run(bad, tmp_path)
     with pytest.raises(TypeError):
