@@ -16,7 +16,13 @@ from cae.store import RunError, RunInfo, delete_run, models_dir
 from cae.training import reconstruct
 from ui.channels import channel_picker
 from ui.run_index import all_runs
-from ui.runs import cached_run, cached_test_split, test_split_caption, test_split_or_stop
+from ui.runs import (
+    cached_run,
+    cached_test_split,
+    loads,
+    test_split_caption,
+    test_split_or_stop,
+)
 from ui.state import RUN_KEY, page_frame, remember
 from ui.test_images import class_names
 
@@ -287,6 +293,7 @@ def main() -> None:
         st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
         st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
     selected = choose_runs(good)
+    selected = [run for run in selected if loads(run, root)]  # a broken model: one line, no crash
     if selected:
         metrics_table(selected, root)
         reference, split = first_with_test_images(selected, root)

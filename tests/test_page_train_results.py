@@ -200,3 +200,21 @@ def test_train_preview_of_five_channel_images_shows_one_channel_at_a_time(models
     assert not app.exception, [item.value for item in app.exception]
     preview = next(c for c in app.get("plotly_chart") if "train_preview" in c.proto.id)
     assert preview.proto.spec != before
+
+
+def test_results_page_survives_an_unloadable_run_and_deletes_it(two_runs, models):
+    """The newest run's weights belong to another design: Results says so in one line, lists it
+    as broken once the load has failed, and deletes it from there."""
+    other = preset("classic").to_dict()
+    other["encoder"][0]["filters"] = 8
+    from cae.spec import ArchitectureSpec
+
+    build(ArchitectureSpec.from_dict(other)).autoencoder.save(models / two_runs[1] / "model.keras")
+    app = open_page(RESULTS, {"active_run": two_runs[1]})
+    assert not app.exception, [item.value for item in app.exception]
+    assert any("cannot be loaded" in item.value for item in app.warning)
+    app.run()
+    assert not app.exception
+    app.button(key=f"results_delete_broken_{two_runs[1]}").click().run()
+    assert not app.exception
+    assert [run.run_id for run in list_runs(models)] == [two_runs[0]]

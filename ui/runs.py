@@ -28,6 +28,17 @@ def cached_test_split(run_id: str, root: str, created: str | None) -> TestSplit:
     return run_test_split(run_id, root=root)
 
 
+def loads(info: RunInfo, root: str) -> bool:
+    """Whether the run's model loads; when not, one line says why (the page goes on)."""
+    try:
+        cached_run(info.run_id, root, info.created)
+    except ValueError as error:
+        reason = getattr(error, "reason", None) or str(error)
+        st.warning(f"{info.name} cannot be loaded: {reason}", icon=":material/error:")
+        return False
+    return True
+
+
 def test_split_or_stop(info: RunInfo, root: str) -> TestSplit:
     """The run's test split; when it cannot be had, one line says why and the page stops."""
     try:
