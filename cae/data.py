@@ -790,7 +790,7 @@ def dataset_status(name: str) -> DatasetStatus:
     return DatasetStatus(True, f"{label}: {folder}", n_train, n_test, info.image_shape)
 
 
-def load_dataset(
+def _load_dataset(
     name: str,
     *,
     limit: int | None = None,
@@ -1185,7 +1185,7 @@ def _read_upload_bytes(data: Any, max_bytes: int) -> tuple[bytes, str | None]:
     return buf, path_name
 
 
-def load_array_file(
+def _load_array_file(
     data: bytes | str | os.PathLike[str] | BinaryIO,
     filename: str | None = None,
     *,
@@ -1249,3 +1249,31 @@ def load_array_file(
         "Unsupported file type; upload a .npy or .npz array, or a .zip of PNG/JPEG images. "
         f"Received: filename={filename!r}"
     )
+
+
+def _out_of_memory(what: str) -> ValueError:
+    return ValueError(
+        f"{what} does not fit in this machine's memory; use fewer or smaller images (a limit on "
+        "the Train page or --limit). Received: MemoryError"
+    )
+
+
+def load_dataset(name: str, **options: Any) -> Dataset:
+    """Load a built-in dataset (see :func:`_load_dataset` for the options); running out of memory
+    becomes one clear ValueError instead of a ``MemoryError`` traceback."""
+    try:
+        return _load_dataset(name, **options)
+    except MemoryError:
+        raise _out_of_memory(f"the dataset {name!r}") from None
+
+
+def load_array_file(
+    data: bytes | str | os.PathLike[str] | BinaryIO, filename: str | None = None, **options: Any
+) -> Dataset:
+    """Load an uploaded ``.npy``, ``.npz`` or ``.zip`` of PNG/JPEG images (see
+    :func:`_load_array_file` for the options and checks); running out of memory becomes one
+    clear ValueError instead of a ``MemoryError`` traceback."""
+    try:
+        return _load_array_file(data, filename, **options)
+    except MemoryError:
+        raise _out_of_memory(f"the upload {filename or 'file'!r}") from None

@@ -763,3 +763,19 @@ def test_labels_of_the_wrong_length():
 def test_npz_with_only_labels():
     with pytest.raises(ValueError, match="only labels"):
         load_array_file(_npz_bytes(y=np.arange(3)), "labels.npz")
+
+
+def test_running_out_of_memory_is_one_clear_message(monkeypatch):
+    import cae.data as data
+
+    def no_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(data, "_read_npy", no_memory)
+    monkeypatch.setattr(data, "_make_dataset", no_memory)
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="does not fit in this machine's memory.*MemoryError"):
+        data.load_array_file(buffer.getvalue(), "tiny.npy")
+    with pytest.raises(ValueError, match="the dataset 'mnist-sample' does not fit"):
+        data.load_dataset("mnist-sample", limit=4)
