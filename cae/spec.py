@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
+from cae.text import clean_name
+
 PADDINGS = ("same", "valid")
 ACTIVATIONS = (
     "relu",
@@ -509,6 +511,8 @@ class ArchitectureSpec:
                 key=unknown[0],
             )
         name = data.get("name", "custom")
+        if isinstance(name, str):  # no control or bidi characters, one line (cae.text)
+            name = clean_name(name)
         if not isinstance(name, str) or not name.strip():
             raise _fail("spec", "'name' must be a non-empty string", name=name)
         if len(name) > MAX_NAME_LENGTH:

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: dict[str, list[list[str]]] = {
     "cae": [
+        ["text"],  # names as plain text: cleaned at input, escaped for markdown, Plotly, terminals
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors"],  # plain data and numpy
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
