@@ -174,6 +174,7 @@ def command_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         noise=args.noise,
         preview_count=0,
+        precision=args.precision,
     )
     spec = _load_spec_argument(args)
     recipe = _data_recipe(args)
@@ -417,6 +418,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--keras", action="store_true", help="build the model and report Keras's shapes"
     )
 
+    from cae.builder import PRECISIONS
     from cae.training import LOSSES, OPTIMIZERS, STRATEGIES, TrainConfig
 
     defaults = TrainConfig().to_dict()
@@ -444,6 +446,12 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, metavar="N")
     train.add_argument("--limit", type=int, default=None, metavar="N", help="cap train/test images")
     train.add_argument("--strategy", choices=STRATEGIES, default="default")
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="mixed_float16: float16 maths on a GPU (the last layer stays float32)",
+    )
     train.add_argument("--name", default=None, help="the run's name (default: <spec>-<dataset>)")
     train.add_argument("--out", metavar="DIR", help="save as this folder, e.g. models/my-run")
     train.add_argument(

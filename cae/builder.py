@@ -164,9 +164,22 @@ def make_keras_layer(layer: Layer, name: str) -> Any:
     return make(layer, name)
 
 
-def build(spec: ArchitectureSpec, *, require_match: bool = True) -> BuiltModel:
+PRECISIONS = ("float32", "mixed_float16")
+
+
+def build(
+    spec: ArchitectureSpec, *, require_match: bool = True, precision: str = "float32"
+) -> BuiltModel:
     """Build encoder, decoder and autoencoder; raises ValueError for an impossible spec, or for a
-    decoder that does not come back to the input shape unless ``require_match`` is False."""
+    decoder that does not come back to the input shape unless ``require_match`` is False.
+
+    ``precision="mixed_float16"`` computes in float16 with float32 weights (Keras's mixed
+    policy; compile then adds loss scaling), except the last layer, kept in float32 so that the
+    output (a sigmoid, say) and the loss on it keep their resolution near 0 and 1."""
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS)}. Received: precision={precision!r}"
+        )
     report = compute_shapes(spec)
     if require_match and not report.matches:
         fixes = "; ".join(fix.description for fix in report.fixes) or "change the decoder"
@@ -176,22 +189,31 @@ def build(spec: ArchitectureSpec, *, require_match: bool = True) -> BuiltModel:
         )
     import keras
 
-    image = keras.Input(shape=spec.input_shape, name="image")
-    x = image
-    for index, layer in enumerate(spec.encoder):
-        x = make_keras_layer(layer, layer_name("encoder", index, layer))(x)
-    encoder = keras.Model(image, x, name="encoder")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # process-wide in Keras: restored below
+    try:
+        image = keras.Input(shape=spec.input_shape, name="image")
+        x = image
+        for index, layer in enumerate(spec.encoder):
+            x = make_keras_layer(layer, layer_name("encoder", index, layer))(x)
+        encoder = keras.Model(image, x, name="encoder")
 
-    latent = keras.Input(shape=report.latent_shape, name="latent")
-    y = latent
-    for index, layer in enumerate(spec.decoder):
-        y = make_keras_layer(layer, layer_name("decoder", index, layer))(y)
-    decoder = keras.Model(latent, y, name="decoder")
+        latent = keras.Input(shape=report.latent_shape, name="latent")
+        y = latent
+        last = len(spec.decoder) - 1
+        for index, layer in enumerate(spec.decoder):
+            if index == last:
+                keras.config.set_dtype_policy("float32")
+            y = make_keras_layer(layer, layer_name("decoder", index, layer))(y)
+        keras.config.set_dtype_policy(precision)
+        decoder = keras.Model(latent, y, name="decoder")
 
-    autoencoder_input = keras.Input(shape=spec.input_shape, name="input_image")
-    autoencoder = keras.Model(
-        autoencoder_input, decoder(encoder(autoencoder_input)), name="autoencoder"
-    )
+        autoencoder_input = keras.Input(shape=spec.input_shape, name="input_image")
+        autoencoder = keras.Model(
+            autoencoder_input, decoder(encoder(autoencoder_input)), name="autoencoder"
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
     return BuiltModel(spec, encoder, decoder, autoencoder)
 
 

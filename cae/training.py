@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cae.builder import BuiltModel, build, weights_digest
+from cae.builder import PRECISIONS, BuiltModel, build, weights_digest
 from cae.data import Dataset
 from cae.spec import ArchitectureSpec
 
@@ -101,6 +101,7 @@ class TrainConfig:
     seed: int = 0  # weights, shuffling and noise (the data split has its own, in the recipe)
     noise: float = 0.0
     preview_count: int = 6  # test images reconstructed at each epoch end for the live preview
+    precision: str = "float32"  # or "mixed_float16": float16 maths, float32 weights and last layer
 
     def __post_init__(self) -> None:
         self.validate()
@@ -128,6 +129,10 @@ class TrainConfig:
                 )
         for key in ("seed", "noise", "preview_count"):
             check_setting(key, getattr(self, key))
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -838,7 +843,7 @@ def train(
     monitor = None
     try:
         with strategy.scope():
-            built = build(spec)
+            built = build(spec, precision=config.precision)
             built.autoencoder.compile(
                 optimizer=_make_optimizer(config.optimizer, config.learning_rate),
                 loss=_make_loss(config.loss),

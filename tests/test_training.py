@@ -487,3 +487,30 @@ def test_a_stop_during_validation_discards_that_epoch(digits):
     assert checks["n"] == batches_per_epoch + 1
     assert result.stopped and result.epochs_completed == 0
     assert result.history == {"loss": [], "val_loss": []}
+
+
+def test_mixed_precision_keeps_the_last_layer_float32_and_saves_like_any_run(digits, tmp_path):
+    from cae.recipe import DataRecipe, TestSplit
+    from cae.request import TrainRequest
+    from cae.store import load_run, save_trained
+
+    data = small(digits, 64, n_test=16)
+    config = TrainConfig(
+        epochs=1, batch_size=32, validation_split=0.0, preview_count=0, precision="mixed_float16"
+    )
+    result = train(preset("classic"), data, config)
+    assert result.state == "finished" and np.isfinite(result.history["loss"][0])
+    layers = [layer for layer in result.built.decoder.layers if layer.weights]
+    assert layers[0].dtype_policy.name == "mixed_float16"
+    assert layers[-1].dtype_policy.name == "float32"
+    assert type(result.built.autoencoder.optimizer).__name__ == "LossScaleOptimizer"
+    assert result.built.autoencoder.output.dtype == "float32"
+    import keras
+
+    assert keras.config.dtype_policy().name == "float32"  # the process-wide policy is restored
+    recipe = DataRecipe("mnist-sample", limit=64)
+    request = TrainRequest(preset("classic"), recipe, config, "mixed")
+    run_id = save_trained(result, request, TestSplit.of(data, recipe), root=tmp_path)
+    assert load_run(run_id, tmp_path).built.autoencoder.count_params() == 2690
+    with pytest.raises(ValueError, match="Received: precision='float8'"):
+        TrainConfig(precision="float8")
