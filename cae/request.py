@@ -13,6 +13,7 @@ from typing import Any
 
 from cae.recipe import DataRecipe
 from cae.spec import ArchitectureSpec
+from cae.text import clean_name
 from cae.training import STRATEGIES, TrainConfig
 
 MAX_RUN_NAME = 80
@@ -40,6 +41,8 @@ class TrainRequest:
                     f"a training request's {key} must be a {kind.__name__}. "
                     f"Received: {key}={type(value).__name__}"
                 )
+        if isinstance(self.name, str):  # no control or bidi characters, one line (cae.text)
+            object.__setattr__(self, "name", clean_name(self.name))
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > MAX_RUN_NAME:
             raise ValueError(
                 f"a run needs a name of 1 to {MAX_RUN_NAME} characters. Received: name={self.name!r}"

@@ -47,6 +47,7 @@ from cae.recipe import (
     test_split_bytes,
 )
 from cae.spec import ArchitectureSpec
+from cae.text import clean_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -411,6 +412,8 @@ def _scan(path: Path) -> tuple[RunInfo, dict[str, Any]]:
     if model_problem:
         problems.append(model_problem)
     name = train.get("name")
+    if isinstance(name, str):  # written by hand, or before names were cleaned at input
+        name = clean_name(name)
     created = train.get("created")
     recipe, recipe_problem = None, None
     if docs[TRAIN_FILE] is not None:
@@ -419,6 +422,7 @@ def _scan(path: Path) -> tuple[RunInfo, dict[str, Any]]:
         except (RecipeError, TypeError) as error:
             recipe_problem = str(error)
     dataset = recipe.label if recipe is not None else train.get("dataset")
+    dataset = clean_name(dataset) if isinstance(dataset, str) else None  # an upload's file name
     info = RunInfo(
         run_id=path.name,
         path=path,
@@ -744,6 +748,7 @@ def save_run(
             f"latent_stats must be a dict or None. Received: latent_stats={_short(latent_stats)}"
         )
     safe_run_id(name)  # type check of the name before anything is written
+    name = clean_name(name)  # no control or bidi characters, one line (cae.text)
     now = datetime.now().astimezone()
     files = {
         SPEC_FILE: spec.to_json(),
@@ -963,6 +968,7 @@ def publish_run(
             reason=info.broken,
         )
     safe_run_id(name)
+    name = clean_name(name)  # no control or bidi characters, one line (cae.text)
     now = datetime.now().astimezone()
     train = {**docs[TRAIN_FILE], "name": name}
     renamed = staged_path / f"{TRAIN_FILE}.new"
