@@ -1,6 +1,8 @@
 """Plotly figures (no streamlit): the shape diagram, image grids, loss curves, heatmaps.
 
-plotly is imported inside each function so importing this module stays cheap.
+plotly is imported inside each function so importing this module stays cheap. Plotly renders a
+subset of HTML (``<a href>`` included) in trace names, hovers and titles: every name or title
+passed in (run names, class names from an upload) goes through ``cae.text.plain_html``.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cae.latent_edit import image_view
+from cae.text import plain_html
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
@@ -126,13 +129,13 @@ def image_grid(
         cols=count,
         horizontal_spacing=0.01,
         vertical_spacing=0.04,
-        subplot_titles=cell_titles,
+        subplot_titles=None if cell_titles is None else [plain_html(t) for t in cell_titles],
     )
     for r, images in enumerate(rows, start=1):
         for c, image in enumerate(images, start=1):
             pixels = (_as_rgb(image, channel) * 255).round().astype(np.uint8)
             fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=r, col=c)
-        fig.update_yaxes(title_text=row_titles[r - 1], row=r, col=1)
+        fig.update_yaxes(title_text=plain_html(row_titles[r - 1]), row=r, col=1)
     fig.update_xaxes(visible=False, showticklabels=False)
     fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
     fig.update_layout(
@@ -159,7 +162,7 @@ def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
                         x=list(range(1, len(values) + 1)),
                         y=values,
                         mode="lines+markers",
-                        name=f"{name} {'train' if key == 'loss' else 'validation'}",
+                        name=f"{plain_html(name)} {'train' if key == 'loss' else 'validation'}",
                         line={"color": colour, "dash": dash},
                     )
                 )
@@ -196,7 +199,9 @@ def heatmap(
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(
-        height=300, margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5}, title=title or None
+        height=300,
+        margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5},
+        title=plain_html(title) if title else None,
     )
     return fig
 
@@ -225,7 +230,7 @@ def latent_map(
     for value in np.unique(values):
         members = np.flatnonzero(values == value)
         named = labels is not None and 0 <= value < len(class_names)
-        name = class_names[int(value)] if named else "all"
+        name = plain_html(class_names[int(value)]) if named else "all"  # a user's label
         fig.add_trace(
             go.Scattergl(
                 x=points[members, 0],
