@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from cae.spec import PRESETS, ArchitectureSpec, preset
+from cae.text import terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from cae.recipe import DataRecipe
@@ -270,7 +271,7 @@ def command_train(args: argparse.Namespace) -> int:
         os.rename(source, target)  # same folder: atomic
         run_id = wanted
     folder = (out[0] if out else (root or _models_dir())) / run_id
-    print(f"run {run_id}: {summary} -> {folder}")
+    print(terminal_safe(f"run {run_id}: {summary} -> {folder}"))
     return 0
 
 
@@ -322,9 +323,10 @@ def command_list(args: argparse.Namespace) -> int:
     header = ("ID", "NAME", "DATASET", "EPOCHS", *(f"test {m.label}" for m in METRICS))
     rows = [header]
     for info in runs:
-        cells = (info.run_id, info.name, info.dataset or "-", str(info.epochs))
+        names = (info.run_id, info.name, info.dataset or "-")  # a name may hold escape codes
+        cells = (*(terminal_safe(text) for text in names), str(info.epochs))
         if info.broken:
-            rows.append((*cells, f"BROKEN: {info.broken}"))
+            rows.append((*cells, terminal_safe(f"BROKEN: {info.broken}")))
         else:
             rows.append((*cells, *(m.format(info.metrics.get(m.key)) for m in METRICS)))
     widths = [max(len(row[i]) for row in rows if i < len(row) - 1) for i in range(len(header) - 1)]
@@ -371,8 +373,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
         return 0
     where = "stored with the run" if split.stored else "rebuilt from its recipe"
     print(
-        f"run {loaded.run_id} ({loaded.info.name}): {split.count:,} test images of "
-        f"{split.recipe.describe()} ({where}), {loaded.info.epochs} epochs"
+        terminal_safe(
+            f"run {loaded.run_id} ({loaded.info.name}): {split.count:,} test images of "
+            f"{split.recipe.describe()} ({where}), {loaded.info.epochs} epochs"
+        )
     )
     keys = [key for key in fresh if key in stored or not key.startswith("denoise_")]
     print(f"{'metric':<14}{'stored':>12}{'now':>12}")
@@ -496,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         # cae's own errors say what and end with the values; others are named by their type
         ours = isinstance(error, (CliError, ValueError, OSError))
-        print(error_line(error, with_type=not ours), file=sys.stderr)
+        print(terminal_safe(error_line(error, with_type=not ours)), file=sys.stderr)
         return 2
 
 
