@@ -37,6 +37,11 @@ class JobBusy(RuntimeError):
     """The owner already has a training job running."""
 
 
+class UnsavedEpochs(JobBusy):
+    """The owner's last job kept epochs that are not saved, and the caller did not agree to
+    discard them (``JobManager.start(..., discard_unsaved=False)``)."""
+
+
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEW_CPUS = 2  # with this many CPUs or fewer, no spare is started while a job trains
 START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
@@ -389,6 +394,17 @@ class TrainingJob:
         self._update_message(f"{result.message} Saved as {self.run_id}.")
         return self.run_id
 
+    @property
+    def unsaved_epochs(self) -> int:
+        """The completed epochs of an ended job that are kept but not saved (what ``discard()``
+        or a new job of the same owner would delete); 0 when there are none."""
+        with self._save_lock:
+            staged, run_id = self._staged, self.run_id
+        result = self.result
+        if not self.done or run_id is not None or staged is None or result is None:
+            return 0
+        return int(result.epochs_completed)
+
     def discard(self) -> None:
         """Delete the kept model of an ended job that was not saved (nothing else is touched)."""
         with self._save_lock:
@@ -457,8 +473,13 @@ class JobManager:
         *,
         root: Any = None,
         auto_save: bool = True,
+        discard_unsaved: bool = True,
     ) -> TrainingJob:
-        """Start training ``request`` for ``owner``; JobBusy while that owner's previous job runs."""
+        """Start training ``request`` for ``owner``; JobBusy while that owner's previous job runs.
+
+        The previous job's kept but unsaved epochs are discarded; with ``discard_unsaved=False``
+        (the Train page, until the user has said yes) ``UnsavedEpochs`` is raised instead.
+        """
         if not isinstance(owner, str) or not owner:
             raise ValueError(f"owner must be a non-empty string. Received: owner={owner!r}")
         with self._lock:
@@ -467,6 +488,12 @@ class JobManager:
                 raise JobBusy(
                     "a training job is already running for this session; stop it or wait for "
                     f"it to finish. Received: owner={owner!r}, job_id={current.job_id!r}"
+                )
+            if current is not None and not discard_unsaved and current.unsaved_epochs:
+                raise UnsavedEpochs(
+                    f"the last training kept {current.unsaved_epochs} epoch(s) that are not "
+                    "saved; save or discard them first. "
+                    f"Received: job_id={current.job_id!r}, discard_unsaved=False"
                 )
             job = TrainingJob(owner, request, root=root, auto_save=auto_save)
             job._use_spare(self._take_spare_locked())
