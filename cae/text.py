@@ -8,7 +8,8 @@ concern:
 
 - :func:`clean_name` at input: drops control characters and bidi overrides (``U+202E`` shows
   ``gnp.exe`` as ``exe.png``), collapses newlines and runs of white space to one space.
-- :func:`plain_markdown` and :func:`plain_html` where a name goes into markdown or a Plotly text.
+- :func:`plain_markdown` (or :func:`plain_code`, monospace) where a name goes into markdown, and
+  :func:`plain_html` where it goes into a Plotly text.
 - :func:`terminal_safe` where the CLI prints one.
 
 No Streamlit here.
@@ -28,11 +29,12 @@ BIDI_CONTROLS = frozenset(
 # Characters that end a line (besides the C0 ones): they become a space like newlines do.
 _LINE_BREAKS = frozenset("\u2028\u2029\u0085")
 
-# Markdown-significant anywhere in a line (Streamlit: CommonMark + GFM, ``:directive[...]``,
-# ``:emoji:``, ``$math$``; raw HTML and entities; ``@`` for e-mail autolinks).
-_MARKDOWN_ANYWHERE = re.compile(r"([\\`*_\[\]<>&~|:$#@])")
-# Significant only where a line starts (a list item, a setext underline): escaped there.
-_MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+=])")
+# Markdown-significant anywhere in a line (Streamlit: CommonMark + GFM, raw HTML and entities,
+# ``$math$``, ``@`` for e-mail autolinks); ``:`` where a ``:directive[...]``, ``:emoji:`` or
+# ``http://`` could start; ``_`` unless inside a word (``data_seed`` is never emphasis).
+_MARKDOWN_ANYWHERE = re.compile(r"[\\`*\[\]<>&~|$@]|:(?=[\w/+-])|(?<![^\W_])_|_(?![^\W_])")
+# Significant only where a line starts (a heading, a list item, a setext underline).
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+=#])")
 _ORDERED_ITEM = re.compile(r"^(\s*\d{1,9})([.)])")
 _WWW = re.compile(r"(?i)(www)\.")  # GFM turns www.example.com into a link
 
@@ -63,17 +65,30 @@ def plain_markdown(text: str) -> str:
     """``text`` escaped for Streamlit markdown (``st.markdown``, ``st.caption``, alerts, titles,
     metric values, image captions), so it shows as the characters it holds.
 
-    Escapes with a backslash ``\\ ` * _ [ ] < > & ~ | : $ # @`` everywhere, a leading ``- + =``
-    and an ordered-list ``1.``/``1)``, and the dot of ``www.`` (an autolink). Parentheses, dots
-    and hyphens elsewhere stay as they are: they are markup only after ``[...]`` or at a line
-    start. Call it on the name (after :func:`clean_name`), not on the markdown around it.
+    Escapes with a backslash ``\\ ` * [ ] < > & ~ | $ @`` everywhere, ``:`` before a word
+    character, ``/``, ``+`` or ``-`` (a directive, an emoji, a URL), ``_`` except inside a word, a
+    leading ``# - + =`` and ordered-list ``1.``/``1)``, and the dot of ``www.`` (an autolink).
+    Everything else stays as it is, so a message stays readable in tests and logs
+    (``Received: data_seed=None`` is unchanged): parentheses are markup only after ``[...]``,
+    the rest only at a line start, and the text is made one line first.
     Example: ``plain_markdown("![x](http://h/x.png)")`` is ``"!\\[x\\](http\\://h/x.png)"``.
     """
     text = clean_name(str(text))  # no newline may start a heading or a list
-    text = _MARKDOWN_ANYWHERE.sub(r"\\\1", text)
+    text = _MARKDOWN_ANYWHERE.sub(lambda match: "\\" + match.group(0), text)
     text = _MARKDOWN_LINE_START.sub(r"\1\\\2", text)
     text = _ORDERED_ITEM.sub(r"\1\\\2", text)
     return _WWW.sub(r"\1\\.", text)
+
+
+def plain_code(text: str) -> str:
+    """``text`` as a markdown code span (monospace, nothing inside rendered), fenced with more
+    backticks than any run of them inside, so no text can close it early.
+    Example: ``plain_code("a`b")`` is ``"``a`b``"``."""
+    text = clean_name(str(text))
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}" if text else ""
 
 
 def plain_html(text: str) -> str:
