@@ -8,29 +8,35 @@ import math
 import streamlit as st
 
 from cae.data import DATASETS, Dataset, dataset_status, load_array_file
-from cae.jobs import JOBS, JobBusy, TrainingJob
+from cae.jobs import JOBS, JobBusy, TrainingJob, UnsavedEpochs
 from cae.plots import image_grid, loss_curves
 from cae.recipe import DataRecipe
 from cae.request import MAX_RUN_NAME, TrainRequest
 from cae.shapes import compute_shapes
 from cae.spec import ArchitectureSpec
 from cae.store import save_upload
+from cae.text import clean_name, plain_markdown
 from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
 from ui.channels import channel_picker
 from ui.state import (
     DATASET_KEY,
     RUN_KEY,
     active_spec,
+    controls_job,
     owner_id,
     page_frame,
     remember,
     set_active_spec,
+    take_control,
 )
 
 page_frame("Train")
 JOBS.prewarm()  # a training process with TensorFlow loaded waits for the Train click
 
 UPLOAD = "upload"
+TAKEOVER_ASK = "train_takeover_ask"  # the job id whose take-over this tab is asked to confirm
+DISCARD_ASK = "train_discard_ask"  # the job id whose unsaved epochs a new training would discard
+SEEN_CONTROL = "train_seen_control"  # (job id, in control) at the last full run of the page
 TARGET_IMAGES = 135_000  # images seen in a default run: ~30 epochs of the 4,500-digit sample
 DEFAULT_TRAIN_LIMIT = 10_000  # large datasets train on this many images by default (~1 minute)
 LOSS_TITLES = {
@@ -76,11 +82,53 @@ def dataset_label(name: str) -> str:
     return f"{info.title} — not available here"
 
 
+def stop_job(job: TrainingJob) -> None:
+    """The Stop button: stops the job only if this tab still controls it."""
+    if controls_job(owner_id(), job.job_id):
+        job.stop()
+
+
+def take_over(job: TrainingJob) -> None:
+    """For a tab that watches a job another tab controls: a button, then a confirmation that says
+    what taking over does, then this tab controls the job (stop, save, discard)."""
+    asked = st.session_state.get(TAKEOVER_ASK) == job.job_id
+    if not asked and st.button(
+        "Take over this training", key="train_takeover", icon=":material/swap_horiz:"
+    ):
+        st.session_state[TAKEOVER_ASK] = job.job_id
+        asked = True
+    if not asked:
+        return
+    st.warning(
+        "Take over this training? This tab gets its controls (stop, save, discard) and the "
+        "other tab can then only watch it. The training itself goes on as it is.",
+        icon=":material/swap_horiz:",
+    )
+    yes, no = st.columns(2)
+    if yes.button("Yes, take it over", key="train_takeover_confirm", type="primary"):
+        take_control(owner_id(), job.job_id)
+        st.session_state.pop(TAKEOVER_ASK, None)
+        st.rerun()  # the whole page: the form below follows the new control
+    if no.button("Cancel", key="train_takeover_cancel"):
+        st.session_state.pop(TAKEOVER_ASK, None)
+        st.rerun()
+
+
 def show_progress(job: TrainingJob) -> None:
-    """The live view of one job: bar, numbers, curves, preview strip, stop/save."""
+    """The live view of one job: bar, numbers, curves, preview strip, stop/save. A tab that does
+    not control the job (another tab with the same link does) sees it read-only, with a
+    take-over button."""
     progress = job.snapshot()
     state = progress.state
     kept = job.result is not None and job.result.epochs_completed > 0
+    mine = controls_job(owner_id(), job.job_id)
+    if not mine:
+        st.info(
+            "You are watching this training: another tab or browser with this link controls "
+            "it, and only that tab can stop, save or discard it.",
+            icon=":material/visibility:",
+        )
+        take_over(job)
     if state == "starting":
         st.progress(0.0, text="Starting…")
     elif state == "stopping":
@@ -118,7 +166,7 @@ def show_progress(job: TrainingJob) -> None:
     )
     # an ended job without a kept model says why in an alert below; the caption would repeat it
     if progress.message and (progress.active or state == "finished" or kept or job.run_id):
-        st.caption(progress.message)
+        st.caption(plain_markdown(progress.message))
 
     left, right = st.columns([3, 2])
     with left:
@@ -143,14 +191,16 @@ def show_progress(job: TrainingJob) -> None:
             st.caption(f"Test images after epoch {progress.epoch}.")
 
     if progress.active:
-        st.button(
-            "Stop training",
-            key="train_stop",
-            on_click=job.stop,
-            type="secondary",
-            disabled=job.stop_requested,
-            icon=":material/stop_circle:",
-        )
+        if mine:
+            st.button(
+                "Stop training",
+                key="train_stop",
+                on_click=stop_job,
+                args=(job,),
+                type="secondary",
+                disabled=job.stop_requested,
+                icon=":material/stop_circle:",
+            )
         return
     if job.run_id:  # saved at the end, or by the user from a stopped job
         if st.session_state.get("train_activated_run") != job.run_id:  # once: the user may pick
@@ -159,10 +209,16 @@ def show_progress(job: TrainingJob) -> None:
         active = "; it is the active run" if st.session_state.get(RUN_KEY) == job.run_id else ""
         st.success(f"Saved as **{job.run_id}**{active}.", icon=":material/check_circle:")
         st.page_link("pages/3_Results.py", label="See the results", icon=":material/insights:")
+    elif kept and not mine:
+        st.info(
+            f"Training {state} with {job.result.epochs_completed} completed epoch(s) kept; the "
+            "tab that controls it can save them.",
+            icon=":material/info:",
+        )
     elif kept:
         st.info(
             f"Training {state} with {job.result.epochs_completed} completed epoch(s) kept. "
-            "Save them as a run, or start again (that discards them).",
+            "Save them as a run, or start again (you will be asked before they are discarded).",
             icon=":material/info:",
         )
         name = st.text_input(
@@ -170,22 +226,28 @@ def show_progress(job: TrainingJob) -> None:
         )
         if st.button("Save this run", key="train_save", icon=":material/save:"):
             try:
-                run_id = job.save(name)
+                if not controls_job(owner_id(), job.job_id):
+                    raise RuntimeError("another tab has taken this training over")
+                run_id = job.save(clean_name(name))
             except (ValueError, RuntimeError, OSError) as error:
-                st.error(f"Could not save: {error}")
+                st.error(f"Could not save: {plain_markdown(str(error))}")
             else:
                 remember(RUN_KEY, run_id)
                 st.rerun()
     elif job.error or state == "failed":
-        st.error(progress.message or f"Training failed: {job.error}", icon=":material/error:")
+        st.error(
+            plain_markdown(progress.message or f"Training failed: {job.error}"),
+            icon=":material/error:",
+        )
     else:
         st.warning(
-            progress.message
-            or "Training stopped before the first epoch ended: there is nothing to save.",
+            plain_markdown(progress.message)
+            if progress.message
+            else "Training stopped before the first epoch ended: there is nothing to save.",
             icon=":material/info:",
         )
     if job.save_error:
-        st.error(f"Saving failed: {job.save_error}")
+        st.error(f"Saving failed: {plain_markdown(job.save_error)}")
 
 
 def live_progress() -> None:
@@ -197,6 +259,9 @@ def live_progress() -> None:
     if job.done and st.session_state.get("train_seen_done") != job.job_id:
         st.session_state["train_seen_done"] = job.job_id
         st.rerun()  # once, so the form below comes back
+    control = (job.job_id, controls_job(owner_id(), job.job_id))
+    if st.session_state.get(SEEN_CONTROL) != control:
+        st.rerun()  # another tab took over (or left): the form below follows
 
 
 # ---------------------------------------------------------------- page
@@ -204,6 +269,9 @@ def live_progress() -> None:
 st.title("Train")
 job = JOBS.get(owner_id())
 running = job is not None and not job.done
+in_control = job is None or controls_job(owner_id(), job.job_id)
+st.session_state[SEEN_CONTROL] = (job.job_id, in_control) if job is not None else None
+unsaved = job.unsaved_epochs if job is not None else 0
 
 spec = active_spec()
 report = None
@@ -224,7 +292,8 @@ with design:
     st.subheader("Design")
     if report is not None:
         st.markdown(
-            f"**{spec.name}** · input {'x'.join(map(str, report.input_shape))} · code "
+            f"**{plain_markdown(spec.name)}** · input {'x'.join(map(str, report.input_shape))} · "
+            "code "
             f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
         )
     if problem:
@@ -263,10 +332,14 @@ with data_column:
             try:
                 dataset = cached_upload(content, upload.name, hashlib.sha256(content).hexdigest())
             except ValueError as error:
-                st.error(f"{upload.name} cannot be used: {error}", icon=":material/error:")
+                st.error(
+                    plain_markdown(f"{upload.name} cannot be used: {error}"),
+                    icon=":material/error:",
+                )
             else:
                 st.caption(
-                    f"{upload.name}: {dataset.num_train:,} train / {dataset.num_test:,} test images of "
+                    f"{plain_markdown(upload.name)}: {dataset.num_train:,} train / "
+                    f"{dataset.num_test:,} test images of "
                     f"{'x'.join(map(str, dataset.image_shape))}"
                 )
     else:
@@ -424,6 +497,7 @@ if spec is not None and image_shape is not None and tuple(image_shape) != tuple(
         )
 
 ready = problem is None and shape_problem is None and not running
+ready = ready and (in_control or not unsaved)  # another tab's unsaved epochs are not ours to drop
 if choice == UPLOAD:
     ready = ready and dataset is not None
 else:
@@ -444,25 +518,73 @@ def data_recipe() -> DataRecipe:
         return DataRecipe(dataset=choice, limit=limit, seed=int(seed))
     content = upload.getvalue()
     path = save_upload(content, upload.name)
-    return DataRecipe.for_file(path, name=upload.name, seed=int(seed))
+    shown = clean_name(upload.name) or path.name  # the file's name as the runs list it
+    return DataRecipe.for_file(path, name=shown, seed=int(seed))
 
 
-if start and spec is not None:
+def start_training(discard_unsaved: bool) -> None:
+    """Start the training the form describes; this tab controls it. The last job's unsaved
+    epochs are discarded only with ``discard_unsaved`` (the user said so); otherwise the page
+    asks first."""
     try:
         request = TrainRequest(
             spec=spec,
             data=data_recipe(),
             config=config,
-            name=run_name.strip() or default_name,
+            name=clean_name(run_name) or default_name,
         )
-        JOBS.start(owner_id(), request)
-    except JobBusy as error:
-        st.warning(str(error))
-    except (ValueError, OSError) as error:
-        st.error(f"Training could not start: {error}", icon=":material/error:")
-    else:
-        st.session_state.pop("train_seen_done", None)
+        new_job = JOBS.start(owner_id(), request, discard_unsaved=discard_unsaved)
+    except UnsavedEpochs:  # kept epochs appeared since this page was drawn: ask
+        st.session_state[DISCARD_ASK] = job.job_id if job is not None else None
         st.rerun()
+    except JobBusy as error:
+        st.warning(plain_markdown(str(error)))
+    except (ValueError, OSError) as error:
+        st.error(f"Training could not start: {plain_markdown(str(error))}", icon=":material/error:")
+    else:
+        take_control(owner_id(), new_job.job_id)
+        st.session_state.pop("train_seen_done", None)
+        st.session_state.pop(DISCARD_ASK, None)
+        st.rerun()
+
+
+def confirm_discard() -> None:
+    """Before a new training discards the last one's kept, unsaved epochs: say so, and start
+    only on "Discard them and train"."""
+    assert job is not None
+    st.warning(
+        f"Training again discards the {unsaved} kept epoch(s) of "
+        f"**{plain_markdown(job.name)}**, which are not saved. Save them first (below), or "
+        "discard them and train.",
+        icon=":material/warning:",
+    )
+    go, keep = st.columns(2)
+    if go.button("Discard them and train", key="train_discard_confirm", type="primary"):
+        start_training(discard_unsaved=True)
+    if keep.button("Keep them", key="train_discard_cancel"):
+        st.session_state.pop(DISCARD_ASK, None)
+        st.rerun()
+
+
+if start and spec is not None:
+    if unsaved and job is not None:
+        st.session_state[DISCARD_ASK] = job.job_id  # ask first (below)
+    else:
+        start_training(discard_unsaved=False)
+if (
+    spec is not None
+    and job is not None
+    and unsaved
+    and in_control
+    and st.session_state.get(DISCARD_ASK) == job.job_id
+):
+    confirm_discard()
+elif job is not None and unsaved and not in_control:
+    st.caption(
+        f"{unsaved} kept epoch(s) of this link's last training are not saved, and another tab "
+        "controls them: take the training over (below) to save or discard them before "
+        "training again."
+    )
 
 st.divider()
 if JOBS.get(owner_id()) is None:
@@ -472,5 +594,7 @@ if JOBS.get(owner_id()) is None:
     )
 elif running:
     st.fragment(run_every=0.5)(live_progress)()
+elif not in_control:  # watching another tab's job: notice when that tab leaves or takes over
+    st.fragment(run_every=2.0)(live_progress)()
 else:
     live_progress()

@@ -8,6 +8,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import streamlit as st
 
 from cae.spec import ArchitectureSpec, preset
 from cae.store import RunInfo
+from cae.text import plain_markdown
 from ui.run_index import complete_runs
 
 
@@ -55,6 +57,14 @@ DEFAULT_DATASET = "mnist-sample"
 OWNER_PARAM = "session"  # the URL query parameter that carries the owner id across reloads
 _OWNER_RE = re.compile(r"[0-9a-f]{32}")
 
+# The owner ids this server issued, each with when it was last used. An id in a URL is adopted
+# only if it is here and not expired: a link with an id chosen by someone else (session fixation)
+# gets a fresh id instead. After a server restart no id is known, so reloads get new ids.
+OWNER_TTL_S = 12 * 3600  # an id unused for this long is forgotten (its remembered state too)
+_ISSUED_LIMIT = 10_000  # ids kept, least recently used dropped first
+_issued: OrderedDict[str, float] = OrderedDict()
+_issued_lock = threading.Lock()
+
 
 REMEMBERED_KEYS = (SPEC_KEY, DATASET_KEY, RUN_KEY)  # what a reload of the tab gets back
 _MEMORY_LIMIT = 1_000  # owners remembered, least recently seen dropped first
@@ -85,6 +95,47 @@ def remember_session() -> None:
             _memory.popitem(last=False)
 
 
+def _issue_owner_id() -> str:
+    """A new random owner id, recorded as issued by this server."""
+    owner = secrets.token_hex(16)
+    _touch_owner_id(owner)
+    return owner
+
+
+def _touch_owner_id(owner: str) -> None:
+    """Record ``owner`` as used now (an open tab keeps its id alive)."""
+    with _issued_lock:
+        _issued[owner] = time.monotonic()
+        _issued.move_to_end(owner)
+        dropped = [_issued.popitem(last=False)[0] for _ in range(len(_issued) - _ISSUED_LIMIT)]
+    for old in dropped:
+        _forget_owner(old)
+
+
+def _adoptable(owner: str) -> bool:
+    """True when ``owner`` (from a URL) was issued here and has not expired; an expired id is
+    forgotten, with the state remembered under it."""
+    if not _OWNER_RE.fullmatch(owner):
+        return False
+    with _issued_lock:
+        used = _issued.get(owner)
+        if used is None:
+            return False
+        if time.monotonic() - used <= OWNER_TTL_S:
+            return True
+        del _issued[owner]
+    _forget_owner(owner)
+    return False
+
+
+def _forget_owner(owner: str) -> None:
+    """Drop what the server remembers under an expired or evicted owner id."""
+    with _memory_lock:
+        _memory.pop(owner, None)
+    with _controllers_lock:
+        _controllers.pop(owner, None)
+
+
 def _restore_session(owner: str) -> None:
     with _memory_lock:
         values = _memory.get(owner) or {}
@@ -93,22 +144,76 @@ def _restore_session(owner: str) -> None:
 
 
 def owner_id() -> str:
-    """This browser tab's random id, which its background training job is keyed by.
+    """This browser tab's random id, issued by this server, which its training job is keyed by.
 
     It is kept in the URL (``?session=...``), so a page reload (a new Streamlit session) finds its
-    running or stopped job again and gets back its ``REMEMBERED_KEYS``; anything in the URL that
-    is not 32 hex digits is ignored. The id is as secret as the URL: whoever has the link can watch
-    and stop that tab's training.
+    running or stopped job again and gets back its ``REMEMBERED_KEYS``. An id from the URL is
+    adopted only if this server issued it and it was used within ``OWNER_TTL_S``; any other
+    value gets a fresh id. Another tab with the same id sees its job read-only until it takes it
+    over (``controls_job``).
     """
     owner = st.session_state.get(OWNER_KEY)
     if not isinstance(owner, str):
         from_url = st.query_params.get(OWNER_PARAM, "")
-        owner = from_url if _OWNER_RE.fullmatch(from_url) else secrets.token_hex(16)
+        owner = from_url if _adoptable(from_url) else _issue_owner_id()
         st.session_state[OWNER_KEY] = owner
         _restore_session(owner)  # a reload: the design, dataset and run chosen before it
+    _touch_owner_id(owner)
     if st.query_params.get(OWNER_PARAM) != owner:  # page switches clear the query parameters
         st.query_params[OWNER_PARAM] = owner
     return owner
+
+
+TAB_KEY = "tab_token"  # this tab's own random token: tabs that share an owner id differ by it
+
+# Which tab controls each owner's latest job: owner -> (job id, tab token, Streamlit session id).
+# A second tab or browser with the same link sees that job read-only until it takes it over.
+_controllers: dict[str, tuple[str, str, str | None]] = {}
+_controllers_lock = threading.Lock()
+
+
+def _this_tab() -> tuple[str, str | None]:
+    """This tab's token and its Streamlit session id (None outside a script run)."""
+    token = st.session_state.get(TAB_KEY)
+    if not isinstance(token, str):
+        token = secrets.token_hex(8)
+        st.session_state[TAB_KEY] = token
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return token, (ctx.session_id if ctx is not None else None)
+
+
+def _tab_open(session_id: str | None) -> bool:
+    """True while the Streamlit session ``session_id`` is connected (a closed or reloaded tab's
+    session is not); True when it cannot be told (no server runtime, as in AppTest)."""
+    from streamlit import runtime
+
+    if session_id is None or not runtime.exists():
+        return True
+    return runtime.get_instance().is_active_session(session_id)
+
+
+def take_control(owner: str, job_id: str) -> None:
+    """Make this tab the one that may stop, save or discard ``owner``'s job ``job_id`` (the tab
+    that starts a job, or one whose user confirmed taking it over)."""
+    token, session_id = _this_tab()
+    with _controllers_lock:
+        _controllers[owner] = (job_id, token, session_id)
+
+
+def controls_job(owner: str, job_id: str) -> bool:
+    """True when this tab may stop, save or discard ``owner``'s job ``job_id``: it started the job
+    or took it over, or no open tab holds it (the one that did was closed or reloaded, and this
+    tab succeeds it). False while another open tab holds it: this tab only watches."""
+    token, session_id = _this_tab()
+    with _controllers_lock:
+        holder = _controllers.get(owner)
+        elsewhere = holder is not None and holder[0] == job_id and holder[1] != token
+        if elsewhere and _tab_open(holder[2]):
+            return False
+        _controllers[owner] = (job_id, token, session_id)
+        return True
 
 
 def active_spec_dict() -> dict[str, Any]:
@@ -151,10 +256,12 @@ def active_run() -> RunInfo | None:
 
 
 def run_summary(run: RunInfo) -> str:
-    """A one-line description of a run: name, data, epochs, test PSNR."""
+    """A one-line description of a run, as markdown with the names escaped: name, data, epochs,
+    test PSNR."""
     psnr = run.metrics.get("psnr")
     quality = f" · PSNR {psnr:.1f} dB" if isinstance(psnr, (int, float)) else ""
-    return f"**{run.name}** · {run.dataset} · {run.epochs} epochs{quality}"
+    name, dataset = plain_markdown(run.name), plain_markdown(run.dataset or "–")
+    return f"**{name}** · {dataset} · {run.epochs} epochs{quality}"
 
 
 def page_frame(title: str) -> None:
@@ -185,13 +292,14 @@ def sidebar() -> None:
         try:
             report = compute_shapes(spec)
         except ValueError:
-            st.caption(f"Design **{spec.name}**: a layer does not fit — see Architecture.")
+            name = plain_markdown(spec.name)
+            st.caption(f"Design **{name}**: a layer does not fit — see Architecture.")
             return
         code = "x".join(str(n) for n in report.latent_shape)
         status = "" if report.matches else " · :orange[output shape differs]"
         st.caption(
-            f"Design **{spec.name}** · code {code} · {report.total_params:,} parameters{status}  \n"
-            f"Dataset **{active_dataset()}**"
+            f"Design **{plain_markdown(spec.name)}** · code {code} · {report.total_params:,} "
+            f"parameters{status}  \nDataset **{plain_markdown(active_dataset())}**"
         )
         run = active_run()
         st.caption(f"Run {run_summary(run)}" if run else "Run: none yet — train one.")
