@@ -7,6 +7,7 @@ Imports no TensorFlow, so the first paint is fast.
 import streamlit as st
 
 from cae.shapes import compute_shapes
+from cae.text import plain_markdown
 from ui.nav import app_pages
 from ui.state import active_dataset, active_run, active_spec, page_frame, run_summary
 
@@ -27,10 +28,12 @@ def home() -> None:
         try:
             report = compute_shapes(spec)
         except ValueError as error:
-            left.metric("Design", spec.name)
-            left.caption(f":orange[{error}]")
+            left.metric("Design", plain_markdown(spec.name))  # a metric value is markdown
+            left.caption(f":orange[{plain_markdown(str(error))}]")
         else:
-            left.metric("Design", spec.name, help="The architecture you are working on")
+            left.metric(
+                "Design", plain_markdown(spec.name), help="The architecture you are working on"
+            )
             middle.metric(
                 "Latent code",
                 "x".join(str(n) for n in report.latent_shape),
@@ -41,7 +44,8 @@ def home() -> None:
             if not report.matches:
                 st.warning(report.problem)
     st.caption(
-        f"Dataset: **{active_dataset()}** (5,000 real MNIST digits, bundled — works offline)."
+        f"Dataset: **{plain_markdown(active_dataset())}** (5,000 real MNIST digits, bundled — "
+        "works offline)."
     )
     run = active_run()
     if run is not None:

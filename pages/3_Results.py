@@ -13,6 +13,7 @@ from cae import metrics as image_metrics
 from cae.plots import grid_png, heatmap, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run, models_dir
+from cae.text import plain_code, plain_markdown
 from cae.training import reconstruct
 from ui.channels import channel_picker
 from ui.run_index import all_runs
@@ -83,7 +84,7 @@ def pick_indices(split: TestSplit) -> list[int]:
         parts = (part.strip() for part in typed.replace(";", ",").split(","))
         indices = [int(part) for part in parts if part.isdigit() and int(part) < split.count]
         if not indices:
-            st.warning(f"No test image matches. Received: indices={typed!r}")
+            st.warning(f"No test image matches. Received: indices={plain_markdown(repr(typed))}")
         return indices[:MAX_IMAGES]
     if mode == "by class":
         names = class_names(split)
@@ -123,7 +124,7 @@ def metrics_table(selected: list[RunInfo], root: str) -> None:
             scores = cached_own_metrics(run.run_id, run.created, root)
         except RunError as error:
             scores = {}
-            st.caption(f"{run.name}: {error.reason or error}")
+            st.caption(plain_markdown(f"{run.name}: {error.reason or error}"))
         for metric in image_metrics.METRICS:
             row[f"test {metric.label}"] = metric.format(scores.get(metric.key))
         row["train time (s)"] = image_metrics.format_number(run.metrics.get("wall_seconds"), 1)
@@ -189,7 +190,7 @@ def grid_section(
     with st.expander(label, expanded=False):
         for run, error in zip(usable, errors, strict=True):
             means = ", ".join(f"{value:.4f}" for value in error.mean(axis=(1, 2)))
-            st.markdown(f"**{run.name}** · mean squared error per image: {means}")
+            st.markdown(f"**{plain_markdown(run.name)}** · mean squared error per image: {means}")
             scaled = error / max(float(error.max()), 1e-8)
             st.plotly_chart(image_grid([scaled], ["error"]), key=f"results_errors_{run.run_id}")
 
@@ -201,7 +202,7 @@ def curves_section(selected: list[RunInfo], root: str) -> None:
         try:
             histories[run.name] = cached_run(run.run_id, root, run.created).history
         except ValueError as error:
-            st.warning(f"{run.run_id}: {error}")
+            st.warning(plain_markdown(f"{run.run_id}: {error}"))
     if histories:
         st.subheader("Loss curves")
         st.plotly_chart(loss_curves(histories), key="results_curves")
@@ -233,7 +234,7 @@ def housekeeping(selected: list[RunInfo], root: str) -> None:
     st.subheader("Downloads and housekeeping")
     for run in selected:
         with st.container(border=True):
-            st.markdown(f"**{run.name}** · `{run.run_id}`")
+            st.markdown(f"**{plain_markdown(run.name)}** · {plain_code(run.run_id)}")
             columns = st.columns(3)
             model_path = run.path / "model.keras"
             if model_path.is_file():
@@ -275,7 +276,7 @@ def broken_section(broken: list[RunInfo], root: str) -> None:
     ):
         for run in broken:
             columns = st.columns([4, 1])
-            columns[0].markdown(f"`{run.run_id}` — {run.broken}")
+            columns[0].markdown(f"{plain_code(run.run_id)} — {plain_markdown(run.broken)}")
             if columns[1].button("Delete", key=f"results_delete_broken_{run.run_id}"):
                 delete_run(run.run_id, root=root)
                 st.rerun()
@@ -297,19 +298,21 @@ def main() -> None:
     if selected:
         metrics_table(selected, root)
         reference, split = first_with_test_images(selected, root)
-        st.caption(f"The images below: {reference.name}'s {test_split_caption(split)}")
+        reference_name = plain_markdown(reference.name)
+        st.caption(f"The images below: {reference_name}'s {test_split_caption(split)}")
         usable = [run for run in selected if tuple(run.input_shape or ()) == split.image_shape]
         for run in selected:
             if run is reference:
                 continue
             if run not in usable:
                 st.warning(
-                    f"{run.name} takes {run.input_shape} images, not {split.image_shape}: left "
-                    "out of the image comparison."
+                    f"{plain_markdown(run.name)} takes {run.input_shape} images, not "
+                    f"{split.image_shape}: left out of the image comparison."
                 )
             elif run.recipe != reference.recipe:
                 st.caption(
-                    f"{run.name} was trained on other data ({run.dataset}): it may have trained "
+                    f"{plain_markdown(run.name)} was trained on other data "
+                    f"({plain_markdown(run.dataset or '–')}): it may have trained "
                     f"on some of the images below. Its metrics above are on its own test split."
                 )
         recon = reconstructions(usable, reference, split, root)

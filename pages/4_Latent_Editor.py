@@ -16,6 +16,7 @@ from cae.latent import Decoder, encode, interpolate, latent_statistics, make_dec
 from cae.plots import grid_png
 from cae.recipe import TestSplit
 from cae.store import RunError
+from cae.text import plain_markdown
 from ui.channels import channel_picker
 from ui.latent_link import incoming_code
 from ui.runs import cached_run, cached_test_split, complete_runs_or_stop, pick_run
@@ -111,7 +112,7 @@ split: TestSplit | None = None
 try:
     split = cached_test_split(run_id, root, info.created)
 except RunError as error:
-    st.caption(f"No test images to start from: {error.reason or error}")
+    st.caption(f"No test images to start from: {plain_markdown(str(error.reason or error))}")
 stats = cached_stats(run_id, root, info.created, split is not None)
 ch_min = [float(v) for v in stats["channel_min"]]
 ch_max = [float(v) for v in stats["channel_max"]]

@@ -13,6 +13,7 @@ from cae.latent import encode
 from cae.plots import heatmap, kernel_map, latent_map
 from cae.shapes import compute_shapes
 from cae.spec import Conv, Pool
+from cae.text import plain_markdown
 from ui.channels import channel_picker
 from ui.latent_link import send_code
 from ui.runs import (
@@ -87,7 +88,8 @@ acts = cached_activations(run_id, root, info.created, index)
 names = class_names(split)
 head = st.columns([1, 6])
 head[1].markdown(
-    f"**{run.info.name}** · {split.recipe.label} · input {shape_text(report.input_shape)} → code "
+    f"**{plain_markdown(run.info.name)}** · {plain_markdown(split.recipe.label)} · "
+    f"input {shape_text(report.input_shape)} → code "
     f"{shape_text(report.latent_shape)} → output {shape_text(report.output_shape)} · "
     f"{report.total_params:,} parameters"
 )

@@ -12,6 +12,7 @@ import streamlit as st
 
 from cae.recipe import TestSplit
 from cae.store import LoadedRun, RunError, RunInfo, load_run, models_dir, run_test_split
+from cae.text import plain_markdown
 from ui.run_index import complete_runs
 from ui.state import RUN_KEY, remember
 
@@ -44,15 +45,19 @@ def test_split_or_stop(info: RunInfo, root: str) -> TestSplit:
     try:
         split = cached_test_split(info.run_id, root, info.created)
     except RunError as error:
-        st.warning(f"{info.name}: {error.reason or error}", icon=":material/image_not_supported:")
+        st.warning(
+            plain_markdown(f"{info.name}: {error.reason or error}"),
+            icon=":material/image_not_supported:",
+        )
         st.stop()
     return split
 
 
 def test_split_caption(split: TestSplit) -> str:
-    """Where a run's test images come from, in one line."""
+    """Where a run's test images come from, in one line of markdown (an upload's name escaped)."""
     where = "" if split.stored else " (rebuilt from the run's recorded recipe)"
-    return f"{split.count:,} test images of {split.recipe.describe()}{where}, never trained on."
+    source = plain_markdown(split.recipe.describe())
+    return f"{split.count:,} test images of {source}{where}, never trained on."
 
 
 def complete_runs_or_stop(selection_key: str) -> tuple[str, dict[str, RunInfo]]:
@@ -93,6 +98,6 @@ def pick_run(
     try:
         run = cached_run(run_id, root, info.created)
     except ValueError as error:
-        st.error(f"This run cannot be loaded: {error}")
+        st.error(f"This run cannot be loaded: {plain_markdown(str(error))}")
         st.stop()
     return run_id, info, run

@@ -9,25 +9,28 @@ import numpy as np
 import streamlit as st
 
 from cae.recipe import TestSplit
+from cae.text import clean_name, plain_markdown
 
 PICK_MODES = ("by index", "by class", "at random")
 
 
 def class_names(split: TestSplit) -> list[str]:
-    """The split's class names (digits 0-9 when the labels have no names)."""
+    """The split's class names (digits 0-9 when the labels have no names), as plain text (an
+    upload's folder or label names, without control or bidi characters)."""
     if split.class_names:
-        return list(split.class_names)
+        return [clean_name(str(name)) for name in split.class_names]
     count = int(split.labels.max()) + 1 if split.labels is not None and split.count else 10
     return [str(i) for i in range(count)]
 
 
 def label_text(split: TestSplit, index: int) -> str:
-    """`` (a 7)`` for a labelled test image, else an empty string."""
+    """`` (a 7)`` for a labelled test image, else an empty string; markdown (for a caption), the
+    class name escaped."""
     if split.labels is None:
         return ""
     names = class_names(split)
     y = int(split.labels[index])
-    return f" (a {names[y] if 0 <= y < len(names) else y})"
+    return f" (a {plain_markdown(names[y]) if 0 <= y < len(names) else y})"
 
 
 def _another(seed_key: str) -> None:
