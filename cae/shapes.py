@@ -230,18 +230,30 @@ def _kernel_params(layer: Conv | Deconv, channels: int) -> tuple[int, str]:
 LayerOutput = tuple[Shape, int, str, str]  # output shape, parameters, shape formula, params formula
 
 
-def _refuse_strided_1x1(layer: Conv | Deconv, fixes: tuple[tuple[str, Replacement], ...]) -> None:
-    """Refuse a 1x1 kernel with strides above 1: training it crashes TensorFlow 2.21 on the CPU.
+def _strided_single_taps(layer: Conv | Deconv) -> list[int]:
+    """The axes on which the kernel is 1 tap wide but the strides are above 1."""
+    return [axis for axis in (0, 1) if layer.kernel[axis] == 1 and layer.strides[axis] > 1]
 
-    Measured here (oneDNN on, its default): one forward and backward step of a 1x1 Conv2D or
-    Conv2DTranspose with strides 2, 3 or 4 on any axis segfaults or aborts the process on inputs
-    from about 32-64 pixels a side (model.fit too); kernels 1x2, 2x1 and larger with the same
-    strides, 1x1 pooling with strides, and the same layers with TF_ENABLE_ONEDNN_OPTS=0 all run.
+
+def _refuse_strided_single_taps(
+    layer: Conv | Deconv, fixes: tuple[tuple[str, Replacement], ...]
+) -> None:
+    """Refuse a kernel 1 tap wide along an axis strided by more than 1: training it crashes
+    TensorFlow 2.21 on the CPU.
+
+    Measured here (oneDNN on, its default; one forward and backward step, model.fit too): Conv2D
+    and Conv2DTranspose with a 1x1 kernel and strides 2-4 segfault or abort the process on inputs
+    from about 32-64 pixels a side, and a Conv2D with kernel 1x2, 1x3 or 1x5 and strides 3x1 on a
+    40x279 input; the same layers ran on other sizes, so the fault depends on the buffer sizes.
+    Kernels of 2 and more along every strided axis (2x5 or 3x5 with strides 3x1, 2x2 and 3x3 with
+    strides 2-4), 1x1 pooling with strides, and every case with TF_ENABLE_ONEDNN_OPTS=0 all ran.
     """
-    if layer.kernel == (1, 1) and layer.strides != (1, 1):
+    axes = _strided_single_taps(layer)
+    if axes:
         raise _LayerProblem(
-            f"a 1x1 kernel with strides {_fmt_shape(layer.strides)} crashes TensorFlow's CPU "
-            "training (a oneDNN fault in TensorFlow 2.21)",
+            f"a kernel {_fmt_shape(layer.kernel)} with strides {_fmt_shape(layer.strides)} "
+            f"(1 tap wide along a strided {' and '.join(('height', 'width')[a] for a in axes)}) "
+            "crashes TensorFlow's CPU training (a oneDNN fault in TensorFlow 2.21)",
             f"kernel={layer.kernel}, strides={layer.strides}",
             fixes,
         )
@@ -266,14 +278,16 @@ def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
     'kernel span 3 + (3 - 1)*(2 - 1) = 5; valid: floor((28 - 5) / 1) + 1 = 24'
     """
     height, width, channels = shape
-    subsample = Pool("max", (1, 1), layer.strides, layer.padding)
-    _refuse_strided_1x1(
+    axes = _strided_single_taps(layer)
+    apart = tuple(layer.strides[a] if a in axes else 1 for a in (0, 1))
+    kept = tuple(1 if a in axes else layer.strides[a] for a in (0, 1))
+    _refuse_strided_single_taps(
         layer,
         (
             (
-                f"keep one pixel per {_fmt_shape(layer.strides)} block with a 1x1 pooling, then "
-                "the 1x1 convolution with strides 1 (the same computation)",
-                (subsample, replace(layer, strides=(1, 1))),
+                f"keep one pixel per {_fmt_shape(apart)} block with a 1x1 pooling, then the "
+                f"convolution with strides {_fmt_shape(kept)} (the same computation)",
+                (Pool("max", (1, 1), apart, layer.padding), replace(layer, strides=kept)),
             ),
         ),
     )
@@ -356,21 +370,22 @@ def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
     'same (transposed): (7 - 1) * 2 + 4 % 2 + 1 = 13'
     """
     height, width, channels = shape
+    axes = _strided_single_taps(layer)
+    kernel = tuple(layer.strides[a] if a in axes else layer.kernel[a] for a in (0, 1))
     wider: list[tuple[str, Replacement]] = [
         (
-            f"use a {_fmt_shape(layer.strides)} kernel, the strides (each input value fills its "
-            "own block)",
-            replace(layer, kernel=layer.strides),
+            f"use a {_fmt_shape(kernel)} kernel (as many taps as the strides where it had one)",
+            replace(layer, kernel=kernel),
         )
     ]
-    if max(layer.strides) <= MAX_SCALE:
+    if layer.kernel == (1, 1) and max(layer.strides) <= MAX_SCALE:
         wider.append(
             (
                 f"up-sample by {_fmt_shape(layer.strides)}, then a 1x1 convolution",
                 (Upsample(layer.strides), Conv(layer.filters, (1, 1), activation=layer.activation)),
             )
         )
-    _refuse_strided_1x1(layer, tuple(wider))
+    _refuse_strided_single_taps(layer, tuple(wider))
     refused = _tensorflow_refuses(layer)
     if refused:
         axis = refused[0]
