@@ -30,13 +30,17 @@ BIDI_CONTROLS = frozenset(
 _LINE_BREAKS = frozenset("\u2028\u2029\u0085")
 
 # Markdown-significant anywhere in a line (Streamlit: CommonMark + GFM, raw HTML and entities,
-# ``$math$``, ``@`` for e-mail autolinks); ``:`` where a ``:directive[...]``, ``:emoji:`` or
-# ``http://`` could start; ``_`` unless inside a word (``data_seed`` is never emphasis).
-_MARKDOWN_ANYWHERE = re.compile(r"[\\`*\[\]<>&~|$@]|:(?=[\w/+-])|(?<![^\W_])_|_(?![^\W_])")
+# ``$math$``); ``:`` where a ``:directive[...]`` or ``:emoji:`` could start; ``_`` unless inside a
+# word (``data_seed`` is never emphasis).
+_MARKDOWN_ANYWHERE = re.compile(r"[\\`*\[\]<>&~|$]|:(?=[\w/+-])|(?<![^\W_])_|_(?![^\W_])")
 # Significant only where a line starts (a heading, a list item, a setext underline).
 _MARKDOWN_LINE_START = re.compile(r"^(\s*)([-+=#])")
 _ORDERED_ITEM = re.compile(r"^(\s*\d{1,9})([.)])")
-_WWW = re.compile(r"(?i)(www)\.")  # GFM turns www.example.com into a link
+# GFM links bare URLs and e-mail addresses after parsing, in the text itself (remark-gfm's
+# ``https?://``, ``www.`` and ``x@y.z`` patterns), so a backslash cannot stop it: an invisible
+# WORD JOINER inside each pattern does.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=\bwww)(?=\.)|(?=@)")
 
 
 def clean_name(text: str, max_len: int | None = None) -> str:
@@ -65,19 +69,20 @@ def plain_markdown(text: str) -> str:
     """``text`` escaped for Streamlit markdown (``st.markdown``, ``st.caption``, alerts, titles,
     metric values, image captions), so it shows as the characters it holds.
 
-    Escapes with a backslash ``\\ ` * [ ] < > & ~ | $ @`` everywhere, ``:`` before a word
-    character, ``/``, ``+`` or ``-`` (a directive, an emoji, a URL), ``_`` except inside a word, a
-    leading ``# - + =`` and ordered-list ``1.``/``1)``, and the dot of ``www.`` (an autolink).
+    Escapes with a backslash ``\\ ` * [ ] < > & ~ | $`` everywhere, ``:`` before a word
+    character, ``/``, ``+`` or ``-`` (a directive, an emoji), ``_`` except inside a word, and a
+    leading ``# - + =`` and ordered-list ``1.``/``1)``; puts an invisible ``WORD_JOINER`` inside
+    ``://``, ``www.`` and before ``@`` (GFM links those after parsing, escaped or not).
     Everything else stays as it is, so a message stays readable in tests and logs
     (``Received: data_seed=None`` is unchanged): parentheses are markup only after ``[...]``,
     the rest only at a line start, and the text is made one line first.
-    Example: ``plain_markdown("![x](http://h/x.png)")`` is ``"!\\[x\\](http\\://h/x.png)"``.
+    Example: ``plain_markdown("![x](http://h/x.png)")`` is ``"!\\[x\\](http\\:\u2060//h/x.png)"``.
     """
     text = clean_name(str(text))  # no newline may start a heading or a list
     text = _MARKDOWN_ANYWHERE.sub(lambda match: "\\" + match.group(0), text)
     text = _MARKDOWN_LINE_START.sub(r"\1\\\2", text)
     text = _ORDERED_ITEM.sub(r"\1\\\2", text)
-    return _WWW.sub(r"\1\\.", text)
+    return _AUTOLINK.sub(WORD_JOINER, text)
 
 
 def plain_code(text: str) -> str:

@@ -413,3 +413,25 @@ def sidebar_nav_labels(page: Page, timeout_ms: float = 30_000) -> list[str]:
     links = page.locator(SIDEBAR_NAV_LINKS)
     links.first.wait_for(state="visible", timeout=timeout_ms)
     return [text.strip() for text in links.all_inner_texts()]
+
+
+# --- network ------------------------------------------------------------------------------------
+
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def record_requests(page: Page) -> list[str]:
+    """Every URL requested from now on by the page's browser context (every frame, popups and
+    workers included) and every websocket it opens, in order; attach before `page.goto`."""
+    urls: list[str] = []
+    page.context.on("request", lambda request: urls.append(request.url))
+    page.on("websocket", lambda socket: urls.append(socket.url))
+    return urls
+
+
+def foreign_requests(urls: list[str]) -> list[str]:
+    """The URLs among `urls` that leave this machine: any host but localhost (``data:``,
+    ``blob:`` and ``about:`` URLs have no host and stay)."""
+    from urllib.parse import urlparse
+
+    return [url for url in urls if urlparse(url).hostname not in (None, *LOCAL_HOSTS)]
