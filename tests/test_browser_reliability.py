@@ -134,8 +134,9 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
 
 
 def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page, tmp_path):
-    """The tab's id is in the URL (?session=...): after a reload, the Train page shows the same
-    training, its Stop works, and the completed epochs are saved under the name the user types."""
+    """The tab's id is in the URL (?session=...): a second tab with that link only watches the
+    training; after a reload, the Train page shows the same training, its Stop works, and the
+    completed epochs are saved under the name the user types."""
     models = tmp_path / "models"
     models.mkdir()
     with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
@@ -158,6 +159,15 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page
         )
         session = re.search(r"[?&]session=([0-9a-f]{32})", page.url)
         assert session, page.url
+        # the same link in a second tab, while this one is open: the training, read-only
+        other = page.context.new_page()
+        open_app(other, page.url)
+        assert session.group(1) in other.url
+        expect(other.get_by_text("You are watching this training")).to_be_visible(timeout=30_000)
+        expect(other.locator(".st-key-train_takeover button")).to_be_visible()
+        assert other.locator(".st-key-train_stop").count() == 0
+        screenshot(other, "reliability-second-tab-watches")
+        other.close()
         page.reload()
         wait_for_app_idle(page, 60_000)
         assert session.group(1) in page.url

@@ -109,7 +109,8 @@ def test_the_owner_id_comes_back_from_the_url_so_a_reload_finds_its_job(tmp_path
     assert stranger.session_state[SPEC_KEY] != deep
     assert stranger.session_state[DATASET_KEY] == "mnist-sample"
 
-    for bad in ("../../x", "ABC", "0" * 31, "0" * 33, "zz" * 16):
+    # malformed, or well formed but never issued by this server (session fixation): replaced
+    for bad in ("../../x", "ABC", "0" * 31, "0" * 33, "zz" * 16, "f" * 32):
         guessed = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
         guessed.query_params["session"] = bad
         guessed.run()
