@@ -10,7 +10,9 @@ Where TensorFlow cannot run what Keras's symbolic shape promises, the layer is r
 that are checked: a transposed convolution with padding ``same``, an even kernel span and an
 output_padding of 0 has the symbolic size (n - 1) * s, but TensorFlow's conv2d_transpose needs
 ceil(out / s) == n and aborts on a real batch (keras-team/keras#15666; measured here with
-TensorFlow 2.21 and Keras 3.15, for every even span, strides 1-3 and either dilation form).
+TensorFlow 2.21 and Keras 3.15, for every even span, strides 1-3 and either dilation form). And a
+(transposed) convolution whose kernel is 1 tap wide along an axis strided by 2 or more gets a
+shape from both, but training it crashes the process on some sizes (oneDNN's CPU kernels).
 """
 
 from __future__ import annotations
@@ -268,7 +270,8 @@ def _span_prefix(layer: Conv | Deconv) -> str:
 def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
     """A convolution: ``same`` gives ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis, where
     a dilated kernel counts with its span k + (k - 1)(d - 1); the filters are the channels, with
-    kh*kw*channels*filters weights + filters biases (dilation adds none).
+    kh*kw*channels*filters weights + filters biases (dilation adds none). Refused: a kernel 1 tap
+    wide along a strided axis (TensorFlow's CPU training crashes on it).
 
     >>> conv_output(Conv(16, (3, 3), strides=(2, 2)), (28, 28, 1))
     ((14, 14, 16), 160, 'same: ceil(28 / 2) = 14', '3*3*1*16 + 16 = 160')
@@ -361,8 +364,8 @@ def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
     """A transposed convolution, as Keras computes it with the kernel span k (k + (k - 1)(d - 1)
     when dilated): ``same`` gives n * s, ``valid`` n * s + max(k - s, 0); with output_padding,
     (n - 1) * s + k % 2 + output_padding (``same``) or (n - 1) * s + k + output_padding
-    (``valid``). Refused where TensorFlow cannot run it: ``same``, an even span and
-    output_padding 0. Weights as a convolution's.
+    (``valid``). Refused where TensorFlow cannot train it: ``same``, an even span and
+    output_padding 0; a kernel 1 tap wide along a strided axis. Weights as a convolution's.
 
     >>> deconv_output(Deconv(2, (3, 3), (2, 2), "valid"), (7, 7, 1))
     ((15, 15, 2), 20, 'valid (transposed): 7 * 2 + max(3 - 2, 0) = 15', '3*3*1*2 + 2 = 20')
@@ -371,11 +374,11 @@ def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
     """
     height, width, channels = shape
     axes = _strided_single_taps(layer)
-    kernel = tuple(layer.strides[a] if a in axes else layer.kernel[a] for a in (0, 1))
+    taps = tuple(layer.strides[a] if a in axes else layer.kernel[a] for a in (0, 1))
     wider: list[tuple[str, Replacement]] = [
         (
-            f"use a {_fmt_shape(kernel)} kernel (as many taps as the strides where it had one)",
-            replace(layer, kernel=kernel),
+            f"use a {_fmt_shape(taps)} kernel (as many taps as the strides where it had one)",
+            replace(layer, kernel=taps),
         )
     ]
     if layer.kernel == (1, 1) and max(layer.strides) <= MAX_SCALE:
