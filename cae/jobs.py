@@ -353,6 +353,11 @@ class TrainingJob:
                 final.message = f"Training failed: {self.error}"
             elif self.run_id is not None:
                 final.message = f"{final.message} Saved as {self.run_id}.".strip()
+            elif self.save_error is not None and self._staged is not None:
+                final.message = (
+                    f"{final.message} Saving failed ({self.save_error}); the trained model is "
+                    "kept: fix the runs folder and save it again."
+                ).strip()
             elif self.save_error is not None:
                 final.message = f"{final.message} Saving failed: {self.save_error}".strip()
             self._progress = final
@@ -391,8 +396,21 @@ class TrainingJob:
             self.run_id = publish_run(self._staged, name=name, root=self.root)
             self._staged = None
             self.name = name
+            self.save_error = None  # a retry that worked: the earlier failure is history
         self._update_message(f"{result.message} Saved as {self.run_id}.")
         return self.run_id
+
+    @property
+    def staged_path(self) -> Path | None:
+        """The folder of the kept, unsaved run, if any."""
+        with self._save_lock:
+            return self._staged
+
+    @property
+    def kept(self) -> bool:
+        """True while the job's trained model is staged, waiting for a save (never otherwise)."""
+        with self._save_lock:
+            return self._staged is not None and self._staged.is_dir() and self.run_id is None
 
     @property
     def unsaved_epochs(self) -> int:
@@ -509,6 +527,13 @@ class JobManager:
         """The latest job of ``owner`` (running or done), or None."""
         with self._lock:
             return self._jobs.get(owner)
+
+    def staged_paths(self) -> set[str]:
+        """The kept, unsaved runs that belong to a job this manager still has: their owners'
+        tabs control them (an unsaved-runs list must leave them alone)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        return {str(path) for job in jobs if (path := job.staged_path) is not None}
 
     def running_jobs(self) -> list[TrainingJob]:
         """Every job that has not finished, oldest first."""

@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import stat
+import tempfile
 import threading
 import time
 import unicodedata
@@ -702,13 +703,14 @@ def _clean_history(history: Any) -> dict[str, list[float]]:
 def clean_stale_tmp(
     root: str | os.PathLike[str] | None = None, max_age_s: float = STALE_TMP_SECONDS
 ) -> list[str]:
-    """Remove ``.tmp-*`` folders older than ``max_age_s`` (left by crashed saves); their names."""
+    """Remove ``.tmp-*`` folders older than ``max_age_s`` (left by crashed saves, or staged runs
+    nobody saved) from the runs folder and its fallback staging folder; their names."""
     root_path = _root(root)
     removed = []
-    try:
-        entries = list(os.scandir(root_path))
-    except OSError:
-        return removed
+    entries = []
+    for base in (root_path, fallback_staging_root(root_path)):
+        with contextlib.suppress(OSError):
+            entries.extend(os.scandir(base))
     now = time.time()
     for entry in entries:
         try:
@@ -934,28 +936,103 @@ def _rename_into(folder: Path, root_path: Path, name: str, now: datetime) -> str
     raise RuntimeError(f"No free run id after 16 tries. Received: name={name!r}")
 
 
-def staging_dir(token: str, root: str | os.PathLike[str] | None = None) -> Path:
-    """A hidden folder inside ``root`` where a training process can save a run that is not
-    published yet (a stopped job waiting for the user's Save); ``publish_run`` moves it out.
-    Forgotten ones are removed with the other stale ``.tmp-*`` folders after a day."""
+def fallback_staging_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where a training process keeps its model when the runs folder cannot be written to
+    (permissions, a full disk): ``$CAE_STAGING_DIR`` or the system's temporary folder, one
+    sub-folder per runs folder, so that a failed save never loses the trained model."""
+    base = Path(os.environ.get("CAE_STAGING_DIR", "").strip() or tempfile.gettempdir())
+    import hashlib
+
+    digest = hashlib.sha256(os.fspath(_root(root).resolve()).encode()).hexdigest()[:12]
+    return base / f"cae-staged-{digest}"
+
+
+def staging_dir(
+    token: str, root: str | os.PathLike[str] | None = None, *, fallback: bool = False
+) -> Path:
+    """A hidden folder where a training process saves a run that is not published yet (a stopped
+    job waiting for the user's Save, or a save that failed): inside ``root``, or with
+    ``fallback`` in :func:`fallback_staging_root`. ``publish_run`` moves it out; forgotten ones
+    are removed after a day (:data:`STALE_TMP_SECONDS`)."""
     if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9]{1,64}", token):
         raise ValueError(
             f"a staging token must be 1-64 letters or digits. Received: token={token!r}"
         )
-    return _root(root) / f"{TMP_PREFIX}staged-{token}"
+    base = fallback_staging_root(root) if fallback else _root(root)
+    return base / f"{TMP_PREFIX}staged-{token}"
+
+
+def _staging_parent_ok(staged_path: Path, root_path: Path) -> bool:
+    parent = staged_path.resolve().parent
+    return parent.name.startswith(f"{TMP_PREFIX}staged-") and parent.parent in (
+        root_path.resolve(),
+        fallback_staging_root(root_path).resolve(),
+    )
+
+
+@dataclass(frozen=True)
+class StagedRun:
+    """A trained model kept but not saved as a run (a stopped job, or a save that failed)."""
+
+    path: Path
+    name: str
+    epochs: int
+    created: str | None
+    expires: float  # when clean_stale_tmp removes it (a Unix time)
+    info: RunInfo
+
+
+def list_staged(root: str | os.PathLike[str] | None = None) -> list[StagedRun]:
+    """Every complete staged run of ``root`` (inside it and in its fallback), newest first: they
+    survive a server restart and any owner can save or discard them."""
+    root_path = _root(root)
+    found: list[StagedRun] = []
+    for base in (root_path, fallback_staging_root(root_path)):
+        try:
+            parents = [e for e in os.scandir(base) if e.name.startswith(f"{TMP_PREFIX}staged-")]
+        except OSError:
+            continue
+        for parent in parents:
+            try:
+                if not parent.is_dir(follow_symlinks=False):
+                    continue
+                expires = parent.stat(follow_symlinks=False).st_mtime + STALE_TMP_SECONDS
+                runs = [e for e in os.scandir(parent.path) if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+            for entry in runs:
+                info = _read_info(Path(entry.path))[0]
+                if info.ok:
+                    found.append(
+                        StagedRun(
+                            Path(entry.path), info.name, info.epochs, info.created, expires, info
+                        )
+                    )
+    found.sort(key=lambda staged: _sort_key(staged.info), reverse=True)
+    return found
+
+
+def discard_staged(
+    staged: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> None:
+    """Delete a staged run (and its staging folder), never anything else."""
+    staged_path = Path(staged)
+    if not _staging_parent_ok(staged_path, _root(root)):
+        raise ValueError(
+            f"only a staged run of this runs folder can be discarded. Received: staged={os.fspath(staged_path)!r}"
+        )
+    shutil.rmtree(staged_path.parent, ignore_errors=True)
 
 
 def publish_run(
     staged: str | os.PathLike[str], *, name: str, root: str | os.PathLike[str] | None = None
 ) -> str:
-    """Move a complete run folder saved under ``staging_dir(...)`` into ``root`` as a run called
-    ``name`` (its train.json is rewritten with the name) and return the new run id."""
+    """Move a complete run folder saved under ``staging_dir(...)`` (in the runs folder or its
+    fallback) into ``root`` as a run called ``name`` (its train.json is rewritten with the name)
+    and return the new run id; from another file system it is copied first, then renamed."""
     staged_path = Path(staged)
     root_path = _root(root)
-    if (
-        staged_path.resolve().parent.parent != root_path.resolve()
-        or not staged_path.parent.name.startswith(f"{TMP_PREFIX}staged-")
-    ):
+    if not _staging_parent_ok(staged_path, root_path):
         raise ValueError(
             f"only a run saved in a staging folder of the runs folder can be published. "
             f"Received: staged={os.fspath(staged_path)!r}, root={os.fspath(root_path)!r}"
@@ -974,7 +1051,19 @@ def publish_run(
     renamed = staged_path / f"{TRAIN_FILE}.new"
     _write_text(renamed, _dumps(train, "train_config"))
     os.replace(renamed, staged_path / TRAIN_FILE)
-    run_id = _rename_into(staged_path, root_path, name, now)
+    root_path.mkdir(parents=True, exist_ok=True)
+    if staged_path.resolve().parent.parent == root_path.resolve():
+        run_id = _rename_into(staged_path, root_path, name, now)
+    else:  # the fallback: maybe another file system, so copy into the root, then one rename
+        copy = root_path / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            shutil.copytree(staged_path, copy)
+            _fsync_path(copy)
+            run_id = _rename_into(copy, root_path, name, now)
+        except BaseException:
+            shutil.rmtree(copy, ignore_errors=True)
+            raise
+        shutil.rmtree(staged_path, ignore_errors=True)
     with contextlib.suppress(OSError):
         staged_path.parent.rmdir()
     return run_id

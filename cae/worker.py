@@ -109,16 +109,33 @@ def run_job(
         return 0
     publish_now = orphaned or (job.get("auto_save", True) and result.state == "finished")
     context = {"server_exited": True} if orphaned else None
-    try:
-        if publish_now:
+    from cae.errors import error_line
+
+    failure = None
+    if publish_now:
+        try:
             run_id = save_trained(result, request, test_split, root=job["root"], context=context)
+        except Exception as error:  # noqa: BLE001 - the model is staged below; the page says why
+            failure = error_line(error, prefix="")
+        else:
             channel.send({"kind": "saved", "run_id": run_id})
-        else:  # kept until the user saves it (cae.store.publish_run) or starts another job
-            staging = staging_dir(job["job_id"], job["root"])
+            channel.send({"kind": "end"})
+            return 0
+    # Kept until the user saves it (cae.store.publish_run), in the runs folder or, when that
+    # cannot be written to, in its fallback: a failed save never loses the trained model.
+    for fallback in (False, True):
+        staging = staging_dir(job["job_id"], job["root"], fallback=fallback)
+        try:
             run_id = save_trained(result, request, test_split, root=staging, context=context)
-            channel.send({"kind": "staged", "path": os.fspath(staging / run_id)})
-    except Exception as error:  # noqa: BLE001 - reported; the server shows it
-        channel.send({"kind": "save_error", "message": f"{type(error).__name__}: {error}"})
+        except Exception as error:  # noqa: BLE001 - reported; the server shows it
+            failure = failure or error_line(error, prefix="")
+            continue
+        if failure:
+            channel.send({"kind": "save_error", "message": failure})
+        channel.send({"kind": "staged", "path": os.fspath(staging / run_id)})
+        break
+    else:
+        channel.send({"kind": "save_error", "message": failure or "the model could not be kept"})
     channel.send({"kind": "end"})
     return 0
 

@@ -29,6 +29,7 @@ from ui.state import (
     set_active_spec,
     take_control,
 )
+from ui.unsaved import unsaved_runs
 
 page_frame("Train")
 JOBS.prewarm()  # a training process with TensorFlow loaded waits for the Train click
@@ -120,7 +121,7 @@ def show_progress(job: TrainingJob) -> None:
     take-over button."""
     progress = job.snapshot()
     state = progress.state
-    kept = job.result is not None and job.result.epochs_completed > 0
+    kept = job.kept  # staged and waiting for a save: never "kept" otherwise
     mine = controls_job(owner_id(), job.job_id)
     if not mine:
         st.info(
@@ -598,3 +599,4 @@ elif not in_control:  # watching another tab's job: notice when that tab leaves 
     st.fragment(run_every=2.0)(live_progress)()
 else:
     live_progress()
+unsaved_runs(exclude=JOBS.staged_paths())  # only runs no live job holds: a tab controls those

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, list[list[str]]] = {
     "cae": [
         ["text"],  # names as plain text: cleaned at input, escaped for markdown, Plotly, terminals
-        ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors"],  # plain data and numpy
+        ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         ["inspection", "recipe"],  # looking into models; where a run's images come from
@@ -24,7 +24,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["__main__"],  # the command line
     ],
     "ui": [
-        ["nav", "run_index", "test_images", "layer_editor", "latent_link", "channels"],
+        ["nav", "run_index", "test_images", "layer_editor", "latent_link", "channels", "unsaved"],
         ["state"],
         ["runs"],
     ],

@@ -171,6 +171,9 @@ class FinishedJob:
     run_id = result = error = save_error = None
     done = True
     stop_requested = False
+    kept = False
+    unsaved_epochs = 0
+    staged_path = None
     config = TrainConfig(epochs=1)
     request = SimpleNamespace(data=DataRecipe("mnist-sample"))
 
