@@ -44,6 +44,8 @@ class UnsavedEpochs(JobBusy):
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEW_CPUS = 2  # with this many CPUs or fewer, no spare is started while a job trains
+FINISHED_JOB_SECONDS = 6 * 3600  # a finished job (and its previews) is kept this long for its tab
+MAX_FINISHED_JOBS = 200  # and at most this many finished jobs are kept in all, newest first
 START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
 
 
@@ -190,6 +192,7 @@ class TrainingJob:
         self.run_id: str | None = None
         self.save_error: str | None = None
         self.on_done: Any = None  # called (with the job) once it has ended
+        self.ended: float | None = None  # when it ended (time.time())
         self._spare: WorkerProcess | None = None  # handed to _run; stop() writes to _worker
         self._worker: WorkerProcess | None = None
         self._staged: Path | None = None
@@ -361,6 +364,7 @@ class TrainingJob:
             elif self.save_error is not None:
                 final.message = f"{final.message} Saving failed: {self.save_error}".strip()
             self._progress = final
+            self.ended = time.time()
             self._done.set()
 
     # -- saving
@@ -482,7 +486,22 @@ class JobManager:
 
     def _job_ended(self, job: TrainingJob) -> None:
         with self._lock:
+            self._prune_locked()
             self._ensure_spare_locked()
+
+    def _prune_locked(self, now: float | None = None) -> None:
+        """Drop finished jobs older than FINISHED_JOB_SECONDS, and the oldest beyond
+        MAX_FINISHED_JOBS, freeing their previews. A kept, unsaved run of a dropped job stays on
+        disk, where the unsaved-runs list offers it to anyone until it is cleaned a day later."""
+        now = time.time() if now is None else now
+        finished = sorted(
+            ((owner, job) for owner, job in self._jobs.items() if job.done and job.ended),
+            key=lambda pair: pair[1].ended or 0.0,
+            reverse=True,
+        )
+        for rank, (owner, job) in enumerate(finished):
+            if rank >= MAX_FINISHED_JOBS or now - (job.ended or now) > FINISHED_JOB_SECONDS:
+                del self._jobs[owner]
 
     def start(
         self,

@@ -4,6 +4,7 @@ kept runs survive a server restart in an "unsaved runs" list that any owner can 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,27 @@ def test_a_kept_run_that_a_live_job_holds_is_not_offered_to_others(tmp_path, sta
     finally:
         JOBS.forget("someone-else")
     assert list_staged(root) == []
+
+
+def test_finished_jobs_are_dropped_after_a_bound_and_their_kept_runs_stay_listed(
+    tmp_path, staging, monkeypatch
+):
+    import cae.jobs
+
+    root = tmp_path / "models"
+    jobs = JobManager()
+    request = TrainRequest(
+        preset("classic"),
+        DataRecipe("mnist-sample", limit=64),
+        TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=2),
+        "old one",
+    )
+    job = jobs.start("old", request, root=root, auto_save=False)
+    assert job.wait(TIMEOUT) and job.kept and jobs.get("old") is job
+    monkeypatch.setattr(cae.jobs, "FINISHED_JOB_SECONDS", 0.0)
+    time.sleep(0.01)
+    with jobs._lock:
+        jobs._prune_locked()
+    assert jobs.get("old") is None  # dropped, with its previews
+    assert [item.name for item in list_staged(root)] == ["old one"]  # the kept run is not lost
+    assert str(job.staged_path) not in jobs.staged_paths()
