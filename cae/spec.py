@@ -46,6 +46,7 @@ MAX_STRIDE = MAX_IMAGE_SIDE
 MAX_DILATION = MAX_IMAGE_SIDE
 MAX_CHANNELS = 64
 MAX_NAME_LENGTH = 100
+MAX_SPEC_BYTES = 1_000_000  # an architecture file: the biggest valid one is ~30 KB
 
 Pair = tuple[int, int]
 Amount = tuple[tuple[int, int], tuple[int, int]]
@@ -551,7 +552,14 @@ class ArchitectureSpec:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ArchitectureSpec:
-        """Load a spec from JSON text; malformed JSON is a ``SpecError`` too."""
+        """Load a spec from JSON text; malformed JSON is a ``SpecError`` too, and so is text over
+        ``MAX_SPEC_BYTES`` (checked before parsing: 190 MB of ``{},`` took 5 GB to parse)."""
+        size = len(text.encode("utf-8") if isinstance(text, str) else text)
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"spec: an architecture file may hold at most {MAX_SPEC_BYTES:,} bytes. "
+                f"Received: {size:,} bytes"
+            )
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as error:

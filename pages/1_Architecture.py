@@ -14,11 +14,13 @@ from cae.spec import (
     MAX_CHANNELS,
     MAX_IMAGE_SIDE,
     MAX_NAME_LENGTH,
+    MAX_SPEC_BYTES,
     PRESETS,
     ArchitectureSpec,
     layer_to_dict,
     preset,
 )
+from cae.text import plain_markdown
 from ui.layer_editor import Slot, fix_buttons, kind_select, layer_widgets, new_layer
 from ui.state import SPEC_KEY, active_spec_dict, page_frame, remember
 
@@ -156,11 +158,17 @@ def load_upload() -> None:
         return
     st.session_state[UPLOAD_SEEN_KEY] = upload.file_id
     try:
+        if upload.size > MAX_SPEC_BYTES:  # refused before it is read into a string and parsed
+            raise ValueError(
+                f"an architecture file may hold at most {MAX_SPEC_BYTES:,} bytes. "
+                f"Received: {upload.size:,} bytes"
+            )
         spec = ArchitectureSpec.from_json(upload.getvalue())
     except ValueError as error:
-        st.session_state[MESSAGE_KEY] = f"❌ {upload.name} was not loaded: {error}"
+        name, reason = plain_markdown(upload.name), plain_markdown(str(error))
+        st.session_state[MESSAGE_KEY] = f"❌ {name} was not loaded: {reason}"
         return
-    replace_spec(spec.to_dict(), f"Loaded {upload.name}.")
+    replace_spec(spec.to_dict(), f"Loaded {plain_markdown(upload.name)}.")
 
 
 # ---------------------------------------------------------------- page

@@ -264,3 +264,13 @@ def test_the_classic_preset_says_what_it_is():
     text = preset_classic.__doc__ or ""
     assert "7x7x1" in text and "2,690" in text
     assert "Keras-blog network" not in text and "4x4x8" in text  # the blog's code; not this one
+
+
+def test_an_architecture_file_over_the_size_cap_is_refused_before_parsing():
+    from cae.spec import MAX_SPEC_BYTES
+
+    huge = "[" + "{}," * (MAX_SPEC_BYTES // 3) + "{}]"
+    with pytest.raises(SpecError, match=f"at most {MAX_SPEC_BYTES:,} bytes. Received: "):
+        ArchitectureSpec.from_json(huge)
+    with pytest.raises(SpecError, match="at most"):
+        ArchitectureSpec.from_json(huge.encode())
