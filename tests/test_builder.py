@@ -89,9 +89,11 @@ def specs(draw):
 
 
 def train_step(model, images: np.ndarray, target: np.ndarray) -> tuple[int, ...]:
-    """One real training step, eagerly (a compiled train_on_batch traces a graph per model, about
-    ten times slower here): forward on the batch, mean squared error, gradients, an SGD update.
-    Returns the shape TensorFlow computed."""
+    """One real training step's TensorFlow work, eagerly: forward on the batch in training mode,
+    mean squared error, and the gradient of every trainable weight (backward). A compiled
+    train_on_batch traces a graph per model, about ten times slower here, and the optimizer's
+    update adds a fifth to this test's time without running any layer again. Returns the shape
+    TensorFlow computed."""
     import keras
     import tensorflow as tf
 
@@ -100,7 +102,6 @@ def train_step(model, images: np.ndarray, target: np.ndarray) -> tuple[int, ...]
         loss = keras.ops.mean(keras.ops.square(output - target))
     gradients = tape.gradient(loss, model.trainable_variables)
     assert all(gradient is not None for gradient in gradients)
-    keras.optimizers.SGD(0.01).apply(gradients, model.trainable_variables)
     assert np.isfinite(float(loss))
     return tuple(output.shape)
 
@@ -124,7 +125,7 @@ def runs_as_computed(spec, built=None) -> None:
 def test_shapes_agree_with_keras_and_with_a_real_training_step(spec, pick):
     """Keras's symbolic shapes agree with ours, and so does TensorFlow on a real batch: every spec
     the shape check accepts trains one step (those that match, and those that do not), and a
-    suggested fix must come back to the input shape and, for about a quarter, train one step."""
+    suggested fix must come back to the input shape and, for about a fifth, train one step."""
     try:
         report = compute_shapes(spec)
     except ShapeError:
@@ -139,7 +140,7 @@ def test_shapes_agree_with_keras_and_with_a_real_training_step(spec, pick):
     if report.fixes:
         fixed = report.fixes[pick % len(report.fixes)].spec
         assert compute_shapes(fixed).matches
-        if pick < 3:  # about a quarter of them, to keep this test near ten seconds on two cores
+        if pick < 2:  # about a fifth of them: this test stays near ten seconds on two cores
             runs_as_computed(fixed)
 
 
