@@ -51,6 +51,10 @@ class TrainRequest:
             raise ValueError(
                 f"strategy must be one of {', '.join(STRATEGIES)}. Received: strategy={self.strategy!r}"
             )
+        from cae.budget import check_memory
+        from cae.shapes import compute_shapes
+
+        check_memory(compute_shapes(self.spec), self.config.batch_size)  # before TF allocates
         shape = self.data.image_shape()
         if shape is not None and tuple(shape) != tuple(self.spec.input_shape):
             from cae.training import shape_mismatch_message

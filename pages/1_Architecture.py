@@ -8,6 +8,7 @@ from typing import Any
 import streamlit as st
 
 from cae import explain
+from cae.budget import estimate_memory
 from cae.plots import shape_diagram
 from cae.shapes import ShapeError, compute_shapes, mirror
 from cae.spec import (
@@ -25,6 +26,7 @@ from ui.layer_editor import Slot, fix_buttons, kind_select, layer_widgets, new_l
 from ui.state import SPEC_KEY, active_spec_dict, page_frame, remember
 
 page_frame("Architecture")
+DEFAULT_BATCH = 64  # the Train page's default batch size, for the memory estimate here
 
 VERSION_KEY = "arch_version"  # bumps on every structural change so widgets restart from the spec
 UPLOAD_SEEN_KEY = "arch_upload_seen"
@@ -252,11 +254,20 @@ with results:
         )
         metrics[2].metric("Parameters", f"{report.total_params:,}")
         output = "x".join(str(n) for n in report.output_shape)
-        if report.matches:
+        memory = estimate_memory(report, DEFAULT_BATCH)
+        if report.matches and not memory.fits:
+            st.error(
+                f"**Too big to train here.** The decoder comes back to the input shape ({output}), "
+                f"but the {memory.describe()}; the largest tensor is {memory.largest}. At most "
+                f"batch {memory.batch_that_fits} fits.",
+                icon=":material/memory:",
+            )
+        elif report.matches:
             st.success(
                 f"The decoder comes back to the input shape ({output}): this design can be trained.",
                 icon=":material/check_circle:",
             )
+            st.caption(f"Estimated {memory.describe()}.")
         else:
             st.warning(f"**Shape mismatch.** {report.problem}", icon=":material/warning:")
             if report.fixes:

@@ -7,6 +7,7 @@ import math
 
 import streamlit as st
 
+from cae.budget import check_memory
 from cae.data import DATASETS, Dataset, dataset_status, load_array_file
 from cae.jobs import JOBS, JobBusy, TrainingJob, UnsavedEpochs
 from cae.plots import image_grid, loss_curves
@@ -497,7 +498,15 @@ if spec is not None and image_shape is not None and tuple(image_shape) != tuple(
             icon=":material/build:",
         )
 
-ready = problem is None and shape_problem is None and not running
+memory_problem = None
+if report is not None and report.matches:
+    try:
+        check_memory(report, config.batch_size)
+    except ValueError as error:
+        memory_problem = str(error)
+        st.error(plain_markdown(memory_problem), icon=":material/memory:")
+
+ready = problem is None and shape_problem is None and memory_problem is None and not running
 ready = ready and (in_control or not unsaved)  # another tab's unsaved epochs are not ours to drop
 if choice == UPLOAD:
     ready = ready and dataset is not None

@@ -16,7 +16,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
-        ["inspection", "recipe"],  # looking into models; where a run's images come from
+        ["inspection", "recipe", "budget"],  # looking into models; where a run's images come from
         ["training"],  # train(...) and what it returns
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store"],  # run folders: the one record and the one test split

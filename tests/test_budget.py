@@ -1,0 +1,67 @@
+"""Training memory estimated and refused before TensorFlow allocates: in the request (so the
+Train page, the job manager and the CLI), on the Architecture and Train pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae.budget import estimate_memory
+from cae.recipe import DataRecipe
+from cae.request import TrainRequest
+from cae.shapes import compute_shapes
+from cae.spec import ArchitectureSpec, preset
+from cae.training import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+# Every limit of the spec met (199,710 parameters, no layer over 4M values), yet it took the
+# whole 23 GB machine at batch 64 before it died.
+BOMB = {
+    "name": "bomb",
+    "input_shape": [28, 28, 1],
+    "encoder": [{"type": "upsample", "size": 16}]
+    + [{"type": "conv", "filters": 19, "kernel": 3}] * 62
+    + [{"type": "pool", "size": 16}],
+    "decoder": [{"type": "conv", "filters": 1, "kernel": 3, "activation": "sigmoid"}],
+}
+
+
+def test_the_estimate_counts_activations_gradients_and_weights(monkeypatch):
+    monkeypatch.setenv("CAE_MEMORY_BUDGET", str(12 * 10**9))
+    classic = estimate_memory(compute_shapes(preset("classic")), 64)
+    assert classic.fits and 20e6 < classic.total < 40e6
+    bomb = estimate_memory(compute_shapes(ArchitectureSpec.from_dict(BOMB)), 64)
+    assert not bomb.fits and bomb.total > 100e9
+    assert bomb.largest.startswith("encoder[1]") and bomb.largest.endswith("448x448x19")
+    assert bomb.batch_that_fits == 4
+
+
+def test_a_request_over_the_budget_is_refused_in_one_line(monkeypatch, capsys, tmp_path):
+    from cae.__main__ import main
+
+    monkeypatch.setenv("CAE_MEMORY_BUDGET", str(12 * 10**9))
+    with pytest.raises(ValueError, match="largest tensor is encoder\\[1\\].*batch size of at most 4"):
+        TrainRequest(
+            ArchitectureSpec.from_dict(BOMB), DataRecipe(), TrainConfig(batch_size=64), "bomb"
+        )
+    spec = tmp_path / "bomb.json"
+    spec.write_text(ArchitectureSpec.from_dict(BOMB).to_json())
+    status = main(["train", "--spec", str(spec), "--dataset", "mnist-sample", "--epochs", "1"])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and "would need about 181.7 GB to train at batch 64" in line
+    assert line.endswith("Received: batch_size=64")
+
+
+def test_the_pages_say_it_before_anything_is_built(monkeypatch):
+    monkeypatch.setenv("CAE_MEMORY_BUDGET", str(12 * 10**9))
+    for page in ("pages/1_Architecture.py", "pages/2_Train.py"):
+        app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        app.session_state["active_spec"] = BOMB
+        app.run().switch_page(page).run()
+        assert not app.exception, (page, [item.value for item in app.exception])
+        errors = " ".join(item.value for item in app.error)
+        assert "448x448x19" in errors and "4" in errors, (page, errors)
+        if page.endswith("Train.py"):
+            assert app.button(key="train_start").disabled
