@@ -177,15 +177,18 @@ def worked_convolution(
             f"Received: row={row}, col={col}, out_channel={out_channel}"
         )
     (kh, kw), (sh, sw) = layer.kernel, layer.strides
+    dh, dw = getattr(layer, "dilation", (1, 1))
     in_h, in_w, cin = x.shape
-    top = _same_pad_before(in_h, kh, sh) if layer.padding == "same" else 0
-    left = _same_pad_before(in_w, kw, sw) if layer.padding == "same" else 0
+    # A dilated kernel reads every d-th pixel: its span k + (k - 1)(d - 1) sets the padding.
+    span_h, span_w = kh + (kh - 1) * (dh - 1), kw + (kw - 1) * (dw - 1)
+    top = _same_pad_before(in_h, span_h, sh) if layer.padding == "same" else 0
+    left = _same_pad_before(in_w, span_w, sw) if layer.padding == "same" else 0
     r0, c0 = row * sh - top, col * sw - left
     patch = np.zeros((kh, kw, cin), np.float32)
     padded = np.ones((kh, kw), bool)
     for a in range(kh):
         for b in range(kw):
-            r, c = r0 + a, c0 + b
+            r, c = r0 + a * dh, c0 + b * dw
             if 0 <= r < in_h and 0 <= c < in_w:
                 patch[a, b] = x[r, c]
                 padded[a, b] = False
@@ -203,6 +206,7 @@ def worked_convolution(
         "output_shape": tuple(int(n) for n in y.shape),
         "padding": layer.padding,
         "strides": (sh, sw),
+        "dilation": (dh, dw),
         "pad_before": (top, left),
         "input_origin": (r0, c0),
         "patch": patch,

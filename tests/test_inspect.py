@@ -136,3 +136,23 @@ def test_mosaics():
     mosaic = ci.kernel_mosaic(np.ones((3, 3, 2, 4)))
     assert mosaic.shape == (2 * 4 - 1, 4 * 4 - 1)
     assert np.isnan(mosaic[3, 0]) and mosaic[0, 0] == 1
+
+
+def test_worked_convolution_of_a_dilated_kernel_equals_keras():
+    """A 3x3 kernel with dilation 2 reads every other pixel; the hand calculation must too."""
+    import keras
+
+    from cae.builder import build
+    from cae.spec import ArchitectureSpec
+
+    data = preset("classic").to_dict()
+    data["encoder"][0]["dilation"] = 2
+    spec = ArchitectureSpec.from_dict(data)
+    keras.utils.set_random_seed(3)
+    built = build(spec)
+    image = np.random.default_rng(3).random((28, 28, 1)).astype(np.float32)
+    for row, col in ((14, 14), (0, 1), (27, 27)):
+        work = ci.worked_convolution(built, spec, image, "encoder[0]", row, col, 2)
+        assert work["dilation"] == (2, 2)
+        assert abs(work["value"] - work["keras_value"]) < 1e-5
+        assert work["pre_activation"] == pytest.approx(work["products_sum"] + work["bias"])
