@@ -435,6 +435,23 @@ class TrainingJob:
             shutil.rmtree(staged.parent, ignore_errors=True)
 
 
+STALE_JOB_FOLDER_SECONDS = 600.0
+
+
+def remove_stale_job_folders(max_age_s: float = STALE_JOB_FOLDER_SECONDS) -> list[str]:
+    """Remove ``cae-job-*`` folders of the temporary folder older than ``max_age_s``: earlier
+    versions copied a job's images there as float32 ``.npy`` files, and a killed server left them
+    behind (jobs now pass a data recipe and write nothing there). Returns the names removed."""
+    removed = []
+    cutoff = time.time() - max_age_s
+    for folder in Path(tempfile.gettempdir()).glob("cae-job-*"):
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and not folder.is_symlink() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+    return removed
+
+
 class JobManager:
     """The training jobs of every owner: one running job per owner, the latest kept per owner."""
 
@@ -446,6 +463,7 @@ class JobManager:
         self._keep_spare = False
         self._closed = False
         atexit.register(self.close_spare)
+        remove_stale_job_folders()
 
     def prewarm(self) -> None:
         """Keep one worker process with TensorFlow imported waiting for the next job: started

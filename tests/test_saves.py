@@ -167,3 +167,21 @@ def test_finished_jobs_are_dropped_after_a_bound_and_their_kept_runs_stay_listed
     assert jobs.get("old") is None  # dropped, with its previews
     assert [item.name for item in list_staged(root)] == ["old one"]  # the kept run is not lost
     assert str(job.staged_path) not in jobs.staged_paths()
+
+
+def test_stale_job_folders_of_older_versions_are_removed_at_start(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    import cae.jobs
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old = tmp_path / "cae-job-abc123"
+    old.mkdir()
+    (old / "x_train.npy").write_bytes(b"\0" * 1024)
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    fresh = tmp_path / "cae-job-def456"
+    fresh.mkdir()
+    JobManager()
+    assert not old.exists() and fresh.exists()
+    assert cae.jobs.remove_stale_job_folders(max_age_s=0) == ["cae-job-def456"]
