@@ -912,12 +912,24 @@ def _check_images_array(x: np.ndarray, what: str, max_side: int) -> None:
     _check_float_bytes(int(x.size) * 4, what, f"shape={x.shape}")
 
 
+def float_budget() -> int:
+    """The most bytes one upload's images may take as float32: ``$CAE_UPLOAD_BUDGET`` (bytes)
+    when set, else :data:`MAX_FLOAT_BYTES` (2 GiB)."""
+    raw = os.environ.get("CAE_UPLOAD_BUDGET", "").strip()
+    try:
+        return max(1, int(float(raw))) if raw else MAX_FLOAT_BYTES
+    except ValueError:
+        return MAX_FLOAT_BYTES
+
+
 def _check_float_bytes(nbytes: int, what: str, received: str) -> None:
-    """Refuse images that would take more than MAX_FLOAT_BYTES as float32, before the work."""
-    if nbytes > MAX_FLOAT_BYTES:
+    """Refuse images that would take more than the upload budget as float32, before the work
+    (sizes come from headers: npy/npz shapes and dtypes, PNG/JPEG dimensions)."""
+    budget = float_budget()
+    if nbytes > budget:
         raise ValueError(
             f"{what}: the images would take {nbytes:,} bytes as float32, more than the limit of "
-            f"{MAX_FLOAT_BYTES:,}. Received: {received}"
+            f"{budget:,} (CAE_UPLOAD_BUDGET). Received: {received}"
         )
 
 
@@ -1080,6 +1092,27 @@ class _TooLarge(Exception):
         self.w, self.h = w, h
 
 
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _check_headers(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], filename: str) -> None:
+    """Refuse a zip whose images would not fit the upload budget as float32, from each image's
+    header (dimensions and colour mode; nothing is decoded): a 200 KB zip of 1,000 black 512x512
+    RGB PNGs would otherwise decode 2 GB before being refused."""
+    from PIL import Image, UnidentifiedImageError
+
+    total = 0
+    for index, info in enumerate(members):
+        try:
+            with zf.open(info) as member, Image.open(member) as image:
+                width, height = image.size
+                channels = 1 if image.mode in _GRAY_MODES else 3
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zipfile.BadZipFile):
+            continue  # decoding says what is wrong with it, in order
+        total += width * height * channels * 4
+        _check_float_bytes(total, filename, f"{index + 1} of {len(members)} image headers read")
+
+
 def _load_zip_upload(
     buf: bytes,
     filename: str,
@@ -1105,6 +1138,7 @@ def _load_zip_upload(
                 f"{filename}: at least 2 PNG/JPEG images are needed to split into train and "
                 f"test. Received: {len(members)} image(s) among {len(zf.infolist())} entries"
             )
+        _check_headers(zf, members, filename)  # the decoded size, before anything is decoded
         images: list[np.ndarray] = []
         first_size: tuple[str, tuple[int, int]] | None = None
         decoded = 0  # float32 bytes so far: a PNG compresses a flat image ~3,000-fold

@@ -706,7 +706,7 @@ def test_images_too_large_as_float32(monkeypatch):
         load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.uint8)), "big.npy")
     members = {f"im{i}.png": _png_bytes(np.zeros((8, 8), np.uint8)) for i in range(3)}
     monkeypatch.setattr(data, "MAX_FLOAT_BYTES", 2 * 8 * 8 * 4)
-    with pytest.raises(ValueError, match=r"as float32.*Received: 3 of 3 images decoded"):
+    with pytest.raises(ValueError, match=r"as float32.*Received: 3 of 3 image headers read"):
         load_array_file(_zip_bytes(members), "flat.zip")
 
 
@@ -779,3 +779,15 @@ def test_running_out_of_memory_is_one_clear_message(monkeypatch):
         data.load_array_file(buffer.getvalue(), "tiny.npy")
     with pytest.raises(ValueError, match="the dataset 'mnist-sample' does not fit"):
         data.load_dataset("mnist-sample", limit=4)
+
+
+def test_the_upload_budget_is_configurable_and_read_from_headers(monkeypatch):
+    import cae.data as data
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((10, 8, 8), np.uint8))  # 2,560 bytes as float32
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "2000")
+    with pytest.raises(ValueError, match="more than the limit of 2,000 \\(CAE_UPLOAD_BUDGET\\)"):
+        data.load_array_file(buffer.getvalue(), "ten.npy")
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "3000")
+    assert data.load_array_file(buffer.getvalue(), "ten.npy").num_train > 0
