@@ -51,8 +51,8 @@ def capture_build(monkeypatch) -> list:
     built = []
     original = training.build
 
-    def recording(spec):
-        model = original(spec)
+    def recording(spec, **options):
+        model = original(spec, **options)
         built.append(model)
         return model
 
