@@ -6,7 +6,8 @@ a painted-pixel mask); ``cells_from_mask`` maps the mask onto the (h, w) grid; `
 changes exactly those cells of the chosen channel (``set`` a value, ``add`` a delta, or ``erase``
 back to the source code). Coverage rule: a cell counts as covered when at least
 ``COVER_THRESHOLD`` (15 %) of its pixels are painted, so a stroke through a cell's middle takes
-it, while an anti-aliased edge or a stroke that only clips a corner does not.
+it, while an anti-aliased edge or a stroke that only clips a corner does not; a stroke that
+covers no cell that much changes the one cell it covers most (``stroke_cells``).
 
 Pure numpy (and PIL only where an image is asked for); no Streamlit, no TensorFlow. Codes kept
 in a session are plain nested lists (``to_plain`` / ``from_plain``); undo is a plain list of them.
@@ -93,6 +94,25 @@ def cells_from_mask(
     if isinstance(threshold, bool) or not 0 < float(threshold) <= 1:
         raise ValueError(f"threshold must be in (0, 1]. Received: threshold={threshold!r}")
     return cell_coverage(mask, grid_shape) >= float(threshold) - 1e-12
+
+
+def stroke_cells(
+    mask: np.ndarray, grid_shape: Sequence[int], threshold: float = COVER_THRESHOLD
+) -> np.ndarray:
+    """The cells (h, w) bool a stroke changes: those at least ``threshold`` covered, else (a
+    click or a stroke along the grid's outer edge or corner that covers no cell that much) the
+    one cell it covers most, so that any paint on the grid changes a cell. No paint: none.
+
+    Measured in Chromium: a click in a corner of a 40 px cell with the editor's 24 px brush
+    covers 7 % of it, below the 15 % rule, and used to be dropped as "too small".
+    """
+    coverage = cell_coverage(mask, grid_shape)
+    cells = cells_from_mask(mask, grid_shape, threshold)
+    if cells.any() or not (coverage > 0).any():
+        return cells
+    best = np.zeros(coverage.shape, dtype=bool)
+    best[np.unravel_index(int(np.argmax(coverage)), coverage.shape)] = True
+    return best
 
 
 def parse_colour(colour: str | Sequence[int]) -> tuple[int, int, int]:

@@ -30,6 +30,33 @@ SOURCES = ["Test image", "Draw a digit", "Mean code", "Random sample"]
 FROM_MAP = "From the latent map"
 VIEW_PX = 280  # size of the source and decoded images on screen
 DRAW_BG = "#000000"
+# The canvas component's own toolbar (Update, Undo, Redo, Edit, Reset) floats over the top of
+# the canvas, still catching the mouse while it fades in: measured in Chromium, a stroke pressed
+# 10 px below the grid's top edge landed on it and drew nothing, 10 of 10 times. Its Undo and
+# Reset also duplicate (and bypass) this page's own. streamlit-drawable-canvas 0.13 has no option
+# to hide it (only disabled=True does) and draws it in a shadow root that page CSS cannot reach,
+# so this puts one style rule into the shadow root of this page's canvases.
+HIDE_CANVAS_TOOLBAR = """<script>
+(() => {
+  if (window.__caeNoCanvasToolbar) return;
+  window.__caeNoCanvasToolbar = true;
+  const hosts = '[class*="st-key-le_canvas_"] [data-testid="stBidiComponentIsolated"], '
+    + '[class*="st-key-le_draw_"] [data-testid="stBidiComponentIsolated"]';
+  const hide = () => {
+    for (const host of document.querySelectorAll(hosts)) {
+      const root = host.shadowRoot;
+      if (root && !root.querySelector("style[data-cae-no-toolbar]")) {
+        const style = document.createElement("style");
+        style.dataset.caeNoToolbar = "1";
+        style.textContent = ".dc-toolbar { display: none !important; }";
+        root.appendChild(style);
+      }
+    }
+  };
+  hide();
+  new MutationObserver(hide).observe(document.body, { childList: true, subtree: true });
+})();
+</script>"""
 
 
 @st.cache_resource(show_spinner="Compiling the decoder…", max_entries=8)
@@ -87,6 +114,7 @@ def fmt(value: float) -> str:
 # ---------------------------------------------------------------------------------------- run
 
 st.title("Latent Editor")
+st.html(HIDE_CANVAS_TOOLBAR, unsafe_allow_javascript=True)
 st.caption(
     "Pick a starting point, then paint on the latent code (or type its numbers) and watch the "
     "decoder turn it into an image, on the spot."
@@ -255,11 +283,9 @@ def on_stroke() -> None:
     image = CanvasResult(drawing.get("raw"), url, True).image_data
     if image is None:
         return
-    cells = le.cells_from_mask(le.stroke_mask_from_image_data(image), (h, w))
-    if not cells.any():
+    cells = le.stroke_cells(le.stroke_mask_from_image_data(image), (h, w))
+    if not cells.any():  # an empty drawing (nothing painted): nothing to apply
         s["nonce"] += 1
-        s["last"] = "stroke too small to cover a cell"
-        s["changed"] = []
         return
     mode = st.session_state.get("le_mode", "set")
     channel = current_channel()
@@ -328,7 +354,6 @@ def editor() -> None:
     decoded = decoder(code)
     s["decodes"] += 1
     s["decoded_mean"] = float(decoded.mean())
-    s["decoded_digest"] = hashlib.md5(decoded.tobytes()).hexdigest()[:8]
     st.session_state["le_decoded_mean"] = s["decoded_mean"]
 
     cols = st.columns([1, 1.15, 1], gap="large")
@@ -375,8 +400,9 @@ def editor() -> None:
         changed = ", ".join(f"({r},{c})" for r, c in s["changed"]) or "none"
         with st.container(key="le_decode_info"):
             st.caption(
-                f"decode #{s['decodes']} · image {s['decoded_digest']} · mean {s['decoded_mean']:.4f} · "
-                f"{len(s['undo'])} edit(s) to undo  \nlast: {s['last'] or '–'} · changed cells: {changed}"
+                f"decode #{s['decodes']} · mean brightness {s['decoded_mean']:.4f} · "
+                f"{len(s['undo'])} edit(s) to undo  \nlast edit: {s['last'] or '–'} · "
+                f"changed cells (row, column): {changed}"
             )
 
     brush_cols = st.columns([0.9, 1.6, 1.9, 0.8, 0.8])

@@ -177,3 +177,17 @@ def test_drawing_to_image_averages_blocks():
     assert image[27, 27, 0] == pytest.approx(0.5)
     assert image.sum() == pytest.approx(1.5)
     assert le.drawing_to_image(drawing, (14, 14, 3)).shape == (14, 14, 3)
+
+
+def test_a_stroke_changes_at_least_the_cell_it_covers_most():
+    """Issue 13: a click in a grid corner (the editor's 24 px brush on 40 px cells covers 7 %
+    of the corner cell) was dropped as "too small"; any paint now changes a cell."""
+    yy, xx = np.mgrid[0:280, 0:280]
+    corner_dot = (yy - 279) ** 2 + (xx - 0) ** 2 <= 12**2
+    assert not le.cells_from_mask(corner_dot, (7, 7)).any()
+    cells = le.stroke_cells(corner_dot, (7, 7))
+    assert np.argwhere(cells).tolist() == [[6, 0]]
+    # a stroke that passes the threshold changes exactly the threshold's cells
+    band = rect_mask((280, 280), 128, 40, 24, 200)
+    assert np.array_equal(le.stroke_cells(band, (7, 7)), le.cells_from_mask(band, (7, 7)))
+    assert not le.stroke_cells(np.zeros((280, 280), bool), (7, 7)).any()
