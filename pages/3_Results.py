@@ -198,9 +198,12 @@ def grid_section(
 def curves_section(selected: list[RunInfo], root: str) -> None:
     """The loss curves of every chosen run."""
     histories = {}
+    names = [run.name for run in selected]
     for run in selected:
+        # two runs of one name each keep their curve: the name, then the id's tail
+        label = run.name if names.count(run.name) == 1 else f"{run.name} · {run.run_id[-6:]}"
         try:
-            histories[run.name] = cached_run(run.run_id, root, run.created).history
+            histories[label] = cached_run(run.run_id, root, run.created).history
         except ValueError as error:
             st.warning(plain_markdown(f"{run.run_id}: {error}"))
     if histories:

@@ -1,5 +1,6 @@
 """AppTests of the Train and Results pages: a short real training, saved, then compared."""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,3 +222,27 @@ def test_results_page_survives_an_unloadable_run_and_deletes_it(two_runs, models
     app.button(key=f"results_delete_broken_{two_runs[1]}").click().run()
     assert not app.exception
     assert [run.run_id for run in list_runs(models)] == [two_runs[0]]
+
+
+def test_two_runs_of_one_name_keep_a_loss_curve_each(models):
+    recipe = DataRecipe("mnist-sample", limit=32)
+    ids = [
+        save_run(
+            build(preset("classic")).autoencoder,
+            preset("classic"),
+            name="same name",
+            train_config={"data": recipe.to_dict()},
+            history={"loss": [0.3, 0.2]},
+            metrics={"mse": 0.1},
+            test_split=TestSplit.of(load_recipe(recipe), recipe),
+            root=models,
+        )
+        for _ in range(2)
+    ]
+    app = open_page(RESULTS)
+    app.multiselect(key="results_runs").set_value(ids).run()
+    assert not app.exception, [item.value for item in app.exception]
+    chart = next(c for c in app.get("plotly_chart") if "results_curves" in str(c.proto.id))
+    figure = json.loads(chart.proto.spec)
+    names = {trace.get("name", "") for trace in figure["data"]}
+    assert sum(1 for n in names if n.startswith("same name · ")) >= 2, names
