@@ -1,5 +1,9 @@
 """The ideas behind each layer, explained with the user's own network and numbers (Markdown text).
 
+Formulas come from cae.shapes as plain text (``3*3*1*16 + 16 = 160``, as the shape table shows
+them) and go into the text as code spans (``_m``), shown verbatim: as plain markdown two ``*``
+made the digits between them italic and the signs vanished ("(331*16 + 16 = 160)", issue 13).
+
 Pure Python: these texts are computed from a ShapeReport, so the Architecture page can show them
 without TensorFlow.
 """
@@ -8,6 +12,7 @@ from __future__ import annotations
 
 from cae.shapes import LayerRow, ShapeReport, effective_kernel_text
 from cae.spec import Conv, Crop, Deconv, Layer, Pad, Pool, Upsample
+from cae.text import plain_code as _m
 
 
 def _layer(report: ShapeReport, row: LayerRow) -> Layer:
@@ -41,8 +46,8 @@ def explain_convolution(report: ShapeReport) -> str:
         f"{weights} weights, adds them up with a bias and applies `{layer.activation}`: that is one output "
         f"value. It does this with {layer.filters} different kernels, giving {layer.filters} channels, so "
         f"the layer learns {weights} x {layer.filters} weights + {layer.filters} biases = "
-        f"**{row.params:,} parameters** ({row.params_formula}).\n\n"
-        f"Output size: {row.formula}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}."
+        f"**{row.params:,} parameters** ({_m(row.params_formula)}).\n\n"
+        f"Output size: {_m(row.formula)}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}."
     )
     if layer.strides != (1, 1):
         text += (
@@ -55,7 +60,7 @@ def explain_convolution(report: ShapeReport) -> str:
         text += (
             f" With dilation {dh}x{dw} the {kh}x{kw} taps sit {dh} rows and {dw} columns apart, so "
             f"the window spans {sh}x{sw} pixels (k + (k - 1)(d - 1): "
-            f"{effective_kernel_text(layer.kernel, layer.dilation)}) with the same {weights} "
+            f"{_m(effective_kernel_text(layer.kernel, layer.dilation))}) with the same {weights} "
             "weights per filter: a wider view for no extra parameters. Keras allows it only with "
             "strides 1."
         )
@@ -80,7 +85,7 @@ def explain_padding(report: ShapeReport) -> str:
         f"{extra_h} row(s) and {extra_w} column(s) of zeros around the border "
         f"({extra_h // 2} on top, {extra_h - extra_h // 2} at the bottom; {extra_w // 2} left, "
         f"{extra_w - extra_w // 2} right), so with stride 1 the output keeps the input's {n_h}x{n_w}. "
-        f"{row.location} uses **'{layer.padding}'**: {row.formula}."
+        f"{row.location} uses **'{layer.padding}'**: {_m(row.formula)}."
     )
 
 
@@ -96,7 +101,7 @@ def explain_pooling(report: ShapeReport) -> str:
     return (
         f"**{row.location}** cuts each channel into {ph}x{pw} windows (stepping {sh}x{sw}) and keeps "
         f"{kept} of the {ph * pw} values in each: {_hw(row.input_shape)} becomes "
-        f"{_hw(row.output_shape)} ({row.formula}). It has no weights, keeps the channel count "
+        f"{_hw(row.output_shape)} ({_m(row.formula)}). It has no weights, keeps the channel count "
         f"({row.output_shape[2]}), and throws away {100 * (1 - 1 / (sh * sw)):.0f}% of the positions: "
         "this is where the encoder squeezes the image. With 'same' padding an odd side is rounded "
         "up (7 -> 4), which the decoder must undo by cropping."
@@ -114,7 +119,7 @@ def explain_upsampling(report: ShapeReport) -> str:
         )
         parts.append(
             f"**{row.location}** (up-sampling) {how} to fill a {layer.size[0]}x{layer.size[1]} block: "
-            f"{_hw(row.input_shape)} becomes {_hw(row.output_shape)} ({row.formula}). No weights: the "
+            f"{_hw(row.input_shape)} becomes {_hw(row.output_shape)} ({_m(row.formula)}). No weights: the "
             "convolution after it learns to sharpen the blocky result."
         )
     deconv = _first(report, (Deconv,))
@@ -124,8 +129,8 @@ def explain_upsampling(report: ShapeReport) -> str:
             f"**{row.location}** (transposed convolution, often called deconvolution) spreads each input "
             f"value over a {layer.kernel[0]}x{layer.kernel[1]} patch of the output, scaled by learned "
             f"weights, stepping {layer.strides[0]}x{layer.strides[1]}; overlapping patches add up. "
-            f"Output size: {row.formula}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}, "
-            f"with {row.params:,} parameters ({row.params_formula})."
+            f"Output size: {_m(row.formula)}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}, "
+            f"with {row.params:,} parameters ({_m(row.params_formula)})."
         )
         if layer.dilation != (1, 1):
             sh, sw = layer.effective_kernel
@@ -151,5 +156,5 @@ def explain_cropping(report: ShapeReport) -> str:
     (top, bottom), (left, right) = layer.amount
     return (
         f"**{row.location}** {verb} {top} row(s) at the top, {bottom} at the bottom, {left} column(s) at "
-        f"the left and {right} at the right: {row.formula}."
+        f"the left and {right} at the right: {_m(row.formula)}."
     )
