@@ -24,7 +24,7 @@ from ui.runs import (
     test_split_caption,
     test_split_or_stop,
 )
-from ui.state import RUN_KEY, page_frame, remember
+from ui.state import COMPARE_KEY, RUN_KEY, page_frame, remember
 from ui.test_images import class_names
 
 MAX_IMAGES = 24
@@ -53,7 +53,10 @@ def choose_runs(good: list[RunInfo]) -> list[RunInfo]:
     """The multiselect of runs to compare (the active run, else the newest, preselected)."""
     by_id = {run.run_id: run for run in good}
     active = st.session_state.get(RUN_KEY)
-    default = [active] if active in by_id else [good[0].run_id] if good else []
+    kept = [run_id for run_id in st.session_state.get(COMPARE_KEY) or [] if run_id in by_id]
+    if kept and active in by_id and active not in kept:  # another page chose a run since
+        kept = [active, *kept]
+    default = kept or ([active] if active in by_id else [good[0].run_id] if good else [])
     chosen = st.multiselect(
         "Runs to compare",
         list(by_id),
@@ -61,6 +64,7 @@ def choose_runs(good: list[RunInfo]) -> list[RunInfo]:
         format_func=lambda run_id: f"{by_id[run_id].name} · {run_id}",
         key="results_runs",
     )
+    remember(COMPARE_KEY, list(chosen))  # kept when the user visits other pages and comes back
     if chosen:
         remember(RUN_KEY, chosen[0])
     return [by_id[run_id] for run_id in chosen]

@@ -246,3 +246,27 @@ def test_two_runs_of_one_name_keep_a_loss_curve_each(models):
     figure = json.loads(chart.proto.spec)
     names = {trace.get("name", "") for trace in figure["data"]}
     assert sum(1 for n in names if n.startswith("same name · ")) >= 2, names
+
+
+def test_results_keeps_its_comparison_across_pages(two_runs):
+    app = open_page(RESULTS)
+    app.multiselect(key="results_runs").set_value(two_runs).run()
+    app.switch_page("pages/5_Inspect.py").run()  # another page: Results' widgets are gone
+    app.switch_page(RESULTS).run()
+    assert not app.exception, [item.value for item in app.exception]
+    assert app.multiselect(key="results_runs").value == two_runs
+
+
+def test_a_reloaded_train_page_does_not_make_its_last_run_active_again(models, monkeypatch):
+    """The finished job's run was made active once; the user then chose another run. A reload
+    (a new session that gets the remembered keys back) must not switch back."""
+    from ui.state import ACTIVATED_KEY, REMEMBERED_KEYS
+
+    assert ACTIVATED_KEY in REMEMBERED_KEYS
+    job = FinishedJob()
+    job.run_id = "the-trained-run"
+    monkeypatch.setattr(JOBS, "prewarm", lambda: None)
+    monkeypatch.setattr(JOBS, "get", lambda owner: job)
+    app = open_page(TRAIN, {ACTIVATED_KEY: "the-trained-run", "active_run": "chosen-later"})
+    assert not app.exception, [item.value for item in app.exception]
+    assert app.session_state["active_run"] == "chosen-later"
