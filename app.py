@@ -9,7 +9,7 @@ import streamlit as st
 from cae.shapes import compute_shapes
 from cae.text import plain_markdown
 from ui.nav import app_pages
-from ui.state import active_dataset, active_run, active_spec, page_frame, run_summary
+from ui.state import active_run, active_spec, dataset_description, page_frame, run_summary
 
 
 def home() -> None:
@@ -43,10 +43,7 @@ def home() -> None:
             right.metric("Parameters", f"{report.total_params:,}")
             if not report.matches:
                 st.warning(report.problem)
-    st.caption(
-        f"Dataset: **{plain_markdown(active_dataset())}** (5,000 real MNIST digits, bundled — "
-        "works offline)."
-    )
+    st.caption(f"Dataset: {dataset_description()}.")
     run = active_run()
     if run is not None:
         st.markdown(

@@ -23,7 +23,7 @@ from cae.spec import (
 )
 from cae.text import plain_markdown
 from ui.layer_editor import Slot, fix_buttons, kind_select, layer_widgets, new_layer
-from ui.state import SPEC_KEY, active_spec_dict, page_frame, remember
+from ui.state import SPEC_KEY, active_spec_dict, page_frame, refresh_sidebar, remember
 
 page_frame("Architecture")
 DEFAULT_BATCH = 64  # the Train page's default batch size, for the memory estimate here
@@ -310,3 +310,5 @@ with results:
         if cropping:
             with st.expander("Cropping and zero padding"):
                 st.markdown(cropping)
+
+refresh_sidebar()  # the sidebar was drawn before this page changed the design

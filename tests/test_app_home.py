@@ -34,3 +34,39 @@ def test_home_page_does_not_import_tensorflow():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("False"), result.stdout
+
+
+def home_caption(app) -> str:
+    return " ".join(caption.value for caption in app.caption if caption.value.startswith("Dataset"))
+
+
+def test_home_describes_the_dataset_chosen_from_its_own_entry():
+    """Issue 13: Home said "5,000 real MNIST digits" whatever the dataset."""
+    from cae.data import DATASETS
+
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert "5,000 real handwritten digits" in home_caption(app)
+    app.session_state["active_dataset"] = "fashion-mnist"
+    app.run()
+    shown = home_caption(app)
+    assert "Fashion-MNIST" in shown and "Zalando" in shown and "MNIST digits" not in shown, shown
+    assert DATASETS["fashion-mnist"].description.split(" (")[0] in shown
+    app.session_state["active_dataset"] = "upload"
+    app.session_state["active_upload_name"] = "my_images*.npz"
+    app.run()
+    shown = home_caption(app)
+    assert "your own images" in shown and "my_images\\*.npz" in shown, shown  # escaped name
+
+
+def test_the_sidebar_shows_the_design_the_page_shows():
+    """Issue 13: the sidebar was drawn before the Architecture page applied an edit, so its
+    parameter count lagged one edit behind."""
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    app.switch_page("pages/1_Architecture.py").run()
+    filters = next(w for w in app.number_input if w.key.startswith("arch_encoder_0_filters"))
+    filters.set_value(32).run()
+    assert not app.exception, app.exception
+    page_params = next(m.value for m in app.main.metric if m.label == "Parameters")
+    sidebar = " ".join(c.value for c in app.sidebar.caption)
+    assert page_params != "2,690"
+    assert f"{page_params} parameters" in sidebar, (page_params, sidebar)
