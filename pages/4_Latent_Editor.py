@@ -312,7 +312,13 @@ def on_table(key: str) -> None:
                     new = le.set_cell(new, int(row), col, channel, float(value))
             except (TypeError, ValueError):
                 continue
-    commit(new, "typed values", table=False)
+    # The table keeps its edits (same key) and sends them again when it is redrawn with the new
+    # values: applying them twice changes nothing, and must not turn the status line's "changed
+    # cells" of the real edit into "none" (issue 13).
+    if np.array_equal(new, le.from_plain(s["code"])):
+        return
+    changed = le.changed_cells(le.from_plain(s["code"]), new, channel)
+    commit(new, f"typed {len(changed)} value(s)", table=False)
 
 
 def on_set_cell() -> None:

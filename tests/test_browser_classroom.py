@@ -1,0 +1,69 @@
+"""Issue 13 in a real Chromium at 1440x900, as a new user sees the app: the explanations'
+formulas keep their signs once rendered, and the Results metrics table shows every metric."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import screenshot, serve_app, wait_for_app_idle
+from tests.runs import make_trained_run
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classroom-models")
+    make_trained_run(root, epochs=1, limit=256, name="classroom")
+    with serve_app("app.py", env={"CAE_MODELS_DIR": str(root)}) as url:
+        yield url
+
+
+@pytest.fixture
+def wide(page):
+    page.set_viewport_size({"width": 1440, "height": 900})
+    return page
+
+
+def open_page(page, url: str, path: str, heading: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/{path}")
+    expect(page.get_by_role("heading", name=heading, level=1)).to_be_visible(timeout=90_000)
+    wait_for_app_idle(page, 90_000)
+
+
+def test_the_explanations_show_every_sign_of_their_formulas(wide, app_url):
+    """ "(3*3*1*16 + 16 = 160)" rendered as "(331*16 + 16 = 160)": markdown took * as italics."""
+    page = wide
+    open_page(page, app_url, "Architecture", "Architecture")
+    for title in ("Convolution", "Padding", "Pooling", "Up-sampling and transposed convolution"):
+        page.get_by_text(title, exact=True).first.click()
+    page.wait_for_timeout(300)
+    shown = page.locator('[data-testid="stMainBlockContainer"]').inner_text()
+    assert "3*3*1*16 + 16 = 160" in shown, shown[-3000:]
+    assert page.locator('[data-testid="stMainBlockContainer"] em').count() == 0  # no stray italics
+    screenshot(page, "classroom_architecture_explanations")
+
+
+def test_the_results_table_shows_psnr_and_ssim_at_1440_px(wide, app_url):
+    """The metrics table was cut off at 1440 px: PSNR and SSIM hidden, the run id the widest
+    column. The grid draws on a canvas; its header names are in an accessibility table, in
+    order, and its scroller says how many pixels are hidden on the right."""
+    page = wide
+    open_page(page, app_url, "Results", "Results")
+    table = page.locator('[data-testid="stDataFrame"]').first  # the metrics table comes first
+    table.wait_for(timeout=60_000)
+    wait_for_app_idle(page, 30_000)
+    headers = [h.strip() for h in table.locator('[role="columnheader"]').all_inner_texts()]
+    psnr = next(i for i, h in enumerate(headers) if "PSNR" in h)
+    ssim = next(i for i, h in enumerate(headers) if "SSIM" in h)
+    assert max(psnr, ssim) < len(headers) - 1, headers  # neither is the last column
+    scroll_width, client_width = table.locator(".dvn-scroller").evaluate(
+        "(el) => [el.scrollWidth, el.clientWidth]"
+    )
+    hidden = scroll_width - client_width
+    # less than Streamlit's smallest column width (75 px) hidden: at most the last column (the
+    # run id) is cut, so every column before it, PSNR and SSIM included, is on screen
+    assert hidden < 75, (hidden, headers)
+    screenshot(page, "classroom_results_1440")
