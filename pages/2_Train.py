@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -14,14 +16,16 @@ from cae.plots import image_grid, loss_curves
 from cae.recipe import DataRecipe
 from cae.request import MAX_RUN_NAME, TrainRequest
 from cae.shapes import compute_shapes
-from cae.spec import ArchitectureSpec
+from cae.spec import PRESETS, ArchitectureSpec, preset
 from cae.store import save_upload
 from cae.text import clean_name, plain_markdown
 from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
 from ui.channels import channel_picker
+from ui.run_index import all_runs
 from ui.state import (
     DATASET_KEY,
     RUN_KEY,
+    UPLOAD_NAME_KEY,
     active_spec,
     controls_job,
     owner_id,
@@ -36,6 +40,28 @@ page_frame("Train")
 JOBS.prewarm()  # a training process with TensorFlow loaded waits for the Train click
 
 UPLOAD = "upload"
+NAME_DEFAULT_KEY = "train_name_default"  # str: the default run name the field showed last
+
+
+def default_run_name(
+    spec: ArchitectureSpec | None, dataset: str, upload_file: Any, taken: set[str]
+) -> str:
+    """``<design>-<data>-<n>``: the design's name (``-edited`` once it differs from the preset
+    of that name), the dataset or the uploaded file's name without its extension, and the
+    first counter that no run has taken, e.g. ``classic-edited-fashion-mnist-2``."""
+    design = spec.name if spec is not None else "run"
+    if spec is not None and spec.name in PRESETS and spec != preset(spec.name):
+        design = f"{design}-edited"
+    data = dataset
+    if dataset == UPLOAD:
+        data = Path(clean_name(upload_file.name)).stem if upload_file is not None else "upload"
+    base = clean_name(f"{design}-{data}")[: MAX_RUN_NAME - 6] or "run"
+    n = 1
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
 TAKEOVER_ASK = "train_takeover_ask"  # the job id whose take-over this tab is asked to confirm
 DISCARD_ASK = "train_discard_ask"  # the job id whose unsaved epochs a new training would discard
 SEEN_CONTROL = "train_seen_control"  # (job id, in control) at the last full run of the page
@@ -443,14 +469,37 @@ noise = row[3].slider(
     help="Gaussian noise added to the inputs only: the network learns to output the clean image.",
 )
 row = st.columns([2, 1, 1])
-default_name = f"{spec.name if spec else 'run'}-{choice if choice != UPLOAD else 'upload'}"
+upload_file = upload if choice == UPLOAD else None
+if upload_file is not None:
+    st.session_state[UPLOAD_NAME_KEY] = clean_name(upload_file.name)  # Home names the file
+taken_names = {run.name for run in all_runs()} | ({job.name} if job is not None else set())
+default_name = default_run_name(spec, choice, upload_file, taken_names)
+# The field follows the default (design, data, counter) until the user types a name of their
+# own: a keyed text_input ignores a new default value, so it kept "tiny-upload" after the data
+# changed, and the same name for every click of Train (issue 13).
+shown_name = st.session_state.get("train_name")
+if running and job is not None:
+    st.session_state["train_name"] = job.name
+elif shown_name is None or shown_name in (
+    st.session_state.get(NAME_DEFAULT_KEY),
+    job.name if job is not None else None,
+):
+    st.session_state["train_name"] = default_name
+st.session_state[NAME_DEFAULT_KEY] = default_name
 run_name = row[0].text_input(
     "Run name",
-    job.name if job is not None else default_name,
     max_chars=MAX_RUN_NAME,
     key="train_name",
     disabled=running,
+    help='Made of the design ("-edited" once it differs from its preset), the data and a '
+    "counter; type your own if you like.",
 )
+if not running and (clean_name(run_name) or default_name) in taken_names:
+    row[0].warning(
+        f"A run named **{plain_markdown(clean_name(run_name) or default_name)}** already "
+        "exists: this one would be a second run of that name. Pick another name.",
+        icon=":material/content_copy:",
+    )
 seed = row[1].number_input(
     "Seed",
     *map(int, limits("seed")),

@@ -70,3 +70,35 @@ def test_the_sidebar_shows_the_design_the_page_shows():
     sidebar = " ".join(c.value for c in app.sidebar.caption)
     assert page_params != "2,690"
     assert f"{page_params} parameters" in sidebar, (page_params, sidebar)
+
+
+def test_train_names_a_run_by_design_data_and_counter_and_warns_of_a_taken_name(
+    tmp_path, monkeypatch
+):
+    """Issue 13: three "classic-mnist-sample" runs from three clicks; the name kept the last
+    data's name after the data changed; an edited design kept the preset's name."""
+    from cae.spec import preset
+    from tests.runs import make_trained_run
+
+    make_trained_run(tmp_path, epochs=1, limit=128, name="classic-mnist-sample-1")
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    app.switch_page("pages/2_Train.py").run()
+    assert not app.exception, app.exception
+    name = app.text_input(key="train_name")
+    assert name.value == "classic-mnist-sample-2"  # -1 is taken
+    assert not app.warning or all("already exists" not in w.value for w in app.warning)
+
+    app.selectbox(key="train_dataset").set_value("fashion-mnist").run()
+    assert app.text_input(key="train_name").value == "classic-fashion-mnist-1"
+
+    app.text_input(key="train_name").set_value("classic-mnist-sample-1").run()
+    warnings = " ".join(w.value for w in app.warning)
+    assert "already exists" in warnings and "classic-mnist-sample-1" in warnings, warnings
+
+    edited = preset("classic").to_dict()
+    edited["encoder"][0]["filters"] = 32
+    app.session_state["active_spec"] = edited
+    app.text_input(key="train_name").set_value("classic-fashion-mnist-1").run()  # a default
+    app.run()
+    assert app.text_input(key="train_name").value == "classic-edited-fashion-mnist-1"
