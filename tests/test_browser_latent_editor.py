@@ -144,3 +144,31 @@ def test_every_edge_and_corner_of_the_grid_takes_a_stroke(page, app_url):
         # the fresh canvas reports its background's fit once: let that rerun pass
         wait_for_app_idle(page, 30_000, quiet_ms=400)
     screenshot(page, "latent_editor_edges")
+
+
+def test_a_typed_value_shows_its_changed_cell(page, app_url):
+    """Issue 13: after a typed value changed a cell the status line said "changed cells: none"
+    (the table sends its edits again when redrawn with the new values; applying them twice
+    changed nothing and overwrote the status)."""
+    open_editor(page, app_url)
+    table = page.locator('[class*="st-key-le_table_"] [data-testid="stDataFrame"]').first
+    table.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)  # Streamlit scrolls its own container smoothly
+    box = table.bounding_box()
+    assert box is not None
+    # 7 columns of equal width under a ~37 px header, rows ~35 px: row 2, column 3
+    table.click(position={"x": box["width"] * 3.5 / 7, "y": 37 + 35 * 2 + 17})
+    page.wait_for_timeout(300)
+    page.keyboard.type("9")  # typing on a selected cell starts editing it
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "(sel) => (document.querySelector(sel)?.innerText || '').includes('last edit: typed')",
+        arg=INFO,
+        timeout=15_000,
+        polling=20,
+    )
+    wait_for_app_idle(page, 30_000, quiet_ms=500)  # the table's second send, if any
+    info = decode_info(page)
+    assert changed_cells(info) == [(2, 3)], info
+    assert "typed 1 value(s)" in info, info
