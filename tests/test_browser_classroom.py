@@ -46,6 +46,19 @@ def test_the_explanations_show_every_sign_of_their_formulas(wide, app_url):
     screenshot(page, "classroom_architecture_explanations")
 
 
+def test_the_learn_tab_shows_every_sign_of_its_formulas(wide, app_url):
+    """Inspect's Learn tab read "(331*16 + 16 = 160)"."""
+    page = wide
+    open_page(page, app_url, "Inspect", "Inspect")
+    page.get_by_role("tab", name="Learn").click()
+    learn = page.get_by_role("tabpanel", name="Learn")
+    learn.get_by_text("One convolution output, by hand").wait_for(timeout=60_000)
+    shown = learn.inner_text()
+    assert "3*3*1*16 + 16 = 160" in shown, shown[:3000]
+    assert learn.locator("em").count() == 0  # no stray italics
+    screenshot(page, "classroom_inspect_learn")
+
+
 def test_the_results_table_shows_psnr_and_ssim_at_1440_px(wide, app_url):
     """The metrics table was cut off at 1440 px: PSNR and SSIM hidden, the run id the widest
     column. The grid draws on a canvas; its header names are in an accessibility table, in
