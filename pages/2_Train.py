@@ -491,8 +491,6 @@ run_name = row[0].text_input(
     max_chars=MAX_RUN_NAME,
     key="train_name",
     disabled=running,
-    help='Made of the design ("-edited" once it differs from its preset), the data and a '
-    "counter; type your own if you like.",
 )
 if not running and (clean_name(run_name) or default_name) in taken_names:
     row[0].warning(
