@@ -30,6 +30,7 @@ from ui.state import (
     controls_job,
     owner_id,
     page_frame,
+    refresh_sidebar,
     remember,
     set_active_spec,
     take_control,
@@ -345,6 +346,7 @@ with data_column:
         disabled=running,
     )
     remember(DATASET_KEY, choice)
+    refresh_sidebar()  # drawn before this choice: it would name the previous dataset
     dataset: Dataset | None = None
     limit = None
     if choice == UPLOAD:

@@ -91,6 +91,8 @@ def test_train_names_a_run_by_design_data_and_counter_and_warns_of_a_taken_name(
 
     app.selectbox(key="train_dataset").set_value("fashion-mnist").run()
     assert app.text_input(key="train_name").value == "classic-fashion-mnist-1"
+    sidebar = " ".join(c.value for c in app.sidebar.caption)
+    assert "Dataset **fashion-mnist**" in sidebar, sidebar  # not the one chosen before
 
     app.text_input(key="train_name").set_value("classic-mnist-sample-1").run()
     warnings = " ".join(w.value for w in app.warning)
