@@ -344,20 +344,34 @@ def check_input_shape(spec: ArchitectureSpec, dataset: Dataset) -> None:
         raise ValueError(shape_mismatch_message(spec.input_shape, got))
 
 
+def validation_count(num_train: int, validation_split: float) -> int:
+    """How many of ``num_train`` training images are held out for validation (at least one when
+    the split is above 0, as Keras does)."""
+    return 0 if validation_split <= 0 else max(1, int(round(num_train * validation_split)))
+
+
+def check_enough_images(num_train: int, validation_split: float) -> None:
+    """ValueError, with the smallest number that works, unless at least one image is left to
+    train on once the validation images are held out (the Train page checks before the click)."""
+    if num_train - validation_count(num_train, validation_split) >= 1:
+        return
+    needed = next(n for n in range(1, 10_000) if n - validation_count(n, validation_split) >= 1)
+    if validation_split > 0:
+        raise ValueError(
+            f"too few training images: holding out a validation split of {validation_split:g} "
+            f"leaves none to train on; use at least {needed} training images or a validation "
+            f"split of 0. Received: num_train={num_train}, validation_split={validation_split}"
+        )
+    raise ValueError(f"there are no training images. Received: num_train={num_train}")
+
+
 def _split(x: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray | None]:
     """The last ``validation_split`` of the training images is held out, as Keras does."""
     n = len(x)
-    if validation_split <= 0:
-        if n < 1:
-            raise ValueError(f"there are no training images. Received: num_train={n}")
+    check_enough_images(n, validation_split)
+    n_val = validation_count(n, validation_split)
+    if n_val == 0:
         return x, None
-    n_val = int(round(n * validation_split))
-    n_val = max(1, n_val)
-    if n - n_val < 1:
-        raise ValueError(
-            "too few images to hold out a validation split; lower validation_split or use more "
-            f"images. Received: num_train={n}, validation_split={validation_split}"
-        )
     return x[: n - n_val], x[n - n_val :]
 
 

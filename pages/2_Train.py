@@ -19,7 +19,7 @@ from cae.shapes import compute_shapes
 from cae.spec import PRESETS, ArchitectureSpec, preset
 from cae.store import save_upload
 from cae.text import clean_name, plain_markdown
-from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
+from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig, check_enough_images
 from ui.channels import channel_picker
 from ui.run_index import all_runs
 from ui.state import (
@@ -555,7 +555,21 @@ if report is not None and report.matches:
         memory_problem = str(error)
         st.error(plain_markdown(memory_problem), icon=":material/memory:")
 
-ready = problem is None and shape_problem is None and memory_problem is None and not running
+size_problem = None
+if dataset is not None:  # an upload: too few images is said before the click, with the minimum
+    try:
+        check_enough_images(dataset.num_train, config.validation_split)
+    except ValueError as error:
+        size_problem = str(error)
+        st.error(plain_markdown(size_problem), icon=":material/photo_library:")
+
+ready = (
+    problem is None
+    and shape_problem is None
+    and memory_problem is None
+    and size_problem is None
+    and not running
+)
 ready = ready and (in_control or not unsaved)  # another tab's unsaved epochs are not ours to drop
 if choice == UPLOAD:
     ready = ready and dataset is not None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
@@ -51,6 +52,8 @@ def test_bad_upload_shows_a_clear_error_and_the_page_keeps_working(page, tmp_pat
     models.mkdir()
     bad = tmp_path / "digits.npz"
     bad.write_text("these are not the arrays you are looking for\n" * 20)
+    two = tmp_path / "two.npy"
+    np.save(two, np.zeros((2, 28, 28), np.uint8))
     with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
         open_app(page, url)
         go_to(page, "Train")
@@ -65,6 +68,13 @@ def test_bad_upload_shows_a_clear_error_and_the_page_keeps_working(page, tmp_pat
         assert_no_traceback(page)
         train = page.locator(".st-key-train_start button")
         expect(train).to_be_visible()
+        expect(train).to_be_disabled()
+        # two images: one to train on, which the validation split would take: said before the
+        # click, with the smallest number that works (it failed after the click before)
+        uploader.set_input_files(str(two))
+        few = page.locator('[data-testid="stAlert"]').filter(has_text="too few training images")
+        expect(few).to_be_visible(timeout=30_000)
+        assert "use at least 2 training images" in few.inner_text()
         expect(train).to_be_disabled()
         # the page still works: back to the bundled sample, Train is enabled again
         choose_dataset(page, "MNIST sample")

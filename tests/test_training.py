@@ -514,3 +514,12 @@ def test_mixed_precision_keeps_the_last_layer_float32_and_saves_like_any_run(dig
     assert load_run(run_id, tmp_path).built.autoencoder.count_params() == 2690
     with pytest.raises(ValueError, match="Received: precision='float8'"):
         TrainConfig(precision="float8")
+
+
+def test_too_few_images_are_said_before_training_with_the_minimum():
+    training.check_enough_images(2, 0.1)  # one to validate, one to train on
+    with pytest.raises(ValueError, match="use at least 2 training images.*Received: num_train=1"):
+        training.check_enough_images(1, 0.1)
+    training.check_enough_images(1, 0.0)
+    with pytest.raises(ValueError, match="there are no training images"):
+        training.check_enough_images(0, 0.0)
