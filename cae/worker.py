@@ -79,6 +79,7 @@ def run_job(
     parent_gone: Callable[[], bool],
 ) -> int:
     """Train the request of a ``train`` command, report over ``channel``, save; exit code."""
+    from cae.errors import error_line
     from cae.recipe import TestSplit, load_recipe
     from cae.request import TrainRequest
     from cae.store import save_trained, staging_dir
@@ -95,8 +96,6 @@ def run_job(
             should_stop=should_stop,
         )
     except Exception as error:  # noqa: BLE001 - reported to the server, which shows it
-        from cae.errors import error_line
-
         channel.send({"kind": "error", "message": error_line(error, prefix="")})
         channel.send({"kind": "end"})
         return 1
@@ -109,8 +108,6 @@ def run_job(
         return 0
     publish_now = orphaned or (job.get("auto_save", True) and result.state == "finished")
     context = {"server_exited": True} if orphaned else None
-    from cae.errors import error_line
-
     failure = None
     if publish_now:
         try:

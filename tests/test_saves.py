@@ -37,6 +37,16 @@ def staging(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+def short_request(name: str, preview_count: int = 0) -> TrainRequest:
+    """One epoch of the classic network on 64 mnist-sample images."""
+    return TrainRequest(
+        preset("classic"),
+        DataRecipe("mnist-sample", limit=64),
+        TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=preview_count),
+        name,
+    )
+
+
 def stage(root: Path, token: str, name: str, *, fallback: bool = False) -> Path:
     """A complete run saved into a staging folder, as the worker does for a stopped job."""
     recipe = DataRecipe("mnist-sample", limit=32)
@@ -58,12 +68,7 @@ def test_a_failed_save_keeps_the_model_and_the_save_can_be_retried(tmp_path, sta
     root = tmp_path / "models"
     root.write_text("not a folder")  # the runs folder cannot be written to
     jobs = JobManager()
-    request = TrainRequest(
-        preset("classic"),
-        DataRecipe("mnist-sample", limit=64),
-        TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=0),
-        "kept anyway",
-    )
+    request = short_request("kept anyway")
     job = jobs.start("amy", request, root=root)
     assert job.wait(TIMEOUT)
     assert job.run_id is None and job.save_error and job.kept
@@ -126,12 +131,7 @@ def test_a_kept_run_that_a_live_job_holds_is_not_offered_to_others(tmp_path, sta
 
     root = tmp_path / "models"
     monkeypatch.setenv("CAE_MODELS_DIR", str(root))
-    request = TrainRequest(
-        preset("classic"),
-        DataRecipe("mnist-sample", limit=64),
-        TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=0),
-        "held",
-    )
+    request = short_request("held")
     job = JOBS.start("someone-else", request, root=root, auto_save=False)
     try:
         assert job.wait(TIMEOUT) and job.kept
@@ -152,12 +152,7 @@ def test_finished_jobs_are_dropped_after_a_bound_and_their_kept_runs_stay_listed
 
     root = tmp_path / "models"
     jobs = JobManager()
-    request = TrainRequest(
-        preset("classic"),
-        DataRecipe("mnist-sample", limit=64),
-        TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=2),
-        "old one",
-    )
+    request = short_request("old one", preview_count=2)
     job = jobs.start("old", request, root=root, auto_save=False)
     assert job.wait(TIMEOUT) and job.kept and jobs.get("old") is job
     monkeypatch.setattr(cae.jobs, "FINISHED_JOB_SECONDS", 0.0)
