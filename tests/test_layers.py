@@ -20,6 +20,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["training"],  # train(...) and what it returns
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store"],  # run folders: the one record and the one test split
+        ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
         ["worker", "jobs"],  # a training in a process; the jobs the pages poll
         ["__main__"],  # the command line
     ],
