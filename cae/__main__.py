@@ -1,4 +1,4 @@
-"""Command line: ``python -m cae shapes | train | list | evaluate``.
+"""Command line: ``python -m cae shapes | train | list | evaluate | baseline``.
 
 Errors exit with status 2 and one line on stderr, never a traceback.
 """
@@ -132,17 +132,41 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def _data_recipe(args: argparse.Namespace) -> DataRecipe:
-    """The data recipe of ``train``: a built-in dataset by name or an array/image file, capped by
-    --limit, split by --seed."""
+def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
+    """The data recipe's arguments (``--dataset`` or ``--data``, ``--limit``, ``--seed``,
+    ``--test-fraction``), read back by :func:`_data_recipe`: one set for every command."""
     from cae.recipe import DataRecipe
 
+    default = DataRecipe()
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset", metavar="NAME", help="mnist-sample, mnist or fashion-mnist")
+    data.add_argument("--data", metavar="FILE", help="an .npy/.npz array or a .zip of images")
+    parser.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="cap train/test images"
+    )
+    parser.add_argument("--seed", type=int, default=default.seed, metavar="N", help=seed_help)
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=default.test_fraction,
+        metavar="X",
+        help="share of the images held out for testing (mnist-sample and files; "
+        "MNIST and Fashion-MNIST keep their own test set)",
+    )
+
+
+def _data_recipe(args: argparse.Namespace) -> DataRecipe:
+    """The data recipe of the arguments of :func:`add_recipe_arguments`: a built-in dataset by
+    name or an array/image file, capped by --limit, split by --seed and --test-fraction."""
+    from cae.recipe import DataRecipe
+
+    split = {"limit": args.limit, "seed": args.seed, "test_fraction": args.test_fraction}
     if args.data:
         path = Path(args.data)
         if not path.is_file():
             raise CliError(f"no such data file. Received: data={args.data!r}")
-        return DataRecipe.for_file(path, limit=args.limit, seed=args.seed)
-    return DataRecipe(dataset=args.dataset, limit=args.limit, seed=args.seed)
+        return DataRecipe.for_file(path, **split)
+    return DataRecipe(dataset=args.dataset, **split)
 
 
 def _out_target(out: str | None) -> tuple[Path, str] | None:
@@ -393,6 +417,36 @@ def _number(value: Any) -> str:
     return f"{value:.5f}" if abs(value) < 10 else f"{value:.3f}"
 
 
+# ------------------------------------------------------------------------------------ baseline
+
+
+def command_baseline(args: argparse.Namespace) -> int:
+    """Print the PCA baseline (``--components`` components) and the mean-image baseline of a
+    data recipe: fitted on its training split, scored on its test split (or as JSON)."""
+    from cae.baselines import mean_image_baseline, pca_baseline
+    from cae.metrics import METRICS
+
+    recipe = _data_recipe(args)
+    root = Path(args.root) if args.root else None
+    pca = pca_baseline(recipe, args.components, root=root)
+    mean = mean_image_baseline(recipe, root=root)
+    if args.json:
+        record = {**pca, "components": args.components, "mean_image": mean}
+        print(json.dumps({**record, "recipe": recipe.to_dict()}, indent=2))
+        return 0
+
+    def scores(values: dict[str, float]) -> str:
+        return ", ".join(
+            f"{m.title} {m.format(values.get(m.key))}{' ' + m.unit if m.unit else ''}"
+            for m in METRICS
+        )
+
+    print(terminal_safe(f"test split of {recipe.describe()} (fitted on its training split)"))
+    print(f"PCA, {args.components} components: test {scores(pca)}")
+    print(f"mean image: test {scores(mean)}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ parser
 
 
@@ -401,6 +455,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": command_train,
     "list": command_list,
     "evaluate": command_evaluate,
+    "baseline": command_baseline,
 }
 
 
@@ -430,9 +485,7 @@ def make_parser() -> argparse.ArgumentParser:
     group = train.add_mutually_exclusive_group(required=True)
     group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
     group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
-    data = train.add_mutually_exclusive_group(required=True)
-    data.add_argument("--dataset", metavar="NAME", help="mnist-sample, mnist or fashion-mnist")
-    data.add_argument("--data", metavar="FILE", help="an .npy/.npz array or a .zip of images")
+    add_recipe_arguments(train, seed_help="the split and the training seed")
     train.add_argument("--epochs", type=int, required=True, metavar="N")
     train.add_argument("--batch-size", type=int, default=defaults["batch_size"], metavar="N")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"])
@@ -447,8 +500,6 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--noise", type=float, default=0.0, metavar="X", help="denoising: input noise std"
     )
-    train.add_argument("--seed", type=int, default=0, metavar="N")
-    train.add_argument("--limit", type=int, default=None, metavar="N", help="cap train/test images")
     train.add_argument("--strategy", choices=STRATEGIES, default="default")
     train.add_argument(
         "--precision",
@@ -477,6 +528,24 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--json", action="store_true", help='print {"stored": {...}, "fresh": {...}} as JSON'
     )
+
+    baseline = sub.add_parser(
+        "baseline", help="PCA and mean-image baselines on a data recipe's test split"
+    )
+    add_recipe_arguments(baseline, seed_help="the split seed")
+    baseline.add_argument(
+        "--components",
+        type=int,
+        required=True,
+        metavar="K",
+        help="PCA components, e.g. the code's number of values (49 for the classic network)",
+    )
+    baseline.add_argument(
+        "--root",
+        metavar="DIR",
+        help="runs folder of the cache (default: $CAE_MODELS_DIR or models/)",
+    )
+    baseline.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return parser
 
 

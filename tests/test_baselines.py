@@ -201,3 +201,63 @@ def test_run_baselines_of_a_saved_run(tmp_path):
 
     assert [info.run_id for info in list_runs(root)] == [run_id]  # the cache is not a run
     assert json.loads(json.dumps(result.to_dict()))["components"] == 49
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m cae`` in this process: status, stdout, stderr."""
+    from cae.__main__ import main
+
+    try:
+        status = main(list(args))
+    except SystemExit as exit_:  # argparse errors
+        status = exit_.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_cli_baseline_json_and_table(subspace_recipe, tmp_path, capsys):
+    root = tmp_path / "models"
+    common = ("--data", subspace_recipe.upload_path, "--seed", "3", "--test-fraction", "0.2")
+    status, out, err = _cli(
+        capsys, "baseline", *common, "--components", "2", "--root", str(root), "--json"
+    )
+    assert status == 0, err
+    record = json.loads(out)
+    assert {"mse", "psnr", "ssim"} <= set(record)
+    assert {key: record[key] for key in METRIC_KEYS} == baselines.pca_baseline(
+        subspace_recipe, 2, root=root
+    )
+    assert record["components"] == 2
+    assert record["mean_image"] == baselines.mean_image_baseline(subspace_recipe, root=root)
+    assert DataRecipe.from_dict(record["recipe"]) == subspace_recipe
+
+    status, out, err = _cli(capsys, "baseline", *common, "--components", "3", "--root", str(root))
+    assert status == 0, err
+    lines = out.strip().splitlines()
+    assert lines[1].startswith("PCA, 3 components: test MSE 0.00000,") and "PSNR inf dB" not in out
+    assert lines[2].startswith("mean image: test MSE ")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--dataset", "mnist-sample", "--components", "0"], "Received: components=0"),
+        (["--dataset", "nope", "--components", "3"], "Received: dataset='nope'"),
+        (["--data", "missing.npy", "--components", "3"], "Received: data='missing.npy'"),
+        (
+            ["--dataset", "mnist-sample", "--components", "3", "--test-fraction", "0.9"],
+            "Received: test_fraction=0.9",
+        ),
+        (["--dataset", "mnist-sample"], "--components"),
+        (["--components", "3"], "--dataset"),
+    ],
+)
+def test_cli_baseline_bad_input_is_one_line(args, expected, tmp_path, capsys):
+    status, out, err = _cli(capsys, "baseline", *args, "--root", str(tmp_path / "models"))
+    assert status == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert "Traceback" not in err
