@@ -1,4 +1,4 @@
-"""Command line: ``python -m cae shapes | train | list | evaluate | baseline``.
+"""Command line: ``python -m cae shapes | train | sweep | list | evaluate | baseline``.
 
 Errors exit with status 2 and one line on stderr, never a traceback.
 """
@@ -182,13 +182,11 @@ def _out_target(out: str | None) -> tuple[Path, str] | None:
     return path.parent, run_id
 
 
-def command_train(args: argparse.Namespace) -> int:
-    """Train an autoencoder, print its progress, save the run and print a one-line summary."""
-    from cae.recipe import load_recipe
-    from cae.request import TrainRequest
+def _train_config(args: argparse.Namespace) -> Any:
+    """The training config of ``train`` and ``sweep`` from their arguments."""
     from cae.training import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer=args.optimizer,
@@ -201,6 +199,14 @@ def command_train(args: argparse.Namespace) -> int:
         preview_count=0,
         precision=args.precision,
     )
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """Train an autoencoder, print its progress, save the run and print a one-line summary."""
+    from cae.recipe import load_recipe
+    from cae.request import TrainRequest
+
+    config = _train_config(args)
     spec = _load_spec_argument(args)
     recipe = _data_recipe(args)
     request = TrainRequest(
@@ -330,6 +336,40 @@ def _summary(result: TrainResult) -> str:
     return f"{epochs}, {metrics}, {result.wall_seconds:.1f} s"
 
 
+# ------------------------------------------------------------------------------------ sweep
+
+
+def command_sweep(args: argparse.Namespace) -> int:
+    """Train every combination of the --vary values one after another, save each run in
+    --out-dir with sweep.json and sweep.csv, and print the comparison table."""
+    from cae.sweep import format_rows, parse_vary, train_sweep
+
+    axes = [parse_vary(text) for text in args.vary]
+    spec = _load_spec_argument(args)
+    recipe = _data_recipe(args)
+    config = _train_config(args)
+    from cae.quiet import tensorflow_logs_captured
+
+    def log(line: str) -> None:
+        print(terminal_safe(line), flush=True)
+
+    with tensorflow_logs_captured():
+        record = train_sweep(
+            spec,
+            config,
+            recipe,
+            axes,
+            args.out_dir,
+            name=args.name or f"{spec.name} sweep",
+            progress=lambda variant: _ProgressPrinter(sys.stdout),
+            log=log,
+        )
+    print(format_rows(record["runs"]))
+    out = Path(args.out_dir)
+    print(terminal_safe(f"wrote {out / 'sweep.json'} and {out / 'sweep.csv'}"))
+    return 0
+
+
 # ------------------------------------------------------------------------------------ list
 
 
@@ -453,6 +493,7 @@ def command_baseline(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "shapes": command_shapes,
     "train": command_train,
+    "sweep": command_sweep,
     "list": command_list,
     "evaluate": command_evaluate,
     "baseline": command_baseline,
@@ -466,6 +507,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data and training-setting arguments that ``train`` and ``sweep`` share."""
+    from cae.builder import PRECISIONS
+    from cae.training import LOSSES, OPTIMIZERS, TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    add_recipe_arguments(parser, seed_help="the split and the training seed")
+    parser.add_argument("--epochs", type=int, required=True, metavar="N")
+    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], metavar="N")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"])
+    parser.add_argument(
+        "--learning-rate", type=float, default=defaults["learning_rate"], metavar="X"
+    )
+    parser.add_argument("--loss", choices=LOSSES, default=defaults["loss"])
+    parser.add_argument(
+        "--validation-split", type=float, default=defaults["validation_split"], metavar="X"
+    )
+    parser.add_argument("--patience", type=int, default=None, metavar="N", help="early stopping")
+    parser.add_argument(
+        "--noise", type=float, default=0.0, metavar="X", help="denoising: input noise std"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="mixed_float16: float16 maths on a GPU (the last layer stays float32)",
+    )
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m cae``."""
     parser = _Parser(prog="python -m cae", description="CAE Studio command line")
@@ -477,40 +547,36 @@ def make_parser() -> argparse.ArgumentParser:
         "--keras", action="store_true", help="build the model and report Keras's shapes"
     )
 
-    from cae.builder import PRECISIONS
-    from cae.training import LOSSES, OPTIMIZERS, STRATEGIES, TrainConfig
+    from cae.training import STRATEGIES
 
-    defaults = TrainConfig().to_dict()
     train = sub.add_parser("train", help="train an autoencoder and save the run")
     group = train.add_mutually_exclusive_group(required=True)
     group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
     group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
-    add_recipe_arguments(train, seed_help="the split and the training seed")
-    train.add_argument("--epochs", type=int, required=True, metavar="N")
-    train.add_argument("--batch-size", type=int, default=defaults["batch_size"], metavar="N")
-    train.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"])
-    train.add_argument(
-        "--learning-rate", type=float, default=defaults["learning_rate"], metavar="X"
-    )
-    train.add_argument("--loss", choices=LOSSES, default=defaults["loss"])
-    train.add_argument(
-        "--validation-split", type=float, default=defaults["validation_split"], metavar="X"
-    )
-    train.add_argument("--patience", type=int, default=None, metavar="N", help="early stopping")
-    train.add_argument(
-        "--noise", type=float, default=0.0, metavar="X", help="denoising: input noise std"
-    )
+    _add_config_arguments(train)
     train.add_argument("--strategy", choices=STRATEGIES, default="default")
-    train.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        default="float32",
-        help="mixed_float16: float16 maths on a GPU (the last layer stays float32)",
-    )
     train.add_argument("--name", default=None, help="the run's name (default: <spec>-<dataset>)")
     train.add_argument("--out", metavar="DIR", help="save as this folder, e.g. models/my-run")
     train.add_argument(
         "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
+
+    sweep = sub.add_parser("sweep", help="train every combination of --vary values and compare")
+    group = sweep.add_mutually_exclusive_group(required=True)
+    group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
+    group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
+    sweep.add_argument(
+        "--vary",
+        action="append",
+        required=True,
+        metavar="FIELD=V1,V2",
+        help="a field and its values (repeatable, up to 3): encoder.0.filters=8,16, kernel=3,5, "
+        "code=1,2,4, lr=1e-3,3e-3, epochs, noise, batch, config.<setting>",
+    )
+    _add_config_arguments(sweep)
+    sweep.add_argument("--name", default=None, help="the sweep's name (default: <spec> sweep)")
+    sweep.add_argument(
+        "--out-dir", required=True, metavar="DIR", help="the runs, sweep.json and sweep.csv"
     )
 
     listing = sub.add_parser("list", help="list the saved runs")
@@ -554,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("train", "evaluate") or getattr(args, "keras", False):
+        if args.command in ("train", "sweep", "evaluate") or getattr(args, "keras", False):
             from cae.quiet import import_tensorflow_quietly
 
             import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print

@@ -1,4 +1,4 @@
-"""Plotly figures (no streamlit): the shape diagram, image grids, loss curves, heatmaps.
+"""Plotly figures (no streamlit): the shape diagram, image grids, loss curves, heatmaps, sweeps.
 
 plotly is imported inside each function so importing this module stays cheap. Plotly renders a
 subset of HTML (``<a href>`` included) in trace names, hovers and titles: every name or title
@@ -286,3 +286,113 @@ def _as_rgb(image: np.ndarray, channel: int | None = None) -> np.ndarray:
     """One image as shown (grayscale, RGB or one channel alone), float32 (H, W, 3) in [0, 1]."""
     view = image_view(image, channel)
     return np.repeat(view[..., None], 3, axis=-1) if view.ndim == 2 else view
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats (a smaller or equal x and a higher y), ordered
+    by x: lower x (parameters, code size) and higher y (PSNR) are better."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+SWEEP_AXES = {"params": "parameters", "code_size": "code size (values per image)"}
+
+
+def sweep_scatter(
+    rows: list[dict], x_key: str = "params", baselines: list[dict] | tuple = ()
+) -> go.Figure:
+    """Each run of an experiment as a point, ``x_key`` (``params`` or ``code_size``) against test
+    PSNR, the Pareto front as a line, the design and run on hover (``customdata``: the run id, for
+    selections). ``baselines``: dicts with a ``label`` and either ``points`` ((x, PSNR) pairs,
+    drawn as diamonds joined by a dotted line) or one ``psnr`` (a dashed line across the chart)."""
+    import plotly.graph_objects as go
+
+    if x_key not in SWEEP_AXES:
+        raise ValueError(f"x_key must be one of {', '.join(SWEEP_AXES)}. Received: x_key={x_key!r}")
+    usable = [
+        row
+        for row in rows
+        if isinstance(row.get(x_key), (int, float))
+        and isinstance(row.get("psnr"), (int, float))
+        and math.isfinite(row["psnr"])
+    ]
+    fig = go.Figure()
+    points = [(float(row[x_key]), float(row["psnr"])) for row in usable]
+    hover = [
+        f"{plain_html(row.get('design') or '')}<br>{plain_html(row.get('name') or '')}"
+        f"<br>{SWEEP_AXES[x_key]} {row[x_key]:,}<br>PSNR {row['psnr']:.2f} dB"
+        for row in usable
+    ]
+    front = pareto_front(points)
+    if len(front) > 1:
+        fig.add_trace(
+            go.Scatter(
+                x=[points[i][0] for i in front],
+                y=[points[i][1] for i in front],
+                mode="lines",
+                name="Pareto front",
+                line={"color": LATENT_COLOUR, "shape": "hv", "width": 2},
+                hoverinfo="skip",
+            )
+        )
+    on_front = set(front)
+    fig.add_trace(
+        go.Scatter(
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            mode="markers",
+            name="runs",
+            customdata=[row.get("run_id") for row in usable],
+            text=hover,
+            hovertemplate="%{text}<extra></extra>",
+            marker={
+                "size": [13 if i in on_front else 9 for i in range(len(points))],
+                "color": [
+                    LATENT_COLOUR if i in on_front else ENCODER_COLOUR for i in range(len(points))
+                ],
+                "line": {"width": 1, "color": "white"},
+            },
+        )
+    )
+    for baseline in baselines:
+        label = plain_html(baseline.get("label", "baseline"))
+        pairs = [
+            (float(x), float(y))
+            for x, y in baseline.get("points") or ()
+            if isinstance(y, (int, float)) and math.isfinite(y)
+        ]
+        psnr = baseline.get("psnr")
+        if pairs:
+            pairs.sort()
+            fig.add_trace(
+                go.Scatter(
+                    x=[x for x, _ in pairs], y=[y for _, y in pairs], mode="lines+markers",
+                    name=label, line={"dash": "dot", "color": DECODER_COLOUR},
+                    marker={"symbol": "diamond", "size": 9},
+                    hovertemplate=f"{label}<br>%{{x:,}}: PSNR %{{y:.2f}} dB<extra></extra>",
+                )
+            )  # fmt: skip
+        elif isinstance(psnr, (int, float)) and math.isfinite(psnr):
+            fig.add_hline(
+                y=float(psnr),
+                line={"dash": "dash", "color": INPUT_COLOUR},
+                annotation_text=f"{label}: {psnr:.2f} dB",
+                annotation_position="bottom right",
+            )
+    xs = [p[0] for p in points]
+    log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 10
+    fig.update_layout(
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title=SWEEP_AXES[x_key],
+        yaxis_title="test PSNR (dB)",
+        xaxis_type="log" if log else "linear",
+        legend={"orientation": "h", "y": -0.2},
+        clickmode="event+select",
+    )
+    return fig

@@ -28,6 +28,7 @@ class TrainRequest:
     config: TrainConfig
     name: str
     strategy: str = "default"  # a tf.distribute strategy name (cae.training.STRATEGIES)
+    experiment: dict[str, Any] | None = None  # the sweep this run belongs to (cae.sweep), if any
 
     def __post_init__(self) -> None:
         for key, kind in (
@@ -51,6 +52,13 @@ class TrainRequest:
             raise ValueError(
                 f"strategy must be one of {', '.join(STRATEGIES)}. Received: strategy={self.strategy!r}"
             )
+        if self.experiment is not None and (
+            not isinstance(self.experiment, dict) or not isinstance(self.experiment.get("id"), str)
+        ):
+            raise ValueError(
+                "a request's experiment must be a dict with an 'id'. "
+                f"Received: experiment={self.experiment!r}"
+            )
         from cae.budget import check_memory
         from cae.shapes import compute_shapes
 
@@ -63,13 +71,16 @@ class TrainRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
-        return {
+        data = {
             "spec": self.spec.to_dict(),
             "data": self.data.to_dict(),
             "config": self.config.to_dict(),
             "name": self.name,
             "strategy": self.strategy,
         }
+        if self.experiment is not None:
+            data["experiment"] = dict(self.experiment)
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainRequest:
@@ -94,6 +105,7 @@ class TrainRequest:
             config=TrainConfig.from_dict(config),
             name=data["name"],
             strategy=data.get("strategy", "default"),
+            experiment=data.get("experiment"),
         )
 
     def to_json(self) -> str:

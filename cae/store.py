@@ -813,7 +813,8 @@ def train_record(
 ) -> dict[str, Any]:
     """The train.json of a run (without ``name`` and ``created``, which ``save_run`` adds): the
     request's recipe, config and strategy, what happened (the outcome without the history and
-    test metrics, which have files of their own), and ``context`` (e.g. ``server_exited``)."""
+    test metrics, which have files of their own), the ``experiment`` a sweep's run belongs to, and
+    ``context`` (e.g. ``server_exited``)."""
     outcome = result.outcome().to_dict()
     for key in ("history", "test_metrics"):
         outcome.pop(key)
@@ -823,6 +824,7 @@ def train_record(
         "config": request.config.to_dict(),
         "strategy": request.strategy,
         "outcome": outcome,
+        **({"experiment": request.experiment} if request.experiment is not None else {}),
         **(context or {}),
     }
 

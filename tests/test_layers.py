@@ -21,7 +21,8 @@ LAYERS: dict[str, list[list[str]]] = {
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store"],  # run folders: the one record and the one test split
         ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
-        ["worker", "jobs"],  # a training in a process; the jobs the pages poll
+        ["worker", "jobs", "sweep"],  # a training in a process; the jobs the pages poll; sweeps
+        ["experiments"],  # sweeps trained as runs, queued on the server
         ["__main__"],  # the command line
     ],
     "ui": [

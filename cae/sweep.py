@@ -1,0 +1,626 @@
+"""Sweeps: one design and training config, up to three settings varied over lists of values.
+
+A sweep is a list of :class:`Axis` (a field and its values); :func:`expand` takes their cartesian
+product and applies each combination to the base spec and config, giving one :class:`Variant`
+per combination, validated before anything trains (spec validation, the shape check, the memory
+estimate, the config's limits): an invalid combination carries its reason in ``problem``.
+
+Fields are dotted paths into the spec or the config (``encoder.0.filters``, ``decoder.2.kernel``,
+``config.batch_size``) or short names (:data:`SHORT_FIELDS`): ``kernel`` (every convolution's
+kernel), ``code`` (the channels of the code: the filters of the encoder's last convolution),
+``lr``, ``epochs``, ``noise``, ``batch``. Values are integers, numbers, ``3x5`` for a pair, or
+words (``relu``).
+
+The Experiments page and ``python -m cae sweep`` both expand here, build each run's
+:class:`cae.request.TrainRequest` with :func:`variant_request` (tagged with the experiment in its
+train.json), and make the comparison rows with :func:`result_row` (the sweep.csv columns, metric
+columns from ``cae.metrics.METRICS``). No streamlit, and no TensorFlow at import.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cae.metrics import METRICS
+from cae.spec import LAYER_BY_NAME, ArchitectureSpec
+from cae.training import TrainConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from cae.recipe import DataRecipe
+    from cae.request import TrainRequest
+    from cae.shapes import ShapeReport
+    from cae.store import RunInfo
+
+MAX_AXES = 3
+MAX_VALUES = 12  # values of one axis
+MAX_RUNS = 64  # combinations of one sweep
+START_SECONDS = 4.0  # a run's own start (a process with TensorFlow, the data) besides training
+DEFAULT_RATE = 2.5e9  # multiply-adds per second of training when no run has been timed here
+RATE_RUNS = 30  # the newest runs whose speed the estimate is measured from
+
+SHORT_FIELDS: dict[str, str] = {
+    "kernel": "the kernel size of every convolution (3, or 3x5)",
+    "code": "the code's channels: the filters of the encoder's last convolution",
+    "lr": "the learning rate",
+    "epochs": "the number of epochs",
+    "noise": "the input noise (denoising)",
+    "batch": "the batch size",
+}
+"""The short field names and what each varies (the README lists them too)."""
+
+_CONFIG_SHORT = {"lr": "learning_rate", "epochs": "epochs", "noise": "noise", "batch": "batch_size"}
+_CONFIG_FIELDS = tuple(item.name for item in fields(TrainConfig))
+_PATH_RE = re.compile(r"(encoder|decoder)\.(\d{1,3})\.([a-z_]+)")
+_PAIR_RE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be expanded (unknown field, bad value list); the message says which."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One varied setting: a field (dotted path or short name) and its values, in order."""
+
+    field: str
+    values: tuple[Any, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data."""
+        return {"field": self.field, "values": [_plain(value) for value in self.values]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Axis:
+        """An axis from :meth:`to_dict` output."""
+        if not isinstance(data, dict) or not isinstance(data.get("values"), list):
+            raise SweepError(f"an axis must be {{field, values}}. Received: {data!r}")
+        return cls(str(data.get("field")), tuple(_unplain(v) for v in data["values"]))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One combination of values: its spec and config, or why it cannot train."""
+
+    index: int
+    values: tuple[tuple[str, Any], ...]  # (field, value) per axis, in axis order
+    spec: ArchitectureSpec | None
+    config: TrainConfig | None
+    problem: str | None
+    params: int | None = None
+    latent_shape: tuple[int, ...] | None = None
+    compression: float | None = None
+    work: float | None = None  # multiply-adds (and other values) per training image
+
+    @property
+    def ok(self) -> bool:
+        """True when the combination can train."""
+        return self.problem is None
+
+    @property
+    def label(self) -> str:
+        """``encoder.0.filters=16, kernel=5``: what this run varies, as plain text."""
+        return ", ".join(f"{field}={format_value(value)}" for field, value in self.values)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _unplain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def format_value(value: Any) -> str:
+    """A value as typed: ``16``, ``0.001``, ``3x5``, ``relu``."""
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def parse_value(text: str) -> Any:
+    """``16`` -> 16, ``1e-3`` -> 0.001, ``3x5`` -> (3, 5), anything else stays a word."""
+    text = text.strip()
+    pair = _PAIR_RE.fullmatch(text)
+    if pair:
+        return (int(pair.group(1)), int(pair.group(2)))
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number):
+        raise SweepError(f"a value must be a finite number or a word. Received: {text!r}")
+    return number
+
+
+def parse_values(text: str, field: str = "values") -> tuple[Any, ...]:
+    """``8, 16, 32`` -> (8, 16, 32): comma-separated values, no empty ones, no repeats, at most
+    ``MAX_VALUES``."""
+    parts = [part.strip() for part in str(text).split(",")]
+    if not any(parts):
+        raise SweepError(f"{field}: give at least one value, e.g. 8,16. Received: {text!r}")
+    if not all(parts):
+        raise SweepError(f"{field}: an empty value between commas. Received: {text!r}")
+    values = tuple(parse_value(part) for part in parts)
+    if len(set(map(format_value, values))) != len(values):
+        raise SweepError(f"{field}: a value is given twice. Received: {text!r}")
+    if len(values) > MAX_VALUES:
+        raise SweepError(f"{field}: at most {MAX_VALUES} values. Received: {len(values)} values")
+    return values
+
+
+def parse_vary(text: str) -> Axis:
+    """``FIELD=v1,v2,...`` (the CLI's ``--vary``) -> an :class:`Axis`."""
+    field, sep, values = str(text).partition("=")
+    if not sep or not field.strip():
+        raise SweepError(f"--vary takes FIELD=v1,v2,... Received: {text!r}")
+    return Axis(field.strip(), parse_values(values, field.strip()))
+
+
+# ----------------------------------------------------------------------- fields of a spec
+
+
+def varied_fields(spec: ArchitectureSpec) -> list[tuple[str, str]]:
+    """The fields a sweep of ``spec`` can vary, as (field, description): each convolution's
+    filters and kernel, every kernel, the code's channels and the training settings."""
+    choices: list[tuple[str, str]] = []
+    for part in ("encoder", "decoder"):
+        for index, layer in enumerate(getattr(spec, part)):
+            if hasattr(layer, "filters"):
+                from cae.spec import describe_layer
+
+                where = f"{part}[{index}] {describe_layer(layer)}"
+                choices.append((f"{part}.{index}.filters", f"filters of {where}"))
+                choices.append((f"{part}.{index}.kernel", f"kernel of {where}"))
+    choices.insert(0, ("kernel", SHORT_FIELDS["kernel"]))
+    if _code_layer(spec) is not None:
+        choices.insert(1, ("code", SHORT_FIELDS["code"]))
+    choices += [(name, SHORT_FIELDS[name]) for name in ("lr", "epochs", "noise", "batch")]
+    return choices
+
+
+def _code_layer(spec: ArchitectureSpec) -> int | None:
+    """The index of the encoder's last convolution (its filters are the code's channels), or
+    None when a later layer fixes the channels otherwise (there is none)."""
+    for index in range(len(spec.encoder) - 1, -1, -1):
+        if hasattr(spec.encoder[index], "filters"):
+            return index
+    return None
+
+
+def check_field(field: str, spec: ArchitectureSpec) -> None:
+    """SweepError unless ``field`` names something of ``spec`` or its config a sweep can set."""
+    if field in SHORT_FIELDS:
+        if field == "code" and _code_layer(spec) is None:
+            raise SweepError(
+                "code: the encoder has no convolution whose filters set the code's channels. "
+                f"Received: field={field!r}"
+            )
+        return
+    if field.startswith("config."):
+        if field.removeprefix("config.") not in _CONFIG_FIELDS:
+            raise SweepError(
+                f"{field}: not a training setting; choose one of "
+                f"{', '.join(_CONFIG_FIELDS)}. Received: field={field!r}"
+            )
+        return
+    match = _PATH_RE.fullmatch(field)
+    if not match:
+        known = ", ".join(SHORT_FIELDS)
+        raise SweepError(
+            f"unknown field: use a dotted path such as encoder.0.filters, config.batch_size, or "
+            f"one of {known}. Received: field={field!r}"
+        )
+    part, index, key = match.group(1), int(match.group(2)), match.group(3)
+    layers = getattr(spec, part)
+    if index >= len(layers):
+        raise SweepError(
+            f"{field}: the {part} has {len(layers)} layers (0 to {len(layers) - 1}). "
+            f"Received: field={field!r}"
+        )
+    layer = layers[index]
+    allowed = {item.name for item in fields(LAYER_BY_NAME[layer.type])}
+    if key not in allowed:
+        raise SweepError(
+            f"{field}: a {layer.type} layer has no {key!r} (it has {', '.join(sorted(allowed))}). "
+            f"Received: field={field!r}"
+        )
+
+
+def apply(spec: dict[str, Any], config: dict[str, Any], field: str, value: Any) -> None:
+    """Set ``field`` to ``value`` in a spec dict and a config dict (both changed in place)."""
+    value = _plain(value)
+    if field == "kernel":
+        for part in ("encoder", "decoder"):
+            for layer in spec[part]:
+                if "filters" in layer:
+                    layer["kernel"] = value
+    elif field == "code":
+        index = _code_layer(ArchitectureSpec.from_dict(spec))
+        if index is None:
+            raise SweepError(f"code: the encoder has no convolution. Received: value={value!r}")
+        spec["encoder"][index]["filters"] = value
+    elif field in _CONFIG_SHORT:
+        config[_CONFIG_SHORT[field]] = value
+    elif field.startswith("config."):
+        config[field.removeprefix("config.")] = value
+    else:
+        part, index, key = field.split(".")
+        spec[part][int(index)][key] = value
+
+
+# ----------------------------------------------------------------------- expansion
+
+
+def check_axes(axes: Sequence[Axis], spec: ArchitectureSpec) -> None:
+    """SweepError unless there are 1 to MAX_AXES axes on distinct, known fields, each with values,
+    and at most MAX_RUNS combinations."""
+    if not axes:
+        raise SweepError("vary at least one setting. Received: no fields")
+    if len(axes) > MAX_AXES:
+        raise SweepError(
+            f"vary at most {MAX_AXES} settings. Received: {', '.join(a.field for a in axes)}"
+        )
+    names = [axis.field for axis in axes]
+    for name in names:
+        if names.count(name) > 1:
+            raise SweepError(f"{name} is varied twice. Received: fields={names}")
+    for axis in axes:
+        check_field(axis.field, spec)
+        if not axis.values:
+            raise SweepError(f"{axis.field}: give at least one value. Received: values=()")
+    count = math.prod(len(axis.values) for axis in axes)
+    if count > MAX_RUNS:
+        raise SweepError(
+            f"a sweep may have at most {MAX_RUNS} runs; use fewer values. Received: {count} "
+            f"combinations ({' x '.join(str(len(a.values)) for a in axes)})"
+        )
+
+
+def expand(
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    axes: Sequence[Axis],
+    *,
+    image_shape: Sequence[int] | None = None,
+) -> list[Variant]:
+    """Every combination of the axes' values applied to ``spec`` and ``config``, in order (the
+    last axis varies fastest), each validated as a training would be: spec validation, shape
+    check, the images' shape, the memory estimate and the config's limits."""
+    from cae.budget import check_memory
+    from cae.shapes import compute_shapes
+
+    check_axes(axes, spec)
+    variants = []
+    for index, combination in enumerate(itertools.product(*(axis.values for axis in axes))):
+        values = tuple((axis.field, value) for axis, value in zip(axes, combination, strict=True))
+        spec_dict, config_dict = spec.to_dict(), config.to_dict()
+        try:
+            for field, value in values:
+                apply(spec_dict, config_dict, field, value)
+            variant_spec = ArchitectureSpec.from_dict(spec_dict)
+            variant_config = TrainConfig.from_dict(config_dict)
+            report = compute_shapes(variant_spec, with_fixes=False)
+            if not report.matches:
+                raise ValueError(report.problem)
+            if image_shape is not None and tuple(image_shape) != tuple(variant_spec.input_shape):
+                raise ValueError(
+                    f"the images are {list(image_shape)} but the design takes "
+                    f"{list(variant_spec.input_shape)}"
+                )
+            check_memory(report, variant_config.batch_size)
+        except (ValueError, TypeError) as error:
+            problem = str(error) or type(error).__name__
+            variants.append(Variant(index, values, None, None, problem))
+            continue
+        variants.append(
+            Variant(
+                index,
+                values,
+                variant_spec,
+                variant_config,
+                None,
+                params=report.total_params,
+                latent_shape=tuple(report.latent_shape),
+                compression=report.compression_ratio,
+                work=work_per_image(report),
+            )
+        )
+    return variants
+
+
+def run_name(experiment: str, variant: Variant) -> str:
+    """The run's name: the experiment's name and what this run varies, at most 80 characters."""
+    from cae.request import MAX_RUN_NAME
+
+    label = variant.label
+    return f"{experiment[: max(8, MAX_RUN_NAME - len(label) - 3)]} · {label}"[:MAX_RUN_NAME]
+
+
+def variant_request(
+    variant: Variant,
+    recipe: DataRecipe,
+    *,
+    experiment_id: str,
+    experiment_name: str,
+) -> TrainRequest:
+    """The training request of one valid variant, tagged with its experiment (train.json
+    ``experiment``: id, name, index and the values it varies)."""
+    from cae.request import TrainRequest
+
+    if not variant.ok or variant.spec is None or variant.config is None:
+        raise SweepError(
+            f"this combination cannot train: {variant.problem}. Received: {variant.label}"
+        )
+    return TrainRequest(
+        spec=variant.spec,
+        data=recipe,
+        config=variant.config,
+        name=run_name(experiment_name, variant),
+        experiment={
+            "id": experiment_id,
+            "name": experiment_name,
+            "index": variant.index,
+            "values": {field: _plain(value) for field, value in variant.values},
+        },
+    )
+
+
+# ----------------------------------------------------------------------- time estimate
+
+
+def work_per_image(report: ShapeReport) -> float:
+    """A training step's cost per image, in multiply-adds of the forward pass: each convolution's
+    weights times the positions they are applied at, plus one per value any layer writes."""
+    work = 0.0
+    for row in report.rows:
+        out_h, out_w, _ = row.output_shape
+        in_h, in_w, _ = row.input_shape
+        positions = in_h * in_w if row.type == "deconv" else out_h * out_w
+        work += row.params * positions + math.prod(row.output_shape)
+    return work
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """How long a sweep should take, and what the guess is based on."""
+
+    seconds: float
+    rate: float  # multiply-adds per second
+    basis: str  # one line for people
+
+
+def measured_rate(samples: Iterable[tuple[float, float]]) -> float | None:
+    """The median of (work done, seconds) samples as work per second, or None without any."""
+    rates = [work / seconds for work, seconds in samples if work > 0 and seconds > 0]
+    return statistics.median(rates) if rates else None
+
+
+def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
+    """(work, wall seconds) of the newest ``RATE_RUNS`` complete runs: their training images times
+    epochs times :func:`work_per_image` of their design, against their recorded wall time."""
+    from cae.shapes import compute_shapes
+    from cae.store import read_run_json
+
+    samples = []
+    for run in [run for run in runs if run.ok][:RATE_RUNS]:
+        try:
+            train = read_run_json(run.path, "train")
+            outcome = train.get("outcome")
+            outcome = outcome if isinstance(outcome, dict) else train  # older runs: flat keys
+            spec = ArchitectureSpec.from_dict(read_run_json(run.path, "spec"))
+            work = work_per_image(compute_shapes(spec, with_fixes=False))
+        except (ValueError, OSError, TypeError, AttributeError):
+            continue
+        num_train, epochs = outcome.get("num_train"), outcome.get("epochs_completed")
+        wall = run.metrics.get("wall_seconds")
+        if (
+            isinstance(num_train, int)
+            and isinstance(epochs, int)
+            and isinstance(wall, (int, float))
+        ):
+            samples.append((work * num_train * epochs, float(wall)))
+    return samples
+
+
+def estimate(
+    variants: Sequence[Variant], num_train: int, samples: Sequence[tuple[float, float]]
+) -> Estimate:
+    """The sweep's time: each valid run's work over the measured rate (the median speed of the
+    earlier runs in ``samples``, else :data:`DEFAULT_RATE`), plus ``START_SECONDS`` each."""
+    rate = measured_rate(samples)
+    if rate is None:
+        rate = DEFAULT_RATE
+        basis = (
+            "no run has been timed on this machine yet: a rough guess of "
+            f"{DEFAULT_RATE / 1e9:.1f} G multiply-adds/s"
+        )
+    else:
+        basis = (
+            f"the median speed of {len(samples)} earlier run(s) on this machine, "
+            f"{rate / 1e9:.2f} G multiply-adds/s"
+        )
+    basis += f", plus {START_SECONDS:.0f} s to start each run"
+    seconds = sum(
+        (variant.work or 0.0) * num_train * variant.config.epochs / rate + START_SECONDS
+        for variant in variants
+        if variant.ok and variant.config is not None
+    )
+    return Estimate(seconds, rate, basis)
+
+
+def variant_seconds(variant: Variant, num_train: int, rate: float) -> float:
+    """One valid run's estimated seconds at ``rate`` (``START_SECONDS`` included)."""
+    if not variant.ok or variant.config is None:
+        return 0.0
+    return (variant.work or 0.0) * num_train * variant.config.epochs / rate + START_SECONDS
+
+
+# ----------------------------------------------------------------------- results
+
+
+def result_columns() -> list[str]:
+    """The comparison's columns, in order (sweep.csv's header): metric columns from METRICS."""
+    return [
+        "index",
+        "design",
+        "params",
+        "code",
+        "code_size",
+        "compression",
+        "epochs",
+        "train_seconds",
+        *(metric.key for metric in METRICS),
+        "run_id",
+        "name",
+    ]
+
+
+def result_row(index: int, design: str, run: RunInfo) -> dict[str, Any]:
+    """One comparison row of a saved run: what it varies, its size and its test metrics."""
+    latent = tuple(run.latent_shape) if run.latent_shape else None
+    code_size = math.prod(latent) if latent else None
+    inputs = math.prod(run.input_shape) if run.input_shape else None
+    row: dict[str, Any] = {
+        "index": index,
+        "design": design,
+        "params": run.params,
+        "code": "x".join(map(str, latent)) if latent else None,
+        "code_size": code_size,
+        "compression": round(inputs / code_size, 3) if inputs and code_size else None,
+        "epochs": run.epochs,
+        "train_seconds": run.metrics.get("wall_seconds"),
+    }
+    for metric in METRICS:
+        value = run.metrics.get(metric.key)
+        row[metric.key] = float(value) if isinstance(value, (int, float)) else None
+    row["run_id"] = run.run_id
+    row["name"] = run.name
+    return row
+
+
+def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows as CSV text with :func:`result_columns` as header."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, result_columns(), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {key: "" if row.get(key) is None else row.get(key) for key in result_columns()}
+        )
+    return buffer.getvalue()
+
+
+def format_rows(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison as a plain-text table (what ``cae sweep`` prints); names terminal-safe."""
+    from cae.text import terminal_safe
+
+    header = ["#", "design", "params", "code", "compression", "seconds"]
+    header += [metric.label for metric in METRICS] + ["run"]
+    lines = [header]
+    for row in rows:
+        seconds = row.get("train_seconds")
+        cells = [
+            str(row.get("index", "")),
+            terminal_safe(str(row.get("design", ""))),
+            f"{row['params']:,}" if isinstance(row.get("params"), int) else "-",
+            str(row.get("code") or "-"),
+            f"{row['compression']:g}" if isinstance(row.get("compression"), float) else "-",
+            f"{seconds:.1f}" if isinstance(seconds, (int, float)) else "-",
+            *(metric.format(row.get(metric.key)) for metric in METRICS),
+            terminal_safe(str(row.get("run_id") or row.get("error") or "-")),
+        ]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines
+    )
+
+
+def train_sweep(
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    recipe: DataRecipe,
+    axes: Sequence[Axis],
+    out_dir: str | Path,
+    *,
+    name: str = "sweep",
+    progress: Any = None,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Train every valid combination one after another in this process (the CLI's ``sweep``),
+    save each as a run in ``out_dir`` and write ``sweep.json`` and ``sweep.csv`` there; returns
+    the sweep.json record. ``progress(variant)`` gives each training's progress sink."""
+    import json
+    import secrets
+    from datetime import datetime
+
+    from cae.recipe import TestSplit, load_recipe
+    from cae.store import get_run_info, save_trained
+    from cae.training import check_input_shape, train
+
+    out = Path(out_dir)
+    if (out / "sweep.json").exists():
+        raise SweepError(
+            f"this folder already holds a sweep; choose a new --out-dir. Received: out_dir={str(out)!r}"
+        )
+    variants = expand(spec, config, axes, image_shape=recipe.image_shape())
+    valid = [variant for variant in variants if variant.ok]
+    for variant in variants:
+        if not variant.ok:
+            log(f"skipped #{variant.index} {variant.label}: {variant.problem}")
+    if not valid:
+        raise SweepError(
+            f"no combination of this sweep can train. Received: {len(variants)} invalid"
+        )
+    dataset = load_recipe(recipe)
+    check_input_shape(spec, dataset)
+    split = TestSplit.of(dataset, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    experiment_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    rows: list[dict[str, Any]] = []
+    for number, variant in enumerate(valid, 1):
+        log(f"[{number}/{len(valid)}] {variant.label}")
+        request = variant_request(
+            variant, recipe, experiment_id=experiment_id, experiment_name=name
+        )
+        sink = progress(variant) if progress is not None else None
+        result = train(request.spec, dataset, request.config, progress=sink)
+        if getattr(sink, "finish", None):
+            sink.finish()
+        if result.epochs_completed == 0 or result.failed:
+            rows.append({"index": variant.index, "design": variant.label, "error": result.message})
+            continue
+        run_id = save_trained(result, request, split, root=out)
+        rows.append(result_row(variant.index, variant.label, get_run_info(run_id, out)))
+        del result
+    record = {
+        "id": experiment_id,
+        "name": name,
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "spec": spec.to_dict(),
+        "config": config.to_dict(),
+        "data": recipe.to_dict(),
+        "axes": [axis.to_dict() for axis in axes],
+        "runs": rows,
+        "invalid": [
+            {"index": v.index, "design": v.label, "problem": v.problem}
+            for v in variants
+            if not v.ok
+        ],
+    }
+    (out / "sweep.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    (out / "sweep.csv").write_text(rows_csv(rows), encoding="utf-8")
+    return record

@@ -1,0 +1,240 @@
+"""Sweeps: expansion over dotted paths and short names, validation before anything trains, the
+estimate, the comparison rows and ``python -m cae sweep`` end to end (2 runs, 1 epoch)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cae.metrics import METRICS
+from cae.plots import pareto_front, sweep_scatter
+from cae.recipe import DataRecipe
+from cae.spec import ArchitectureSpec, preset
+from cae.sweep import (
+    MAX_AXES,
+    MAX_RUNS,
+    Axis,
+    SweepError,
+    estimate,
+    expand,
+    parse_value,
+    parse_values,
+    parse_vary,
+    result_columns,
+    rows_csv,
+    variant_request,
+    varied_fields,
+    work_per_image,
+)
+from cae.training import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_values_parse_as_typed():
+    assert parse_value("16") == 16
+    assert parse_value("1e-3") == pytest.approx(0.001)
+    assert parse_value("3x5") == (3, 5)
+    assert parse_value("relu") == "relu"
+    assert parse_values("8, 16,32") == (8, 16, 32)
+    assert parse_vary("kernel=3,5") == Axis("kernel", (3, 5))
+    for bad in ("8,,16", "", "8,8"):
+        with pytest.raises(SweepError):
+            parse_values(bad)
+    with pytest.raises(SweepError, match="FIELD=v1"):
+        parse_vary("kernel")
+
+
+def test_cartesian_product_applies_paths_and_short_names():
+    spec = preset("classic")
+    axes = [parse_vary("encoder.0.filters=4,8"), parse_vary("kernel=3,5"), parse_vary("lr=0.01")]
+    variants = expand(spec, TrainConfig(epochs=1), axes)
+    assert len(variants) == 4 and all(v.ok for v in variants)
+    assert [v.label for v in variants] == [
+        "encoder.0.filters=4, kernel=3, lr=0.01",
+        "encoder.0.filters=4, kernel=5, lr=0.01",
+        "encoder.0.filters=8, kernel=3, lr=0.01",
+        "encoder.0.filters=8, kernel=5, lr=0.01",
+    ]
+    last = variants[-1]
+    assert last.spec.encoder[0].filters == 8
+    convs = [
+        layer for layer in (*last.spec.encoder, *last.spec.decoder) if hasattr(layer, "kernel")
+    ]
+    assert convs and all(layer.kernel == (5, 5) for layer in convs)
+    assert last.config.learning_rate == pytest.approx(0.01)
+    assert spec == preset("classic")  # the base design is never changed
+    # the parameter count is the shape check's: Conv(8, 5x5) on 1 channel has 8 * 25 + 8
+    assert last.params > variants[0].params
+
+
+def test_code_channels_epochs_noise_and_config_paths():
+    axes = [parse_vary("code=2,4"), parse_vary("epochs=2"), parse_vary("noise=0.2")]
+    variants = expand(preset("classic"), TrainConfig(), axes)
+    assert [v.latent_shape for v in variants] == [(7, 7, 2), (7, 7, 4)]
+    assert variants[0].compression == pytest.approx(784 / 98)
+    assert variants[0].config.epochs == 2 and variants[0].config.noise == pytest.approx(0.2)
+    batch = expand(preset("classic"), TrainConfig(), [parse_vary("config.batch_size=16,32")])
+    assert [v.config.batch_size for v in batch] == [16, 32]
+
+
+def test_invalid_combinations_carry_their_reason_before_anything_trains():
+    axes = [parse_vary("code=0,1"), parse_vary("lr=0.001,20")]
+    variants = expand(preset("classic"), TrainConfig(), axes)
+    problems = {v.label: v.problem for v in variants}
+    assert problems["code=1, lr=0.001"] is None
+    assert "'filters' must be at least 1" in problems["code=0, lr=0.001"]
+    assert "learning_rate must be a number" in problems["code=1, lr=20"]
+    # a kernel that no longer fits a 'valid' layer's input fails the shape check
+    valid_spec = ArchitectureSpec.from_dict(
+        {
+            "name": "valid",
+            "input_shape": [8, 8, 1],
+            "encoder": [{"type": "conv", "filters": 2, "kernel": 3, "padding": "valid"}],
+            "decoder": [{"type": "deconv", "filters": 1, "kernel": 3, "padding": "valid"}],
+        }
+    )
+    variants = expand(valid_spec, TrainConfig(), [parse_vary("encoder.0.kernel=3,9")])
+    assert variants[0].ok and not variants[1].ok
+    assert "encoder[0]" in variants[1].problem
+    # the images' shape is checked too
+    wrong = expand(
+        preset("classic"), TrainConfig(), [parse_vary("lr=0.01")], image_shape=(32, 32, 3)
+    )
+    assert "the images are [32, 32, 3]" in wrong[0].problem
+
+
+@pytest.mark.parametrize(
+    ("axes", "message"),
+    [
+        ([], "vary at least one"),
+        ([Axis("encoder.0.filters", (1,)), Axis("kernel", (3,)), Axis("lr", (0.1,)), Axis("epochs", (1,))], f"at most {MAX_AXES}"),
+        ([Axis("kernel", (3,)), Axis("kernel", (5,))], "varied twice"),
+        ([Axis("encoder.1.filters", (3,))], "a pool layer has no 'filters'"),
+        ([Axis("encoder.7.filters", (3,))], "the encoder has 5 layers"),
+        ([Axis("decoder.0.colour", (3,))], "has no 'colour'"),
+        ([Axis("config.speed", (3,))], "not a training setting"),
+        ([Axis("width", (3,))], "unknown field"),
+        ([Axis("kernel", tuple(range(1, 10))), Axis("lr", tuple(0.1 / n for n in range(1, 10)))], f"at most {MAX_RUNS} runs"),
+    ],
+)  # fmt: skip
+def test_bad_sweeps_are_refused_in_one_line(axes, message):
+    with pytest.raises(SweepError, match=message) as caught:
+        expand(preset("classic"), TrainConfig(), axes)
+    assert "Received:" in str(caught.value)
+
+
+def test_fields_offered_for_a_design():
+    fields = dict(varied_fields(preset("classic")))
+    assert {
+        "kernel",
+        "code",
+        "lr",
+        "epochs",
+        "noise",
+        "encoder.0.filters",
+        "decoder.4.kernel",
+    } <= set(fields)
+    assert "encoder.1.filters" not in fields  # a pooling layer has none
+
+
+def test_estimate_from_measured_speed_and_its_basis():
+    variants = expand(preset("classic"), TrainConfig(epochs=2), [parse_vary("code=1,2,0")])
+    work = variants[0].work
+    assert work == work_per_image(__import__("cae.shapes").shapes.compute_shapes(variants[0].spec))
+    guess = estimate(variants, 1000, [(work * 1000 * 2, 10.0)])  # one earlier run: 10 s
+    # two valid runs, each about 10 s (the second a little more work) plus the start
+    assert 20 + 2 * 4 <= guess.seconds < 2 * (10 * variants[1].work / work) + 8 + 1
+    assert "median speed of 1 earlier run" in guess.basis
+    assert "no run has been timed" in estimate(variants, 1000, []).basis
+
+
+def test_requests_are_tagged_with_the_experiment():
+    variant = expand(preset("classic"), TrainConfig(epochs=1), [parse_vary("code=2")])[0]
+    request = variant_request(
+        variant, DataRecipe(limit=50), experiment_id="e1", experiment_name="try"
+    )
+    assert request.experiment == {"id": "e1", "name": "try", "index": 0, "values": {"code": 2}}
+    assert request.name == "try · code=2"
+    again = type(request).from_json(request.to_json())
+    assert again.experiment == request.experiment and again.spec == request.spec
+
+
+def test_pareto_front_and_the_chart():
+    points = [(100, 10.0), (200, 12.0), (150, 9.0), (300, 11.0), (400, 14.0)]
+    assert pareto_front(points) == [0, 1, 4]
+    rows = [
+        {"params": x, "code_size": 49, "psnr": y, "design": f"<b>d{i}</b>", "run_id": f"r{i}"}
+        for i, (x, y) in enumerate(points)
+    ]
+    fig = sweep_scatter(
+        rows,
+        "params",
+        [{"label": "mean image", "psnr": 8.0}, {"label": "PCA", "points": [(49, 13.0)]}],
+    )
+    names = [trace.name for trace in fig.data]
+    assert names == ["Pareto front", "runs", "PCA"]
+    runs = fig.data[1]
+    assert list(runs.customdata) == ["r0", "r1", "r2", "r3", "r4"]
+    assert "&lt;b&gt;d0&lt;/b&gt;" in runs.text[0] and "<b>d0" not in runs.text[0]  # plain text
+    assert fig.layout.shapes[0].y0 == 8.0  # the mean-image line
+
+
+def test_rows_csv_has_the_metric_columns():
+    columns = result_columns()
+    assert [m.key for m in METRICS] == [c for c in columns if c in {m.key for m in METRICS}]
+    text = rows_csv([{"index": 0, "design": "code=2, lr=0.1", "params": 10, "psnr": 12.5}])
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert (
+        rows[0]["design"] == "code=2, lr=0.1"
+        and rows[0]["psnr"] == "12.5"
+        and rows[0]["ssim"] == ""
+    )
+
+
+def test_cli_sweep_two_runs_one_epoch(tmp_path):
+    out = tmp_path / "sweep"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "cae", "sweep", "--preset", "classic",
+            "--dataset", "mnist-sample", "--limit", "120", "--epochs", "1",
+            "--vary", "encoder.0.filters=4,8", "--vary", "code=1,0", "--out-dir", str(out),
+        ],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (
+        "skipped #1 encoder.0.filters=4, code=0: encoder[4]: 'filters' must be at least 1"
+        in result.stdout
+    )
+    record = json.loads((out / "sweep.json").read_text())
+    assert [row["design"] for row in record["runs"]] == [
+        "encoder.0.filters=4, code=1",
+        "encoder.0.filters=8, code=1",
+    ]
+    assert len(record["invalid"]) == 2
+    table = list(csv.DictReader(io.StringIO((out / "sweep.csv").read_text())))
+    assert len(table) == 2
+    for row in table:
+        assert int(row["params"]) > 0 and float(row["psnr"]) > 0
+        train = json.loads((out / row["run_id"] / "train.json").read_text())
+        assert train["experiment"]["id"] == record["id"]
+        assert train["config"]["epochs"] == 1
+    assert int(table[1]["params"]) > int(table[0]["params"])
+    # the printed table names both runs with their parameters
+    for row in table:
+        assert row["run_id"] in result.stdout and f"{int(row['params']):,}" in result.stdout
+    # a second sweep into the same folder is refused in one line
+    again = subprocess.run(
+        [sys.executable, "-m", "cae", "sweep", "--preset", "classic", "--dataset", "mnist-sample",
+         "--epochs", "1", "--vary", "lr=0.01", "--out-dir", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 2 and "already holds a sweep" in again.stderr
+    assert "Traceback" not in again.stderr
