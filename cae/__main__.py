@@ -142,6 +142,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> 
     data.add_argument("--dataset", metavar="NAME", help="mnist-sample, mnist or fashion-mnist")
     data.add_argument("--data", metavar="FILE", help="an .npy/.npz array or a .zip of images")
     parser.add_argument(
+        "--array",
+        metavar="NAME",
+        help="the images' array in a --data .npz (default: x_train, x or images, else the first)",
+    )
+    parser.add_argument(
         "--limit", type=int, default=None, metavar="N", help="cap train/test images"
     )
     parser.add_argument("--seed", type=int, default=default.seed, metavar="N", help=seed_help)
@@ -165,7 +170,11 @@ def _data_recipe(args: argparse.Namespace) -> DataRecipe:
         path = Path(args.data)
         if not path.is_file():
             raise CliError(f"no such data file. Received: data={args.data!r}")
-        return DataRecipe.for_file(path, **split)
+        return DataRecipe.for_file(path, **split, array=args.array)
+    if args.array is not None:
+        raise CliError(
+            f"--array chooses an array of a --data .npz file. Received: array={args.array!r}"
+        )
     return DataRecipe(dataset=args.dataset, **split)
 
 

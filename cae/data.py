@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -57,6 +58,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetStatus",
     "DatasetUnavailable",
+    "NpzArray",
     "dataset_status",
     "keras_datasets_dir",
     "limit_dataset",
@@ -64,6 +66,10 @@ __all__ = [
     "load_array_file",
     "load_dataset",
     "normalise_images",
+    "npz_arrays",
+    "npz_image_key",
+    "npz_label_key",
+    "npz_sources",
     "read_idx",
 ]
 
@@ -689,8 +695,11 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str) -> bytes
     return data
 
 
-def _read_npz(buf: bytes, what: str, max_uncompressed: int) -> dict[str, np.ndarray]:
-    """All .npy members of an .npz archive, by key, in archive order (no pickles, sizes capped)."""
+def _read_npz(
+    buf: bytes, what: str, max_uncompressed: int, keys: Collection[str] | None = None
+) -> dict[str, np.ndarray]:
+    """The .npy members of an .npz archive (all, or those in ``keys``), by key, in archive order
+    (no pickles, sizes capped)."""
     zf = _open_zip(buf, what, max_uncompressed)
     arrays: dict[str, np.ndarray] = {}
     with zf:
@@ -698,9 +707,73 @@ def _read_npz(buf: bytes, what: str, max_uncompressed: int) -> dict[str, np.ndar
             if info.is_dir() or not info.filename.endswith(".npy"):
                 continue
             key = info.filename[: -len(".npy")]
+            if keys is not None and key not in keys:
+                continue
             data = _read_member(zf, info, what)
             arrays[key] = _read_npy(io.BytesIO(data), f"{what}[{key!r}]", max_uncompressed)
     return arrays
+
+
+@dataclass(frozen=True)
+class NpzArray:
+    """One array of an uploaded ``.npz``, as its header describes it (nothing decoded)."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    @property
+    def is_images(self) -> bool:
+        """Whether it can be images: (N, H, W) or (N, H, W, C), not named as labels."""
+        return len(self.shape) in (3, 4) and self.key not in _LABEL_KEYS
+
+    def describe(self) -> str:
+        """``'x' (5000x28x28, uint8)``: the key, shape and type, for people."""
+        return f"{self.key!r} ({'x'.join(map(str, self.shape))}, {self.dtype})"
+
+
+def npz_arrays(
+    data: bytes, filename: str = "the .npz file", max_uncompressed: int = MAX_UNCOMPRESSED_BYTES
+) -> tuple[NpzArray, ...]:
+    """The arrays of an ``.npz`` held in memory, in archive order, from their headers only (no
+    array is decompressed past its header; pickles refused). ValueError for a bad archive."""
+    if not data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise ValueError(
+            f"{filename} is not a valid .npz file (an .npz is a zip archive written by "
+            f"numpy.savez). Received: first bytes={data[:8]!r}"
+        )
+    found = []
+    with _open_zip(data, filename, max_uncompressed) as zf:
+        for info in zf.infolist():
+            if info.is_dir() or not info.filename.endswith(".npy"):
+                continue
+            key = info.filename[: -len(".npy")]
+            try:
+                with zf.open(info) as fh:
+                    shape, dtype = _npy_header(fh, f"{filename}[{key!r}]")  # type: ignore[arg-type]
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+                raise ValueError(
+                    f"{filename}: member {info.filename!r} is corrupt or truncated. "
+                    f"Received: error={exc}"
+                ) from exc
+            found.append(NpzArray(key, shape, str(dtype)))
+    return tuple(found)
+
+
+def npz_image_key(keys: Collection[str]) -> str | None:
+    """Which array of an ``.npz`` holds the images when none is chosen: ``x_train`` (a Keras-style
+    split), else ``x`` or ``images``, else the first array not named as labels."""
+    if "x_train" in keys:
+        return "x_train"
+    found = next((k for k in _IMAGE_KEYS if k in keys), None)
+    return found if found is not None else next((k for k in keys if k not in _LABEL_KEYS), None)
+
+
+def npz_label_key(image_key: str, keys: Collection[str]) -> str | None:
+    """The labels that may go with an image array of an ``.npz``: ``y_<s>`` for ``x_<s>``, else ``y``/``labels``."""
+    if image_key.startswith("x_") and f"y_{image_key[2:]}" in keys:
+        return f"y_{image_key[2:]}"
+    return next((k for k in _LABEL_KEYS if k in keys), None)
 
 
 def _load_keras_mnist_npz(path: Path) -> tuple[np.ndarray, ...]:
@@ -891,25 +964,31 @@ def _labels_to_ints(
 
 
 def _check_images_array(x: np.ndarray, what: str, max_side: int) -> None:
-    if x.ndim not in (3, 4):
+    _check_images_shape(tuple(x.shape), what, max_side)
+
+
+def _check_images_shape(shape: tuple[int, ...], what: str, max_side: int) -> None:
+    """Refuse an image array by its shape alone (rank, channels, size, float32 budget)."""
+    ndim, size = len(shape), math.prod(shape)
+    if ndim not in (3, 4):
         raise ValueError(
             f"{what}: images must be an array of shape (N, H, W) or (N, H, W, C). "
-            f"Received: shape={x.shape} ({x.ndim}-D)"
+            f"Received: shape={shape} ({ndim}-D)"
         )
-    if x.ndim == 4 and not 1 <= x.shape[-1] <= MAX_CHANNELS:
+    if ndim == 4 and not 1 <= shape[-1] <= MAX_CHANNELS:
         raise ValueError(
             f"{what}: the channel axis (last) must hold 1 to {MAX_CHANNELS} channels. "
-            f"Received: shape={x.shape}"
+            f"Received: shape={shape}"
         )
-    if x.shape[0] == 0 or x.size == 0:
-        raise ValueError(f"{what}: the image array is empty. Received: shape={x.shape}")
-    h, w = x.shape[1], x.shape[2]
+    if shape[0] == 0 or size == 0:
+        raise ValueError(f"{what}: the image array is empty. Received: shape={shape}")
+    h, w = shape[1], shape[2]
     if h > max_side or w > max_side:
         raise ValueError(
             f"{what}: images are larger than {max_side}x{max_side}. Received: {h}x{w} "
-            f"(shape={x.shape})"
+            f"(shape={shape})"
         )
-    _check_float_bytes(int(x.size) * 4, what, f"shape={x.shape}")
+    _check_float_bytes(int(size) * 4, what, f"shape={shape}")
 
 
 def float_budget() -> int:
@@ -970,6 +1049,21 @@ def _dataset_from_arrays(
     )
 
 
+def npz_sources(arrays: Sequence[NpzArray], chosen: str | None, labelled: bool) -> str:
+    """Where an ``.npz`` upload's images (and labels, when ``labelled``) come from, for people:
+    ``images from 'x' (5000x28x28, uint8), labels from 'y'``; empty for a file of one array."""
+    keys = [a.key for a in arrays]
+    image_key = chosen if chosen is not None else npz_image_key(keys)
+    if len(arrays) < 2 or image_key not in keys:
+        return ""
+    if image_key == "x_train" and "x_test" in keys:
+        used, labels = "images from 'x_train' (train) and 'x_test' (test)", "y_train"
+    else:
+        used = f"images from {arrays[keys.index(image_key)].describe()}"
+        labels = npz_label_key(image_key, keys)
+    return used + (f", labels from {labels!r}" if labelled and labels else ", no labels")
+
+
 def _load_npz_upload(
     buf: bytes,
     filename: str,
@@ -978,67 +1072,72 @@ def _load_npz_upload(
     seed: int,
     max_uncompressed: int,
     max_side: int,
+    array: str | None = None,
 ) -> Dataset:
-    if not buf.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        raise ValueError(
-            f"{filename} is not a valid .npz file (an .npz is a zip archive written by "
-            f"numpy.savez). Received: first bytes={buf[:8]!r}"
-        )
-    arrays = _read_npz(buf, filename, max_uncompressed)
-    if not arrays:
+    members = {m.key: m for m in npz_arrays(buf, filename, max_uncompressed)}
+    if not members:
         raise ValueError(f"{filename} contains no arrays. Received: keys=[]")
-    name = f"upload:{filename}"
-    if "x_train" in arrays:  # a Keras-style file with its own split
-        x_train, x_test = arrays["x_train"], arrays.get("x_test")
-        if x_test is None:
-            y = arrays.get("y_train")
-            return _dataset_from_arrays(
-                name,
-                x_train,
-                y,
-                what=filename,
-                test_fraction=test_fraction,
-                seed=seed,
-                max_side=max_side,
-            )
-        for part, arr in (("x_train", x_train), ("x_test", x_test)):
-            _check_images_array(arr, f"{filename}[{part!r}]", max_side)
-        y_train, y_test = arrays.get("y_train"), arrays.get("y_test")
-        if (y_train is None) != (y_test is None):
-            raise ValueError(
-                f"{filename}: give both y_train and y_test or neither. "
-                f"Received: keys={sorted(arrays)}"
-            )
-        class_names = None
-        if y_train is not None and y_test is not None:
-            y_all, class_names = _labels_to_ints(
-                np.concatenate([y_train, y_test]), len(x_train) + len(x_test), filename
-            )
-            y_train, y_test = y_all[: len(x_train)], y_all[len(x_train) :]
-        xtr, xte = normalise_images(x_train), normalise_images(x_test)
-        if xtr.shape[1:] != xte.shape[1:]:
-            raise ValueError(
-                f"{filename}: x_train and x_test images differ in shape. "
-                f"Received: x_train.shape={x_train.shape}, x_test.shape={x_test.shape}"
-            )
-        return Dataset(name, xtr, y_train, xte, y_test, class_names, f"upload: {filename}")
-    image_key = next((k for k in _IMAGE_KEYS if k in arrays), None)
-    if image_key is None:
-        image_key = next((k for k in arrays if k not in _LABEL_KEYS), None)
+    if array is not None and array not in members:
+        raise ValueError(
+            f"{filename} has no array named {array!r}; choose one of "
+            f"{', '.join(map(repr, members))}. Received: array={array!r}"
+        )
+    image_key = npz_image_key(members) if array is None else array
     if image_key is None:
         raise ValueError(
-            f"{filename} holds only labels, no images. Received: keys={sorted(arrays)}"
+            f"{filename} holds only labels, no images. Received: keys={sorted(members)}"
         )
-    label_key = next((k for k in _LABEL_KEYS if k in arrays), None)
+    name = f"upload:{filename}"
+    if image_key == "x_train" and "x_test" in members:  # a Keras-style file with its own split
+        return _load_keras_style_npz(buf, filename, set(members), max_uncompressed, max_side)
+    # Only the images (and their labels) are decompressed, after their header passed the checks.
+    shape = members[image_key].shape
+    _check_images_shape(shape, f"{filename}[{image_key!r}]", max_side)
+    label_key = npz_label_key(image_key, members)
+    several = sum(m.is_images for m in members.values()) > 1
+    if label_key is not None and several and members[label_key].shape[:1] != shape[:1]:
+        label_key = None  # labels of another of the image arrays (another count), not these
+    arrays = _read_npz(buf, filename, max_uncompressed, {image_key, label_key} - {None})
     return _dataset_from_arrays(
         name,
         arrays[image_key],
         None if label_key is None else arrays[label_key],
-        what=f"{filename}[{image_key!r}]",
+        what=filename if image_key == "x_train" else f"{filename}[{image_key!r}]",
         test_fraction=test_fraction,
         seed=seed,
         max_side=max_side,
     )
+
+
+def _load_keras_style_npz(
+    buf: bytes, filename: str, keys: set[str], max_uncompressed: int, max_side: int
+) -> Dataset:
+    """An ``.npz`` with its own split: ``x_train``, ``x_test`` and optionally ``y_train`` and
+    ``y_test``."""
+    wanted = {"x_train", "x_test", "y_train", "y_test"}
+    arrays = _read_npz(buf, filename, max_uncompressed, wanted & keys)
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
+    for part, arr in (("x_train", x_train), ("x_test", x_test)):
+        _check_images_array(arr, f"{filename}[{part!r}]", max_side)
+    y_train, y_test = arrays.get("y_train"), arrays.get("y_test")
+    if (y_train is None) != (y_test is None):
+        raise ValueError(
+            f"{filename}: give both y_train and y_test or neither. Received: keys={sorted(keys)}"
+        )
+    class_names = None
+    if y_train is not None and y_test is not None:
+        y_all, class_names = _labels_to_ints(
+            np.concatenate([y_train, y_test]), len(x_train) + len(x_test), filename
+        )
+        y_train, y_test = y_all[: len(x_train)], y_all[len(x_train) :]
+    xtr, xte = normalise_images(x_train), normalise_images(x_test)
+    if xtr.shape[1:] != xte.shape[1:]:
+        raise ValueError(
+            f"{filename}: x_train and x_test images differ in shape. "
+            f"Received: x_train.shape={x_train.shape}, x_test.shape={x_test.shape}"
+        )
+    name = f"upload:{filename}"
+    return Dataset(name, xtr, y_train, xte, y_test, class_names, f"upload: {filename}")
 
 
 def _image_to_array(data: bytes, member: str, what: str, max_side: int) -> np.ndarray:
@@ -1228,12 +1327,15 @@ def _load_array_file(
     max_bytes: int = MAX_UPLOAD_BYTES,
     max_uncompressed_bytes: int = MAX_UNCOMPRESSED_BYTES,
     max_image_side: int = MAX_IMAGE_SIDE,
+    array: str | None = None,
 ) -> Dataset:
     """Load an uploaded ``.npy``, ``.npz`` or ``.zip`` of PNG/JPEG images as a seeded train/test split.
 
     ``filename`` picks the format by extension (defaults to the path's name when ``data`` is a
-    path). Labels come from ``y``/``labels`` in an ``.npz`` or from each image's folder name in a
-    ``.zip``. Every problem (wrong rank, NaN, mixed sizes, zip bombs, unsafe paths, pickles,
+    path). ``array`` names the images' array in an ``.npz`` (default: :func:`npz_image_key`'s
+    rule; :func:`npz_arrays` lists them). Labels come from ``y_<s>`` for ``x_<s>``, else
+    ``y``/``labels`` in an ``.npz`` (when the file holds several image arrays, only if they count
+    the same images), or from each image's folder name in a ``.zip``. Every problem (wrong rank, NaN, mixed sizes, zip bombs, unsafe paths, pickles,
     corrupt files, fewer than 2 images, ...) raises ``ValueError`` naming the value received.
     """
     _check_split_args(test_fraction, seed)
@@ -1245,6 +1347,11 @@ def _load_array_file(
     if not buf:
         raise ValueError(f"{filename} is empty. Received: 0 bytes")
     test_fraction = float(test_fraction)
+    if array is not None and ext != ".npz":
+        raise ValueError(
+            f"only an .npz file holds named arrays to choose from. Received: filename={filename!r}, "
+            f"array={array!r}"
+        )
     if ext == ".npy":
         if not buf.startswith(b"\x93NUMPY"):
             raise ValueError(
@@ -1269,6 +1376,7 @@ def _load_array_file(
             seed=seed,
             max_uncompressed=max_uncompressed_bytes,
             max_side=max_image_side,
+            array=array,
         )
     if ext == ".zip":
         return _load_zip_upload(

@@ -54,6 +54,7 @@ class DataRecipe:
     upload_path: str | None = None  # the uploaded file, written once and referenced
     upload_name: str | None = None  # its name as the user gave it
     upload_sha256: str | None = None  # its content, so a changed file is refused
+    upload_array: str | None = None  # the images' array in an .npz (None: the default rule)
 
     def __post_init__(self) -> None:
         if self.dataset not in SOURCES:
@@ -88,7 +89,16 @@ class DataRecipe:
                     f"upload_path={self.upload_path!r}, upload_name={self.upload_name!r}, "
                     f"upload_sha256={self.upload_sha256!r}"
                 )
-        elif any(value is not None for value in upload_fields):
+            if self.upload_array is not None and (
+                not isinstance(self.upload_array, str)
+                or not self.upload_array
+                or not self.upload_name.lower().endswith(".npz")
+            ):
+                raise RecipeError(
+                    "upload_array names an array of an .npz file. Received: "
+                    f"upload_array={self.upload_array!r}, upload_name={self.upload_name!r}"
+                )
+        elif any(value is not None for value in (*upload_fields, self.upload_array)):
             raise RecipeError(
                 f"only an upload recipe names a file. Received: dataset={self.dataset!r}, "
                 f"upload_path={self.upload_path!r}"
@@ -96,8 +106,12 @@ class DataRecipe:
 
     @property
     def label(self) -> str:
-        """The short name runs are listed under: the dataset name, or ``upload:<file name>``."""
-        return f"upload:{self.upload_name}" if self.dataset == UPLOAD else self.dataset
+        """The short name runs are listed under: the dataset name, or ``upload:<file name>`` (with
+        ``[<array>]`` when an array of an .npz was chosen)."""
+        if self.dataset != UPLOAD:
+            return self.dataset
+        array = f"[{self.upload_array}]" if self.upload_array is not None else ""
+        return f"upload:{self.upload_name}{array}"
 
     def describe(self) -> str:
         """One line for people: source, cap, split seed."""
@@ -133,8 +147,10 @@ class DataRecipe:
         limit: int | None = None,
         seed: int = 0,
         test_fraction: float = 0.1,
+        array: str | None = None,
     ) -> DataRecipe:
-        """The recipe of an array or image file on disk (its SHA-256 is computed here)."""
+        """The recipe of an array or image file on disk (its SHA-256 is computed here);
+        ``array`` names the images' array of an .npz."""
         resolved = Path(path).resolve()
         return cls(
             dataset=UPLOAD,
@@ -144,6 +160,7 @@ class DataRecipe:
             upload_path=os.fspath(resolved),
             upload_name=name or resolved.name,
             upload_sha256=file_sha256(resolved),
+            upload_array=array,
         )
 
 
@@ -175,7 +192,11 @@ def load_recipe(recipe: DataRecipe) -> Dataset:
             f"Received: upload_path={os.fspath(path)!r}"
         )
     dataset = load_array_file(
-        path, recipe.upload_name, seed=recipe.seed, test_fraction=recipe.test_fraction
+        path,
+        recipe.upload_name,
+        seed=recipe.seed,
+        test_fraction=recipe.test_fraction,
+        array=recipe.upload_array,
     )
     return limit_dataset(dataset, recipe.limit, recipe.seed)
 

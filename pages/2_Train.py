@@ -10,7 +10,16 @@ from typing import Any
 import streamlit as st
 
 from cae.budget import check_memory
-from cae.data import DATASETS, Dataset, dataset_status, load_array_file
+from cae.data import (
+    DATASETS,
+    Dataset,
+    NpzArray,
+    dataset_status,
+    load_array_file,
+    npz_arrays,
+    npz_image_key,
+    npz_sources,
+)
 from cae.jobs import JOBS, JobBusy, TrainingJob, UnsavedEpochs
 from cae.plots import image_grid, loss_curves
 from cae.recipe import DataRecipe
@@ -45,17 +54,23 @@ NAME_DEFAULT_KEY = "train_name_default"  # str: the default run name the field s
 
 
 def default_run_name(
-    spec: ArchitectureSpec | None, dataset: str, upload_file: Any, taken: set[str]
+    spec: ArchitectureSpec | None,
+    dataset: str,
+    upload_file: Any,
+    taken: set[str],
+    array: str | None = None,
 ) -> str:
     """``<design>-<data>-<n>``: the design's name (``-edited`` once it differs from the preset
-    of that name), the dataset or the uploaded file's name without its extension, and the
-    first counter that no run has taken, e.g. ``classic-edited-fashion-mnist-2``."""
+    of that name), the dataset or the uploaded file's name without its extension (and the
+    chosen array of an .npz), and the first counter that no run has taken, e.g.
+    ``classic-edited-fashion-mnist-2``."""
     design = spec.name if spec is not None else "run"
     if spec is not None and spec.name in PRESETS and spec != preset(spec.name):
         design = f"{design}-edited"
     data = dataset
     if dataset == UPLOAD:
         data = Path(clean_name(upload_file.name)).stem if upload_file is not None else "upload"
+        data = f"{data}-{array}" if array is not None else data
     base = clean_name(f"{design}-{data}")[: MAX_RUN_NAME - 6] or "run"
     n = 1
     while f"{base}-{n}" in taken:
@@ -76,10 +91,52 @@ LOSS_TITLES = {
 
 
 @st.cache_data(show_spinner="Reading your upload…", max_entries=2)
-def cached_upload(data: bytes, filename: str, digest: str) -> Dataset:
-    """An uploaded dataset, parsed once per file content (to check it and show its size; the
-    training process reads the file itself, from the recipe)."""
-    return load_array_file(data, filename)
+def cached_upload(data: bytes, filename: str, digest: str, array: str | None = None) -> Dataset:
+    """An uploaded dataset, parsed once per file content and array (to check it and show its
+    size; the training process reads the file itself, from the recipe)."""
+    return load_array_file(data, filename, array=array)
+
+
+@st.cache_data(max_entries=4)
+def cached_npz_arrays(data: bytes, filename: str, digest: str) -> tuple[NpzArray, ...]:
+    """The arrays of an uploaded .npz, from their headers only."""
+    return npz_arrays(data, filename)
+
+
+def npz_arrays_used(
+    content: bytes, filename: str, digest: str, chosen: str | None, dataset: Dataset
+) -> str:
+    """For an .npz of several arrays, ``; images from 'x' (...), labels from 'y'``; else nothing."""
+    if not filename.lower().endswith(".npz"):
+        return ""
+    arrays = cached_npz_arrays(content, filename, digest)
+    used = npz_sources(arrays, chosen, dataset.y_train is not None)
+    return f"; {plain_markdown(used)}" if used else ""
+
+
+def npz_array_choice(content: bytes, filename: str, digest: str) -> str | None:
+    """For an .npz holding several arrays that could be images: a choice of which (the default
+    rule's pick first), said on the page; None for any other file (nothing to choose)."""
+    if not filename.lower().endswith(".npz"):
+        return None
+    try:
+        arrays = cached_npz_arrays(content, filename, digest)
+    except ValueError:
+        return None  # the upload's own error is shown below, once
+    images = {a.key: a for a in arrays if a.is_images}
+    if len(images) < 2:
+        return None
+    default = npz_image_key([a.key for a in arrays])
+    keys = sorted(images, key=lambda key: key != default)  # the default first
+    return st.selectbox(
+        f"Images array ({len(arrays)} arrays in the file)",
+        keys,
+        format_func=lambda key: images[key].describe(),
+        key=f"train_npz_array_{digest[:12]}",
+        disabled=running,
+        help="An .npz can hold several arrays; the run trains on the one chosen here (with its "
+        "labels, y_<name> or y/labels, when they count the same images).",
+    )
 
 
 def limits(key: str) -> tuple[float, float]:
@@ -349,6 +406,7 @@ with data_column:
     refresh_sidebar()  # drawn before this choice: it would name the previous dataset
     dataset: Dataset | None = None
     limit = None
+    npz_array: str | None = None  # the images' array of an uploaded .npz, when there is a choice
     if choice == UPLOAD:
         upload = st.file_uploader(
             "Images as .npz / .npy (N,H,W) or (N,H,W,C) with up to 64 channels, or a .zip of "
@@ -359,8 +417,10 @@ with data_column:
         )
         if upload is not None:
             content = upload.getvalue()
+            digest = hashlib.sha256(content).hexdigest()
+            npz_array = npz_array_choice(content, upload.name, digest)
             try:
-                dataset = cached_upload(content, upload.name, hashlib.sha256(content).hexdigest())
+                dataset = cached_upload(content, upload.name, digest, npz_array)
             except ValueError as error:
                 st.error(
                     plain_markdown(f"{upload.name} cannot be used: {error}"),
@@ -371,6 +431,7 @@ with data_column:
                     f"{plain_markdown(upload.name)}: {dataset.num_train:,} train / "
                     f"{dataset.num_test:,} test images of "
                     f"{'x'.join(map(str, dataset.image_shape))}"
+                    + npz_arrays_used(content, upload.name, digest, npz_array, dataset)
                 )
     else:
         status = dataset_status(choice)
@@ -475,7 +536,9 @@ upload_file = upload if choice == UPLOAD else None
 if upload_file is not None:
     st.session_state[UPLOAD_NAME_KEY] = clean_name(upload_file.name)  # Home names the file
 taken_names = {run.name for run in all_runs()} | ({job.name} if job is not None else set())
-default_name = default_run_name(spec, choice, upload_file, taken_names)
+default_name = default_run_name(
+    spec, choice, upload_file, taken_names, npz_array if upload_file is not None else None
+)
 # The field follows the default (design, data, counter) until the user types a name of their
 # own: a keyed text_input ignores a new default value, so it kept "tiny-upload" after the data
 # changed, and the same name for every click of Train (issue 13).
@@ -592,7 +655,7 @@ def data_recipe() -> DataRecipe:
     content = upload.getvalue()
     path = save_upload(content, upload.name)
     shown = clean_name(upload.name) or path.name  # the file's name as the runs list it
-    return DataRecipe.for_file(path, name=shown, seed=int(seed))
+    return DataRecipe.for_file(path, name=shown, seed=int(seed), array=npz_array)
 
 
 def start_training(discard_unsaved: bool) -> None:

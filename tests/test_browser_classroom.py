@@ -12,10 +12,15 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def models_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("classroom-models")
     make_trained_run(root, epochs=1, limit=256, name="classroom")
-    with serve_app("app.py", env={"CAE_MODELS_DIR": str(root)}) as url:
+    return root
+
+
+@pytest.fixture(scope="module")
+def app_url(models_root):
+    with serve_app("app.py", env={"CAE_MODELS_DIR": str(models_root)}) as url:
         yield url
 
 
@@ -80,3 +85,50 @@ def test_the_results_table_shows_psnr_and_ssim_at_1440_px(wide, app_url):
     # run id) is cut, so every column before it, PSNR and SSIM included, is on screen
     assert hidden < 75, (hidden, headers)
     screenshot(page, "classroom_results_1440")
+
+
+def test_an_npz_of_several_arrays_says_which_is_used_and_trains_on_the_chosen_one(
+    wide, app_url, models_root, tmp_path
+):
+    """An .npz holding two arrays silently used the first (issue 13 item 6). The page names the
+    array the images come from, offers the others, and the run records and uses the choice."""
+    import json
+    import re
+
+    import numpy as np
+    from playwright.sync_api import expect
+
+    from cae.data import MNIST_SAMPLE_PATH
+    from tests.test_browser_reliability import choose_dataset
+
+    page = wide
+    with np.load(MNIST_SAMPLE_PATH) as sample:
+        digits, labels = sample["x"][:200], sample["y"][:200]
+    path = tmp_path / "pairs.npz"
+    np.savez(path, first=np.zeros((40, 5, 5), np.uint8), digits=digits, y=labels)
+    open_page(page, app_url, "Train", "Train")
+    choose_dataset(page, "upload")
+    page.locator('.st-key-train_upload input[type="file"]').set_input_files(str(path))
+    caption = page.get_by_text(re.compile(r"pairs\.npz: \d+ train"))
+    expect(caption).to_be_visible(timeout=60_000)
+    assert "images from 'first' (40x5x5, uint8), no labels" in caption.inner_text()
+    picker = page.locator('[class*="st-key-train_npz_array"]')
+    expect(picker).to_be_visible()
+    picker.locator('[role="combobox"]').click()
+    page.get_by_role("option", name=re.compile("'digits'")).click()
+    expect(caption).to_contain_text(
+        "images from 'digits' (200x28x28, uint8), labels from 'y'", timeout=60_000
+    )
+    wait_for_app_idle(page, 30_000)
+    epochs = page.get_by_label("Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_for_app_idle(page, 30_000)
+    expect(page.locator(".st-key-train_name input")).to_have_value(re.compile(r"pairs-digits-\d+$"))
+    screenshot(page, "classroom_npz_choice")
+    page.locator(".st-key-train_start button").click()
+    saved = page.locator('[data-testid="stAlert"]').filter(has_text="Saved as")
+    expect(saved).to_be_visible(timeout=180_000)
+    records = [json.loads(p.read_text()) for p in models_root.glob("*/train.json")]
+    chosen = [r["data"] for r in records if r["data"].get("upload_name") == "pairs.npz"]
+    assert chosen and chosen[0]["upload_array"] == "digits", chosen
