@@ -7,12 +7,13 @@ and decoding. TensorFlow/Keras are imported inside the functions.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cae.shapes import compute_shapes
+from cae.shapes import compute_shapes, variational_head
 from cae.spec import (
     ArchitectureSpec,
     BatchNorm,
@@ -32,12 +33,22 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @dataclass
 class BuiltModel:
-    """The three models of one spec; ``autoencoder`` holds the other two as layers."""
+    """The three models of one spec; ``autoencoder`` holds the other two as layers.
+
+    A variational design has a fourth: ``posterior``, image -> [mean, log_var], which the
+    autoencoder holds instead of ``encoder`` (then image -> mean, the same layers): the
+    autoencoder is ``decoder(sampling(posterior(image)))``."""
 
     spec: ArchitectureSpec | None
     encoder: keras.Model
     decoder: keras.Model
     autoencoder: keras.Model
+    posterior: keras.Model | None = None
+
+    @property
+    def variational(self) -> bool:
+        """True for a variational autoencoder (its code is a mean; the prior is N(0, 1))."""
+        return self.posterior is not None
 
 
 def layer_name(part: str, index: int, layer: Layer) -> str:
@@ -191,12 +202,25 @@ def build(
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # process-wide in Keras: restored below
+    posterior = None
     try:
         image = keras.Input(shape=spec.input_shape, name="image")
         x = image
-        for index, layer in enumerate(spec.encoder):
+        start = len(spec.encoder)
+        if spec.variational is not None:
+            start, head = variational_head(spec, report.latent_shape[2])
+        for index, layer in enumerate(spec.encoder[:start]):
             x = make_keras_layer(layer, layer_name("encoder", index, layer))(x)
-        encoder = keras.Model(image, x, name="encoder")
+        if spec.variational is not None:
+            keras.config.set_dtype_policy("float32")  # exp(log_var) overflows float16 early
+            name = layer_name("encoder", start, head)
+            mean = make_keras_layer(head, f"{name}_mean")(x)
+            log_var = make_keras_layer(head, f"{name}_log_var")(x)
+            keras.config.set_dtype_policy(precision)
+            encoder = keras.Model(image, mean, name="encoder")
+            posterior = keras.Model(image, [mean, log_var], name="posterior")
+        else:
+            encoder = keras.Model(image, x, name="encoder")
 
         latent = keras.Input(shape=report.latent_shape, name="latent")
         y = latent
@@ -209,32 +233,45 @@ def build(
         decoder = keras.Model(latent, y, name="decoder")
 
         autoencoder_input = keras.Input(shape=spec.input_shape, name="input_image")
-        autoencoder = keras.Model(
-            autoencoder_input, decoder(encoder(autoencoder_input)), name="autoencoder"
-        )
+        if posterior is not None:
+            from cae.variational import SAMPLING_LAYER, sampling_layer_class
+
+            code = sampling_layer_class()(
+                beta=spec.variational.beta,
+                values=math.prod(spec.input_shape),
+                name=SAMPLING_LAYER,
+                dtype="float32",
+            )(posterior(autoencoder_input))
+        else:
+            code = encoder(autoencoder_input)
+        autoencoder = keras.Model(autoencoder_input, decoder(code), name="autoencoder")
     finally:
         keras.config.set_dtype_policy(previous)
-    return BuiltModel(spec, encoder, decoder, autoencoder)
+    return BuiltModel(spec, encoder, decoder, autoencoder, posterior)
 
 
 def keras_rows(built: BuiltModel) -> list[dict[str, object]]:
     """Keras's own output shapes and parameter counts, in the same form as ``LayerRow.as_dict``."""
     rows: list[dict[str, object]] = []
-    for part, model in (("encoder", built.encoder), ("decoder", built.decoder)):
+    encoder = built.posterior if built.posterior is not None else built.encoder
+    for part, model in (("encoder", encoder), ("decoder", built.decoder)):
         index = 0
         for layer in model.layers:
             if layer.__class__.__name__ == "InputLayer":
                 continue
             shape = tuple(layer.output.shape[1:])
-            rows.append(
-                {
-                    "part": part,
-                    "index": index,
-                    "type": _spec_type(layer),
-                    "output_shape": [int(n) for n in shape],
-                    "params": int(layer.count_params()),
-                }
-            )
+            row: dict[str, object] = {
+                "part": part,
+                "index": index,
+                "type": _spec_type(layer),
+                "output_shape": [int(n) for n in shape],
+                "params": int(layer.count_params()),
+            }
+            for suffix, head in (("_mean", "mean"), ("_log_var", "log-var")):
+                if built.posterior is not None and layer.name.endswith(suffix):
+                    row["head"] = head
+                    row["index"] = index = int(layer.name.split("_")[1])
+            rows.append(row)
             index += 1
     return rows
 
@@ -254,16 +291,28 @@ def save_model(autoencoder: keras.Model, path: str | Path) -> None:
 
 
 def load_model(path: str | Path, spec: ArchitectureSpec | None = None) -> BuiltModel:
-    """Load a ``.keras`` autoencoder with Keras ``safe_mode`` and find its encoder and decoder.
+    """Load a ``.keras`` autoencoder with Keras ``safe_mode`` and find its encoder and decoder
+    (for a variational one, its posterior, and the encoder as the posterior's mean).
 
     The spec is not inside the ``.keras`` file; a run folder keeps it in spec.json beside it.
     """
     import keras
 
-    autoencoder = keras.models.load_model(str(path), compile=False, safe_mode=True)
-    encoder = autoencoder.get_layer("encoder")
+    from cae.variational import REGISTERED_NAME, sampling_layer_class
+
+    autoencoder = keras.models.load_model(
+        str(path),
+        custom_objects={REGISTERED_NAME: sampling_layer_class()},  # registered, no code run
+        compile=False,
+        safe_mode=True,
+    )
     decoder = autoencoder.get_layer("decoder")
-    return BuiltModel(spec, encoder, decoder, autoencoder)
+    names = {layer.name for layer in autoencoder.layers}
+    if "posterior" in names:
+        posterior = autoencoder.get_layer("posterior")
+        encoder = keras.Model(posterior.input, posterior.output[0], name="encoder")
+        return BuiltModel(spec, encoder, decoder, autoencoder, posterior)
+    return BuiltModel(spec, autoencoder.get_layer("encoder"), decoder, autoencoder)
 
 
 def weights_digest(model: keras.Model) -> str:

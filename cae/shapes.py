@@ -76,21 +76,26 @@ class LayerRow:
     params: int
     formula: str
     params_formula: str
+    head: str = ""  # a variational design's code maps: "mean" or "log-var" (else "")
 
     @property
     def location(self) -> str:
-        """Where the layer is, e.g. ``encoder[2]``."""
-        return f"{self.part}[{self.index}]"
+        """Where the layer is, e.g. ``encoder[2]`` (``encoder[4] log-var`` for a code map)."""
+        return f"{self.part}[{self.index}]" + (f" {self.head}" if self.head else "")
 
     def as_dict(self) -> dict[str, object]:
-        """The row as plain JSON data (the CLI's ``--json`` form)."""
-        return {
+        """The row as plain JSON data (the CLI's ``--json`` form); ``head`` only on the two code
+        maps of a variational design."""
+        out: dict[str, object] = {
             "part": self.part,
             "index": self.index,
             "type": self.type,
             "output_shape": list(self.output_shape),
             "params": self.params,
         }
+        if self.head:
+            out["head"] = self.head
+        return out
 
 
 @dataclass(frozen=True)
@@ -586,54 +591,80 @@ def _applies(layers: Replacement, shape: Shape) -> bool:
     return True
 
 
+VARIATIONAL_HEADS = ("mean", "log-var")
+
+
+def variational_head(spec: ArchitectureSpec, code_channels: int) -> tuple[int, Conv | Deconv]:
+    """Where a variational design's shared encoder ends, and the layer each of its two code maps
+    (the mean and the log-variance, both of the code's shape) is built as.
+
+    A code made by a (transposed) convolution is made twice, by two copies of that layer with a
+    linear activation (a mean and a log-variance take any real value): ``encoder[4]`` of the
+    classic design, ``Conv 1 3x3 same``, becomes two of 73 parameters each. A code made by any
+    other kind (a pooling, say) stays, and two 1x1 linear convolutions to its ``code_channels``
+    follow it, at index ``len(spec.encoder)``: (c + 1) * c parameters each."""
+    last = spec.encoder[-1]
+    if isinstance(last, (Conv, Deconv)):
+        return len(spec.encoder) - 1, replace(last, activation="linear")
+    return len(spec.encoder), Conv(code_channels, (1, 1), activation="linear")
+
+
+def _row(
+    part: str, index: int, layer: Layer, shape: Shape, spec: ArchitectureSpec, head: str = ""
+) -> LayerRow:
+    """One layer's row, or a ShapeError naming it (with checked fixes) when it cannot be applied
+    or its output is over the size limit."""
+    try:
+        out, params, formula, params_formula = layer_output(layer, shape)
+    except _LayerProblem as problem:
+        checked = [(text, new) for text, new in problem.fixes if _applies(new, shape)]
+        fixes = tuple(
+            Fix(f"{part}[{index}]: {text}", _replace_layer(spec, part, index, new_layer))
+            for text, new_layer in checked
+        )
+        fix = f"; fix: {checked[0][0]}" if checked else ""  # the one line names a fix too
+        raise ShapeError(
+            f"{part}[{index}] {layer.type}: {problem.problem}{fix}. Received: {problem.received}",
+            part,
+            index,
+            fixes,
+        ) from None
+    if _volume(out) > MAX_ACTIVATION_VALUES:
+        raise ShapeError(
+            f"{part}[{index}] {layer.type}: the output {_fmt_shape(out)} holds more than "
+            f"{MAX_ACTIVATION_VALUES:,} values per image (limit). Received: output_shape={out}",
+            part,
+            index,
+        )
+    label = describe_layer(layer) + (f" ({head})" if head else "")
+    return LayerRow(
+        part, index, layer.type, label, shape, out, params, formula, params_formula, head
+    )  # type: ignore[arg-type]
+
+
 def compute_shapes(spec: ArchitectureSpec, *, with_fixes: bool = True) -> ShapeReport:
     """Every layer's output shape and parameters, the code shape, and the whole-network check.
 
     Raises ShapeError (a ValueError) naming the layer when one cannot be applied to its input.
-    With ``with_fixes`` a mismatch comes with verified suggested fixes.
+    With ``with_fixes`` a mismatch comes with verified suggested fixes. A variational design's
+    two code maps (``variational_head``) are two rows, ``head`` "mean" and "log-var", each taking
+    the shared encoder's output; the code is the mean (the log-variance has its shape).
     """
     rows: list[LayerRow] = []
     shape: Shape = spec.input_shape
     latent: Shape = shape
     for part in ("encoder", "decoder"):
-        for index, layer in enumerate(getattr(spec, part)):
-            try:
-                out, params, formula, params_formula = layer_output(layer, shape)
-            except _LayerProblem as problem:
-                checked = [(text, new) for text, new in problem.fixes if _applies(new, shape)]
-                fixes = tuple(
-                    Fix(f"{part}[{index}]: {text}", _replace_layer(spec, part, index, new_layer))
-                    for text, new_layer in checked
-                )
-                fix = f"; fix: {checked[0][0]}" if checked else ""  # the one line names a fix too
-                raise ShapeError(
-                    f"{part}[{index}] {layer.type}: {problem.problem}{fix}. "
-                    f"Received: {problem.received}",
-                    part,
-                    index,
-                    fixes,
-                ) from None
-            if _volume(out) > MAX_ACTIVATION_VALUES:
-                raise ShapeError(
-                    f"{part}[{index}] {layer.type}: the output {_fmt_shape(out)} holds more than "
-                    f"{MAX_ACTIVATION_VALUES:,} values per image (limit). Received: output_shape={out}",
-                    part,
-                    index,
-                )
-            rows.append(
-                LayerRow(
-                    part,
-                    index,
-                    layer.type,
-                    describe_layer(layer),
-                    shape,
-                    out,
-                    params,
-                    formula,
-                    params_formula,
-                )  # type: ignore[arg-type]
-            )
-            shape = out
+        layers = list(enumerate(getattr(spec, part)))
+        start = len(layers)
+        if part == "encoder" and spec.variational is not None:
+            start = variational_head(spec, 1)[0]
+        for index, layer in layers[:start]:
+            rows.append(_row(part, index, layer, shape, spec))
+            shape = rows[-1].output_shape
+        if part == "encoder" and spec.variational is not None:
+            _, head = variational_head(spec, shape[2])
+            rows += [_row(part, start, head, shape, spec, name) for name in VARIATIONAL_HEADS]
+            shape = rows[-1].output_shape
         if part == "encoder":
             latent = shape
     total = sum(row.params for row in rows)
@@ -925,6 +956,17 @@ def format_table(report: ShapeReport) -> str:
         f"compression {report.compression_ratio:.1f}x); parameters {report.total_params:,} "
         f"(encoder {report.encoder_params:,}, decoder {report.decoder_params:,})"
     )
+    variational = report.spec.variational
+    if variational is not None:
+        warmup = (
+            f", KL weight rising over {variational.warmup_epochs} epochs"
+            if variational.warmup_epochs
+            else ""
+        )
+        out.append(
+            f"variational (beta {variational.beta:g}{warmup}): the encoder gives a mean and a "
+            "log-variance map of the code's shape; training decodes a sample from them"
+        )
     if report.problem:
         out.append(f"MISMATCH: {report.problem}")
         for fix in report.fixes:

@@ -47,6 +47,8 @@ MAX_DILATION = MAX_IMAGE_SIDE
 MAX_CHANNELS = 64
 MAX_NAME_LENGTH = 100
 MAX_SPEC_BYTES = 1_000_000  # an architecture file: the biggest valid one is ~30 KB
+MAX_BETA = 1000.0  # the KL weight of a variational design; far above any useful value
+MAX_WARMUP_EPOCHS = 10_000  # as many as cae.training.LIMITS allows epochs
 
 Pair = tuple[int, int]
 Amount = tuple[tuple[int, int], tuple[int, int]]
@@ -490,20 +492,80 @@ def describe_layer(layer: Layer) -> str:
 
 
 @dataclass(frozen=True)
+class Variational:
+    """Train the design as a variational autoencoder: the code becomes a mean and a log-variance
+    map, training decodes a sample from them, and the loss adds ``beta`` times the KL divergence
+    from the prior N(0, 1), its weight rising linearly from 0 over the first ``warmup_epochs``."""
+
+    beta: float = 1.0  # 1 is the evidence lower bound with the bce loss; higher pulls harder
+    warmup_epochs: int = 0  # 0: the full weight from the first epoch
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Variational:
+        """Load and validate the spec's ``variational`` object."""
+        where = "spec.variational"
+        if not isinstance(data, dict):
+            raise _fail(
+                where,
+                "'variational' must be a JSON object such as {\"beta\": 1.0}",
+                variational=_short(data),
+            )
+        allowed = {"beta", "warmup_epochs"}
+        unknown = sorted(str(key) for key in data if key not in allowed)
+        if unknown:
+            raise _fail(
+                where,
+                f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
+                key=unknown[0],
+            )
+        beta = data.get("beta", 1.0)
+        if (
+            not isinstance(beta, (int, float))
+            or isinstance(beta, bool)
+            or not math.isfinite(beta)
+            or not 0 < beta <= MAX_BETA
+        ):
+            raise _fail(
+                where, f"'beta' must be a number above 0 and at most {MAX_BETA:g}", beta=beta
+            )
+        warmup = _int(
+            data.get("warmup_epochs", 0),
+            where,
+            "warmup_epochs",
+            minimum=0,
+            maximum=MAX_WARMUP_EPOCHS,
+        )
+        return cls(float(beta), warmup)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the spec's ``variational`` field."""
+        return {"beta": self.beta, "warmup_epochs": self.warmup_epochs}
+
+    def weight(self, epoch: int) -> float:
+        """The KL weight in (0-based) ``epoch``: ``beta * epoch / warmup_epochs`` during the
+        warm-up, ``beta`` after it (and always without one)."""
+        if self.warmup_epochs <= 0:
+            return self.beta
+        return self.beta * min(1.0, max(0, epoch) / self.warmup_epochs)
+
+
+@dataclass(frozen=True)
 class ArchitectureSpec:
-    """A whole autoencoder: input shape, encoder layers (ending at the code) and decoder layers."""
+    """A whole autoencoder: input shape, encoder layers (ending at the code) and decoder layers;
+    ``variational`` set makes it a variational autoencoder (absent: a plain one)."""
 
     name: str
     input_shape: tuple[int, int, int]
     encoder: tuple[Layer, ...]
     decoder: tuple[Layer, ...] = field(default_factory=tuple)
+    variational: Variational | None = None
 
     @classmethod
     def from_dict(cls, data: Any) -> ArchitectureSpec:
         """Load and validate a spec from its JSON dict."""
         if not isinstance(data, dict):
             raise _fail("spec", "the architecture must be a JSON object", spec=_short(data))
-        allowed = {"name", "input_shape", "encoder", "decoder"}
+        allowed = {"name", "input_shape", "encoder", "decoder", "variational"}
         unknown = sorted(str(key) for key in data if key not in allowed)
         if unknown:
             raise _fail(
@@ -539,16 +601,26 @@ class ArchitectureSpec:
             parts[part] = tuple(
                 layer_from_dict(layer, f"{part}[{index}]") for index, layer in enumerate(layers)
             )
-        return cls(name.strip(), input_shape, parts["encoder"], parts["decoder"])
+        variational = data.get("variational")
+        return cls(
+            name.strip(),
+            input_shape,
+            parts["encoder"],
+            parts["decoder"],
+            None if variational is None else Variational.from_dict(variational),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON dict of this spec (the format of DESIGN.md)."""
-        return {
+        """The JSON dict of this spec (the format of DESIGN.md); ``variational`` only when set."""
+        out: dict[str, Any] = {
             "name": self.name,
             "input_shape": list(self.input_shape),
             "encoder": [layer_to_dict(layer) for layer in self.encoder],
             "decoder": [layer_to_dict(layer) for layer in self.decoder],
         }
+        if self.variational is not None:
+            out["variational"] = self.variational.to_dict()
+        return out
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ArchitectureSpec:

@@ -551,6 +551,41 @@ def _make_optimizer(name: str, learning_rate: float) -> Any:
     return keras.optimizers.RMSprop(learning_rate=learning_rate)
 
 
+VARIATIONAL_TERMS = ("recon_loss", "kl_loss")
+"""The two terms of a variational run's loss, logged by Keras each epoch and kept in history.json
+beside ``loss`` (with ``val_`` versions): ``loss = recon_loss + weight * kl_loss``."""
+
+
+def _loss_terms(built: BuiltModel, loss: str) -> list[Any]:
+    """Compiled metrics: for a variational model the reconstruction term alone, as
+    ``recon_loss`` (its sampling layer tracks ``kl_loss``); none for a plain one."""
+    if not built.variational:
+        return []
+    import keras
+
+    metric = {
+        "bce": keras.metrics.BinaryCrossentropy,
+        "mse": keras.metrics.MeanSquaredError,
+        "mae": keras.metrics.MeanAbsoluteError,
+    }[loss]
+    return [metric(name="recon_loss")]
+
+
+def _kl_warmup_callback(built: BuiltModel) -> Any:
+    """A callback setting the sampling layer's KL weight at each epoch's start to
+    ``spec.variational.weight(epoch)`` (0 rising to beta over the warm-up, then beta)."""
+    import keras
+
+    from cae.variational import SAMPLING_LAYER
+
+    assert built.spec is not None and built.spec.variational is not None
+    schedule = built.spec.variational
+    weight = built.autoencoder.get_layer(SAMPLING_LAYER).kl_weight
+    return keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: weight.assign(schedule.weight(epoch))
+    )
+
+
 def _make_loss(name: str) -> Any:
     import keras
 
@@ -586,6 +621,7 @@ def _monitor_class() -> type:
             preview: np.ndarray | None,
             preview_inputs: np.ndarray | None,
             validation: Any = None,
+            terms: tuple[str, ...] = (),
         ) -> None:
             super().__init__()
             self.config = config
@@ -601,9 +637,14 @@ def _monitor_class() -> type:
             self.preview_reconstructions: np.ndarray | None = None
             self.batch_size = config.batch_size
             self.batches_per_epoch = max(1, math.ceil(num_train / config.batch_size))
+            self.terms = terms  # the loss's terms, logged as they are (VARIATIONAL_TERMS)
             self.history: dict[str, list[float]] = {"loss": []}
             if has_validation:
                 self.history["val_loss"] = []
+            for term in terms:
+                self.history[term] = []
+                if has_validation:
+                    self.history[f"val_{term}"] = []
             self.completed = 0
             self.batch_done = 0
             self.loss: float | None = None
@@ -752,6 +793,10 @@ def _monitor_class() -> type:
             if self.has_validation:
                 self.val_loss = val
                 self.history["val_loss"].append(val)
+            for term in self.terms:
+                self.history[term].append(float(logs.get(term, math.nan)))
+                if self.has_validation:
+                    self.history[f"val_{term}"].append(float(results.get(term, math.nan)))
             self.weights = self.model.get_weights()
             if self.preview is not None:
                 try:
@@ -861,6 +906,7 @@ def train(
             built.autoencoder.compile(
                 optimizer=_make_optimizer(config.optimizer, config.learning_rate),
                 loss=_make_loss(config.loss),
+                metrics=_loss_terms(built, config.loss),
             )
         if multi_worker:
             _fix_keras_for_multi_worker(built.autoencoder, strategy)
@@ -905,11 +951,15 @@ def train(
             started=started,
             preview=preview,
             preview_inputs=preview_inputs,
+            terms=VARIATIONAL_TERMS if built.variational else (),
         )
+        callbacks = [monitor]
+        if built.variational:
+            callbacks.insert(0, _kl_warmup_callback(built))
         built.autoencoder.fit(
             train_ds,
             epochs=config.epochs,
-            callbacks=[monitor],
+            callbacks=callbacks,
             shuffle=False,  # the pipeline shuffles, seeded
             verbose=0,
         )

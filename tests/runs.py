@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cae.recipe import DataRecipe, TestSplit, load_recipe
 from cae.request import TrainRequest
-from cae.spec import preset
+from cae.spec import ArchitectureSpec, preset
 from cae.store import save_trained
 from cae.training import TrainConfig, train
 
@@ -19,10 +19,12 @@ def make_trained_run(
     learning_rate: float = 1e-2,
     seed: int = 0,
     name: str = "latent editor test",
+    spec: ArchitectureSpec | None = None,
 ) -> str:
-    """Train the classic network briefly on mnist-sample and save it into ``root``; its id."""
+    """Train ``spec`` (the classic network) briefly on mnist-sample and save it into ``root``;
+    its id."""
     request = TrainRequest(
-        spec=preset("classic"),
+        spec=spec or preset("classic"),
         data=DataRecipe("mnist-sample", limit=limit, seed=seed),
         config=TrainConfig(
             epochs=epochs, batch_size=64, learning_rate=learning_rate, preview_count=0, seed=seed
