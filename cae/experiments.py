@@ -272,7 +272,7 @@ class ExperimentQueue:
                 request = variant_request(
                     variant, recipe, experiment_id=experiment_id, experiment_name=name
                 ).to_dict()
-            items.append(_item(variant, request, variant_seconds(variant, num_train, guess.rate)))
+            items.append(_item(variant, request, variant_seconds(variant, num_train, guess.speed)))
         record = {
             "id": experiment_id,
             "name": name,

@@ -25,7 +25,7 @@ import itertools
 import math
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ MAX_VALUES = 12  # values of one axis
 MAX_RUNS = 64  # combinations of one sweep
 START_SECONDS = 4.0  # a run's own start (a process with TensorFlow, the data) besides training
 DEFAULT_RATE = 2.5e9  # multiply-adds per second of training when no run has been timed here
+DEFAULT_OVERHEAD = 5.0  # seconds per run besides its work: build, first trace, test scoring
 RATE_RUNS = 30  # the newest runs whose speed the estimate is measured from
 
 SHORT_FIELDS: dict[str, str] = {
@@ -394,18 +395,55 @@ def work_per_image(report: ShapeReport) -> float:
 
 
 @dataclass(frozen=True)
+class Speed:
+    """This machine's training speed: a fixed cost per run (building the model, the first trace,
+    scoring the test split) plus work at ``rate`` multiply-adds per second."""
+
+    overhead: float  # seconds per run besides the work (process start not included)
+    rate: float  # multiply-adds per second
+    runs: int  # how many earlier runs it was measured from (0: the default guess)
+
+    def seconds(self, work: float) -> float:
+        """Seconds for ``work`` multiply-adds of training, with the run's own start."""
+        return START_SECONDS + self.overhead + work / self.rate
+
+
+@dataclass(frozen=True)
 class Estimate:
     """How long a sweep should take, and what the guess is based on."""
 
     seconds: float
-    rate: float  # multiply-adds per second
+    speed: Speed
     basis: str  # one line for people
 
 
-def measured_rate(samples: Iterable[tuple[float, float]]) -> float | None:
-    """The median of (work done, seconds) samples as work per second, or None without any."""
-    rates = [work / seconds for work, seconds in samples if work > 0 and seconds > 0]
-    return statistics.median(rates) if rates else None
+def fit_speed(samples: Sequence[tuple[float, float]]) -> Speed:
+    """The speed that fits (work, wall seconds) of earlier runs: a least-squares line
+    wall = overhead + work / rate where the runs differ enough in work to give one, else
+    ``DEFAULT_OVERHEAD`` and the median rate of the rest; :data:`DEFAULT_RATE` without runs."""
+    points = [(w, s) for w, s in samples if w > 0 and s > 0]
+    if not points:
+        return Speed(DEFAULT_OVERHEAD, DEFAULT_RATE, 0)
+    if len(points) >= 3:
+        mean_w = statistics.fmean(w for w, _ in points)
+        mean_s = statistics.fmean(s for _, s in points)
+        spread = sum((w - mean_w) ** 2 for w, _ in points)
+        if spread > 0:
+            slope = sum((w - mean_w) * (s - mean_s) for w, s in points) / spread
+            overhead = mean_s - slope * mean_w
+            plausible = slope > 0 and DEFAULT_RATE / 100 <= 1.0 / slope <= DEFAULT_RATE * 100
+            if plausible and 0 <= overhead <= 4 * DEFAULT_OVERHEAD:
+                return Speed(overhead, 1.0 / slope, len(points))
+    # the rate from runs long enough for their work to show (at least DEFAULT_OVERHEAD of it)
+    rates = [
+        w / (s - DEFAULT_OVERHEAD)
+        for w, s in points
+        if s > 2 * DEFAULT_OVERHEAD and w >= DEFAULT_RATE * DEFAULT_OVERHEAD / 10
+    ]
+    if not rates:  # only short runs: their time is mostly the fixed part
+        overhead = statistics.median(s for _, s in points)
+        return Speed(overhead, DEFAULT_RATE, len(points))
+    return Speed(DEFAULT_OVERHEAD, statistics.median(rates), len(points))
 
 
 def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
@@ -438,34 +476,30 @@ def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
 def estimate(
     variants: Sequence[Variant], num_train: int, samples: Sequence[tuple[float, float]]
 ) -> Estimate:
-    """The sweep's time: each valid run's work over the measured rate (the median speed of the
-    earlier runs in ``samples``, else :data:`DEFAULT_RATE`), plus ``START_SECONDS`` each."""
-    rate = measured_rate(samples)
-    if rate is None:
-        rate = DEFAULT_RATE
+    """The sweep's time, run after run: each valid run's work (:func:`work_per_image` x training
+    images x epochs) at the speed measured from the earlier runs in ``samples``
+    (:func:`fit_speed`), plus ``START_SECONDS`` each for its process."""
+    speed = fit_speed(samples)
+    if speed.runs == 0:
         basis = (
-            "no run has been timed on this machine yet: a rough guess of "
+            "no run timed on this machine yet: a rough guess of "
             f"{DEFAULT_RATE / 1e9:.1f} G multiply-adds/s"
         )
     else:
         basis = (
-            f"the median speed of {len(samples)} earlier run(s) on this machine, "
-            f"{rate / 1e9:.2f} G multiply-adds/s"
+            f"{speed.runs} earlier run(s) on this machine: {speed.overhead:.1f} s per run plus "
+            f"{speed.rate / 1e9:.2f} G multiply-adds/s"
         )
-    basis += f", plus {START_SECONDS:.0f} s to start each run"
-    seconds = sum(
-        (variant.work or 0.0) * num_train * variant.config.epochs / rate + START_SECONDS
-        for variant in variants
-        if variant.ok and variant.config is not None
-    )
-    return Estimate(seconds, rate, basis)
+    basis += f", and {START_SECONDS:.0f} s to start each run's process"
+    seconds = sum(variant_seconds(variant, num_train, speed) for variant in variants)
+    return Estimate(seconds, speed, basis)
 
 
-def variant_seconds(variant: Variant, num_train: int, rate: float) -> float:
-    """One valid run's estimated seconds at ``rate`` (``START_SECONDS`` included)."""
+def variant_seconds(variant: Variant, num_train: int, speed: Speed) -> float:
+    """One valid run's estimated seconds at ``speed`` (0 for an invalid one)."""
     if not variant.ok or variant.config is None:
         return 0.0
-    return (variant.work or 0.0) * num_train * variant.config.epochs / rate + START_SECONDS
+    return speed.seconds((variant.work or 0.0) * num_train * variant.config.epochs)
 
 
 # ----------------------------------------------------------------------- results

@@ -29,7 +29,7 @@ LAYERS: dict[str, list[list[str]]] = {
     "ui": [
         ["nav", "run_index", "test_images", "layer_editor", "latent_link", "channels", "unsaved"],
         ["state"],
-        ["runs"],
+        ["runs", "experiments"],
     ],
 }
 

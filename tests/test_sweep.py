@@ -145,14 +145,25 @@ def test_fields_offered_for_a_design():
 
 
 def test_estimate_from_measured_speed_and_its_basis():
+    from cae.shapes import compute_shapes
+    from cae.sweep import START_SECONDS, fit_speed
+
     variants = expand(preset("classic"), TrainConfig(epochs=2), [parse_vary("code=1,2,0")])
     work = variants[0].work
-    assert work == work_per_image(__import__("cae.shapes").shapes.compute_shapes(variants[0].spec))
-    guess = estimate(variants, 1000, [(work * 1000 * 2, 10.0)])  # one earlier run: 10 s
-    # two valid runs, each about 10 s (the second a little more work) plus the start
-    assert 20 + 2 * 4 <= guess.seconds < 2 * (10 * variants[1].work / work) + 8 + 1
-    assert "median speed of 1 earlier run" in guess.basis
-    assert "no run has been timed" in estimate(variants, 1000, []).basis
+    assert work == work_per_image(compute_shapes(variants[0].spec))
+    # earlier runs that took 3 s plus 1 s per G multiply-adds: the fit finds both
+    samples = [(w, 3.0 + w / 1e9) for w in (1e9, 4e9, 9e9, 2e10)]
+    speed = fit_speed(samples)
+    assert speed.overhead == pytest.approx(3.0) and speed.rate == pytest.approx(1e9)
+    guess = estimate(variants, 1000, samples)
+    expected = sum(START_SECONDS + 3.0 + v.work * 1000 * 2 / 1e9 for v in variants if v.ok)
+    assert guess.seconds == pytest.approx(expected)
+    assert (
+        "4 earlier run(s) on this machine: 3.0 s per run plus 1.00 G multiply-adds/s" in guess.basis
+    )
+    assert "no run timed" in estimate(variants, 1000, []).basis
+    # short runs only: their time is mostly the fixed part
+    assert fit_speed([(1e6, 7.0), (1e6, 8.0)]).overhead == pytest.approx(7.5)
 
 
 def test_requests_are_tagged_with_the_experiment():

@@ -29,6 +29,7 @@ PAGE_FILES: tuple[tuple[str, str], ...] = (
     ("pages/3_Results.py", "Results"),
     ("pages/4_Latent_Editor.py", "Latent Editor"),
     ("pages/5_Inspect.py", "Inspect"),
+    ("pages/6_Experiments.py", "Experiments"),
 )
 
 

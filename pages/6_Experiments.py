@@ -1,0 +1,247 @@
+"""Experiments: vary up to three settings of the current design, train every combination as an
+ordinary run, and compare them on one chart against PCA and the mean image."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cae.data import DATASETS, dataset_status
+from cae.experiments import EXPERIMENTS, parallel_runs
+from cae.recipe import DataRecipe
+from cae.shapes import compute_shapes
+from cae.store import models_dir
+from cae.sweep import MAX_AXES, SweepError, estimate, expand, parse_values, rate_samples
+from cae.text import plain_markdown
+from cae.training import LIMITS, TrainConfig
+from ui.experiments import (
+    SHOWN_KEY,
+    comparison,
+    experiment_label,
+    fmt_seconds,
+    progress_panel,
+)
+from ui.run_index import all_runs
+from ui.state import active_dataset, active_spec, owner_id, page_frame
+
+NONE = ""
+SIZES = [100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 60_000]
+
+
+def choose_data() -> tuple[DataRecipe | None, int]:
+    """The dataset and how many training images each run uses: (recipe, training images)."""
+    names = [name for name in DATASETS if dataset_status(name).available]
+    current = active_dataset()
+    left, right = st.columns(2)
+    name = left.selectbox(
+        "Dataset",
+        names,
+        index=names.index(current) if current in names else 0,
+        format_func=lambda key: DATASETS[key].title,
+        key="experiments_dataset",
+    )
+    if name is None:
+        st.warning("No dataset is available here.", icon=":material/cloud_off:")
+        return None, 0
+    status = dataset_status(name)
+    sizes = [size for size in SIZES if size < (status.num_train or 0)] + [status.num_train]
+    limit = right.select_slider(
+        "Images per split",
+        options=sizes,
+        value=1_000 if 1_000 in sizes else sizes[-1],
+        format_func=lambda n: f"{n:,}",
+        key="experiments_limit",
+        help="Each run trains on at most this many images (and is tested on at most this many); "
+        "fewer train faster.",
+    )
+    if current == "upload":
+        st.caption(
+            "Uploaded images: sweep them from the command line with "
+            "`python -m cae sweep --data FILE ...`."
+        )
+    recipe = DataRecipe(dataset=name, limit=None if limit == status.num_train else int(limit))
+    return recipe, int(min(limit, status.num_train or limit))
+
+
+def base_config() -> TrainConfig:
+    """The settings every run shares unless an axis varies them."""
+    row = st.columns(4)
+    epochs = row[0].number_input("Epochs", *map(int, LIMITS["epochs"]), 5, key="experiments_epochs")
+    batch = row[1].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="experiments_batch")
+    lr = row[2].number_input(
+        "Learning rate",
+        *LIMITS["learning_rate"],
+        1e-3,
+        format="%.4g",
+        step=1e-4,
+        key="experiments_lr",
+    )
+    noise = row[3].slider("Input noise", *LIMITS["noise"], 0.0, 0.05, key="experiments_noise")
+    return TrainConfig(
+        epochs=int(epochs),
+        batch_size=int(batch),
+        learning_rate=float(lr),
+        noise=float(noise),
+        preview_count=0,
+    )
+
+
+def choose_axes(spec) -> tuple[list, list[str]]:
+    """Up to three (field, values) rows; returns the axes and the problems of the rows."""
+    from cae.sweep import Axis, varied_fields
+
+    fields = dict(varied_fields(spec))
+    options = [NONE, *fields]
+    examples = {"kernel": "3, 5", "code": "1, 2, 4", "lr": "0.001, 0.003", "epochs": "5, 10"}
+    axes, problems = [], []
+    for i in range(MAX_AXES):
+        left, right = st.columns([3, 2])
+        field = left.selectbox(
+            f"Vary {i + 1}",
+            options,
+            index=0,
+            format_func=lambda key: "—" if key == NONE else f"{key}: {fields[key]}",
+            key=f"experiments_field_{i}",
+        )
+        text = right.text_input(
+            f"Values {i + 1}",
+            key=f"experiments_values_{i}",
+            placeholder=examples.get(field, "8, 16, 32") if field else "choose what to vary",
+            disabled=field == NONE,
+        )
+        if field == NONE:
+            continue
+        try:
+            axes.append(Axis(field, parse_values(text, field)))
+        except SweepError as error:
+            problems.append(str(error))
+    return axes, problems
+
+
+def new_experiment(root: str) -> None:
+    """The form: design, data, shared settings, what to vary; the runs it makes, checked, with
+    their number and estimated time; Start."""
+    spec = active_spec()
+    st.subheader("New experiment")
+    if spec is None:
+        st.error("The design on the Architecture page is not valid yet.", icon=":material/block:")
+        return
+    try:
+        report = compute_shapes(spec)
+    except ValueError as error:
+        st.error(plain_markdown(str(error)), icon=":material/block:")
+        return
+    st.markdown(
+        f"Starts from the current design **{plain_markdown(spec.name)}** · code "
+        f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters "
+        "(change it on the Architecture page)."
+    )
+    recipe, images = choose_data()
+    config = base_config()
+    axes, problems = choose_axes(spec)
+    name = st.text_input("Experiment name", spec.name, max_chars=40, key="experiments_name")
+    for problem in problems:
+        st.error(plain_markdown(problem), icon=":material/error:")
+    if recipe is None or not axes or problems:
+        if not axes and not problems:
+            st.caption("Choose up to three settings to vary, each with a list of values.")
+        st.button("Start", key="experiments_start", disabled=True, type="primary")
+        return
+    try:
+        variants = expand(spec, config, axes, image_shape=recipe.image_shape())
+    except SweepError as error:
+        st.error(plain_markdown(str(error)), icon=":material/error:")
+        st.button("Start", key="experiments_start", disabled=True, type="primary")
+        return
+    valid = [variant for variant in variants if variant.ok]
+    num_train = int(images * (1 - config.validation_split))
+    guess = estimate(variants, num_train, rate_samples(all_runs(root)))
+    slots = parallel_runs()
+    seconds = guess.seconds / slots
+    at_once = f", {slots} at a time" if slots > 1 else ", one after another"
+    st.markdown(
+        f"**{len(valid)} run(s)**{at_once} · estimated **{fmt_seconds(seconds)}** "
+        f"({len(variants) - len(valid)} combination(s) cannot train)"
+        if len(valid) < len(variants)
+        else f"**{len(valid)} run(s)**{at_once} · estimated **{fmt_seconds(seconds)}**"
+    )
+    st.caption(f"The estimate is based on {plain_markdown(guess.basis)}.")
+    st.dataframe(
+        [
+            {
+                "#": v.index + 1,
+                "design": v.label,
+                "parameters": v.params,
+                "code": "x".join(map(str, v.latent_shape)) if v.latent_shape else None,
+                "epochs": v.config.epochs if v.config else None,
+                "can train": "yes" if v.ok else f"no: {v.problem}",
+            }
+            for v in variants
+        ],
+        hide_index=True,
+        width="stretch",
+        key="experiments_plan",
+    )
+    if st.button(
+        "Start",
+        key="experiments_start",
+        type="primary",
+        disabled=not valid,
+        icon=":material/play_arrow:",
+    ):
+        try:
+            experiment = EXPERIMENTS.submit(
+                owner_id(), name, spec, config, recipe, axes, num_train=num_train, root=root
+            )
+        except (SweepError, ValueError, OSError) as error:
+            st.error(f"Could not start: {plain_markdown(str(error))}", icon=":material/error:")
+        else:
+            st.session_state[SHOWN_KEY] = experiment.id
+            st.rerun()
+
+
+def shown_experiment(root: str) -> str | None:
+    """The experiment this tab shows: its choice, else this session's newest, else the one
+    training now, else the newest (so a reload or another tab finds it again)."""
+    experiments = EXPERIMENTS.all(root)
+    if not experiments:
+        return None
+    by_id = {e.id: e for e in experiments}
+    chosen = st.session_state.get(SHOWN_KEY)
+    if chosen not in by_id:
+        mine = [e for e in experiments if e.record.get("owner") == owner_id()]
+        active = [e for e in experiments if e.active]
+        chosen = (mine or active or experiments)[0].id
+    st.session_state[SHOWN_KEY] = chosen
+    return st.selectbox(
+        "Experiment",
+        list(by_id),
+        format_func=lambda key: experiment_label(by_id[key].record),
+        key=SHOWN_KEY,
+    )
+
+
+def main() -> None:
+    """The page, top to bottom."""
+    page_frame("Experiments")
+    st.title("Experiments")
+    st.caption(
+        "Vary the filters, kernels, code size or training settings of your design over lists of "
+        "values; every combination trains as an ordinary run (listed on Results) and lands on "
+        "one chart, against PCA with as many components as the code has values."
+    )
+    root = str(models_dir())
+    shown = shown_experiment(root)
+    if shown is not None:
+        experiment = EXPERIMENTS.get(shown, root)
+        if experiment is not None:
+            if experiment.active:
+                st.fragment(run_every=1.0)(progress_panel)(shown, live=True)
+            else:
+                progress_panel(shown)
+            comparison(experiment.snapshot(), root)
+        st.divider()
+    with st.container(border=True):
+        new_experiment(root)
+
+
+main()

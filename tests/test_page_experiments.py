@@ -1,0 +1,137 @@
+"""AppTests of the Experiments page and the experiment queue: the plan before start (runs, the
+estimate and what cannot train), a second experiment waiting in the queue and saying so, a reload
+finding it again, Stop keeping what finished, and records read back after a server restart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae.experiments import EXPERIMENTS, ExperimentQueue, experiments_root, parallel_runs
+from cae.recipe import DataRecipe
+from cae.spec import preset
+from cae.sweep import parse_vary
+from cae.training import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+PAGE = "pages/6_Experiments.py"
+
+
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    root = tmp_path / "models"
+    root.mkdir()
+    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    yield root
+    EXPERIMENTS.close(wait=120)
+
+
+def open_page(state=None, timeout=120):
+    app = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in (state or {}).items():
+        app.session_state[key] = value
+    return app.run().switch_page(PAGE).run()
+
+
+def texts(app) -> str:
+    parts = [*app.markdown, *app.caption, *app.info, *app.warning, *app.error]
+    return "\n".join(str(part.value) for part in parts)
+
+
+def test_the_plan_says_how_many_runs_how_long_and_what_cannot_train(models):
+    app = open_page()
+    assert not app.exception
+    assert app.title[0].value == "Experiments"
+    assert app.button(key="experiments_start").disabled  # nothing varied yet
+    app.selectbox(key="experiments_field_0").set_value("encoder.0.filters").run()
+    app.text_input(key="experiments_values_0").set_value("4, 8").run()
+    app.selectbox(key="experiments_field_1").set_value("code").run()
+    app.text_input(key="experiments_values_1").set_value("0, 1").run()
+    assert not app.exception
+    shown = texts(app)
+    assert "**2 run(s)**" in shown and "2 combination(s) cannot train" in shown
+    assert "The estimate is based on no run timed on this machine yet" in shown
+    plan = app.dataframe[-1].value  # the plan (the last table on the page)
+    assert list(plan["design"]) == [
+        "encoder.0.filters=4, code=0",
+        "encoder.0.filters=4, code=1",
+        "encoder.0.filters=8, code=0",
+        "encoder.0.filters=8, code=1",
+    ]
+    assert "'filters' must be at least 1" in plan["can train"][0]
+    assert app.button(key="experiments_start").disabled is False
+    # a bad value list is named before anything starts
+    app.text_input(key="experiments_values_1").set_value("1,,2").run()
+    assert "an empty value between commas" in texts(app)
+    assert app.button(key="experiments_start").disabled
+
+
+def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
+    app = open_page()
+    owner = app.session_state["owner_id"]
+    recipe = DataRecipe(limit=300)
+    first = EXPERIMENTS.submit(
+        "someone else", "long one", preset("classic"), TrainConfig(epochs=500), recipe,
+        [parse_vary("code=1")], num_train=270,
+    )  # fmt: skip
+    second = EXPERIMENTS.submit(
+        owner, "mine", preset("classic"), TrainConfig(epochs=1), recipe,
+        [parse_vary("encoder.0.filters=4,8")], num_train=270,
+    )  # fmt: skip
+    # a reload of this tab (a new session with the same id) shows its experiment, queued
+    again = open_page({"owner_id": owner})
+    assert not again.exception
+    assert again.selectbox(key="experiments_shown").value == second.id
+    shown = texts(again)
+    assert "Waiting in the queue: 1 experiment(s) ahead of this one (long one)" in shown
+    assert "0 of 2 runs done" in str([p.proto.text for p in again.get("progress")])
+    assert again.button(key="experiments_stop").disabled is False  # this session started it
+    # the record is on disk as it is in the queue
+    record = json.loads((experiments_root(models) / second.id / "experiment.json").read_text())
+    assert record["state"] == "queued" and [i["state"] for i in record["items"]] == ["queued"] * 2
+    # another session sees the first one's experiment read-only
+    other = open_page()
+    other.selectbox(key="experiments_shown").set_value(first.id).run()
+    assert "only that session can stop it" in texts(other)
+    # Stop: the queued one leaves the queue and nothing of it runs
+    again.button(key="experiments_stop").click().run()
+    assert not again.exception
+    assert second.state == "stopped"
+    assert [item["state"] for item in second.snapshot()["items"]] == ["not run", "not run"]
+    EXPERIMENTS.stop(first.id)
+    assert EXPERIMENTS.wait(first.id, 120)
+    assert first.state == "stopped"
+
+
+def test_records_survive_a_server_restart_as_interrupted(models):
+    folder = experiments_root(models) / "20260101-000000-abcdef"
+    folder.mkdir(parents=True)
+    record = {
+        "id": "20260101-000000-abcdef", "name": "before", "owner": "x", "created": "2026-01-01",
+        "state": "running", "queued_at": 1,
+        "items": [
+            {"index": 0, "label": "code=1", "state": "finished", "run_id": "r1"},
+            {"index": 1, "label": "code=2", "state": "running", "run_id": None},
+            {"index": 2, "label": "code=0", "state": "invalid", "run_id": None},
+        ],
+    }  # fmt: skip
+    (folder / "experiment.json").write_text(json.dumps(record))
+    queue = ExperimentQueue()
+    found = queue.all(models)
+    assert [e.id for e in found] == [record["id"]]
+    assert found[0].state == "interrupted"
+    states = [item["state"] for item in found[0].record["items"]]
+    assert states == ["finished", "not run", "invalid"]
+    on_disk = json.loads((folder / "experiment.json").read_text())
+    assert on_disk["state"] == "interrupted"
+
+
+def test_parallel_runs_follow_the_free_cores():
+    assert parallel_runs(1) == 1 and parallel_runs(2) == 1
+    assert parallel_runs(4) == 2 and parallel_runs(16) == 8
+    assert parallel_runs(16, busy=4) == 4
+    assert parallel_runs(4, busy=3) == 1

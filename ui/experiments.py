@@ -1,0 +1,250 @@
+"""The Experiments page's parts: the live progress of an experiment, and the comparison of its
+runs (sortable table, size-against-PSNR chart with the Pareto front and the baselines, open on
+Results, CSV). The sweep logic is ``cae.sweep``; the queue is ``cae.experiments``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import streamlit as st
+
+from cae.experiments import EXPERIMENTS, ITEM_DONE
+from cae.metrics import METRICS
+from cae.plots import SWEEP_AXES, sweep_scatter
+from cae.store import RunInfo
+from cae.sweep import result_row, rows_csv
+from cae.text import plain_markdown
+from ui.run_index import all_runs
+from ui.state import COMPARE_KEY, RUN_KEY, owner_id, remember
+
+SHOWN_KEY = "experiments_shown"  # str: the experiment this tab shows
+OPENED_KEY = "experiments_opened"  # the chart selection already sent to Results
+SEEN_KEY = "experiments_seen_state"  # (id, state, runs done) at the last draw of the progress
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """``1:05`` (or ``1:02:03``) for a number of seconds, a dash for none."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(max(0.0, seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def experiment_label(record: dict[str, Any]) -> str:
+    """``name · created · state`` of an experiment, for a select box (plain text)."""
+    created = str(record.get("created") or "")[:16].replace("T", " ")
+    runs = sum(item["state"] != "invalid" for item in record["items"])
+    return f"{record['name']} · {created} · {runs} runs · {record['state']}"
+
+
+def counts(record: dict[str, Any]) -> tuple[int, int]:
+    """(runs ended, runs to train) of an experiment (invalid combinations are not runs)."""
+    runs = [item for item in record["items"] if item["state"] != "invalid"]
+    return sum(item["state"] in ITEM_DONE for item in runs), len(runs)
+
+
+def progress_panel(experiment_id: str, live: bool = False) -> None:
+    """An experiment's overall progress (k of N, ETA), each running run's progress, the queue it
+    waits in, and Stop for the session that started it. ``live`` (in a fragment that redraws it):
+    the whole page is redrawn when a run or the experiment ends, so the comparison follows."""
+    experiment = EXPERIMENTS.get(experiment_id)
+    if experiment is None:
+        st.warning("This experiment is no longer here.")
+        return
+    record = experiment.snapshot()
+    done, total = counts(record)
+    state = record["state"]
+    finished = sum(item["state"] == "finished" for item in record["items"])
+    if state == "queued":
+        ahead = EXPERIMENTS.waiting_ahead(experiment_id)
+        names = ", ".join(plain_markdown(e.record["name"]) for e in ahead)
+        st.info(
+            f"Waiting in the queue: {len(ahead)} experiment(s) ahead of this one ({names}). "
+            "It starts by itself when they end; one experiment trains at a time.",
+            icon=":material/hourglass_top:",
+        )
+    eta = record.get("eta_seconds")
+    text = f"{done} of {total} runs done"
+    if state in ("running", "stopping"):
+        text += f" · about {fmt_seconds(eta)} left" if eta is not None else ""
+        if (record.get("parallel") or 1) > 1:
+            text += f" · {record['parallel']} at once"
+    elif state not in ("queued",):
+        text += f" · {state}"
+    st.progress(done / total if total else 0.0, text=text)
+    for item in record["items"]:
+        progress = item.get("progress")
+        if item["state"] != "running" or progress is None:
+            continue
+        if progress.state == "starting":
+            bar, words = 0.0, progress.message or "Starting…"
+        else:
+            bar = progress.fraction
+            words = (
+                f"epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
+                f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
+            )
+            if progress.images_per_second:
+                words += f" · {progress.images_per_second:,.0f} images/s"
+        st.progress(min(1.0, bar), text=f"Run {item['index'] + 1}: {item['label']} — {words}")
+    if record.get("message"):
+        st.caption(plain_markdown(record["message"]))
+    failed = [item for item in record["items"] if item["state"] == "failed"]
+    for item in failed:
+        st.error(
+            plain_markdown(f"Run {item['index'] + 1} ({item['label']}) failed: {item['error']}"),
+            icon=":material/error:",
+        )
+    if experiment.active:
+        if record.get("owner") == owner_id():
+            st.button(
+                "Stop the experiment",
+                key="experiments_stop",
+                on_click=EXPERIMENTS.stop,
+                args=(experiment_id,),
+                disabled=state == "stopping",
+                icon=":material/stop_circle:",
+                help=f"Keeps the {finished} run(s) already finished; the one in progress is "
+                "dropped and the rest are not run.",
+            )
+        else:
+            st.caption("Started from another session: only that session can stop it.")
+    seen = st.session_state.get(SEEN_KEY)
+    st.session_state[SEEN_KEY] = (experiment_id, state, done)
+    if live and seen is not None and seen != (experiment_id, state, done):
+        st.rerun()  # a run ended or the experiment did: the comparison below follows
+
+
+def result_rows(record: dict[str, Any], root: str) -> list[dict[str, Any]]:
+    """One comparison row per finished run of the experiment that is still saved."""
+    runs: dict[str, RunInfo] = {run.run_id: run for run in all_runs(root) if run.ok}
+    rows = []
+    for item in record["items"]:
+        run = runs.get(item.get("run_id") or "")
+        if item["state"] == "finished" and run is not None:
+            rows.append(result_row(item["index"], item["label"], run))
+    return rows
+
+
+def baselines(record: dict[str, Any], rows: list[dict[str, Any]], x_key: str) -> list[dict]:
+    """The PCA baseline at each code size of the runs (at its own parameter count, k x D + D, on
+    the parameters axis) and the mean-image baseline, of the experiment's data recipe; none
+    (and a caption why) when they cannot be computed."""
+    from cae.baselines import mean_image_baseline, pca_baseline
+    from cae.recipe import DataRecipe
+
+    try:
+        recipe = DataRecipe.from_dict(record["data"])
+        pixels = math.prod(record["spec"]["input_shape"])
+        sizes = sorted({row["code_size"] for row in rows if row.get("code_size")})
+        pca = []
+        for k in sizes:
+            score = pca_baseline(recipe, k)
+            x = k if x_key == "code_size" else k * pixels + pixels
+            pca.append((x, score.get("psnr")))
+        mean = mean_image_baseline(recipe)
+    except (ValueError, OSError, KeyError) as error:
+        st.caption(plain_markdown(f"No baselines for this data: {error}"))
+        return []
+    found: list[dict] = []
+    if pca:
+        label = "PCA, components = code size" + (
+            " (x: k x pixels + pixels numbers)" if x_key == "params" else ""
+        )
+        found.append({"label": label, "points": pca})
+    found.append({"label": "mean image", "psnr": mean.get("psnr")})
+    return found
+
+
+def open_on_results(run_ids: list[str]) -> None:
+    """Show these runs on Results, side by side (its compare selection), the first active."""
+    remember(COMPARE_KEY, list(run_ids))
+    remember(RUN_KEY, run_ids[0])
+    st.switch_page("pages/3_Results.py")
+
+
+def comparison(record: dict[str, Any], root: str) -> None:
+    """The experiment's finished runs: sortable table, chart, open on Results, CSV."""
+    rows = result_rows(record, root)
+    st.subheader("Comparison")
+    if not rows:
+        st.caption("The runs appear here as they finish.")
+        return
+    x_key = st.radio(
+        "Horizontal axis",
+        list(SWEEP_AXES),
+        format_func=SWEEP_AXES.__getitem__,
+        horizontal=True,
+        key="experiments_x",
+    )
+    with st.spinner("Scoring the PCA and mean-image baselines…"):
+        lines = baselines(record, rows, x_key)
+    figure = sweep_scatter(rows, x_key, lines)
+    event = st.plotly_chart(
+        figure,
+        key=f"experiments_chart_{record['id']}_{x_key}",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+    )
+    st.caption(
+        "Each point is a run; the Pareto front joins the runs no other run beats with fewer "
+        f"{SWEEP_AXES[x_key]} and a higher PSNR. Click a point to open that run on Results; "
+        "draw a box or lasso around several to compare them side by side."
+    )
+    picked = [p.get("customdata") for p in (event.selection.points if event else []) or []]
+    picked = [run_id for run_id in picked if isinstance(run_id, str)]
+    if not picked:
+        st.session_state.pop(OPENED_KEY, None)
+    elif st.session_state.get(OPENED_KEY) != picked:
+        st.session_state[OPENED_KEY] = picked
+        open_on_results(picked)
+    table = [
+        {
+            "#": row["index"] + 1,
+            "design": row["design"],
+            "parameters": row["params"],
+            "code": row["code"],
+            "code size": row["code_size"],
+            "compression": row["compression"],
+            "train time (s)": row["train_seconds"],
+            **{f"test {metric.label}": row.get(metric.key) for metric in METRICS},
+            "run": row["run_id"],
+        }
+        for row in rows
+    ]
+    formats = {f"test {metric.label}": f"%.{metric.digits}f" for metric in METRICS}
+    selection = st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key=f"experiments_table_{record['id']}",
+        on_select="rerun",
+        selection_mode="multi-row",
+        column_config={
+            "parameters": st.column_config.NumberColumn(format="localized"),
+            "compression": st.column_config.NumberColumn(format="%.1fx"),
+            "train time (s)": st.column_config.NumberColumn(format="%.1f"),
+            **{key: st.column_config.NumberColumn(format=value) for key, value in formats.items()},
+        },
+    )
+    chosen = [table[i]["run"] for i in (selection.selection.rows if selection else [])]
+    columns = st.columns([2, 2, 3])
+    label = "Open on Results" if len(chosen) <= 1 else f"Open these {len(chosen)} side by side"
+    if columns[0].button(
+        label,
+        key="experiments_open",
+        disabled=not chosen,
+        icon=":material/insights:",
+        help="Tick rows in the table (sort it by a column header), then open them on Results.",
+    ):
+        open_on_results(chosen)
+    columns[1].download_button(
+        "Download the table (CSV)",
+        rows_csv(rows),
+        file_name=f"experiment-{record['id']}.csv",
+        mime="text/csv",
+        key="experiments_csv",
+        icon=":material/download:",
+    )
