@@ -15,6 +15,7 @@ from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run, models_dir
 from cae.text import plain_code, plain_markdown
 from cae.training import reconstruct
+from ui.baselines import baselines_table
 from ui.channels import channel_picker
 from ui.run_index import all_runs
 from ui.runs import (
@@ -304,6 +305,9 @@ def main() -> None:
     selected = [run for run in selected if loads(run, root)]  # a broken model: one line, no crash
     if selected:
         metrics_table(selected, root)
+        baselines_table(
+            selected, root, lambda run: cached_own_metrics(run.run_id, run.created, root)
+        )
         reference, split = first_with_test_images(selected, root)
         reference_name = plain_markdown(reference.name)
         st.caption(f"The images below: {reference_name}'s {test_split_caption(split)}")

@@ -261,3 +261,64 @@ def test_cli_baseline_bad_input_is_one_line(args, expected, tmp_path, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------ Results
+
+
+def _saved_run(root: Path, recipe: DataRecipe, name: str) -> str:
+    """An untrained classic network saved as a run of ``recipe`` (with its test images)."""
+    from cae.builder import build
+    from cae.recipe import TestSplit
+    from cae.spec import preset
+    from cae.store import save_run
+
+    return save_run(
+        build(preset("classic")).autoencoder,
+        preset("classic"),
+        name=name,
+        train_config={"data": recipe.to_dict(), "config": {"epochs": 1}},
+        history={"loss": [0.3]},
+        metrics={"mse": 0.1, "psnr": 10.0, "ssim": 0.1, "params": 2690, "wall_seconds": 1.0},
+        test_split=TestSplit.of(load_recipe(recipe), recipe),
+        root=root,
+    )
+
+
+def test_results_shows_each_runs_baselines_beside_its_metrics(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "models"
+    recipe = DataRecipe("mnist-sample", limit=300, seed=1)
+    run_id = _saved_run(root, recipe, "plain")
+    # a run whose uploaded file is gone: its baselines cannot be fitted, said in one line
+    images = load_recipe(DataRecipe("mnist-sample", limit=60)).x_train
+    upload = tmp_path / "digits.npy"
+    np.save(upload, images)
+    gone_id = _saved_run(root, DataRecipe.for_file(upload), "gone")
+    upload.unlink()
+    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+
+    app = AppTest.from_file(
+        str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180
+    )
+    app.run().switch_page("pages/3_Results.py").run()
+    app.multiselect(key="results_runs").set_value([run_id, gone_id]).run()
+    assert not app.exception
+    tables = [frame.value for frame in app.dataframe]
+    table = next(frame for frame in tables if "baseline" in frame.columns)
+    assert list(table["baseline"]) == ["PCA, 49 components", "mean image"]
+    assert list(table["run id"]) == [run_id, run_id] and list(table["run"]) == ["plain"] * 2
+    pca = baselines.pca_baseline(recipe, 49, root=root)
+    mean = baselines.mean_image_baseline(recipe, root=root)
+    assert list(table["test PSNR (dB)"]) == [f"{pca['psnr']:.2f}", f"{mean['psnr']:.2f}"]
+    assert list(table["test SSIM"]) == [f"{pca['ssim']:.4f}", f"{mean['ssim']:.4f}"]
+    # the run's own PSNR (the metrics table's) minus the baseline's
+    own = float(next(t for t in tables if "epochs" in t.columns)["test PSNR (dB)"][0])
+    gains = [float(value) for value in table["PSNR: run − baseline (dB)"]]
+    assert gains[0] == pytest.approx(own - pca["psnr"], abs=0.011)
+    assert gains[1] == pytest.approx(own - mean["psnr"], abs=0.011)
+    captions = [caption.value for caption in app.caption]
+    assert any(
+        text.startswith("gone: no baselines") and "no longer here" in text for text in captions
+    ), captions

@@ -27,7 +27,16 @@ LAYERS: dict[str, list[list[str]]] = {
         ["__main__"],  # the command line
     ],
     "ui": [
-        ["nav", "run_index", "test_images", "layer_editor", "latent_link", "channels", "unsaved"],
+        [
+            "nav",
+            "run_index",
+            "test_images",
+            "layer_editor",
+            "latent_link",
+            "channels",
+            "unsaved",
+            "baselines",
+        ],
         ["state"],
         ["runs", "experiments"],
     ],

@@ -1,0 +1,89 @@
+"""The baselines beside the Results table: each run against PCA with as many components as its code
+has values, and against the mean training image, on the run's own data recipe (``cae.baselines``)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+import streamlit as st
+
+from cae.baselines import code_size, mean_image_baseline, pca_baseline
+from cae.metrics import METRICS
+from cae.recipe import DataRecipe
+from cae.store import RunError, RunInfo
+from cae.text import plain_markdown
+
+DIFFERENCE = "PSNR: run − baseline (dB)"
+
+
+@st.cache_data(show_spinner="Fitting the baselines (PCA and the mean image)…", max_entries=64)
+def cached_baselines(recipe_json: str, components: int, root: str) -> dict[str, dict[str, float]]:
+    """PCA with ``components`` components and the mean image of one recipe (cached per recipe and
+    k here and on disk by ``cae.baselines``)."""
+    recipe = DataRecipe.from_dict(json.loads(recipe_json))
+    return {
+        "pca": pca_baseline(recipe, components, root=root),
+        "mean_image": mean_image_baseline(recipe, root=root),
+    }
+
+
+def run_baselines_cached(run: RunInfo, root: str) -> tuple[int, dict[str, dict[str, float]]]:
+    """(the code's number of values, the run's baselines); RunError or ValueError (an upload
+    that is gone, a design too large) with the reason."""
+    if run.recipe is None:
+        raise RunError(f"{run.recipe_problem}", run_id=run.run_id, reason=run.recipe_problem)
+    components = code_size(run)
+    recipe_json = json.dumps(run.recipe.to_dict(), sort_keys=True)
+    return components, cached_baselines(recipe_json, components, root)
+
+
+def _difference(run_psnr: float | None, baseline_psnr: float) -> str:
+    if run_psnr is None or not math.isfinite(run_psnr) or not math.isfinite(baseline_psnr):
+        return "–"
+    return f"{run_psnr - baseline_psnr:+.2f}"
+
+
+def baselines_table(
+    runs: list[RunInfo], root: str, run_scores: Callable[[RunInfo], dict[str, float]]
+) -> None:
+    """A table of each run's baselines (PCA with the code's size, the mean image) with their test
+    metrics and how many dB of PSNR the run gains over each; ``run_scores`` gives a run's own
+    test metrics (those of the table above)."""
+    rows, problems = [], []
+    for run in runs:
+        if run.recipe is None:  # the metrics table above says why, once
+            problems.append(f"{run.name}: no baselines, its data are not known (see above)")
+            continue
+        try:
+            components, found = run_baselines_cached(run, root)
+        except (ValueError, OSError) as error:  # RunError, RecipeError, BaselineError
+            problems.append(f"{run.name}: no baselines, {getattr(error, 'reason', None) or error}")
+            continue
+        try:
+            own = run_scores(run).get("psnr")
+        except (ValueError, OSError):
+            own = None
+        methods = (
+            (f"PCA, {components:,} components", found["pca"]),
+            ("mean image", found["mean_image"]),
+        )
+        for method, scores in methods:
+            row = {"run": run.name, "baseline": method}
+            for metric in METRICS:
+                row[f"test {metric.label}"] = metric.format(scores.get(metric.key))
+            row[DIFFERENCE] = _difference(own, scores["psnr"])
+            row["run id"] = run.run_id
+            rows.append(row)
+    st.subheader("Against PCA and the mean image")
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch", key="results_baselines")
+    st.caption(
+        "PCA with as many components as the run's code has values (the best linear code of that "
+        "size), and every image as the mean training image: both fitted on the run's training "
+        "split and scored on its test split, reconstructions clipped to [0, 1]. A positive "
+        "difference: the autoencoder beats the baseline by that many dB."
+    )
+    for problem in problems:
+        st.caption(plain_markdown(problem))
