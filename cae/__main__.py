@@ -1,4 +1,4 @@
-"""Command line: ``python -m cae shapes | train | sweep | list | evaluate | baseline``.
+"""Command line: ``python -m cae shapes | train | sweep | list | evaluate | baseline | sample``.
 
 Errors exit with status 2 and one line on stderr, never a traceback.
 """
@@ -210,13 +210,35 @@ def _train_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _variational_argument(spec: ArchitectureSpec, args: argparse.Namespace) -> ArchitectureSpec:
+    """The spec made variational by ``--variational`` (``--beta``, ``--kl-warmup`` override a
+    spec file's own values); those two without ``--variational`` on a plain spec are an error."""
+    from dataclasses import replace
+
+    from cae.spec import Variational
+
+    given = {
+        key: value
+        for key, value in (("beta", args.beta), ("warmup_epochs", args.kl_warmup))
+        if value is not None
+    }
+    if not args.variational and spec.variational is None:
+        if given:
+            names = {"beta": "--beta", "warmup_epochs": "--kl-warmup"}
+            flags = " and ".join(names[key] for key in given)
+            raise CliError(f"{flags} set a variational run: add --variational. Received: {given}")
+        return spec
+    base = spec.variational.to_dict() if spec.variational is not None else {}
+    return replace(spec, variational=Variational.from_dict({**base, **given}))
+
+
 def command_train(args: argparse.Namespace) -> int:
     """Train an autoencoder, print its progress, save the run and print a one-line summary."""
     from cae.recipe import load_recipe
     from cae.request import TrainRequest
 
     config = _train_config(args)
-    spec = _load_spec_argument(args)
+    spec = _variational_argument(_load_spec_argument(args), args)
     recipe = _data_recipe(args)
     request = TrainRequest(
         spec=spec,
@@ -466,6 +488,42 @@ def _number(value: Any) -> str:
     return f"{value:.5f}" if abs(value) < 10 else f"{value:.3f}"
 
 
+# ------------------------------------------------------------------------------------ sample
+
+
+def command_sample(args: argparse.Namespace) -> int:
+    """Decode ``--n`` random codes of a run and save them as one .npy, float32 (N, H, W, C) in
+    [0, 1]: a variational run's from its prior, a plain run's from a diagonal Gaussian fitted to
+    its test codes (``cae.latent.sample_images``)."""
+    import numpy as np
+
+    from cae.latent import sample_images
+    from cae.store import load_run, run_test_split
+
+    if args.n < 1 or args.n > MAX_SAMPLES:
+        raise CliError(f"--n must be from 1 to {MAX_SAMPLES:,}. Received: n={args.n}")
+    out = Path(args.out)
+    if out.suffix != ".npy":
+        raise CliError(f"--out must name a .npy file. Received: out={str(out)!r}")
+    if not out.parent.is_dir():
+        raise CliError(f"--out's folder does not exist. Received: out={str(out)!r}")
+    root = Path(args.root) if args.root else None
+    run = _run_argument(args.run, root)
+    loaded = load_run(run, root)
+    images = None if loaded.built.variational else run_test_split(run, root).images
+    samples, source = sample_images(
+        loaded.built, args.n, images, rng=np.random.default_rng(args.seed)
+    )
+    with open(out, "wb") as handle:
+        np.save(handle, samples, allow_pickle=False)
+    shape = "x".join(str(n) for n in samples.shape)
+    print(terminal_safe(f"run {loaded.run_id}: {shape} samples from {source} -> {out}"))
+    return 0
+
+
+MAX_SAMPLES = 100_000  # decoded images one `cae sample` writes (78 MB of 28x28 float32)
+
+
 # ------------------------------------------------------------------------------------ baseline
 
 
@@ -506,6 +564,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": command_list,
     "evaluate": command_evaluate,
     "baseline": command_baseline,
+    "sample": command_sample,
 }
 
 
@@ -563,6 +622,21 @@ def make_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
     group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
     _add_config_arguments(train)
+    train.add_argument(
+        "--variational",
+        action="store_true",
+        help="train as a variational autoencoder (code = mean and log-variance maps)",
+    )
+    train.add_argument(
+        "--beta", type=float, default=None, metavar="B", help="with --variational: KL weight (1)"
+    )
+    train.add_argument(
+        "--kl-warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --variational: epochs over which the KL weight rises from 0 (0)",
+    )
     train.add_argument("--strategy", choices=STRATEGIES, default="default")
     train.add_argument("--name", default=None, help="the run's name (default: <spec>-<dataset>)")
     train.add_argument("--out", metavar="DIR", help="save as this folder, e.g. models/my-run")
@@ -621,6 +695,17 @@ def make_parser() -> argparse.ArgumentParser:
         help="runs folder of the cache (default: $CAE_MODELS_DIR or models/)",
     )
     baseline.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    sample = sub.add_parser(
+        "sample", help="decode random codes of a run into an .npy (N x H x W x C, [0, 1])"
+    )
+    sample.add_argument("run", metavar="RUN", help="a run id in the runs folder, or a folder path")
+    sample.add_argument("--n", type=int, required=True, metavar="N", help="how many samples")
+    sample.add_argument("--out", required=True, metavar="FILE.npy", help="where to write them")
+    sample.add_argument("--seed", type=int, default=0, metavar="N", help="the codes' seed")
+    sample.add_argument(
+        "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
     return parser
 
 
@@ -629,7 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("train", "sweep", "evaluate") or getattr(args, "keras", False):
+        if args.command in ("train", "sweep", "evaluate", "sample") or getattr(
+            args, "keras", False
+        ):
             from cae.quiet import import_tensorflow_quietly
 
             import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print

@@ -202,3 +202,93 @@ def sample_code(
     rng = np.random.default_rng() if rng is None else rng
     code = rng.normal(mean, np.maximum(std, 0.0) * float(scale))
     return np.clip(code, low, high).astype(np.float32)
+
+
+PRIOR_SIGMAS = 3.0  # a variational run's brush range: the prior's mean +- this many sigmas
+
+
+def sample_codes(
+    count: int,
+    latent_shape: tuple[int, ...],
+    *,
+    variational: bool,
+    stats: dict[str, Any] | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """``count`` random codes (count, *latent_shape) float32: the one rule for "random sample".
+
+    A variational run's come from its prior, N(0, 1) in every value. A plain run has no prior:
+    its come from a diagonal Gaussian fitted to codes (``stats`` from :func:`latent_statistics`:
+    each value drawn from N(cell_mean, cell_std) on its own, the correlations between values
+    ignored), clipped to each channel's observed range (:func:`sample_code`)."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+        raise ValueError(f"count must be an integer of at least 0. Received: count={count!r}")
+    shape = tuple(int(n) for n in latent_shape)
+    rng = np.random.default_rng() if rng is None else rng
+    if variational:
+        return rng.standard_normal((int(count), *shape)).astype(np.float32)
+    if stats is None:
+        raise ValueError(
+            "a plain run's codes come from a Gaussian fitted to its codes: pass their "
+            "latent_statistics. Received: stats=None"
+        )
+    if tuple(int(n) for n in stats.get("shape", ())) != shape:
+        raise ValueError(
+            f"stats describe other codes than latent_shape. Received: stats shape="
+            f"{stats.get('shape')}, latent_shape={list(shape)}"
+        )
+    codes = [sample_code(stats, rng) for _ in range(int(count))]
+    return np.stack(codes) if codes else np.zeros((0, *shape), np.float32)
+
+
+def brush_ranges(
+    stats: dict[str, Any] | None, channels: int, *, variational: bool
+) -> tuple[list[float], list[float]]:
+    """Each channel's (lows, highs) for painting a code: a variational run's from its prior,
+    +-``PRIOR_SIGMAS`` around 0 (where its codes are meant to be); a plain run's the channel's
+    min..max over its codes (``stats``), a dead channel (one value) widened to a span of 1."""
+    if variational:
+        return [-PRIOR_SIGMAS] * channels, [PRIOR_SIGMAS] * channels
+    if stats is None:
+        raise ValueError("a plain run's brush range comes from its codes' stats. Received: None")
+    lows = [float(v) for v in stats["channel_min"]]
+    highs = [float(v) for v in stats["channel_max"]]
+    if len(lows) != channels or len(highs) != channels:
+        raise ValueError(
+            f"stats have another number of channels. Received: {len(lows)} in stats, "
+            f"channels={channels}"
+        )
+    highs = [high if high > low else low + 1.0 for low, high in zip(lows, highs, strict=True)]
+    return lows, highs
+
+
+def sample_images(
+    built: Any,
+    count: int,
+    test_images: np.ndarray | None,
+    *,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, str]:
+    """``count`` decoded random codes of a run's models (``cae.builder.BuiltModel``), float32
+    (count, H, W, C) in [0, 1], and one line saying where the codes came from: the prior for a
+    variational run, else a diagonal Gaussian fitted to the codes of ``test_images``."""
+    latent_shape = tuple(int(n) for n in built.decoder.input_shape[1:])
+    if built.variational:
+        stats, source = None, "the prior N(0, 1)"
+    else:
+        if test_images is None or len(test_images) == 0:
+            raise ValueError(
+                "a plain run's samples come from a Gaussian fitted to its test codes, and there "
+                "are no test images. Received: test_images=None"
+            )
+        stats = latent_statistics(encode(built.encoder, test_images))
+        source = (
+            f"a diagonal Gaussian fitted to the codes of {len(test_images):,} test images "
+            "(each value on its own, clipped to its channel's range)"
+        )
+    codes = sample_codes(count, latent_shape, variational=built.variational, stats=stats, rng=rng)
+    if len(codes) == 0:
+        output = tuple(int(n) for n in built.decoder.output_shape[1:])
+        return np.zeros((0, *output), np.float32), source
+    images = Decoder(built.decoder)(codes)
+    return np.clip(images, 0.0, 1.0).astype(np.float32), source

@@ -121,8 +121,7 @@ def test_kl_divergence_matches_the_closed_form():
     mean = np.array([[1.0, 0.0, -0.5]], np.float32)
     sigma = np.array([[2.0, 1.0, 0.5]], np.float32)
     by_hand = sum(
-        math.log(1 / s) + (s * s + m * m) / 2 - 0.5
-        for m, s in zip(mean[0], sigma[0], strict=True)
+        math.log(1 / s) + (s * s + m * m) / 2 - 0.5 for m, s in zip(mean[0], sigma[0], strict=True)
     )
     kl = np.asarray(kl_divergence(mean, np.log(sigma**2)))
     assert kl.shape == (1,)
@@ -245,3 +244,63 @@ def test_a_variational_run_saves_and_loads_under_safe_mode(tmp_path, monkeypatch
     assert np.allclose(encode(direct.encoder, images), codes, atol=1e-6)
     info = store.get_run_info(run_id, root=tmp_path)
     assert info.params == 2763 and not info.broken
+
+
+# ------------------------------------------------------------------------------------ sampling codes
+
+
+def test_random_codes_come_from_the_prior_or_the_fitted_gaussian():
+    from cae.latent import brush_ranges, latent_statistics, sample_code, sample_codes
+
+    prior = sample_codes(5000, (7, 7, 1), variational=True, rng=np.random.default_rng(0))
+    assert prior.shape == (5000, 7, 7, 1) and prior.dtype == np.float32
+    assert abs(prior.mean()) < 0.01 and abs(prior.std() - 1) < 0.01
+    rng = np.random.default_rng(1)
+    codes = rng.normal(3.0, 0.5, (400, 2, 2, 2)).astype(np.float32)
+    stats = latent_statistics(codes)
+    fitted = sample_codes(2000, (2, 2, 2), variational=False, stats=stats, rng=rng)
+    assert abs(fitted.mean() - 3.0) < 0.05 and abs(fitted.std() - 0.5) < 0.05
+    assert fitted.min() >= codes.min() and fitted.max() <= codes.max()
+    # one draw is the Latent Editor's plain "Random sample" as before
+    one = sample_codes(1, (2, 2, 2), variational=False, stats=stats, rng=np.random.default_rng(4))
+    assert np.array_equal(one[0], sample_code(stats, np.random.default_rng(4)))
+    with pytest.raises(ValueError, match="Received: stats=None"):
+        sample_codes(1, (2, 2, 2), variational=False)
+    assert brush_ranges(None, 2, variational=True) == ([-3.0, -3.0], [3.0, 3.0])
+    lows, highs = brush_ranges(stats, 2, variational=False)
+    assert lows == stats["channel_min"] and highs == stats["channel_max"]
+
+
+def test_cli_trains_a_variational_run_and_samples_it(tmp_path, capsys):
+    from cae.__main__ import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    base = ["--preset", "classic", "--dataset", "mnist-sample", "--limit", "200", "--epochs", "1"]
+    status = main(["train", *base, "--variational", "--beta", "0.5", "--out", str(models / "v")])
+    assert status == 0, capsys.readouterr().err
+    spec = json.loads((models / "v" / "spec.json").read_text())
+    assert spec["variational"] == {"beta": 0.5, "warmup_epochs": 0}
+    history = json.loads((models / "v" / "history.json").read_text())
+    assert {"recon_loss", "kl_loss", "val_recon_loss", "val_kl_loss"} <= set(history)
+    assert main(["train", *base, "--out", str(models / "p")]) == 0
+    capsys.readouterr()
+
+    for run, words in (("v", "the prior N(0, 1)"), ("p", "a diagonal Gaussian fitted")):
+        out = tmp_path / f"{run}.npy"
+        status = main(["sample", run, "--root", str(models), "--n", "7", "--out", str(out)])
+        printed = capsys.readouterr()
+        assert status == 0, printed.err
+        assert words in printed.out
+        samples = np.load(out, allow_pickle=False)
+        assert samples.shape == (7, 28, 28, 1) and samples.dtype == np.float32
+        assert samples.min() >= 0.0 and samples.max() <= 1.0
+        again = tmp_path / f"{run}-again.npy"
+        main(["sample", run, "--root", str(models), "--n", "7", "--out", str(again)])
+        assert np.array_equal(np.load(again), samples)  # seed 0 by default
+
+    assert main(["train", *base, "--beta", "2", "--out", str(models / "x")]) == 2
+    assert "add --variational" in capsys.readouterr().err
+    bad = main(["sample", "v", "--root", str(models), "--n", "0", "--out", str(tmp_path / "z.npy")])
+    assert bad == 2 and "--n must be from 1" in capsys.readouterr().err
+    assert not (models / "x").exists() and not (tmp_path / "z.npy").exists()
