@@ -21,6 +21,8 @@ def _layer(report: ShapeReport, row: LayerRow) -> Layer:
 
 def _first(report: ShapeReport, kinds: tuple[type, ...]) -> tuple[LayerRow, Layer] | None:
     for row in report.rows:
+        if row.head:  # a variational design's code maps are not layers of the spec
+            continue
         layer = _layer(report, row)
         if isinstance(layer, kinds):
             return row, layer

@@ -67,7 +67,8 @@ def activations(built: BuiltModel, image: np.ndarray) -> list[Activation]:
         raise ValueError(f"The image must have shape {expected}. Received: image.shape={x.shape}")
     result: list[Activation] = []
     current = x[None]
-    for part, model in (("encoder", built.encoder), ("decoder", built.decoder)):
+    encoder = built.posterior if built.posterior is not None else built.encoder
+    for part, model in (("encoder", encoder), ("decoder", built.decoder)):
         layers = _layers(model)
         probe = keras.Model(model.input, [layer.output for layer in layers])
         outputs = probe(current, training=False)
@@ -75,9 +76,30 @@ def activations(built: BuiltModel, image: np.ndarray) -> list[Activation]:
             outputs = [outputs]
         arrays = [np.asarray(out, dtype=np.float32)[0] for out in outputs]
         for index, (layer, array) in enumerate(zip(layers, arrays, strict=True)):
-            result.append((layer.name, f"{part}[{index}]", array))
-        current = arrays[-1][None]
+            result.append((layer.name, _location(part, index, layer.name), array))
+        current = code_of(result)[None] if part == "encoder" else arrays[-1][None]
     return result
+
+
+_HEADS = {"_mean": "mean", "_log_var": "log-var"}  # cae.builder's names of the two code maps
+
+
+def _location(part: str, index: int, name: str) -> str:
+    """``encoder[2]``; a variational code map's as its shape row says it, ``encoder[4] mean``
+    (both maps at the index where the shared encoder ends: the builder's name holds it)."""
+    for suffix, head in _HEADS.items():
+        if part == "encoder" and name.endswith(suffix):
+            return f"encoder[{int(name.split('_')[1])}] {head}"
+    return f"{part}[{index}]"
+
+
+def code_of(acts: list[Activation]) -> np.ndarray:
+    """The code in a list of :func:`activations`: the encoder's output, which the decoder takes
+    (a variational run's mean map, not its log-variance)."""
+    codes = [a for _, where, a in acts if where.startswith("encoder") and "log-var" not in where]
+    if not codes:
+        raise ValueError(f"no encoder activations. Received: {len(acts)} activations")
+    return codes[-1]
 
 
 def conv_kernels(built: BuiltModel) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -34,8 +34,8 @@ def shape_diagram(report: ShapeReport) -> go.Figure:
     encoder_rows = [row for row in report.rows if row.part == "encoder"]
     for row in report.rows:
         colour = ENCODER_COLOUR if row.part == "encoder" else DECODER_COLOUR
-        if row.part == "encoder" and row is encoder_rows[-1]:
-            colour = LATENT_COLOUR
+        if row.head or (row.part == "encoder" and row is encoder_rows[-1]):
+            colour = LATENT_COLOUR  # the code (a variational design's mean and log-variance)
         tensors.append((row.location, row.label, row.output_shape, row.params, colour))
 
     max_side = max(max(shape[0], shape[1]) for _, _, shape, _, _ in tensors)
@@ -146,15 +146,26 @@ def image_grid(
     return fig
 
 
+# The history keys drawn as curves, their line style and legend words: a variational run's two
+# loss terms (cae.training.VARIATIONAL_TERMS) beside its total.
+CURVES = (
+    ("loss", "solid", "train"),
+    ("val_loss", "dash", "validation"),
+    ("recon_loss", "dot", "reconstruction (train)"),
+    ("kl_loss", "dashdot", "KL (train)"),
+)
+
+
 def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
-    """Training and validation loss per epoch, one colour per run, validation dashed."""
+    """Training and validation loss per epoch, one colour per run, validation dashed; a
+    variational run's reconstruction and KL terms dotted and dash-dotted."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
     fig = go.Figure()
     for index, (name, history) in enumerate(histories.items()):
         colour = qualitative.Plotly[index % len(qualitative.Plotly)]
-        for key, dash in (("loss", "solid"), ("val_loss", "dash")):
+        for key, dash, what in CURVES:
             values = history.get(key) or []
             if values:
                 fig.add_trace(
@@ -162,7 +173,7 @@ def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
                         x=list(range(1, len(values) + 1)),
                         y=values,
                         mode="lines+markers",
-                        name=f"{plain_html(name)} {'train' if key == 'loss' else 'validation'}",
+                        name=f"{plain_html(name)} {what}",
                         line={"color": colour, "dash": dash},
                     )
                 )

@@ -12,10 +12,12 @@ from cae.budget import estimate_memory
 from cae.plots import shape_diagram
 from cae.shapes import ShapeError, compute_shapes, mirror
 from cae.spec import (
+    MAX_BETA,
     MAX_CHANNELS,
     MAX_IMAGE_SIDE,
     MAX_NAME_LENGTH,
     MAX_SPEC_BYTES,
+    MAX_WARMUP_EPOCHS,
     PRESETS,
     ArchitectureSpec,
     layer_to_dict,
@@ -173,6 +175,44 @@ def load_upload() -> None:
     replace_spec(spec.to_dict(), f"Loaded {plain_markdown(upload.name)}.")
 
 
+def variational_editor(current: Any) -> dict[str, Any] | None:
+    """The variational toggle with its beta and KL warm-up; the spec's ``variational`` object, or
+    None for a plain autoencoder."""
+    current = current if isinstance(current, dict) else None
+    on = st.toggle(
+        "Variational autoencoder",
+        value=current is not None,
+        key=f"arch_variational_v{version()}",
+        help="The code becomes two maps of its shape, a mean and a log-variance; training decodes "
+        "a sample from them and adds beta x the KL divergence from N(0, 1) to the loss, so "
+        "random codes from N(0, 1) decode to plausible images.",
+    )
+    if not on:
+        return None
+    current = current or {}
+    columns = st.columns(2)
+    beta = columns[0].number_input(
+        "beta (KL weight)",
+        min_value=0.001,
+        max_value=MAX_BETA,
+        value=float(current.get("beta", 1.0)),
+        step=0.1,
+        format="%.3f",
+        key=f"arch_beta_v{version()}",
+        help="1 is the evidence lower bound with the bce loss; higher pulls the codes harder "
+        "toward N(0, 1) (smoother samples, blurrier reconstructions).",
+    )
+    warmup = columns[1].number_input(
+        "KL warm-up (epochs)",
+        min_value=0,
+        max_value=MAX_WARMUP_EPOCHS,
+        value=int(current.get("warmup_epochs", 0)),
+        key=f"arch_warmup_v{version()}",
+        help="The KL weight rises linearly from 0 to beta over these first epochs (0: none).",
+    )
+    return {"beta": float(beta), "warmup_epochs": int(warmup)}
+
+
 # ---------------------------------------------------------------- page
 
 st.title("Architecture")
@@ -221,6 +261,7 @@ with editor:
         int(shape[2]) if len(shape) > 2 else 1,
         key=f"arch_in_c_v{version()}",
     )
+    variational = variational_editor(data.get("variational"))
     st.subheader("Encoder")
     encoder = part_editor("encoder", data)
     st.subheader("Decoder")
@@ -232,6 +273,8 @@ edited = {
     "encoder": encoder,
     "decoder": decoder,
 }
+if variational is not None:
+    edited["variational"] = variational
 remember(SPEC_KEY, edited)
 
 with results:

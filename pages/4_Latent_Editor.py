@@ -12,7 +12,16 @@ from PIL import Image
 from streamlit_drawable_canvas import CanvasResult, st_canvas
 
 from cae import latent_edit as le
-from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder, sample_code
+from cae.latent import (
+    PRIOR_SIGMAS,
+    Decoder,
+    brush_ranges,
+    encode,
+    interpolate,
+    latent_statistics,
+    make_decoder,
+    sample_codes,
+)
 from cae.plots import grid_png
 from cae.recipe import TestSplit
 from cae.store import RunError
@@ -142,11 +151,13 @@ try:
 except RunError as error:
     st.caption(f"No test images to start from: {plain_markdown(str(error.reason or error))}")
 stats = cached_stats(run_id, root, info.created, split is not None)
-ch_min = [float(v) for v in stats["channel_min"]]
-ch_max = [float(v) for v in stats["channel_max"]]
-for i in range(len(ch_max)):  # a dead channel (all zeros) still needs a range to paint in
-    if ch_max[i] <= ch_min[i]:
-        ch_max[i] = ch_min[i] + 1.0
+variational = run.built.variational
+ch_min, ch_max = brush_ranges(stats, latent_shape[2], variational=variational)
+if variational:
+    st.caption(
+        "A variational run: you paint its mean code, the code its decoder learned to read, and "
+        f"the brush spans ±{PRIOR_SIGMAS:g}σ of its prior N(0, 1), where its codes were pulled."
+    )
 
 # ----------------------------------------------------------------------------- starting point
 
@@ -223,11 +234,16 @@ with top[2]:
             ),
         )
         seed = int(st.session_state["le_sample_seed"])
-        code_source = sample_code(stats, np.random.default_rng(seed))
+        code_source = sample_codes(
+            1, latent_shape, variational=variational, stats=stats, rng=np.random.default_rng(seed)
+        )[0]
         source_label = f"a random code (seed {seed})"
         signature = f"sample:{seed}"
         st.caption(
-            "Each cell drawn from a normal with its own mean and spread over the training codes."
+            "Each value drawn from the prior N(0, 1)."
+            if variational
+            else "Each cell drawn from a normal with its own mean and spread over the training "
+            "codes."
         )
 
 signature = f"{run_id}|{info.created}|{signature}"
@@ -439,7 +455,9 @@ def editor() -> None:
             (vmin + vmax) / 2,
             key=f"le_set_{channel}",
             format="%.3f",
-            help="Range: the channel's min..max over the training codes.",
+            help=f"Range: ±{PRIOR_SIGMAS:g}σ of the prior N(0, 1)."
+            if variational
+            else "Range: the channel's min..max over the training codes.",
         )
     else:
         brush_cols[2].caption("Erase paints cells back to the source code.")

@@ -178,7 +178,9 @@ with map_tab:
 
 with learn_tab:
     convs = [
-        row.location for row in report.rows if isinstance(getattr(spec, row.part)[row.index], Conv)
+        row.location
+        for row in report.rows
+        if not row.head and isinstance(getattr(spec, row.part)[row.index], Conv)
     ]
     if convs:
         st.subheader("One convolution output, by hand")
@@ -271,7 +273,9 @@ with learn_tab:
         )
 
     pools = [
-        row.location for row in report.rows if isinstance(getattr(spec, row.part)[row.index], Pool)
+        row.location
+        for row in report.rows
+        if not row.head and isinstance(getattr(spec, row.part)[row.index], Pool)
     ]
     if pools:
         st.subheader("A pooling window")
@@ -312,7 +316,7 @@ with learn_tab:
 
     st.subheader("Up-sampling versus transposed convolution")
     st.markdown(explain.explain_upsampling(report))
-    code = dict((loc, a) for _, loc, a in acts)[f"encoder[{len(spec.encoder) - 1}]"]
+    code = ci.code_of(acts)
     grid = code[:3, :3, 0]
     demo = ci.upsample_vs_transpose(grid, size=(2, 2), strides=(2, 2))
     cols = st.columns(4)

@@ -1,0 +1,106 @@
+"""AppTests of a variational run: the Architecture toggle, the Latent Editor painting its mean
+code within the prior's range and sampling from the prior, Inspect showing both code maps."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cae.spec import ArchitectureSpec, Variational, preset
+from tests.runs import make_trained_run
+from ui.state import SPEC_KEY
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+
+
+def widget(collection, prefix):
+    matches = [item for item in collection if item.key and item.key.startswith(prefix)]
+    assert matches, f"no widget with a key starting {prefix!r}"
+    return matches[0]
+
+
+def test_architecture_toggle_makes_the_design_variational():
+    app = AppTest.from_file(str(REPO / "pages" / "1_Architecture.py"), default_timeout=60).run()
+    assert not app.exception
+    assert widget(app.toggle, "arch_variational").value is False
+    widget(app.toggle, "arch_variational").set_value(True).run()
+    widget(app.number_input, "arch_beta").set_value(2.5).run()
+    widget(app.number_input, "arch_warmup").set_value(3).run()
+    assert not app.exception, app.exception
+    spec = ArchitectureSpec.from_dict(app.session_state[SPEC_KEY])
+    assert spec.variational == Variational(beta=2.5, warmup_epochs=3)
+    rows = app.dataframe[0].value.to_dict("records")
+    heads = [row for row in rows if row["layer"].startswith("encoder[4]")]
+    assert [(row["layer"], row["output"], row["params"]) for row in heads] == [
+        ("encoder[4] mean", "7x7x1", 73),
+        ("encoder[4] log-var", "7x7x1", 73),
+    ]
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Parameters"] == "2,763" and metrics["Latent code"] == "7x7x1"
+    widget(app.toggle, "arch_variational").set_value(False).run()
+    assert "variational" not in app.session_state[SPEC_KEY]
+
+
+@pytest.fixture(scope="module")
+def vae_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("vae-models")
+    spec = dataclasses.replace(preset("classic"), variational=Variational(beta=1.0))
+    make_trained_run(root, epochs=2, limit=512, spec=spec, name="vae test")
+    return root
+
+
+@pytest.fixture
+def editor(vae_root, monkeypatch) -> AppTest:
+    monkeypatch.setenv("CAE_MODELS_DIR", str(vae_root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    return at.switch_page("pages/4_Latent_Editor.py").run()
+
+
+def test_latent_editor_paints_means_in_the_priors_range_and_samples_the_prior(editor):
+    app = editor
+    assert not app.exception, app.exception
+    assert any("A variational run" in caption.value for caption in app.caption)
+    slider = app.slider(key="le_set_0")
+    assert (slider.min, slider.max) == (-3.0, 3.0)  # +-3 sigma of N(0, 1), not the codes' range
+    state = app.session_state["le_editor"]
+    assert np.asarray(state["code"]).shape == (7, 7, 1)
+
+    app.radio(key="le_source").set_value("Random sample").run()
+    assert not app.exception, app.exception
+    assert any("prior N(0, 1)" in caption.value for caption in app.caption)
+    drawn = np.asarray(app.session_state["le_editor"]["source"], np.float32)
+    prior = np.random.default_rng(0).standard_normal((1, 7, 7, 1)).astype(np.float32)[0]
+    assert np.allclose(drawn, prior)
+    app.button(key="le_sample_again").click().run()
+    again = np.asarray(app.session_state["le_editor"]["source"], np.float32)
+    assert np.allclose(again, np.random.default_rng(1).standard_normal((1, 7, 7, 1))[0])
+
+    # painting a value by number decodes a new image, as for a plain run
+    before = app.session_state["le_decoded_mean"]
+    app.number_input(key="le_cell_row").set_value(3)
+    app.number_input(key="le_cell_col").set_value(3)
+    app.number_input(key="le_cell_value").set_value(3.0)
+    app.button(key="le_cell_set").click().run()
+    assert not app.exception, app.exception
+    assert np.asarray(app.session_state["le_editor"]["code"])[3, 3, 0] == pytest.approx(3.0)
+    assert app.session_state["le_decoded_mean"] != pytest.approx(before, abs=1e-7)
+
+
+def test_inspect_shows_the_mean_and_the_log_variance(vae_root, monkeypatch):
+    monkeypatch.setenv("CAE_MODELS_DIR", str(vae_root))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.switch_page("pages/5_Inspect.py").run()
+    assert not at.exception, [item.value for item in at.exception]
+    markdown = [m.value for m in at.markdown]
+    assert any(text.startswith("**encoder[4] mean**") for text in markdown)
+    assert any(text.startswith("**encoder[4] log-var**") for text in markdown)
+    captions = [c.value for c in at.caption]
+    assert sum(c.startswith(("encoder_", "decoder_")) for c in captions) == 11
+    assert any("PCA" in c for c in captions)
+    worked = at.session_state["inspect_worked"]
+    assert abs(worked["value"] - worked["keras_value"]) < 1e-5
