@@ -191,6 +191,29 @@ def _out_target(out: str | None) -> tuple[Path, str] | None:
     return path.parent, run_id
 
 
+def _corruption_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``corruption`` and ``strength`` of a training config from --corruption/--strength (a
+    missing strength: the kind's default) or the older --noise (Gaussian of that std)."""
+    from cae.corruption import corruption_of
+
+    if args.noise is not None and args.corruption is not None:
+        raise CliError(
+            "--noise is Gaussian noise: give either --noise or --corruption. "
+            f"Received: noise={args.noise}, corruption={args.corruption!r}"
+        )
+    if args.noise is not None:
+        return {"corruption": "gaussian" if args.noise else None, "strength": args.noise}
+    if args.corruption is None:
+        if args.strength is not None:
+            raise CliError(
+                "--strength needs --corruption gaussian|salt-pepper|erase. "
+                f"Received: strength={args.strength}"
+            )
+        return {}
+    corruption = corruption_of(args.corruption, args.strength)
+    return corruption.to_dict() if corruption is not None else {}
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     """The training config of ``train`` and ``sweep`` from their arguments."""
     from cae.training import TrainConfig
@@ -204,7 +227,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         validation_split=args.validation_split,
         patience=args.patience,
         seed=args.seed,
-        noise=args.noise,
+        **_corruption_arguments(args),
         preview_count=0,
         precision=args.precision,
     )
@@ -447,6 +470,7 @@ def _run_argument(run: str, root: Path | None) -> str | Path:
 def command_evaluate(args: argparse.Namespace) -> int:
     """Print a run's stored test metrics beside ones computed now on its own test split (as a
     table, or with --json as ``{"stored": {...}, "fresh": {...}}``)."""
+    from cae.corruption import EVAL_SEED, corruption_of
     from cae.metrics import METRICS_BY_KEY
     from cae.store import load_run, run_test_split
 
@@ -461,8 +485,26 @@ def command_evaluate(args: argparse.Namespace) -> int:
         config = TrainConfig.from_dict(record.get("config", record))  # older runs: flat keys
     except (ValueError, TypeError):
         config = TrainConfig()  # a record past today's limits: score without input noise
-    fresh = evaluate_run(loaded.built, split.images, noise=config.noise, seed=config.seed)
-    stored = {key: value for key, value in loaded.metrics.items() if key in fresh}
+    own = config.input_corruption
+    if args.corruption is not None:
+        corruption = corruption_of(args.corruption, args.strength)
+    elif args.strength is not None:
+        if own is None:
+            raise CliError(
+                "--strength needs --corruption gaussian|salt-pepper|erase for a run trained "
+                f"on clean inputs. Received: strength={args.strength}"
+            )
+        corruption = corruption_of(own.kind, args.strength)
+    else:
+        corruption = own
+    fresh = evaluate_run(loaded.built, split.images, corruption=corruption)
+    # stored denoise_* scores are of the run's own corruption: beside another one they mislead
+    comparable = corruption == own
+    stored = {
+        key: value
+        for key, value in loaded.metrics.items()
+        if key in fresh and (comparable or key in METRICS_BY_KEY)
+    }
     if args.json:
         print(json.dumps({"stored": stored, "fresh": fresh}, indent=2))
         return 0
@@ -473,12 +515,17 @@ def command_evaluate(args: argparse.Namespace) -> int:
             f"{split.recipe.describe()} ({where}), {loaded.info.epochs} epochs"
         )
     )
-    keys = [key for key in fresh if key in stored or not key.startswith("denoise_")]
-    print(f"{'metric':<14}{'stored':>12}{'now':>12}")
-    for key in keys:
-        metric = METRICS_BY_KEY.get(key.removeprefix("denoise_"))
+    if corruption is not None:
+        trained = "its own" if comparable else (own.describe() if own else "clean inputs")
+        print(
+            f"corrupted inputs: {corruption.describe()} (seed {EVAL_SEED}; trained with "
+            f"{trained}); denoise_* scores outputs from them, corrupted_* the inputs themselves"
+        )
+    print(f"{'metric':<16}{'stored':>12}{'now':>12}")
+    for key in fresh:
+        metric = METRICS_BY_KEY.get(key.removeprefix("denoise_").removeprefix("corrupted_"))
         show = metric.format if metric is not None else _number
-        print(f"{key:<14}{show(stored.get(key)):>12}{show(fresh.get(key)):>12}")
+        print(f"{key:<16}{show(stored.get(key)):>12}{show(fresh.get(key)):>12}")
     return 0
 
 
@@ -578,6 +625,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The data and training-setting arguments that ``train`` and ``sweep`` share."""
     from cae.builder import PRECISIONS
+    from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS
     from cae.training import LOSSES, OPTIMIZERS, TrainConfig
 
     defaults = TrainConfig().to_dict()
@@ -593,8 +641,29 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--validation-split", type=float, default=defaults["validation_split"], metavar="X"
     )
     parser.add_argument("--patience", type=int, default=None, metavar="N", help="early stopping")
+    corruption_help = ", ".join(
+        f"{kind.name}: {kind.strength_label} {kind.low:g}-{kind.high:g}, default {kind.default:g}"
+        for kind in CORRUPTIONS
+    )
     parser.add_argument(
-        "--noise", type=float, default=0.0, metavar="X", help="denoising: input noise std"
+        "--corruption",
+        choices=CORRUPTION_NAMES,
+        default=None,
+        help="train a denoiser: corrupt the inputs, keep the targets clean",
+    )
+    parser.add_argument(
+        "--strength",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"of the corruption ({corruption_help})",
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        metavar="X",
+        help="same as --corruption gaussian --strength X",
     )
     parser.add_argument(
         "--precision",
@@ -676,6 +745,17 @@ def make_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--json", action="store_true", help='print {"stored": {...}, "fresh": {...}} as JSON'
+    )
+    from cae.corruption import CORRUPTION_NAMES
+
+    evaluate.add_argument(
+        "--corruption",
+        choices=CORRUPTION_NAMES,
+        default=None,
+        help="also score on inputs corrupted so (default: the run's own corruption, if any)",
+    )
+    evaluate.add_argument(
+        "--strength", type=float, default=None, metavar="S", help="of the corruption"
     )
 
     baseline = sub.add_parser(

@@ -1419,3 +1419,14 @@ def load_array_file(
         return _load_array_file(data, filename, **options)
     except MemoryError:
         raise _out_of_memory(f"the upload {filename or 'file'!r}") from None
+
+
+def sample_images(source: Dataset | str, count: int = 4) -> np.ndarray:
+    """The first ``count`` test images (training ones when there is no test split) of a dataset
+    or a built-in dataset by name, float32 in [0, 1]: a few examples for a preview."""
+    dataset = source if isinstance(source, Dataset) else load_dataset(source, limit=count)
+    images = dataset.x_test if dataset.num_test else dataset.x_train
+    images = np.asarray(images[:count])
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)

@@ -53,12 +53,12 @@ SHORT_FIELDS: dict[str, str] = {
     "code": "the code's channels: the filters of the encoder's last convolution",
     "lr": "the learning rate",
     "epochs": "the number of epochs",
-    "noise": "the input noise (denoising)",
+    "noise": "Gaussian input noise, its std (denoising; 0: none)",
     "batch": "the batch size",
 }
 """The short field names and what each varies (the README lists them too)."""
 
-_CONFIG_SHORT = {"lr": "learning_rate", "epochs": "epochs", "noise": "noise", "batch": "batch_size"}
+_CONFIG_SHORT = {"lr": "learning_rate", "epochs": "epochs", "batch": "batch_size"}
 _CONFIG_FIELDS = tuple(item.name for item in fields(TrainConfig))
 _PATH_RE = re.compile(r"(encoder|decoder)\.(\d{1,3})\.([a-z_]+)")
 _PAIR_RE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
@@ -253,6 +253,9 @@ def apply(spec: dict[str, Any], config: dict[str, Any], field: str, value: Any) 
         if index is None:
             raise SweepError(f"code: the encoder has no convolution. Received: value={value!r}")
         spec["encoder"][index]["filters"] = value
+    elif field == "noise":  # Gaussian noise of this std (cae.corruption); 0: clean inputs
+        config["corruption"] = "gaussian" if value else None
+        config["strength"] = value
     elif field in _CONFIG_SHORT:
         config[_CONFIG_SHORT[field]] = value
     elif field.startswith("config."):

@@ -1,7 +1,7 @@
 """Train an autoencoder with a progress sink and a stop flag; ``tf.distribute`` strategy aware.
 
 ``train(spec, dataset, config, progress=..., should_stop=...)`` runs ``model.fit`` over a ``tf.data``
-pipeline (seeded index shuffle, batched gather, optional Gaussian input noise, prefetch). A Keras
+pipeline (seeded index shuffle, batched gather, optional input corruption, prefetch). A Keras
 callback hands the caller plain :class:`Progress` snapshots (no TensorFlow objects), throttled to
 one every ``report_interval`` seconds plus one at each epoch end, so a display costs nothing
 measurable. ``should_stop()`` is checked after every batch: a stop ends training within one batch
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cae.builder import PRECISIONS, BuiltModel, build, weights_digest
+from cae.corruption import EVAL_SEED, STRENGTH_RANGE, Corruption, corruption_of
 from cae.data import Dataset
 from cae.spec import ArchitectureSpec
 
@@ -51,7 +52,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "validation_split": (0.0, 0.5),  # more than half held out leaves too little to learn from
     "patience": (0, 1_000),
     "seed": (0, 2**31 - 1),
-    "noise": (0.0, 1.0),  # std of the Gaussian input noise; pixels are in [0, 1]
+    "strength": STRENGTH_RANGE,  # of the input corruption; each kind narrows it (cae.corruption)
     "preview_count": (0, MAX_PREVIEW),
 }
 """Each training setting's (lowest, highest) value: the one place the Train page's widgets, the
@@ -99,7 +100,8 @@ class TrainConfig:
     validation_split: float = 0.1  # the last part of the training images, as Keras does
     patience: int | None = None  # early stopping on val_loss, keeping the best epoch
     seed: int = 0  # weights, shuffling and noise (the data split has its own, in the recipe)
-    noise: float = 0.0
+    corruption: str | None = None  # denoising: a kind of cae.corruption.CORRUPTIONS, or None
+    strength: float = 0.0  # of the corruption (0 without one)
     preview_count: int = 6  # test images reconstructed at each epoch end for the live preview
     precision: str = "float32"  # or "mixed_float16": float16 maths, float32 weights and last layer
 
@@ -127,13 +129,24 @@ class TrainConfig:
                     "early stopping watches val_loss, so patience needs validation_split > 0. "
                     f"Received: patience={self.patience!r}, validation_split={self.validation_split!r}"
                 )
-        for key in ("seed", "noise", "preview_count"):
+        for key in ("seed", "strength", "preview_count"):
             check_setting(key, getattr(self, key))
+        if self.corruption is None and self.strength != 0:
+            raise ValueError(
+                "a corruption strength needs a corruption kind (gaussian, salt-pepper, erase). "
+                f"Received: corruption=None, strength={self.strength!r}"
+            )
+        corruption_of(self.corruption, self.strength)  # the kind's own strength range
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}"
             )
         return self
+
+    @property
+    def input_corruption(self) -> Corruption | None:
+        """What a denoising run does to its inputs (validated), or None."""
+        return corruption_of(self.corruption, self.strength)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-able dict."""
@@ -142,13 +155,18 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """A validated config from a dict; keys that are not fields (e.g. the other entries of a
-        run's train.json) are ignored, missing ones take their defaults."""
+        run's train.json) are ignored, missing ones take their defaults. A record from before
+        the corruption kinds (``"noise": std``) reads as Gaussian noise of that std."""
         if not isinstance(data, dict):
             raise ValueError(
                 f"a training config must be a dict. Received: type={type(data).__name__}"
             )
         names = {item.name for item in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names}).validate()
+        values = {key: value for key, value in data.items() if key in names}
+        noise = data.get("noise")
+        if "corruption" not in data and noise not in (None, 0, 0.0):
+            values.update(corruption="gaussian", strength=noise)
+        return cls(**values).validate()
 
 
 @dataclass
@@ -380,15 +398,15 @@ def make_pipeline(
     batch_size: int,
     *,
     seed: int,
-    noise: float = 0.0,
+    corruption: Corruption | None = None,
     shuffle: bool = True,
     fixed_noise: bool = False,
     replicas: int = 1,
     copy_to_tensor: bool | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of (input, target) batches: a seeded shuffle of indices (reshuffled
-    each epoch), a gather per batch, Gaussian input noise clipped to [0, 1] (targets stay clean),
-    prefetch.
+    each epoch), a gather per batch, the input ``corruption`` of ``cae.corruption`` (targets stay
+    clean; new random corruption every batch and epoch unless ``fixed_noise``), prefetch.
 
     Where the batches are gathered from (``copy_to_tensor``; None chooses by size): a tensor copy
     of the images, gathered inside the graph, for arrays up to ``TENSOR_GATHER_BYTES`` (and always
@@ -426,17 +444,15 @@ def make_pipeline(
     if used < n:
         ds = ds.take(used)
     ds = ds.batch(batch_size)
-    if noise > 0:
+    if corruption is not None:
         # One random seed per batch from a seeded stream: new noise every epoch unless fixed.
         seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=not fixed_noise)
         ds = tf.data.Dataset.zip((ds, seeds))
-        stddev = float(noise)
 
         def noisy(index: Any, batch_seed: Any) -> Any:
             clean = gather(index)
             pair = tf.stack([batch_seed, tf.constant(seed, tf.int64)])
-            jitter = tf.random.stateless_normal(tf.shape(clean), seed=pair, stddev=stddev)
-            return tf.clip_by_value(clean + jitter, 0.0, 1.0), clean
+            return corruption.apply_tf(clean, pair), clean
 
         ds = ds.map(noisy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
@@ -500,15 +516,6 @@ def images_per_epoch(n: int, batch_size: int, replicas: int = 1) -> int:
     """How many of ``n`` images one epoch uses: all, less the last batch's remainder that does not
     split evenly over ``replicas``."""
     return n - (n % batch_size) % max(1, replicas)
-
-
-def add_noise(x: np.ndarray, noise: float, seed: int) -> np.ndarray:
-    """``x`` plus seeded Gaussian noise of std ``noise``, clipped to [0, 1] (numpy, float32)."""
-    if noise <= 0:
-        return np.asarray(x, dtype=np.float32)
-    rng = np.random.default_rng(seed)
-    noisy = x + rng.normal(0.0, noise, size=x.shape).astype(np.float32)
-    return np.clip(noisy, 0.0, 1.0).astype(np.float32)
 
 
 def reconstruct(
@@ -846,7 +853,8 @@ def train(
     The batch size is the global batch under a ``strategy`` (nothing is scaled). With
     ``validation_split`` the last part of the training images is held out, as Keras does. With
     ``patience`` the weights of the best validation epoch are kept. After training, test metrics
-    are computed on ``dataset.x_test`` (clean inputs; ``denoise_*`` from noisy ones when ``noise``)
+    are computed on ``dataset.x_test`` (clean inputs; with a ``corruption`` also ``denoise_*`` and
+    ``corrupted_*`` from corrupted ones, see :func:`evaluate_corrupted`)
     and latent statistics on up to 2,048 training images.
     """
     started = time.perf_counter()
@@ -914,7 +922,7 @@ def train(
             x_train,
             config.batch_size,
             seed=config.seed,
-            noise=config.noise,
+            corruption=config.input_corruption,
             replicas=replicas,
             copy_to_tensor=True if multi_worker else None,
         )
@@ -925,7 +933,7 @@ def train(
                 x_val,
                 config.batch_size,
                 seed=config.seed,
-                noise=config.noise,
+                corruption=config.input_corruption,
                 shuffle=False,
                 fixed_noise=True,
                 replicas=replicas,
@@ -937,8 +945,8 @@ def train(
         if config.preview_count and len(source):
             preview = np.array(source[: config.preview_count], dtype=np.float32)
             preview.setflags(write=False)
-            if config.noise > 0:
-                preview_inputs = add_noise(preview, config.noise, config.seed)
+            if config.input_corruption is not None:
+                preview_inputs = config.input_corruption.apply(preview)
                 preview_inputs.setflags(write=False)
         monitor = _monitor_class()(
             config=config,
@@ -1012,7 +1020,7 @@ def train(
                 "Computing test metrics.",
                 live=False,
             )
-        test_metrics = evaluate_run(built, dataset.x_test, noise=config.noise, seed=config.seed)
+        test_metrics = evaluate_run(built, dataset.x_test, corruption=config.input_corruption)
         latent_stats = _latent_stats(built, dataset.x_train)
         if monitor.preview is not None and (
             monitor.stop_requested or monitor.failure or best_epoch
@@ -1062,18 +1070,55 @@ def evaluate_run(
     built: BuiltModel,
     images: np.ndarray,
     *,
-    noise: float = 0.0,
-    seed: int = 0,
+    corruption: Corruption | None = None,
+    seed: int = EVAL_SEED,
     chunk: int = EVAL_CHUNK,
 ) -> dict[str, float]:
     """Test-set metrics (every entry of ``cae.metrics.METRICS``) of the autoencoder's
-    reconstructions of ``images`` (a run's test split, float32 (N, H, W, C)); with ``noise`` > 0
-    also ``denoise_*`` from seeded noisy inputs. Works through the images ``chunk`` at a time, so
-    memory stays flat on big test sets."""
-    model = built.autoencoder
+    reconstructions of ``images`` (a run's test split, float32 (N, H, W, C)); with a
+    ``corruption`` also those of :func:`evaluate_corrupted`. Works through the images ``chunk``
+    at a time, so memory stays flat on big test sets."""
+    model = _check_evaluation(built, images, chunk)
     images = np.asarray(images)
+    if len(images) == 0:
+        return {}
+    # Big test sets: one traced function for all chunks; small ones: direct calls.
+    infer = inference_function(model) if len(images) > chunk else None
+    metrics = _chunked_metrics(model, images, chunk, infer=infer)["output"]
+    if corruption is not None:
+        metrics.update(evaluate_corrupted(built, images, corruption, seed=seed, chunk=chunk))
+    return metrics
+
+
+def evaluate_corrupted(
+    built: BuiltModel,
+    images: np.ndarray,
+    corruption: Corruption,
+    *,
+    seed: int = EVAL_SEED,
+    chunk: int = EVAL_CHUNK,
+) -> dict[str, float]:
+    """How the autoencoder does on corrupted inputs: ``denoise_<metric>`` scores its outputs
+    from ``corruption.apply(images, seed=seed)`` against the clean ``images``, and
+    ``corrupted_<metric>`` the corrupted inputs themselves (what doing nothing scores), for every
+    metric of ``cae.metrics.METRICS``. Any run can be scored so, denoiser or not."""
+    model = _check_evaluation(built, images, chunk)
+    images = np.asarray(images)
+    if len(images) == 0:
+        return {}
+    infer = inference_function(model) if len(images) > chunk else None
+    scores = _chunked_metrics(model, images, chunk, corruption=corruption, seed=seed, infer=infer)
+    return {
+        **{f"denoise_{key}": value for key, value in scores["output"].items()},
+        **{f"corrupted_{key}": value for key, value in scores["input"].items()},
+    }
+
+
+def _check_evaluation(built: BuiltModel, images: np.ndarray, chunk: int) -> keras.Model:
+    """The autoencoder, once the images fit it and ``chunk`` is a positive integer."""
+    model = built.autoencoder
     expected = tuple(int(n) for n in model.input_shape[1:])
-    got = tuple(int(n) for n in images.shape[1:])
+    got = tuple(int(n) for n in np.shape(images)[1:])
     if expected != got:
         raise ValueError(
             "The images do not fit the model; evaluate on the test split of the run's own data. "
@@ -1081,15 +1126,7 @@ def evaluate_run(
         )
     if not _is_int(chunk) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer. Received: chunk={chunk!r}")
-    if len(images) == 0:
-        return {}
-    # Big test sets: one traced function for all chunks; small ones: direct calls.
-    infer = inference_function(model) if len(images) > chunk else None
-    metrics = _chunked_metrics(model, images, chunk, infer=infer)
-    if noise > 0:
-        noisy = _chunked_metrics(model, images, chunk, noise=noise, seed=seed, infer=infer)
-        metrics.update({f"denoise_{key}": value for key, value in noisy.items()})
-    return metrics
+    return model
 
 
 def _chunked_metrics(
@@ -1097,20 +1134,24 @@ def _chunked_metrics(
     x: np.ndarray,
     chunk: int,
     *,
-    noise: float = 0.0,
-    seed: int = 0,
+    corruption: Corruption | None = None,
+    seed: int = EVAL_SEED,
     infer: Callable[[Any], Any] | None = None,
-) -> dict[str, float]:
-    """``cae.metrics.summarize`` of (x, reconstructions), computed ``chunk`` images at a time."""
+) -> dict[str, dict[str, float]]:
+    """``cae.metrics`` of the reconstructions (``"output"``) and, with a ``corruption``, of the
+    corrupted inputs (``"input"``), against the clean ``x``, computed ``chunk`` images at a
+    time."""
     from cae import metrics
 
-    rng = np.random.default_rng(seed)
-    parts = []
+    outputs, inputs = [], []
     for start in range(0, len(x), chunk):
         clean = x[start : start + chunk]
-        inputs = clean
-        if noise > 0:
-            jitter = rng.normal(0.0, noise, size=clean.shape).astype(np.float32)
-            inputs = np.clip(clean + jitter, 0.0, 1.0)
-        parts.append(metrics.per_image(clean, reconstruct(model, inputs, infer=infer)))
-    return metrics.aggregate(metrics.concatenate(parts))
+        given = clean
+        if corruption is not None:
+            given = corruption.apply(clean, seed=seed, indices=np.arange(start, start + len(clean)))
+            inputs.append(metrics.per_image(clean, given))
+        outputs.append(metrics.per_image(clean, reconstruct(model, given, infer=infer)))
+    scores = {"output": metrics.aggregate(metrics.concatenate(outputs))}
+    if inputs:
+        scores["input"] = metrics.aggregate(metrics.concatenate(inputs))
+    return scores

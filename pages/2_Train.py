@@ -7,9 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import streamlit as st
 
 from cae.budget import check_memory
+from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS_BY_NAME, Corruption
 from cae.data import (
     DATASETS,
     Dataset,
@@ -19,6 +21,7 @@ from cae.data import (
     npz_arrays,
     npz_image_key,
     npz_sources,
+    sample_images,
 )
 from cae.jobs import JOBS, JobBusy, TrainingJob, UnsavedEpochs
 from cae.plots import image_grid, loss_curves
@@ -142,6 +145,58 @@ def npz_array_choice(content: bytes, filename: str, digest: str) -> str | None:
 def limits(key: str) -> tuple[float, float]:
     """A training setting's (lowest, highest) value, from ``cae.training.LIMITS``."""
     return LIMITS[key]
+
+
+PREVIEW_SAMPLES = 4  # images in the corruption preview
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def builtin_samples(name: str) -> np.ndarray:
+    """A few images of a built-in dataset, float32 in [0, 1], for the corruption preview."""
+    return sample_images(name, PREVIEW_SAMPLES)
+
+
+def preview_samples(choice: str, dataset: Dataset | None) -> np.ndarray | None:
+    """A few images of the chosen data for the corruption preview, or None when there are none."""
+    if dataset is not None:
+        return sample_images(dataset, PREVIEW_SAMPLES)
+    if choice == UPLOAD or not dataset_status(choice).available:
+        return None
+    try:
+        return builtin_samples(choice)
+    except ValueError:
+        return None
+
+
+def corruption_settings(
+    kind: str, last: TrainConfig, samples: np.ndarray | None, *, disabled: bool
+) -> Corruption:
+    """The strength slider of one corruption kind (its range from ``cae.corruption``) and a
+    preview of a few images corrupted so; the corruption chosen."""
+    info = CORRUPTIONS_BY_NAME[kind]
+    left, right = st.columns([1, 2])
+    strength = left.slider(
+        f"Strength: {info.strength_label}",
+        info.low,
+        info.high,
+        float(last.strength) if last.corruption == kind else info.default,
+        info.step,
+        key=f"train_strength_{kind}",
+        disabled=disabled,
+        help=info.help,
+    )
+    corruption = Corruption(kind, float(strength))
+    if samples is not None and len(samples):
+        channel = None if samples.shape[-1] in (1, 3) else 0
+        with right:
+            st.plotly_chart(
+                image_grid(
+                    [samples, corruption.apply(samples)], ["clean", "corrupted"], channel=channel
+                ),
+                key="train_corruption_preview",
+            )
+            st.caption(f"What the network sees: {corruption.describe()}.")
+    return corruption
 
 
 def default_epochs(num_train: int) -> int:
@@ -268,7 +323,7 @@ def show_progress(job: TrainingJob) -> None:
             titles = ["original", "output"]
             if progress.preview_inputs is not None:
                 rows.insert(1, progress.preview_inputs)
-                titles.insert(1, "noisy input")
+                titles.insert(1, "corrupted input")
             channels = int(progress.preview_originals.shape[-1])
             channel = channel_picker(st, channels, "train_channel", width=200)
             st.plotly_chart(
@@ -522,15 +577,22 @@ patience = row[2].number_input(
     help="Stop when the validation loss has not improved for this many epochs, keeping the best "
     "epoch.",
 )
-noise = row[3].slider(
-    "Input noise (denoising)",
-    *limits("noise"),
-    float(last.noise),
-    0.05,
-    key="train_noise",
+corruption_options = ["none", *CORRUPTION_NAMES]
+corruption_kind = row[3].selectbox(
+    "Input corruption (denoising)",
+    corruption_options,
+    corruption_options.index(last.corruption or "none"),
+    format_func=lambda name: "none" if name == "none" else CORRUPTIONS_BY_NAME[name].title,
+    key="train_corruption",
     disabled=running,
-    help="Gaussian noise added to the inputs only: the network learns to output the clean image.",
+    help="Corrupt the inputs only: the network learns to output the clean image (a denoising "
+    "autoencoder). Results then shows corrupted, denoised and clean images side by side.",
 )
+corruption = None
+if corruption_kind != "none":
+    corruption = corruption_settings(
+        corruption_kind, last, preview_samples(choice, dataset), disabled=running
+    )
 row = st.columns([2, 1, 1])
 upload_file = upload if choice == UPLOAD else None
 if upload_file is not None:
@@ -569,7 +631,8 @@ seed = row[1].number_input(
     int(last.seed),
     key="train_seed",
     disabled=running,
-    help="One seed for the train/test split, the initial weights, the shuffling and the noise.",
+    help="One seed for the train/test split, the initial weights, the shuffling and the input "
+    "corruption during training.",
 )
 
 config = TrainConfig(
@@ -581,7 +644,7 @@ config = TrainConfig(
     validation_split=float(validation_split),
     patience=int(patience) if patience and validation_split > 0 else None,
     seed=int(seed),
-    noise=float(noise),
+    **(corruption.to_dict() if corruption is not None else {}),
 )
 
 shape_problem = None

@@ -14,7 +14,7 @@ LAYERS: dict[str, list[list[str]]] = {
     "cae": [
         ["text"],  # names as plain text: cleaned at input, escaped for markdown, Plotly, terminals
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
-        ["variational"],  # the KL term and the Keras layer that samples a variational code
+        ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         ["inspection", "recipe", "budget"],  # looking into models; where a run's images come from

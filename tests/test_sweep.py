@@ -79,7 +79,8 @@ def test_code_channels_epochs_noise_and_config_paths():
     variants = expand(preset("classic"), TrainConfig(), axes)
     assert [v.latent_shape for v in variants] == [(7, 7, 2), (7, 7, 4)]
     assert variants[0].compression == pytest.approx(784 / 98)
-    assert variants[0].config.epochs == 2 and variants[0].config.noise == pytest.approx(0.2)
+    assert variants[0].config.epochs == 2 and variants[0].config.strength == pytest.approx(0.2)
+    assert variants[0].config.corruption == "gaussian"
     batch = expand(preset("classic"), TrainConfig(), [parse_vary("config.batch_size=16,32")])
     assert [v.config.batch_size for v in batch] == [16, 32]
 

@@ -1,4 +1,4 @@
-"""cae.training: config validation, progress, stop, NaN, noise, strategies (tiny data, few epochs)."""
+"""cae.training: config validation, progress, stop, NaN, corruption, strategies (tiny data, few epochs)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import cae.training as training
+from cae.corruption import Corruption
 from cae.data import Dataset, load_dataset
 from cae.metrics import METRIC_KEYS, summarize
 from cae.spec import preset
@@ -20,7 +21,6 @@ from cae.training import (
     LIMITS,
     Progress,
     TrainConfig,
-    add_noise,
     evaluate_run,
     make_pipeline,
     make_strategy,
@@ -65,7 +65,13 @@ def capture_build(monkeypatch) -> list:
 
 def test_config_round_trip_and_validation():
     config = TrainConfig(
-        epochs=3, batch_size=16, optimizer="sgd", loss="mse", patience=2, noise=0.2
+        epochs=3,
+        batch_size=16,
+        optimizer="sgd",
+        loss="mse",
+        patience=2,
+        corruption="salt-pepper",
+        strength=0.2,
     )
     assert TrainConfig.from_dict(config.to_dict()) == config
     assert TrainConfig.from_dict({**config.to_dict(), "dataset": "mnist", "name": "x"}) == config
@@ -83,7 +89,14 @@ def test_config_round_trip_and_validation():
         ({"patience": -1}, "Received: patience=-1"),
         ({"patience": 2, "validation_split": 0.0}, "patience=2, validation_split=0.0"),
         ({"seed": -3}, "Received: seed=-3"),
-        ({"noise": 1.5}, "Received: noise=1.5"),
+        ({"strength": 1.5}, "Received: strength=1.5"),
+        ({"strength": 0.3}, "Received: corruption=None, strength=0.3"),
+        ({"corruption": "blur", "strength": 0.3}, "Received: corruption='blur'"),
+        ({"corruption": "gaussian"}, "Received: corruption='gaussian', strength=0.0"),
+        (
+            {"corruption": "erase", "strength": 0.95},
+            "from 0.01 to 0.9. Received: corruption='erase', strength=0.95",
+        ),
         ({"preview_count": 1000}, "Received: preview_count=1000"),
     ]
     for values, expected in cases:
@@ -93,8 +106,18 @@ def test_config_round_trip_and_validation():
     assert TrainConfig(validation_split=0.0).validate().validation_split == 0.0
     # Every limit comes from the one table, and a config is validated when it is made.
     assert TrainConfig(epochs=LIMITS["epochs"][1]).epochs == LIMITS["epochs"][1]
-    with pytest.raises(ValueError, match="Received: noise=2"):
-        TrainConfig(noise=2)
+    with pytest.raises(ValueError, match="Received: strength=2"):
+        TrainConfig(corruption="gaussian", strength=2)
+    assert config.input_corruption == Corruption("salt-pepper", 0.2)
+    assert TrainConfig().input_corruption is None
+
+
+def test_an_old_record_with_noise_reads_as_gaussian_noise():
+    old = {"epochs": 3, "noise": 0.25, "seed": 1}
+    assert TrainConfig.from_dict(old).input_corruption == Corruption("gaussian", 0.25)
+    assert TrainConfig.from_dict({"epochs": 3, "noise": 0.0}).input_corruption is None
+    with pytest.raises(ValueError, match="Received: strength=1.5"):
+        TrainConfig.from_dict({"noise": 1.5})
 
 
 def test_progress_copy_and_fraction():
@@ -219,10 +242,11 @@ def test_stop_before_the_first_epoch_completes(digits):
 
 def test_noise_pipeline_is_seeded_clipped_and_fresh_each_epoch(digits):
     x = digits.x_train[:64]
-    ds = make_pipeline(x, 16, seed=3, noise=0.3)
+    noise = Corruption("gaussian", 0.3)
+    ds = make_pipeline(x, 16, seed=3, corruption=noise)
     first = [(a.numpy(), b.numpy()) for a, b in ds]
     second = [(a.numpy(), b.numpy()) for a, b in ds]
-    again = [(a.numpy(), b.numpy()) for a, b in make_pipeline(x, 16, seed=3, noise=0.3)]
+    again = [(a.numpy(), b.numpy()) for a, b in make_pipeline(x, 16, seed=3, corruption=noise)]
     inputs, targets = first[0]
     assert inputs.shape == targets.shape == (16, 28, 28, 1)
     assert inputs.min() >= 0.0 and inputs.max() <= 1.0
@@ -241,22 +265,56 @@ def test_noise_pipeline_is_seeded_clipped_and_fresh_each_epoch(digits):
     # Two replicas: 63 images in batches of 16 leave a last batch of 15, cut to 14.
     sizes = [len(a) for a, _ in make_pipeline(x[:63], 16, seed=0, replicas=2)]
     assert sizes == [16, 16, 16, 14]
-    noisy = add_noise(x[:4], 0.5, seed=1)
-    assert noisy.dtype == np.float32 and noisy.min() >= 0 and noisy.max() <= 1
+
+
+@pytest.mark.parametrize(("kind", "strength"), [("salt-pepper", 0.3), ("erase", 0.4)])
+def test_pipeline_corrupts_inputs_of_every_kind(digits, kind, strength):
+    x = digits.x_train[:32]
+    corruption = Corruption(kind, strength)
+    epoch = [(a.numpy(), b.numpy()) for a, b in make_pipeline(x, 16, seed=1, corruption=corruption)]
+    inputs = np.concatenate([a for a, _ in epoch])
+    targets = np.concatenate([b for _, b in epoch])
+    changed = np.any(inputs != targets, axis=-1)
+    assert inputs.min() >= 0.0 and inputs.max() <= 1.0
+    if kind == "salt-pepper":  # flipped pixels are 0 or 1 (a 0 flipped to 0 does not show)
+        assert np.all(np.isin(inputs[changed], (0.0, 1.0)))
+        assert 0.1 < changed.mean() < strength
+    else:  # one mid-grey rectangle of about 40% of each image
+        assert np.all(inputs[changed] == 0.5)
+        erased = np.all(inputs == 0.5, axis=-1).mean(axis=(1, 2))
+        assert np.all(np.abs(erased - strength) < 0.05), erased
+    # validation: the same corruption every pass
+    fixed = make_pipeline(x, 16, seed=1, corruption=corruption, shuffle=False, fixed_noise=True)
+    first, second = ([a.numpy() for a, _ in fixed] for _ in range(2))
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
 def test_denoising_training_reports_denoise_metrics(digits):
     calls: list[Progress] = []
-    result = train(
-        preset("classic"),
-        small(digits, 128),
-        TrainConfig(epochs=1, batch_size=32, noise=0.3, validation_split=0.0, preview_count=3),
-        progress=calls.append,
+    data = small(digits, 128)
+    config = TrainConfig(
+        epochs=1,
+        batch_size=32,
+        corruption="erase",
+        strength=0.3,
+        validation_split=0.0,
+        preview_count=3,
     )
-    assert {"mse", "denoise_mse", "denoise_psnr", "denoise_ssim"} <= set(result.test_metrics)
+    result = train(preset("classic"), data, config, progress=calls.append)
+    metrics = result.test_metrics
+    assert {
+        f"{prefix}{key}" for prefix in ("", "denoise_", "corrupted_") for key in METRIC_KEYS
+    } == set(metrics)
+    # the corrupted inputs' own scores are those of the numpy corruption with the fixed seed
+    corrupted = Corruption("erase", 0.3).apply(data.x_test)
+    assert metrics["corrupted_mse"] == pytest.approx(summarize(data.x_test, corrupted)["mse"])
+    outputs = reconstruct(result.built.autoencoder, corrupted)
+    assert metrics["denoise_psnr"] == pytest.approx(
+        summarize(data.x_test, outputs)["psnr"], rel=1e-5
+    )
     last = calls[-1]
     assert last.preview_inputs.shape == (3, 28, 28, 1)
-    assert not np.array_equal(last.preview_inputs, last.preview_originals)
+    assert np.array_equal(last.preview_inputs, corrupted[:3])
 
 
 @pytest.mark.parametrize(
