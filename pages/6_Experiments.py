@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.data import DATASETS, dataset_status
 from cae.experiments import EXPERIMENTS, parallel_runs
 from cae.recipe import DataRecipe
@@ -75,12 +76,22 @@ def base_config() -> TrainConfig:
         step=1e-4,
         key="experiments_lr",
     )
-    noise = row[3].slider("Input noise", *LIMITS["noise"], 0.0, 0.05, key="experiments_noise")
+    gaussian = CORRUPTIONS_BY_NAME["gaussian"]
+    noise = row[3].slider(
+        "Input noise (Gaussian std)",
+        0.0,
+        gaussian.high,
+        0.0,
+        0.05,
+        key="experiments_noise",
+        help="0: clean inputs; above 0, every run is a denoiser (other corruptions: Train page).",
+    )
     return TrainConfig(
         epochs=int(epochs),
         batch_size=int(batch),
         learning_rate=float(lr),
-        noise=float(noise),
+        corruption="gaussian" if noise else None,
+        strength=float(noise),
         preview_count=0,
     )
 
