@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from pathlib import Path
@@ -436,6 +437,16 @@ with design:
             f"**{plain_markdown(spec.name)}** · input {'x'.join(map(str, report.input_shape))} · "
             "code "
             f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
+            + (
+                f" · variational, beta {spec.variational.beta:g}"
+                + (
+                    f", KL warm-up {spec.variational.warmup_epochs} epochs"
+                    if spec.variational.warmup_epochs
+                    else ""
+                )
+                if spec.variational is not None
+                else ""
+            )
         )
     if problem:
         st.error(problem, icon=":material/block:")
@@ -658,7 +669,7 @@ if spec is not None and image_shape is not None and tuple(image_shape) != tuple(
         f"{'x'.join(map(str, spec.input_shape))}."
     )
     st.warning(shape_problem, icon=":material/aspect_ratio:")
-    adapted = ArchitectureSpec(spec.name, tuple(image_shape), spec.encoder, spec.decoder)
+    adapted = dataclasses.replace(spec, input_shape=tuple(image_shape))
     try:
         fits = compute_shapes(adapted).matches
     except ValueError:
