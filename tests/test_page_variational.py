@@ -4,6 +4,7 @@ code within the prior's range and sampling from the prior, Inspect showing both 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,33 @@ def test_inspect_shows_the_mean_and_the_log_variance(vae_root, monkeypatch):
     assert any("PCA" in c for c in captions)
     worked = at.session_state["inspect_worked"]
     assert abs(worked["value"] - worked["keras_value"]) < 1e-5
+
+
+def test_train_page_trains_a_variational_design_with_both_terms(tmp_path, monkeypatch):
+    from cae.jobs import JOBS
+    from cae.store import list_runs, load_history
+
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("CAE_MODELS_DIR", str(models))
+    spec = dataclasses.replace(preset("classic"), variational=Variational(beta=2.0))
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.session_state[SPEC_KEY] = spec.to_dict()
+    app.run().switch_page("pages/2_Train.py").run()
+    assert not app.exception, app.exception
+    assert any("variational, beta 2" in m.value for m in app.markdown)
+    widget(app.number_input, "train_epochs").set_value(2)
+    app.button(key="train_start").click().run()
+    job = JOBS.get(app.session_state["owner_id"])
+    assert job is not None and job.wait(180), "training did not finish"
+    app.run()
+    assert not app.exception, app.exception
+    progress = job.snapshot()
+    assert len(progress.history["kl_loss"]) == 2  # the live curves' data
+    figure = app.get("plotly_chart")
+    names = " ".join(json.dumps(chart.proto.spec) for chart in figure)
+    assert "reconstruction (train)" in names and "KL (train)" in names
+    runs = list_runs(models)
+    assert len(runs) == 1 and runs[0].ok and runs[0].params == 2763
+    history = load_history(runs[0].run_id, root=models)
+    assert {"recon_loss", "kl_loss", "val_recon_loss", "val_kl_loss"} <= set(history)
