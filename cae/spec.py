@@ -76,6 +76,19 @@ def _fail(where: str, problem: str, **values: Any) -> SpecError:
     return SpecError(f"{where}: {problem}. {_received(**values)}")
 
 
+def _refuse_unknown_keys(
+    data: dict[Any, Any], allowed: set[str], where: str, what: str = ""
+) -> None:
+    """A SpecError naming the first key (sorted) of ``data`` not in ``allowed``, if any."""
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise _fail(
+            where,
+            f"unknown key {unknown[0]!r}{what} (allowed: {', '.join(sorted(allowed))})",
+            key=unknown[0],
+        )
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -369,14 +382,9 @@ def layer_from_dict(data: Any, where: str = "layer") -> Layer:
     if not isinstance(kind, str) or kind not in LAYER_BY_NAME:
         raise _fail(where, f"'type' must be one of {', '.join(LAYER_BY_NAME)}", type=kind)
     cls = LAYER_BY_NAME[kind]
-    allowed = {f.name for f in fields(cls)} | {"type"}
-    unknown = sorted(str(key) for key in data if key not in allowed)
-    if unknown:
-        raise _fail(
-            where,
-            f"unknown key {unknown[0]!r} for a {kind} layer (allowed: {', '.join(sorted(allowed))})",
-            key=unknown[0],
-        )
+    _refuse_unknown_keys(
+        data, {f.name for f in fields(cls)} | {"type"}, where, f" for a {kind} layer"
+    )
     return cls(**LAYER_PARSERS[cls](data, where))
 
 
@@ -510,14 +518,7 @@ class Variational:
                 "'variational' must be a JSON object such as {\"beta\": 1.0}",
                 variational=_short(data),
             )
-        allowed = {"beta", "warmup_epochs"}
-        unknown = sorted(str(key) for key in data if key not in allowed)
-        if unknown:
-            raise _fail(
-                where,
-                f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
-                key=unknown[0],
-            )
+        _refuse_unknown_keys(data, {"beta", "warmup_epochs"}, where)
         beta = data.get("beta", 1.0)
         if (
             not isinstance(beta, (int, float))
@@ -565,14 +566,9 @@ class ArchitectureSpec:
         """Load and validate a spec from its JSON dict."""
         if not isinstance(data, dict):
             raise _fail("spec", "the architecture must be a JSON object", spec=_short(data))
-        allowed = {"name", "input_shape", "encoder", "decoder", "variational"}
-        unknown = sorted(str(key) for key in data if key not in allowed)
-        if unknown:
-            raise _fail(
-                "spec",
-                f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})",
-                key=unknown[0],
-            )
+        _refuse_unknown_keys(
+            data, {"name", "input_shape", "encoder", "decoder", "variational"}, "spec"
+        )
         name = data.get("name", "custom")
         if isinstance(name, str):  # no control or bidi characters, one line (cae.text)
             name = clean_name(name)
