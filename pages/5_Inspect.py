@@ -150,7 +150,13 @@ with map_tab:
     labels = split.labels[:count] if split.labels is not None else None
     fig = latent_map(points, ratios, labels, names)
     st.caption(
-        f"The {shape_text(report.latent_shape)} codes of the first {count:,} test images, flattened to "
+        f"The {shape_text(report.latent_shape)} "
+        + (
+            "mean codes (a variational run's code is its mean)"
+            if run.built.variational
+            else "codes"
+        )
+        + f" of the first {count:,} test images, flattened to "
         f"{codes[0].size} numbers and projected on their two main directions (PCA): "
         f"{100 * ratios.sum():.1f}% of the spread. Click a point, or draw a box or lasso, to send "
         "that code (the mean code of a selection) to the Latent Editor."

@@ -102,7 +102,7 @@ def test_inspect_shows_the_mean_and_the_log_variance(vae_root, monkeypatch):
     assert any(text.startswith("**encoder[4] log-var**") for text in markdown)
     captions = [c.value for c in at.caption]
     assert sum(c.startswith(("encoder_", "decoder_")) for c in captions) == 11
-    assert any("PCA" in c for c in captions)
+    assert any("PCA" in c and "mean codes" in c for c in captions)  # the map shows the means
     worked = at.session_state["inspect_worked"]
     assert abs(worked["value"] - worked["keras_value"]) < 1e-5
 
