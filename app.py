@@ -39,10 +39,11 @@ def home() -> None:
                 "x".join(str(n) for n in report.latent_shape),
                 f"{report.compression_ratio:.1f}x compression",
                 delta_color="off",
+                delta_arrow="off",  # a ratio, not a change: an up-arrow read as "grew"
             )
             right.metric("Parameters", f"{report.total_params:,}")
             if not report.matches:
-                st.warning(report.problem)
+                st.warning(report.problem, icon=":material/warning:")
     st.caption(f"Dataset: {dataset_description()}.")
     run = active_run()
     if run is not None:

@@ -43,6 +43,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from cae.text import first_bytes
+
 __all__ = [
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
@@ -464,7 +466,7 @@ def _parse_idx_header(head: bytes, what: str) -> tuple[np.dtype, tuple[int, ...]
     """Return (dtype, shape, header length) from the first bytes of an IDX file."""
     if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
         raise ValueError(
-            f"{what} is not an IDX file (bad magic number). Received: first bytes={head[:4]!r}"
+            f"{what} is not an IDX file (bad magic number). Received: first bytes {first_bytes(head, 4)}"
         )
     ndim = head[3]
     if not 1 <= ndim <= 4:
@@ -740,7 +742,7 @@ def npz_arrays(
     if not data.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         raise ValueError(
             f"{filename} is not a valid .npz file (an .npz is a zip archive written by "
-            f"numpy.savez). Received: first bytes={data[:8]!r}"
+            f"numpy.savez). Received: first bytes {first_bytes(data)}"
         )
     found = []
     with _open_zip(data, filename, max_uncompressed) as zf:
@@ -1356,7 +1358,7 @@ def _load_array_file(
         if not buf.startswith(b"\x93NUMPY"):
             raise ValueError(
                 f"{filename} is not a valid .npy file (missing the NumPy magic header). "
-                f"Received: first bytes={buf[:8]!r}"
+                f"Received: first bytes {first_bytes(buf)}"
             )
         x = _read_npy(io.BytesIO(buf), filename, max_uncompressed_bytes)
         return _dataset_from_arrays(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cae.colours import colormap
 from cae.spec import ArchitectureSpec, Conv, Pool
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -363,19 +364,6 @@ def upsample_vs_transpose(
     }
 
 
-def _colour_lut() -> np.ndarray:
-    """A 256-entry Viridis-like colour table (uint8 RGB)."""
-    stops = np.array(
-        [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float64
-    )
-    t = np.linspace(0, 1, 256)
-    at = np.linspace(0, 1, len(stops))
-    return np.stack([np.interp(t, at, stops[:, ch]) for ch in range(3)], axis=1).astype(np.uint8)
-
-
-_LUT = _colour_lut()
-
-
 def feature_mosaic(
     maps: np.ndarray, max_tiles: int = 16, columns: int = 8, scale: int = 4, gap: int = 2
 ) -> np.ndarray:
@@ -397,7 +385,7 @@ def feature_mosaic(
     out = np.full((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, 3), 255, np.uint8)
     for i in range(count):
         r, q = divmod(i, cols)
-        tile = _LUT[np.round(norm[:, :, i] * 255).astype(int)]
+        tile = colormap(norm[:, :, i], 0.0, 1.0)  # the editor's scale: one palette
         tile = np.repeat(np.repeat(tile, scale, axis=0), scale, axis=1)
         out[r * (th + gap) : r * (th + gap) + th, q * (tw + gap) : q * (tw + gap) + tw] = tile
     return out

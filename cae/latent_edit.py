@@ -27,26 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from cae.colours import colormap
+
 MODES = ("set", "add", "erase")
 COVER_THRESHOLD = 0.15  # fraction of a cell's pixels that must be painted for it to count
 MIN_ALPHA = 64  # with a transparent background: alpha at or above this is paint
 UNDO_LIMIT = 100
-
-# Viridis, sampled at 9 stops (matplotlib's values), interpolated linearly.
-_VIRIDIS = np.array(
-    [
-        [68, 1, 84],
-        [71, 44, 122],
-        [59, 81, 139],
-        [44, 113, 142],
-        [33, 144, 141],
-        [39, 173, 129],
-        [92, 200, 99],
-        [170, 220, 50],
-        [253, 231, 37],
-    ],
-    dtype=np.float64,
-)
 
 
 def _grid_shape(grid_shape: Sequence[int]) -> tuple[int, int]:
@@ -279,21 +265,8 @@ def pop_undo(history: list[Any]) -> tuple[list[Any], np.ndarray | None]:
 # -------------------------------------------------------------------------------------- colours
 
 
-def colormap(values: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """Viridis colours (..., 3) uint8 of ``values`` scaled from [vmin, vmax] (clipped)."""
-    v = np.asarray(values, dtype=np.float64)
-    span = float(vmax) - float(vmin)
-    t = np.zeros_like(v) if not np.isfinite(span) or span <= 0 else (v - float(vmin)) / span
-    t = np.clip(np.nan_to_num(t, nan=0.0), 0.0, 1.0) * (len(_VIRIDIS) - 1)
-    low = np.floor(t).astype(int)
-    high = np.minimum(low + 1, len(_VIRIDIS) - 1)
-    frac = (t - low)[..., None]
-    rgb = _VIRIDIS[low] * (1 - frac) + _VIRIDIS[high] * frac
-    return np.round(rgb).astype(np.uint8)
-
-
 def colour_hex(value: float, vmin: float, vmax: float) -> str:
-    """The viridis colour of one value as ``"#rrggbb"``."""
+    """The colour of one value on the shared sequential scale as ``"#rrggbb"``."""
     r, g, b = (int(n) for n in colormap(np.array(value), vmin, vmax))
     return f"#{r:02x}{g:02x}{b:02x}"
 

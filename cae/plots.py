@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from cae.colours import class_style, plotly_scale
 from cae.latent_edit import image_view
 from cae.text import plain_html
 
@@ -24,6 +25,32 @@ ENCODER_COLOUR = "#4F46E5"
 LATENT_COLOUR = "#DB2777"
 DECODER_COLOUR = "#0D9488"
 INPUT_COLOUR = "#6B7280"
+MODEBAR_PX = 32  # the chart toolbar's strip at the top right; a title sits below it
+
+
+def _title(fig: go.Figure, text: str, top: int = 10) -> None:
+    """``text`` as the figure's title, in a strip below the toolbar's (which appears on hover at
+    the top right and covered a long title); ``top`` is the margin the figure has without one."""
+    fig.update_layout(
+        title={
+            "text": plain_html(text),
+            "font": {"size": 13},
+            "x": 0,
+            "xref": "paper",
+            "y": 1,
+            "yref": "paper",
+            "yanchor": "bottom",
+            "pad": {"b": 8},
+        },
+        margin={"t": max(top, MODEBAR_PX + 26)},
+    )
+
+
+def integer_ticks(count: int) -> dict[str, int | str]:
+    """Axis settings for 1..``count`` (epochs): whole numbers only, about ten ticks at most."""
+    step = next(n for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10**9)
+                if count / n <= 10)  # fmt: skip
+    return {"tickmode": "linear", "tick0": 1 if step == 1 else 0, "dtick": step, "tickformat": "d"}
 
 
 def shape_diagram(report: ShapeReport) -> go.Figure:
@@ -103,11 +130,8 @@ def shape_diagram(report: ShapeReport) -> go.Figure:
         yaxis={"visible": False, "range": [-0.7, 0.85]},
         plot_bgcolor="white",
         legend={"orientation": "h", "y": -0.02, "x": 0, "yanchor": "top"},
-        title={
-            "text": "Tensor shapes (block height: spatial size; width: channels)",
-            "font": {"size": 13},
-        },
     )
+    _title(fig, "Tensor shapes (block height: spatial size; width: channels)")
     return fig
 
 
@@ -163,10 +187,12 @@ def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
     from plotly.colors import qualitative
 
     fig = go.Figure()
+    epochs = 1
     for index, (name, history) in enumerate(histories.items()):
         colour = qualitative.Plotly[index % len(qualitative.Plotly)]
         for key, dash, what in CURVES:
             values = history.get(key) or []
+            epochs = max(epochs, len(values))
             if values:
                 fig.add_trace(
                     go.Scatter(
@@ -181,6 +207,7 @@ def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
         height=320,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis_title="epoch",
+        xaxis=integer_ticks(epochs),  # whole epochs: no 1.5 between 1 and 2
         yaxis_title="loss",
         legend={"orientation": "h", "y": -0.25},
     )
@@ -191,12 +218,13 @@ def heatmap(
     values: np.ndarray,
     *,
     title: str = "",
-    colorscale: str = "Viridis",
+    colorscale: str | list | None = None,
     zmin: float | None = None,
     zmax: float | None = None,
     zmid: float | None = None,
 ) -> go.Figure:
-    """One 2-D array (or (H, W, 1)) as a heatmap with the first row on top and square cells."""
+    """One 2-D array (or (H, W, 1)) as a heatmap with the first row on top and square cells, on
+    the app's sequential scale (``cae.colours``) unless ``colorscale`` says otherwise."""
     import plotly.graph_objects as go
 
     z = np.asarray(values)
@@ -206,14 +234,22 @@ def heatmap(
         raise ValueError(
             f"A heatmap shows one 2-D array (pick a channel first). Received: shape={z.shape}"
         )
-    fig = go.Figure(go.Heatmap(z=z, colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid))
+    scale = plotly_scale() if colorscale is None else colorscale
+    fig = go.Figure(go.Heatmap(z=z, colorscale=scale, zmin=zmin, zmax=zmax, zmid=zmid))
     fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(
-        height=300,
-        margin={"l": 5, "r": 5, "t": 30 if title else 5, "b": 5},
-        title=plain_html(title) if title else None,
-    )
+    fig.update_layout(height=300, margin={"l": 5, "r": 5, "t": 5, "b": 5})
+    if title:
+        _title(fig, title)
+    return fig
+
+
+def error_heatmap(errors: np.ndarray, title: str) -> go.Figure:
+    """A map of errors (>= 0) on the sequential scale from 0: zero error is the scale's low end
+    whatever the smallest error is, and the colour bar starts at 0."""
+    top = float(np.nanmax(errors)) if np.size(errors) else 0.0
+    fig = heatmap(errors, title=title, zmin=0.0, zmax=top if top > 0 else 1.0)
+    fig.update_traces(colorbar={"title": {"text": "error", "side": "right"}})
     return fig
 
 
@@ -242,6 +278,7 @@ def latent_map(
         members = np.flatnonzero(values == value)
         named = labels is not None and 0 <= value < len(class_names)
         name = plain_html(class_names[int(value)]) if named else "all"  # a user's label
+        colour, symbol = class_style(int(value))  # class 0 and 1: other hue, other shape
         fig.add_trace(
             go.Scattergl(
                 x=points[members, 0],
@@ -249,7 +286,7 @@ def latent_map(
                 mode="markers",
                 name=name,
                 customdata=members,
-                marker={"size": 6, "opacity": 0.75},
+                marker={"size": 7, "opacity": 0.8, "color": colour, "symbol": symbol},
                 hovertemplate=f"{name} · test image #%{{customdata}}<extra></extra>",
             )
         )

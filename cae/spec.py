@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
-from cae.text import clean_name
+from cae.text import Shown, clean_name, json_error
 
 PADDINGS = ("same", "valid")
 ACTIVATIONS = (
@@ -629,9 +629,11 @@ class ArchitectureSpec:
                 f"Received: {size:,} bytes"
             )
         try:
+            text = text.decode("utf-8") if isinstance(text, (bytes, bytearray)) else text
             data = json.loads(text)
         except (ValueError, RecursionError) as error:
-            raise SpecError(f"spec: not valid JSON ({error}). Received: {_short(text)!r}") from None
+            problem, received = json_error(error, text)
+            raise SpecError(f"spec: not valid JSON: {problem}. Received: {received}") from None
         return cls.from_dict(data)
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -650,8 +652,9 @@ class ArchitectureSpec:
 
 
 def _short(value: Any, limit: int = 60) -> Any:
+    """``value``, or its repr cut to ``limit`` characters (shown as is, not quoted again)."""
     text = _safe_repr(value, limit=10**9)
-    return value if len(text) <= limit else text[:limit] + "..."
+    return value if len(text) <= limit else Shown(text[:limit] + "...")
 
 
 def _input_shape(value: Any) -> tuple[int, int, int]:

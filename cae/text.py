@@ -18,6 +18,7 @@ No Streamlit here.
 from __future__ import annotations
 
 import html
+import json
 import re
 import unicodedata
 
@@ -118,3 +119,49 @@ def terminal_safe(text: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+class Shown(str):
+    """Text already written for people, shown as is where a ``Received: key=value`` line takes a
+    value's ``repr`` (so it is not quoted and escaped a second time)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def first_bytes(data: bytes, count: int = 8) -> Shown:
+    """The first ``count`` bytes of a file, readable: as quoted text when they are printable
+    (``"these ar"``), else as hex (``89 50 4E 47 0D 0A 1A 0A``); never Python's ``b'...'``."""
+    head = bytes(data[:count])
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable():
+        return Shown(f'"{text}"')
+    return Shown(head.hex(" ").upper() or "(none)")
+
+
+def json_error(error: ValueError | RecursionError, document: str | bytes) -> tuple[str, Shown]:
+    """A JSON parse error for people, as (problem, text received): ``("Expecting ',' delimiter at
+    line 1, column 15", '...')`` with the 40 characters around that place; for text that is not
+    UTF-8, which byte is not, and the file's first bytes."""
+    if isinstance(error, UnicodeDecodeError):
+        bad = first_bytes(error.object[error.start : error.end])
+        return f"not UTF-8 text (byte {bad} at position {error.start:,})", first_bytes(error.object)
+    pos = getattr(error, "pos", None)
+    if not isinstance(error, json.JSONDecodeError) or pos is None or not isinstance(document, str):
+        return short_text(str(error) or type(error).__name__), Shown(
+            f"{len(document):,} characters"
+        )
+    lo, hi = max(0, pos - 20), pos + 20
+    snippet = ("…" if lo else "") + document[lo:hi] + ("…" if hi < len(document) else "")
+    where = f"{error.msg} at line {error.lineno}, column {error.colno}"
+    return where, Shown(short_text(repr(clean_name(snippet))))
+
+
+def short_text(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

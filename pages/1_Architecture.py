@@ -45,7 +45,7 @@ def replace_spec(data: dict[str, Any], message: str | None = None) -> None:
     remember(SPEC_KEY, data)
     st.session_state[VERSION_KEY] = version() + 1
     if message:
-        st.session_state[MESSAGE_KEY] = message
+        st.session_state[MESSAGE_KEY] = ("ok", message)
 
 
 def spec_dict() -> dict[str, Any]:
@@ -92,7 +92,10 @@ def on_mirror() -> None:
         spec = ArchitectureSpec.from_dict(data)
         decoder = mirror(spec.encoder, spec.input_shape)
     except ValueError as error:
-        st.session_state[MESSAGE_KEY] = f"Cannot mirror this encoder: {error}"
+        st.session_state[MESSAGE_KEY] = (
+            "error",
+            f"Cannot mirror this encoder: {plain_markdown(str(error))}",
+        )
         return
     data["decoder"] = [layer_to_dict(layer) for layer in decoder]
     replace_spec(data, "The decoder now mirrors the encoder.")
@@ -149,7 +152,7 @@ def part_editor(part: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     """All layers of the encoder or decoder, plus the add-a-layer row."""
     layers = data[part]
     edited = [layer_editor(part, index, layer, len(layers)) for index, layer in enumerate(layers)]
-    columns = st.columns([3, 1])
+    columns = st.columns([3, 1], vertical_alignment="bottom")  # the button level with the select
     kind_select(columns[0], f"Add a layer to the {part}", f"arch_add_type_{part}")
     columns[1].button("Add", key=f"arch_add_{part}", on_click=on_add, args=(part,), width="stretch")
     return edited
@@ -170,7 +173,7 @@ def load_upload() -> None:
         spec = ArchitectureSpec.from_json(upload.getvalue())
     except ValueError as error:
         name, reason = plain_markdown(upload.name), plain_markdown(str(error))
-        st.session_state[MESSAGE_KEY] = f"❌ {name} was not loaded: {reason}"
+        st.session_state[MESSAGE_KEY] = ("error", f"{name} was not loaded: {reason}")
         return
     replace_spec(spec.to_dict(), f"Loaded {plain_markdown(upload.name)}.")
 
@@ -237,8 +240,12 @@ top[3].button(
 )
 
 message = st.session_state.pop(MESSAGE_KEY, None)
-if message:
-    (st.error if message.startswith(("❌", "Cannot")) else st.success)(message)
+if message:  # (kind, markdown); material icons render without an emoji font (a ❌ did not)
+    kind, text = message
+    if kind == "error":
+        st.error(text, icon=":material/error:")
+    else:
+        st.success(text, icon=":material/check_circle:")
 
 data = spec_dict()
 editor, results = st.columns([1, 1], gap="large")

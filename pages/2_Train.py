@@ -372,7 +372,7 @@ def show_progress(job: TrainingJob) -> None:
                     raise RuntimeError("another tab has taken this training over")
                 run_id = job.save(clean_name(name))
             except (ValueError, RuntimeError, OSError) as error:
-                st.error(f"Could not save: {plain_markdown(str(error))}")
+                st.error(f"Could not save: {plain_markdown(str(error))}", icon=":material/error:")
             else:
                 remember(RUN_KEY, run_id)
                 st.rerun()
@@ -389,7 +389,7 @@ def show_progress(job: TrainingJob) -> None:
             icon=":material/info:",
         )
     if job.save_error:
-        st.error(f"Saving failed: {plain_markdown(job.save_error)}")
+        st.error(f"Saving failed: {plain_markdown(job.save_error)}", icon=":material/error:")
 
 
 def live_progress() -> None:
@@ -748,7 +748,7 @@ def start_training(discard_unsaved: bool) -> None:
         st.session_state[DISCARD_ASK] = job.job_id if job is not None else None
         st.rerun()
     except JobBusy as error:
-        st.warning(plain_markdown(str(error)))
+        st.warning(plain_markdown(str(error)), icon=":material/warning:")
     except (ValueError, OSError) as error:
         st.error(f"Training could not start: {plain_markdown(str(error))}", icon=":material/error:")
     else:

@@ -10,7 +10,8 @@ import numpy as np
 import streamlit as st
 
 from cae import metrics as image_metrics
-from cae.plots import grid_png, heatmap, image_grid, loss_curves
+from cae.colours import colormap
+from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run, models_dir
 from cae.text import plain_code, plain_markdown
@@ -78,7 +79,9 @@ def pick_indices(split: TestSplit) -> list[int]:
         ["random", "by index", "by class"] if split.labels is not None else ["random", "by index"]
     )
     mode = controls[0].radio("Test images", modes, horizontal=True, key="results_mode")
-    count = controls[1].slider("How many", 2, MAX_IMAGES, 8, key="results_count")
+    count = controls[1].slider(
+        "How many", 2, MAX_IMAGES, 8, key="results_count", disabled=mode == "by index"
+    )  # by index: the typed indices say how many
     seed = controls[2].number_input(
         "Seed", 0, 10_000, 0, key="results_seed", disabled=mode != "random"
     )
@@ -89,7 +92,10 @@ def pick_indices(split: TestSplit) -> list[int]:
         parts = (part.strip() for part in typed.replace(";", ",").split(","))
         indices = [int(part) for part in parts if part.isdigit() and int(part) < split.count]
         if not indices:
-            st.warning(f"No test image matches. Received: indices={plain_markdown(repr(typed))}")
+            st.warning(
+                f"No test image matches. Received: indices={plain_markdown(repr(typed))}",
+                icon=":material/warning:",
+            )
         return indices[:MAX_IMAGES]
     if mode == "by class":
         names = class_names(split)
@@ -193,11 +199,13 @@ def grid_section(
     )
     label = f"Per-image error maps (squared error per pixel, {error_words(channel)})"
     with st.expander(label, expanded=False):
+        top = max(float(error.max()) for error in errors) if errors else 0.0
+        st.caption(f"One scale for every run: 0 (dark purple) to {top:.4f} (yellow).")
         for run, error in zip(usable, errors, strict=True):
             means = ", ".join(f"{value:.4f}" for value in error.mean(axis=(1, 2)))
             st.markdown(f"**{plain_markdown(run.name)}** · mean squared error per image: {means}")
-            scaled = error / max(float(error.max()), 1e-8)
-            st.plotly_chart(image_grid([scaled], ["error"]), key=f"results_errors_{run.run_id}")
+            coloured = colormap(error, 0.0, max(top, 1e-8)) / 255.0  # from 0, as the heatmap
+            st.plotly_chart(image_grid([coloured], ["error"]), key=f"results_errors_{run.run_id}")
 
 
 def curves_section(selected: list[RunInfo], root: str) -> None:
@@ -210,7 +218,7 @@ def curves_section(selected: list[RunInfo], root: str) -> None:
         try:
             histories[label] = cached_run(run.run_id, root, run.created).history
         except ValueError as error:
-            st.warning(plain_markdown(f"{run.run_id}: {error}"))
+            st.warning(plain_markdown(f"{run.run_id}: {error}"), icon=":material/warning:")
     if histories:
         st.subheader("Loss curves")
         st.plotly_chart(loss_curves(histories), key="results_curves")
@@ -234,7 +242,7 @@ def best_and_worst(
         st.plotly_chart(grid, key=f"results_{title}")
     mean_error = shown_error_maps(split.images, recon[focus], channel).mean(axis=0)
     title = f"Where the error is ({error_words(channel)}), averaged over the test set"
-    st.plotly_chart(heatmap(mean_error, title=title, colorscale="Magma"), key="results_mean_error")
+    st.plotly_chart(error_heatmap(mean_error, title), key="results_mean_error")
 
 
 def housekeeping(selected: list[RunInfo], root: str) -> None:
@@ -318,7 +326,8 @@ def main() -> None:
             if run not in usable:
                 st.warning(
                     f"{plain_markdown(run.name)} takes {run.input_shape} images, not "
-                    f"{split.image_shape}: left out of the image comparison."
+                    f"{split.image_shape}: left out of the image comparison.",
+                    icon=":material/warning:",
                 )
             elif run.recipe != reference.recipe:
                 st.caption(

@@ -138,7 +138,10 @@ decoder = cached_decoder(run_id, root, info.created)
 latent_shape = tuple(int(n) for n in decoder.latent_shape)
 input_shape = tuple(int(n) for n in run.spec.input_shape)
 if len(latent_shape) != 3:
-    st.error(f"The editor paints 2-D codes (h, w, c). Received: latent shape {latent_shape}")
+    st.error(
+        f"The editor paints 2-D codes (h, w, c). Received: latent shape {latent_shape}",
+        icon=":material/error:",
+    )
     st.stop()
 # Images of 2, 4 or more channels are shown one channel at a time (RGB for 3): this picks which.
 view_channel = channel_picker(

@@ -132,3 +132,66 @@ def test_an_npz_of_several_arrays_says_which_is_used_and_trains_on_the_chosen_on
     records = [json.loads(p.read_text()) for p in models_root.glob("*/train.json")]
     chosen = [r["data"] for r in records if r["data"].get("upload_name") == "pairs.npz"]
     assert chosen and chosen[0]["upload_array"] == "digits", chosen
+
+
+def test_home_compression_badge_has_no_arrow(wide, app_url):
+    """The compression ratio was drawn as a metric delta with an up-arrow, as if it had grown."""
+    page = wide
+    open_page(page, app_url, "", "CAE Studio")
+    delta = page.locator('[data-testid="stMetricDelta"]').filter(has_text="compression")
+    delta.wait_for(timeout=30_000)
+    assert delta.locator('[data-testid^="stMetricDeltaIcon"], svg').count() == 0
+
+
+def test_the_add_button_is_level_with_its_select(wide, app_url):
+    """The "Add" button sat lower than the layer-kind select beside it."""
+    page = wide
+    open_page(page, app_url, "Architecture", "Architecture")
+    for part in ("encoder", "decoder"):
+        button = page.locator(f".st-key-arch_add_{part} button")
+        select = page.locator(f".st-key-arch_add_type_{part}")  # label above, select at bottom
+        button.scroll_into_view_if_needed()
+        b, s = button.bounding_box(), select.bounding_box()
+        assert abs((b["y"] + b["height"]) - (s["y"] + s["height"])) <= 2, (part, b, s)
+
+
+def test_an_architecture_file_error_reads_as_text_with_an_icon_that_renders(
+    wide, app_url, tmp_path
+):
+    """A bad JSON upload read "❌ ... Received: b'...'" (the ❌ an empty box without an emoji
+    font): now a material icon, and where in the file the problem is."""
+    page = wide
+    bad = tmp_path / "net.json"
+    bad.write_text('{"name": "x", "input_shape": [28, 28, 1], oops}')
+    open_page(page, app_url, "Architecture", "Architecture")
+    page.locator('.st-key-arch_upload input[type="file"]').set_input_files(str(bad))
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="was not loaded")
+    alert.wait_for(timeout=30_000)
+    text = alert.inner_text()
+    assert "at line 1, column 43" in text and "b'" not in text and "❌" not in text, text
+    icon = alert.locator('[data-testid="stAlertDynamicIcon"]')  # a ligature of the bundled font
+    assert icon.inner_text() == "error"
+    screenshot(page, "classroom_architecture_bad_json")
+
+
+@pytest.mark.parametrize("width", [1440, 400])
+def test_the_chart_toolbar_leaves_the_diagram_title_readable(page, app_url, width):
+    """On hover, Plotly's toolbar (modebar) sat over the shape diagram's title."""
+    page.set_viewport_size({"width": width, "height": 900})
+    open_page(page, app_url, "Architecture", "Architecture")
+    chart = page.locator(".st-key-arch_diagram")
+    chart.scroll_into_view_if_needed()
+    chart.locator(".gtitle").wait_for(timeout=30_000)
+    chart.hover()
+    bar = chart.locator(".modebar")
+    bar.wait_for(state="visible", timeout=10_000)
+    page.wait_for_timeout(400)  # the toolbar fades in
+    t, b = chart.locator(".gtitle").bounding_box(), bar.bounding_box()
+    apart = (
+        b["x"] >= t["x"] + t["width"]
+        or t["x"] >= b["x"] + b["width"]
+        or b["y"] >= t["y"] + t["height"]
+        or t["y"] >= b["y"] + b["height"]
+    )
+    assert apart, (t, b)
+    screenshot(page, f"classroom_diagram_toolbar_{width}")

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: dict[str, list[list[str]]] = {
     "cae": [
-        ["text"],  # names as plain text: cleaned at input, escaped for markdown, Plotly, terminals
+        ["text", "colours"],  # names as plain text (cleaned, escaped); the palettes
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
         ["shapes"],  # shape arithmetic over specs

@@ -98,6 +98,8 @@ def pick_run(
     try:
         run = cached_run(run_id, root, info.created)
     except ValueError as error:
-        st.error(f"This run cannot be loaded: {plain_markdown(str(error))}")
+        st.error(
+            f"This run cannot be loaded: {plain_markdown(str(error))}", icon=":material/error:"
+        )
         st.stop()
     return run_id, info, run

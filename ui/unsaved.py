@@ -46,7 +46,9 @@ def unsaved_runs(exclude: set[str] | None = None) -> None:
                 try:
                     run_id = publish_run(item.path, name=name.strip() or item.name, root=root)
                 except (ValueError, OSError) as error:
-                    st.error(f"Could not save: {plain_markdown(str(error))}")
+                    st.error(
+                        f"Could not save: {plain_markdown(str(error))}", icon=":material/error:"
+                    )
                 else:
                     st.success(f"Saved as {run_id}.")
                     st.rerun()
