@@ -377,7 +377,7 @@ def sweep_scatter(
         for row in usable
     ]
     front = pareto_front(points)
-    if len(front) > 1:
+    if front:  # always the first trace, so the runs are always the second
         fig.add_trace(
             go.Scatter(
                 x=[points[i][0] for i in front],

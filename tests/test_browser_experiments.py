@@ -1,0 +1,94 @@
+"""Real browser: a 2x1 experiment of one epoch each on a small recipe, from the Experiments page to
+the chart, then a point of the chart opened on Results.
+
+Screenshots are left in test-artifacts/ (look at them).
+"""
+
+import re
+
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
+
+from cae.store import list_runs
+from tests.browser import screenshot, serve_app, wait_for_app_idle
+
+pytestmark = pytest.mark.browser
+
+
+def open_page(page, title):
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title).click()
+    expect(page.get_by_role("heading", name=title, level=1)).to_be_visible(timeout=60_000)
+    wait_for_app_idle(page, 60_000)
+
+
+def choose(page, key, option):
+    """Pick ``option`` (a regex) in the select box ``key``."""
+    wait_for_app_idle(page, 30_000)
+    choice = page.get_by_role("option", name=re.compile(option))
+    for _ in range(3):  # the first click can land while the page is still re-rendering
+        page.locator(f'.st-key-{key} [role="combobox"]').click()
+        try:
+            choice.first.wait_for(timeout=5_000)
+            break
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+    choice.first.click()
+    wait_for_app_idle(page, 30_000)
+
+
+def type_into(page, key, text):
+    field = page.locator(f".st-key-{key} input")
+    field.fill(text)
+    field.press("Enter")
+    wait_for_app_idle(page, 30_000)
+
+
+def test_a_two_by_one_experiment_lands_on_the_chart(page, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as base_url:
+        page.goto(base_url)
+        wait_for_app_idle(page, 60_000)
+        open_page(page, "Experiments")
+        type_into(page, "experiments_epochs", "1")
+        choose(page, "experiments_field_0", r"^encoder\.0\.filters")
+        type_into(page, "experiments_values_0", "4, 8")
+        choose(page, "experiments_field_1", r"^kernel: ")
+        type_into(page, "experiments_values_1", "3")
+        type_into(page, "experiments_name", "browser sweep")
+        expect(page.get_by_text(re.compile(r"2 run\(s\)"))).to_be_visible()
+        expect(page.get_by_text(re.compile(r"The estimate is based on"))).to_be_visible()
+        screenshot(page, "page-experiments-plan")
+        page.locator(".st-key-experiments_start button").click()
+
+        progress = page.locator('[data-testid="stProgress"]').first
+        expect(progress).to_be_visible(timeout=60_000)
+        screenshot(page, "page-experiments-running")
+        expect(page.get_by_text(re.compile(r"2 of 2 runs done"))).to_be_visible(timeout=300_000)
+        expect(page.get_by_role("heading", name="Comparison")).to_be_visible(timeout=60_000)
+        chart = page.locator('[data-testid="stPlotlyChart"]').first
+        expect(chart).to_be_visible(timeout=120_000)
+        # both runs are points of the chart, with the PCA and mean-image baselines drawn
+        points = chart.locator(".scatterlayer .trace").nth(1).locator(".point")
+        expect(points).to_have_count(2, timeout=60_000)
+        expect(chart.get_by_text(re.compile(r"mean image: \d+\.\d\d dB"))).to_be_visible()
+        expect(chart.locator(".legendtext", has_text="PCA")).to_have_count(1)
+        wait_for_app_idle(page, 60_000)
+        screenshot(page, "page-experiments-chart")
+
+        runs = [run for run in list_runs(models) if run.ok]
+        assert len(runs) == 2
+        assert {run.name for run in runs} == {
+            "browser sweep · encoder.0.filters=4, kernel=3",
+            "browser sweep · encoder.0.filters=8, kernel=3",
+        }
+
+        # one click on a point opens that run on Results
+        points.first.click(force=True)
+        expect(page.get_by_role("heading", name="Results", level=1)).to_be_visible(timeout=60_000)
+        expect(
+            page.get_by_text(re.compile(r"browser sweep · encoder\.0\.filters=")).first
+        ).to_be_visible(timeout=60_000)
+        wait_for_app_idle(page, 60_000)
+        screenshot(page, "page-experiments-opened-on-results")
