@@ -54,7 +54,7 @@ def home() -> None:
     else:
         st.markdown("No trained run yet: design a network, then train it on the **Train** page.")
 
-    links = st.columns(5)
+    links = st.columns(6)
     links[0].page_link(
         "pages/1_Architecture.py", label="Design the network", icon=":material/account_tree:"
     )
@@ -64,6 +64,7 @@ def home() -> None:
         "pages/4_Latent_Editor.py", label="Edit the latent code", icon=":material/brush:"
     )
     links[4].page_link("pages/5_Inspect.py", label="Look inside", icon=":material/biotech:")
+    links[5].page_link("pages/6_Experiments.py", label="Sweep designs", icon=":material/science:")
 
     st.subheader("How it works")
     st.markdown(
@@ -78,6 +79,8 @@ def home() -> None:
        and watch it decoded in place.
     5. **Look inside**: every layer's feature maps, the learned kernels, the map of the codes, and
        one convolution worked out by hand with your network's own numbers.
+    6. **Experiment**: vary filters, kernels, the code's size or training settings over lists of
+       values, train every combination, and see them on one chart against PCA.
     """
     )
 
@@ -86,6 +89,8 @@ def home() -> None:
         "python -m cae shapes --preset classic        # the shape table of the classic network\n"
         "python -m cae shapes --spec my_net.json --keras   # Keras's own shapes for your design\n"
         "python -m cae train --preset classic --dataset mnist-sample --epochs 10 --out models/my-run\n"
+        "python -m cae sweep --preset classic --dataset mnist-sample --epochs 5 \\\n"
+        "    --vary encoder.0.filters=8,16 --vary code=1,2 --out-dir sweeps/first\n"
         "python -m cae list                           # every run with its test PSNR",
         language="bash",
     )

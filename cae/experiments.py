@@ -418,6 +418,9 @@ class ExperimentQueue:
                 item = items[index]
                 item["seconds"] = round((job.ended or time.time()) - job.created, 2)
                 item["ended"] = _now()
+                if job.run_id is None and job.kept and not job.stop_requested:
+                    with contextlib.suppress(ValueError, RuntimeError, OSError):
+                        job.save()  # trained but not saved at the end: one more try
                 if job.run_id is not None:
                     item["state"], item["run_id"] = "finished", job.run_id
                 elif job.stop_requested:

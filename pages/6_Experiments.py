@@ -146,6 +146,12 @@ def new_experiment(root: str) -> None:
         f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters "
         "(change it on the Architecture page)."
     )
+    busy = [e for e in EXPERIMENTS.all(root) if e.active]
+    if busy:
+        st.caption(
+            f"{len(busy)} experiment(s) are queued or training now: this one will wait in the "
+            "queue until they have ended."
+        )
     recipe, images = choose_data()
     config = base_config()
     axes, problems = choose_axes(spec)

@@ -102,9 +102,14 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     assert not again.exception
     assert second.state == "stopped"
     assert [item["state"] for item in second.snapshot()["items"]] == ["not run", "not run"]
+    # a new experiment started now would wait too, and the form says so
+    assert "this one will wait in the queue" in texts(again)
     EXPERIMENTS.stop(first.id)
     assert EXPERIMENTS.wait(first.id, 120)
     assert first.state == "stopped"
+    # the run in progress is dropped (nothing of it saved), nothing else ran
+    assert first.snapshot()["items"][0]["state"] in ("dropped", "not run")
+    assert not [path for path in models.iterdir() if not path.name.startswith(".")]
 
 
 def test_records_survive_a_server_restart_as_interrupted(models):

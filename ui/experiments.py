@@ -88,7 +88,8 @@ def progress_panel(experiment_id: str, live: bool = False) -> None:
             )
             if progress.images_per_second:
                 words += f" · {progress.images_per_second:,.0f} images/s"
-        st.progress(min(1.0, bar), text=f"Run {item['index'] + 1}: {item['label']} — {words}")
+        label = plain_markdown(item["label"])
+        st.progress(min(1.0, bar), text=f"Run {item['index'] + 1}: {label} — {words}")
     if record.get("message"):
         st.caption(plain_markdown(record["message"]))
     failed = [item for item in record["items"] if item["state"] == "failed"]
