@@ -4,6 +4,7 @@ Results, CSV). The sweep logic is ``cae.sweep``; the queue is ``cae.experiments`
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -15,6 +16,7 @@ from cae.plots import SWEEP_AXES, sweep_scatter
 from cae.store import RunInfo
 from cae.sweep import result_row, rows_csv
 from cae.text import plain_markdown
+from ui.baselines import cached_baselines
 from ui.run_index import all_runs
 from ui.state import COMPARE_KEY, RUN_KEY, owner_id, remember
 
@@ -129,23 +131,22 @@ def result_rows(record: dict[str, Any], root: str) -> list[dict[str, Any]]:
     return rows
 
 
-def baselines(record: dict[str, Any], rows: list[dict[str, Any]], x_key: str) -> list[dict]:
+def baselines(
+    record: dict[str, Any], rows: list[dict[str, Any]], x_key: str, root: str
+) -> list[dict]:
     """The PCA baseline at each code size of the runs (at its own parameter count, k x D + D, on
     the parameters axis) and the mean-image baseline, of the experiment's data recipe; none
     (and a caption why) when they cannot be computed."""
-    from cae.baselines import mean_image_baseline, pca_baseline
-    from cae.recipe import DataRecipe
-
     try:
-        recipe = DataRecipe.from_dict(record["data"])
+        recipe_json = json.dumps(record["data"], sort_keys=True)
         pixels = math.prod(record["spec"]["input_shape"])
         sizes = sorted({row["code_size"] for row in rows if row.get("code_size")})
-        pca = []
+        pca, mean = [], {}
         for k in sizes:
-            score = pca_baseline(recipe, k)
+            scores = cached_baselines(recipe_json, k, root)
             x = k if x_key == "code_size" else k * pixels + pixels
-            pca.append((x, score.get("psnr")))
-        mean = mean_image_baseline(recipe)
+            pca.append((x, scores["pca"].get("psnr")))
+            mean = scores["mean_image"]
     except (ValueError, OSError, KeyError) as error:
         st.caption(plain_markdown(f"No baselines for this data: {error}"))
         return []
@@ -155,7 +156,8 @@ def baselines(record: dict[str, Any], rows: list[dict[str, Any]], x_key: str) ->
             " (x: k x pixels + pixels numbers)" if x_key == "params" else ""
         )
         found.append({"label": label, "points": pca})
-    found.append({"label": "mean image", "psnr": mean.get("psnr")})
+    if mean:
+        found.append({"label": "mean image", "psnr": mean.get("psnr")})
     return found
 
 
@@ -180,8 +182,7 @@ def comparison(record: dict[str, Any], root: str) -> None:
         horizontal=True,
         key="experiments_x",
     )
-    with st.spinner("Scoring the PCA and mean-image baselines…"):
-        lines = baselines(record, rows, x_key)
+    lines = baselines(record, rows, x_key, root)
     figure = sweep_scatter(rows, x_key, lines)
     event = st.plotly_chart(
         figure,
