@@ -478,14 +478,10 @@ def command_evaluate(args: argparse.Namespace) -> int:
     run = _run_argument(args.run, root)
     loaded = load_run(run, root)
     split = run_test_split(run, root)
-    from cae.training import TrainConfig, evaluate_run
+    from cae.training import evaluate_run, recorded_config
 
-    record = loaded.train_config
-    try:
-        config = TrainConfig.from_dict(record.get("config", record))  # older runs: flat keys
-    except (ValueError, TypeError):
-        config = TrainConfig()  # a record past today's limits: score without input noise
-    own = config.input_corruption
+    config = recorded_config(loaded.train_config)  # None: past today's limits, score clean
+    own = config.input_corruption if config is not None else None
     if args.corruption is not None:
         corruption = corruption_of(args.corruption, args.strength)
     elif args.strength is not None:

@@ -169,6 +169,15 @@ class TrainConfig:
         return cls(**values).validate()
 
 
+def recorded_config(record: dict[str, Any]) -> TrainConfig | None:
+    """The training config a run's train.json records (``{"config": ...}``; older runs: flat
+    keys), or None when the record is past today's limits."""
+    try:
+        return TrainConfig.from_dict(record.get("config", record))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 @dataclass
 class Progress:
     """A plain snapshot of a training run for a display to draw (no TensorFlow objects)."""

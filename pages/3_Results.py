@@ -18,6 +18,7 @@ from cae.text import plain_code, plain_markdown
 from cae.training import reconstruct
 from ui.baselines import baselines_table
 from ui.channels import channel_picker
+from ui.denoising import corrupted_section
 from ui.run_index import all_runs
 from ui.runs import (
     cached_run,
@@ -340,6 +341,7 @@ def main() -> None:
         channel = channel_picker(st, split.image_shape[2], "results_channel", width=240)
         if indices:
             grid_section(usable, split, recon, indices, channel)
+        corrupted_section(selected, usable, split, indices, channel, root)
         curves_section(selected, root)
         best_and_worst(usable, split, recon, channel)
         housekeeping(selected, root)

@@ -39,6 +39,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ],
         ["state"],
         ["runs", "experiments"],
+        ["denoising"],  # Results on corrupted inputs
     ],
 }
 

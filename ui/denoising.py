@@ -1,0 +1,139 @@
+"""Results on corrupted inputs: every compared run, denoiser or not, given the same corrupted test
+images (``cae.corruption``, seeded per image), scored with ``cae.metrics.METRICS`` by
+``cae.training.evaluate_corrupted``, and shown as corrupted / output / clean images."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS, CORRUPTIONS_BY_NAME, EVAL_SEED, Corruption
+from cae.metrics import METRICS, METRICS_BY_KEY
+from cae.plots import image_grid
+from cae.recipe import TestSplit
+from cae.store import RunError, RunInfo
+from cae.text import plain_markdown
+from cae.training import evaluate_corrupted, reconstruct, recorded_config
+from ui.runs import cached_run, cached_test_split
+
+INPUT_KEYS = ("psnr", "ssim")  # the corrupted inputs' own scores shown beside the outputs'
+
+
+@st.cache_data(show_spinner="Scoring on corrupted inputs…", max_entries=64)
+def cached_corrupted_scores(
+    run_id: str, created: str | None, root: str, kind: str, strength: float
+) -> dict[str, float]:
+    """``evaluate_corrupted`` of a run on its own test split corrupted so (``denoise_*`` and
+    ``corrupted_*`` of every metric)."""
+    run = cached_run(run_id, root, created)
+    images = cached_test_split(run_id, root, created).images
+    return evaluate_corrupted(run.built, images, Corruption(kind, strength))
+
+
+def own_corruption(run: RunInfo, root: str) -> Corruption | None:
+    """The corruption a run trained with (None: clean inputs, or a record past today's limits)."""
+    config = recorded_config(cached_run(run.run_id, root, run.created).train_config)
+    return config.input_corruption if config is not None else None
+
+
+def pick_corruption(default: Corruption) -> Corruption:
+    """The kind and strength every run is scored with; starts at ``default`` (the widgets are
+    keyed by it, so choosing other runs brings their denoiser's corruption back)."""
+    tag = f"{default.kind}_{default.strength:g}"
+    left, right = st.columns(2)
+    kind = left.selectbox(
+        "Corruption",
+        CORRUPTION_NAMES,
+        CORRUPTION_NAMES.index(default.kind),
+        format_func=lambda name: CORRUPTIONS_BY_NAME[name].title,
+        key=f"results_corruption_{tag}",
+    )
+    info = CORRUPTIONS_BY_NAME[kind]
+    strength = right.slider(
+        f"Strength: {info.strength_label}",
+        info.low,
+        info.high,
+        default.strength if kind == default.kind else info.default,
+        info.step,
+        key=f"results_strength_{tag}_{kind}",
+        help=info.help,
+    )
+    return Corruption(kind, float(strength))
+
+
+def scores_table(
+    runs: list[RunInfo], owns: dict[str, Corruption | None], corruption: Corruption, root: str
+) -> None:
+    """One row per run: what it trained with, its outputs' metrics from the corrupted inputs, and
+    the corrupted inputs' own PSNR and SSIM (what doing nothing scores)."""
+    table = []
+    for run in runs:
+        own = owns[run.run_id]
+        row = {"name": run.name, "trained with": own.describe() if own else "clean inputs"}
+        try:
+            scores = cached_corrupted_scores(
+                run.run_id, run.created, root, corruption.kind, corruption.strength
+            )
+        except RunError:  # no test images: the metrics table above says why, once
+            scores = {}
+        for metric in METRICS:
+            row[f"output {metric.label}"] = metric.format(scores.get(f"denoise_{metric.key}"))
+        for key in INPUT_KEYS:
+            metric = METRICS_BY_KEY[key]
+            row[f"corrupted input {metric.label}"] = metric.format(scores.get(f"corrupted_{key}"))
+        gain = scores["denoise_psnr"] - scores["corrupted_psnr"] if scores else None
+        row["PSNR gained (dB)"] = "–" if gain is None else f"{gain:+.2f}"
+        row["run id"] = run.run_id
+        table.append(row)
+    st.dataframe(table, hide_index=True, width="stretch", key="results_corrupted_table")
+
+
+def corrupted_section(
+    selected: list[RunInfo],
+    usable: list[RunInfo],
+    split: TestSplit,
+    indices: list[int],
+    channel: int | None,
+    root: str,
+) -> None:
+    """The compare view on corrupted inputs: pick a corruption (a denoising run's own to start),
+    every run's scores on its own test split corrupted so, then the picked test images of
+    ``split`` corrupted, each usable run's output from them, and the clean images."""
+    owns = {run.run_id: own_corruption(run, root) for run in selected}
+    denoisers = [run for run in selected if owns[run.run_id] is not None]
+    st.subheader("On corrupted inputs: denoising")
+    if denoisers:
+        first = denoisers[0]
+        default = owns[first.run_id]
+        st.caption(
+            f"{plain_markdown(first.name)} is a denoising run, trained on "
+            f"{default.describe()}. Every run below is given the same corrupted test images "
+            "and scored on its output against the clean images."
+        )
+    else:
+        kind = CORRUPTIONS[0]
+        default = Corruption(kind.name, kind.default)
+        st.caption(
+            "None of these runs was trained to denoise: see how they cope with corrupted inputs "
+            "(a denoising run is trained on the Train page with an input corruption)."
+        )
+    corruption = pick_corruption(default)
+    scores_table(selected, owns, corruption, root)
+    st.caption(
+        f"Each run on its own test split, test image i corrupted with seed ({EVAL_SEED}, i), so "
+        "every run sees the same corrupted images; PSNR gained is the output's PSNR minus the "
+        "corrupted input's."
+    )
+    if not indices or not usable:
+        return
+    clean = split.images[indices]
+    corrupted = corruption.apply(clean, indices=indices)
+    rows, titles = [corrupted], ["corrupted"]
+    for run in usable:
+        model = cached_run(run.run_id, root, run.created).built.autoencoder
+        rows.append(np.clip(reconstruct(model, corrupted), 0.0, 1.0))
+        role = "denoised" if owns[run.run_id] is not None else "output"
+        titles.append(f"{role}: {run.name[:14]}")
+    rows.append(clean)
+    titles.append("clean")
+    st.plotly_chart(image_grid(rows, titles, channel=channel), key="results_corrupted_grid")
