@@ -140,3 +140,43 @@ def test_parallel_runs_follow_the_free_cores():
     assert parallel_runs(4) == 2 and parallel_runs(16) == 8
     assert parallel_runs(16, busy=4) == 4
     assert parallel_runs(4, busy=3) == 1
+
+
+def test_the_comparison_of_a_finished_experiment(models):
+    name = "<b>bold</b> [x](http://e.example)"
+    experiment = EXPERIMENTS.submit(
+        "someone", name, preset("classic"), TrainConfig(epochs=1, preview_count=0),
+        DataRecipe(limit=120), [parse_vary("code=1,2")], num_train=108, root=models,
+    )  # fmt: skip
+    assert EXPERIMENTS.wait(experiment.id, 300)
+    assert experiment.state == "finished", experiment.record
+    run_ids = [item["run_id"] for item in experiment.record["items"]]
+    assert all(run_ids)
+    for run_id in run_ids:  # ordinary runs, tagged with the experiment in their record
+        train = json.loads((models / run_id / "train.json").read_text())
+        assert train["experiment"]["id"] == experiment.id
+    app = open_page()
+    assert not app.exception
+    assert app.selectbox(key="experiments_shown").value == experiment.id
+    assert "2 of 2 runs done · finished" in str([p.proto.text for p in app.get("progress")])
+    table = app.dataframe[0].value
+    assert list(table["design"]) == ["code=1", "code=2"]
+    assert list(table["code size"]) == [49, 98]
+    assert list(table["run"]) == run_ids
+    for column in ("parameters", "compression", "train time (s)", "test PSNR (dB)", "test SSIM"):
+        assert table[column].notna().all(), column
+    chart = json.loads(app.get("plotly_chart")[0].proto.spec)
+    traces = {trace.get("name"): trace for trace in chart["data"]}
+    assert {"Pareto front", "runs"} <= set(traces)
+    assert any(key.startswith("PCA") for key in traces)  # one point per code size
+    assert len(next(t for k, t in traces.items() if k.startswith("PCA"))["x"]) == 2
+    hover = " ".join(traces["runs"]["text"])
+    assert "&lt;b&gt;bold&lt;/b&gt;" in hover and "<b>bold" not in hover  # names as plain text
+    assert any("mean image" in str(a.get("text")) for a in chart["layout"]["annotations"])
+    # the code-size axis puts the PCA points at the code sizes
+    app.radio(key="experiments_x").set_value("code_size").run()
+    chart = json.loads(app.get("plotly_chart")[0].proto.spec)
+    pca = next(t for t in chart["data"] if str(t.get("name")).startswith("PCA"))
+    assert pca["x"] == [49, 98]
+    assert app.button(key="experiments_open").disabled  # no row ticked yet
+    assert app.get("download_button")[0].proto.label == "Download the table (CSV)"
