@@ -61,7 +61,7 @@ def main() -> None:
         }
         print(f"  trained {name:<12} {seconds:6.1f} s, clean test PSNR {clean[name]:.2f} dB")
 
-    header = f"{"scored on":<42}{'input':>8}" + "".join(f"{name:>13}" for name, _ in runs)
+    header = f"{'scored on':<42}{'input':>8}" + "".join(f"{name:>13}" for name, _ in runs)
     print(
         "\nPSNR (dB) of the outputs from corrupted test inputs (input: the corrupted input's own)"
     )
