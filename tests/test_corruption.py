@@ -100,6 +100,9 @@ def test_every_kind_stays_in_range_and_is_seeded(kind):
     assert np.array_equal(first[8:], corruption.apply(images[8:], seed=5, indices=range(8, 16)))
     picked = [3, 11]
     assert np.array_equal(first[picked], corruption.apply(images[picked], seed=5, indices=picked))
+    # uint8 pixels are read as k/255
+    pixels = (images * 255).round().astype(np.uint8)
+    assert np.array_equal(corruption.apply(pixels, seed=5), corruption.apply(pixels / 255, seed=5))
     # TensorFlow: in range, the same for the same seed, different for another
     batch = tf_apply(corruption, images, (1, 2))
     assert batch.min() >= 0.0 and batch.max() <= 1.0
