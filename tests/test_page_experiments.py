@@ -180,3 +180,21 @@ def test_the_comparison_of_a_finished_experiment(models):
     assert pca["x"] == [49, 98]
     assert app.button(key="experiments_open").disabled  # no row ticked yet
     assert app.get("download_button")[0].proto.label == "Download the table (CSV)"
+
+
+def test_more_cores_train_several_runs_at_once(models, monkeypatch):
+    import cae.experiments
+
+    monkeypatch.setattr(cae.experiments, "available_cpus", lambda: 8)  # a bigger machine
+    experiment = EXPERIMENTS.submit(
+        "someone", "at once", preset("classic"), TrainConfig(epochs=1, preview_count=0),
+        DataRecipe(limit=100), [parse_vary("encoder.0.filters=4,8")], num_train=90, root=models,
+    )  # fmt: skip
+    seen = set()
+    while experiment.active:
+        record = experiment.snapshot()
+        seen.add(sum(item["state"] == "running" for item in record["items"]))
+        EXPERIMENTS.wait(experiment.id, 0.2)
+    assert 2 in seen  # both runs trained at the same time, each in its own worker
+    assert experiment.record["parallel"] == 4
+    assert [item["state"] for item in experiment.record["items"]] == ["finished", "finished"]
