@@ -22,6 +22,7 @@ from cae.spec import (
     Pad,
     Pool,
     Upsample,
+    Variational,
     preset,
 )
 
@@ -83,7 +84,8 @@ def specs(draw):
     shape = (draw(st.integers(4, 32)), draw(st.integers(4, 32)), draw(st.sampled_from([1, 3])))
     encoder = tuple(draw(st.lists(layers, min_size=1, max_size=4)))
     decoder = tuple(draw(st.lists(layers, min_size=0, max_size=4)))
-    spec = ArchitectureSpec("generated", shape, encoder, decoder)
+    variational = draw(st.none() | st.builds(Variational, st.floats(0.1, 4.0), st.integers(0, 3)))
+    spec = ArchitectureSpec("generated", shape, encoder, decoder, variational)
     # Through the JSON form too, so the generated specs are ones a user could write.
     return ArchitectureSpec.from_dict(spec.to_dict())
 
