@@ -198,3 +198,23 @@ def test_more_cores_train_several_runs_at_once(models, monkeypatch):
     assert 2 in seen  # both runs trained at the same time, each in its own worker
     assert experiment.record["parallel"] == 4
     assert [item["state"] for item in experiment.record["items"]] == ["finished", "finished"]
+
+
+def test_stop_keeps_the_runs_already_finished(models):
+    from cae.store import list_runs
+
+    experiment = EXPERIMENTS.submit(
+        "someone", "stop me", preset("classic"), TrainConfig(epochs=1, preview_count=0),
+        DataRecipe(limit=100), [parse_vary("code=1,2,3")], num_train=90, root=models,
+    )  # fmt: skip
+    while experiment.active and experiment.snapshot()["items"][0]["state"] != "finished":
+        EXPERIMENTS.wait(experiment.id, 0.2)
+    EXPERIMENTS.stop(experiment.id)
+    assert EXPERIMENTS.wait(experiment.id, 120)
+    states = [item["state"] for item in experiment.record["items"]]
+    assert experiment.state == "stopped"
+    assert states[0] == "finished" and states[2] == "not run"
+    assert states[1] in ("dropped", "not run", "finished")  # it may have ended meanwhile
+    kept = {run.run_id for run in list_runs(models) if run.ok}
+    assert kept == {item["run_id"] for item in experiment.record["items"] if item["run_id"]}
+    assert experiment.record["message"].startswith("Stopped; the ")
