@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs Debian's chromium and Fashion-MNIST when missing, creates .venv,
 # installs requirements-dev.txt, then runs ruff and pytest (extra arguments go to pytest).
+# pytest runs in parallel processes (pytest-xdist, one per core, at most 4): most tests wait on
+# subprocesses, servers or a browser, so one process leaves a core idle half the time.
+# Pass `-n 0` to run in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/datasets/fashion-mnist ]; then
@@ -14,4 +17,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -m ruff check .
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest -n auto --maxprocesses=4 --dist worksteal "$@"
