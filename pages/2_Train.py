@@ -148,7 +148,8 @@ def limits(key: str) -> tuple[float, float]:
     return LIMITS[key]
 
 
-PREVIEW_SAMPLES = 4  # images in the corruption preview
+PREVIEW_SAMPLES = 6  # images in the corruption preview
+PREVIEW_HEIGHT = 230  # pixels: a small strip, two rows of images
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -189,14 +190,16 @@ def corruption_settings(
     corruption = Corruption(kind, float(strength))
     if samples is not None and len(samples):
         channel = None if samples.shape[-1] in (1, 3) else 0
+        figure = image_grid(
+            [samples, corruption.apply(samples)], ["clean", "corrupted"], channel=channel
+        )
+        figure.update_layout(height=PREVIEW_HEIGHT)
         with right:
-            st.plotly_chart(
-                image_grid(
-                    [samples, corruption.apply(samples)], ["clean", "corrupted"], channel=channel
-                ),
-                key="train_corruption_preview",
+            st.plotly_chart(figure, key="train_corruption_preview")
+            st.caption(
+                f"What the network sees: {corruption.describe()} (new random corruption for "
+                "every batch; the targets stay clean)."
             )
-            st.caption(f"What the network sees: {corruption.describe()}.")
     return corruption
 
 
