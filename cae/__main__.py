@@ -493,7 +493,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         corruption = corruption_of(own.kind, args.strength)
     else:
         corruption = own
-    fresh = evaluate_run(loaded.built, split.images, corruption=corruption)
+    fresh = evaluate_run(loaded.built, split.pixels, corruption=corruption)
     # stored denoise_* scores are of the run's own corruption: beside another one they mislead
     comparable = corruption == own
     stored = {
@@ -553,7 +553,7 @@ def command_sample(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else None
     run = _run_argument(args.run, root)
     loaded = load_run(run, root)
-    images = None if loaded.built.variational else run_test_split(run, root).images
+    images = None if loaded.built.variational else run_test_split(run, root).pixels
     samples, source = sample_images(
         loaded.built, args.n, images, rng=np.random.default_rng(args.seed)
     )

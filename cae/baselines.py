@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cae import metrics as image_metrics
+from cae.pixels import as_float
 from cae.recipe import DataRecipe, load_recipe
 from cae.store import RunError, RunInfo, get_run_info, models_dir, regular_file_problem
 
@@ -52,8 +53,14 @@ class BaselineError(ValueError):
 
 
 def _rows(x: np.ndarray) -> np.ndarray:
-    """Images (N, H, W, C) as rows (N, D), without a copy when possible."""
+    """Images (N, H, W, C) as rows (N, D), as held (uint8 or float32), without a copy when
+    possible."""
     return np.asarray(x).reshape(len(x), -1)
+
+
+def _block(rows: np.ndarray, start: int) -> np.ndarray:
+    """Rows ``start`` to ``start + ROW_BLOCK`` as float64 in [0, 1] (uint8 counts as k/255)."""
+    return np.asarray(as_float(rows[start : start + ROW_BLOCK]), dtype=np.float64)
 
 
 def _check_components(components: Any) -> int:
@@ -86,7 +93,7 @@ def train_mean(x_train: np.ndarray) -> np.ndarray:
     rows = _rows(x_train)
     total = np.zeros(rows.shape[1], dtype=np.float64)
     for start in range(0, len(rows), ROW_BLOCK):
-        total += rows[start : start + ROW_BLOCK].sum(axis=0, dtype=np.float64)
+        total += _block(rows, start).sum(axis=0)
     return total / len(rows)
 
 
@@ -94,7 +101,7 @@ def _covariance_times(rows: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> 
     """(X - mean)^T (X - mean) @ basis, block by block, never forming the covariance."""
     out = np.zeros_like(basis)
     for start in range(0, len(rows), ROW_BLOCK):
-        block = rows[start : start + ROW_BLOCK].astype(np.float64) - mean
+        block = _block(rows, start) - mean
         out += block.T @ (block @ basis)
     return out
 
@@ -132,7 +139,7 @@ def principal_axes(
     if method == "covariance":
         covariance = np.zeros((dims, dims), dtype=np.float64)
         for start in range(0, n, ROW_BLOCK):
-            block = rows[start : start + ROW_BLOCK].astype(np.float64) - mean
+            block = _block(rows, start) - mean
             covariance += block.T @ block
         values, vectors = np.linalg.eigh(covariance)  # ascending
         return mean, vectors[:, ::-1][:, :k]
@@ -151,8 +158,8 @@ def _score(x_test: np.ndarray, reconstruct: Any) -> dict[str, float]:
     rows = _rows(x_test)
     parts = []
     for start in range(0, len(rows), ROW_BLOCK):
-        block = rows[start : start + ROW_BLOCK]
-        recon = np.clip(reconstruct(block.astype(np.float64)), 0.0, 1.0)
+        block = _block(rows, start)
+        recon = np.clip(reconstruct(block), 0.0, 1.0)
         shape = (len(block), *x_test.shape[1:])
         parts.append(image_metrics.per_image(block.reshape(shape), recon.reshape(shape)))
     return image_metrics.aggregate(image_metrics.concatenate(parts))

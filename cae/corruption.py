@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from cae.pixels import as_float
+
 EVAL_SEED = 0
 """The seed of every evaluation on corrupted inputs (end of training, Results, ``cae evaluate``),
 the same for every run, so runs are scored on the same corrupted test images."""
@@ -236,10 +238,8 @@ class Corruption:
     ) -> np.ndarray:
         """Corrupted copies of ``images`` (N, H, W, C) in [0, 1], float32. Image ``k`` is
         corrupted by a generator seeded with ``(seed, indices[k])`` (``indices`` defaults to
-        0..N-1): the same image index and seed always give the same corruption. uint8 pixels
-        are read as k/255."""
-        x = np.asarray(images)
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        0..N-1): the same image index and seed always give the same corruption."""
+        x = as_float(images)  # images held as uint8 count as k/255
         if x.ndim != 4:
             raise ValueError(
                 f"images must be an array of shape (N, H, W, C). Received: shape={x.shape}"

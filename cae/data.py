@@ -1,7 +1,9 @@
 """Dataset registry: the bundled MNIST sample, MNIST, Fashion-MNIST and user uploads.
 
-Every loader returns a :class:`Dataset` whose images are float32 arrays in [0, 1] of shape
-(N, H, W, C). Nothing here imports streamlit, and TensorFlow/Keras is imported only inside the
+Every loader returns a :class:`Dataset` whose images are (N, H, W, C) arrays held as they came
+(``cae.pixels``): uint8 for 8-bit sources (the built-in datasets, PNG/JPEG uploads, uint8 arrays),
+a quarter of the memory of float32, else float32 in [0, 1]; ``cae.pixels.as_float`` gives float32
+a batch at a time. Nothing here imports streamlit, and TensorFlow/Keras is imported only inside the
 branch that downloads a dataset (``allow_download=True``), so the module imports in milliseconds.
 
 Built-in datasets (see :data:`DATASETS`):
@@ -43,6 +45,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from cae.pixels import HELD_DTYPES, as_float, bytes_per_value
 from cae.text import first_bytes
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "FASHION_MNIST_CLASSES",
     "MAX_CHANNELS",
     "MAX_FLOAT_BYTES",
+    "MAX_HELD_BYTES",
     "MAX_IMAGE_SIDE",
     "MAX_UNCOMPRESSED_BYTES",
     "MAX_UPLOAD_BYTES",
@@ -58,10 +62,12 @@ __all__ = [
     "MNIST_SAMPLE_PATH",
     "Dataset",
     "DatasetInfo",
+    "DatasetSummary",
     "DatasetStatus",
     "DatasetUnavailable",
     "NpzArray",
     "dataset_status",
+    "hold_images",
     "keras_datasets_dir",
     "limit_dataset",
     "list_datasets",
@@ -73,6 +79,9 @@ __all__ = [
     "npz_label_key",
     "npz_sources",
     "read_idx",
+    "release_memory",
+    "upload_budget",
+    "upload_summary",
 ]
 
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
@@ -88,10 +97,13 @@ MAX_CHANNELS = 64
 """Most channels an image may have (multispectral images, feature stacks); the same as
 ``cae.spec.MAX_CHANNELS``, the most a design takes (a test checks they agree)."""
 
-MAX_FLOAT_BYTES = 4 * MAX_UNCOMPRESSED_BYTES
-"""Largest size the images of one upload may take as float32 (4 bytes a value): what the largest
-uint8 array upload becomes. It binds a ``.zip`` of well-compressed PNGs (a flat 512x512 RGB PNG is
-about 1 KB in the archive and 3 MiB decoded) and uploads read with a larger archive limit."""
+MAX_HELD_BYTES = 4 * MAX_UNCOMPRESSED_BYTES
+"""Largest size the images of one upload may take in memory as held (2 GiB): 1 byte a value for
+8-bit images (uint8), 4 for float ones (float32). It binds a ``.zip`` of well-compressed PNGs (a
+flat 512x512 RGB PNG is about 1 KB in the archive and 768 KiB decoded) and uploads read with a
+larger archive limit; a real 1,000-image 512x512 RGB set (786 MB as uint8) fits."""
+
+MAX_FLOAT_BYTES = MAX_HELD_BYTES  # its name before images were held as uint8
 
 MAX_ZIP_MEMBERS = 200_000
 """Largest number of entries in an uploaded archive."""
@@ -137,7 +149,8 @@ class DatasetUnavailable(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Images as float32 (N, H, W, C) in [0, 1], optional integer labels, a train/test split."""
+    """Images (N, H, W, C) held as uint8 (k means k/255) or float32 in [0, 1] (``cae.pixels``),
+    optional integer labels, a train/test split. Models take ``cae.pixels.as_float`` of a batch."""
 
     name: str
     x_train: np.ndarray
@@ -150,9 +163,9 @@ class Dataset:
     def __post_init__(self) -> None:
         for field in ("x_train", "x_test"):
             x = getattr(self, field)
-            if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype != np.float32:
+            if not isinstance(x, np.ndarray) or x.ndim != 4 or x.dtype not in HELD_DTYPES:
                 raise ValueError(
-                    f"Dataset.{field} must be a float32 array of shape (N, H, W, C). "
+                    f"Dataset.{field} must be a uint8 or float32 array of shape (N, H, W, C). "
                     f"Received: type={type(x).__name__}, shape={getattr(x, 'shape', None)}, "
                     f"dtype={getattr(x, 'dtype', None)}"
                 )
@@ -190,6 +203,41 @@ class Dataset:
     def num_classes(self) -> int | None:
         """Number of named classes, or None when the classes are unnamed or absent."""
         return None if self.class_names is None else len(self.class_names)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the train and test images take in memory, as held."""
+        return int(self.x_train.nbytes + self.x_test.nbytes)
+
+    def summary(self, samples: int = 4) -> DatasetSummary:
+        """The few facts a page shows about the dataset, with ``samples`` of its images
+        (:func:`sample_images`), not the rest."""
+        return DatasetSummary(
+            self.name,
+            self.num_train,
+            self.num_test,
+            self.image_shape,
+            self.class_names,
+            str(self.x_train.dtype),
+            self.held_bytes,
+            self.y_train is not None,
+            sample_images(self, samples),
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetSummary:
+    """What a loaded dataset is, with a few of its images (cheap to cache and to copy)."""
+
+    name: str
+    num_train: int
+    num_test: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...] | None
+    dtype: str  # how the images are held: "uint8" or "float32"
+    held_bytes: int
+    labelled: bool  # the training images have labels
+    samples: np.ndarray  # the first few test images (training ones without a test split), float32
 
 
 @dataclass(frozen=True)
@@ -286,9 +334,16 @@ def normalise_images(x: np.ndarray) -> np.ndarray:
     return _normalise(x, owned=False)
 
 
-def _normalise(x: np.ndarray, *, owned: bool) -> np.ndarray:
-    """:func:`normalise_images`; a float32 array the caller ``owned`` is rescaled in place
-    instead of copied (one float32 copy of an upload, not two)."""
+def hold_images(x: np.ndarray) -> np.ndarray:
+    """Images (N, H, W, C) as a dataset holds them, from (N, H, W) or (N, H, W, C) arrays: uint8
+    for 8-bit sources (uint8 itself, without a copy; bool and other integers in 0..255), float32
+    in [0, 1] for float ones. ``cae.pixels.as_float`` turns either into float32 in [0, 1]."""
+    return _normalise(x, owned=False, hold=True)
+
+
+def _normalise(x: np.ndarray, *, owned: bool, hold: bool = False) -> np.ndarray:
+    """:func:`normalise_images` (``hold``: :func:`hold_images`); a float32 array the caller
+    ``owned`` is rescaled in place instead of copied (one float32 copy of an upload, not two)."""
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., np.newaxis]
@@ -305,11 +360,9 @@ def _normalise(x: np.ndarray, *, owned: bool) -> np.ndarray:
     if x.size == 0:
         raise ValueError(f"The image array is empty. Received: shape={x.shape}")
     if x.dtype == np.uint8:
-        out = x.astype(np.float32)
-        np.divide(out, 255.0, out=out)
-        return out
+        return x if hold else as_float(x)
     if x.dtype == np.bool_:
-        return x.astype(np.float32)
+        return x.astype(np.uint8) * np.uint8(255) if hold else x.astype(np.float32)
     if np.issubdtype(x.dtype, np.integer):
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:
@@ -317,9 +370,7 @@ def _normalise(x: np.ndarray, *, owned: bool) -> np.ndarray:
                 "Integer images must hold values in 0..255. "
                 f"Received: dtype={x.dtype}, min={lo}, max={hi}"
             )
-        out = x.astype(np.float32)
-        np.divide(out, 255.0, out=out)
-        return out
+        return x.astype(np.uint8) if hold else as_float(x.astype(np.uint8))
     if np.issubdtype(x.dtype, np.floating):
         if not np.all(np.isfinite(x)):
             bad = int(np.count_nonzero(~np.isfinite(x)))
@@ -420,9 +471,9 @@ def _make_dataset(
         y_test = None if y_test is None else y_test[te]
     return Dataset(
         name=name,
-        x_train=normalise_images(x_train),
+        x_train=hold_images(x_train),
         y_train=None if y_train is None else np.asarray(y_train, dtype=np.int64),
-        x_test=normalise_images(x_test),
+        x_test=hold_images(x_test),
         y_test=None if y_test is None else np.asarray(y_test, dtype=np.int64),
         class_names=class_names,
         source=source,
@@ -966,11 +1017,14 @@ def _labels_to_ints(
 
 
 def _check_images_array(x: np.ndarray, what: str, max_side: int) -> None:
-    _check_images_shape(tuple(x.shape), what, max_side)
+    _check_images_shape(tuple(x.shape), what, max_side, x.dtype)
 
 
-def _check_images_shape(shape: tuple[int, ...], what: str, max_side: int) -> None:
-    """Refuse an image array by its shape alone (rank, channels, size, float32 budget)."""
+def _check_images_shape(
+    shape: tuple[int, ...], what: str, max_side: int, dtype: Any = np.float32
+) -> None:
+    """Refuse an image array by its shape and dtype alone (rank, channels, size, and the upload
+    budget for the bytes it will be held in: 1 a value for 8-bit types, 4 for others)."""
     ndim, size = len(shape), math.prod(shape)
     if ndim not in (3, 4):
         raise ValueError(
@@ -990,27 +1044,34 @@ def _check_images_shape(shape: tuple[int, ...], what: str, max_side: int) -> Non
             f"{what}: images are larger than {max_side}x{max_side}. Received: {h}x{w} "
             f"(shape={shape})"
         )
-    _check_float_bytes(int(size) * 4, what, f"shape={shape}")
+    _check_held_bytes(
+        int(size) * bytes_per_value(dtype), what, f"shape={shape}, dtype={np.dtype(dtype)}"
+    )
 
 
-def float_budget() -> int:
-    """The most bytes one upload's images may take as float32: ``$CAE_UPLOAD_BUDGET`` (bytes)
-    when set, else :data:`MAX_FLOAT_BYTES` (2 GiB)."""
+def upload_budget() -> int:
+    """The most bytes one upload's images may take in memory as held (uint8: 1 byte a value,
+    float32: 4): ``$CAE_UPLOAD_BUDGET`` (bytes) when set, else :data:`MAX_HELD_BYTES` (2 GiB)."""
     raw = os.environ.get("CAE_UPLOAD_BUDGET", "").strip()
     try:
-        return max(1, int(float(raw))) if raw else MAX_FLOAT_BYTES
+        return max(1, int(float(raw))) if raw else MAX_HELD_BYTES
     except ValueError:
-        return MAX_FLOAT_BYTES
+        return MAX_HELD_BYTES
 
 
-def _check_float_bytes(nbytes: int, what: str, received: str) -> None:
-    """Refuse images that would take more than the upload budget as float32, before the work
-    (sizes come from headers: npy/npz shapes and dtypes, PNG/JPEG dimensions)."""
-    budget = float_budget()
+float_budget = upload_budget  # its name before images were held as uint8
+
+
+def _check_held_bytes(nbytes: int, what: str, received: str) -> None:
+    """Refuse images that would take more than the upload budget in memory as held (uint8 for
+    8-bit images, float32 for the rest), before the work (sizes come from headers: npy/npz shapes
+    and dtypes, PNG/JPEG dimensions and modes)."""
+    budget = upload_budget()
     if nbytes > budget:
         raise ValueError(
-            f"{what}: the images would take {nbytes:,} bytes as float32, more than the limit of "
-            f"{budget:,} (CAE_UPLOAD_BUDGET). Received: {received}"
+            f"{what}: the images would take {nbytes:,} bytes in memory (uint8 for 8-bit images, "
+            f"float32 for others), more than the limit of {budget:,} (CAE_UPLOAD_BUDGET). "
+            f"Received: {received}"
         )
 
 
@@ -1035,11 +1096,11 @@ def _dataset_from_arrays(
     if y is not None and class_names is None:
         y, class_names = _labels_to_ints(y, n, what)
     train, test = _split_indices(n, y, test_fraction, np.random.default_rng(seed))
-    # Put the images in split order first (a copy in their own dtype, often uint8), then make
-    # them float32 once: the train part is a view of that one array, not a second float copy
-    # (a 64-channel upload is 4x the bytes of a 16-channel one; the peak stays ~1x its float32).
+    # Put the images in split order first (a copy in their own dtype, often uint8), then hold
+    # them (uint8 stays uint8; floats become float32 in place): the train part is a view of that
+    # one array, not a second copy (the peak stays ~2x the held bytes).
     x = np.asarray(x)
-    images = _normalise(x[np.concatenate([train, test])], owned=True)
+    images = _normalise(x[np.concatenate([train, test])], owned=True, hold=True)
     return Dataset(
         name=name,
         x_train=images[: len(train)],
@@ -1094,7 +1155,7 @@ def _load_npz_upload(
         return _load_keras_style_npz(buf, filename, set(members), max_uncompressed, max_side)
     # Only the images (and their labels) are decompressed, after their header passed the checks.
     shape = members[image_key].shape
-    _check_images_shape(shape, f"{filename}[{image_key!r}]", max_side)
+    _check_images_shape(shape, f"{filename}[{image_key!r}]", max_side, members[image_key].dtype)
     label_key = npz_label_key(image_key, members)
     several = sum(m.is_images for m in members.values()) > 1
     if label_key is not None and several and members[label_key].shape[:1] != shape[:1]:
@@ -1132,7 +1193,9 @@ def _load_keras_style_npz(
             np.concatenate([y_train, y_test]), len(x_train) + len(x_test), filename
         )
         y_train, y_test = y_all[: len(x_train)], y_all[len(x_train) :]
-    xtr, xte = normalise_images(x_train), normalise_images(x_test)
+    xtr, xte = hold_images(x_train), hold_images(x_test)
+    if xtr.dtype != xte.dtype:  # one uint8, the other float: both float32
+        xtr, xte = as_float(xtr), as_float(xte)
     if xtr.shape[1:] != xte.shape[1:]:
         raise ValueError(
             f"{filename}: x_train and x_test images differ in shape. "
@@ -1143,7 +1206,8 @@ def _load_keras_style_npz(
 
 
 def _image_to_array(data: bytes, member: str, what: str, max_side: int) -> np.ndarray:
-    """Decode one PNG/JPEG into float32 (H, W) or (H, W, 3) in [0, 1]."""
+    """Decode one PNG/JPEG into (H, W) or (H, W, 3): uint8 for 8-bit images, float32 in [0, 1]
+    for 16-bit ones."""
     from PIL import Image, UnidentifiedImageError  # only uploads need PIL
 
     try:
@@ -1173,18 +1237,18 @@ def _image_to_array(data: bytes, member: str, what: str, max_side: int) -> np.nd
     if img.mode in ("1", "LA", "La"):
         img = img.convert("L")
     if img.mode == "L":
-        return np.asarray(img, dtype=np.float32) / 255.0
-    if img.mode in ("I", "I;16", "I;16B", "I;16L"):
+        return np.asarray(img, dtype=np.uint8)
+    if img.mode in _WIDE_MODES:
         arr = np.asarray(img, dtype=np.float32)
         if arr.min() < 0 or arr.max() > 65535:
             raise ValueError(
                 f"{what}: 16-bit image {member!r} has values outside 0..65535. "
                 f"Received: min={arr.min():g}, max={arr.max():g}"
             )
-        return arr / 65535.0
+        return arr / np.float32(65535.0)
     if img.mode == "F":
         raise ValueError(f"{what}: image {member!r} has an unsupported mode. Received: mode=F")
-    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 class _TooLarge(Exception):
@@ -1194,24 +1258,32 @@ class _TooLarge(Exception):
 
 
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
+_WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # decoded as float32 (values / 65535)
 
 
 def _check_headers(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], filename: str) -> None:
-    """Refuse a zip whose images would not fit the upload budget as float32, from each image's
-    header (dimensions and colour mode; nothing is decoded): a 200 KB zip of 1,000 black 512x512
-    RGB PNGs would otherwise decode 2 GB before being refused."""
+    """Refuse a zip whose images would not fit the upload budget as held (uint8 for 8-bit images,
+    float32 once any is 16-bit; RGB for all once any is colour), from each image's header
+    (dimensions and colour mode; nothing is decoded): a 200 KB zip of 3,000 black 512x512 RGB
+    PNGs would otherwise decode 2.4 GB before being refused."""
     from PIL import Image, UnidentifiedImageError
 
-    total = 0
+    values = 0  # pixels x channels so far, each image as it decodes
+    pixels = 0  # pixels so far (what mixed grayscale and colour images become: 3 values each)
+    colour = wide = False
     for index, info in enumerate(members):
         try:
             with zf.open(info) as member, Image.open(member) as image:
                 width, height = image.size
-                channels = 1 if image.mode in _GRAY_MODES else 3
+                mode = image.mode
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zipfile.BadZipFile):
             continue  # decoding says what is wrong with it, in order
-        total += width * height * channels * 4
-        _check_float_bytes(total, filename, f"{index + 1} of {len(members)} image headers read")
+        channels = 1 if mode in _GRAY_MODES else 3
+        colour, wide = colour or channels == 3, wide or mode in _WIDE_MODES
+        values += width * height * channels
+        pixels += width * height
+        held = (pixels * 3 if colour else values) * (4 if wide else 1)
+        _check_held_bytes(held, filename, f"{index + 1} of {len(members)} image headers read")
 
 
 def _load_zip_upload(
@@ -1240,15 +1312,15 @@ def _load_zip_upload(
                 f"test. Received: {len(members)} image(s) among {len(zf.infolist())} entries"
             )
         _check_headers(zf, members, filename)  # the decoded size, before anything is decoded
-        images: list[np.ndarray] = []
+        images: list[np.ndarray | None] = []
         first_size: tuple[str, tuple[int, int]] | None = None
-        decoded = 0  # float32 bytes so far: a PNG compresses a flat image ~3,000-fold
+        decoded = 0  # bytes held so far: a PNG compresses a flat image ~3,000-fold
         for info in members:
             arr = _image_to_array(
                 _read_member(zf, info, filename), info.filename, filename, max_side
             )
             decoded += arr.nbytes
-            _check_float_bytes(
+            _check_held_bytes(
                 decoded, filename, f"{len(images) + 1} of {len(members)} images decoded"
             )
             size = arr.shape[:2]
@@ -1262,14 +1334,6 @@ def _load_zip_upload(
                     f"{sorted({first_size[1], size})}"
                 )
             images.append(arr)
-    if any(a.ndim == 3 for a in images):  # mixed grayscale/colour: promote all to RGB
-        h, w = images[0].shape[:2]
-        _check_float_bytes(
-            len(images) * h * w * 3 * 4, filename, f"{len(images)} images of {h}x{w}x3"
-        )
-        images = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in images]
-    x = np.stack(images)
-    del images  # the stacked copy is the one kept
     parents = [PurePosixPath(info.filename).parent for info in members]
     y = class_names = None
     if all(str(p) not in ("", ".") for p in parents):
@@ -1279,15 +1343,34 @@ def _load_zip_upload(
             lookup = {n: i for i, n in enumerate(names)}
             y = np.array([lookup[s] for s in labels], dtype=np.int64)
             class_names = names
-    return _dataset_from_arrays(
-        f"upload:{filename}",
-        x,
-        y,
-        what=filename,
-        test_fraction=test_fraction,
-        seed=seed,
-        max_side=max_side,
+    # One array in split order, filled image by image while each decoded image is let go: the
+    # peak is the held dataset plus one image, not two copies of it.
+    h, w = images[0].shape[:2]
+    channels = 3 if any(a.ndim == 3 for a in images) else 1  # mixed: all become RGB
+    dtype = np.float32 if any(a.dtype != np.uint8 for a in images) else np.uint8
+    _check_held_bytes(
+        len(images) * h * w * channels * np.dtype(dtype).itemsize,
+        filename,
+        f"{len(images)} images of {h}x{w}x{channels} as {np.dtype(dtype).name}",
+    )
+    train, test = _split_indices(len(images), y, test_fraction, np.random.default_rng(seed))
+    order = np.concatenate([train, test])
+    x = np.empty((len(images), h, w, channels), dtype)
+    for position, index in enumerate(order):
+        arr = images[index]
+        images[index] = None
+        if dtype == np.float32:
+            arr = as_float(arr)
+        x[position] = arr if arr.ndim == 3 else arr[..., None]
+    del images
+    return Dataset(
+        name=f"upload:{filename}",
+        x_train=x[: len(train)],
+        y_train=None if y is None else y[train],
+        x_test=x[len(train) :].copy(),  # the small part, alone: a kept test split holds
+        y_test=None if y is None else y[test],  # only its own images
         class_names=class_names,
+        source=f"upload: {filename}",
     )
 
 
@@ -1411,6 +1494,40 @@ def load_dataset(name: str, **options: Any) -> Dataset:
         raise _out_of_memory(f"the dataset {name!r}") from None
 
 
+def release_memory() -> None:
+    """Hand the heap memory freed by a load back to the system (glibc's ``malloc_trim``; nothing
+    on other C libraries). Decoding many images leaves freed blocks in the allocator's heaps,
+    which the process would otherwise keep: the server's RSS stayed gigabytes higher after one
+    upload."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def upload_summary(
+    data: bytes | str | os.PathLike[str] | BinaryIO,
+    filename: str | None = None,
+    *,
+    samples: int = 4,
+    **options: Any,
+) -> DatasetSummary:
+    """Load an upload (:func:`load_array_file`) to check it, and keep only its summary (with
+    ``samples`` images): the rest is let go at once and the memory it took is handed back,
+    accepted or refused (a refusal's traceback, which holds the decoding's frames, is dropped
+    first)."""
+    problem: str | None = None
+    try:
+        summary = load_array_file(data, filename, **options).summary(samples)
+    except ValueError as error:
+        problem = str(error)
+    release_memory()
+    if problem is not None:
+        raise ValueError(problem)
+    return summary
+
+
 def load_array_file(
     data: bytes | str | os.PathLike[str] | BinaryIO, filename: str | None = None, **options: Any
 ) -> Dataset:
@@ -1423,12 +1540,12 @@ def load_array_file(
         raise _out_of_memory(f"the upload {filename or 'file'!r}") from None
 
 
-def sample_images(source: Dataset | str, count: int = 4) -> np.ndarray:
+def sample_images(source: Dataset | DatasetSummary | str, count: int = 4) -> np.ndarray:
     """The first ``count`` test images (training ones when there is no test split) of a dataset
-    or a built-in dataset by name, float32 in [0, 1]: a few examples for a preview."""
+    (or its summary) or a built-in dataset by name, float32 in [0, 1]: a few examples for a
+    preview."""
+    if isinstance(source, DatasetSummary):
+        return source.samples[:count]
     dataset = source if isinstance(source, Dataset) else load_dataset(source, limit=count)
     images = dataset.x_test if dataset.num_test else dataset.x_train
-    images = np.asarray(images[:count])
-    if images.dtype == np.uint8:
-        return images.astype(np.float32) / 255.0
-    return images.astype(np.float32)
+    return np.array(as_float(images[:count]), dtype=np.float32)

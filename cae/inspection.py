@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cae.colours import colormap
+from cae.pixels import as_float
 from cae.spec import ArchitectureSpec, Conv, Pool
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,7 +63,7 @@ def activations(built: BuiltModel, image: np.ndarray) -> list[Activation]:
     """Every layer's output for one image (H, W, C): encoder layers, then decoder layers fed the code."""
     import keras
 
-    x = np.asarray(image, dtype=np.float32)
+    x = as_float(image)  # a uint8 image (as test splits hold them) counts as k/255
     expected = tuple(int(n) for n in built.encoder.input_shape[1:])
     if x.shape != expected:
         raise ValueError(f"The image must have shape {expected}. Received: image.shape={x.shape}")

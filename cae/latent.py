@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cae.pixels import as_float
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -40,10 +42,13 @@ def _check_batch_size(batch_size: int) -> int:
 
 def encode(encoder: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Codes of a batch of images (N, H, W, C) -> (N, *latent_shape) float32; one image (H, W, C)
-    gives one code. Small inputs use direct calls in batches, big ones ``predict``."""
+    gives one code. Images held as uint8 are made float32 in [0, 1] a block at a time
+    (``cae.pixels``). Small inputs use direct calls in batches, big ones ``predict``."""
     batch_size = _check_batch_size(batch_size)
     expected = _model_input_shape(encoder)
-    x = np.asarray(images, dtype=np.float32)
+    x = np.asarray(images)
+    if x.dtype != np.uint8:
+        x = np.asarray(x, dtype=np.float32)
     single = x.shape == expected
     if single:
         x = x[None]
@@ -53,10 +58,23 @@ def encode(encoder: keras.Model, images: np.ndarray, batch_size: int = 256) -> n
             f"Received: images.shape={np.shape(images)}"
         )
     if len(x) > _PREDICT_ABOVE * batch_size:
-        codes = np.asarray(encoder.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+        block = len(x) if x.dtype == np.float32 else 4 * _PREDICT_ABOVE * batch_size
+        codes = np.concatenate(
+            [
+                np.asarray(
+                    encoder.predict(
+                        as_float(x[start : start + block]), batch_size=batch_size, verbose=0
+                    ),
+                    dtype=np.float32,
+                )
+                for start in range(0, len(x), block)
+            ]
+        )
     else:
         parts = [
-            np.asarray(encoder(x[start : start + batch_size], training=False), dtype=np.float32)
+            np.asarray(
+                encoder(as_float(x[start : start + batch_size]), training=False), dtype=np.float32
+            )
             for start in range(0, len(x), batch_size)
         ]
         latent = tuple(int(n) for n in encoder.output_shape[1:])

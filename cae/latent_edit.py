@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from cae.colours import colormap
+from cae.pixels import as_float
 
 MODES = ("set", "add", "erase")
 COVER_THRESHOLD = 0.15  # fraction of a cell's pixels that must be painted for it to count
@@ -330,7 +331,7 @@ def image_view(image: np.ndarray, channel: int | None = None) -> np.ndarray:
     """One image (H, W) or (H, W, C) in [0, 1] as shown, float32 clipped to [0, 1]: (H, W, 3)
     for three channels with ``channel=None``, else (H, W) grayscale: the one channel, or channel
     ``channel`` alone (``None`` with 2, 4 or more channels shows channel 0, never an error)."""
-    x = np.asarray(image, dtype=np.float32)
+    x = as_float(image)  # a uint8 image (as test splits hold them) counts as k/255
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3 or x.shape[-1] < 1:

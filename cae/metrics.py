@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from cae.pixels import as_float
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
@@ -23,9 +25,11 @@ _SSIM_CHUNK = 512  # images per block, to bound memory on big test sets
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Both image batches as float64 (N, H, W, C) arrays of the same shape, or ValueError."""
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
+    """Both image batches as float64 (N, H, W, C) arrays of the same shape, or ValueError (uint8
+    images, as datasets hold them, count as k/255: ``cae.pixels``)."""
+    x, y = np.asarray(a), np.asarray(b)
+    x = np.asarray(as_float(x) if x.dtype == np.uint8 else x, dtype=np.float64)
+    y = np.asarray(as_float(y) if y.dtype == np.uint8 else y, dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(
             f"The two image batches must have the same shape. Received: a.shape={x.shape}, "

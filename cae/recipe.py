@@ -26,8 +26,8 @@ from cae.data import (
     limit_dataset,
     load_array_file,
     load_dataset,
-    normalise_images,
 )
+from cae.pixels import as_float
 
 UPLOAD = "upload"
 SOURCES = (*DATASETS, UPLOAD)
@@ -227,25 +227,42 @@ def recipe_from_record(train: dict[str, Any]) -> DataRecipe:
 
 @dataclass(frozen=True, eq=False)
 class TestSplit:
-    """A run's test images (float32 (N, H, W, C) in [0, 1]) with their labels, if any."""
+    """A run's test images with their labels, if any. ``pixels`` holds them as the dataset did
+    (uint8 or float32 (N, H, W, C), ``cae.pixels``); :meth:`image` and :meth:`take` give float32
+    in [0, 1] for the few a page shows, :attr:`images` all of them (a new float32 array each
+    time: for metrics over the whole split)."""
 
     __test__ = False  # not a pytest test class
 
-    images: np.ndarray
+    pixels: np.ndarray
     labels: np.ndarray | None
     class_names: tuple[str, ...] | None
     recipe: DataRecipe
     stored: bool  # read from the run folder (True) or rebuilt from the recipe of an older run
 
     @property
+    def images(self) -> np.ndarray:
+        """Every test image as float32 (N, H, W, C) in [0, 1] (converted on each use)."""
+        return as_float(self.pixels)
+
+    def image(self, index: int) -> np.ndarray:
+        """One test image as float32 (H, W, C) in [0, 1]."""
+        return as_float(self.pixels[int(index)])
+
+    def take(self, indices: Any) -> np.ndarray:
+        """The test images at ``indices`` (a list, an index array or a slice) as float32
+        (n, H, W, C) in [0, 1]."""
+        return as_float(self.pixels[indices])
+
+    @property
     def count(self) -> int:
         """Number of test images."""
-        return int(self.images.shape[0])
+        return int(self.pixels.shape[0])
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """The (H, W, C) shape of one image."""
-        h, w, c = self.images.shape[1:]
+        h, w, c = self.pixels.shape[1:]
         return int(h), int(w), int(c)
 
     @classmethod
@@ -255,12 +272,16 @@ class TestSplit:
 
 
 def test_split_bytes(split: TestSplit) -> bytes:
-    """A test split as a compressed ``.npz``: uint8 pixels when every value is k/255 (all the
-    built-in datasets and PNG/JPEG uploads: 8x smaller than float32), float32 otherwise."""
-    images = split.images
-    as_bytes = np.rint(images * 255.0).clip(0, 255).astype(np.uint8)
-    exact = np.array_equal(normalise_images(as_bytes), images)
-    arrays: dict[str, np.ndarray] = {"x": as_bytes if exact else images.astype(np.float32)}
+    """A test split as a compressed ``.npz``: uint8 pixels when held so, or when every float value
+    is k/255 (all the built-in datasets and PNG/JPEG uploads: 8x smaller than float32), float32
+    otherwise."""
+    held = split.pixels
+    if held.dtype == np.uint8:
+        stored = held
+    else:
+        as_bytes = np.rint(held * 255.0).clip(0, 255).astype(np.uint8)
+        stored = as_bytes if np.array_equal(as_float(as_bytes), held) else held.astype(np.float32)
+    arrays: dict[str, np.ndarray] = {"x": stored}
     if split.labels is not None:
         arrays["y"] = np.asarray(split.labels, dtype=np.int64)
     if split.class_names is not None:
@@ -286,6 +307,5 @@ def read_test_split(path: str | os.PathLike[str], recipe: DataRecipe) -> TestSpl
             f"{Path(path).name} must hold one label per image. Received: labels={labels.shape}, "
             f"images={len(x)}"
         )
-    images = normalise_images(x) if x.dtype == np.uint8 else x
-    images.setflags(write=False)
-    return TestSplit(images, labels, names, recipe, stored=True)
+    x.setflags(write=False)  # held as stored (uint8 stays uint8): converted a use at a time
+    return TestSplit(x, labels, names, recipe, stored=True)

@@ -26,6 +26,7 @@ import numpy as np
 from cae.builder import PRECISIONS, BuiltModel, build, weights_digest
 from cae.corruption import EVAL_SEED, STRENGTH_RANGE, Corruption, corruption_of
 from cae.data import Dataset
+from cae.pixels import HELD_DTYPES, as_float, float_bytes
 from cae.spec import ArchitectureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,7 +43,8 @@ REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each
 LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
 PREDICT_BATCH = 256
 EVAL_CHUNK = 1024  # test images per step of evaluate_run
-TENSOR_GATHER_BYTES = 64 * 2**20  # training images gathered in-graph up to this size (float32)
+EVAL_CHUNK_BYTES = 64 * 2**20  # ... and at most this many bytes of them as float32 at once
+TENSOR_GATHER_BYTES = 64 * 2**20  # training images gathered in-graph up to this size (as held)
 COLLECTIVE_TIMEOUT = 60.0  # seconds a multi-worker collective may wait for a peer before failing
 
 LIMITS: dict[str, tuple[float, float]] = {
@@ -414,11 +416,12 @@ def make_pipeline(
     copy_to_tensor: bool | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data`` pipeline of (input, target) batches: a seeded shuffle of indices (reshuffled
-    each epoch), a gather per batch, the input ``corruption`` of ``cae.corruption`` (targets stay
+    each epoch), a gather per batch, uint8 images made float32 in [0, 1] (``cae.pixels``; in the
+    graph, a batch at a time), the input ``corruption`` of ``cae.corruption`` (targets stay
     clean; new random corruption every batch and epoch unless ``fixed_noise``), prefetch.
 
     Where the batches are gathered from (``copy_to_tensor``; None chooses by size): a tensor copy
-    of the images, gathered inside the graph, for arrays up to ``TENSOR_GATHER_BYTES`` (and always
+    of the images as held, gathered inside the graph, for arrays up to ``TENSOR_GATHER_BYTES`` (and always
     under multi-worker training, whose auto-sharding must serialise the pipeline); the numpy array
     itself for bigger ones, through one Python call per batch, since TensorFlow 2.21 holds two
     copies of an array it converts to a tensor (+376 MB for 60,000 MNIST images). With ``replicas`` > 1 the last batch is cut to a multiple of ``replicas`` (Keras 3
@@ -426,25 +429,36 @@ def make_pipeline(
     most ``replicas - 1`` images, different ones each epoch when shuffling."""
     import tensorflow as tf
 
+    x = np.asarray(x)
+    if x.dtype not in HELD_DTYPES:
+        x = as_float(x)
+    held = tf.uint8 if x.dtype == np.uint8 else tf.float32
     n = int(x.shape[0])
     image_shape = tuple(int(d) for d in x.shape[1:])
     if copy_to_tensor is None:
-        copy_to_tensor = n * int(np.prod(image_shape)) * 4 <= TENSOR_GATHER_BYTES
+        copy_to_tensor = x.nbytes <= TENSOR_GATHER_BYTES
+
+    def to_float(batch: Any) -> Any:
+        """uint8 k -> k / 255 as float32, the same values as ``cae.pixels.as_float``."""
+        if held == tf.float32:
+            return batch
+        return tf.math.divide(tf.cast(batch, tf.float32), tf.constant(255.0, tf.float32))
+
     if copy_to_tensor:
-        images = tf.convert_to_tensor(x, dtype=tf.float32)
+        images = tf.convert_to_tensor(x, dtype=held)
 
         def gather(index: Any) -> Any:
-            return tf.gather(images, index)
+            return to_float(tf.gather(images, index))
 
     else:
-        source = np.ascontiguousarray(x, dtype=np.float32)
+        source = np.ascontiguousarray(x)
 
         def take_rows(index: np.ndarray) -> np.ndarray:
             return source[index]
 
         def gather(index: Any) -> Any:
-            batch = tf.numpy_function(take_rows, [index], tf.float32, stateful=False)
-            return tf.ensure_shape(batch, (None, *image_shape))
+            batch = tf.numpy_function(take_rows, [index], held, stateful=False)
+            return to_float(tf.ensure_shape(batch, (None, *image_shape)))
 
     ds = tf.data.Dataset.range(n)
     if shuffle:
@@ -534,15 +548,16 @@ def reconstruct(
     *,
     infer: Callable[[Any], Any] | None = None,
 ) -> np.ndarray:
-    """The autoencoder's outputs for ``images`` (float32 numpy), ``batch_size`` at a time: direct
-    calls, or ``infer`` (from :func:`inference_function`) when given. Never ``model.predict``,
-    whose per-model retracing makes TensorFlow warn after a few trainings in one process."""
-    x = np.asarray(images, dtype=np.float32)
+    """The autoencoder's outputs for ``images`` (float32 numpy; uint8 ones are made float32 a
+    batch at a time), ``batch_size`` at a time: direct calls, or ``infer`` (from
+    :func:`inference_function`) when given. Never ``model.predict``, whose per-model retracing
+    makes TensorFlow warn after a few trainings in one process."""
+    x = np.asarray(images)
     call = infer if infer is not None else (lambda batch: model(batch, training=False))
     if len(x) == 0:
         return np.zeros((0, *(int(n) for n in model.output_shape[1:])), np.float32)
     parts = [
-        np.asarray(call(x[start : start + batch_size]), dtype=np.float32)
+        np.asarray(call(as_float(x[start : start + batch_size])), dtype=np.float32)
         for start in range(0, len(x), batch_size)
     ]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
@@ -952,7 +967,7 @@ def train(
         source = dataset.x_test if dataset.num_test else dataset.x_train
         preview = preview_inputs = None
         if config.preview_count and len(source):
-            preview = np.array(source[: config.preview_count], dtype=np.float32)
+            preview = np.array(as_float(source[: config.preview_count]), dtype=np.float32)
             preview.setflags(write=False)
             if config.input_corruption is not None:
                 preview_inputs = config.input_corruption.apply(preview)
@@ -1084,13 +1099,15 @@ def evaluate_run(
     chunk: int = EVAL_CHUNK,
 ) -> dict[str, float]:
     """Test-set metrics (every entry of ``cae.metrics.METRICS``) of the autoencoder's
-    reconstructions of ``images`` (a run's test split, float32 (N, H, W, C)); with a
-    ``corruption`` also those of :func:`evaluate_corrupted`. Works through the images ``chunk``
-    at a time, so memory stays flat on big test sets."""
+    reconstructions of ``images`` (a run's test split (N, H, W, C), held as uint8 or float32); with
+    a ``corruption`` also those of :func:`evaluate_corrupted`. Works through the images ``chunk``
+    at a time (fewer when ``chunk`` of them would take more than ``EVAL_CHUNK_BYTES`` as float32),
+    each chunk made float32 alone, so memory stays flat on big test sets."""
     model = _check_evaluation(built, images, chunk)
     images = np.asarray(images)
     if len(images) == 0:
         return {}
+    chunk = _bounded_chunk(images, chunk)
     # Big test sets: one traced function for all chunks; small ones: direct calls.
     infer = inference_function(model) if len(images) > chunk else None
     metrics = _chunked_metrics(model, images, chunk, infer=infer)["output"]
@@ -1115,12 +1132,19 @@ def evaluate_corrupted(
     images = np.asarray(images)
     if len(images) == 0:
         return {}
+    chunk = _bounded_chunk(images, chunk)
     infer = inference_function(model) if len(images) > chunk else None
     scores = _chunked_metrics(model, images, chunk, corruption=corruption, seed=seed, infer=infer)
     return {
         **{f"denoise_{key}": value for key, value in scores["output"].items()},
         **{f"corrupted_{key}": value for key, value in scores["input"].items()},
     }
+
+
+def _bounded_chunk(images: np.ndarray, chunk: int) -> int:
+    """``chunk``, or fewer images when ``chunk`` of them would take more than
+    ``EVAL_CHUNK_BYTES`` as float32 (at least one)."""
+    return max(1, min(chunk, EVAL_CHUNK_BYTES // max(1, float_bytes(images[:1]))))
 
 
 def _check_evaluation(built: BuiltModel, images: np.ndarray, chunk: int) -> keras.Model:
@@ -1154,7 +1178,7 @@ def _chunked_metrics(
 
     outputs, inputs = [], []
     for start in range(0, len(x), chunk):
-        clean = x[start : start + chunk]
+        clean = as_float(x[start : start + chunk])
         given = clean
         if corruption is not None:
             given = corruption.apply(clean, seed=seed, indices=np.arange(start, start + len(clean)))

@@ -15,14 +15,14 @@ from cae.budget import check_memory
 from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS_BY_NAME, Corruption
 from cae.data import (
     DATASETS,
-    Dataset,
+    DatasetSummary,
     NpzArray,
     dataset_status,
-    load_array_file,
     npz_arrays,
     npz_image_key,
     npz_sources,
     sample_images,
+    upload_summary,
 )
 from cae.jobs import JOBS, JobBusy, TrainingJob, UnsavedEpochs
 from cae.plots import image_grid, loss_curves
@@ -95,10 +95,14 @@ LOSS_TITLES = {
 
 
 @st.cache_data(show_spinner="Reading your upload…", max_entries=2)
-def cached_upload(data: bytes, filename: str, digest: str, array: str | None = None) -> Dataset:
-    """An uploaded dataset, parsed once per file content and array (to check it and show its
-    size; the training process reads the file itself, from the recipe)."""
-    return load_array_file(data, filename, array=array)
+def cached_upload(
+    _data: bytes, filename: str, digest: str, array: str | None = None
+) -> DatasetSummary:
+    """An uploaded dataset's summary, parsed once per file content (``digest``; the bytes are not
+    hashed again) and array, to check it and show its size and a few images; the training process
+    reads the file itself, from the recipe. Only the summary is kept: the images and their memory
+    are let go at once."""
+    return upload_summary(_data, filename, samples=PREVIEW_SAMPLES, array=array)
 
 
 @st.cache_data(max_entries=4)
@@ -108,13 +112,13 @@ def cached_npz_arrays(data: bytes, filename: str, digest: str) -> tuple[NpzArray
 
 
 def npz_arrays_used(
-    content: bytes, filename: str, digest: str, chosen: str | None, dataset: Dataset
+    content: bytes, filename: str, digest: str, chosen: str | None, dataset: DatasetSummary
 ) -> str:
     """For an .npz of several arrays, ``; images from 'x' (...), labels from 'y'``; else nothing."""
     if not filename.lower().endswith(".npz"):
         return ""
     arrays = cached_npz_arrays(content, filename, digest)
-    used = npz_sources(arrays, chosen, dataset.y_train is not None)
+    used = npz_sources(arrays, chosen, dataset.labelled)
     return f"; {plain_markdown(used)}" if used else ""
 
 
@@ -158,7 +162,7 @@ def builtin_samples(name: str) -> np.ndarray:
     return sample_images(name, PREVIEW_SAMPLES)
 
 
-def preview_samples(choice: str, dataset: Dataset | None) -> np.ndarray | None:
+def preview_samples(choice: str, dataset: DatasetSummary | None) -> np.ndarray | None:
     """A few images of the chosen data for the corruption preview, or None when there are none."""
     if dataset is not None:
         return sample_images(dataset, PREVIEW_SAMPLES)
@@ -473,7 +477,7 @@ with data_column:
     )
     remember(DATASET_KEY, choice)
     refresh_sidebar()  # drawn before this choice: it would name the previous dataset
-    dataset: Dataset | None = None
+    dataset: DatasetSummary | None = None
     limit = None
     npz_array: str | None = None  # the images' array of an uploaded .npz, when there is a choice
     if choice == UPLOAD:

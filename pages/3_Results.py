@@ -39,14 +39,14 @@ def cached_reconstructions(
 ) -> np.ndarray:
     """A run's reconstructions of the whole test split of run ``split_run_id`` (often itself)."""
     run = cached_run(run_id, root, created)
-    images = cached_test_split(split_run_id, root, split_created).images
+    images = cached_test_split(split_run_id, root, split_created).pixels  # uint8 is fine
     return reconstruct(run.built.autoencoder, images)
 
 
 @st.cache_data(show_spinner="Scoring…", max_entries=32)
 def cached_own_metrics(run_id: str, created: str | None, root: str) -> dict[str, float]:
     """Every metric of ``cae.metrics.METRICS`` on the run's own test split."""
-    images = cached_test_split(run_id, root, created).images
+    images = cached_test_split(run_id, root, created).pixels  # uint8 counts as k/255
     return image_metrics.summarize(
         images, cached_reconstructions(run_id, created, run_id, created, root)
     )
@@ -181,7 +181,7 @@ def grid_section(
     channel: int | None,
 ) -> None:
     """Originals over each run's reconstructions, a PNG download and per-image error maps."""
-    originals = split.images[indices]
+    originals = split.take(indices)
     rows, titles, errors = [originals], ["original"], []
     for run in usable:
         picked = recon[run.run_id][indices]
@@ -232,16 +232,16 @@ def best_and_worst(
     where its error is."""
     st.subheader("Best and worst reconstructions")
     focus = st.selectbox("Of run", [run.run_id for run in usable], key="results_focus")
-    per_image = image_metrics.mse(split.images, recon[focus])
+    per_image = image_metrics.mse(split.pixels, recon[focus])
     order = np.argsort(per_image)
     for title, picked in (("best", order[:6]), ("worst", order[::-1][:6])):
         values = ", ".join(f"{per_image[i]:.4f}" for i in picked)
         st.markdown(f"**{title.capitalize()}** (test MSE {values})")
         grid = image_grid(
-            [split.images[picked], recon[focus][picked]], ["original", "output"], channel=channel
+            [split.take(picked), recon[focus][picked]], ["original", "output"], channel=channel
         )
         st.plotly_chart(grid, key=f"results_{title}")
-    mean_error = shown_error_maps(split.images, recon[focus], channel).mean(axis=0)
+    mean_error = shown_error_maps(split.pixels, recon[focus], channel).mean(axis=0)
     title = f"Where the error is ({error_words(channel)}), averaged over the test set"
     st.plotly_chart(error_heatmap(mean_error, title), key="results_mean_error")
 

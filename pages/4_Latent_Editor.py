@@ -84,7 +84,7 @@ def cached_decoder(run_id: str, root: str, created: str | None) -> Decoder:
 def cached_code(run_id: str, root: str, created: str | None, index: int) -> np.ndarray:
     """The code of one of the run's test images."""
     run = cached_run(run_id, root, created)
-    return encode(run.built.encoder, cached_test_split(run_id, root, created).images[index])
+    return encode(run.built.encoder, cached_test_split(run_id, root, created).image(index))
 
 
 @st.cache_data(show_spinner="Describing the code space…", max_entries=8)
@@ -95,7 +95,7 @@ def cached_stats(run_id: str, root: str, created: str | None, has_test_images: b
     if run.latent_stats:
         return run.latent_stats
     if has_test_images:
-        x = cached_test_split(run_id, root, created).images[:2000]
+        x = cached_test_split(run_id, root, created).pixels[:2000]  # uint8: encode converts
     else:
         x = np.zeros((1, *run.spec.input_shape), np.float32)
     return latent_statistics(encode(run.built.encoder, x))
@@ -178,7 +178,7 @@ with top[2]:
         assert split is not None
         index = pick_test_image(split, st.columns([1, 1, 1]), "le")
         code_source = cached_code(run_id, root, info.created, index)
-        source_image = split.images[index]
+        source_image = split.image(index)
         source_label = f"test image #{index}{label_text(split, index)}"
         signature = f"test:{index}"
     elif source_kind == "Draw a digit":

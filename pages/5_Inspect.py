@@ -38,14 +38,14 @@ def cached_activations(
 ) -> list[tuple[str, str, np.ndarray]]:
     """Every layer's output for one of the run's test images."""
     run = cached_run(run_id, root, created)
-    return ci.activations(run.built, cached_test_split(run_id, root, created).images[index])
+    return ci.activations(run.built, cached_test_split(run_id, root, created).image(index))
 
 
 @st.cache_data(show_spinner="Encoding the test set…", max_entries=8)
 def cached_codes(run_id: str, root: str, created: str | None, count: int) -> np.ndarray:
     """The codes of the run's first ``count`` test images."""
     run = cached_run(run_id, root, created)
-    return encode(run.built.encoder, cached_test_split(run_id, root, created).images[:count])
+    return encode(run.built.encoder, cached_test_split(run_id, root, created).pixels[:count])
 
 
 @st.cache_data(max_entries=8)
@@ -83,7 +83,7 @@ spec = run.spec
 report = compute_shapes(spec)
 split = test_split_or_stop(info, root)
 index = pick_test_image(split, top[1:], "inspect")
-image = split.images[index]
+image = split.image(index)
 acts = cached_activations(run_id, root, info.created, index)
 names = class_names(split)
 head = st.columns([1, 6])

@@ -137,10 +137,11 @@ def test_mnist_sample_shapes_dtype_range_and_classes():
     assert isinstance(ds, Dataset)
     assert ds.name == "mnist-sample"
     assert ds.x_train.shape == (4500, 28, 28, 1) and ds.x_test.shape == (500, 28, 28, 1)
-    assert ds.x_train.dtype == np.float32 and ds.x_test.dtype == np.float32
+    assert ds.x_train.dtype == np.uint8 and ds.x_test.dtype == np.uint8  # held as they came
     assert ds.image_shape == (28, 28, 1)
     assert (ds.num_train, ds.num_test) == (4500, 500)
-    assert float(ds.x_train.min()) == 0.0 and float(ds.x_train.max()) == 1.0
+    assert int(ds.x_train.min()) == 0 and int(ds.x_train.max()) == 255
+    assert ds.held_bytes == 5000 * 28 * 28
     assert ds.class_names == tuple(str(d) for d in range(10))
     assert ds.num_classes == 10
     # 500 per class overall, stratified: 450 train + 50 test each.
@@ -154,8 +155,8 @@ def test_mnist_sample_split_is_disjoint_and_complete():
     with np.load(data.MNIST_SAMPLE_PATH, allow_pickle=False) as npz:
         raw = npz["x"]
     original = sorted(_row_hashes(raw))
-    train = _row_hashes(np.rint(ds.x_train * 255).astype(np.uint8))
-    test = _row_hashes(np.rint(ds.x_test * 255).astype(np.uint8))
+    train = _row_hashes(ds.x_train)
+    test = _row_hashes(ds.x_test)
     assert len(set(original)) == 5000  # the sample holds no duplicate images
     assert sorted(train + test) == original
     assert not set(train) & set(test)
@@ -175,7 +176,7 @@ def test_mnist_sample_test_fraction_and_limit():
     assert (ds.num_train, ds.num_test) == (4000, 1000)
     small = load_dataset("mnist-sample", limit=64, seed=1)
     assert (small.num_train, small.num_test) == (64, 64)
-    assert small.y_train.shape == (64,) and small.x_train.dtype == np.float32
+    assert small.y_train.shape == (64,) and small.x_train.dtype == np.uint8
     again = load_dataset("mnist-sample", limit=64, seed=1)
     np.testing.assert_array_equal(small.x_train, again.x_train)
     big = load_dataset("mnist-sample", limit=100_000)
@@ -240,7 +241,7 @@ def test_mnist_from_keras_cache_file(empty_home):
     assert st.available and (st.num_train, st.num_test) == (30, 12)
     ds = load_dataset("mnist")
     assert ds.x_train.shape == (30, 28, 28, 1) and ds.x_test.shape == (12, 28, 28, 1)
-    np.testing.assert_array_equal(ds.x_train[..., 0], arrays["x_train"] / np.float32(255))
+    np.testing.assert_array_equal(ds.x_train[..., 0], arrays["x_train"])
     np.testing.assert_array_equal(ds.y_test, arrays["y_test"])
     assert ds.class_names == tuple("0123456789")
     small = load_dataset("mnist", limit=5, seed=2)
@@ -268,8 +269,8 @@ def test_fashion_mnist_full_from_debian_idx_files(empty_home):
     assert "dataset-fashion-mnist" in st.reason
     ds = load_dataset("fashion-mnist")
     assert ds.x_train.shape == (60000, 28, 28, 1) and ds.x_test.shape == (10000, 28, 28, 1)
-    assert ds.x_train.dtype == np.float32
-    assert float(ds.x_train.min()) == 0.0 and float(ds.x_train.max()) == 1.0
+    assert ds.x_train.dtype == np.uint8
+    assert int(ds.x_train.min()) == 0 and int(ds.x_train.max()) == 255
     assert np.bincount(ds.y_train).tolist() == [6000] * 10
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     # The official file order is kept when no limit is given (first labels: boot, top, top, dress).
@@ -437,11 +438,9 @@ def test_upload_npy_uint8_nhw():
     ds = load_array_file(_npy_bytes(x), "digits.npy")
     assert ds.name == "upload:digits.npy"
     assert (ds.num_train, ds.num_test) == (18, 2)
-    assert ds.image_shape == (16, 12, 1) and ds.x_train.dtype == np.float32
+    assert ds.image_shape == (16, 12, 1) and ds.x_train.dtype == np.uint8
     assert ds.y_train is None and ds.y_test is None and ds.class_names is None
-    got = sorted(
-        _row_hashes(np.rint(np.concatenate([ds.x_train, ds.x_test]) * 255).astype(np.uint8))
-    )
+    got = sorted(_row_hashes(np.concatenate([ds.x_train, ds.x_test])))
     assert got == sorted(_row_hashes(x[..., None]))
     again = load_array_file(_npy_bytes(x), "digits.npy")
     np.testing.assert_array_equal(ds.x_test, again.x_test)
@@ -490,7 +489,7 @@ def test_upload_npz_with_keras_style_split():
     }
     ds = load_array_file(_npz_bytes(**arrays), "split.npz")
     assert (ds.num_train, ds.num_test) == (5, 3)
-    assert float(ds.x_test.min()) == 1.0 and ds.y_train.tolist() == [0, 1, 2, 3, 4]
+    assert int(ds.x_test.min()) == 255 and ds.y_train.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_upload_zip_of_pngs_with_folder_labels():
@@ -507,7 +506,8 @@ def test_upload_zip_of_pngs_with_folder_labels():
     # Pixels survive the PNG round trip exactly.
     first = load_array_file(_zip_bytes(members), "digits.zip", test_fraction=0.25)
     np.testing.assert_array_equal(ds.x_train, first.x_train)
-    all_imgs = np.rint(np.concatenate([ds.x_train, ds.x_test]) * 255).astype(np.uint8)
+    assert ds.x_train.dtype == np.uint8  # 8-bit PNGs are held as uint8
+    all_imgs = np.concatenate([ds.x_train, ds.x_test])
     expected = [
         _gray(int(label) * 10 + i)[..., None] for label in ("0", "3", "7") for i in range(4)
     ]
@@ -683,9 +683,9 @@ def test_uploads_with_many_channels(channels):
     ds = load_array_file(_npz_bytes(x=x, y=y), "stack.npz", test_fraction=0.2, seed=1)
     assert ds.image_shape == (6, 5, channels)
     assert (ds.num_train, ds.num_test) == (16, 4)
-    assert ds.x_train.dtype == ds.x_test.dtype == np.float32
+    assert ds.x_train.dtype == ds.x_test.dtype == np.uint8
     both = np.concatenate([ds.x_train, ds.x_test])
-    assert sorted(_row_hashes(np.rint(both * 255).astype(np.uint8))) == sorted(_row_hashes(x))
+    assert sorted(_row_hashes(both)) == sorted(_row_hashes(x))
     plain = load_array_file(_npy_bytes(x.astype(np.float32)), "floats.npy")
     assert plain.image_shape == (6, 5, channels) and float(plain.x_train.max()) <= 1.0
 
@@ -700,13 +700,18 @@ def test_a_split_upload_shares_no_memory_with_its_test_part():
     np.testing.assert_allclose(ds.x_train, 200 / 255, rtol=1e-6)
 
 
-def test_images_too_large_as_float32(monkeypatch):
-    monkeypatch.setattr(data, "MAX_FLOAT_BYTES", 10 * 4 * 4 * 8 * 4 - 1)
-    with pytest.raises(ValueError, match=r"as float32, more than the limit.*shape=\(10, 4, 4, 8\)"):
+def test_images_too_large_as_held(monkeypatch):
+    """The budget counts bytes as held: 1 a value for 8-bit images, 4 for float ones."""
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 10 * 4 * 4 * 8 - 1)
+    with pytest.raises(ValueError, match=r"in memory .*more than the limit.*shape=\(10, 4, 4, 8\)"):
         load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.uint8)), "big.npy")
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 10 * 4 * 4 * 8)
+    assert load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.uint8)), "big.npy").num_test
+    with pytest.raises(ValueError, match=r"more than the limit.*dtype=float32"):
+        load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.float32)), "big.npy")
     members = {f"im{i}.png": _png_bytes(np.zeros((8, 8), np.uint8)) for i in range(3)}
-    monkeypatch.setattr(data, "MAX_FLOAT_BYTES", 2 * 8 * 8 * 4)
-    with pytest.raises(ValueError, match=r"as float32.*Received: 3 of 3 image headers read"):
+    monkeypatch.setattr(data, "MAX_HELD_BYTES", 2 * 8 * 8)
+    with pytest.raises(ValueError, match=r"in memory.*Received: 3 of 3 image headers read"):
         load_array_file(_zip_bytes(members), "flat.zip")
 
 
@@ -785,9 +790,122 @@ def test_the_upload_budget_is_configurable_and_read_from_headers(monkeypatch):
     import cae.data as data
 
     buffer = io.BytesIO()
-    np.save(buffer, np.zeros((10, 8, 8), np.uint8))  # 2,560 bytes as float32
-    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "2000")
-    with pytest.raises(ValueError, match="more than the limit of 2,000 \\(CAE_UPLOAD_BUDGET\\)"):
+    np.save(buffer, np.zeros((10, 8, 8), np.uint8))  # 640 bytes as uint8 (2,560 as float32)
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "600")
+    with pytest.raises(ValueError, match="more than the limit of 600 \\(CAE_UPLOAD_BUDGET\\)"):
         data.load_array_file(buffer.getvalue(), "ten.npy")
-    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "3000")
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "640")
     assert data.load_array_file(buffer.getvalue(), "ten.npy").num_train > 0
+
+
+# ------------------------------------------------------------------------------------------
+# Images held as uint8 (issue 15): 8-bit sources stay uint8, converted a batch at a time
+
+
+def test_uint8_sources_are_held_as_uint8_and_convert_to_the_same_floats():
+    from cae.data import hold_images
+    from cae.pixels import as_float
+
+    x = np.random.default_rng(5).integers(0, 256, (40, 6, 5, 3), dtype=np.uint8)
+    ds = load_array_file(_npy_bytes(x), "u8.npy")
+    assert ds.x_train.dtype == ds.x_test.dtype == np.uint8
+    both = np.concatenate([ds.x_train, ds.x_test])
+    assert sorted(_row_hashes(both)) == sorted(_row_hashes(x))
+    assert ds.held_bytes == x.nbytes and ds.summary().dtype == "uint8"
+    # every byte value k converts to exactly what normalise_images makes of it
+    every = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    assert np.array_equal(as_float(every), normalise_images(every))
+    assert as_float(every).dtype == np.float32
+    assert np.array_equal(as_float(both), normalise_images(both))
+    # float sources stay float32 (not rounded to bytes); float32 converts without a copy
+    floats = load_array_file(_npy_bytes(x.astype(np.float32) / 3.3), "f.npy")
+    assert floats.x_train.dtype == np.float32 and as_float(floats.x_train) is floats.x_train
+    # other integers in 0..255 and booleans are held as uint8 too
+    assert np.array_equal(hold_images(x.astype(np.int64)), x)
+    assert hold_images(np.array([[[True, False]]])).tolist() == [[[[255], [0]]]]
+
+
+def test_zip_images_are_held_as_uint8_unless_16_bit():
+    gray = {f"g{i}.png": _png_bytes(_gray(i, (8, 8))) for i in range(3)}
+    rgb = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    mixed = load_array_file(_zip_bytes({**gray, "rgb.png": _png_bytes(rgb)}), "mixed.zip")
+    assert mixed.x_train.dtype == np.uint8 and mixed.image_shape == (8, 8, 3)
+    all_images = np.concatenate([mixed.x_train, mixed.x_test])
+    assert sorted(_row_hashes(all_images)) == sorted(
+        _row_hashes(
+            np.stack([np.repeat(_gray(i, (8, 8))[..., None], 3, -1) for i in range(3)] + [rgb])
+        )
+    )
+    deep = np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000
+    wide = load_array_file(_zip_bytes({**gray, "deep.png": _png_bytes(deep)}), "deep.zip")
+    assert wide.x_train.dtype == np.float32  # 16-bit values do not fit a byte
+    values = np.concatenate([wide.x_train, wide.x_test])
+    assert any(np.array_equal(v[..., 0], deep / np.float32(65535)) for v in values)
+    assert any(np.array_equal(v[..., 0], _gray(0, (8, 8)) / np.float32(255)) for v in values)
+
+
+def test_a_uint8_set_over_the_budget_as_float32_is_accepted(monkeypatch):
+    """300 RGB 32x32 PNGs hold 921,600 bytes as uint8 (3.7 MB as float32): a 1 MB budget takes
+    them, and refuses the same images as a float32 array."""
+    rng = np.random.default_rng(2)
+    pictures = rng.integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    members = {f"c{i % 3}/im{i:03d}.png": _png_bytes(pictures[i]) for i in range(300)}
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "1000000")
+    ds = load_array_file(_zip_bytes(members), "many.zip")
+    assert ds.x_train.dtype == np.uint8 and ds.held_bytes == pictures.nbytes == 921_600
+    assert (ds.num_train, ds.num_test) == (270, 30) and ds.class_names == ("c0", "c1", "c2")
+    both = np.concatenate([ds.x_train, ds.x_test])
+    assert sorted(_row_hashes(both)) == sorted(_row_hashes(pictures))
+    assert load_array_file(_npy_bytes(pictures), "many.npy").held_bytes == 921_600
+    with pytest.raises(ValueError, match=r"more than the limit of 1,000,000 .*dtype=float32"):
+        load_array_file(_npy_bytes(pictures.astype(np.float32) / 255), "many.npy")
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", "900000")
+    with pytest.raises(ValueError, match=r"900,096 bytes in memory.*293 of 300 image headers read"):
+        load_array_file(_zip_bytes(members), "many.zip")
+
+
+def test_recipes_and_test_splits_keep_uint8(tmp_path):
+    from cae.recipe import DataRecipe, TestSplit, load_recipe, read_test_split, test_split_bytes
+
+    x = np.random.default_rng(3).integers(0, 256, (30, 4, 4, 2), dtype=np.uint8)
+    path = tmp_path / "u8.npy"
+    path.write_bytes(_npy_bytes(x))
+    recipe = DataRecipe.for_file(path)
+    data = load_recipe(recipe)
+    assert data.x_train.dtype == data.x_test.dtype == np.uint8
+    assert load_recipe(DataRecipe("mnist-sample", limit=8)).x_train.dtype == np.uint8
+    split = TestSplit.of(data, recipe)
+    stored = tmp_path / "test_images.npz"
+    stored.write_bytes(test_split_bytes(split))
+    back = read_test_split(stored, recipe)
+    assert back.pixels.dtype == np.uint8 and np.array_equal(back.pixels, data.x_test)
+    assert back.images.dtype == np.float32
+    assert np.array_equal(back.images, data.x_test / np.float32(255))
+    assert np.array_equal(back.image(1), data.x_test[1] / np.float32(255))
+    assert np.array_equal(back.take([0, 2]), data.x_test[[0, 2]] / np.float32(255))
+    # a float split of k/255 values is stored as bytes and read back as the same floats
+    floats = TestSplit(back.images, None, None, recipe, stored=False)
+    stored.write_bytes(test_split_bytes(floats))
+    again = read_test_split(stored, recipe)
+    assert again.pixels.dtype == np.uint8 and np.array_equal(again.images, back.images)
+
+
+def test_an_upload_summary_keeps_no_images_and_no_frames():
+    """The Train page keeps only a summary of an upload; a refusal carries no traceback chain
+    (whose frames would hold the decoded images) and says what load_array_file says."""
+    from cae.data import DatasetSummary, upload_summary
+
+    x = np.random.default_rng(4).integers(0, 256, (20, 6, 5, 3), dtype=np.uint8)
+    summary = upload_summary(_npy_bytes(x), "u8.npy")
+    assert isinstance(summary, DatasetSummary) and summary.name == "upload:u8.npy"
+    assert (summary.num_train, summary.num_test, summary.image_shape) == (18, 2, (6, 5, 3))
+    assert (summary.dtype, summary.held_bytes, summary.labelled) == ("uint8", x.nbytes, False)
+    assert summary.samples.shape == (2, 6, 5, 3) and summary.samples.dtype == np.float32
+    members = {f"im{i}.png": _png_bytes(_gray(i, (8, 8))) for i in range(3)}
+    members["odd.png"] = _png_bytes(_gray(9, (8, 9)))
+    with pytest.raises(ValueError) as direct:
+        load_array_file(_zip_bytes(members), "odd.zip")
+    with pytest.raises(ValueError) as refused:
+        upload_summary(_zip_bytes(members), "odd.zip")
+    assert str(refused.value) == str(direct.value) and "same size" in str(refused.value)
+    assert refused.value.__cause__ is None and refused.value.__context__ is None

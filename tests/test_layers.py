@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: dict[str, list[list[str]]] = {
     "cae": [
-        ["text", "colours"],  # names as plain text (cleaned, escaped); the palettes
+        ["text", "colours", "pixels"],  # names as plain text; palettes; images as held
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
         ["shapes"],  # shape arithmetic over specs

@@ -71,7 +71,7 @@ def test_a_chosen_array_is_used_with_labels_only_when_they_count_its_images():
         load_array_file(_npz_bytes(x=np.zeros((5, 4, 4)), y=np.arange(4)), "off.npz")
     chosen = load_array_file(buf, "pairs.npz", array="noisy")
     assert chosen.num_train + chosen.num_test == 12
-    assert chosen.image_shape == (6, 6, 1) and float(chosen.x_train.min()) == 1.0
+    assert chosen.image_shape == (6, 6, 1) and int(chosen.x_train.min()) == 255  # held as uint8
     assert chosen.y_train is None  # "y" counts 20 images, not these 12
 
 
@@ -83,7 +83,7 @@ def test_x_test_alone_takes_its_own_labels():
         "y_test": np.arange(8) % 4,
     }
     ds = load_array_file(_npz_bytes(**arrays), "split.npz", array="x_test")
-    assert ds.num_train + ds.num_test == 8 and float(ds.x_train.min()) == 1.0
+    assert ds.num_train + ds.num_test == 8 and int(ds.x_train.min()) == 255  # held as uint8
     assert sorted(set(ds.y_train.tolist()) | set(ds.y_test.tolist())) == [0, 1, 2, 3]
 
 
@@ -100,7 +100,7 @@ def test_a_missing_or_misplaced_array_is_refused_naming_the_choices():
 
 
 def test_a_chosen_array_over_the_budget_is_refused_from_its_header(monkeypatch):
-    monkeypatch.setenv("CAE_UPLOAD_BUDGET", str(12 * 6 * 6 * 4 - 1))
+    monkeypatch.setenv("CAE_UPLOAD_BUDGET", str(12 * 6 * 6 - 1))  # uint8: a byte a value
     with pytest.raises(ValueError, match="CAE_UPLOAD_BUDGET"):
         load_array_file(_npz_bytes(**_two_arrays()), "pairs.npz", array="noisy")
 

@@ -70,9 +70,11 @@ def test_the_stored_test_split_is_disjoint_from_the_training_split(seed7):
     data = load_recipe(recipe)
     split = run_test_split(run_id, root)
     assert split.stored and split.count == 500 and split.recipe == recipe
-    assert np.array_equal(split.images, data.x_test)
+    assert split.pixels.dtype == data.x_test.dtype == np.uint8  # held as uint8 on both sides
+    assert np.array_equal(split.pixels, data.x_test)
+    assert np.array_equal(split.images, data.x_test / np.float32(255))
     assert np.array_equal(split.labels, data.y_test)
-    assert not fingerprints(split.images) & fingerprints(data.x_train)
+    assert not fingerprints(split.pixels) & fingerprints(data.x_train)
     # the split seed-0 pages used to rebuild is mostly this run's training data
     seed0 = load_recipe(DataRecipe("mnist-sample", seed=0)).x_test
     assert len(fingerprints(seed0) & fingerprints(data.x_train)) > 400

@@ -16,6 +16,7 @@ import cae.training as training
 from cae.corruption import Corruption
 from cae.data import Dataset, load_dataset
 from cae.metrics import METRIC_KEYS, summarize
+from cae.pixels import as_float
 from cae.spec import preset
 from cae.training import (
     LIMITS,
@@ -254,7 +255,8 @@ def test_noise_pipeline_is_seeded_clipped_and_fresh_each_epoch(digits):
     assert np.abs(inputs - targets).std() > 0.1
     # Targets are clean training images; every image comes once per epoch.
     clean = np.concatenate([t for _, t in first])
-    assert sorted(map(bytes, clean.reshape(64, -1))) == sorted(map(bytes, x.reshape(64, -1)))
+    floats = as_float(x)  # the images are held as uint8; batches are float32 in [0, 1]
+    assert sorted(map(bytes, clean.reshape(64, -1))) == sorted(map(bytes, floats.reshape(64, -1)))
     assert not np.array_equal(first[0][0], second[0][0])  # new noise (and order) each epoch
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(first, again))  # seeded
     # No noise: inputs are the targets; a tensor copy (multi-worker) gives the same batches.
@@ -581,3 +583,58 @@ def test_too_few_images_are_said_before_training_with_the_minimum():
     training.check_enough_images(1, 0.0)
     with pytest.raises(ValueError, match="there are no training images"):
         training.check_enough_images(0, 0.0)
+
+
+def test_uint8_images_give_the_float32_batches_and_the_same_training(digits):
+    """Images held as uint8 are made float32 in the pipeline, per batch: the same values as
+    ``as_float`` (every byte value, both gather paths), and so the same training, metrics and
+    weights as the float32 copy of the same images."""
+    every = np.arange(256 * 4, dtype=np.int64).reshape(4, 16, 16, 1) % 256
+    every = every.astype(np.uint8)
+    for copy in (True, False):
+        batches = [
+            a.numpy()
+            for a, _ in make_pipeline(every, 4, seed=0, shuffle=False, copy_to_tensor=copy)
+        ]
+        assert batches[0].dtype == np.float32
+        assert np.array_equal(np.concatenate(batches), as_float(every))
+    held = small(digits, 96, n_test=40)
+    assert held.x_train.dtype == np.uint8
+    floats = Dataset("f", as_float(held.x_train), None, as_float(held.x_test), None)
+    config = TrainConfig(
+        epochs=1,
+        batch_size=32,
+        validation_split=0.25,
+        corruption="salt-pepper",
+        strength=0.1,
+        preview_count=3,
+    )
+    a, b = (train(preset("classic"), data, config) for data in (held, floats))
+    assert a.history == b.history and a.test_metrics == b.test_metrics
+    assert a.weights_digest == b.weights_digest
+    assert evaluate_run(a.built, held.x_test, chunk=7) == pytest.approx(
+        evaluate_run(a.built, floats.x_test), rel=1e-6
+    )
+    recon = reconstruct(a.built.autoencoder, held.x_test, batch_size=16)
+    assert np.array_equal(recon, reconstruct(a.built.autoencoder, floats.x_test, batch_size=16))
+
+
+def test_evaluation_chunks_are_bounded_in_bytes(digits, monkeypatch):
+    """Big images are evaluated a few at a time (EVAL_CHUNK_BYTES as float32), with the same
+    result as one chunk."""
+    data = small(digits, 32, n_test=20)
+    result = train(
+        preset("classic"), data, TrainConfig(epochs=1, batch_size=16, validation_split=0.0)
+    )
+    whole = evaluate_run(result.built, data.x_test)
+    seen = []
+    original = training.as_float
+
+    def recording(images):
+        seen.append(len(images))
+        return original(images)
+
+    monkeypatch.setattr(training, "as_float", recording)
+    monkeypatch.setattr(training, "EVAL_CHUNK_BYTES", 3 * 28 * 28 * 4)
+    assert evaluate_run(result.built, data.x_test) == pytest.approx(whole, rel=1e-6)
+    assert max(seen) == 3
