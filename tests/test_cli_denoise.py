@@ -6,7 +6,10 @@ import json
 
 import pytest
 
+from cae.corruption import Corruption
 from cae.metrics import METRIC_KEYS
+from cae.store import load_run
+from cae.training import recorded_config
 from tests.test_cli_train import cli
 
 TRAIN = ["train", "--preset", "classic", "--dataset", "mnist-sample", "--limit", "128"]
@@ -29,6 +32,8 @@ def test_train_a_denoiser_and_evaluate_it_on_corrupted_inputs(tmp_path, monkeypa
     assert status == 0, stderr
     config = json.loads((models / "sp" / "train.json").read_text())["config"]
     assert (config["corruption"], config["strength"]) == ("salt-pepper", 0.2)
+    loaded = load_run("sp")  # safe_mode, like every page
+    assert recorded_config(loaded.train_config).input_corruption == Corruption("salt-pepper", 0.2)
     stored = json.loads((models / "sp" / "metrics.json").read_text())
     keys = {f"{prefix}{key}" for prefix in ("denoise_", "corrupted_") for key in METRIC_KEYS}
     assert keys <= set(stored)
@@ -75,6 +80,20 @@ def test_a_plain_run_scored_on_corrupted_inputs_and_the_old_noise_flag(
     assert status == 0, stderr
     config = json.loads((models / "old-flag" / "train.json").read_text())["config"]
     assert (config["corruption"], config["strength"]) == ("gaussian", 0.25)
+
+    # a run saved before the corruption kinds recorded "noise": std; it reads as Gaussian noise
+    record_path = models / "plain" / "train.json"
+    record = json.loads(record_path.read_text())
+    record["config"] = {
+        **{k: v for k, v in record["config"].items() if k not in ("corruption", "strength")},
+        "noise": 0.25,
+    }
+    record_path.write_text(json.dumps(record))
+    status, stdout, stderr = cli(capsys, "evaluate", "plain")
+    assert status == 0, stderr
+    assert (
+        "corrupted inputs: Gaussian noise, noise std 0.25 (seed 0; trained with its own)" in stdout
+    )
 
 
 @pytest.mark.parametrize(
