@@ -4,8 +4,9 @@ A run folder holds ``spec.json``, ``train.json`` (``name``, ``created``, the dat
 the training ``config``, the ``strategy`` and the ``outcome``), ``history.json`` (per-epoch
 metrics), ``metrics.json`` (test-set metrics, keys from ``cae.metrics.METRICS``), ``latent.json``
 (optional, ``cae.latent.latent_statistics``), ``test_images.npz`` (the run's test split, compressed:
-the images every page and ``cae evaluate`` score it on), ``model.keras`` and, written last,
-``run.json`` (the format marker). :func:`save_trained` is the one writer of train.json and
+the images every page and ``cae evaluate`` score it on), ``model.keras``, the TensorBoard event
+file (``cae.events.EVENTS_FILE``: per-epoch scalars and reconstruction strips, never read by the app)
+and, written last, ``run.json`` (the format marker). :func:`save_trained` is the one writer of train.json and
 metrics.json (the worker and the CLI call it); :func:`run_test_split` is the one way from a run to
 its test images. ``save_run`` writes everything into ``root/.tmp-<random>`` and renames that folder
 into place in one step, so a crash leaves at most a hidden ``.tmp-*`` folder, never half a run; a
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.errors import short_message
+from cae.events import EVENTS_FILE
 from cae.recipe import (
     DataRecipe,
     RecipeError,
@@ -737,9 +739,11 @@ def save_run(
     latent_stats: dict[str, Any] | None = None,
     test_split: TestSplit | None = None,
     root: str | os.PathLike[str] | None = None,
+    events: bytes | None = None,
 ) -> str:
     """Write a run atomically (temporary folder, then one rename) and return its new id;
-    ``test_split`` (the images it is scored on) is kept in the folder when given."""
+    ``test_split`` (the images it is scored on) is kept in the folder when given, and ``events``
+    (its TensorBoard event file, ``cae.events``) as :data:`EVENTS_FILE`."""
     if not isinstance(spec, ArchitectureSpec):
         raise TypeError(f"spec must be an ArchitectureSpec. Received: spec={_short(spec)}")
     for what, value in (("train_config", train_config), ("metrics", metrics)):
@@ -763,6 +767,10 @@ def save_run(
     if latent_stats is not None:
         files[LATENT_FILE] = _dumps(latent_stats, "latent_stats")
     binary = {TEST_FILE: test_split_bytes(test_split)} if test_split is not None else {}
+    if events is not None:
+        if not isinstance(events, bytes):
+            raise ValueError(f"events must be bytes or None. Received: events={_short(events)}")
+        binary[EVENTS_FILE] = events
     marker = _dumps(
         {
             "format": FORMAT_VERSION,
@@ -855,6 +863,7 @@ def save_trained(
         latent_stats=result.latent_stats,
         test_split=test_split,
         root=root,
+        events=result.tensorboard,
     )
 
 

@@ -295,6 +295,7 @@ class TrainResult(TrainOutcome):
     built: BuiltModel
     config: TrainConfig
     latent_stats: dict[str, Any] | None = None
+    tensorboard: bytes | None = None  # the TensorBoard event file of the run (cae.events)
 
     def outcome(self) -> TrainOutcome:
         """The plain outcome, without the model."""
@@ -653,8 +654,10 @@ def _monitor_class() -> type:
             preview_inputs: np.ndarray | None,
             validation: Any = None,
             terms: tuple[str, ...] = (),
+            events: Any = None,
         ) -> None:
             super().__init__()
+            self.events = events  # a cae.events.EventLog, or None
             self.config = config
             self.validation = validation  # a tf.data pipeline, evaluated at each epoch end
             self.num_train = num_train
@@ -829,6 +832,8 @@ def _monitor_class() -> type:
                 if self.has_validation:
                     self.history[f"val_{term}"].append(float(results.get(term, math.nan)))
             self.weights = self.model.get_weights()
+            if self.events is not None:
+                self.events.epoch(self.completed, self.history)
             if self.preview is not None:
                 try:
                     recon = reconstruct(
@@ -870,6 +875,7 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     strategy: tf.distribute.Strategy | None = None,
     report_interval: float = REPORT_INTERVAL,
+    tensorboard: bool = True,
 ) -> TrainResult:
     """Build the spec's model and train it on ``dataset.x_train`` (inputs and targets), reporting
     :class:`Progress` to ``progress`` and stopping within one batch once ``should_stop()`` is true.
@@ -879,7 +885,9 @@ def train(
     ``patience`` the weights of the best validation epoch are kept. After training, test metrics
     are computed on ``dataset.x_test`` (clean inputs; with a ``corruption`` also ``denoise_*`` and
     ``corrupted_*`` from corrupted ones, see :func:`evaluate_corrupted`)
-    and latent statistics on up to 2,048 training images.
+    and latent statistics on up to 2,048 training images. With ``tensorboard`` (and on the chief
+    of a multi-worker training) a TensorBoard event file is written as it goes and returned as
+    ``TrainResult.tensorboard`` (``cae.events``).
     """
     started = time.perf_counter()
     config = (config or TrainConfig()).validate()
@@ -931,7 +939,7 @@ def train(
             f"Received: num_train={len(x_train)}, num_validation={0 if x_val is None else len(x_val)}"
         )
     keras.utils.set_random_seed(config.seed)
-    monitor = None
+    monitor = event_log = None
     try:
         with strategy.scope():
             built = build(spec, precision=config.precision)
@@ -972,6 +980,14 @@ def train(
             if config.input_corruption is not None:
                 preview_inputs = config.input_corruption.apply(preview)
                 preview_inputs.setflags(write=False)
+        if tensorboard and is_chief(strategy):  # only the chief writes in multi-worker runs
+            from cae.events import EventLog
+
+            event_log = EventLog(
+                dataset.x_test,
+                lambda images: reconstruct(built.autoencoder, images),
+                epochs=config.epochs,
+            )
         monitor = _monitor_class()(
             config=config,
             num_train=n_used,
@@ -984,6 +1000,7 @@ def train(
             preview=preview,
             preview_inputs=preview_inputs,
             terms=VARIATIONAL_TERMS if built.variational else (),
+            events=event_log,
         )
         callbacks = [monitor]
         if built.variational:
@@ -996,6 +1013,8 @@ def train(
             verbose=0,
         )
     except Exception as error:
+        if event_log is not None:
+            event_log.finish()  # removes its temporary folder
         message = f"Training failed: {type(error).__name__}: {error}"
         if monitor is not None and progress is not None:
             monitor.report("failed", message, live=False)  # keeps the history so far
@@ -1053,6 +1072,10 @@ def train(
                 model, preview_inputs if preview_inputs is not None else preview
             )
             monitor.preview_reconstructions.setflags(write=False)
+    events = None
+    if event_log is not None:
+        event_log.kept(best_epoch or completed, test_metrics)
+        events = event_log.finish()
     wall = time.perf_counter() - started
     if progress is not None:
         monitor.batch_done = 0 if state == "finished" else monitor.batch_done
@@ -1068,6 +1091,7 @@ def train(
         config=config,
         test_metrics=test_metrics,
         latent_stats=latent_stats,
+        tensorboard=events,
         state=state,
         message=message,
         best_epoch=best_epoch,

@@ -78,6 +78,11 @@ def test_two_workers_train_one_run_that_loads_like_any_other(tmp_path):
     assert record["strategy"] == "multiworker" and record["workers"] == 2
     assert record["replicas"] == 2
     assert run_test_split("together", root).count == 300
+    from cae.events import EVENTS_FILE
+    from tests.test_events import read_events
+
+    scalars, strips = read_events(out / EVENTS_FILE)  # the chief's, one record per epoch
+    assert [step for step, _ in scalars["loss"]] == [1] and len(strips["reconstructions"]) == 1
 
 
 def test_the_script_fails_when_a_worker_fails(tmp_path):

@@ -18,6 +18,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         ["inspection", "recipe", "budget"],  # looking into models; where a run's images come from
+        ["events"],  # a training's TensorBoard event file
         ["training"],  # train(...) and what it returns
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store"],  # run folders: the one record and the one test split
