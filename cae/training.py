@@ -1136,7 +1136,7 @@ def evaluate_run(
     infer = inference_function(model) if len(images) > chunk else None
     metrics = _chunked_metrics(model, images, chunk, infer=infer)["output"]
     if corruption is not None:
-        metrics.update(evaluate_corrupted(built, images, corruption, seed=seed, chunk=chunk))
+        metrics.update(_corrupted_scores(model, images, corruption, seed, chunk, infer))
     return metrics
 
 
@@ -1158,6 +1158,18 @@ def evaluate_corrupted(
         return {}
     chunk = _bounded_chunk(images, chunk)
     infer = inference_function(model) if len(images) > chunk else None
+    return _corrupted_scores(model, images, corruption, seed, chunk, infer)
+
+
+def _corrupted_scores(
+    model: keras.Model,
+    images: np.ndarray,
+    corruption: Corruption,
+    seed: int,
+    chunk: int,
+    infer: Callable[[Any], Any] | None,
+) -> dict[str, float]:
+    """The ``denoise_*`` and ``corrupted_*`` metrics of :func:`evaluate_corrupted`."""
     scores = _chunked_metrics(model, images, chunk, corruption=corruption, seed=seed, infer=infer)
     return {
         **{f"denoise_{key}": value for key, value in scores["output"].items()},

@@ -13,6 +13,7 @@ from cae.corruption import (
     corruption_of,
     erase_box,
 )
+from cae.metrics import METRIC_KEYS
 
 GREY = 0.3  # a flat image: salt, pepper and the erase fill (0.5) are all told apart from it
 
@@ -128,3 +129,20 @@ def test_table_and_validation_messages_end_with_the_values():
     assert corruption_of(None) is None and corruption_of("none", 0.3) is None
     assert corruption_of("salt-pepper") == Corruption("salt-pepper", 0.2)
     assert corruption_of("erase", 0.5).to_dict() == {"corruption": "erase", "strength": 0.5}
+
+
+def test_scores_on_corrupted_inputs_do_not_depend_on_the_chunk():
+    from cae.builder import build
+    from cae.data import load_dataset
+    from cae.spec import preset
+    from cae.training import evaluate_corrupted, evaluate_run
+
+    built = build(preset("classic"))
+    images = load_dataset("mnist-sample", limit=40).x_test[:40]
+    erase = Corruption("erase", 0.3)
+    whole = evaluate_corrupted(built, images, erase)
+    assert set(whole) == {f"{p}{k}" for p in ("denoise_", "corrupted_") for k in METRIC_KEYS}
+    assert evaluate_corrupted(built, images, erase, chunk=7) == pytest.approx(whole, rel=1e-6)
+    both = evaluate_run(built, images, corruption=erase, chunk=7)
+    assert {key: both[key] for key in whole} == pytest.approx(whole, rel=1e-6)
+    assert evaluate_corrupted(built, images, erase, seed=1) != pytest.approx(whole)
