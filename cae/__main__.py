@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from cae.spec import PRESETS, ArchitectureSpec, preset
-from cae.text import terminal_safe
+from cae.text import fmt_seconds, terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from cae.recipe import DataRecipe
@@ -99,7 +99,7 @@ class _ProgressPrinter:
         if p.images_per_second:
             parts.append(f"{p.images_per_second:,.0f} img/s")
         if p.active and p.eta_seconds is not None:
-            parts.append(f"ETA {_duration(p.eta_seconds)}")
+            parts.append(f"ETA {fmt_seconds(p.eta_seconds)}")
         return "  ".join(parts)
 
     def __call__(self, p: Progress) -> None:
@@ -123,13 +123,6 @@ class _ProgressPrinter:
             self.stream.write("\n")
             self.stream.flush()
             self.dirty = False
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> None:

@@ -12,13 +12,14 @@ concern:
   :func:`plain_html` where it goes into a Plotly text.
 - :func:`terminal_safe` where the CLI prints one.
 
-No Streamlit here.
+And :func:`fmt_seconds`, a duration as a clock reads (the pages and the CLI). No Streamlit here.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import unicodedata
 
@@ -165,3 +166,13 @@ def json_error(error: ValueError | RecursionError, document: str | bytes) -> tup
 def short_text(text: str, limit: int = 80) -> str:
     """``text`` cut to ``limit`` characters, an ellipsis where it was cut."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """``1:05`` (or ``1:02:03`` from an hour) for a number of seconds; a dash for none."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    seconds = int(round(max(0.0, seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

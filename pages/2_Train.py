@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from cae.request import MAX_RUN_NAME, TrainRequest
 from cae.shapes import compute_shapes
 from cae.spec import PRESETS, ArchitectureSpec, preset
 from cae.store import save_upload
-from cae.text import clean_name, plain_markdown
+from cae.text import clean_name, fmt_seconds, plain_markdown
 from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig, check_enough_images
 from ui.channels import channel_picker
 from ui.run_index import all_runs
@@ -210,14 +209,6 @@ def corruption_settings(
 def default_epochs(num_train: int) -> int:
     """Epochs that give a result worth looking at in about a minute on a small CPU."""
     return int(max(1, min(30, round(TARGET_IMAGES / max(num_train, 1)))))
-
-
-def fmt_seconds(seconds: float | None) -> str:
-    """1:05 style durations."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    seconds = int(round(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def dataset_label(name: str) -> str:

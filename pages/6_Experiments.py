@@ -12,13 +12,12 @@ from cae.recipe import DataRecipe
 from cae.shapes import compute_shapes
 from cae.store import models_dir
 from cae.sweep import MAX_AXES, SweepError, estimate, expand, parse_values, rate_samples
-from cae.text import plain_markdown
+from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
 from ui.experiments import (
     SHOWN_KEY,
     comparison,
     experiment_label,
-    fmt_seconds,
     progress_panel,
 )
 from ui.run_index import all_runs

@@ -15,7 +15,7 @@ from cae.metrics import METRICS
 from cae.plots import SWEEP_AXES, sweep_scatter
 from cae.store import RunInfo
 from cae.sweep import result_row, rows_csv
-from cae.text import plain_markdown
+from cae.text import fmt_seconds, plain_markdown
 from ui.baselines import cached_baselines
 from ui.run_index import all_runs
 from ui.state import COMPARE_KEY, RUN_KEY, owner_id, remember
@@ -23,15 +23,6 @@ from ui.state import COMPARE_KEY, RUN_KEY, owner_id, remember
 SHOWN_KEY = "experiments_shown"  # str: the experiment this tab shows
 OPENED_KEY = "experiments_opened"  # the chart selection already sent to Results
 SEEN_KEY = "experiments_seen_state"  # (id, state, runs done) at the last draw of the progress
-
-
-def fmt_seconds(seconds: float | None) -> str:
-    """``1:05`` (or ``1:02:03``) for a number of seconds, a dash for none."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    seconds = int(round(max(0.0, seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def experiment_label(record: dict[str, Any]) -> str:
