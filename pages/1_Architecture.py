@@ -23,8 +23,15 @@ from cae.spec import (
     layer_to_dict,
     preset,
 )
-from cae.text import plain_markdown
-from ui.layer_editor import Slot, fix_buttons, kind_select, layer_widgets, new_layer
+from cae.text import plain_code, plain_markdown
+from ui.layer_editor import (
+    Slot,
+    fix_buttons,
+    kind_select,
+    kind_title,
+    layer_widgets,
+    new_layer,
+)
 from ui.state import SPEC_KEY, active_spec_dict, page_frame, refresh_sidebar, remember
 
 page_frame("Architecture")
@@ -33,6 +40,32 @@ DEFAULT_BATCH = 64  # the Train page's default batch size, for the memory estima
 VERSION_KEY = "arch_version"  # bumps on every structural change so widgets restart from the spec
 UPLOAD_SEEN_KEY = "arch_upload_seen"
 MESSAGE_KEY = "arch_message"
+OPEN_KEY = "arch_open"  # [part, index] of the one layer whose editor is open; None: all closed
+# The shape summary (metrics, verdict, diagram) stays in view beside a long layer list on a wide
+# screen; narrow screens stack the columns, and the list is compact there (one editor open).
+# A layer's line (and an open layer's top row) stays one row on a narrow screen too, where
+# Streamlit would stack each of its buttons on a row of its own.
+LAYOUT_CSS = """<style>
+@media (min-width: 640px) {
+  [data-testid="stColumn"]:has(.st-key-arch_summary) {
+    position: sticky; top: 3.75rem; align-self: flex-start; z-index: 1;
+  }
+}
+[class*="st-key-arch_"][class*="_line_v"] { padding: 0.3rem 0.6rem !important; }
+[class*="st-key-arch_"][class*="_line_v"] [data-testid="stMarkdownContainer"] { margin: 0 !important; }
+[class*="st-key-arch_"][class*="_line_v"] p { margin: 0 !important; line-height: 1.45; }
+@media (max-width: 640px) {
+  [class*="st-key-arch_"][class*="_row_v"] [data-testid="stHorizontalBlock"] {
+    flex-wrap: nowrap;
+  }
+  [class*="st-key-arch_"][class*="_row_v"] [data-testid="stColumn"] {
+    min-width: 0 !important; width: auto !important; flex: 0 0 auto !important;
+  }
+  [class*="st-key-arch_"][class*="_row_v"] [data-testid="stColumn"]:first-child {
+    flex: 1 1 0 !important;
+  }
+}
+</style>"""
 
 
 def version() -> int:
@@ -53,16 +86,30 @@ def spec_dict() -> dict[str, Any]:
     return json.loads(json.dumps(active_spec_dict()))
 
 
+def open_layer() -> list[Any] | None:
+    """[part, index] of the layer whose editor is open, or None."""
+    return st.session_state.get(OPEN_KEY)
+
+
+def on_open(part: str, index: int) -> None:
+    """The edit button: open this layer's editor (closing the other), or close it."""
+    st.session_state[OPEN_KEY] = None if open_layer() == [part, index] else [part, index]
+
+
 def on_add(part: str) -> None:
     data = spec_dict()
     kind = st.session_state[f"arch_add_type_{part}"]
     data[part].append(new_layer(kind))
+    st.session_state[OPEN_KEY] = [part, len(data[part]) - 1]  # the new layer, ready to set
     replace_spec(data)
 
 
 def on_remove(part: str, index: int) -> None:
     data = spec_dict()
     del data[part][index]
+    opened = open_layer()
+    if opened is not None and opened[0] == part and opened[1] >= index:
+        st.session_state[OPEN_KEY] = None if opened[1] == index else [part, opened[1] - 1]
     replace_spec(data)
 
 
@@ -72,6 +119,11 @@ def on_move(part: str, index: int, step: int) -> None:
     target = index + step
     if 0 <= target < len(layers):
         layers[index], layers[target] = layers[target], layers[index]
+        opened = open_layer()
+        if opened == [part, index]:  # the open editor follows its layer
+            st.session_state[OPEN_KEY] = [part, target]
+        elif opened == [part, target]:
+            st.session_state[OPEN_KEY] = [part, index]
         replace_spec(data)
 
 
@@ -105,14 +157,65 @@ def on_fix(fixed: dict[str, Any], description: str) -> None:
     replace_spec(fixed, f"Applied: {description}")
 
 
-def layer_editor(part: str, index: int, layer: dict[str, Any], count: int) -> dict[str, Any]:
-    """One layer in a box: its type, move and remove buttons, then its kind's widgets (two compact
-    rows); returns the layer dict as edited."""
+def move_buttons(columns: list[Any], part: str, index: int, count: int, key: str) -> None:
+    """Open/close, move up, move down and remove: one icon button in each of four columns."""
+    opened = open_layer() == [part, index]
+    suffix = f"_v{version()}"
+    columns[0].button(
+        ":material/expand_less:" if opened else ":material/edit:",
+        key=f"{key}_edit{suffix}",
+        on_click=on_open,
+        args=(part, index),
+        help="Close this layer's settings" if opened else "Edit this layer",
+        type="tertiary",
+    )
+    columns[1].button(
+        ":material/arrow_upward:",
+        key=f"{key}_up{suffix}",
+        on_click=on_move,
+        args=(part, index, -1),
+        disabled=index == 0,
+        help="Move up",
+        type="tertiary",
+    )
+    columns[2].button(
+        ":material/arrow_downward:",
+        key=f"{key}_down{suffix}",
+        on_click=on_move,
+        args=(part, index, 1),
+        disabled=index == count - 1,
+        help="Move down",
+        type="tertiary",
+    )
+    columns[3].button(
+        ":material/delete:",
+        key=f"{key}_remove{suffix}",
+        on_click=on_remove,
+        args=(part, index),
+        help="Remove this layer",
+        type="tertiary",
+    )
+
+
+def layer_editor(
+    part: str, index: int, layer: dict[str, Any], count: int, lines: dict[tuple[str, int], Any]
+) -> dict[str, Any]:
+    """One layer: a one-line summary with its buttons, or, for the one open layer, its type and
+    its kind's widgets (two compact rows); returns the layer dict as edited. A summary's line is
+    an empty slot put in ``lines``, filled once the shapes of this run's design are known."""
     key = f"arch_{part}_{index}"
     suffix = f"_v{version()}"
-    with st.container(border=True):
-        top = st.columns([5, 1, 1, 1], vertical_alignment="bottom")
-        head = [top[0], *st.columns(3), *top[1:]]
+    if open_layer() != [part, index]:
+        with st.container(border=True, key=f"{key}_line{suffix}"):
+            with st.container(key=f"{key}_row{suffix}"):
+                top = st.columns([8, 1, 1, 1, 1], vertical_alignment="center", gap="small")
+            lines[part, index] = top[0].empty()
+            move_buttons(top[1:], part, index, count, key)
+        return layer
+    with st.container(border=True, key=f"{key}_open{suffix}"):
+        with st.container(key=f"{key}_row{suffix}"):
+            top = st.columns([5, 1, 1, 1, 1], vertical_alignment="bottom", gap="small")
+        head = [top[0], *st.columns(3)]
         type_key = f"{key}_type{suffix}"
         kind_select(
             head[0],
@@ -122,40 +225,38 @@ def layer_editor(part: str, index: int, layer: dict[str, Any], count: int) -> di
             on_change=on_change_type,
             args=(part, index, type_key),
         )
-        head[4].button(
-            ":material/arrow_upward:",
-            key=f"{key}_up{suffix}",
-            on_click=on_move,
-            args=(part, index, -1),
-            disabled=index == 0,
-            help="Move up",
-        )
-        head[5].button(
-            ":material/arrow_downward:",
-            key=f"{key}_down{suffix}",
-            on_click=on_move,
-            args=(part, index, 1),
-            disabled=index == count - 1,
-            help="Move down",
-        )
-        head[6].button(
-            ":material/delete:",
-            key=f"{key}_remove{suffix}",
-            on_click=on_remove,
-            args=(part, index),
-            help="Remove this layer",
-        )
+        move_buttons(top[1:], part, index, count, key)
         return layer_widgets(layer, Slot(head[1:4], key, suffix))
 
 
-def part_editor(part: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-    """All layers of the encoder or decoder, plus the add-a-layer row."""
+def part_editor(
+    part: str, data: dict[str, Any], lines: dict[tuple[str, int], Any]
+) -> list[dict[str, Any]]:
+    """All layers of the encoder or decoder (one open at a time), plus the add-a-layer row."""
     layers = data[part]
-    edited = [layer_editor(part, index, layer, len(layers)) for index, layer in enumerate(layers)]
+    edited = [
+        layer_editor(part, index, layer, len(layers), lines) for index, layer in enumerate(layers)
+    ]
     columns = st.columns([3, 1], vertical_alignment="bottom")  # the button level with the select
     kind_select(columns[0], f"Add a layer to the {part}", f"arch_add_type_{part}")
     columns[1].button("Add", key=f"arch_add_{part}", on_click=on_add, args=(part,), width="stretch")
     return edited
+
+
+def fill_lines(
+    lines: dict[tuple[str, int], Any], edited: dict[str, Any], report: Any | None
+) -> None:
+    """Each closed layer's line: its place, its label and output shape from this run's report
+    (the layer's kind alone when the design cannot be computed)."""
+    rows = {} if report is None else {(row.part, row.index): row for row in report.rows}
+    for (part, index), slot in lines.items():
+        row = rows.get((part, index))
+        if row is not None:
+            shape = "x".join(str(n) for n in row.output_shape)
+            text = f"{plain_markdown(row.label)} → **{shape}**"
+        else:
+            text = plain_markdown(kind_title(edited[part][index].get("type", "conv")))
+        slot.markdown(f"{plain_code(f'{part}[{index}]')} {text}")
 
 
 def load_upload() -> None:
@@ -219,6 +320,7 @@ def variational_editor(current: Any) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- page
 
 st.title("Architecture")
+st.html(LAYOUT_CSS)
 st.caption(
     "Edit the network; every shape, parameter count and formula below follows at once. "
     "The design carries over to the Train page."
@@ -269,10 +371,11 @@ with editor:
         key=f"arch_in_c_v{version()}",
     )
     variational = variational_editor(data.get("variational"))
+    lines: dict[tuple[str, int], Any] = {}  # closed layers' summary lines, filled below
     st.subheader("Encoder")
-    encoder = part_editor("encoder", data)
+    encoder = part_editor("encoder", data, lines)
     st.subheader("Decoder")
-    decoder = part_editor("decoder", data)
+    decoder = part_editor("decoder", data, lines)
 
 edited = {
     "name": name.strip() or "custom",
@@ -284,7 +387,7 @@ if variational is not None:
     edited["variational"] = variational
 remember(SPEC_KEY, edited)
 
-with results:
+with results, st.container(key="arch_summary"):
     spec = None
     report = None
     try:
@@ -324,41 +427,44 @@ with results:
                 st.markdown("Suggested fixes (each one checked):")
             fix_buttons(report.fixes, "arch_fix_", on_fix)
         st.plotly_chart(shape_diagram(report), width="stretch", key="arch_diagram")
-        table = [
-            {
-                "layer": row.location,
-                "type": row.label,
-                "output": "x".join(str(n) for n in row.output_shape),
-                "params": row.params,
-                "shape formula": row.formula,
-                "parameter formula": row.params_formula,
-            }
-            for row in report.rows
-        ]
-        st.dataframe(table, hide_index=True, width="stretch", key="arch_table")
-        st.caption(
-            f"Encoder {report.encoder_params:,} parameters · decoder {report.decoder_params:,} · "
-            f"code {report.latent_size} values from {report.input_shape[0] * report.input_shape[1] * report.input_shape[2]} inputs"
-        )
-        st.download_button(
-            "Download the architecture (JSON)",
-            spec.to_json(),
-            file_name=f"{spec.name}.json",
-            mime="application/json",
-            key="arch_download",
-        )
-        st.subheader("The ideas, with your numbers")
-        with st.expander("Convolution"):
-            st.markdown(explain.explain_convolution(report))
-        with st.expander("Padding"):
-            st.markdown(explain.explain_padding(report))
-        with st.expander("Pooling"):
-            st.markdown(explain.explain_pooling(report))
-        with st.expander("Up-sampling and transposed convolution"):
-            st.markdown(explain.explain_upsampling(report))
-        cropping = explain.explain_cropping(report)
-        if cropping:
-            with st.expander("Cropping and zero padding"):
-                st.markdown(cropping)
+
+fill_lines(lines, edited, report)
+if report is not None and spec is not None:  # the details, full width below the editor
+    table = [
+        {
+            "layer": row.location,
+            "type": row.label,
+            "output": "x".join(str(n) for n in row.output_shape),
+            "params": row.params,
+            "shape formula": row.formula,
+            "parameter formula": row.params_formula,
+        }
+        for row in report.rows
+    ]
+    st.dataframe(table, hide_index=True, width="stretch", key="arch_table")
+    st.caption(
+        f"Encoder {report.encoder_params:,} parameters · decoder {report.decoder_params:,} · "
+        f"code {report.latent_size} values from {report.input_shape[0] * report.input_shape[1] * report.input_shape[2]} inputs"
+    )
+    st.download_button(
+        "Download the architecture (JSON)",
+        spec.to_json(),
+        file_name=f"{spec.name}.json",
+        mime="application/json",
+        key="arch_download",
+    )
+    st.subheader("The ideas, with your numbers")
+    with st.expander("Convolution"):
+        st.markdown(explain.explain_convolution(report))
+    with st.expander("Padding"):
+        st.markdown(explain.explain_padding(report))
+    with st.expander("Pooling"):
+        st.markdown(explain.explain_pooling(report))
+    with st.expander("Up-sampling and transposed convolution"):
+        st.markdown(explain.explain_upsampling(report))
+    cropping = explain.explain_cropping(report)
+    if cropping:
+        with st.expander("Cropping and zero padding"):
+            st.markdown(cropping)
 
 refresh_sidebar()  # the sidebar was drawn before this page changed the design

@@ -68,6 +68,18 @@ HIDE_CANVAS_TOOLBAR = """<script>
 </script>"""
 
 
+# A narrow screen stacks the editor's three columns: the grid and the image it decodes to come
+# first, next to each other (the source goes last), and the decoded image is drawn smaller, so
+# both fit on one 800-px screen while painting (issue 13).
+NARROW_LAYOUT = """<style>
+@media (max-width: 640px) {
+  [data-testid="stColumn"]:has(.st-key-le_source_image) { order: 3; }
+  .st-key-le_decoded img { width: 180px !important; height: auto !important; }
+  [data-testid="stColumn"]:has(.st-key-le_decoded) [data-testid="stVerticalBlock"] { gap: 0.25rem; }
+}
+</style>"""
+
+
 @st.cache_resource(show_spinner="Compiling the decoder…", max_entries=8)
 def cached_decoder(run_id: str, root: str, created: str | None) -> Decoder:
     """The run's decoder compiled once as a tf.function (about a millisecond per code)."""
@@ -124,6 +136,7 @@ def fmt(value: float) -> str:
 
 st.title("Latent Editor")
 st.html(HIDE_CANVAS_TOOLBAR, unsafe_allow_javascript=True)
+st.html(NARROW_LAYOUT)
 st.caption(
     "Pick a starting point, then paint on the latent code (or type its numbers) and watch the "
     "decoder turn it into an image, on the spot."

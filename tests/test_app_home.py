@@ -63,6 +63,7 @@ def test_the_sidebar_shows_the_design_the_page_shows():
     parameter count lagged one edit behind."""
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     app.switch_page("pages/1_Architecture.py").run()
+    next(b for b in app.button if b.key.startswith("arch_encoder_0_edit")).click().run()
     filters = next(w for w in app.number_input if w.key.startswith("arch_encoder_0_filters"))
     filters.set_value(32).run()
     assert not app.exception, app.exception

@@ -195,3 +195,53 @@ def test_the_chart_toolbar_leaves_the_diagram_title_readable(page, app_url, widt
     )
     assert apart, (t, b)
     screenshot(page, f"classroom_diagram_toolbar_{width}")
+
+
+MAIN_HEIGHT = "() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight"
+
+
+def test_the_architecture_page_is_compact_and_keeps_its_shape_summary_in_view(page, app_url):
+    """Issue 13 item 9: 3,700 px tall at full width and 10,800 px at 400 px (measured here before
+    the change: 4,187 and 9,180), and the shape panel scrolled away while the decoder was edited.
+    Each layer is now one line (one layer's settings open) and the summary sticks beside them."""
+    page.set_viewport_size({"width": 1440, "height": 900})
+    open_page(page, app_url, "Architecture", "Architecture")
+    page.wait_for_timeout(1000)
+    assert page.evaluate(MAIN_HEIGHT) < 3000
+    page.locator('[class*="st-key-arch_decoder_4_edit"] button').first.click()
+    opened = page.locator('[class*="st-key-arch_decoder_4_open"]')
+    opened.wait_for(timeout=30_000)
+    wait_for_app_idle(page, 30_000)
+    opened.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    diagram = page.locator(".st-key-arch_diagram").bounding_box()
+    layer = opened.bounding_box()
+    assert layer["y"] > 900 / 3, layer  # the page is scrolled down to the decoder's last layer
+    assert diagram["y"] >= 0 and diagram["y"] + diagram["height"] <= 900, diagram
+    screenshot(page, "classroom_architecture_sticky_summary")
+    page.set_viewport_size({"width": 400, "height": 800})
+    open_page(page, app_url, "Architecture", "Architecture")
+    page.wait_for_timeout(1000)
+    assert page.evaluate(MAIN_HEIGHT) < 5000
+    line = page.locator('[class*="st-key-arch_encoder_1_line"]').bounding_box()
+    assert line["height"] < 80, line  # one layer, one line: its buttons beside it, not stacked
+
+
+def test_the_latent_editor_shows_grid_and_decoded_image_together_on_a_narrow_screen(page, app_url):
+    """At 400x800 the columns stack: the grid (with its title) and the image it decodes to must
+    fit on one screen below the app's header, so a stroke's effect is seen while painting."""
+    page.set_viewport_size({"width": 400, "height": 800})
+    open_page(page, app_url, "Latent_Editor", "Latent Editor")
+    title = page.get_by_text("Latent code", exact=True).first  # the grid's bold title
+    decoded = page.locator(".st-key-le_decoded img").first
+    decoded.wait_for(timeout=60_000)
+    header = page.locator('[data-testid="stHeader"]').bounding_box()
+    top = header["y"] + header["height"]
+    title.evaluate("(el) => el.scrollIntoView({block: 'start'})")
+    page.locator('[data-testid="stMain"]').evaluate(f"(el) => el.scrollBy(0, {-(top + 4)})")
+    page.wait_for_timeout(300)
+    canvas = page.locator("canvas.upper-canvas").first.bounding_box()
+    image = decoded.bounding_box()
+    assert canvas["y"] >= top and canvas["y"] + canvas["height"] <= 800, canvas
+    assert image["y"] >= top and image["y"] + image["height"] <= 800, (image, canvas)
+    screenshot(page, "classroom_latent_editor_400")

@@ -17,6 +17,12 @@ def widget(collection, prefix):
     return matches[0]
 
 
+def edit(app, part, index):
+    """Open one layer's settings: the list shows each layer on one line, one editor open."""
+    widget(app.button, f"arch_{part}_{index}_edit").click().run()
+    assert not app.exception
+
+
 def table_rows(app):
     frame = app.dataframe[0].value
     return frame.to_dict("records")
@@ -42,6 +48,7 @@ def test_classic_design_shows_shapes_formulas_and_totals(app):
 
 
 def test_editing_filters_and_kernel_updates_the_table(app):
+    edit(app, "encoder", 0)
     widget(app.number_input, "arch_encoder_0_filters").set_value(32).run()
     assert not app.exception
     rows = table_rows(app)
@@ -55,6 +62,7 @@ def test_editing_filters_and_kernel_updates_the_table(app):
 
 
 def test_valid_padding_mismatch_offers_a_fix_that_works(app):
+    edit(app, "encoder", 2)
     widget(app.selectbox, "arch_encoder_2_padding").set_value("valid").run()
     assert not app.exception
     assert app.warning, "a mismatch warning is expected"
@@ -69,6 +77,7 @@ def test_valid_padding_mismatch_offers_a_fix_that_works(app):
 
 
 def test_impossible_layer_names_the_layer_and_offers_a_fix(app):
+    edit(app, "encoder", 4)
     widget(app.selectbox, "arch_encoder_4_padding").set_value("valid").run()
     widget(app.number_input, "arch_encoder_4_kernel").set_value(9).run()
     assert not app.exception
@@ -104,6 +113,7 @@ def test_preset_switch_to_transposed_convolutions(app):
     # change an up-sampling layer's type in the classic network to a transposed convolution
     app.selectbox(key="arch_preset").set_value("classic").run()
     app.button(key="arch_load_preset").click().run()
+    edit(app, "decoder", 1)
     widget(app.selectbox, "arch_decoder_1_type").set_value("deconv").run()
     assert not app.exception
     assert table_rows(app)[6]["type"].startswith("Deconv 8 3x3 stride 2x2")
@@ -122,6 +132,7 @@ def load_preset(app, name):
 
 
 def test_dilation_shows_the_kernel_span(app):
+    edit(app, "encoder", 0)
     widget(app.number_input, "arch_encoder_0_dilation").set_value(2).run()  # dilation height
     assert not app.exception and not app.error
     row = table_rows(app)[0]
@@ -135,6 +146,7 @@ def test_dilation_shows_the_kernel_span(app):
 
 def test_output_padding_starts_where_tensorflow_runs_and_its_refusal_offers_fixes(app):
     load_preset(app, "keras-denoiser")
+    edit(app, "decoder", 0)
     widget(app.number_input, "arch_decoder_0_kernel").set_value(4).run()  # an even kernel height
     assert not app.error
     widget(app.toggle, "arch_decoder_0_has_op").set_value(True).run()
@@ -155,6 +167,7 @@ def test_output_padding_starts_where_tensorflow_runs_and_its_refusal_offers_fixe
 
 def test_output_padding_cannot_be_switched_on_where_no_value_runs(app):
     load_preset(app, "keras-denoiser")
+    edit(app, "decoder", 0)
     for tail in ("_h", "_w"):  # strides 1: output_padding must be 0, which TensorFlow cannot run
         [item for item in app.number_input if item.key.startswith("arch_decoder_0_strides")
          and item.key.endswith(tail)][0].set_value(1).run()  # fmt: skip
@@ -162,3 +175,30 @@ def test_output_padding_cannot_be_switched_on_where_no_value_runs(app):
     assert widget(app.toggle, "arch_decoder_0_has_op").disabled
     widget(app.number_input, "arch_decoder_0_kernel").set_value(3).run()
     assert not widget(app.toggle, "arch_decoder_0_has_op").disabled
+
+
+def layer_line(app, location):
+    """The one-line summary of a closed layer."""
+    (line,) = [m.value for m in app.markdown if m.value.startswith(f"`{location}`")]
+    return line
+
+
+def test_one_layer_is_open_at_a_time_and_the_lines_follow_each_edit(app):
+    """Issue 13 item 9: every layer's widgets made the page 3,700 px long (10,800 px at 400 px);
+    the list now shows a line per layer and one layer's settings."""
+    assert not [w for w in app.number_input if w.key.startswith(("arch_encoder_", "arch_decoder_"))]
+    assert layer_line(app, "encoder[1]") == "`encoder[1]` MaxPool 2x2 same → **14x14x16**"
+    edit(app, "encoder", 0)
+    widget(app.number_input, "arch_encoder_0_filters").set_value(32).run()
+    assert layer_line(app, "encoder[1]").endswith("**14x14x32**")  # this edit, not the last one
+    edit(app, "encoder", 2)
+    assert not [w for w in app.number_input if w.key.startswith("arch_encoder_0_")]
+    assert widget(app.number_input, "arch_encoder_2_filters").value == 8
+    widget(app.button, "arch_encoder_2_up").click().run()  # the open editor follows its layer
+    assert widget(app.number_input, "arch_encoder_1_filters").value == 8
+    widget(app.button, "arch_encoder_1_edit").click().run()  # closes it
+    assert not [w for w in app.number_input if w.key.startswith("arch_encoder_")]
+    app.selectbox(key="arch_add_type_decoder").set_value("dropout").run()
+    app.button(key="arch_add_decoder").click().run()  # a new layer opens, ready to set
+    assert widget(app.number_input, "arch_decoder_5_rate")
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].filters == 32
