@@ -58,6 +58,7 @@ def command_shapes(args: argparse.Namespace) -> int:
                 shape = "x".join(str(n) for n in row["output_shape"])
                 print(
                     f"{row['part']:<8} {row['index']:>2}  {row['type']:<10} {shape:<12} {row['params']:>10,}"
+                    + (f"  {row['head']}" if row.get("head") else "")  # a variational code map
                 )
         return 0
     if args.json:

@@ -304,3 +304,22 @@ def test_cli_trains_a_variational_run_and_samples_it(tmp_path, capsys):
     bad = main(["sample", "v", "--root", str(models), "--n", "0", "--out", str(tmp_path / "z.npy")])
     assert bad == 2 and "--n must be from 1" in capsys.readouterr().err
     assert not (models / "x").exists() and not (tmp_path / "z.npy").exists()
+
+
+def test_cli_shapes_show_the_two_code_maps(tmp_path, capsys):
+    from cae.__main__ import main
+
+    path = tmp_path / "vae.json"
+    path.write_text(variational("keras-denoiser", beta=2.0).to_json())
+    assert main(["shapes", "--spec", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "Conv 32 1x1 same linear (mean)" in table and "(log-var)" in table
+    assert "parameters 30,465" in table and "variational (beta 2)" in table
+    assert main(["shapes", "--spec", str(path), "--keras", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row.get("head") for row in rows if row["index"] == 4 and row["part"] == "encoder"] == [
+        "mean",
+        "log-var",
+    ]
+    assert main(["shapes", "--spec", str(path), "--keras"]) == 0
+    assert capsys.readouterr().out.count("1,056  ") == 2
