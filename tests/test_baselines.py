@@ -13,6 +13,7 @@ import pytest
 from cae import baselines
 from cae.metrics import METRIC_KEYS, SSIM_K1
 from cae.recipe import DataRecipe, load_recipe
+from tests.test_cli_train import cli
 
 SIDE = 4  # 4x4x1 images: 16 values
 SCALES = (0.3, 0.2, 0.1)  # each image: 0.5 + sum of scale_i * (+-1) * axis_i
@@ -206,22 +207,10 @@ def test_run_baselines_of_a_saved_run(tmp_path):
 # ------------------------------------------------------------------------------------ CLI
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``python -m cae`` in this process: status, stdout, stderr."""
-    from cae.__main__ import main
-
-    try:
-        status = main(list(args))
-    except SystemExit as exit_:  # argparse errors
-        status = exit_.code
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 def test_cli_baseline_json_and_table(subspace_recipe, tmp_path, capsys):
     root = tmp_path / "models"
     common = ("--data", subspace_recipe.upload_path, "--seed", "3", "--test-fraction", "0.2")
-    status, out, err = _cli(
+    status, out, err = cli(
         capsys, "baseline", *common, "--components", "2", "--root", str(root), "--json"
     )
     assert status == 0, err
@@ -234,7 +223,7 @@ def test_cli_baseline_json_and_table(subspace_recipe, tmp_path, capsys):
     assert record["mean_image"] == baselines.mean_image_baseline(subspace_recipe, root=root)
     assert DataRecipe.from_dict(record["recipe"]) == subspace_recipe
 
-    status, out, err = _cli(capsys, "baseline", *common, "--components", "3", "--root", str(root))
+    status, out, err = cli(capsys, "baseline", *common, "--components", "3", "--root", str(root))
     assert status == 0, err
     lines = out.strip().splitlines()
     assert lines[1].startswith("PCA, 3 components: test MSE 0.00000,") and "PSNR inf dB" not in out
@@ -256,7 +245,7 @@ def test_cli_baseline_json_and_table(subspace_recipe, tmp_path, capsys):
     ],
 )
 def test_cli_baseline_bad_input_is_one_line(args, expected, tmp_path, capsys):
-    status, out, err = _cli(capsys, "baseline", *args, "--root", str(tmp_path / "models"))
+    status, out, err = cli(capsys, "baseline", *args, "--root", str(tmp_path / "models"))
     assert status == 2, (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
