@@ -160,41 +160,38 @@ def on_fix(fixed: dict[str, Any], description: str) -> None:
 def move_buttons(columns: list[Any], part: str, index: int, count: int, key: str) -> None:
     """Open/close, move up, move down and remove: one icon button in each of four columns."""
     opened = open_layer() == [part, index]
-    suffix = f"_v{version()}"
-    columns[0].button(
-        ":material/expand_less:" if opened else ":material/edit:",
-        key=f"{key}_edit{suffix}",
-        on_click=on_open,
-        args=(part, index),
-        help="Close this layer's settings" if opened else "Edit this layer",
-        type="tertiary",
+    buttons = (  # (icon, key, callback, its arguments, disabled, help)
+        (
+            ":material/expand_less:" if opened else ":material/edit:",
+            "edit",
+            on_open,
+            (part, index),
+            False,
+            "Close this layer's settings" if opened else "Edit this layer",
+        ),
+        (":material/arrow_upward:", "up", on_move, (part, index, -1), index == 0, "Move up"),
+        (
+            ":material/arrow_downward:",
+            "down",
+            on_move,
+            (part, index, 1),
+            index == count - 1,
+            "Move down",
+        ),
+        (":material/delete:", "remove", on_remove, (part, index), False, "Remove this layer"),
     )
-    columns[1].button(
-        ":material/arrow_upward:",
-        key=f"{key}_up{suffix}",
-        on_click=on_move,
-        args=(part, index, -1),
-        disabled=index == 0,
-        help="Move up",
-        type="tertiary",
-    )
-    columns[2].button(
-        ":material/arrow_downward:",
-        key=f"{key}_down{suffix}",
-        on_click=on_move,
-        args=(part, index, 1),
-        disabled=index == count - 1,
-        help="Move down",
-        type="tertiary",
-    )
-    columns[3].button(
-        ":material/delete:",
-        key=f"{key}_remove{suffix}",
-        on_click=on_remove,
-        args=(part, index),
-        help="Remove this layer",
-        type="tertiary",
-    )
+    for column, (icon, name, callback, args, disabled, help_text) in zip(
+        columns, buttons, strict=True
+    ):
+        column.button(
+            icon,
+            key=f"{key}_{name}_v{version()}",
+            on_click=callback,
+            args=args,
+            disabled=disabled,
+            help=help_text,
+            type="tertiary",
+        )
 
 
 def layer_editor(
