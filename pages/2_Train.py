@@ -38,12 +38,14 @@ from ui.state import (
     DATASET_KEY,
     RUN_KEY,
     UPLOAD_NAME_KEY,
+    active_data,
     active_spec,
     controls_job,
     owner_id,
     page_frame,
     refresh_sidebar,
     remember,
+    set_active_data,
     set_active_spec,
     take_control,
 )
@@ -728,6 +730,38 @@ def data_recipe() -> DataRecipe:
     path = save_upload(content, upload.name)
     shown = clean_name(upload.name) or path.name  # the file's name as the runs list it
     return DataRecipe.for_file(path, name=shown, seed=int(seed), array=npz_array)
+
+
+def share_data() -> None:
+    """Keep the data chosen here for the other pages (the Experiments page offers it): a built-in
+    dataset's recipe, or an upload's, its file written to models/.uploads once. With no usable
+    upload (none chosen yet, or the file picker emptied by a page switch) the last one stays."""
+    if choice != UPLOAD:
+        status = dataset_status(choice)
+        if status.available and status.num_train and status.image_shape:
+            recipe = DataRecipe(dataset=choice, limit=limit, seed=int(seed))
+            set_active_data(
+                recipe, min(limit or status.num_train, status.num_train), status.image_shape
+            )
+        return
+    if dataset is None:
+        return
+    shared = active_data()
+    if shared is not None and (
+        shared.recipe.upload_sha256,
+        shared.recipe.upload_array,
+        shared.recipe.seed,
+        shared.recipe.upload_name,
+    ) == (digest, npz_array, int(seed), clean_name(upload.name) or None):
+        return  # this upload is shared already (its file is not hashed again on every rerun)
+    try:
+        recipe = data_recipe()
+    except (ValueError, OSError):
+        return  # not written (bad name, full disk): Train says why when it is clicked
+    set_active_data(recipe, dataset.num_train, dataset.image_shape)
+
+
+share_data()
 
 
 def start_training(discard_unsaved: bool) -> None:

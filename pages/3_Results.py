@@ -27,7 +27,14 @@ from ui.runs import (
     test_split_caption,
     test_split_or_stop,
 )
-from ui.state import COMPARE_KEY, RUN_KEY, page_frame, remember
+from ui.state import (
+    COMPARE_KEY,
+    RUN_KEY,
+    follow_run_link,
+    page_frame,
+    refresh_sidebar,
+    remember,
+)
 from ui.test_images import class_names
 
 MAX_IMAGES = 24
@@ -307,10 +314,13 @@ def main() -> None:
     runs = all_runs(root)
     good = [run for run in runs if run.ok]
     broken = [run for run in runs if not run.ok]
+    if follow_run_link(good):  # a link (from Experiments) names the runs to show
+        st.session_state.pop("results_runs", None)  # the multiselect starts from them
     if not good:
         st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
         st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
     selected = choose_runs(good)
+    refresh_sidebar()  # drawn before the choice (or a link) changed the active run
     selected = [run for run in selected if loads(run, root)]  # a broken model: one line, no crash
     if selected:
         metrics_table(selected, root)

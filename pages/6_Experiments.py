@@ -3,12 +3,14 @@ ordinary run, and compare them on one chart against PCA and the mean image."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import streamlit as st
 
 from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.data import DATASETS, dataset_status
 from cae.experiments import EXPERIMENTS, parallel_runs
-from cae.recipe import DataRecipe
+from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
 from cae.store import models_dir
 from cae.sweep import MAX_AXES, SweepError, estimate, expand, parse_values, rate_samples
@@ -21,45 +23,79 @@ from ui.experiments import (
     progress_panel,
 )
 from ui.run_index import all_runs
-from ui.state import active_dataset, active_spec, owner_id, page_frame
+from ui.state import (
+    ActiveData,
+    active_data,
+    active_dataset,
+    active_spec,
+    owner_id,
+    page_frame,
+)
 
 NONE = ""
+FROM_TRAIN = "(train page)"  # the dataset choice "as on the Train page" (no dataset has this name)
 SIZES = [100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 60_000]
 
 
-def choose_data() -> tuple[DataRecipe | None, int]:
-    """The dataset and how many training images each run uses: (recipe, training images)."""
+def train_data_title(data: ActiveData) -> str:
+    """The Train page's data as a choice (plain text): the file or dataset, and its split seed."""
+    recipe = data.recipe
+    if recipe.dataset == UPLOAD:
+        array = f" [{recipe.upload_array}]" if recipe.upload_array else ""
+        what = f"your images, {recipe.upload_name}{array}"
+    else:
+        what = DATASETS[recipe.dataset].title
+    shape = "x".join(map(str, data.image_shape))
+    return f"As on the Train page: {what} ({shape}, split seed {recipe.seed})"
+
+
+def choose_data() -> tuple[DataRecipe | None, int, tuple[int, ...] | None]:
+    """The data and how many training images each run uses: a built-in dataset, or the data the
+    Train page uses now (an upload too). Returns (recipe, training images, image shape)."""
+    shared = active_data()
     names = [name for name in DATASETS if dataset_status(name).available]
+    options = ([FROM_TRAIN] if shared is not None else []) + names
     current = active_dataset()
+    uploaded = shared is not None and shared.recipe.dataset == UPLOAD
+    default = FROM_TRAIN if uploaded else current  # an upload is what the user means to use
     left, right = st.columns(2)
     name = left.selectbox(
         "Dataset",
-        names,
-        index=names.index(current) if current in names else 0,
-        format_func=lambda key: DATASETS[key].title,
+        options,
+        index=options.index(default) if default in options else 0,
+        format_func=lambda key: (
+            train_data_title(shared) if key == FROM_TRAIN else DATASETS[key].title
+        ),
         key="experiments_dataset",
+        help="A built-in dataset, or the data chosen on the Train page (your uploaded file "
+        "too): every run of the experiment records it, as an ordinary run does.",
     )
     if name is None:
         st.warning("No dataset is available here.", icon=":material/cloud_off:")
-        return None, 0
-    status = dataset_status(name)
-    sizes = [size for size in SIZES if size < (status.num_train or 0)] + [status.num_train]
+        return None, 0, None
+    if name == FROM_TRAIN:
+        base, total, shape = shared.recipe, shared.num_train, shared.image_shape
+    else:
+        status = dataset_status(name)
+        base, total = DataRecipe(dataset=name), int(status.num_train or 0)
+        shape = base.image_shape()
+    sizes = [size for size in SIZES if size < total] + [total]
     limit = right.select_slider(
         "Images per split",
         options=sizes,
         value=1_000 if 1_000 in sizes else sizes[-1],
         format_func=lambda n: f"{n:,}",
-        key="experiments_limit",
+        key=f"experiments_limit_{name}",
         help="Each run trains on at most this many images (and is tested on at most this many); "
         "fewer train faster.",
     )
-    if current == "upload":
+    if current == UPLOAD and not uploaded:
         st.caption(
-            "Uploaded images: sweep them from the command line with "
-            "`python -m cae sweep --data FILE ...`."
+            "To use your own images here, choose the file on the Train page first (or sweep it "
+            "from the command line: `python -m cae sweep --data FILE ...`)."
         )
-    recipe = DataRecipe(dataset=name, limit=None if limit == status.num_train else int(limit))
-    return recipe, int(min(limit, status.num_train or limit))
+    recipe = base if limit == total else dataclasses.replace(base, limit=int(limit))
+    return recipe, int(min(limit, total)), shape
 
 
 def base_config() -> TrainConfig:
@@ -151,7 +187,7 @@ def new_experiment(root: str) -> None:
             f"{len(busy)} experiment(s) are queued or training now: this one will wait in the "
             "queue until they have ended."
         )
-    recipe, images = choose_data()
+    recipe, images, image_shape = choose_data()
     config = base_config()
     axes, problems = choose_axes(spec)
     name = st.text_input("Experiment name", spec.name, max_chars=40, key="experiments_name")
@@ -163,7 +199,7 @@ def new_experiment(root: str) -> None:
         st.button("Start", key="experiments_start", disabled=True, type="primary")
         return
     try:
-        variants = expand(spec, config, axes, image_shape=recipe.image_shape())
+        variants = expand(spec, config, axes, image_shape=image_shape)
     except SweepError as error:
         st.error(plain_markdown(str(error)), icon=":material/error:")
         st.button("Start", key="experiments_start", disabled=True, type="primary")

@@ -1,5 +1,6 @@
 """Real browser: a 2x1 experiment of one epoch each on a small recipe, from the Experiments page to
-the chart, then a point of the chart opened on Results.
+the chart, then a point of the chart, a row of the table (one click each) and two ticked rows
+(side by side) opened on Results.
 
 Screenshots are left in test-artifacts/ (look at them).
 """
@@ -42,6 +43,22 @@ def type_into(page, key, text):
     field.fill(text)
     field.press("Enter")
     wait_for_app_idle(page, 30_000)
+
+
+def shown_on_results(page) -> str:
+    """The text of Results' run selection (the runs it shows), once Results is drawn."""
+    expect(page.get_by_role("heading", name="Results", level=1)).to_be_visible(timeout=60_000)
+    wait_for_app_idle(page, 60_000)
+    return page.locator(".st-key-results_runs").inner_text()
+
+
+def table_cell(page, row, x):
+    """Click the comparison table at ``x`` pixels from its left, in data row ``row`` (rows are
+    ~35 px under a ~37 px header; the first ~35 px are the rows' tick boxes)."""
+    table = page.locator('[class*="st-key-experiments_table_"] [data-testid="stDataFrame"]')
+    table.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)  # Streamlit scrolls its own container smoothly
+    table.click(position={"x": x, "y": 37 + 35 * row + 17})
 
 
 def test_a_two_by_one_experiment_lands_on_the_chart(page, tmp_path):
@@ -92,3 +109,29 @@ def test_a_two_by_one_experiment_lands_on_the_chart(page, tmp_path):
         ).to_be_visible(timeout=60_000)
         wait_for_app_idle(page, 60_000)
         screenshot(page, "page-experiments-opened-on-results")
+
+        # one click on a row of the table opens that run on Results (the second: filters=8)
+        open_page(page, "Experiments")
+        expect(page.get_by_role("heading", name="Comparison")).to_be_visible(timeout=60_000)
+        wait_for_app_idle(page, 60_000)
+        table_cell(page, row=1, x=200)
+        shown = shown_on_results(page)
+        assert "filters=8" in shown and "filters=4" not in shown, shown
+        assert "run=" not in page.url  # the link was followed once and left the URL
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert "filters=8" in sidebar, sidebar  # the sidebar names the run shown, not the last
+        screenshot(page, "page-experiments-row-opened-on-results")
+
+        # ticking two rows opens both side by side
+        open_page(page, "Experiments")
+        expect(page.get_by_role("heading", name="Comparison")).to_be_visible(timeout=60_000)
+        wait_for_app_idle(page, 60_000)
+        for row in (0, 1):
+            table_cell(page, row=row, x=17)
+            wait_for_app_idle(page, 30_000)
+        button = page.get_by_role("button", name=re.compile("Open these 2 side by side"))
+        expect(button).to_be_visible(timeout=30_000)
+        button.click()
+        shown = shown_on_results(page)
+        assert "filters=8" in shown and "filters=4" in shown, shown
+        screenshot(page, "page-experiments-two-opened-on-results")

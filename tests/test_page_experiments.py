@@ -15,6 +15,7 @@ from cae.recipe import DataRecipe
 from cae.spec import preset
 from cae.sweep import parse_vary
 from cae.training import TrainConfig
+from ui.state import COMPARE_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
@@ -180,6 +181,17 @@ def test_the_comparison_of_a_finished_experiment(models):
     assert pca["x"] == [49, 98]
     assert app.button(key="experiments_open").disabled  # no row ticked yet
     assert app.get("download_button")[0].proto.label == "Download the table (CSV)"
+    # a click on a row (on any cell of it) opens that run on Results, the link followed there
+    table_key = f"experiments_table_{experiment.id}"
+    app.session_state[table_key] = {
+        "selection": {"rows": [], "columns": [], "cells": [[1, "code"]]}
+    }
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "Results"
+    assert app.multiselect(key="results_runs").value == [run_ids[1]]
+    assert app.session_state[COMPARE_KEY] == [run_ids[1]]
+    assert "run" not in app.query_params
 
 
 def test_more_cores_train_several_runs_at_once(models, monkeypatch):
@@ -218,3 +230,84 @@ def test_stop_keeps_the_runs_already_finished(models):
     kept = {run.run_id for run in list_runs(models) if run.ok}
     assert kept == {item["run_id"] for item in experiment.record["items"] if item["run_id"]}
     assert experiment.record["message"].startswith("Stopped; the ")
+
+
+def upload_bytes(count: int = 120) -> bytes:
+    """A small .npy of 28x28 grayscale images, as a user would upload it."""
+    import io
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    images = (rng.random((count, 28, 28)) * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    return buffer.getvalue()
+
+
+def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
+    import hashlib
+
+    from cae.store import uploads_dir
+
+    content = upload_bytes()
+    app = AppTest.from_file(APP, default_timeout=180).run()
+    app.switch_page("pages/2_Train.py").run()
+    app.selectbox(key="train_dataset").set_value("upload").run()
+    app.file_uploader(key="train_upload").upload("my digits.npy", content).run()
+    app.number_input(key="train_seed").set_value(7).run()
+    assert not app.exception
+    saved = uploads_dir(models) / f"{hashlib.sha256(content).hexdigest()}.npy"
+    assert saved.is_file()  # written once, by content, when chosen
+    app.switch_page(PAGE).run()  # the Train page's file picker is gone; its recipe is not
+    assert not app.exception
+    choice = app.selectbox(key="experiments_dataset")
+    assert choice.value == "(train page)"  # an upload is offered first
+    assert "As on the Train page: your images, my digits.npy (28x28x1, split seed 7)" in (
+        choice.options
+    )
+    assert "MNIST sample (bundled)" in choice.options  # beside the built-in datasets
+    app.number_input(key="experiments_epochs").set_value(1).run()
+    app.selectbox(key="experiments_field_0").set_value("code").run()
+    app.text_input(key="experiments_values_0").set_value("1").run()
+    assert "**1 run(s)**" in texts(app)
+    app.button(key="experiments_start").click().run()
+    assert not app.exception
+    experiment = EXPERIMENTS.get(app.session_state["experiments_shown"], str(models))
+    recipe = DataRecipe.from_dict(experiment.record["data"])
+    assert recipe.dataset == "upload" and recipe.upload_name == "my digits.npy"
+    assert recipe.upload_sha256 == hashlib.sha256(content).hexdigest()
+    assert Path(recipe.upload_path) == saved.resolve() and recipe.seed == 7
+    assert EXPERIMENTS.wait(experiment.id, 300)
+    assert experiment.state == "finished", experiment.record
+    run_id = experiment.record["items"][0]["run_id"]
+    train = json.loads((models / run_id / "train.json").read_text())
+    assert DataRecipe.from_dict(train["data"]) == recipe  # recorded like an ordinary run's
+    # a reload (a new session with this tab's id) still offers it
+    reloaded = AppTest.from_file(APP, default_timeout=180)
+    reloaded.query_params["session"] = app.session_state["owner_id"]
+    reloaded.run().switch_page(PAGE).run()
+    assert reloaded.selectbox(key="experiments_dataset").value == "(train page)"
+    # once its file is gone (deleted by hand), it is no longer offered, and nothing breaks
+    saved.unlink()
+    reloaded.run()
+    assert not reloaded.exception
+    assert not any("Train page" in o for o in reloaded.selectbox(key="experiments_dataset").options)
+
+
+def test_the_train_pages_built_in_data_is_offered_with_its_seed_and_cap(models):
+    app = AppTest.from_file(APP, default_timeout=180).run()
+    app.switch_page("pages/2_Train.py").run()
+    app.selectbox(key="train_dataset").set_value("mnist-sample").run()
+    app.number_input(key="train_seed").set_value(5).run()
+    app.switch_page(PAGE).run()
+    assert not app.exception
+    choice = app.selectbox(key="experiments_dataset")
+    assert choice.value == "mnist-sample"  # a built-in dataset stays the default
+    train_option = next(o for o in choice.options if o.startswith("As on the Train page"))
+    assert "split seed 5" in train_option
+    choice.set_value("(train page)").run()
+    app.selectbox(key="experiments_field_0").set_value("code").run()
+    app.text_input(key="experiments_values_0").set_value("1, 2").run()
+    assert not app.exception
+    assert "**2 run(s)**" in texts(app)

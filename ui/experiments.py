@@ -18,10 +18,11 @@ from cae.sweep import result_row, rows_csv
 from cae.text import fmt_seconds, plain_markdown
 from ui.baselines import cached_baselines
 from ui.run_index import all_runs
-from ui.state import COMPARE_KEY, RUN_KEY, owner_id, remember
+from ui.state import owner_id, run_link
 
 SHOWN_KEY = "experiments_shown"  # str: the experiment this tab shows
 OPENED_KEY = "experiments_opened"  # the chart selection already sent to Results
+ROW_OPENED_KEY = "experiments_row_opened"  # the table cell already sent to Results
 SEEN_KEY = "experiments_seen_state"  # (id, state, runs done) at the last draw of the progress
 
 
@@ -153,10 +154,9 @@ def baselines(
 
 
 def open_on_results(run_ids: list[str]) -> None:
-    """Show these runs on Results, side by side (its compare selection), the first active."""
-    remember(COMPARE_KEY, list(run_ids))
-    remember(RUN_KEY, run_ids[0])
-    st.switch_page("pages/3_Results.py")
+    """Show these runs on Results, side by side (its compare selection), the first active: a
+    switch to Results with a link naming them (``ui.state.follow_run_link`` takes it there)."""
+    st.switch_page("pages/3_Results.py", query_params=run_link(run_ids))
 
 
 def comparison(record: dict[str, Any], root: str) -> None:
@@ -214,7 +214,7 @@ def comparison(record: dict[str, Any], root: str) -> None:
         width="stretch",
         key=f"experiments_table_{record['id']}",
         on_select="rerun",
-        selection_mode="multi-row",
+        selection_mode=["multi-row", "single-cell"],  # a click on a cell opens its row's run
         column_config={
             "parameters": st.column_config.NumberColumn(format="localized"),
             "compression": st.column_config.NumberColumn(format="%.1fx"),
@@ -222,6 +222,17 @@ def comparison(record: dict[str, Any], root: str) -> None:
             **{key: st.column_config.NumberColumn(format=value) for key, value in formats.items()},
         },
     )
+    st.caption(
+        "Click a row to open that run on Results; tick the boxes of several rows to open them "
+        "side by side. Sort by a column header."
+    )
+    cells = [tuple(cell) for cell in (selection.selection.cells if selection else [])]
+    cells = [cell for cell in cells if 0 <= cell[0] < len(table)]
+    if not cells:
+        st.session_state.pop(ROW_OPENED_KEY, None)
+    elif st.session_state.get(ROW_OPENED_KEY) != cells[0]:
+        st.session_state[ROW_OPENED_KEY] = cells[0]
+        open_on_results([table[cells[0][0]]["run"]])
     chosen = [table[i]["run"] for i in (selection.selection.rows if selection else [])]
     columns = st.columns([2, 2, 3])
     label = "Open on Results" if len(chosen) <= 1 else f"Open these {len(chosen)} side by side"
@@ -230,7 +241,7 @@ def comparison(record: dict[str, Any], root: str) -> None:
         key="experiments_open",
         disabled=not chosen,
         icon=":material/insights:",
-        help="Tick rows in the table (sort it by a column header), then open them on Results.",
+        help="Tick rows in the table, then open them on Results.",
     ):
         open_on_results(chosen)
     columns[1].download_button(

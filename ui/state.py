@@ -10,14 +10,16 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from cae.recipe import DataRecipe
 from cae.spec import ArchitectureSpec, preset
 from cae.store import RunInfo
-from cae.text import plain_markdown
+from cae.text import plain_markdown, short_text
 from ui.run_index import complete_runs
 
 
@@ -68,11 +70,47 @@ _issued_lock = threading.Lock()
 
 COMPARE_KEY = "results_compare"  # list[str]: the runs chosen on Results, kept across pages
 ACTIVATED_KEY = "train_activated_run"  # str: the finished job's run the Train page made active
+DATA_KEY = "active_data"  # dict: the Train page's data (recipe, training images, image shape)
 # what a reload of the tab gets back (ACTIVATED_KEY: a reload must not make that run active again)
-REMEMBERED_KEYS = (SPEC_KEY, DATASET_KEY, RUN_KEY, COMPARE_KEY, ACTIVATED_KEY)
+REMEMBERED_KEYS = (SPEC_KEY, DATASET_KEY, RUN_KEY, COMPARE_KEY, ACTIVATED_KEY, DATA_KEY)
 _MEMORY_LIMIT = 1_000  # owners remembered, least recently seen dropped first
 _memory: OrderedDict[str, dict[str, Any]] = OrderedDict()
 _memory_lock = threading.Lock()
+
+
+RUN_PARAM = "run"  # the URL query parameter naming the run(s) to show on Results (repeatable)
+MAX_LINKED_RUNS = 12  # a link shows at most this many runs side by side
+
+
+def run_link(run_ids: list[str]) -> dict[str, list[str]]:
+    """The query parameters of a link that opens these runs on Results, side by side."""
+    return {RUN_PARAM: list(run_ids)}
+
+
+def follow_run_link(runs: list[RunInfo]) -> list[str]:
+    """Follow a ``?run=ID`` link once: the ids that name one of ``runs`` become the active run and
+    Results' compare selection (first one active), and the parameter leaves the URL, so a later
+    choice on the page (or a reload) is not overridden. An id from a URL is untrusted: it is only
+    compared with the listed run ids, never made into a path; any other value is ignored with a
+    one-line notice. Returns the ids taken, none when there was no link."""
+    if RUN_PARAM not in st.query_params:
+        return []
+    linked = st.query_params.get_all(RUN_PARAM)
+    del st.query_params[RUN_PARAM]
+    known = {run.run_id for run in runs}
+    taken = list(dict.fromkeys(value for value in linked if value in known))[:MAX_LINKED_RUNS]
+    ignored = [value for value in linked if value not in known]
+    if ignored:
+        more = f" (and {len(ignored) - 1} more)" if len(ignored) > 1 else ""
+        shown = plain_markdown(short_text(repr(ignored[0]), 60))
+        st.warning(
+            f"The link names no saved run, so it was ignored. Received: run={shown}{more}",
+            icon=":material/link_off:",
+        )
+    if taken:
+        remember(COMPARE_KEY, taken)
+        remember(RUN_KEY, taken[0])
+    return taken
 
 
 def remember(key: str, value: Any) -> None:
@@ -242,6 +280,41 @@ def set_active_spec(spec: ArchitectureSpec) -> None:
 def active_dataset() -> str:
     """The dataset chosen for training."""
     return st.session_state.setdefault(DATASET_KEY, DEFAULT_DATASET)
+
+
+@dataclass(frozen=True)
+class ActiveData:
+    """The data the Train page uses now: its recipe (an upload by its file saved in
+    models/.uploads), how many training images it gives and their (H, W, C)."""
+
+    recipe: DataRecipe
+    num_train: int
+    image_shape: tuple[int, int, int]
+
+
+def set_active_data(recipe: DataRecipe, num_train: int, image_shape: tuple[int, ...]) -> None:
+    """Keep the Train page's data for the other pages (plain data; a reload keeps it)."""
+    value = {
+        "recipe": recipe.to_dict(),
+        "num_train": int(num_train),
+        "image_shape": [int(n) for n in image_shape],
+    }
+    if st.session_state.get(DATA_KEY) != value:
+        remember(DATA_KEY, value)
+
+
+def active_data() -> ActiveData | None:
+    """The data last chosen on the Train page, or None: none chosen yet, or its uploaded file is
+    no longer in models/.uploads (deleted, or the folder changed)."""
+    value = st.session_state.get(DATA_KEY)
+    try:
+        recipe = DataRecipe.from_dict(value["recipe"])
+        data = ActiveData(recipe, int(value["num_train"]), tuple(map(int, value["image_shape"])))
+    except (TypeError, KeyError, ValueError):
+        return None
+    if recipe.upload_path is not None and not Path(recipe.upload_path).is_file():
+        return None
+    return data
 
 
 UPLOAD_NAME_KEY = "active_upload_name"  # str: the file name of the upload chosen on Train
