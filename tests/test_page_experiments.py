@@ -295,7 +295,9 @@ def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
     assert not any("Train page" in o for o in reloaded.selectbox(key="experiments_dataset").options)
 
 
-def test_the_train_pages_built_in_data_is_offered_with_its_seed_and_cap(models):
+def test_the_train_pages_built_in_data_is_offered_with_its_seed(models):
+    from cae.data import dataset_status
+
     app = AppTest.from_file(APP, default_timeout=180).run()
     app.switch_page("pages/2_Train.py").run()
     app.selectbox(key="train_dataset").set_value("mnist-sample").run()
@@ -307,6 +309,8 @@ def test_the_train_pages_built_in_data_is_offered_with_its_seed_and_cap(models):
     train_option = next(o for o in choice.options if o.startswith("As on the Train page"))
     assert "split seed 5" in train_option
     choice.set_value("(train page)").run()
+    sizes = app.select_slider(key="experiments_limit_(train page)").options
+    assert sizes[-1] == f"{dataset_status('mnist-sample').num_train:,}"  # every image, as on Train
     app.selectbox(key="experiments_field_0").set_value("code").run()
     app.text_input(key="experiments_values_0").set_value("1, 2").run()
     assert not app.exception
