@@ -38,9 +38,11 @@ from ui.state import (
     DATASET_KEY,
     RUN_KEY,
     UPLOAD_NAME_KEY,
+    EarlierUpload,
     active_data,
     active_spec,
     controls_job,
+    earlier_upload,
     owner_id,
     page_frame,
     refresh_sidebar,
@@ -123,9 +125,12 @@ def npz_arrays_used(
     return f"; {plain_markdown(used)}" if used else ""
 
 
-def npz_array_choice(content: bytes, filename: str, digest: str) -> str | None:
-    """For an .npz holding several arrays that could be images: a choice of which (the default
-    rule's pick first), said on the page; None for any other file (nothing to choose)."""
+def npz_array_choice(
+    content: bytes, filename: str, digest: str, chosen: str | None = None
+) -> str | None:
+    """For an .npz holding several arrays that could be images: a choice of which (``chosen``,
+    else the default rule's pick, first), said on the page; None for any other file (nothing to
+    choose)."""
     if not filename.lower().endswith(".npz"):
         return None
     try:
@@ -136,7 +141,8 @@ def npz_array_choice(content: bytes, filename: str, digest: str) -> str | None:
     if len(images) < 2:
         return None
     default = npz_image_key([a.key for a in arrays])
-    keys = sorted(images, key=lambda key: key != default)  # the default first
+    first = chosen if chosen in images else default
+    keys = sorted(images, key=lambda key: key != first)  # the default (or earlier choice) first
     return st.selectbox(
         f"Images array ({len(arrays)} arrays in the file)",
         keys,
@@ -481,10 +487,19 @@ with data_column:
             key="train_upload",
             disabled=running,
         )
+        if upload is None:  # the picker empties on a page switch: the file chosen before stays
+            upload = earlier_upload()
+            if upload is not None:
+                st.caption(
+                    f":material/history: Using **{plain_markdown(upload.name)}**, uploaded "
+                    "earlier. Choose a file above to use another."
+                )
         if upload is not None:
             content = upload.getvalue()
-            digest = hashlib.sha256(content).hexdigest()
-            npz_array = npz_array_choice(content, upload.name, digest)
+            digest = upload.digest if isinstance(upload, EarlierUpload) else None
+            digest = digest or hashlib.sha256(content).hexdigest()
+            earlier_array = upload.array if isinstance(upload, EarlierUpload) else None
+            npz_array = npz_array_choice(content, upload.name, digest, earlier_array)
             try:
                 dataset = cached_upload(content, upload.name, digest, npz_array)
             except ValueError as error:
@@ -726,6 +741,9 @@ def data_recipe() -> DataRecipe:
     """The recipe of the chosen data: a built-in dataset, or the upload written once to disk."""
     if choice != UPLOAD:
         return DataRecipe(dataset=choice, limit=limit, seed=int(seed))
+    if isinstance(upload, EarlierUpload):  # already saved, by content
+        shown = clean_name(upload.name) or Path(upload.path).name
+        return DataRecipe.for_file(upload.path, name=shown, seed=int(seed), array=npz_array)
     content = upload.getvalue()
     path = save_upload(content, upload.name)
     shown = clean_name(upload.name) or path.name  # the file's name as the runs list it

@@ -317,6 +317,36 @@ def active_data() -> ActiveData | None:
     return data
 
 
+@dataclass(frozen=True)
+class EarlierUpload:
+    """The file last chosen on the Train page, read back from models/.uploads: Streamlit's file
+    picker empties on a page switch, and the user should not have to upload it again. Offers the
+    picker's ``name`` and ``getvalue()``."""
+
+    name: str
+    path: str
+    digest: str
+    array: str | None
+
+    def getvalue(self) -> bytes:
+        """The file's bytes."""
+        return Path(self.path).read_bytes()
+
+
+def earlier_upload() -> EarlierUpload | None:
+    """The upload the Train page used last, while its saved file is still there; else None."""
+    data = active_data()
+    if data is None or data.recipe.upload_path is None:
+        return None
+    recipe = data.recipe
+    return EarlierUpload(
+        name=recipe.upload_name or Path(recipe.upload_path).name,
+        path=recipe.upload_path,
+        digest=str(recipe.upload_sha256),
+        array=recipe.upload_array,
+    )
+
+
 UPLOAD_NAME_KEY = "active_upload_name"  # str: the file name of the upload chosen on Train
 
 
