@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from cae.jobs import JOBS
 from cae.recipe import DataRecipe
 from cae.store import list_runs
-from tests.test_page_train_results import APP, TRAIN, open_page, widget
+from tests.test_page_train_results import TRAIN, open_page, widget
 
 
 @pytest.fixture
