@@ -36,6 +36,7 @@ from cae.pixels import as_float
 EVENTS_FILE = "events.out.tfevents.cae.v2"  # TensorBoard reads any file name holding "tfevents"
 SAMPLE_IMAGES = 64  # test images scored after each epoch: one traced model call, ~12 ms here
 STRIP_IMAGES = 6  # test images in the reconstruction strip
+SAMPLE_BYTES = 16 * 2**20  # fewer sample images when 64 take more as float32 (512x512 RGB: 6)
 MAX_STRIPS = 100  # strips kept on a long run (TensorBoard shows one step at a time anyway)
 STRIP_TAG = "reconstructions"
 
@@ -94,11 +95,13 @@ class EventLog:
         epochs: int,
     ) -> None:
         """``images``: the test images to score and show each epoch, as held (uint8 or float32;
-        the first :data:`SAMPLE_IMAGES` are used); ``reconstruct``: images -> the model's
-        outputs."""
+        the first :data:`SAMPLE_IMAGES` are used, fewer past :data:`SAMPLE_BYTES`);
+        ``reconstruct``: images -> the model's outputs."""
         import tensorflow as tf
 
-        self.images = np.array(as_float(images[:SAMPLE_IMAGES]), dtype=np.float32)
+        per_image = 4 * int(np.prod(np.shape(images)[1:], dtype=np.int64))  # as float32
+        count = max(STRIP_IMAGES, min(SAMPLE_IMAGES, SAMPLE_BYTES // max(1, per_image)))
+        self.images = np.array(as_float(images[:count]), dtype=np.float32)
         self.reconstruct = reconstruct
         self.every = strip_epochs(epochs)
         self.folder = Path(tempfile.mkdtemp(prefix="cae-events-"))

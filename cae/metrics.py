@@ -22,14 +22,21 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 _SSIM_CHUNK = 512  # images per block, to bound memory on big test sets
+BLOCK_BYTES = 16 * 2**20  # ... and at most this many bytes of one image batch as float64 at once
 
 
 def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
     """Both image batches as float64 (N, H, W, C) arrays of the same shape, or ValueError (uint8
     images, as datasets hold them, count as k/255: ``cae.pixels``)."""
     x, y = np.asarray(a), np.asarray(b)
+    _check_shapes(x, y)
     x = np.asarray(as_float(x) if x.dtype == np.uint8 else x, dtype=np.float64)
     y = np.asarray(as_float(y) if y.dtype == np.uint8 else y, dtype=np.float64)
+    return x, y
+
+
+def _check_shapes(x: np.ndarray, y: np.ndarray) -> None:
+    """ValueError unless both are (N, H, W, C) batches of one shape with N >= 1."""
     if x.shape != y.shape:
         raise ValueError(
             f"The two image batches must have the same shape. Received: a.shape={x.shape}, "
@@ -42,7 +49,6 @@ def _pair(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     if x.shape[0] == 0:
         raise ValueError(f"There are no images to compare. Received: a.shape={x.shape}")
-    return x, y
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -116,9 +122,10 @@ def ssim(a: np.ndarray, b: np.ndarray, max_value: float = 1.0) -> np.ndarray:
     c1 = (SSIM_K1 * max_value) ** 2
     c2 = (SSIM_K2 * max_value) ** 2
     out = np.empty(x.shape[0], dtype=np.float64)
-    for start in range(0, x.shape[0], _SSIM_CHUNK):
-        xs = x[start : start + _SSIM_CHUNK]
-        ys = y[start : start + _SSIM_CHUNK]
+    step = min(_SSIM_CHUNK, _block_size(x, BLOCK_BYTES))
+    for start in range(0, x.shape[0], step):
+        xs = x[start : start + step]
+        ys = y[start : start + step]
         mu_x = _filter_valid(xs, g)
         mu_y = _filter_valid(ys, g)
         num0 = 2.0 * mu_x * mu_y
@@ -200,8 +207,26 @@ METRIC_KEYS: tuple[str, ...] = tuple(metric.key for metric in METRICS)
 METRICS_BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}
 
 
+def _block_size(a: Any, limit: int) -> int:
+    """Images per block so that one block of ``a`` as float64 stays within ``limit`` bytes."""
+    per_image = 8 * int(np.prod(np.shape(a)[1:], dtype=np.int64))
+    return max(1, int(limit // max(1, per_image)))
+
+
 def per_image(a: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """Every per-image metric of the table: ``{"mse", "mae", "psnr", "ssim"}`` -> arrays (N,)."""
+    """Every per-image metric of the table: ``{"mse", "mae", "psnr", "ssim"}`` -> arrays (N,).
+    Big batches (512x512 RGB test splits) go through in blocks of :data:`BLOCK_BYTES` as
+    float64, so memory stays flat (SSIM keeps about eight arrays of a block)."""
+    a, b = np.asarray(a), np.asarray(b)
+    _check_shapes(a, b)
+    step = _block_size(a, BLOCK_BYTES)
+    if len(a) > step:
+        return concatenate(
+            [
+                per_image(a[start : start + step], b[start : start + step])
+                for start in range(0, len(a), step)
+            ]
+        )
     values = {
         metric.key: metric.per_image(a, b) for metric in METRICS if metric.per_image is not None
     }

@@ -43,7 +43,8 @@ REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each
 LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
 PREDICT_BATCH = 256
 EVAL_CHUNK = 1024  # test images per step of evaluate_run
-EVAL_CHUNK_BYTES = 64 * 2**20  # ... and at most this many bytes of them as float32 at once
+EVAL_CHUNK_BYTES = 16 * 2**20  # ... and at most this many bytes of them as float32 at once (SSIM
+# works in float64 on ~8 arrays of a chunk: 16 MiB keeps a chunk of 512x512 RGB images near 300 MB)
 TENSOR_GATHER_BYTES = 64 * 2**20  # training images gathered in-graph up to this size (as held)
 COLLECTIVE_TIMEOUT = 60.0  # seconds a multi-worker collective may wait for a peer before failing
 

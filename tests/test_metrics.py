@@ -133,3 +133,21 @@ def test_a_new_metric_is_one_entry_in_the_table(monkeypatch, tmp_path, capsys):
     (tmp_path / "empty-run").mkdir()
     assert main(["list"]) == 0
     assert "test Max error" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_big_batches_are_scored_in_blocks_with_the_same_values(monkeypatch):
+    """per_image (and so summarize, the Results table) works through big images a block at a
+    time (BLOCK_BYTES as float64): the same values as all at once; uint8 counts as k/255."""
+    import cae.metrics as metrics
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (7, 12, 12, 3), dtype=np.uint8)
+    b = rng.random((7, 12, 12, 3)).astype(np.float32)
+    whole = metrics.per_image(a, b)
+    np.testing.assert_allclose(whole["mse"], metrics.mse(a / 255.0, b), rtol=1e-6)
+    monkeypatch.setattr(metrics, "BLOCK_BYTES", 2 * 12 * 12 * 3 * 8)  # two images a block
+    blocks = metrics.per_image(a, b)
+    for key in whole:
+        np.testing.assert_allclose(blocks[key], whole[key], rtol=1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.per_image(a, b[:6])
