@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cae.pixels import as_float
+from cae.pixels import as_float, batch_for
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -57,8 +57,10 @@ def encode(encoder: keras.Model, images: np.ndarray, batch_size: int = 256) -> n
             f"Images do not fit the encoder, which takes (N, {', '.join(map(str, expected))}). "
             f"Received: images.shape={np.shape(images)}"
         )
-    if len(x) > _PREDICT_ABOVE * batch_size:
-        block = len(x) if x.dtype == np.float32 else 4 * _PREDICT_ABOVE * batch_size
+    small = batch_for(x, batch_size) == batch_size
+    batch_size = batch_for(x, batch_size)  # big images: fewer a call, and never ``predict``
+    if small and len(x) > _PREDICT_ABOVE * batch_size:
+        block = len(x) if x.dtype == np.float32 else _PREDICT_ABOVE * batch_size
         codes = np.concatenate(
             [
                 np.asarray(

@@ -46,6 +46,19 @@ def float_bytes(images: np.ndarray) -> int:
     return int(images.size) * 4
 
 
+BATCH_BYTES = 32 * 2**20
+"""Most bytes of float32 images handed to a model in one call: 256 MNIST digits, but 10 RGB
+images of 512x512 (256 of them, 805 MB, took over 1 GB more while a training computed its latent
+statistics)."""
+
+
+def batch_for(images: Any, batch_size: int) -> int:
+    """``batch_size``, or fewer images when that many would take more than :data:`BATCH_BYTES`
+    as float32 (at least one)."""
+    per_image = 4 * int(np.prod(np.shape(images)[1:], dtype=np.int64))
+    return max(1, min(int(batch_size), BATCH_BYTES // max(1, per_image)))
+
+
 def float_chunks(images: np.ndarray, chunk_bytes: int) -> Iterator[tuple[int, np.ndarray]]:
     """``(start, float32 block)`` over ``images`` in blocks of at most ``chunk_bytes`` as float32
     (at least one image a block), so no more than one block is ever converted at once."""

@@ -26,7 +26,7 @@ import numpy as np
 from cae.builder import PRECISIONS, BuiltModel, build, weights_digest
 from cae.corruption import EVAL_SEED, STRENGTH_RANGE, Corruption, corruption_of
 from cae.data import Dataset
-from cae.pixels import HELD_DTYPES, as_float, float_bytes
+from cae.pixels import HELD_DTYPES, as_float, batch_for, float_bytes
 from cae.spec import ArchitectureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -558,6 +558,7 @@ def reconstruct(
     call = infer if infer is not None else (lambda batch: model(batch, training=False))
     if len(x) == 0:
         return np.zeros((0, *(int(n) for n in model.output_shape[1:])), np.float32)
+    batch_size = batch_for(x, batch_size)
     parts = [
         np.asarray(call(as_float(x[start : start + batch_size])), dtype=np.float32)
         for start in range(0, len(x), batch_size)
