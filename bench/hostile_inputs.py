@@ -1,14 +1,23 @@
 """The multi-GB attacks of the security review, each in its own process under a memory cap: each
 must end in a clear refusal (or a load that fits), never a MemoryError traceback or a machine
 brought down. Prints, per case, the outcome, the first line of its message and the peak RSS.
+Images are held as uint8 (``cae.pixels``) and the upload budget (2 GiB, ``CAE_UPLOAD_BUDGET``)
+counts them so: the first three cases now load (786 MB, 1.3 GB, 535 MB held) where they were
+refused or took 3 GB as float32.
 
-    PYTHONPATH=. .venv/bin/python bench/hostile_inputs.py [--cap-gb 4]
+    PYTHONPATH=. .venv/bin/python bench/hostile_inputs.py [--cap-gb 4] [--server]
 
 Cases (files are made in a temporary folder, a few hundred KB each):
-  zip-1000     a 1,000-member zip of black 512x512 RGB PNGs (~200 KB; 3.1 GB as float32)
-  zip-5000     a 5,000-member zip of black 512x512 grayscale PNGs (5.2 GB as float32)
-  npz-zeros    an .npz of zeros, 2,040x512x512 uint8 (~500 KB; 2.1 GB as float32)
+  zip-1000     a 1,000-member zip of black 512x512 RGB PNGs (~200 KB; 786 MB as uint8)
+  zip-5000     a 5,000-member zip of black 512x512 grayscale PNGs (1.3 GB as uint8)
+  npz-zeros    an .npz of zeros, 2,040x512x512 uint8 (~500 KB; 535 MB as uint8)
+  zip-3000     a 3,000-member zip of black 512x512 RGB PNGs (2.4 GB as uint8: over the budget)
+  zip-odd      zip-1000 plus a last image of another size: refused after decoding 786 MB
   design-bomb  the 62-convolution design at batch 64 (estimated 182 GB to train)
+
+``--server`` also runs a live ``streamlit run app.py`` and uploads each file on the Train page
+through Chromium (Playwright), printing the server's RSS before, its peak while the upload is read
+and after the page shows the outcome (issue 15: back within 100 MB of before after a refusal).
 No asserts: a bench, run by hand (tests cover each refusal on small inputs).
 """
 
@@ -20,6 +29,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -65,6 +75,7 @@ def png(mode: str) -> bytes:
 def make_cases(folder: Path) -> dict[str, tuple[str, Path]]:
     """The attack files."""
     import numpy as np
+    from PIL import Image
 
     cases = {}
     for name, count, mode in (("zip-1000", 1000, "RGB"), ("zip-5000", 5000, "L")):
@@ -77,6 +88,21 @@ def make_cases(folder: Path) -> dict[str, tuple[str, Path]]:
     path = folder / "zeros.npz"
     np.savez_compressed(path, x=np.zeros((2040, 512, 512), np.uint8))
     cases["npz-zeros"] = ("upload", path)
+    path = folder / "zip-3000.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        image = png("RGB")
+        for index in range(3000):
+            archive.writestr(f"black/{index}.png", image)
+    cases["zip-3000"] = ("upload", path)
+    path = folder / "zip-odd.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        image = png("RGB")
+        for index in range(1000):
+            archive.writestr(f"black/{index:04d}.png", image)
+        odd = io.BytesIO()
+        Image.new("RGB", (511, 512)).save(odd, format="PNG")
+        archive.writestr("black/9999.png", odd.getvalue())  # sorted last: found after decoding
+    cases["zip-odd"] = ("upload", path)
     path = folder / "bomb.json"
     path.write_text(
         json.dumps(
@@ -94,10 +120,78 @@ def make_cases(folder: Path) -> dict[str, tuple[str, Path]]:
     return cases
 
 
+def server_rss(cases: dict[str, tuple[str, Path]], folder: Path) -> None:
+    """Upload each file on the Train page of a live server; print the server's RSS around it."""
+    import threading
+
+    import psutil
+    from playwright.sync_api import expect, sync_playwright
+
+    sys.path.insert(0, str(REPO))
+    from tests.browser import launch_chromium, open_app, serve_app, wait_for_app_idle
+
+    mib = 2**20
+    models = folder / "models"
+    models.mkdir(exist_ok=True)
+    with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
+        port = url.rsplit(":", 1)[1]
+        server = next(
+            child
+            for child in psutil.Process().children(recursive=True)
+            if "streamlit" in " ".join(child.cmdline()) and port in child.cmdline()
+        )
+        with sync_playwright() as playwright, launch_chromium(playwright) as browser:
+            page = browser.new_page()
+            open_app(page, url)
+            page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Train").click()
+            wait_for_app_idle(page, 120_000)
+            page.locator('.st-key-train_dataset [role="combobox"]').click()
+            page.get_by_role("option", name="Your own images (upload)").click()
+            uploader = page.locator('.st-key-train_upload input[type="file"]')
+            uploader.wait_for(state="attached", timeout=60_000)
+            wait_for_app_idle(page, 60_000)
+            time.sleep(3)
+            print(f"live server (pid {server.pid}), RSS {server.memory_info().rss / mib:,.0f} MiB")
+            for name, (kind, path) in cases.items():
+                if kind != "upload":
+                    continue
+                before = server.memory_info().rss
+                peak, done = [before], threading.Event()
+
+                def watch(peak: list[int] = peak, done: threading.Event = done) -> None:
+                    while not done.is_set():
+                        peak[0] = max(peak[0], server.memory_info().rss)
+                        time.sleep(0.02)
+
+                watcher = threading.Thread(target=watch, daemon=True)
+                watcher.start()
+                started = time.perf_counter()
+                uploader.set_input_files(str(path))
+                outcome = page.locator(
+                    '[data-testid="stAlert"], [data-testid="stCaptionContainer"]'
+                )
+                shown = outcome.filter(has_text=path.name)
+                expect(shown.first).to_be_visible(timeout=300_000)
+                wait_for_app_idle(page, 300_000)
+                seconds = time.perf_counter() - started
+                time.sleep(2)
+                done.set()
+                watcher.join()
+                after = server.memory_info().rss
+                text = shown.first.inner_text().replace("\n", " ")
+                status = "refused" if "cannot be used" in text else "accepted"
+                print(
+                    f"{name:<12} {status:<9} RSS before {before / mib:7,.0f} MiB, peak "
+                    f"{peak[0] / mib:7,.0f}, after {after / mib:7,.0f} "
+                    f"({(after - before) / mib:+,.0f} MiB) in {seconds:4.1f} s  {text[:110]}"
+                )
+
+
 def main() -> None:
     """Make the files, run each case capped, print a line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap-gb", type=float, default=4.0, help="address-space cap per case")
+    parser.add_argument("--server", action="store_true", help="also upload to a live server")
     args = parser.parse_args()
     cap = int(args.cap_gb * 2**30)
     with tempfile.TemporaryDirectory() as temp:
@@ -120,6 +214,8 @@ def main() -> None:
                 f"{name:<12} {size:>11,} B  {report['status']:<11} peak {report['peak'] / 2**20:7,.0f} MiB"
                 f"  {report['message'][:150]}"
             )
+        if args.server:
+            server_rss(cases, Path(temp))
 
 
 if __name__ == "__main__":
