@@ -20,7 +20,9 @@ from cae.spec import PRESETS, ArchitectureSpec, preset
 from cae.text import fmt_seconds, terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
+    from cae.data import Dataset
     from cae.recipe import DataRecipe
+    from cae.request import TrainRequest
     from cae.training import Progress, TrainResult
 
 
@@ -267,7 +269,7 @@ def command_train(args: argparse.Namespace) -> int:
     out = _out_target(args.out)
     root = out[0] if out else (Path(args.root) if args.root else None)
     dataset = load_recipe(recipe)
-    from cae.training import check_input_shape, is_chief, make_strategy, train
+    from cae.training import check_input_shape, make_strategy, train
 
     check_input_shape(spec, dataset)
     chief = True
@@ -303,6 +305,10 @@ def command_train(args: argparse.Namespace) -> int:
                 spec, dataset, config, progress=printer, should_stop=stop.is_set, strategy=strategy
             )
     except Exception as error:
+        if args.strategy == "multiworker":
+            from cae.quiet import quiet_until_exit
+
+            quiet_until_exit()  # nothing after the error line: a peer's end logs for seconds
         if args.strategy == "multiworker" and type(error).__name__ in _PEER_ERRORS:
             from cae.errors import short_message
 
@@ -315,10 +321,40 @@ def command_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.finish()
+    if args.strategy != "multiworker":
+        print(_save_run(result, request, dataset, root, out, chief, strategy, context={}))
+        return 0
+    context = {"workers": cluster.size}
+    try:
+        line = _save_run(result, request, dataset, root, out, chief, strategy, context)
+    except Exception:
+        _leave_together(strategy, chief, failing=True)  # the others need not wait for this one
+        raise
+    problem = _leave_together(strategy, chief)
+    print(line, flush=True)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _save_run(
+    result: TrainResult,
+    request: TrainRequest,
+    dataset: Dataset,
+    root: Path | None,
+    out: tuple[Path, str] | None,
+    chief: bool,
+    strategy: Any,
+    context: dict[str, Any],
+) -> str:
+    """Save a finished training as a run (on the chief) and return the summary line to print."""
+    from cae.training import is_chief
+
     if result.failed:
         raise CliError(
             f"{result.message} Nothing was saved. Received: "
-            f"epochs_completed={result.epochs_completed}, learning_rate={config.learning_rate}"
+            f"epochs_completed={result.epochs_completed}, "
+            f"learning_rate={result.config.learning_rate}"
         )
     if result.epochs_completed == 0:
         raise CliError(
@@ -330,13 +366,10 @@ def command_train(args: argparse.Namespace) -> int:
 
     summary = _summary(result)
     if not chief or not is_chief(strategy):
-        print(f"{summary} (this worker saves nothing: the chief writes the run)")
-        return 0
-    context = {"replicas": int(strategy.num_replicas_in_sync)}
-    if args.strategy == "multiworker":
-        context["workers"] = cluster.size
+        return f"{summary} (this worker saves nothing: the chief writes the run)"
+    context = {"replicas": int(strategy.num_replicas_in_sync), **context}
     run_id = save_trained(
-        result, request, TestSplit.of(dataset, recipe), root=root, context=context
+        result, request, TestSplit.of(dataset, request.data), root=root, context=context
     )
     if out is not None:
         out_root, wanted = out
@@ -349,8 +382,38 @@ def command_train(args: argparse.Namespace) -> int:
         os.rename(source, target)  # same folder: atomic
         run_id = wanted
     folder = (out[0] if out else (root or _models_dir())) / run_id
-    print(terminal_safe(f"run {run_id}: {summary} -> {folder}"))
-    return 0
+    return terminal_safe(f"run {run_id}: {summary} -> {folder}")
+
+
+def _leave_together(strategy: Any, chief: bool, *, failing: bool = False) -> str | None:
+    """End a multi-worker training together (``cae.training.leave_together``): None once every
+    task is here; on the chief, whose run is saved, a line saying which peer did not come; on the
+    others a CliError, their run depends on the chief. With ``failing`` this task is ending with
+    an error of its own, which is the one to report: nothing is raised or returned."""
+    import tensorflow as tf
+
+    from cae.quiet import quiet_until_exit, tensorflow_logs_captured
+    from cae.training import leave_together
+
+    try:
+        with tensorflow_logs_captured():
+            leave_together(strategy)
+    except Exception as error:
+        if failing:
+            return None
+        if not isinstance(error, tf.errors.OpError):
+            raise
+        from cae.errors import short_message
+
+        reason = f"({short_message(error, 120)}). Received: {type(error).__name__}"
+        if chief:
+            return f"the run is saved, but another worker left before the end {reason}"
+        raise CliError(
+            f"the chief or another worker left before the end; the run may not be saved {reason}"
+        ) from error
+    finally:
+        quiet_until_exit()  # TensorFlow has nothing left to say after the command's last line
+    return None
 
 
 # TensorFlow's errors when a peer of a multi-worker training dies or stops answering

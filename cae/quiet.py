@@ -66,6 +66,33 @@ def first_op_quietly() -> None:
     _captured(first_op)
 
 
+_quiet_until_exit = False  # set once quiet_until_exit() has diverted file descriptor 2
+
+
+def quiet_until_exit() -> None:
+    """From now until the process ends, TensorFlow's C++ log lines (file descriptor 2) go to
+    ``os.devnull`` while Python's ``sys.stderr`` still reaches the terminal, through a copy of the
+    descriptor. For the last moments of a multi-worker training: the threads of TensorFlow's
+    coordination service log at any time, down to the interpreter's exit (a peer that left, the
+    leader gone: "Failed to send RPC to coordination service ..."), after the command's last
+    line otherwise. Call it once nothing of TensorFlow's is left to say. ``CAE_DEBUG=1`` hides
+    nothing."""
+    global _quiet_until_exit
+    if os.environ.get(DEBUG_ENV) or _quiet_until_exit:
+        return
+    _quiet_until_exit = True
+    sys.stderr.flush()
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    errors = getattr(sys.stderr, "errors", None) or "backslashreplace"
+    # the process's stderr from now on: open until the process ends
+    sys.stderr = open(os.dup(2), "w", encoding=encoding, errors=errors, buffering=1)  # noqa: SIM115
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+    finally:
+        os.close(null)
+
+
 _PYTHON_WARNING = re.compile(r"^\S.*:\d+: \w*Warning: ")
 
 

@@ -47,6 +47,7 @@ EVAL_CHUNK_BYTES = 16 * 2**20  # ... and at most this many bytes of them as floa
 # works in float64 on ~8 arrays of a chunk: 16 MiB keeps a chunk of 512x512 RGB images near 300 MB)
 TENSOR_GATHER_BYTES = 64 * 2**20  # training images gathered in-graph up to this size (as held)
 COLLECTIVE_TIMEOUT = 60.0  # seconds a multi-worker collective may wait for a peer before failing
+FINISH_TIMEOUT = 600.0  # seconds multi-worker tasks wait at the end for one another
 
 LIMITS: dict[str, tuple[float, float]] = {
     "epochs": (1, 10_000),  # 10,000 epochs of the 4,500-digit sample: about 3 hours here
@@ -343,6 +344,26 @@ def is_chief(strategy: Any = None) -> bool:
     from cae.cluster import Cluster
 
     return Cluster.from_env().is_chief
+
+
+def leave_together(strategy: Any = None, timeout: float = FINISH_TIMEOUT) -> None:
+    """Under a multi-worker strategy, wait until every task of the cluster has called this too
+    (the chief once it has saved the run), at most ``timeout`` seconds; nothing otherwise.
+
+    Why: TensorFlow's coordination service runs inside the chief and expects a heartbeat from
+    every task. A worker that exits while the chief still evaluates or saves stops sending them,
+    and some 10 s later the service declares it crashed: a C++ log line on the chief, "The tasks
+    have crashed ... CoordinationServiceError", after the chief's summary. At this barrier of the
+    service all tasks leave together. It raises a ``tf.errors.OpError``: UnavailableError within
+    seconds when the chief (the service) is gone, InternalError naming the task once a task that
+    died has missed its heartbeats (10 to 20 s), DeadlineExceededError after ``timeout``."""
+    import tensorflow as tf
+
+    if strategy is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    from tensorflow.python.eager import context  # the service's barrier has no public alias
+
+    context.context().wait_at_barrier("cae-train-end", int(timeout * 1000))
 
 
 # ------------------------------------------------------------------------------------ data

@@ -6,8 +6,9 @@
 #   bash scripts/train_multiworker.sh 2 --preset classic --dataset mnist-sample --epochs 1 --out models/mw
 #
 # Worker 0 is the chief: it reports progress and writes the run; the others save nothing. Each
-# worker's output goes to a log (the chief's is shown as it comes); the script waits for all of
-# them and exits non-zero if any fails, showing the tail of each failed worker's log. On several
+# worker's output goes to a log (the chief's is also shown as it comes, its stderr on stderr);
+# the script waits for all of them and exits non-zero if any fails, showing the tail of each
+# failed worker's log. All of them leave together once the chief has saved. On several
 # machines, run the same `python -m cae train ... --strategy multiworker` on each with TF_CONFIG
 # set as this script sets it (see README.md, "Training on several machines").
 set -euo pipefail
@@ -42,8 +43,9 @@ trap cleanup INT TERM
 for ((index = 0; index < workers; index++)); do
   config="{\"cluster\": {\"worker\": $cluster}, \"task\": {\"type\": \"worker\", \"index\": $index}}"
   if [ "$index" -eq 0 ]; then
+    # its output as it comes, stdout to stdout and stderr to stderr, and both into its log
     TF_CONFIG="$config" "$python" -m cae train --strategy multiworker "$@" \
-      > >(tee "$logs/worker-0.log") 2>&1 &
+      > >(tee -a "$logs/worker-0.log") 2> >(tee -a "$logs/worker-0.log" >&2) &
   else
     TF_CONFIG="$config" "$python" -m cae train --strategy multiworker "$@" \
       > "$logs/worker-$index.log" 2>&1 &

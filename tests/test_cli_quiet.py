@@ -130,3 +130,28 @@ def test_only_the_import_is_quiet_and_cae_debug_shows_everything(tmp_path):
     shown = run("-c", QUIET_IMPORT, env={"CAE_DEBUG": "1"}, pythonpath=fake)
     assert shown.returncode == 0, shown.stderr
     assert shown.stderr == "fake-tf: start-up line\nfake-tf: first-use line\n"
+
+
+QUIET_UNTIL_EXIT = textwrap.dedent(
+    """
+    import atexit, os, sys, threading
+    from cae.quiet import quiet_until_exit
+
+    os.write(2, b"c++ before\\n")
+    quiet_until_exit()
+    quiet_until_exit()  # a second call changes nothing
+    os.write(2, b"c++ after\\n")  # as TensorFlow's threads log, down to the exit
+    atexit.register(lambda: os.write(2, b"c++ at exit\\n"))
+    threading.Thread(target=lambda: os.write(2, b"c++ from a thread\\n")).start()
+    print("python after", file=sys.stderr)
+    raise SystemExit("python's own last line")
+    """
+)
+
+
+def test_quiet_until_exit_hides_fd_2_to_the_end_and_keeps_python_stderr():
+    result = run("-c", QUIET_UNTIL_EXIT)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["c++ before", "python after", "python's own last line"]
+    shown = run("-c", QUIET_UNTIL_EXIT, env={"CAE_DEBUG": "1"})  # hides nothing
+    assert "c++ after" in shown.stderr and "c++ at exit" in shown.stderr

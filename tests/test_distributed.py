@@ -85,6 +85,64 @@ def test_two_workers_train_one_run_that_loads_like_any_other(tmp_path):
     assert [step for step, _ in scalars["loss"]] == [1] and len(strips["reconstructions"]) == 1
 
 
+# The chief, its save slowed past the 10 s after which TensorFlow's coordination service declares
+# a silent task crashed; once saved, it notes whether the other worker's server still answers.
+SLOW_CHIEF = textwrap.dedent(
+    """
+    import json, os, socket, sys, time
+    import cae.store
+
+    saved = cae.store.save_trained
+
+    def save_slowly(*args, **kwargs):
+        time.sleep(15)
+        run = saved(*args, **kwargs)
+        host, port = json.loads(os.environ["TF_CONFIG"])["cluster"]["worker"][1].rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+            state = "alive"
+        except OSError:
+            state = "gone"
+        with open(os.environ["MARK"], "w") as mark:
+            mark.write(state)
+        return run
+
+    cae.store.save_trained = save_slowly
+    from cae.__main__ import main
+
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_the_workers_leave_together_once_the_chief_has_saved(tmp_path):
+    ports = free_ports(2)
+    mark = tmp_path / "other-worker-at-save"
+    args = [*SHORT, "--epochs", "1", "--out", str(tmp_path / "slow")]
+    chief = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CHIEF, "train", "--strategy", "multiworker", *args],
+        cwd=REPO, env=env(TF_CONFIG=tf_config(ports, 0), MARK=str(mark)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    other = worker(ports, 1, *args)
+    try:
+        (chief_out, chief_err), (other_out, other_err) = (
+            process.communicate(timeout=300) for process in (chief, other)
+        )
+    finally:
+        for process in (chief, other):
+            if process.poll() is None:
+                process.kill()
+    assert chief.returncode == 0 and other.returncode == 0, chief_err[-2000:] + other_err[-2000:]
+    assert mark.read_text() == "alive"  # the other worker waited for the chief's save
+    # Before the final barrier the chief's stderr ended with TensorFlow's "The tasks have
+    # crashed ... CoordinationServiceError" once the other worker had left.
+    assert chief_err == "" and other_err == ""
+    assert chief_out.strip().splitlines()[-1].startswith("run slow: 1 epoch")
+    assert other_out.strip().endswith("(this worker saves nothing: the chief writes the run)")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["other-worker-at-save", "slow"]
+
+
 def test_the_script_fails_when_a_worker_fails(tmp_path):
     result = subprocess.run(
         ["bash", str(SCRIPT), "2", *SHORT, "--epochs", "0"],
