@@ -1219,10 +1219,7 @@ def _image_to_array(data: bytes, member: str, what: str, max_side: int) -> np.nd
             raise _TooLarge(w, h)
         img.load()
     except _TooLarge as big:
-        raise ValueError(
-            f"{what}: image {member!r} is larger than {max_side}x{max_side}. "
-            f"Received: {big.h}x{big.w} (height x width)"
-        ) from None
+        _refuse_too_large(what, member, max_side, big.h, big.w)
     except (
         UnidentifiedImageError,
         OSError,
@@ -1261,29 +1258,95 @@ _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 _WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # decoded as float32 (values / 65535)
 
 
-def _check_headers(zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], filename: str) -> None:
+def _check_headers(
+    zf: zipfile.ZipFile, members: list[zipfile.ZipInfo], filename: str, max_side: int
+) -> tuple[int, int, int, type] | None:
     """Refuse a zip whose images would not fit the upload budget as held (uint8 for 8-bit images,
     float32 once any is 16-bit; RGB for all once any is colour), from each image's header
     (dimensions and colour mode; nothing is decoded): a 200 KB zip of 3,000 black 512x512 RGB
-    PNGs would otherwise decode 2.4 GB before being refused."""
+    PNGs would otherwise decode 2.4 GB before being refused. An image over ``max_side`` or of
+    another size than the first is refused here too, before decoding. Returns (height, width, channels,
+    dtype) of the array the images will fill when every header was read and all sizes agree,
+    else None."""
     from PIL import Image, UnidentifiedImageError
 
     values = 0  # pixels x channels so far, each image as it decodes
     pixels = 0  # pixels so far (what mixed grayscale and colour images become: 3 values each)
     colour = wide = False
+    sizes: set[tuple[int, int]] = set()
+    first = ""
+    unread = False
     for index, info in enumerate(members):
         try:
             with zf.open(info) as member, Image.open(member) as image:
                 width, height = image.size
                 mode = image.mode
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, zipfile.BadZipFile):
+            unread = True
             continue  # decoding says what is wrong with it, in order
+        if height > max_side or width > max_side:
+            _refuse_too_large(filename, info.filename, max_side, height, width)
+        if sizes and (height, width) not in sizes:
+            _refuse_mixed_sizes(filename, info.filename, (height, width), first, min(sizes))
+        if not sizes:
+            first = info.filename
+        sizes.add((height, width))
         channels = 1 if mode in _GRAY_MODES else 3
         colour, wide = colour or channels == 3, wide or mode in _WIDE_MODES
         values += width * height * channels
         pixels += width * height
         held = (pixels * 3 if colour else values) * (4 if wide else 1)
         _check_held_bytes(held, filename, f"{index + 1} of {len(members)} image headers read")
+    if unread or len(sizes) != 1:
+        return None
+    (height, width) = next(iter(sizes))
+    return height, width, 3 if colour else 1, np.float32 if wide else np.uint8
+
+
+def _refuse_too_large(what: str, member: str, max_side: int, height: int, width: int) -> None:
+    """ValueError: one image of a zip is over the side limit."""
+    raise ValueError(
+        f"{what}: image {member!r} is larger than {max_side}x{max_side}. "
+        f"Received: {height}x{width} (height x width)"
+    ) from None
+
+
+def _refuse_mixed_sizes(
+    filename: str, member: str, size: tuple[int, int], first: str, first_size: tuple[int, int]
+) -> None:
+    """ValueError: the images of a zip differ in size (said from headers or after decoding)."""
+    raise ValueError(
+        f"{filename}: all images must have the same size, but {member!r} is "
+        f"{size[0]}x{size[1]} and {first!r} is {first_size[0]}x{first_size[1]}. "
+        f"Received: sizes={sorted({first_size, size})}"
+    )
+
+
+def _decode_in_place(
+    zf: zipfile.ZipFile,
+    members: list[zipfile.ZipInfo],
+    filename: str,
+    max_side: int,
+    plan: tuple[int, int, int, type],
+    order: np.ndarray,
+) -> np.ndarray | None:
+    """Decode every image straight into its row of one array in split ``order`` (the peak is
+    the held dataset, not twice it), as the headers said; None when an image decodes otherwise
+    than its header said (the caller then decodes the usual way, with its messages)."""
+    height, width, channels, dtype = plan
+    position = np.empty(len(members), dtype=np.int64)
+    position[order] = np.arange(len(members))
+    x = np.empty((len(members), height, width, channels), dtype)
+    for index, info in enumerate(members):
+        arr = _image_to_array(_read_member(zf, info, filename), info.filename, filename, max_side)
+        if arr.shape[:2] != (height, width) or (arr.dtype != np.uint8 and dtype == np.uint8):
+            return None
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if dtype == np.float32:
+            arr = as_float(arr)
+        x[position[index]] = arr  # a grayscale image broadcasts to RGB when others are colour
+    return x
 
 
 def _load_zip_upload(
@@ -1311,7 +1374,15 @@ def _load_zip_upload(
                 f"{filename}: at least 2 PNG/JPEG images are needed to split into train and "
                 f"test. Received: {len(members)} image(s) among {len(zf.infolist())} entries"
             )
-        _check_headers(zf, members, filename)  # the decoded size, before anything is decoded
+        plan = _check_headers(zf, members, filename, max_side)  # sizes, before any decoding
+        y, class_names = _zip_labels(members)
+        train, test = _split_indices(len(members), y, test_fraction, np.random.default_rng(seed))
+        order = np.concatenate([train, test])
+        direct = (
+            None if plan is None else _decode_in_place(zf, members, filename, max_side, plan, order)
+        )
+        if direct is not None:
+            return _zip_dataset(filename, direct, y, class_names, len(train), train, test)
         images: list[np.ndarray | None] = []
         first_size: tuple[str, tuple[int, int]] | None = None
         decoded = 0  # bytes held so far: a PNG compresses a flat image ~3,000-fold
@@ -1327,22 +1398,8 @@ def _load_zip_upload(
             if first_size is None:
                 first_size = (info.filename, size)
             elif size != first_size[1]:
-                raise ValueError(
-                    f"{filename}: all images must have the same size, but {info.filename!r} is "
-                    f"{size[0]}x{size[1]} and {first_size[0]!r} is "
-                    f"{first_size[1][0]}x{first_size[1][1]}. Received: sizes="
-                    f"{sorted({first_size[1], size})}"
-                )
+                _refuse_mixed_sizes(filename, info.filename, size, *first_size)
             images.append(arr)
-    parents = [PurePosixPath(info.filename).parent for info in members]
-    y = class_names = None
-    if all(str(p) not in ("", ".") for p in parents):
-        labels = [p.name for p in parents]
-        names = tuple(sorted(set(labels)))
-        if len(names) > 1:
-            lookup = {n: i for i, n in enumerate(names)}
-            y = np.array([lookup[s] for s in labels], dtype=np.int64)
-            class_names = names
     # One array in split order, filled image by image while each decoded image is let go: the
     # peak is the held dataset plus one image, not two copies of it.
     h, w = images[0].shape[:2]
@@ -1353,8 +1410,6 @@ def _load_zip_upload(
         filename,
         f"{len(images)} images of {h}x{w}x{channels} as {np.dtype(dtype).name}",
     )
-    train, test = _split_indices(len(images), y, test_fraction, np.random.default_rng(seed))
-    order = np.concatenate([train, test])
     x = np.empty((len(images), h, w, channels), dtype)
     for position, index in enumerate(order):
         arr = images[index]
@@ -1363,11 +1418,38 @@ def _load_zip_upload(
             arr = as_float(arr)
         x[position] = arr if arr.ndim == 3 else arr[..., None]
     del images
+    return _zip_dataset(filename, x, y, class_names, len(train), train, test)
+
+
+def _zip_labels(members: list[zipfile.ZipInfo]) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """Labels from each image's folder name, when every image is in a folder and there are
+    several folders; else (None, None)."""
+    parents = [PurePosixPath(info.filename).parent for info in members]
+    if not all(str(p) not in ("", ".") for p in parents):
+        return None, None
+    labels = [p.name for p in parents]
+    names = tuple(sorted(set(labels)))
+    if len(names) < 2:
+        return None, None
+    lookup = {n: i for i, n in enumerate(names)}
+    return np.array([lookup[s] for s in labels], dtype=np.int64), names
+
+
+def _zip_dataset(
+    filename: str,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    class_names: tuple[str, ...] | None,
+    n_train: int,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> Dataset:
+    """The dataset of a zip's images, ``x`` in split order (train first)."""
     return Dataset(
         name=f"upload:{filename}",
-        x_train=x[: len(train)],
+        x_train=x[:n_train],
         y_train=None if y is None else y[train],
-        x_test=x[len(train) :].copy(),  # the small part, alone: a kept test split holds
+        x_test=x[n_train:].copy(),  # the small part, alone: a kept test split holds
         y_test=None if y is None else y[test],  # only its own images
         class_names=class_names,
         source=f"upload: {filename}",

@@ -909,3 +909,30 @@ def test_an_upload_summary_keeps_no_images_and_no_frames():
         upload_summary(_zip_bytes(members), "odd.zip")
     assert str(refused.value) == str(direct.value) and "same size" in str(refused.value)
     assert refused.value.__cause__ is None and refused.value.__context__ is None
+
+
+def test_zip_images_decode_straight_into_one_array_as_the_headers_say(monkeypatch):
+    """When every header is read and the sizes agree, images are decoded into their rows of one
+    array (no list of decoded images besides it): the same dataset as decoding them one by one."""
+    rng = np.random.default_rng(6)
+    members = {
+        f"{'ab'[i % 2]}/im{i}.png": _png_bytes(
+            rng.integers(0, 256, (9, 7, 3) if i % 3 else (9, 7), dtype=np.uint8)
+        )
+        for i in range(12)
+    }
+    calls = []
+    original = data._decode_in_place
+
+    def recording(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(data, "_decode_in_place", recording)
+    direct = load_array_file(_zip_bytes(members), "mix.zip", seed=3)
+    assert calls and direct.x_train.dtype == np.uint8 and direct.image_shape == (9, 7, 3)
+    monkeypatch.setattr(data, "_decode_in_place", lambda *args, **kwargs: None)
+    listed = load_array_file(_zip_bytes(members), "mix.zip", seed=3)
+    for field in ("x_train", "x_test", "y_train", "y_test"):
+        assert np.array_equal(getattr(direct, field), getattr(listed, field))
+    assert direct.class_names == listed.class_names == ("a", "b")
