@@ -1160,13 +1160,10 @@ def evaluate_run(
     a ``corruption`` also those of :func:`evaluate_corrupted`. Works through the images ``chunk``
     at a time (fewer when ``chunk`` of them would take more than ``EVAL_CHUNK_BYTES`` as float32),
     each chunk made float32 alone, so memory stays flat on big test sets."""
-    model = _check_evaluation(built, images, chunk)
-    images = np.asarray(images)
-    if len(images) == 0:
+    plan = _evaluation_plan(built, images, chunk)
+    if plan is None:
         return {}
-    chunk = _bounded_chunk(images, chunk)
-    # Big test sets: one traced function for all chunks; small ones: direct calls.
-    infer = inference_function(model) if len(images) > chunk else None
+    model, images, chunk, infer = plan
     metrics = _chunked_metrics(model, images, chunk, infer=infer)["output"]
     if corruption is not None:
         metrics.update(_corrupted_scores(model, images, corruption, seed, chunk, infer))
@@ -1185,12 +1182,10 @@ def evaluate_corrupted(
     from ``corruption.apply(images, seed=seed)`` against the clean ``images``, and
     ``corrupted_<metric>`` the corrupted inputs themselves (what doing nothing scores), for every
     metric of ``cae.metrics.METRICS``. Any run can be scored so, denoiser or not."""
-    model = _check_evaluation(built, images, chunk)
-    images = np.asarray(images)
-    if len(images) == 0:
+    plan = _evaluation_plan(built, images, chunk)
+    if plan is None:
         return {}
-    chunk = _bounded_chunk(images, chunk)
-    infer = inference_function(model) if len(images) > chunk else None
+    model, images, chunk, infer = plan
     return _corrupted_scores(model, images, corruption, seed, chunk, infer)
 
 
@@ -1214,6 +1209,21 @@ def _bounded_chunk(images: np.ndarray, chunk: int) -> int:
     """``chunk``, or fewer images when ``chunk`` of them would take more than
     ``EVAL_CHUNK_BYTES`` as float32 (at least one)."""
     return max(1, min(chunk, EVAL_CHUNK_BYTES // max(1, float_bytes(images[:1]))))
+
+
+def _evaluation_plan(
+    built: BuiltModel, images: np.ndarray, chunk: int
+) -> tuple[keras.Model, np.ndarray, int, Callable[[Any], Any] | None] | None:
+    """How to evaluate ``images``: the autoencoder, the images as an array, the chunk size
+    (bounded in bytes) and, for big test sets, one traced function for all chunks (small ones
+    call the model directly); None for no images. Raises ValueError when the images do not fit
+    the model or ``chunk`` is not a positive integer."""
+    model = _check_evaluation(built, images, chunk)
+    images = np.asarray(images)
+    if len(images) == 0:
+        return None
+    chunk = _bounded_chunk(images, chunk)
+    return model, images, chunk, inference_function(model) if len(images) > chunk else None
 
 
 def _check_evaluation(built: BuiltModel, images: np.ndarray, chunk: int) -> keras.Model:
