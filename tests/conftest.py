@@ -10,6 +10,15 @@ import pytest
 from tests.browser import CHROMIUM_PATH, launch_chromium, screenshot, watch_runs
 
 
+@pytest.fixture
+def models(tmp_path, monkeypatch):
+    """An empty runs folder, made the app's (CAE_MODELS_DIR) for this test."""
+    root = tmp_path / "models"
+    root.mkdir()
+    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Debian's headless Chromium, driven by sync Playwright (never `playwright install`)."""

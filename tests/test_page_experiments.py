@@ -23,11 +23,9 @@ PAGE = "pages/6_Experiments.py"
 
 
 @pytest.fixture
-def models(tmp_path, monkeypatch):
-    root = tmp_path / "models"
-    root.mkdir()
-    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
-    yield root
+def models(models):
+    """The conftest's empty runs folder; the experiment queue is closed after the test."""
+    yield models
     EXPERIMENTS.close(wait=120)
 
 

@@ -29,14 +29,6 @@ def open_page(page, state=None, timeout=120):
     return app.run().switch_page(page).run()
 
 
-@pytest.fixture
-def models(tmp_path, monkeypatch):
-    root = tmp_path / "models"
-    root.mkdir()
-    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
-    return root
-
-
 def widget(collection, prefix):
     matches = [item for item in collection if item.key and item.key.startswith(prefix)]
     assert matches, f"no widget with a key starting {prefix!r}"

@@ -5,21 +5,12 @@ import io
 import json
 
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae.jobs import JOBS
 from cae.recipe import DataRecipe
 from cae.store import list_runs
 from tests.test_page_train_results import TRAIN, open_page, widget
-
-
-@pytest.fixture
-def models(tmp_path, monkeypatch):
-    root = tmp_path / "models"
-    root.mkdir()
-    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
-    return root
 
 
 def two_array_npz() -> bytes:
