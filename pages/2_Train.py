@@ -496,8 +496,10 @@ with data_column:
                 )
         if upload is not None:
             content = upload.getvalue()
-            digest = upload.digest if isinstance(upload, EarlierUpload) else None
-            digest = digest or hashlib.sha256(content).hexdigest()
+            if isinstance(upload, EarlierUpload):
+                digest = upload.digest  # hashed when it was saved
+            else:
+                digest = hashlib.sha256(content).hexdigest()
             earlier_array = upload.array if isinstance(upload, EarlierUpload) else None
             npz_array = npz_array_choice(content, upload.name, digest, earlier_array)
             try:
