@@ -776,7 +776,8 @@ def make_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="FIELD=V1,V2",
         help="a field and its values (repeatable, up to 3): encoder.0.filters=8,16, kernel=3,5, "
-        "code=1,2,4, lr=1e-3,3e-3, epochs, noise, batch, config.<setting>",
+        "code=1,2,4, lr=1e-3,3e-3, epochs, noise, batch, beta=0,1 (0: plain), "
+        "corruption=none,erase, strength=0,0.3, config.<setting>",
     )
     _add_config_arguments(sweep)
     sweep.add_argument("--name", default=None, help="the sweep's name (default: <spec> sweep)")

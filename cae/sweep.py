@@ -8,7 +8,9 @@ estimate, the config's limits): an invalid combination carries its reason in ``p
 Fields are dotted paths into the spec or the config (``encoder.0.filters``, ``decoder.2.kernel``,
 ``config.batch_size``) or short names (:data:`SHORT_FIELDS`): ``kernel`` (every convolution's
 kernel), ``code`` (the channels of the code: the filters of the encoder's last convolution),
-``lr``, ``epochs``, ``noise``, ``batch``. Values are integers, numbers, ``3x5`` for a pair, or
+``lr``, ``epochs``, ``noise``, ``batch``, and the objective: ``beta`` (0: a plain autoencoder,
+above 0: a variational one with that KL weight), ``corruption`` (a denoiser's input corruption,
+or ``none``) and ``strength`` (0: clean inputs). Values are integers, numbers, ``3x5`` for a pair, or
 words (``relu``).
 
 The Experiments page and ``python -m cae sweep`` both expand here, build each run's
@@ -55,10 +57,14 @@ SHORT_FIELDS: dict[str, str] = {
     "epochs": "the number of epochs",
     "noise": "Gaussian input noise, its std (denoising; 0: none)",
     "batch": "the batch size",
+    "beta": "the objective: 0 a plain autoencoder, above 0 a variational one with that KL weight",
+    "corruption": "a denoiser's input corruption (gaussian, salt-pepper, erase) or none",
+    "strength": "the input corruption's strength (0: clean inputs)",
 }
 """The short field names and what each varies (the README lists them too)."""
 
 _CONFIG_SHORT = {"lr": "learning_rate", "epochs": "epochs", "batch": "batch_size"}
+_CORRUPTION_FIELDS = ("noise", "corruption", "strength")  # noise is corruption=gaussian + strength
 _CONFIG_FIELDS = tuple(item.name for item in fields(TrainConfig))
 _PATH_RE = re.compile(r"(encoder|decoder)\.(\d{1,3})\.([a-z_]+)")
 _PAIR_RE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
@@ -189,6 +195,7 @@ def varied_fields(spec: ArchitectureSpec) -> list[tuple[str, str]]:
     if _code_layer(spec) is not None:
         choices.insert(1, ("code", SHORT_FIELDS["code"]))
     choices += [(name, SHORT_FIELDS[name]) for name in ("lr", "epochs", "noise", "batch")]
+    choices += [(name, SHORT_FIELDS[name]) for name in ("beta", "corruption", "strength")]
     return choices
 
 
@@ -256,6 +263,19 @@ def apply(spec: dict[str, Any], config: dict[str, Any], field: str, value: Any) 
     elif field == "noise":  # Gaussian noise of this std (cae.corruption); 0: clean inputs
         config["corruption"] = "gaussian" if value else None
         config["strength"] = value
+    elif field == "beta":
+        _apply_beta(spec, value)
+    elif field == "corruption":  # applied before a strength (see apply_values)
+        _apply_corruption(config, value)
+    elif field == "strength":  # 0: clean inputs; else the strength of the config's corruption
+        if value == 0 and not isinstance(value, bool):
+            config["corruption"] = None
+        elif config.get("corruption") is None:
+            raise SweepError(
+                "strength: a strength needs a corruption kind; vary corruption too, or train "
+                f"with one. Received: corruption=None, strength={value!r}"
+            )
+        config["strength"] = value
     elif field in _CONFIG_SHORT:
         config[_CONFIG_SHORT[field]] = value
     elif field.startswith("config."):
@@ -263,6 +283,48 @@ def apply(spec: dict[str, Any], config: dict[str, Any], field: str, value: Any) 
     else:
         part, index, key = field.split(".")
         spec[part][int(index)][key] = value
+
+
+def _apply_beta(spec: dict[str, Any], value: Any) -> None:
+    """0 makes the design plain; a number above 0 variational with that beta (keeping the
+    base design's KL warm-up, if it is variational)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise SweepError(
+            "beta: 0 for a plain autoencoder or a number above 0 for a variational one. "
+            f"Received: beta={value!r}"
+        )
+    if value == 0:
+        spec.pop("variational", None)
+        return
+    base = spec.get("variational") or {}
+    spec["variational"] = {"beta": value, "warmup_epochs": base.get("warmup_epochs", 0)}
+
+
+def _apply_corruption(config: dict[str, Any], value: Any) -> None:
+    """``none`` trains on clean inputs; a kind keeps the config's strength when it has one, else
+    takes the kind's default."""
+    from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS_BY_NAME
+
+    if value == "none":
+        config["corruption"], config["strength"] = None, 0.0
+        return
+    if value not in CORRUPTIONS_BY_NAME:
+        raise SweepError(
+            f"corruption: one of {', '.join(CORRUPTION_NAMES)} or none. "
+            f"Received: corruption={value!r}"
+        )
+    config["corruption"] = value
+    if not config.get("strength"):
+        config["strength"] = CORRUPTIONS_BY_NAME[value].default
+
+
+def apply_values(
+    spec: dict[str, Any], config: dict[str, Any], values: Sequence[tuple[str, Any]]
+) -> None:
+    """Apply one combination's (field, value) pairs with :func:`apply`: a ``corruption`` first,
+    so that a ``strength`` beside it sets that kind's strength whichever axis comes first."""
+    for field, value in sorted(values, key=lambda item: item[0] != "corruption"):
+        apply(spec, config, field, value)
 
 
 # ----------------------------------------------------------------------- expansion
@@ -281,6 +343,11 @@ def check_axes(axes: Sequence[Axis], spec: ArchitectureSpec) -> None:
     for name in names:
         if names.count(name) > 1:
             raise SweepError(f"{name} is varied twice. Received: fields={names}")
+    if "noise" in names and ("corruption" in names or "strength" in names):
+        raise SweepError(
+            "noise is Gaussian corruption with that strength: vary either noise, or corruption "
+            f"and strength. Received: fields={names}"
+        )
     for axis in axes:
         check_field(axis.field, spec)
         if not axis.values:
@@ -312,8 +379,7 @@ def expand(
         values = tuple((axis.field, value) for axis, value in zip(axes, combination, strict=True))
         spec_dict, config_dict = spec.to_dict(), config.to_dict()
         try:
-            for field, value in values:
-                apply(spec_dict, config_dict, field, value)
+            apply_values(spec_dict, config_dict, values)
             variant_spec = ArchitectureSpec.from_dict(spec_dict)
             variant_config = TrainConfig.from_dict(config_dict)
             report = compute_shapes(variant_spec, with_fixes=False)

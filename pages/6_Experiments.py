@@ -137,7 +137,15 @@ def choose_axes(spec) -> tuple[list, list[str]]:
 
     fields = dict(varied_fields(spec))
     options = [NONE, *fields]
-    examples = {"kernel": "3, 5", "code": "1, 2, 4", "lr": "0.001, 0.003", "epochs": "5, 10"}
+    examples = {
+        "kernel": "3, 5",
+        "code": "1, 2, 4",
+        "lr": "0.001, 0.003",
+        "epochs": "5, 10",
+        "beta": "0, 1",
+        "corruption": "none, gaussian, erase",
+        "strength": "0, 0.2, 0.4",
+    }
     axes, problems = [], []
     for i in range(MAX_AXES):
         left, right = st.columns([3, 2])

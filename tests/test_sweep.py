@@ -4,6 +4,7 @@ estimate, the comparison rows and ``python -m cae sweep`` end to end (2 runs, 1 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import subprocess
@@ -85,6 +86,70 @@ def test_code_channels_epochs_noise_and_config_paths():
     assert [v.config.batch_size for v in batch] == [16, 32]
 
 
+def test_beta_varies_the_objective_between_plain_and_variational():
+    from cae.spec import Variational
+
+    variants = expand(preset("classic"), TrainConfig(), [parse_vary("beta=0,0.5,2")])
+    assert all(v.ok for v in variants)
+    assert [v.spec.variational for v in variants] == [
+        None,
+        Variational(0.5, 0),
+        Variational(2.0, 0),
+    ]
+    # the two code maps (mean, log-variance) of 73 parameters replace the code's one of 73
+    assert [v.params for v in variants] == [2690, 2763, 2763]
+    # a variational base design: 0 makes it plain, other values keep its KL warm-up
+    base = dataclasses.replace(preset("classic"), variational=Variational(1.0, 3))
+    again = expand(base, TrainConfig(), [parse_vary("beta=0,4")])
+    assert [v.spec.variational for v in again] == [None, Variational(4.0, 3)]
+    assert base.variational == Variational(1.0, 3)  # the base design is never changed
+    bad = expand(preset("classic"), TrainConfig(), [parse_vary("beta=-1,high,2000")])
+    problems = [v.problem for v in bad]
+    assert "0 for a plain autoencoder" in problems[0] and "Received: beta=-1" in problems[0]
+    assert "Received: beta='high'" in problems[1]
+    assert "'beta' must be a number above 0 and at most 1000" in problems[2]
+
+
+def test_corruption_and_strength_vary_the_denoiser_in_either_order():
+    axes = [parse_vary("corruption=none,salt-pepper,erase"), parse_vary("strength=0,0.4")]
+    variants = expand(preset("classic"), TrainConfig(), axes)
+    configs = {v.label: (v.config.corruption, v.config.strength) for v in variants if v.ok}
+    assert configs == {
+        "corruption=none, strength=0": (None, 0.0),
+        "corruption=salt-pepper, strength=0": (None, 0.0),  # strength 0: clean inputs
+        "corruption=salt-pepper, strength=0.4": ("salt-pepper", 0.4),
+        "corruption=erase, strength=0": (None, 0.0),
+        "corruption=erase, strength=0.4": ("erase", 0.4),
+    }
+    none = next(v for v in variants if v.label == "corruption=none, strength=0.4")
+    assert "a strength needs a corruption kind" in none.problem
+    reversed_ = expand(preset("classic"), TrainConfig(), axes[::-1])  # strength applied first
+
+    def by_values(found):
+        return {frozenset(v.values): v.config for v in found if v.ok}
+
+    assert by_values(reversed_) == by_values(variants)
+    # alone, a kind keeps the config's strength, or takes its own default without one
+    kinds = [parse_vary("corruption=gaussian,erase,blur")]
+    plain = expand(preset("classic"), TrainConfig(), kinds)
+    assert [(v.config.corruption, v.config.strength) for v in plain[:2]] == [
+        ("gaussian", 0.3),
+        ("erase", 0.25),
+    ]
+    assert "one of gaussian, salt-pepper, erase or none" in plain[2].problem
+    noisy = expand(preset("classic"), TrainConfig(corruption="gaussian", strength=0.5), kinds)
+    assert [v.config.strength for v in noisy[:2]] == [0.5, 0.5]
+    # a strength alone needs a corruption in the base settings
+    alone = expand(preset("classic"), TrainConfig(), [parse_vary("strength=0.2")])
+    assert "vary corruption too" in alone[0].problem
+    base = TrainConfig(corruption="erase", strength=0.1)
+    kept = expand(preset("classic"), base, [parse_vary("strength=0.2,0")])
+    assert [(v.config.corruption, v.config.strength) for v in kept] == [
+        ("erase", 0.2),
+        (None, 0.0),
+    ]
+
+
 def test_invalid_combinations_carry_their_reason_before_anything_trains():
     axes = [parse_vary("code=0,1"), parse_vary("lr=0.001,20")]
     variants = expand(preset("classic"), TrainConfig(), axes)
@@ -122,6 +187,7 @@ def test_invalid_combinations_carry_their_reason_before_anything_trains():
         ([Axis("decoder.0.colour", (3,))], "has no 'colour'"),
         ([Axis("config.speed", (3,))], "not a training setting"),
         ([Axis("width", (3,))], "unknown field"),
+        ([Axis("noise", (0.1,)), Axis("strength", (0.2,))], "vary either noise, or corruption"),
         ([Axis("kernel", tuple(range(1, 10))), Axis("lr", tuple(0.1 / n for n in range(1, 10)))], f"at most {MAX_RUNS} runs"),
     ],
 )  # fmt: skip
@@ -139,6 +205,9 @@ def test_fields_offered_for_a_design():
         "lr",
         "epochs",
         "noise",
+        "beta",
+        "corruption",
+        "strength",
         "encoder.0.filters",
         "decoder.4.kernel",
     } <= set(fields)
@@ -250,3 +319,29 @@ def test_cli_sweep_two_runs_one_epoch(tmp_path):
     )  # fmt: skip
     assert again.returncode == 2 and "already holds a sweep" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_cli_sweep_compares_plain_and_variational_denoisers(tmp_path):
+    out = tmp_path / "objective"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "cae", "sweep", "--preset", "classic",
+            "--dataset", "mnist-sample", "--limit", "120", "--epochs", "1",
+            "--corruption", "erase", "--vary", "beta=0,0.5", "--out-dir", str(out),
+        ],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "sweep.json").read_text())
+    assert [row["design"] for row in record["runs"]] == ["beta=0", "beta=0.5"]
+    assert [row["params"] for row in record["runs"]] == [2690, 2763]
+    plain, variational = (out / row["run_id"] for row in record["runs"])
+    assert "variational" not in json.loads((plain / "spec.json").read_text())
+    assert json.loads((variational / "spec.json").read_text())["variational"] == {
+        "beta": 0.5,
+        "warmup_epochs": 0,
+    }
+    assert "kl_loss" in json.loads((variational / "history.json").read_text())
+    for folder in (plain, variational):
+        config = json.loads((folder / "train.json").read_text())["config"]
+        assert (config["corruption"], config["strength"]) == ("erase", 0.25)
