@@ -23,7 +23,9 @@ LAYERS: dict[str, list[list[str]]] = {
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store"],  # run folders: the one record and the one test split
         ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
-        ["worker", "jobs", "sweep"],  # a training in a process; the jobs the pages poll; sweeps
+        ["worker"],  # a training in a process
+        ["zygote"],  # workers forked from a process with TensorFlow imported
+        ["jobs", "sweep"],  # the jobs the pages poll; sweeps
         ["experiments"],  # sweeps trained as runs, queued on the server
         ["__main__"],  # the command line
     ],

@@ -1,0 +1,129 @@
+"""cae.zygote: workers forked from a template process with TensorFlow imported behave like plain
+``python -m cae.worker`` processes (environment, exit codes, a dead template, the switch)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from cae import zygote
+from cae.jobs import JobManager, WorkerProcess
+from cae.recipe import DataRecipe
+from cae.request import TrainRequest
+from cae.spec import preset
+from cae.training import TrainConfig
+
+TIMEOUT = 120
+
+
+def first_message(worker: WorkerProcess) -> dict:
+    """The worker's first protocol line ("ready" once it can take a job)."""
+    return next(worker.messages())
+
+
+def small_request(name: str) -> TrainRequest:
+    config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=0)
+    return TrainRequest(preset("classic"), DataRecipe("mnist-sample", limit=64), config, name)
+
+
+@pytest.fixture
+def fresh_template():
+    """This process's template ended before and after the test, so the test starts its own."""
+    zygote.close_shared()
+    yield
+    zygote.close_shared()
+
+
+def test_workers_are_forked_from_one_template_and_say_ready(fresh_template):
+    workers = [WorkerProcess(), WorkerProcess()]
+    try:
+        assert all(isinstance(w.process, zygote.ForkedChild) for w in workers)
+        assert all(first_message(w)["kind"] == "ready" for w in workers)
+        pids = {w.pid for w in workers}
+        assert len(pids) == 2 and os.getpid() not in pids
+        parents = {psutil.Process(pid).ppid() for pid in pids}
+        assert parents == {zygote._shared.process.pid}  # both children of the one template
+        assert "tensorflow" not in psutil.Process(zygote._shared.process.pid).cmdline()
+    finally:
+        for worker in workers:
+            worker.close_input()  # a worker without a job exits when its input closes
+            assert worker.finish(30) == 0
+            worker.close()
+
+
+def test_a_forked_worker_takes_the_callers_environment_at_its_start(
+    tmp_path, monkeypatch, fresh_template
+):
+    """CAE_STAGING_DIR is read by the worker when it keeps an unsaved model: set after the
+    template started, it must still be the one the worker uses."""
+    WorkerProcess().close_input()  # the template now runs, with the environment of before
+    staging = tmp_path / "staging"
+    monkeypatch.setenv("CAE_STAGING_DIR", str(staging))
+    root = tmp_path / "missing" / "runs"  # cannot be made: the model is kept in the fallback
+    root.parent.write_text("a file where the runs folder's parent should be")
+    jobs = JobManager()
+    job = jobs.start("zed", small_request("kept"), root=root)
+    assert job.wait(TIMEOUT) and job.error is None, job.snapshot().message
+    assert job.staged_path is not None and staging in job.staged_path.parents
+    assert isinstance(job.worker_pid, int)
+
+
+def test_an_import_time_variable_that_differs_gets_a_plain_process(monkeypatch, fresh_template):
+    WorkerProcess().close_input()  # the template, with today's TF_* variables
+    monkeypatch.setenv(
+        "TF_CPP_MIN_LOG_LEVEL", "1" if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "1" else "2"
+    )
+    worker = WorkerProcess()
+    try:
+        assert not isinstance(worker.process, zygote.ForkedChild)  # TensorFlow reads it at import
+        assert first_message(worker)["kind"] == "ready"
+    finally:
+        worker.close_input()
+        worker.finish(30)
+        worker.close()
+
+
+def test_the_switch_turns_forking_off(monkeypatch, fresh_template):
+    monkeypatch.setenv(zygote.ENV_SWITCH, "0")
+    with open(os.devnull, "wb") as sink:
+        assert zygote.spawn_worker([], sink) is None
+    assert zygote._shared is None  # no template was started for it
+
+
+def test_a_killed_worker_reports_the_signal_like_popen(fresh_template):
+    worker = WorkerProcess()
+    try:
+        assert first_message(worker)["kind"] == "ready"
+        os.kill(worker.pid, signal.SIGKILL)
+        assert worker.finish(30) == -signal.SIGKILL
+        assert not worker.alive()
+    finally:
+        worker.close()
+
+
+def test_a_dead_template_leaves_its_workers_running_and_a_new_one_starts(fresh_template):
+    first = WorkerProcess()
+    try:
+        assert first_message(first)["kind"] == "ready"
+        old = zygote._shared
+        old.process.kill()
+        deadline = time.monotonic() + 30
+        while not old.dead and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert old.dead and first.alive()  # the worker lives on without its template
+        second = WorkerProcess()  # a new template forks it
+        try:
+            assert first_message(second)["kind"] == "ready"
+            assert zygote._shared is not old
+        finally:
+            second.close_input()
+            assert second.finish(30) == 0
+            second.close()
+        first.close_input()  # its exit code went with the template: ended is all we learn
+        assert first.finish(30) == zygote.UNKNOWN_EXIT
+    finally:
+        first.close()
