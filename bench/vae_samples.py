@@ -7,12 +7,22 @@ its labels (no download). Then, per seed, the same design is trained twice for t
 Editor use: the plain run's from a diagonal Gaussian fitted to its test codes, the variational
 run's from the prior N(0, 1). The classifier labels every sample; printed per run: the fraction
 labelled with confidence >= 0.9, the spread of the predicted classes (entropy in bits, 3.32 for
-ten equal classes, and the count per class), the test PSNR of the run's reconstructions, and how
-many of its reconstructions of the test digits the classifier labels confidently (a ceiling: a
-sample is decoded by the same decoder), and of the decoded middles of the lines between the codes
-of 256 pairs of test digits of different classes (interpolation). Then
-the medians over the seeds and the ratio of the confident fractions (target: variational >= 2x
-plain). No asserts.
+ten equal classes, and the count per class), the test PSNR of the run's reconstructions, and two
+references for the samples' fraction: the reconstructions of the test digits (a ceiling: a
+sample is decoded by the same decoder) and 256 codes drawn from a Gaussian fitted to the test
+codes with their correlations (what a better-fitted Gaussian would give instead); for a
+variational run also its posterior samples of 256 test digits (the codes its decoder is trained
+on: the gap to its prior samples is how far the codes are from the prior).
+
+Interpolation (``interpolation_paths``): 9 decoded frames on the line between the codes (posterior
+means for a variational run, as in the Latent Editor) of 256 pairs of test digits of different
+classes, judged against the pixel crossfade of the path's two decoded ends. A classifier's
+confidence alone cannot tell a plausible middle from a double exposure (a crossfade of a 3 and a
+7 is often labelled "3" confidently), so the main measure is the distance to the nearest
+training digit: the path's worst interior frame over its ends' (1.0: as near real digits as the
+ends; the crossfade's ratio beside it), and how often the path stays nearer real digits than the
+crossfade. Then the medians over the seeds and the ratio of the confident fractions (target:
+variational >= 2x plain). No asserts.
 
     .venv/bin/python bench/vae_samples.py [--preset keras-denoiser] [--epochs 20] [--seeds 0 1 2]
         [--betas 1] [--warmup 10] [--samples 256]
@@ -77,17 +87,101 @@ def score(classifier, images: np.ndarray) -> dict[str, object]:
     }
 
 
-def midpoints(built, data, seed: int, pairs: int = 256) -> np.ndarray:
-    """The decoded middles of the lines between the codes of ``pairs`` random pairs of test
-    digits of different classes (the Latent Editor's interpolation at 0.5)."""
+def correlated_samples(built, x_test: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` decoded codes drawn from a Gaussian fitted to the test codes with their
+    correlations (full covariance; ``cae.latent`` fits each value on its own): how far a
+    better-fitted Gaussian, rather than the prior, would take either run."""
+    codes = encode(built.encoder, x_test)
+    flat = codes.reshape(len(codes), -1).astype(np.float64)
+    covariance = np.cov(flat, rowvar=False) + 1e-6 * np.eye(flat.shape[1])
+    rng = np.random.default_rng(seed)
+    drawn = rng.multivariate_normal(flat.mean(0), covariance, count, method="eigh")
+    images = Decoder(built.decoder)(drawn.reshape((count, *codes.shape[1:])).astype(np.float32))
+    return np.clip(images, 0.0, 1.0)
+
+
+def posterior_samples(built, x_test: np.ndarray, count: int, seed: int) -> np.ndarray | None:
+    """A variational run's decoded posterior samples ``mean + exp(log_var / 2) * eps`` of the
+    first ``count`` test digits (the codes its decoder is trained on); None for a plain run."""
+    if not built.variational:
+        return None
+    mean, log_var = (np.asarray(part) for part in built.posterior(x_test[:count], training=False))
+    eps = np.random.default_rng(seed).standard_normal(mean.shape).astype(np.float32)
+    codes = (mean + np.exp(0.5 * log_var) * eps).astype(np.float32)
+    return np.clip(Decoder(built.decoder)(codes), 0.0, 1.0)
+
+
+def fraction(value: float) -> str:
+    """``0.123``, or ``-`` for a value a run does not have (NaN)."""
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+PATH_FRAMES = 9  # frames of an interpolation path, ends included: the middle one is at t = 0.5
+
+
+def nearest_real(images: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """Each image's RMS pixel distance to its nearest neighbour among ``real`` (flattened)."""
+    a = images.reshape(len(images), -1).astype(np.float64)
+    b = real.reshape(len(real), -1).astype(np.float64)
+    b_norms = (b**2).sum(1)
+    out = np.empty(len(a))
+    for start in range(0, len(a), 512):
+        block = a[start : start + 512]
+        squared = (block**2).sum(1)[:, None] + b_norms[None] - 2.0 * block @ b.T
+        out[start : start + 512] = np.sqrt(np.maximum(squared.min(1), 0.0) / a.shape[1])
+    return out
+
+
+def interpolation_paths(
+    built, data, x_train: np.ndarray, classifier, seed: int, pairs: int = 256
+) -> dict[str, float]:
+    """How plausible the Latent Editor's interpolation is between the codes (a variational
+    run's posterior means) of ``pairs`` random pairs of test digits of different classes.
+
+    A path is ``PATH_FRAMES`` decoded codes on the line between the two codes (ends included);
+    its reference is the pixel crossfade of its two decoded ends over the same frames. An image
+    is judged by how far it is from the nearest training digit (RMS pixel distance: a double
+    exposure or a blob is far from every real digit), relative to the path's ends (so that a
+    blurrier decoder is not penalised for its blur, only for what it adds in between).
+    Returned, medians over the pairs unless said: ``path_ratio`` (the path's worst interior
+    frame, distance / its ends' mean distance), ``fade_ratio`` (the same for the crossfade),
+    ``nearer`` (the fraction of pairs whose worst frame is nearer a real digit than the
+    crossfade's worst), and the classifier's verdict on the middle frames: the fraction
+    labelled with confidence >= 0.9 (``midpoint_confident``; the crossfade's in
+    ``fade_confident``) and the fraction labelled confidently as one of the two ends' classes
+    (``midpoint_end_class``)."""
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, len(data.x_test), (2, pairs * 4))
     keep = data.y_test[a] != data.y_test[b]
     a, b = a[keep][:pairs], b[keep][:pairs]
-    codes = encode(built.encoder, data.x_test)
-    return Decoder(built.decoder)(
-        np.stack([interpolate(codes[i], codes[j], 3)[1] for i, j in zip(a, b)])
+    codes = encode(built.encoder, data.x_test)  # a variational run's encoder gives the mean
+    decoder = Decoder(built.decoder)
+    paths = np.stack(
+        [
+            np.clip(decoder(interpolate(codes[i], codes[j], PATH_FRAMES)), 0.0, 1.0)
+            for i, j in zip(a, b)
+        ]
+    )  # (pairs, frames, H, W, C)
+    t = np.linspace(0.0, 1.0, PATH_FRAMES).reshape(1, -1, 1, 1, 1)
+    fades = (1.0 - t) * paths[:, :1] + t * paths[:, -1:]
+    shape = paths.shape
+    real = nearest_real(paths.reshape(-1, *shape[2:]), x_train).reshape(shape[:2])
+    fade_real = nearest_real(fades[:, 1:-1].reshape(-1, *shape[2:]), x_train).reshape(shape[0], -1)
+    ends = real[:, [0, -1]].mean(1)
+    path_worst, fade_worst = real[:, 1:-1].max(1), fade_real.max(1)
+    middle = PATH_FRAMES // 2
+    probs = np.asarray(classifier(paths[:, middle], training=False))
+    end_class = np.maximum(
+        probs[np.arange(len(a)), data.y_test[a]], probs[np.arange(len(b)), data.y_test[b]]
     )
+    return {
+        "path_ratio": float(np.median(path_worst / ends)),
+        "fade_ratio": float(np.median(fade_worst / ends)),
+        "nearer": float((path_worst < fade_worst).mean()),
+        "midpoint_confident": score(classifier, paths[:, middle])["confident"],
+        "fade_confident": score(classifier, fades[:, middle])["confident"],
+        "midpoint_end_class": float((end_class >= CONFIDENT).mean()),
+    }
 
 
 def main() -> None:
@@ -135,28 +229,36 @@ def main() -> None:
                 result.built, args.samples, x_test, rng=np.random.default_rng(seed)
             )
             recon = reconstruct(result.built.autoencoder, x_test)
+            posterior = posterior_samples(result.built, x_test, args.samples, seed)
             row = {
                 **score(classifier, samples),
                 "psnr": result.test_metrics["psnr"],
                 "recon_confident": score(classifier, recon)["confident"],
-                "midpoint_confident": score(classifier, midpoints(result.built, data, seed))[
-                    "confident"
-                ],
+                "correlated_confident": score(
+                    classifier, correlated_samples(result.built, x_test, args.samples, seed)
+                )["confident"],
+                "posterior_confident": (
+                    math.nan if posterior is None else score(classifier, posterior)["confident"]
+                ),
+                **interpolation_paths(result.built, data, x_train, classifier, seed),
             }
             rows[kind].append(row)
             print(
-                f"seed {seed} {kind:<12} confident {row['confident']:.3f}  entropy "
-                f"{row['entropy']:.2f} bits  classes {row['counts']}  test PSNR "
-                f"{row['psnr']:.2f} dB  (reconstructions {row['recon_confident']:.3f}, "
-                f"interpolation midpoints {row['midpoint_confident']:.3f} confident; "
-                f"{result.wall_seconds:.0f} s; samples from {source})",
+                f"seed {seed} {kind:<8} samples: {row['confident']:.3f} confident, entropy "
+                f"{row['entropy']:.2f} bits, classes {row['counts']} (from {source}); "
+                f"test PSNR {row['psnr']:.2f} dB; confident: reconstructions "
+                f"{row['recon_confident']:.3f}, correlated-Gaussian samples "
+                f"{row['correlated_confident']:.3f}, posterior samples "
+                f"{fraction(row['posterior_confident'])}; interpolation: worst frame / ends "
+                f"{row['path_ratio']:.3f} (crossfade {row['fade_ratio']:.3f}, nearer a real "
+                f"digit than it in {row['nearer']:.3f}), middle frame confident "
+                f"{row['midpoint_confident']:.3f} (crossfade {row['fade_confident']:.3f}), as an "
+                f"end's class {row['midpoint_end_class']:.3f}; {result.wall_seconds:.0f} s",
                 flush=True,
             )
+    keys = [key for key in rows["plain"][0] if key != "counts"]
     medians = {
-        kind: {
-            key: statistics.median(r[key] for r in runs)
-            for key in ("confident", "entropy", "psnr", "recon_confident", "midpoint_confident")
-        }
+        kind: {key: statistics.median(r[key] for r in runs) for key in keys}
         for kind, runs in rows.items()
     }
     print(
@@ -165,9 +267,14 @@ def main() -> None:
     )
     for kind, m in medians.items():
         print(
-            f"  {kind:<12} confident {m['confident']:.3f}  entropy {m['entropy']:.2f} bits  "
-            f"test PSNR {m['psnr']:.2f} dB  reconstructions {m['recon_confident']:.3f}, midpoints "
-            f"{m['midpoint_confident']:.3f} confident"
+            f"  {kind:<8} samples {m['confident']:.3f} confident, entropy {m['entropy']:.2f} bits"
+            f"; test PSNR {m['psnr']:.2f} dB; confident: reconstructions "
+            f"{m['recon_confident']:.3f}, correlated-Gaussian samples "
+            f"{m['correlated_confident']:.3f}, posterior samples {fraction(m['posterior_confident'])}\n"
+            f"  {'':<8} interpolation: worst frame / ends {m['path_ratio']:.3f} (crossfade "
+            f"{m['fade_ratio']:.3f}), nearer a real digit than the crossfade in "
+            f"{m['nearer']:.3f}; middle frame {m['midpoint_confident']:.3f} confident (crossfade "
+            f"{m['fade_confident']:.3f}), {m['midpoint_end_class']:.3f} as an end's class"
         )
     plain = medians["plain"]
     for kind in list(specs)[1:]:
