@@ -25,6 +25,14 @@ def first_message(worker: WorkerProcess) -> dict:
     return next(worker.messages())
 
 
+def start_template() -> None:
+    """Make sure this process's template runs (by forking a worker that exits at once)."""
+    worker = WorkerProcess()
+    worker.close_input()
+    worker.finish(60)
+    worker.close()
+
+
 def small_request(name: str) -> TrainRequest:
     config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0, preview_count=0)
     return TrainRequest(preset("classic"), DataRecipe("mnist-sample", limit=64), config, name)
@@ -32,13 +40,14 @@ def small_request(name: str) -> TrainRequest:
 
 @pytest.fixture
 def fresh_template():
-    """This process's template ended before and after the test, so the test starts its own."""
+    """This process's template ended before and after the test, so the test starts its own
+    (each costs a TensorFlow import: only for tests that need a template of their own)."""
     zygote.close_shared()
     yield
     zygote.close_shared()
 
 
-def test_workers_are_forked_from_one_template_and_say_ready(fresh_template):
+def test_workers_are_forked_from_one_template_and_say_ready():
     workers = [WorkerProcess(), WorkerProcess()]
     try:
         assert all(isinstance(w.process, zygote.ForkedChild) for w in workers)
@@ -55,12 +64,10 @@ def test_workers_are_forked_from_one_template_and_say_ready(fresh_template):
             worker.close()
 
 
-def test_a_forked_worker_takes_the_callers_environment_at_its_start(
-    tmp_path, monkeypatch, fresh_template
-):
+def test_a_forked_worker_takes_the_callers_environment_at_its_start(tmp_path, monkeypatch):
     """CAE_STAGING_DIR is read by the worker when it keeps an unsaved model: set after the
     template started, it must still be the one the worker uses."""
-    WorkerProcess().close_input()  # the template now runs, with the environment of before
+    start_template()  # with the environment of before
     staging = tmp_path / "staging"
     monkeypatch.setenv("CAE_STAGING_DIR", str(staging))
     root = tmp_path / "missing" / "runs"  # cannot be made: the model is kept in the fallback
@@ -72,8 +79,8 @@ def test_a_forked_worker_takes_the_callers_environment_at_its_start(
     assert isinstance(job.worker_pid, int)
 
 
-def test_an_import_time_variable_that_differs_gets_a_plain_process(monkeypatch, fresh_template):
-    WorkerProcess().close_input()  # the template, with today's TF_* variables
+def test_an_import_time_variable_that_differs_gets_a_plain_process(monkeypatch):
+    start_template()  # with today's TF_* variables
     monkeypatch.setenv(
         "TF_CPP_MIN_LOG_LEVEL", "1" if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "1" else "2"
     )
@@ -87,14 +94,15 @@ def test_an_import_time_variable_that_differs_gets_a_plain_process(monkeypatch, 
         worker.close()
 
 
-def test_the_switch_turns_forking_off(monkeypatch, fresh_template):
+def test_the_switch_turns_forking_off(monkeypatch):
+    before = zygote._shared
     monkeypatch.setenv(zygote.ENV_SWITCH, "0")
     with open(os.devnull, "wb") as sink:
         assert zygote.spawn_worker([], sink) is None
-    assert zygote._shared is None  # no template was started for it
+    assert zygote._shared is before  # no template was started for it (nor a TensorFlow import)
 
 
-def test_a_killed_worker_reports_the_signal_like_popen(fresh_template):
+def test_a_killed_worker_reports_the_signal_like_popen():
     worker = WorkerProcess()
     try:
         assert first_message(worker)["kind"] == "ready"
