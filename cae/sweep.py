@@ -45,7 +45,9 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_AXES = 3
 MAX_VALUES = 12  # values of one axis
 MAX_RUNS = 64  # combinations of one sweep
-START_SECONDS = 4.0  # a run's own start (a process with TensorFlow, the data) besides training
+# a run's own start besides training: a worker forked with TensorFlow loaded, and the data
+# (bench/worker_start.py: 0.28 s median to training, 2.76 s for a plain process)
+START_SECONDS = 0.5
 DEFAULT_RATE = 2.5e9  # multiply-adds per second of training when no run has been timed here
 DEFAULT_OVERHEAD = 5.0  # seconds per run besides its work: build, first trace, test scoring
 RATE_RUNS = 30  # the newest runs whose speed the estimate is measured from
