@@ -74,8 +74,8 @@ class WorkerProcess:
         self._ready = False
 
     @property
-    def pid(self) -> int:
-        """The process id."""
+    def pid(self) -> int | None:
+        """The process id (None while a forked worker waits for the template to fork it)."""
         return self.process.pid
 
     def alive(self) -> bool:

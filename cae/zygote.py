@@ -83,10 +83,9 @@ class ForkedChild:
         self._exited.set()
 
     @property
-    def pid(self) -> int:
-        """The child's process id (waits for the template to fork it; -1 if it never did)."""
-        self._spawned.wait(SPAWN_TIMEOUT_S)
-        return self._pid if self._pid is not None else -1
+    def pid(self) -> int | None:
+        """The child's process id once the template has forked it (None before, and if never)."""
+        return self._pid
 
     def poll(self) -> int | None:
         """The exit code once the child has ended, else None."""
@@ -126,8 +125,9 @@ class ForkedChild:
         self._signal(signal.SIGTERM)
 
     def _signal(self, number: int) -> None:
-        pid = self.pid
-        if pid > 0 and self.poll() is None:
+        self._spawned.wait(SPAWN_TIMEOUT_S)  # a child still to be forked is signalled once it is
+        pid = self._pid
+        if pid is not None and pid > 0 and self.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, number)
 
@@ -154,7 +154,8 @@ class Template:
         theirs.close()
         self.dead = False
         self.broken: str | None = None  # why it could not import (then it is dead too)
-        self._lock = threading.Lock()  # one request on the socket at a time
+        self._lock = threading.Lock()  # the children's tables
+        self._send_lock = threading.Lock()  # one request on the socket at a time
         self._children: dict[int, ForkedChild] = {}  # by request id until forked, then by pid
         self._by_pid: dict[int, ForkedChild] = {}
         self._next_id = 0
@@ -178,8 +179,10 @@ class Template:
                 self._next_id += 1
                 request_id = self._next_id
                 self._children[request_id] = child
-                payload = {"id": request_id, "argv": argv, "env": env, "cwd": cwd}
-                fds = [in_read, out_write, stderr_fd]
+            payload = {"id": request_id, "argv": argv, "env": env, "cwd": cwd}
+            fds = [in_read, out_write, stderr_fd]
+            # its own lock: a send that waits for room must not stop the reader taking answers
+            with self._send_lock:
                 socket.send_fds(self._socket, [json.dumps(payload).encode("utf-8")], fds)
         except OSError:
             with self._lock:

@@ -125,6 +125,7 @@ def test_a_dead_template_leaves_its_workers_running_and_a_new_one_starts(fresh_t
         assert old.dead and first.alive()  # the worker lives on without its template
         second = WorkerProcess()  # a new template forks it
         try:
+            assert second.pid is None  # asked for while that template imports: nobody waits
             assert first_message(second)["kind"] == "ready"
             assert zygote._shared is not old
         finally:
