@@ -11,8 +11,12 @@ ten equal classes, and the count per class), the test PSNR of the run's reconstr
 references for the samples' fraction: the reconstructions of the test digits (a ceiling: a
 sample is decoded by the same decoder) and 256 codes drawn from a Gaussian fitted to the test
 codes with their correlations (what a better-fitted Gaussian would give instead); for a
-variational run also its posterior samples of 256 test digits (the codes its decoder is trained
-on: the gap to its prior samples is how far the codes are from the prior).
+variational run its posterior samples of 256 test digits (the codes its decoder is trained on: the
+gap to its prior samples is how far they are from the prior); and, for both, the codes the decoder
+is trained on (a plain run's codes, a variational run's posterior samples) of all test digits
+shuffled value by value across the digits: each value keeps its distribution and loses its
+dependence on the others, which is all that a sample drawn value by value (the fitted diagonal
+Gaussian, the prior) lacks besides the shape of that distribution.
 
 Interpolation (``interpolation_paths``): 9 decoded frames on the line between the codes (posterior
 means for a variational run, as in the Latent Editor) of 256 pairs of test digits of different
@@ -100,15 +104,23 @@ def correlated_samples(built, x_test: np.ndarray, count: int, seed: int) -> np.n
     return np.clip(images, 0.0, 1.0)
 
 
-def posterior_samples(built, x_test: np.ndarray, count: int, seed: int) -> np.ndarray | None:
-    """A variational run's decoded posterior samples ``mean + exp(log_var / 2) * eps`` of the
-    first ``count`` test digits (the codes its decoder is trained on); None for a plain run."""
+def training_codes(built, x_test: np.ndarray, seed: int) -> np.ndarray:
+    """The codes of the test digits as the decoder meets them in training: a plain run's codes,
+    a variational run's posterior samples ``mean + exp(log_var / 2) * eps``."""
     if not built.variational:
-        return None
-    mean, log_var = (np.asarray(part) for part in built.posterior(x_test[:count], training=False))
+        return encode(built.encoder, x_test)
+    mean, log_var = (np.asarray(part) for part in built.posterior(x_test, training=False))
     eps = np.random.default_rng(seed).standard_normal(mean.shape).astype(np.float32)
-    codes = (mean + np.exp(0.5 * log_var) * eps).astype(np.float32)
-    return np.clip(Decoder(built.decoder)(codes), 0.0, 1.0)
+    return (mean + np.exp(0.5 * log_var) * eps).astype(np.float32)
+
+
+def shuffled(codes: np.ndarray, seed: int) -> np.ndarray:
+    """``codes`` with each value permuted across the images on its own: every value keeps its
+    observed distribution exactly, and loses its dependence on the others (as in the prior)."""
+    rng = np.random.default_rng(seed)
+    flat = codes.reshape(len(codes), -1)
+    out = np.stack([rng.permutation(flat[:, k]) for k in range(flat.shape[1])], axis=1)
+    return out.reshape(codes.shape).astype(np.float32)
 
 
 def fraction(value: float) -> str:
@@ -229,7 +241,8 @@ def main() -> None:
                 result.built, args.samples, x_test, rng=np.random.default_rng(seed)
             )
             recon = reconstruct(result.built.autoencoder, x_test)
-            posterior = posterior_samples(result.built, x_test, args.samples, seed)
+            codes = training_codes(result.built, x_test, seed)
+            decode = Decoder(result.built.decoder)
             row = {
                 **score(classifier, samples),
                 "psnr": result.test_metrics["psnr"],
@@ -238,8 +251,13 @@ def main() -> None:
                     classifier, correlated_samples(result.built, x_test, args.samples, seed)
                 )["confident"],
                 "posterior_confident": (
-                    math.nan if posterior is None else score(classifier, posterior)["confident"]
+                    score(classifier, np.clip(decode(codes[: args.samples]), 0.0, 1.0))["confident"]
+                    if result.built.variational
+                    else math.nan
                 ),
+                "shuffled_confident": score(
+                    classifier, np.clip(decode(shuffled(codes, seed)[: args.samples]), 0.0, 1.0)
+                )["confident"],
                 **interpolation_paths(result.built, data, x_train, classifier, seed),
             }
             rows[kind].append(row)
@@ -249,7 +267,8 @@ def main() -> None:
                 f"test PSNR {row['psnr']:.2f} dB; confident: reconstructions "
                 f"{row['recon_confident']:.3f}, correlated-Gaussian samples "
                 f"{row['correlated_confident']:.3f}, posterior samples "
-                f"{fraction(row['posterior_confident'])}; interpolation: worst frame / ends "
+                f"{fraction(row['posterior_confident'])}, the same codes value by value "
+                f"shuffled {row['shuffled_confident']:.3f}; interpolation: worst frame / ends "
                 f"{row['path_ratio']:.3f} (crossfade {row['fade_ratio']:.3f}, nearer a real "
                 f"digit than it in {row['nearer']:.3f}), middle frame confident "
                 f"{row['midpoint_confident']:.3f} (crossfade {row['fade_confident']:.3f}), as an "
@@ -270,7 +289,8 @@ def main() -> None:
             f"  {kind:<8} samples {m['confident']:.3f} confident, entropy {m['entropy']:.2f} bits"
             f"; test PSNR {m['psnr']:.2f} dB; confident: reconstructions "
             f"{m['recon_confident']:.3f}, correlated-Gaussian samples "
-            f"{m['correlated_confident']:.3f}, posterior samples {fraction(m['posterior_confident'])}\n"
+            f"{m['correlated_confident']:.3f}, posterior samples {fraction(m['posterior_confident'])}, "
+            f"shuffled {m['shuffled_confident']:.3f}\n"
             f"  {'':<8} interpolation: worst frame / ends {m['path_ratio']:.3f} (crossfade "
             f"{m['fade_ratio']:.3f}), nearer a real digit than the crossfade in "
             f"{m['nearer']:.3f}; middle frame {m['midpoint_confident']:.3f} confident (crossfade "
