@@ -323,6 +323,14 @@ def _reap(sock: socket.socket) -> None:
         _send(sock, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
+def _name_process(name: bytes) -> None:
+    """Set this process's short name (Linux ``prctl(PR_SET_NAME)``; nothing elsewhere)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)
+
+
 def _become_worker(request: dict[str, Any], fds: list[int], closing: list[int]) -> None:
     """In the forked child: take the request's pipes, environment and arguments, run the worker,
     exit (never returns)."""
@@ -343,6 +351,7 @@ def _become_worker(request: dict[str, Any], fds: list[int], closing: list[int]) 
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
         sys.argv = ["cae.worker", *request["argv"]]
+        _name_process(b"cae-worker")  # top and ps -o comm tell it from its template
         import numpy as np
 
         np.random.seed()  # the template's state would be every child's otherwise
@@ -414,6 +423,7 @@ def main() -> int:
     except BaseException as error:  # noqa: BLE001 - told to the caller, who starts plain workers
         _send(sock, {"broken": f"{type(error).__name__}: {error}"})
         return 1
+    _name_process(b"cae-zygote")
     _send(sock, {"ready": os.getpid()})
     return serve(sock)
 
