@@ -4,19 +4,21 @@ Per seed, a small CNN digit classifier is trained on the bundled mnist-sample's 
 its labels (no download). Then, per seed, the same design is trained twice for the same epochs through
 ``cae.training.train``: plain, and variational (``"variational": {"beta": B}``, for each ``--betas``). Each decodes
 256 random codes through ``cae.latent.sample_images``, the rule ``cae sample`` and the Latent
-Editor use: the plain run's from a diagonal Gaussian fitted to its test codes, the variational
-run's from the prior N(0, 1). The classifier labels every sample; printed per run: the fraction
+Editor use: the plain run's from the Gaussian fitted to its test codes (their mean and covariance;
+before 2026-11-30 a diagonal one, each value on its own), the variational run's from the prior
+N(0, 1). The classifier labels every sample; printed per run: the fraction
 labelled with confidence >= 0.9, the spread of the predicted classes (entropy in bits, 3.32 for
 ten equal classes, and the count per class), the test PSNR of the run's reconstructions, and two
 references for the samples' fraction: the reconstructions of the test digits (a ceiling: a
 sample is decoded by the same decoder) and 256 codes drawn from a Gaussian fitted to the test
-codes with their correlations (what a better-fitted Gaussian would give instead); for a
+codes with their correlations (the plain run's own rule; for a variational run, what that fit of
+its means would give instead of the prior); for a
 variational run its posterior samples of 256 test digits (the codes its decoder is trained on: the
 gap to its prior samples is how far they are from the prior); and, for both, the codes the decoder
 is trained on (a plain run's codes, a variational run's posterior samples) of all test digits
 shuffled value by value across the digits: each value keeps its distribution and loses its
-dependence on the others, which is all that a sample drawn value by value (the fitted diagonal
-Gaussian, the prior) lacks besides the shape of that distribution.
+dependence on the others, which is all that a sample drawn value by value (the prior, or a
+diagonal Gaussian) lacks besides the shape of that distribution.
 
 Interpolation (``interpolation_paths``): 9 decoded frames on the line between the codes (posterior
 means for a variational run, as in the Latent Editor) of 256 pairs of test digits of different
@@ -46,7 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cae.latent import Decoder, encode, interpolate, sample_images  # noqa: E402
+from cae.latent import Decoder, encode, interpolate, sample_codes, sample_images  # noqa: E402
 from cae.pixels import as_float  # noqa: E402
 from cae.recipe import DataRecipe, load_recipe  # noqa: E402
 from cae.spec import Variational, preset  # noqa: E402
@@ -92,16 +94,14 @@ def score(classifier, images: np.ndarray) -> dict[str, object]:
 
 
 def correlated_samples(built, x_test: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` decoded codes drawn from a Gaussian fitted to the test codes with their
-    correlations (full covariance; ``cae.latent`` fits each value on its own): how far a
-    better-fitted Gaussian, rather than the prior, would take either run."""
+    """``count`` decoded codes drawn from the Gaussian fitted to the test codes (means for a
+    variational run) with their correlations, by the plain runs' rule (``cae.latent.sample_codes``):
+    for a variational run, how far that fit, rather than the prior, would take it."""
     codes = encode(built.encoder, x_test)
-    flat = codes.reshape(len(codes), -1).astype(np.float64)
-    covariance = np.cov(flat, rowvar=False) + 1e-6 * np.eye(flat.shape[1])
-    rng = np.random.default_rng(seed)
-    drawn = rng.multivariate_normal(flat.mean(0), covariance, count, method="eigh")
-    images = Decoder(built.decoder)(drawn.reshape((count, *codes.shape[1:])).astype(np.float32))
-    return np.clip(images, 0.0, 1.0)
+    drawn = sample_codes(
+        count, codes.shape[1:], variational=False, codes=codes, rng=np.random.default_rng(seed)
+    )
+    return np.clip(Decoder(built.decoder)(drawn), 0.0, 1.0)
 
 
 def training_codes(built, x_test: np.ndarray, seed: int) -> np.ndarray:

@@ -593,8 +593,8 @@ def _number(value: Any) -> str:
 
 def command_sample(args: argparse.Namespace) -> int:
     """Decode ``--n`` random codes of a run and save them as one .npy, float32 (N, H, W, C) in
-    [0, 1]: a variational run's from its prior, a plain run's from a diagonal Gaussian fitted to
-    its test codes (``cae.latent.sample_images``)."""
+    [0, 1]: a variational run's from its prior, a plain run's from the Gaussian fitted to its
+    test codes, their mean and covariance (``cae.latent.sample_images``)."""
     import numpy as np
 
     from cae.latent import sample_images

@@ -232,33 +232,41 @@ def sample_codes(
     latent_shape: tuple[int, ...],
     *,
     variational: bool,
-    stats: dict[str, Any] | None = None,
+    codes: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
     """``count`` random codes (count, *latent_shape) float32: the one rule for "random sample".
 
     A variational run's come from its prior, N(0, 1) in every value. A plain run has no prior:
-    its come from a diagonal Gaussian fitted to codes (``stats`` from :func:`latent_statistics`:
-    each value drawn from N(cell_mean, cell_std) on its own, the correlations between values
-    ignored), clipped to each channel's observed range (:func:`sample_code`)."""
+    its come from the Gaussian fitted to ``codes`` (N, *latent_shape), with their mean and their
+    covariance (the correlations between values kept: ``mean + centred.T @ w / sqrt(N - 1)`` with
+    ``w ~ N(0, I_N)``, so no covariance matrix is formed), clipped to each channel's observed
+    range. Drawing each value on its own instead ignores how the values of one digit go together:
+    bench/vae_samples.py measured 0.023 vs 0.309 of such samples read as a confident digit."""
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count must be an integer of at least 0. Received: count={count!r}")
     shape = tuple(int(n) for n in latent_shape)
     rng = np.random.default_rng() if rng is None else rng
     if variational:
         return rng.standard_normal((int(count), *shape)).astype(np.float32)
-    if stats is None:
+    if codes is None:
         raise ValueError(
-            "a plain run's codes come from a Gaussian fitted to its codes: pass their "
-            "latent_statistics. Received: stats=None"
+            "a plain run's codes come from a Gaussian fitted to its codes: pass them. "
+            "Received: codes=None"
         )
-    if tuple(int(n) for n in stats.get("shape", ())) != shape:
+    fitted = np.asarray(codes, dtype=np.float64)
+    if fitted.ndim < 2 or fitted.shape[1:] != shape or len(fitted) == 0:
         raise ValueError(
-            f"stats describe other codes than latent_shape. Received: stats shape="
-            f"{stats.get('shape')}, latent_shape={list(shape)}"
+            f"codes must be a non-empty batch of codes of latent_shape. Received: codes shape="
+            f"{list(fitted.shape)}, latent_shape={list(shape)}"
         )
-    codes = [sample_code(stats, rng) for _ in range(int(count))]
-    return np.stack(codes) if codes else np.zeros((0, *shape), np.float32)
+    flat = fitted.reshape(len(fitted), -1)
+    mean = flat.mean(axis=0)
+    centred = (flat - mean) / np.sqrt(max(len(flat) - 1, 1))
+    weights = rng.standard_normal((int(count), len(flat)))
+    drawn = (mean + weights @ centred).reshape(int(count), *shape)
+    channels = fitted.reshape(-1, shape[-1])
+    return np.clip(drawn, channels.min(axis=0), channels.max(axis=0)).astype(np.float32)
 
 
 def brush_ranges(
@@ -291,22 +299,22 @@ def sample_images(
 ) -> tuple[np.ndarray, str]:
     """``count`` decoded random codes of a run's models (``cae.builder.BuiltModel``), float32
     (count, H, W, C) in [0, 1], and one line saying where the codes came from: the prior for a
-    variational run, else a diagonal Gaussian fitted to the codes of ``test_images``."""
+    variational run, else the Gaussian fitted to the codes of ``test_images`` (:func:`sample_codes`)."""
     latent_shape = tuple(int(n) for n in built.decoder.input_shape[1:])
     if built.variational:
-        stats, source = None, "the prior N(0, 1)"
+        fitted, source = None, "the prior N(0, 1)"
     else:
         if test_images is None or len(test_images) == 0:
             raise ValueError(
                 "a plain run's samples come from a Gaussian fitted to its test codes, and there "
                 "are no test images. Received: test_images=None"
             )
-        stats = latent_statistics(encode(built.encoder, test_images))
+        fitted = encode(built.encoder, test_images)
         source = (
-            f"a diagonal Gaussian fitted to the codes of {len(test_images):,} test images "
-            "(each value on its own, clipped to its channel's range)"
+            f"a Gaussian fitted to the codes of {len(test_images):,} test images (their mean "
+            "and covariance, clipped to each channel's range)"
         )
-    codes = sample_codes(count, latent_shape, variational=built.variational, stats=stats, rng=rng)
+    codes = sample_codes(count, latent_shape, variational=built.variational, codes=fitted, rng=rng)
     if len(codes) == 0:
         output = tuple(int(n) for n in built.decoder.output_shape[1:])
         return np.zeros((0, *output), np.float32), source

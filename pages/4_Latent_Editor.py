@@ -113,6 +113,14 @@ def cached_stats(run_id: str, root: str, created: str | None, has_test_images: b
     return latent_statistics(encode(run.built.encoder, x))
 
 
+@st.cache_data(show_spinner="Encoding the test images…", max_entries=4)
+def cached_codes(run_id: str, root: str, created: str | None) -> np.ndarray:
+    """The codes of up to 2,000 of the run's test images (what a plain run's random sample is
+    fitted to)."""
+    run = cached_run(run_id, root, created)
+    return encode(run.built.encoder, cached_test_split(run_id, root, created).pixels[:2000])
+
+
 def picture(image: np.ndarray, size: int = VIEW_PX, channel: int | None = None) -> Image.Image:
     """An image (H, W, C) in [0, 1] as shown (grayscale, RGB or ``channel`` alone), upscaled with
     nearest-neighbour pixels to about ``size``."""
@@ -250,17 +258,23 @@ with top[2]:
             ),
         )
         seed = int(st.session_state["le_sample_seed"])
-        code_source = sample_codes(
-            1, latent_shape, variational=variational, stats=stats, rng=np.random.default_rng(seed)
-        )[0]
+        fitted = None if variational or split is None else cached_codes(run_id, root, info.created)
+        if variational or fitted is not None:
+            rng = np.random.default_rng(seed)
+            code_source = sample_codes(
+                1, latent_shape, variational=variational, codes=fitted, rng=rng
+            )[0]
+            st.caption(
+                "Each value drawn from the prior N(0, 1)."
+                if variational
+                else f"Drawn from a normal fitted to the codes of {len(fitted):,} test images: "
+                "their mean, and how their values vary together."
+            )
+        else:  # no test images to fit a plain run's codes to
+            code_source = np.asarray(stats["cell_mean"], dtype=np.float32)
+            st.caption("No test images to fit random codes to: this is the mean code.")
         source_label = f"a random code (seed {seed})"
         signature = f"sample:{seed}"
-        st.caption(
-            "Each value drawn from the prior N(0, 1)."
-            if variational
-            else "Each cell drawn from a normal with its own mean and spread over the training "
-            "codes."
-        )
 
 signature = f"{run_id}|{info.created}|{signature}"
 state = st.session_state.get(EDITOR)

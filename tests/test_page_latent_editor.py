@@ -75,6 +75,9 @@ def test_other_starting_points(app):
     first = np.asarray(editor_state(app)["source"])
     app.radio(key="le_source").set_value("Random sample").run()
     one = np.asarray(editor_state(app)["source"])
+    captions = " ".join(c.value for c in app.caption)
+    assert "fitted to the codes of 500 test images" in captions  # a plain run: the fitted normal
+    assert "vary together" in captions  # with the correlations between the code's values
     app.button(key="le_sample_again").click().run()
     two = np.asarray(editor_state(app)["source"])
     assert not np.array_equal(one, two)

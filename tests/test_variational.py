@@ -250,22 +250,36 @@ def test_a_variational_run_saves_and_loads_under_safe_mode(tmp_path, monkeypatch
 
 
 def test_random_codes_come_from_the_prior_or_the_fitted_gaussian():
-    from cae.latent import brush_ranges, latent_statistics, sample_code, sample_codes
+    from cae.latent import brush_ranges, latent_statistics, sample_codes
 
     prior = sample_codes(5000, (7, 7, 1), variational=True, rng=np.random.default_rng(0))
     assert prior.shape == (5000, 7, 7, 1) and prior.dtype == np.float32
     assert abs(prior.mean()) < 0.01 and abs(prior.std() - 1) < 0.01
     rng = np.random.default_rng(1)
-    codes = rng.normal(3.0, 0.5, (400, 2, 2, 2)).astype(np.float32)
+    # codes whose values go together: (a, b) strongly correlated, c independent, d = -a
+    a, c = rng.normal(0.0, 1.0, (2, 4000))
+    b = 0.9 * a + np.sqrt(1 - 0.9**2) * rng.normal(0.0, 1.0, 4000)
+    codes = (3.0 + 0.5 * np.stack([a, b, c, -a], axis=1)).reshape(4000, 1, 2, 2).astype(np.float32)
     stats = latent_statistics(codes)
-    fitted = sample_codes(2000, (2, 2, 2), variational=False, stats=stats, rng=rng)
-    assert abs(fitted.mean() - 3.0) < 0.05 and abs(fitted.std() - 0.5) < 0.05
-    assert fitted.min() >= codes.min() and fitted.max() <= codes.max()
-    # one draw is the Latent Editor's plain "Random sample" as before
-    one = sample_codes(1, (2, 2, 2), variational=False, stats=stats, rng=np.random.default_rng(4))
-    assert np.array_equal(one[0], sample_code(stats, np.random.default_rng(4)))
-    with pytest.raises(ValueError, match="Received: stats=None"):
+    fitted = sample_codes(20000, (1, 2, 2), variational=False, codes=codes, rng=rng)
+    assert fitted.shape == (20000, 1, 2, 2) and fitted.dtype == np.float32
+    flat = fitted.reshape(-1, 4).astype(np.float64)
+    assert np.allclose(flat.mean(axis=0), 3.0, atol=0.03)
+    # the covariance of the codes, correlations included (clipping to the range trims a little)
+    expected = np.cov(codes.reshape(-1, 4), rowvar=False)
+    assert np.allclose(np.cov(flat, rowvar=False), expected, atol=0.03)
+    assert np.corrcoef(flat[:, 0], flat[:, 3])[0, 1] < -0.99  # d = -a is kept, not drawn alone
+    channels = codes.reshape(-1, 2)
+    assert np.all(fitted.reshape(-1, 2) >= channels.min(axis=0))
+    assert np.all(fitted.reshape(-1, 2) <= channels.max(axis=0))
+    one = sample_codes(1, (1, 2, 2), variational=False, codes=codes[:1], rng=rng)
+    assert np.array_equal(one, codes[:1])  # one code: nothing varies
+    with pytest.raises(ValueError, match="Received: codes=None"):
         sample_codes(1, (2, 2, 2), variational=False)
+    with pytest.raises(
+        ValueError, match=r"Received: codes shape=\[4000, 1, 2, 2\], latent_shape=\[2, 2, 2\]"
+    ):
+        sample_codes(1, (2, 2, 2), variational=False, codes=codes)
     assert brush_ranges(None, 2, variational=True) == ([-3.0, -3.0], [3.0, 3.0])
     lows, highs = brush_ranges(stats, 2, variational=False)
     assert lows == stats["channel_min"] and highs == stats["channel_max"]
@@ -286,7 +300,7 @@ def test_cli_trains_a_variational_run_and_samples_it(tmp_path, capsys):
     assert main(["train", *base, "--out", str(models / "p")]) == 0
     capsys.readouterr()
 
-    for run, words in (("v", "the prior N(0, 1)"), ("p", "a diagonal Gaussian fitted")):
+    for run, words in (("v", "the prior N(0, 1)"), ("p", "a Gaussian fitted to the codes of")):
         out = tmp_path / f"{run}.npy"
         status = main(["sample", run, "--root", str(models), "--n", "7", "--out", str(out)])
         printed = capsys.readouterr()
