@@ -242,7 +242,7 @@ def sample_codes(
     covariance (the correlations between values kept: ``mean + centred.T @ w / sqrt(N - 1)`` with
     ``w ~ N(0, I_N)``, so no covariance matrix is formed), clipped to each channel's observed
     range. Drawing each value on its own instead ignores how the values of one digit go together:
-    bench/vae_samples.py measured 0.023 vs 0.309 of such samples read as a confident digit."""
+    bench/vae_samples.py: 0.023 vs 0.289 of the samples read as a confident digit (keras-denoiser)."""
     if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
         raise ValueError(f"count must be an integer of at least 0. Received: count={count!r}")
     shape = tuple(int(n) for n in latent_shape)
