@@ -94,15 +94,26 @@ class ForkedChild:
         return self.returncode
 
     def _probe(self) -> None:
-        """The template is gone, and with it the exit codes: is the process still there?"""
+        """The template is gone, and with it the exit codes: is the process still there? An
+        orphan goes to the nearest subreaper or to PID 1, which may be this very process (a
+        server run as a container's first process): then it is reaped here, with its code;
+        a zombie nobody reaps has ended too."""
         if self._pid is None:
             self._set_exit(UNKNOWN_EXIT)
             return
         try:
-            os.kill(self._pid, 0)
-        except ProcessLookupError:
-            self._set_exit(UNKNOWN_EXIT)
-        except PermissionError:  # the pid was taken by another user's process: ours is gone
+            done, status = os.waitpid(self._pid, os.WNOHANG)
+        except ChildProcessError:  # not ours: its new parent reaps it
+            done, status = 0, 0
+        if done:
+            self._set_exit(os.waitstatus_to_exitcode(status))
+            return
+        try:
+            with open(f"/proc/{self._pid}/stat", encoding="ascii", errors="replace") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            state = "gone"
+        if state in ("gone", "Z", "X"):
             self._set_exit(UNKNOWN_EXIT)
 
     def wait(self, timeout: float | None = None) -> int:

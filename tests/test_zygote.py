@@ -136,3 +136,37 @@ def test_a_dead_template_leaves_its_workers_running_and_a_new_one_starts(fresh_t
         assert first.finish(30) == zygote.UNKNOWN_EXIT
     finally:
         first.close()
+
+
+ORPHAN_SCRIPT = """
+import ctypes, json, time
+from cae import zygote
+from cae.jobs import WorkerProcess
+
+# This process adopts its orphaned descendants, as a server running as a container's PID 1 does.
+assert ctypes.CDLL(None).prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+worker = WorkerProcess()
+assert next(worker.messages())["kind"] == "ready"
+template = zygote._shared
+template.process.kill()
+while not template.dead:
+    time.sleep(0.05)
+worker.close_input()  # the worker, now this process's child, exits 0: reaped here with its code
+print(json.dumps({"code": worker.finish(60)}))
+"""
+
+
+def test_an_orphaned_worker_adopted_by_this_process_is_reaped_with_its_exit_code():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SCRIPT], cwd=repo, capture_output=True, text=True,
+        timeout=180, env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["code"] == 0  # its own code, not a zombie waited on for ever
