@@ -5,10 +5,11 @@ data) and returns a :class:`TrainingJob` at once; a thread of this process hands
 JSON, to a worker process (``python -m cae.worker``, see that module for why and for the protocol),
 which loads the images from the request's data recipe itself, and turns the worker's messages into
 a plain progress object. The worker is forked from a template process that has TensorFlow
-imported already (``cae.zygote``), or started as a plain process where that cannot be. The page polls ``job.snapshot()`` (a copy, taken under a lock) and calls
-``job.stop()``. Each owner (a browser session) has at most one running job; owners share nothing.
-A run that finishes normally is saved by the worker; a stopped or failed one (its last completed
-epoch) is saved with ``job.save()``. ``JOBS.prewarm()`` keeps one worker with TensorFlow already
+imported already (``cae.zygote``), or started as a plain process where that cannot be. The page
+polls ``job.snapshot()`` (a copy, taken under a lock) and calls ``job.stop()``. Each owner (a
+browser session) has at most one running job; owners share nothing. A run that finishes normally
+is saved by the worker; a stopped or failed one (its last completed epoch) is saved with
+``job.save()``. ``JOBS.prewarm()`` keeps one worker with TensorFlow already
 imported waiting, so a Train click starts at once. No Streamlit here.
 """
 

@@ -107,10 +107,10 @@ def cached_stats(run_id: str, root: str, created: str | None, has_test_images: b
     if run.latent_stats:
         return run.latent_stats
     if has_test_images:
-        x = cached_test_split(run_id, root, created).pixels[:2000]  # uint8: encode converts
-    else:
-        x = np.zeros((1, *run.spec.input_shape), np.float32)
-    return latent_statistics(encode(run.built.encoder, x))
+        return latent_statistics(cached_codes(run_id, root, created))
+    return latent_statistics(
+        encode(run.built.encoder, np.zeros((1, *run.spec.input_shape), np.float32))
+    )
 
 
 @st.cache_data(show_spinner="Encoding the test images…", max_entries=4)
@@ -118,7 +118,8 @@ def cached_codes(run_id: str, root: str, created: str | None) -> np.ndarray:
     """The codes of up to 2,000 of the run's test images (what a plain run's random sample is
     fitted to)."""
     run = cached_run(run_id, root, created)
-    return encode(run.built.encoder, cached_test_split(run_id, root, created).pixels[:2000])
+    pixels = cached_test_split(run_id, root, created).pixels[:2000]  # uint8: encode converts
+    return encode(run.built.encoder, pixels)
 
 
 def picture(image: np.ndarray, size: int = VIEW_PX, channel: int | None = None) -> Image.Image:
