@@ -34,7 +34,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -98,8 +97,7 @@ class ForkedChild:
         orphan goes to the nearest subreaper or to PID 1, which may be this very process (a
         server run as a container's first process): then it is reaped here, with its code;
         a zombie nobody reaps has ended too."""
-        if self._pid is None:
-            self._set_exit(UNKNOWN_EXIT)
+        if self._pid is None:  # never forked: _set_pid gave it its exit code already
             return
         try:
             done, status = os.waitpid(self._pid, os.WNOHANG)
@@ -150,15 +148,14 @@ class Template:
         """Start ``python -m cae.zygote``; it imports in the background."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._socket = ours
-        self._log: IO[bytes] = tempfile.TemporaryFile(prefix="cae-zygote-", suffix=".log")  # noqa: SIM115
         env = worker_environment()
-        self.environment = {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_PREFIXES)}
+        self.environment = import_time_variables(env)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cae.zygote", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=self._log,
+            stderr=subprocess.DEVNULL,  # TensorFlow's start-up lines; a failed import says "broken"
             env=env,
             cwd=os.fspath(_PROJECT_ROOT),
         )
@@ -167,8 +164,8 @@ class Template:
         self.broken: str | None = None  # why it could not import (then it is dead too)
         self._lock = threading.Lock()  # the children's tables
         self._send_lock = threading.Lock()  # one request on the socket at a time
-        self._children: dict[int, ForkedChild] = {}  # by request id until forked, then by pid
-        self._by_pid: dict[int, ForkedChild] = {}
+        self._children: dict[int, ForkedChild] = {}  # asked for, not forked yet: by request id
+        self._by_pid: dict[int, ForkedChild] = {}  # forked, not ended yet: by pid
         self._next_id = 0
         threading.Thread(target=self._read, name="cae-zygote-reader", daemon=True).start()
 
@@ -271,6 +268,12 @@ def worker_environment() -> dict[str, str]:
     return env
 
 
+def import_time_variables(env: dict[str, str]) -> dict[str, str]:
+    """The variables of ``env`` that a library reads when it is imported (a forked child keeps
+    the template's values of these)."""
+    return {key: value for key, value in env.items() if key.startswith(IMPORT_TIME_PREFIXES)}
+
+
 def enabled() -> bool:
     """True where workers may be forked from the template (Linux, not switched off)."""
     return (
@@ -299,8 +302,7 @@ def spawn_worker(argv: list[str], stderr: IO[bytes]) -> ForkedChild | None:
         if template is None:
             template = _shared = Template()
             atexit.register(template.close, 5.0)
-    wanted = {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_PREFIXES)}
-    if wanted != template.environment:
+    if import_time_variables(env) != template.environment:
         return None
     return template.spawn(argv, env, os.getcwd(), stderr.fileno())
 
