@@ -190,40 +190,6 @@ def latent_statistics(codes: np.ndarray) -> dict[str, Any]:
     }
 
 
-def sample_code(
-    stats: dict[str, Any], rng: np.random.Generator | None = None, *, scale: float = 1.0
-) -> np.ndarray:
-    """A random code drawn cell by cell from N(cell_mean, scale * cell_std), clipped to each
-    channel's [channel_min, channel_max]; float32 of the latent shape."""
-    try:
-        shape = tuple(int(n) for n in stats["shape"])
-        mean = np.asarray(stats["cell_mean"], dtype=np.float64)
-        std = np.asarray(stats["cell_std"], dtype=np.float64)
-        low = np.asarray(stats["channel_min"], dtype=np.float64)
-        high = np.asarray(stats["channel_max"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as error:
-        keys = sorted(stats) if isinstance(stats, dict) else type(stats).__name__
-        raise ValueError(
-            f"stats must come from latent_statistics() ({error!r}). Received: keys={keys}"
-        ) from None
-    if (
-        mean.shape != shape
-        or std.shape != shape
-        or low.shape != shape[-1:]
-        or high.shape != shape[-1:]
-    ):
-        raise ValueError(
-            "stats are inconsistent with their 'shape'. "
-            f"Received: shape={list(shape)}, cell_mean.shape={mean.shape}, "
-            f"cell_std.shape={std.shape}, channel_min.shape={low.shape}"
-        )
-    if isinstance(scale, bool) or not np.isfinite(scale) or scale < 0:
-        raise ValueError(f"scale must be a non-negative number. Received: scale={scale!r}")
-    rng = np.random.default_rng() if rng is None else rng
-    code = rng.normal(mean, np.maximum(std, 0.0) * float(scale))
-    return np.clip(code, low, high).astype(np.float32)
-
-
 PRIOR_SIGMAS = 3.0  # a variational run's brush range: the prior's mean +- this many sigmas
 
 

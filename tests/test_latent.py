@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder, sample_code
+from cae.latent import Decoder, encode, interpolate, latent_statistics, make_decoder
 
 
 @pytest.fixture(scope="module")
@@ -98,24 +98,3 @@ def test_latent_statistics_of_known_codes():
     assert stats["min"] == -1.0 and stats["max"] == 6.0
     with pytest.raises(ValueError, match=r"shape=\(0, 2\)"):
         latent_statistics(np.zeros((0, 2)))
-
-
-def test_sample_code_shape_and_range():
-    rng = np.random.default_rng(5)
-    codes = rng.normal(2.0, 1.0, size=(50, 7, 7, 2))
-    stats = latent_statistics(codes)
-    samples = np.array([sample_code(stats, rng) for _ in range(30)])
-    assert samples.shape == (30, 7, 7, 2) and samples.dtype == np.float32
-    for channel in range(2):
-        assert samples[..., channel].min() >= np.float32(stats["channel_min"][channel])
-        assert samples[..., channel].max() <= np.float32(stats["channel_max"][channel])
-    assert abs(samples.mean() - 2.0) < 0.3
-    fixed = sample_code(stats, rng, scale=0.0)
-    np.testing.assert_allclose(fixed, np.array(stats["cell_mean"]), atol=1e-6)
-    same = (
-        sample_code(stats, np.random.default_rng(9)),
-        sample_code(stats, np.random.default_rng(9)),
-    )
-    assert np.array_equal(*same)
-    with pytest.raises(ValueError, match="keys"):
-        sample_code({"shape": [7, 7, 1]}, rng)
