@@ -72,6 +72,16 @@ def png(mode: str) -> bytes:
     return buffer.getvalue()
 
 
+def black_zip(path: Path, count: int, mode: str, name: str = "{}") -> zipfile.ZipFile:
+    """A zip archive at ``path`` holding ``count`` copies of a black 512x512 PNG as
+    ``black/<name>.png``, left open for more members."""
+    archive = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
+    image = png(mode)
+    for index in range(count):
+        archive.writestr(f"black/{name.format(index)}.png", image)
+    return archive
+
+
 def make_cases(folder: Path) -> dict[str, tuple[str, Path]]:
     """The attack files."""
     import numpy as np
@@ -80,25 +90,16 @@ def make_cases(folder: Path) -> dict[str, tuple[str, Path]]:
     cases = {}
     for name, count, mode in (("zip-1000", 1000, "RGB"), ("zip-5000", 5000, "L")):
         path = folder / f"{name}.zip"
-        image = png(mode)
-        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-            for index in range(count):
-                archive.writestr(f"black/{index}.png", image)
+        black_zip(path, count, mode).close()
         cases[name] = ("upload", path)
     path = folder / "zeros.npz"
     np.savez_compressed(path, x=np.zeros((2040, 512, 512), np.uint8))
     cases["npz-zeros"] = ("upload", path)
     path = folder / "zip-3000.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        image = png("RGB")
-        for index in range(3000):
-            archive.writestr(f"black/{index}.png", image)
+    black_zip(path, 3000, "RGB").close()
     cases["zip-3000"] = ("upload", path)
     path = folder / "zip-odd.zip"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        image = png("RGB")
-        for index in range(1000):
-            archive.writestr(f"black/{index:04d}.png", image)
+    with black_zip(path, 1000, "RGB", "{:04d}") as archive:
         odd = io.BytesIO()
         Image.new("RGB", (511, 512)).save(odd, format="PNG")
         archive.writestr("black/9999.png", odd.getvalue())  # sorted last: found after decoding
