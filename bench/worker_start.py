@@ -10,7 +10,12 @@ what a 2-core machine gives up). The first forked job of the process also starts
 (a TensorFlow import); it is reported apart and left out of the medians. Then the medians and
 their ratios (forked / plain). No asserts.
 
-    .venv/bin/python bench/worker_start.py [--rounds 5] [--limit 256]
+``--spare`` compares instead, both forked, a job that meets a spare (``JobManager.prewarm``: a
+worker that ran ``cae.worker.warm_up`` while nobody waited) with one that does not: the seconds as
+above, and the CPU seconds of the spare process until it was ready (its warm-up: what the spare
+costs in the background, on top of the job).
+
+    .venv/bin/python bench/worker_start.py [--rounds 5] [--limit 256] [--spare]
 """
 
 from __future__ import annotations
@@ -40,8 +45,19 @@ def machine_cpu_seconds() -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def one_job(root: Path, limit: int, *, fork: bool) -> dict[str, float]:
-    """Start one job on a fresh manager; its start and end times and the machine's CPU."""
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system seconds of one process so far (/proc/PID/stat), 0.0 when unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_job(root: Path, limit: int, *, fork: bool, spare: bool = False) -> dict[str, float]:
+    """Start one job on a fresh manager (``spare``: once its spare is warm); its start and end
+    times, the machine's CPU during the job and, with a spare, during the spare's warm-up."""
     os.environ[zygote.ENV_SWITCH] = "1" if fork else "0"
     request = TrainRequest(
         preset("classic"),
@@ -50,6 +66,13 @@ def one_job(root: Path, limit: int, *, fork: bool) -> dict[str, float]:
         "worker start",
     )
     jobs = JobManager()
+    warm_up_cpu = 0.0
+    if spare:
+        jobs.prewarm()
+        waiting = jobs._spare
+        while waiting is not None and waiting.alive() and not waiting.ready_now():
+            time.sleep(0.005)
+        warm_up_cpu = process_cpu_seconds(waiting.pid if waiting is not None else None)
     cpu = machine_cpu_seconds()
     started = time.perf_counter()
     job = jobs.start(f"bench-{time.monotonic_ns()}", request, root=root)
@@ -61,10 +84,13 @@ def one_job(root: Path, limit: int, *, fork: bool) -> dict[str, float]:
     ended = time.perf_counter() - started
     if job.error or not job.run_id:
         raise SystemExit(f"the job failed: {job.error or job.snapshot().message}")
+    used = machine_cpu_seconds() - cpu
+    jobs.close_spare()
     return {
         "to_training": training if training is not None else ended,
         "to_end": ended,
-        "cpu": machine_cpu_seconds() - cpu,
+        "cpu": used,
+        "warm_up_cpu": warm_up_cpu,
     }
 
 
@@ -72,7 +98,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--limit", type=int, default=256)
+    parser.add_argument("--spare", action="store_true", help="spare against none, both forked")
     args = parser.parse_args()
+    kinds = {"spare": {"fork": True, "spare": True}, "none": {"fork": True}}
+    if not args.spare:
+        kinds = {"forked": {"fork": True}, "plain": {"fork": False}}
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cae-bench-start-") as folder:
@@ -84,15 +114,16 @@ def main() -> None:
             f"{first['cpu']:.2f} CPU-s",
             flush=True,
         )
-        rows: dict[str, list[dict[str, float]]] = {"forked": [], "plain": []}
+        rows: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
         for number in range(args.rounds):
-            order = ("forked", "plain") if number % 2 == 0 else ("plain", "forked")
+            order = list(kinds) if number % 2 == 0 else list(kinds)[::-1]
             for kind in order:
-                row = one_job(root, args.limit, fork=kind == "forked")
+                row = one_job(root, args.limit, **kinds[kind])
                 rows[kind].append(row)
                 print(
                     f"round {number + 1} {kind:<6} {row['to_training']:6.2f} s to training  "
-                    f"{row['to_end']:6.2f} s to the end  {row['cpu']:6.2f} CPU-s",
+                    f"{row['to_end']:6.2f} s to the end  {row['cpu']:6.2f} CPU-s"
+                    + (f" (+ {row['warm_up_cpu']:.2f} warm-up)" if row["warm_up_cpu"] else ""),
                     flush=True,
                 )
     medians = {
@@ -104,11 +135,12 @@ def main() -> None:
         print(
             f"  {kind:<6} {m['to_training']:6.2f} s to training  {m['to_end']:6.2f} s to the end  "
             f"{m['cpu']:6.2f} CPU-s"
+            + (f" (+ {m['warm_up_cpu']:.2f} CPU-s of warm-up before)" if m["warm_up_cpu"] else "")
         )
-    forked, plain = medians["forked"], medians["plain"]
+    first, second = (medians[kind] for kind in kinds)
     print(
-        f"  forked / plain: to training {forked['to_training'] / plain['to_training']:.2f}, "
-        f"to the end {forked['to_end'] / plain['to_end']:.2f}, CPU {forked['cpu'] / plain['cpu']:.2f}"
+        f"  {' / '.join(kinds)}: to training {first['to_training'] / second['to_training']:.2f}, "
+        f"to the end {first['to_end'] / second['to_end']:.2f}, CPU {first['cpu'] / second['cpu']:.2f}"
     )
     zygote.close_shared()
 

@@ -468,7 +468,7 @@ class JobManager:
     def prewarm(self) -> None:
         """Keep one worker process with TensorFlow set up waiting for the next job: started
         now and after each job start, except that with 2 CPUs or fewer it is not started while
-        a job trains (its warm-up takes ~1.5 CPU-seconds from it when forked from the template,
+        a job trains (its warm-up takes ~0.9 CPU-seconds from it when forked from the template,
         ~5 as a plain process) but when that job ends."""
         with self._lock:
             self._keep_spare = True
