@@ -8,7 +8,7 @@ passed in (run names, class names from an upload) goes through ``cae.text.plain_
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,8 @@ LATENT_COLOUR = "#DB2777"
 DECODER_COLOUR = "#0D9488"
 INPUT_COLOUR = "#6B7280"
 MODEBAR_PX = 32  # the chart toolbar's strip at the top right; a title sits below it
+# An image grid's gaps between columns and between rows, as fractions of the figure.
+GRID_SPACING = (0.01, 0.04)
 
 
 def _title(fig: go.Figure, text: str, top: int = 10) -> None:
@@ -143,31 +145,67 @@ def image_grid(
     channel: int | None = None,
 ) -> go.Figure:
     """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one figure, pixels kept sharp;
-    shown as ``cae.latent_edit.image_view`` shows them (``channel``: that channel alone)."""
+    shown as ``cae.latent_edit.image_view`` shows them (``channel``: that channel alone).
+
+    One cell per image, laid out as ``make_subplots(rows, count, horizontal_spacing=0.01,
+    vertical_spacing=0.04)`` would (axes numbered row by row from the top left), but the layout
+    is written at once: building it through make_subplots and per-axis updates took 7-8x longer,
+    on every rerun of the pages that show a grid (``bench/figures.py``)."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     count = max(len(images) for images in rows)
-    fig = make_subplots(
-        rows=len(rows),
-        cols=count,
-        horizontal_spacing=0.01,
-        vertical_spacing=0.04,
-        subplot_titles=None if cell_titles is None else [plain_html(t) for t in cell_titles],
-    )
-    for r, images in enumerate(rows, start=1):
-        for c, image in enumerate(images, start=1):
-            pixels = (_as_rgb(image, channel) * 255).round().astype(np.uint8)
-            fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=r, col=c)
-        fig.update_yaxes(title_text=plain_html(row_titles[r - 1]), row=r, col=1)
-    fig.update_xaxes(visible=False, showticklabels=False)
-    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
-    fig.update_layout(
+    width = (1 - GRID_SPACING[0] * (count - 1)) / count
+    height = (1 - GRID_SPACING[1] * (len(rows) - 1)) / len(rows)
+    axis_style = {"showticklabels": False}
+    layout: dict[str, Any] = {}
+    traces = []
+    titles = []
+    for r, images in enumerate(rows):
+        top = 1 - r * (height + GRID_SPACING[1])
+        for c in range(count):
+            number = r * count + c + 1
+            suffix = "" if number == 1 else str(number)
+            left = c * (width + GRID_SPACING[0])
+            layout[f"xaxis{suffix}"] = dict(
+                anchor=f"y{suffix}", domain=[left, left + width], visible=False, **axis_style
+            )
+            layout[f"yaxis{suffix}"] = dict(
+                anchor=f"x{suffix}",
+                domain=[max(top - height, 0.0), top],
+                ticks="",
+                showgrid=False,
+                zeroline=False,
+                **axis_style,
+            )
+            if c == 0:
+                layout["yaxis" + suffix]["title"] = {"text": plain_html(row_titles[r])}
+            if cell_titles is not None and number <= len(cell_titles):
+                titles.append(
+                    dict(
+                        text=plain_html(cell_titles[number - 1]),
+                        font={"size": 16},
+                        showarrow=False,
+                        x=left + width / 2,
+                        xanchor="center",
+                        xref="paper",
+                        y=top,
+                        yanchor="bottom",
+                        yref="paper",
+                    )
+                )
+            if c < len(images):
+                pixels = (_as_rgb(images[c], channel) * 255).round().astype(np.uint8)
+                traces.append(
+                    go.Image(z=pixels, hoverinfo="skip", xaxis=f"x{suffix}", yaxis=f"y{suffix}")
+                )
+    if titles:
+        layout["annotations"] = titles
+    layout.update(
         height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
         margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
         plot_bgcolor="white",
     )
-    return fig
+    return go.Figure(data=traces, layout=layout)
 
 
 # The history keys drawn as curves, their line style and legend words: a variational run's two
