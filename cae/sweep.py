@@ -9,8 +9,9 @@ Fields are dotted paths into the spec or the config (``encoder.0.filters``, ``de
 ``config.batch_size``) or short names (:data:`SHORT_FIELDS`): ``kernel`` (every convolution's
 kernel), ``code`` (the channels of the code: the filters of the encoder's last convolution),
 ``lr``, ``epochs``, ``noise``, ``batch``, and the objective: ``beta`` (0: a plain autoencoder,
-above 0: a variational one with that KL weight), ``corruption`` (a denoiser's input corruption,
-or ``none``) and ``strength`` (0: clean inputs). Values are integers, numbers, ``3x5`` for a pair, or
+above 0: a variational one with that KL weight), ``warmup`` (a variational design's KL warm-up,
+in epochs), ``corruption`` (a denoiser's input corruption, or ``none``) and ``strength`` (0: clean
+inputs). Values are integers, numbers, ``3x5`` for a pair, or
 words (``relu``).
 
 The Experiments page and ``python -m cae sweep`` both expand here, build each run's
@@ -60,6 +61,7 @@ SHORT_FIELDS: dict[str, str] = {
     "noise": "Gaussian input noise, its std (denoising; 0: none)",
     "batch": "the batch size",
     "beta": "the objective: 0 a plain autoencoder, above 0 a variational one with that KL weight",
+    "warmup": "a variational design's KL warm-up, in epochs (0: the full weight from the start)",
     "corruption": "a denoiser's input corruption (gaussian, salt-pepper, erase) or none",
     "strength": "the input corruption's strength (0: clean inputs)",
 }
@@ -67,6 +69,10 @@ SHORT_FIELDS: dict[str, str] = {
 
 _CONFIG_SHORT = {"lr": "learning_rate", "epochs": "epochs", "batch": "batch_size"}
 _CORRUPTION_FIELDS = ("noise", "corruption", "strength")  # noise is corruption=gaussian + strength
+_OBJECTIVE_FIELDS = ("beta", "warmup", "corruption", "strength")
+# Applied first, in this order, whatever the axes' order: a strength sets the corruption beside it,
+# a warm-up the variational design a beta beside it makes (see apply_values).
+_APPLIED_FIRST = ("corruption", "beta")
 _CONFIG_FIELDS = tuple(item.name for item in fields(TrainConfig))
 _PATH_RE = re.compile(r"(encoder|decoder)\.(\d{1,3})\.([a-z_]+)")
 _PAIR_RE = re.compile(r"(\d+)\s*[x×]\s*(\d+)")
@@ -197,7 +203,7 @@ def varied_fields(spec: ArchitectureSpec) -> list[tuple[str, str]]:
     if _code_layer(spec) is not None:
         choices.insert(1, ("code", SHORT_FIELDS["code"]))
     choices += [(name, SHORT_FIELDS[name]) for name in ("lr", "epochs", "noise", "batch")]
-    choices += [(name, SHORT_FIELDS[name]) for name in ("beta", "corruption", "strength")]
+    choices += [(name, SHORT_FIELDS[name]) for name in _OBJECTIVE_FIELDS]
     return choices
 
 
@@ -265,8 +271,10 @@ def apply(spec: dict[str, Any], config: dict[str, Any], field: str, value: Any) 
     elif field == "noise":  # Gaussian noise of this std (cae.corruption); 0: clean inputs
         config["corruption"] = "gaussian" if value else None
         config["strength"] = value
-    elif field == "beta":
+    elif field == "beta":  # applied before a warmup (see apply_values)
         _apply_beta(spec, value)
+    elif field == "warmup":
+        _apply_warmup(spec, value)
     elif field == "corruption":  # applied before a strength (see apply_values)
         _apply_corruption(config, value)
     elif field == "strength":  # 0: clean inputs; else the strength of the config's corruption
@@ -302,6 +310,21 @@ def _apply_beta(spec: dict[str, Any], value: Any) -> None:
     spec["variational"] = {"beta": value, "warmup_epochs": base.get("warmup_epochs", 0)}
 
 
+def _apply_warmup(spec: dict[str, Any], value: Any) -> None:
+    """The KL warm-up (epochs) of the variational design; a plain one takes only 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SweepError(f"warmup: a whole number of epochs, 0 or more. Received: warmup={value!r}")
+    variational = spec.get("variational")
+    if variational is None:
+        if value == 0:
+            return
+        raise SweepError(
+            "warmup: a KL warm-up needs a variational design; vary beta too, or start from a "
+            f"variational design. Received: variational=None, warmup={value!r}"
+        )
+    spec["variational"] = {**variational, "warmup_epochs": value}
+
+
 def _apply_corruption(config: dict[str, Any], value: Any) -> None:
     """``none`` trains on clean inputs; a kind keeps the config's strength when it has one, else
     takes the kind's default."""
@@ -323,9 +346,14 @@ def _apply_corruption(config: dict[str, Any], value: Any) -> None:
 def apply_values(
     spec: dict[str, Any], config: dict[str, Any], values: Sequence[tuple[str, Any]]
 ) -> None:
-    """Apply one combination's (field, value) pairs with :func:`apply`: a ``corruption`` first,
-    so that a ``strength`` beside it sets that kind's strength whichever axis comes first."""
-    for field, value in sorted(values, key=lambda item: item[0] != "corruption"):
+    """Apply one combination's (field, value) pairs with :func:`apply`: a ``corruption`` and a
+    ``beta`` first, so that a ``strength`` beside the one sets that kind's strength, and a
+    ``warmup`` beside the other the warm-up of the design it makes, whichever axis comes first."""
+
+    def rank(item: tuple[str, Any]) -> int:
+        return _APPLIED_FIRST.index(item[0]) if item[0] in _APPLIED_FIRST else len(_APPLIED_FIRST)
+
+    for field, value in sorted(values, key=rank):
         apply(spec, config, field, value)
 
 

@@ -110,6 +110,28 @@ def test_beta_varies_the_objective_between_plain_and_variational():
     assert "'beta' must be a number above 0 and at most 1000" in problems[2]
 
 
+def test_warmup_varies_the_kl_warm_up_of_the_design_beta_makes_in_either_order():
+    from cae.spec import Variational
+
+    axes = [parse_vary("warmup=0,5"), parse_vary("beta=0,2")]
+    variants = expand(preset("classic"), TrainConfig(), axes)
+    specs = {v.label: v.spec.variational for v in variants if v.ok}
+    assert specs == {
+        "warmup=0, beta=0": None,
+        "warmup=0, beta=2": Variational(2.0, 0),
+        "warmup=5, beta=2": Variational(2.0, 5),  # beta is applied first, then the warm-up
+    }
+    plain = next(v for v in variants if v.label == "warmup=5, beta=0")
+    assert "a KL warm-up needs a variational design; vary beta too" in plain.problem
+    assert "Received: variational=None, warmup=5" in plain.problem
+    # alone: a variational base design keeps its beta; a bad value says what it got
+    base = dataclasses.replace(preset("classic"), variational=Variational(0.5, 3))
+    alone = expand(base, TrainConfig(), [parse_vary("warmup=0,10,-1,2.5")])
+    assert [v.spec.variational for v in alone[:2]] == [Variational(0.5, 0), Variational(0.5, 10)]
+    assert "Received: warmup=-1" in alone[2].problem and "Received: warmup=2.5" in alone[3].problem
+    assert "warmup" in dict(varied_fields(preset("classic")))
+
+
 def test_corruption_and_strength_vary_the_denoiser_in_either_order():
     axes = [parse_vary("corruption=none,salt-pepper,erase"), parse_vary("strength=0,0.4")]
     variants = expand(preset("classic"), TrainConfig(), axes)
