@@ -28,10 +28,11 @@ confidence alone cannot tell a plausible middle from a double exposure (a crossf
 training digit: the path's worst interior frame over its ends' (1.0: as near real digits as the
 ends; the crossfade's ratio beside it), and how often the path stays nearer real digits than the
 crossfade. Then the medians over the seeds and the ratio of the confident fractions (target:
-variational >= 2x plain). No asserts.
+variational >= 2x plain). No asserts. ``--spec`` benches the design of an architecture file
+instead of a preset (its ``variational`` field is dropped: ``--betas`` and ``--warmup`` set it).
 
-    .venv/bin/python bench/vae_samples.py [--preset keras-denoiser] [--epochs 20] [--seeds 0 1 2]
-        [--betas 1] [--warmup 10] [--samples 256]
+    .venv/bin/python bench/vae_samples.py [--preset keras-denoiser | --spec FILE.json]
+        [--epochs 20] [--seeds 0 1 2] [--betas 1] [--warmup 10] [--samples 256]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cae.latent import Decoder, encode, interpolate, sample_codes, sample_images  # noqa: E402
 from cae.pixels import as_float  # noqa: E402
 from cae.recipe import DataRecipe, load_recipe  # noqa: E402
-from cae.spec import Variational, preset  # noqa: E402
+from cae.spec import ArchitectureSpec, SpecError, Variational, preset  # noqa: E402
 from cae.training import TrainConfig, reconstruct, train  # noqa: E402
 
 CONFIDENT = 0.9
@@ -198,7 +199,11 @@ def interpolation_paths(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="keras-denoiser")
+    design = parser.add_mutually_exclusive_group()
+    design.add_argument("--preset", default="keras-denoiser")
+    design.add_argument(
+        "--spec", type=Path, help="an architecture file (its variational field ignored)"
+    )
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--betas", type=float, nargs="+", default=[1.0])
@@ -206,6 +211,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--classifier-epochs", type=int, default=8)
     args = parser.parse_args()
+    try:
+        if args.spec is not None:
+            plain_spec = dataclasses.replace(
+                ArchitectureSpec.from_json(args.spec.read_bytes()), variational=None
+            )
+        else:
+            plain_spec = preset(args.preset)
+    except (OSError, SpecError) as error:
+        parser.error(str(error))
 
     import tensorflow as tf
 
@@ -215,7 +229,6 @@ def main() -> None:
     data = load_recipe(DataRecipe("mnist-sample", seed=0))
     assert data.y_train is not None and data.y_test is not None, "mnist-sample has labels"
     x_train, x_test = as_float(data.x_train), as_float(data.x_test)  # held as uint8
-    plain_spec = preset(args.preset)
     specs = {"plain": plain_spec}
     for beta in args.betas:
         variational = Variational(beta, args.warmup)
@@ -281,7 +294,7 @@ def main() -> None:
         for kind, runs in rows.items()
     }
     print(
-        f"\nmedians over seeds {args.seeds}, {args.preset}, {args.epochs} epochs, KL warm-up "
+        f"\nmedians over seeds {args.seeds}, {plain_spec.name}, {args.epochs} epochs, KL warm-up "
         f"{args.warmup} epochs:"
     )
     for kind, m in medians.items():
