@@ -17,6 +17,18 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def cli_here(capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m cae ARGS`` run by its own ``main`` in this process, where TensorFlow is loaded
+    once (a subprocess would import it again, ~3.5 CPU-s): status, stdout, stderr. The process
+    itself (no traceback, quiet start-up) is tested by the subprocess tests here and in
+    tests/test_cli_quiet.py."""
+    from cae.__main__ import main
+
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 def test_shapes_table_for_the_classic_preset():
     result = run_cli("shapes", "--preset", "classic")
     assert result.returncode == 0, result.stderr
@@ -25,15 +37,15 @@ def test_shapes_table_for_the_classic_preset():
     assert "Conv 1 1x3 same sigmoid" in result.stdout
 
 
-def test_shapes_json_and_keras_json_agree(tmp_path):
+def test_shapes_json_and_keras_json_agree(tmp_path, capsys):
     spec = preset("deep")
     path = tmp_path / "deep.json"
     path.write_text(spec.to_json())
     ours = run_cli("shapes", "--spec", str(path), "--json")
-    keras = run_cli("shapes", "--spec", str(path), "--json", "--keras")
-    assert ours.returncode == 0 and keras.returncode == 0, ours.stderr + keras.stderr
+    status, keras, errors = cli_here(capsys, "shapes", "--spec", str(path), "--json", "--keras")
+    assert ours.returncode == 0 and status == 0, ours.stderr + errors
     rows = json.loads(ours.stdout)
-    assert rows == json.loads(keras.stdout)
+    assert rows == json.loads(keras)
     assert rows == [row.as_dict() for row in compute_shapes(spec).rows]
     assert set(rows[0]) == {"part", "index", "type", "output_shape", "params"}
 
@@ -62,14 +74,14 @@ def test_missing_file_and_bad_json_exit_2(tmp_path):
     assert "not valid JSON" in result.stderr
 
 
-def test_impossible_layer_exits_2(tmp_path):
+def test_impossible_layer_exits_2(tmp_path, capsys):
     data = preset("classic").to_dict()
     data["encoder"][4] = {"type": "conv", "filters": 1, "kernel": 9, "padding": "valid"}
     path = tmp_path / "big.json"
     path.write_text(json.dumps(data))
-    result = run_cli("shapes", "--spec", str(path), "--keras")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("error: encoder[4] conv: kernel 9x9")
+    status, _, errors = cli_here(capsys, "shapes", "--spec", str(path), "--keras")
+    assert status == 2
+    assert errors.strip().splitlines()[-1].startswith("error: encoder[4] conv: kernel 9x9")
 
 
 def test_shapes_shows_the_dilated_kernel_span(tmp_path):

@@ -301,13 +301,15 @@ def test_rows_csv_has_the_metric_columns():
     )
 
 
+# ``cae sweep`` of the classic design on 120 bundled images, 1 epoch
+SWEEP = ["sweep", "--preset", "classic", "--dataset", "mnist-sample", "--limit", "120"]
+SWEEP += ["--epochs", "1"]
+
+
 def sweep_cli(out: Path, *args: str) -> subprocess.CompletedProcess:
-    """``python -m cae sweep`` of the classic design on 120 bundled images, 1 epoch, into ``out``."""
-    return subprocess.run(
-        [sys.executable, "-m", "cae", "sweep", "--preset", "classic", "--dataset", "mnist-sample",
-         "--limit", "120", "--epochs", "1", *args, "--out-dir", str(out)],
-        capture_output=True, text=True, cwd=REPO, timeout=300,
-    )  # fmt: skip
+    """``python -m cae`` + SWEEP + ``args`` in a process of its own, into ``out``."""
+    command = [sys.executable, "-m", "cae", *SWEEP, *args, "--out-dir", str(out)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
 def test_cli_sweep_two_runs_one_epoch(tmp_path, capsys):
@@ -345,10 +347,14 @@ def test_cli_sweep_two_runs_one_epoch(tmp_path, capsys):
     assert status == 2 and "already holds a sweep" in line
 
 
-def test_cli_sweep_compares_plain_and_variational_denoisers(tmp_path):
+def test_cli_sweep_compares_plain_and_variational_denoisers(tmp_path, capsys):
+    """The same command as above, by the CLI's own main in this process (the subprocess there
+    covers the process; here a second TensorFlow import, and a template's, would only cost time)."""
+    from cae.__main__ import main
+
     out = tmp_path / "objective"
-    result = sweep_cli(out, "--corruption", "erase", "--vary", "beta=0,0.5")
-    assert result.returncode == 0, result.stderr
+    status = main([*SWEEP, "--corruption", "erase", "--vary", "beta=0,0.5", "--out-dir", str(out)])
+    assert status == 0, capsys.readouterr().err
     record = json.loads((out / "sweep.json").read_text())
     assert [row["design"] for row in record["runs"]] == ["beta=0", "beta=0.5"]
     assert [row["params"] for row in record["runs"]] == [2690, 2763]
