@@ -42,26 +42,16 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
+    """Train, list and evaluate by the CLI's own main in this process (TensorFlow loaded once);
+    the same commands as processes of their own: tests/test_cli_quiet.py and the tests below."""
     models = tmp_path / "models"
     out = models / "t1"
-    result = run_cli(
-        "train",
-        "--preset",
-        "classic",
-        "--dataset",
-        "mnist-sample",
-        "--limit",
-        "256",
-        "--epochs",
-        "1",
-        "--batch-size",
-        "32",
-        "--out",
-        str(out),
-        models=models,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = result.stdout.strip().splitlines()
+    monkeypatch.setenv("CAE_MODELS_DIR", str(models))
+    recipe = ["--preset", "classic", "--dataset", "mnist-sample", "--limit", "256"]
+    settings = ["--epochs", "1", "--batch-size", "32", "--out", str(out)]
+    status, stdout, stderr = cli(capsys, "train", *recipe, *settings)
+    assert status == 0, stderr[-2000:]
+    lines = stdout.strip().splitlines()
     assert lines[0].startswith("epoch 1/1  loss") and "img/s" in lines[0], lines
     summary = lines[-1]
     assert (
@@ -76,7 +66,6 @@ def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     assert (out / "test_images.npz").is_file()
     assert [p.name for p in models.iterdir()] == ["t1"]  # renamed, nothing left behind
 
-    monkeypatch.setenv("CAE_MODELS_DIR", str(models))
     (models / "junk").mkdir()
     status, stdout, _ = cli(capsys, "list")
     assert status == 0
