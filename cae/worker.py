@@ -30,6 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from cae.protocol import PROTOCOL_VERSION, progress_to_message
+from cae.quiet import import_keras_without_pandas
 from cae.training import Progress
 
 
@@ -181,11 +182,10 @@ def main() -> int:
     channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
     os.dup2(2, 1)  # whatever TensorFlow or a library prints must not corrupt the protocol
     sys.stdout = sys.stderr
+    import_keras_without_pandas()  # a worker trains arrays, never DataFrames
     share_gpus()
     if "--warm-up" in sys.argv[1:]:  # a spare: set TensorFlow up while nobody waits
         warm_up()
-    else:
-        import keras  # noqa: F401
     channel.send({"kind": "ready", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
     line = sys.stdin.readline()
     if not line.strip():

@@ -431,6 +431,9 @@ def main() -> int:
     try:
         import importlib
 
+        from cae.quiet import import_keras_without_pandas
+
+        import_keras_without_pandas()  # workers train arrays, never DataFrames
         for name in PRELOADED:
             importlib.import_module(name)
     except BaseException as error:  # noqa: BLE001 - told to the caller, who starts plain workers

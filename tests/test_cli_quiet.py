@@ -55,6 +55,20 @@ def test_shapes_keras_prints_nothing_on_stderr():
     assert "decoder" in result.stdout
 
 
+def test_the_command_line_imports_keras_without_pandas_which_stays_importable():
+    """Keras imports pandas only to accept DataFrames (0.4 CPU-s of its 2.8 here); the command
+    line, which trains and scores arrays, leaves it out (cae.quiet.import_keras_without_pandas)."""
+    code = (
+        "import sys; from cae.__main__ import main; "
+        "status = main(['shapes', '--preset', 'classic', '--keras']); "
+        "print(status, 'keras' in sys.modules, 'pandas' in sys.modules); "
+        "import pandas; print(pandas.__name__)"
+    )
+    result = run("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-2:] == ["0 True False", "pandas"]
+
+
 def test_train_and_evaluate_print_nothing_on_stderr_and_errors_stay_one_line(tmp_path):
     """Training also prints TensorFlow's first-use lines (cuInit, a oneDNN note) unless warmed up."""
     out = tmp_path / "quiet-run"
