@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cae.shapes import compute_shapes
 from cae.spec import preset
+from tests.test_cli_train import cli  # this process: TensorFlow is imported once
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,18 +16,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "cae", *args], capture_output=True, text=True, cwd=REPO, timeout=120
     )
-
-
-def cli_here(capsys, *args: str) -> tuple[int, str, str]:
-    """``python -m cae ARGS`` run by its own ``main`` in this process, where TensorFlow is loaded
-    once (a subprocess would import it again, ~3.5 CPU-s): status, stdout, stderr. The process
-    itself (no traceback, quiet start-up) is tested by the subprocess tests here and in
-    tests/test_cli_quiet.py."""
-    from cae.__main__ import main
-
-    status = main(list(args))
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
 
 
 def test_shapes_table_for_the_classic_preset():
@@ -42,7 +31,7 @@ def test_shapes_json_and_keras_json_agree(tmp_path, capsys):
     path = tmp_path / "deep.json"
     path.write_text(spec.to_json())
     ours = run_cli("shapes", "--spec", str(path), "--json")
-    status, keras, errors = cli_here(capsys, "shapes", "--spec", str(path), "--json", "--keras")
+    status, keras, errors = cli(capsys, "shapes", "--spec", str(path), "--json", "--keras")
     assert ours.returncode == 0 and status == 0, ours.stderr + errors
     rows = json.loads(ours.stdout)
     assert rows == json.loads(keras)
@@ -79,7 +68,7 @@ def test_impossible_layer_exits_2(tmp_path, capsys):
     data["encoder"][4] = {"type": "conv", "filters": 1, "kernel": 9, "padding": "valid"}
     path = tmp_path / "big.json"
     path.write_text(json.dumps(data))
-    status, _, errors = cli_here(capsys, "shapes", "--spec", str(path), "--keras")
+    status, _, errors = cli(capsys, "shapes", "--spec", str(path), "--keras")
     assert status == 2
     assert errors.strip().splitlines()[-1].startswith("error: encoder[4] conv: kernel 9x9")
 
