@@ -156,7 +156,6 @@ def image_grid(
     count = max(len(images) for images in rows)
     width = (1 - GRID_SPACING[0] * (count - 1)) / count
     height = (1 - GRID_SPACING[1] * (len(rows) - 1)) / len(rows)
-    axis_style = {"showticklabels": False}
     layout: dict[str, Any] = {}
     traces = []
     titles = []
@@ -167,7 +166,10 @@ def image_grid(
             suffix = "" if number == 1 else str(number)
             left = c * (width + GRID_SPACING[0])
             layout[f"xaxis{suffix}"] = dict(
-                anchor=f"y{suffix}", domain=[left, left + width], visible=False, **axis_style
+                anchor=f"y{suffix}",
+                domain=[left, left + width],
+                visible=False,
+                showticklabels=False,
             )
             layout[f"yaxis{suffix}"] = dict(
                 anchor=f"x{suffix}",
@@ -175,10 +177,10 @@ def image_grid(
                 ticks="",
                 showgrid=False,
                 zeroline=False,
-                **axis_style,
+                showticklabels=False,
             )
             if c == 0:
-                layout["yaxis" + suffix]["title"] = {"text": plain_html(row_titles[r])}
+                layout[f"yaxis{suffix}"]["title"] = {"text": plain_html(row_titles[r])}
             if cell_titles is not None and number <= len(cell_titles):
                 titles.append(
                     dict(
