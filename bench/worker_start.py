@@ -57,7 +57,8 @@ def process_cpu_seconds(pid: int | None) -> float:
 
 def one_job(root: Path, limit: int, *, fork: bool, spare: bool = False) -> dict[str, float]:
     """Start one job on a fresh manager (``spare``: once its spare is warm); its start and end
-    times, the machine's CPU during the job and, with a spare, during the spare's warm-up."""
+    times, the machine's CPU during the job and, with a spare, the spare process's own CPU until
+    it was ready (its warm-up)."""
     os.environ[zygote.ENV_SWITCH] = "1" if fork else "0"
     request = TrainRequest(
         preset("classic"),
