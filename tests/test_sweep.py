@@ -34,6 +34,7 @@ from cae.sweep import (
     work_per_image,
 )
 from cae.training import TrainConfig
+from tests.test_cli_train import cli  # this process: TensorFlow is imported once
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -339,22 +340,18 @@ def test_cli_sweep_two_runs_one_epoch(tmp_path, capsys):
         assert row["run_id"] in result.stdout and f"{int(row['params']):,}" in result.stdout
     # a second sweep into the same folder is refused in one line (the CLI's own code, in this
     # process: a second TensorFlow import would only cost time)
-    from cae.__main__ import main
-
-    status = main(["sweep", "--preset", "classic", "--dataset", "mnist-sample", "--epochs", "1",
-                   "--vary", "lr=0.01", "--out-dir", str(out)])  # fmt: skip
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    status, _, errors = cli(capsys, *SWEEP, "--vary", "lr=0.01", "--out-dir", str(out))
+    (line,) = errors.strip().splitlines()
     assert status == 2 and "already holds a sweep" in line
 
 
 def test_cli_sweep_compares_plain_and_variational_denoisers(tmp_path, capsys):
     """The same command as above, by the CLI's own main in this process (the subprocess there
     covers the process; here a second TensorFlow import, and a template's, would only cost time)."""
-    from cae.__main__ import main
-
     out = tmp_path / "objective"
-    status = main([*SWEEP, "--corruption", "erase", "--vary", "beta=0,0.5", "--out-dir", str(out)])
-    assert status == 0, capsys.readouterr().err
+    args = ["--corruption", "erase", "--vary", "beta=0,0.5", "--out-dir", str(out)]
+    status, _, errors = cli(capsys, *SWEEP, *args)
+    assert status == 0, errors
     record = json.loads((out / "sweep.json").read_text())
     assert [row["design"] for row in record["runs"]] == ["beta=0", "beta=0.5"]
     assert [row["params"] for row in record["runs"]] == [2690, 2763]
