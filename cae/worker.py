@@ -30,7 +30,7 @@ from typing import IO, Any
 import numpy as np
 
 from cae.protocol import PROTOCOL_VERSION, progress_to_message
-from cae.quiet import import_keras_without_pandas
+from cae.quiet import exit_now, import_keras_without_pandas
 from cae.training import Progress
 
 
@@ -216,7 +216,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stderr.flush()
-    # Everything is saved and flushed: skip TensorFlow's slow interpreter teardown (~1 s here).
-    os._exit(code)
+    exit_now(main())  # everything is saved: skip TensorFlow's slow interpreter teardown

@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -362,6 +363,7 @@ def _become_worker(request: dict[str, Any], fds: list[int], closing: list[int]) 
         sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - for the process's life
         os.environ.clear()
         os.environ.update(request["env"])
+        tempfile.tempdir = None  # the template's, cached: this worker's environment says where
         os.chdir(request["cwd"])
         sys.argv = ["cae.worker", *request["argv"]]
         _name_process(b"cae-worker")  # top and ps -o comm tell it from its template
@@ -376,9 +378,12 @@ def _become_worker(request: dict[str, Any], fds: list[int], closing: list[int]) 
 
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
-        os._exit(code)
+        try:
+            from cae.quiet import exit_now  # imported by the template already
+
+            exit_now(code)  # AutoGraph's files go with the atexit handlers; no teardown
+        finally:
+            os._exit(code)
 
 
 def serve(sock: socket.socket) -> int:
