@@ -8,7 +8,7 @@ passed in (run names, class names from an upload) goes through ``cae.text.plain_
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,8 +26,8 @@ LATENT_COLOUR = "#DB2777"
 DECODER_COLOUR = "#0D9488"
 INPUT_COLOUR = "#6B7280"
 MODEBAR_PX = 32  # the chart toolbar's strip at the top right; a title sits below it
-# An image grid's gaps between columns and between rows, as fractions of the figure.
-GRID_SPACING = (0.01, 0.04)
+# An image grid's gaps between columns and between rows, as fractions of an image's side.
+GRID_GAPS = (0.08, 0.12)
 
 
 def _title(fig: go.Figure, text: str, top: int = 10) -> None:
@@ -147,67 +147,98 @@ def image_grid(
     """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one figure, pixels kept sharp;
     shown as ``cae.latent_edit.image_view`` shows them (``channel``: that channel alone).
 
-    One cell per image, laid out as ``make_subplots(rows, count, horizontal_spacing=0.01,
-    vertical_spacing=0.04)`` would (axes numbered row by row from the top left), but the layout
-    is written at once: building it through make_subplots and per-axis updates took 7-8x longer,
-    on every rerun of the pages that show a grid (``bench/figures.py``)."""
-    import plotly.graph_objects as go
+    The grid is one PNG (:func:`mosaic`, white gaps of :data:`GRID_GAPS`) in one image trace;
+    row titles (left of each row) and ``cell_titles`` (above each cell, row by row) are
+    annotations in its pixel coordinates. A browser redraws every chart of a page on each rerun:
+    one image instead of an axis pair and an image trace per cell took Chromium's CPU for a rerun
+    of Results from 0.80 to 0.41 CPU-s (``bench/figures.py``)."""
+    import base64
+    import io
 
-    count = max(len(images) for images in rows)
-    width = (1 - GRID_SPACING[0] * (count - 1)) / count
-    height = (1 - GRID_SPACING[1] * (len(rows) - 1)) / len(rows)
-    layout: dict[str, Any] = {}
-    traces = []
-    titles = []
-    for r, images in enumerate(rows):
-        top = 1 - r * (height + GRID_SPACING[1])
-        for c in range(count):
-            number = r * count + c + 1
-            suffix = "" if number == 1 else str(number)
-            left = c * (width + GRID_SPACING[0])
-            layout[f"xaxis{suffix}"] = dict(
-                anchor=f"y{suffix}",
-                domain=[left, left + width],
-                visible=False,
-                showticklabels=False,
+    import plotly.graph_objects as go
+    from PIL import Image
+
+    height, width, count = _cell_size(rows)
+    gap, row_gap = grid_gaps(height, width, titled=bool(cell_titles))
+    picture = Image.fromarray(mosaic(rows, gap=gap, row_gap=row_gap, channel=channel), "RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)  # fast: the browser gets it at once
+    source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    notes = []
+    for r, title in enumerate(row_titles[: len(rows)]):
+        top = r * (height + row_gap) - 0.5  # pixel centres are integers: edges at -0.5
+        notes.append(
+            dict(
+                text=plain_html(title),
+                textangle=-90,
+                showarrow=False,
+                x=-0.5 - gap,
+                xanchor="right",
+                y=top + height / 2,
+                yanchor="middle",
             )
-            layout[f"yaxis{suffix}"] = dict(
-                anchor=f"x{suffix}",
-                domain=[max(top - height, 0.0), top],
-                ticks="",
-                showgrid=False,
-                zeroline=False,
-                showticklabels=False,
+        )
+    for number, title in enumerate((cell_titles or [])[: count * len(rows)]):
+        r, c = divmod(number, count)
+        notes.append(
+            dict(
+                text=plain_html(title),
+                font={"size": 16},
+                showarrow=False,
+                x=c * (width + gap) - 0.5 + width / 2,
+                xanchor="center",
+                y=r * (height + row_gap) - 0.5,
+                yanchor="bottom",
             )
-            if c == 0:
-                layout[f"yaxis{suffix}"]["title"] = {"text": plain_html(row_titles[r])}
-            if cell_titles is not None and number <= len(cell_titles):
-                titles.append(
-                    dict(
-                        text=plain_html(cell_titles[number - 1]),
-                        font={"size": 16},
-                        showarrow=False,
-                        x=left + width / 2,
-                        xanchor="center",
-                        xref="paper",
-                        y=top,
-                        yanchor="bottom",
-                        yref="paper",
-                    )
-                )
-            if c < len(images):
-                pixels = (_as_rgb(images[c], channel) * 255).round().astype(np.uint8)
-                traces.append(
-                    go.Image(z=pixels, hoverinfo="skip", xaxis=f"x{suffix}", yaxis=f"y{suffix}")
-                )
-    if titles:
-        layout["annotations"] = titles
-    layout.update(
-        height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
-        margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
-        plot_bgcolor="white",
+        )
+    return go.Figure(
+        data=[go.Image(source=source, hoverinfo="skip")],
+        layout=dict(
+            annotations=notes,
+            xaxis={"visible": False},
+            yaxis={"visible": False},
+            height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
+            margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
+            plot_bgcolor="white",
+        ),
     )
-    return go.Figure(data=traces, layout=layout)
+
+
+def grid_gaps(height: int, width: int, *, titled: bool = False) -> tuple[int, int]:
+    """The white pixels :func:`image_grid` leaves between columns and between rows of cells of
+    ``height`` x ``width`` (rows leave room for cell titles when ``titled``)."""
+    row_gap = max(1, round(GRID_GAPS[1] * height)) + (height // 2 if titled else 0)
+    return max(1, round(GRID_GAPS[0] * width)), row_gap
+
+
+def _cell_size(rows: list[np.ndarray]) -> tuple[int, int, int]:
+    """(height, width) of a grid's cells (its largest image's) and its number of columns."""
+    height = max(int(np.shape(image)[0]) for images in rows for image in images)
+    width = max(int(np.shape(image)[1]) for images in rows for image in images)
+    return height, width, max(len(images) for images in rows)
+
+
+def mosaic(
+    rows: list[np.ndarray], *, gap: int, row_gap: int | None = None, channel: int | None = None
+) -> np.ndarray:
+    """Rows of images (N,H,W[,C]) in [0,1] as one uint8 RGB picture on white, shown as
+    ``cae.latent_edit.image_view`` shows them: ``gap`` pixels between columns, ``row_gap``
+    (default ``gap``) between rows; a smaller image sits at the top left of its cell."""
+    if gap < 0 or (row_gap is not None and row_gap < 0):
+        raise ValueError(f"gaps must be >= 0. Received: gap={gap}, row_gap={row_gap}")
+    row_gap = gap if row_gap is None else row_gap
+    height, width, count = _cell_size(rows)
+    canvas = np.full(
+        (len(rows) * (height + row_gap) - row_gap, count * (width + gap) - gap, 3),
+        255,
+        dtype=np.uint8,
+    )
+    for r, images in enumerate(rows):
+        for c, image in enumerate(images):
+            pixels = (np.clip(_as_rgb(image, channel), 0, 1) * 255).round().astype(np.uint8)
+            top, left = r * (height + row_gap), c * (width + gap)
+            canvas[top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
+    return canvas
 
 
 # The history keys drawn as curves, their line style and legend words: a variational run's two
@@ -351,19 +382,7 @@ def grid_png(
 
     if scale < 1 or gap < 0:
         raise ValueError(f"scale must be >= 1 and gap >= 0. Received: scale={scale}, gap={gap}")
-    planes = [[_as_rgb(image, channel) for image in images] for images in rows]
-    height = max(image.shape[0] for images in planes for image in images)
-    width = max(image.shape[1] for images in planes for image in images)
-    columns = max(len(images) for images in planes)
-    canvas = np.ones(
-        (len(planes) * (height + gap) - gap, columns * (width + gap) - gap, 3), dtype=np.float32
-    )
-    for r, images in enumerate(planes):
-        for c, image in enumerate(images):
-            top, left = r * (height + gap), c * (width + gap)
-            canvas[top : top + image.shape[0], left : left + image.shape[1]] = image
-    pixels = (np.clip(canvas, 0, 1) * 255).round().astype(np.uint8)
-    picture = Image.fromarray(pixels, "RGB")
+    picture = Image.fromarray(mosaic(rows, gap=gap, channel=channel), "RGB")
     picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")

@@ -4,6 +4,7 @@ Inspect pages on small uploaded arrays of 2 and 5 channels, trained for real (on
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
@@ -102,17 +103,40 @@ def test_image_grid_and_png_follow_the_channel(channels):
     x = stack(channels, count=3) / np.float32(255)
     rows = [x, 1 - x]
     figures = {k: image_grid(rows, ["a", "b"], channel=k) for k in le.channel_options(channels)}
-    pixels = {k: np.asarray(fig.data[0].z) for k, fig in figures.items()}
-    for k, z in pixels.items():
-        assert len(figures[k].data) == 6
+    pixels = {k: grid_picture(fig) for k, fig in figures.items()}
+    for k, picture in pixels.items():
+        assert len(figures[k].data) == 1  # the grid is one picture
         expected = x[0] if k is None else np.repeat(x[0][..., k : k + 1], 3, axis=-1)
-        np.testing.assert_array_equal(z, np.round(expected * 255))
-    assert len({z.tobytes() for z in pixels.values()}) == len(pixels)  # each choice differs
+        np.testing.assert_array_equal(picture[:SIDE, :SIDE], np.round(expected * 255))
+        assert picture.shape[1] > 3 * SIDE and (picture[:SIDE, SIDE] == 255).all()  # white gaps
+    assert len({p.tobytes() for p in pixels.values()}) == len(pixels)  # each choice differs
     pngs = {k: grid_png(rows, scale=2, gap=1, channel=k) for k in le.channel_options(channels)}
     assert len(set(pngs.values())) == len(pngs)
     picture = np.asarray(Image.open(io.BytesIO(pngs[le.channel_options(channels)[-1]])))
     assert picture.shape == (2 * (2 * SIDE + 1), 2 * (3 * SIDE + 2), 3)
     assert image_grid(rows, ["a", "b"]).data  # no channel given: never an error
+
+
+def test_image_grid_titles_sit_left_of_their_rows_and_above_their_cells():
+    rows = [np.zeros((4, SIDE, SIDE, 1)), np.ones((2, SIDE, SIDE, 1)), np.zeros((4, SIDE, SIDE, 1))]
+    figure = image_grid(rows, ["first", "second", "third"], cell_titles=["a", "b"])
+    picture = grid_picture(figure)
+    notes = figure.layout.annotations
+    beside, above = notes[:3], notes[3:]
+    assert [note.text for note in beside] == ["first", "second", "third"]
+    assert all(note.x < -0.5 and note.xanchor == "right" for note in beside)  # left of column 0
+    for r, note in enumerate(beside):  # centred on its row: black rows 0 and 2, white row 1
+        shade = picture[int(round(note.y)), SIDE // 2, 0]
+        assert shade == (255 if r == 1 else 0), (r, note.y)
+    assert [note.text for note in above] == ["a", "b"]
+    assert above[0].y == above[1].y == -0.5 and 0 < above[0].x < above[1].x < picture.shape[1]
+
+
+def grid_picture(figure) -> np.ndarray:
+    """The pixels of an image grid's one picture (its PNG data URI), (H, W, 3) uint8."""
+    source = figure.data[0].source
+    assert source.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
 
 
 def test_heatmap_takes_one_plane():
