@@ -364,9 +364,12 @@ def _save_run(
     from cae.recipe import TestSplit
     from cae.store import save_trained
 
-    summary = _summary(result)
     if not chief or not is_chief(strategy):
-        return f"{summary} (this worker saves nothing: the chief writes the run)"
+        return (
+            f"{_epochs_text(result)}, {result.wall_seconds:.1f} s (this worker saves nothing: "
+            "the chief evaluates and writes the run)"
+        )
+    summary = _summary(result)
     context = {"replicas": int(strategy.num_replicas_in_sync), **context}
     run_id = save_trained(
         result, request, TestSplit.of(dataset, request.data), root=root, context=context
@@ -426,15 +429,21 @@ def _models_dir() -> Path:
     return models_dir()
 
 
-def _summary(result: TrainResult) -> str:
-    from cae.metrics import METRICS
-
-    m = result.test_metrics
+def _epochs_text(result: TrainResult) -> str:
+    """The epochs a training completed, and how it ended when not by finishing them."""
     epochs = f"{result.epochs_completed} epoch{'s' if result.epochs_completed != 1 else ''}"
     if result.stopped:
         epochs += " (stopped)"
     elif result.early_stopped:
         epochs += f" (early stop, best epoch {result.best_epoch})"
+    return epochs
+
+
+def _summary(result: TrainResult) -> str:
+    from cae.metrics import METRICS
+
+    m = result.test_metrics
+    epochs = _epochs_text(result)
     metrics = (
         "test "
         + ", ".join(

@@ -913,7 +913,8 @@ def train(
     ``patience`` the weights of the best validation epoch are kept. After training, test metrics
     are computed on ``dataset.x_test`` (clean inputs; with a ``corruption`` also ``denoise_*`` and
     ``corrupted_*`` from corrupted ones, see :func:`evaluate_corrupted`)
-    and latent statistics on up to 2,048 training images. With ``tensorboard`` (and on the chief
+    and latent statistics on up to 2,048 training images, by the chief alone in a multi-worker
+    training (the others' ``test_metrics`` stay empty: they save nothing). With ``tensorboard`` (and on the chief
     of a multi-worker training) a TensorBoard event file is written as it goes and returned as
     ``TrainResult.tensorboard`` (``cae.events``).
     """
@@ -1089,7 +1090,7 @@ def train(
 
     test_metrics: dict[str, float] = {}
     latent_stats: dict[str, Any] | None = None
-    if completed > 0:
+    if completed > 0 and is_chief(strategy):  # the others of a multi-worker run write nothing
         if progress is not None:
             monitor.report(
                 "stopping" if state != "finished" else "running",

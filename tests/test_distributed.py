@@ -139,7 +139,9 @@ def test_the_workers_leave_together_once_the_chief_has_saved(tmp_path):
     # crashed ... CoordinationServiceError" once the other worker had left.
     assert chief_err == "" and other_err == ""
     assert chief_out.strip().splitlines()[-1].startswith("run slow: 1 epoch")
-    assert other_out.strip().endswith("(this worker saves nothing: the chief writes the run)")
+    last = other_out.strip().splitlines()[-1]
+    assert last.endswith("(this worker saves nothing: the chief evaluates and writes the run)")
+    assert "PSNR" not in last  # it did not evaluate: only the chief does
     assert sorted(path.name for path in tmp_path.iterdir()) == ["other-worker-at-save", "slow"]
 
 
