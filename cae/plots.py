@@ -151,7 +151,7 @@ def image_grid(
     row titles (left of each row) and ``cell_titles`` (above each cell, row by row) are
     annotations in its pixel coordinates. A browser redraws every chart of a page on each rerun:
     one image instead of an axis pair and an image trace per cell took Chromium's CPU for a rerun
-    of Results from 0.80 to 0.41 CPU-s (``bench/figures.py``)."""
+    of Results from 0.84 to 0.39 CPU-s (``bench/figures.py``)."""
     import base64
     import io
 
