@@ -239,13 +239,28 @@ def test_the_latent_editor_shows_grid_and_decoded_image_together_on_a_narrow_scr
     title = page.get_by_text("Latent code", exact=True).first  # the grid's bold title
     decoded = page.locator(".st-key-le_decoded img").first
     decoded.wait_for(timeout=60_000)
+    grid = page.locator("canvas.upper-canvas").first
+    grid.wait_for(timeout=60_000)
     header = page.locator('[data-testid="stHeader"]').bounding_box()
     top = header["y"] + header["height"]
-    title.evaluate("(el) => el.scrollIntoView({block: 'start'})")
-    page.locator('[data-testid="stMain"]').evaluate(f"(el) => el.scrollBy(0, {-(top + 4)})")
-    page.wait_for_timeout(300)
-    canvas = page.locator("canvas.upper-canvas").first.bounding_box()
-    image = decoded.bounding_box()
+    # Scroll at once (the main container scrolls smoothly by default) and read both boxes in
+    # one frame; again for up to 5 s while the canvas component may still change its height (a
+    # smooth scroll still running once made this fail on a busy machine).
+    for _ in range(10):
+        title.evaluate("(el) => el.scrollIntoView({block: 'start', behavior: 'instant'})")
+        page.locator('[data-testid="stMain"]').evaluate(
+            f"(el) => el.scrollBy({{top: {-(top + 4)}, behavior: 'instant'}})"
+        )
+        canvas, image = page.evaluate(
+            """(elements) => elements.map((el) => {
+                const box = el.getBoundingClientRect();
+                return {y: box.top, height: box.height};
+            })""",
+            [grid.element_handle(), decoded.element_handle()],  # the canvas is in a shadow DOM
+        )
+        if all(box["y"] >= top and box["y"] + box["height"] <= 800 for box in (canvas, image)):
+            break
+        page.wait_for_timeout(500)
     assert canvas["y"] >= top and canvas["y"] + canvas["height"] <= 800, canvas
     assert image["y"] >= top and image["y"] + image["height"] <= 800, (image, canvas)
     screenshot(page, "classroom_latent_editor_400")
