@@ -914,9 +914,9 @@ def train(
     are computed on ``dataset.x_test`` (clean inputs; with a ``corruption`` also ``denoise_*`` and
     ``corrupted_*`` from corrupted ones, see :func:`evaluate_corrupted`)
     and latent statistics on up to 2,048 training images, by the chief alone in a multi-worker
-    training (the others' ``test_metrics`` stay empty: they save nothing). With ``tensorboard`` (and on the chief
-    of a multi-worker training) a TensorBoard event file is written as it goes and returned as
-    ``TrainResult.tensorboard`` (``cae.events``).
+    training (the others' ``test_metrics`` stay empty: they save nothing). With ``tensorboard``
+    (and on the chief of a multi-worker training) a TensorBoard event file is written as it goes
+    and returned as ``TrainResult.tensorboard`` (``cae.events``).
     """
     started = time.perf_counter()
     config = (config or TrainConfig()).validate()
@@ -953,6 +953,7 @@ def train(
     strategy = strategy if strategy is not None else tf.distribute.get_strategy()
     replicas = int(strategy.num_replicas_in_sync)
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    chief = is_chief(strategy)  # writes the events and evaluates; the others write nothing
     if config.batch_size % replicas:
         raise ValueError(
             f"under a strategy with {replicas} replicas the (global) batch size must be a multiple "
@@ -1013,7 +1014,7 @@ def train(
         # end: about 2 + 9 ms of CPU an epoch, against 19 + 24 ms for eager calls (4% of an epoch
         # of the bundled sample). Multi-worker runs keep the eager calls they were tested with.
         infer = None if multi_worker else inference_function(built.autoencoder)
-        if tensorboard and is_chief(strategy):  # only the chief writes in multi-worker runs
+        if tensorboard and chief:
             from cae.events import EventLog
 
             event_log = EventLog(
@@ -1090,7 +1091,7 @@ def train(
 
     test_metrics: dict[str, float] = {}
     latent_stats: dict[str, Any] | None = None
-    if completed > 0 and is_chief(strategy):  # the others of a multi-worker run write nothing
+    if completed > 0 and chief:
         if progress is not None:
             monitor.report(
                 "stopping" if state != "finished" else "running",
