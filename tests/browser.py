@@ -358,6 +358,19 @@ def expect_rerun(page: Page, timeout_ms: float = 30_000, *, runs: int = 1) -> It
 # --- artifacts and canvas ---------------------------------------------------------------------
 
 
+def boxes_at_once(page: Page, *locators: Locator) -> list[dict[str, float]]:
+    """The viewport box (top, bottom, height) of each locator's first element, all read in one
+    task: no scroll or layout can come between them, as it can between two ``bounding_box``
+    calls. Element handles reach into a shadow DOM (a drawable canvas) where CSS does not."""
+    return page.evaluate(
+        """(elements) => elements.map((el) => {
+            const box = el.getBoundingClientRect();
+            return {top: box.top, bottom: box.bottom, height: box.height};
+        })""",
+        [locator.first.element_handle() for locator in locators],
+    )
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Save a full-page PNG as test-artifacts/<name>.png and return its path."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)

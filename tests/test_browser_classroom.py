@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser import screenshot, serve_app, wait_for_app_idle
+from tests.browser import boxes_at_once, screenshot, serve_app, wait_for_app_idle
 from tests.runs import make_trained_run
 
 pytestmark = pytest.mark.browser
@@ -149,14 +149,11 @@ def test_the_add_button_is_level_with_its_select(wide, app_url):
     open_page(page, app_url, "Architecture", "Architecture")
     for part in ("encoder", "decoder"):
         button = page.locator(f".st-key-arch_add_{part} button")
+        select = page.locator(f".st-key-arch_add_type_{part}")  # label above, select at bottom
         button.scroll_into_view_if_needed()
-        # both bottoms in one frame: two bounding_box calls straddled a scroll once (96 px apart)
-        bottoms = page.evaluate(
-            """([button, select]) => [button, select].map(
-                (css) => document.querySelector(css).getBoundingClientRect().bottom)""",
-            [f".st-key-arch_add_{part} button", f".st-key-arch_add_type_{part}"],
-        )  # the select's block: label above, select at its bottom
-        assert abs(bottoms[0] - bottoms[1]) <= 2, (part, bottoms)
+        # at once: two bounding_box calls straddled a scroll once (96 px apart)
+        b, s = boxes_at_once(page, button, select)
+        assert abs(b["bottom"] - s["bottom"]) <= 2, (part, b, s)
 
 
 def test_an_architecture_file_error_reads_as_text_with_an_icon_that_renders(
@@ -251,16 +248,10 @@ def test_the_latent_editor_shows_grid_and_decoded_image_together_on_a_narrow_scr
         page.locator('[data-testid="stMain"]').evaluate(
             f"(el) => el.scrollBy({{top: {-(top + 4)}, behavior: 'instant'}})"
         )
-        canvas, image = page.evaluate(
-            """(elements) => elements.map((el) => {
-                const box = el.getBoundingClientRect();
-                return {y: box.top, height: box.height};
-            })""",
-            [grid.element_handle(), decoded.element_handle()],  # the canvas is in a shadow DOM
-        )
-        if all(box["y"] >= top and box["y"] + box["height"] <= 800 for box in (canvas, image)):
+        canvas, image = boxes_at_once(page, grid, decoded)
+        if all(box["top"] >= top and box["bottom"] <= 800 for box in (canvas, image)):
             break
         page.wait_for_timeout(500)
-    assert canvas["y"] >= top and canvas["y"] + canvas["height"] <= 800, canvas
-    assert image["y"] >= top and image["y"] + image["height"] <= 800, (image, canvas)
+    assert canvas["top"] >= top and canvas["bottom"] <= 800, canvas
+    assert image["top"] >= top and image["bottom"] <= 800, (image, canvas)
     screenshot(page, "classroom_latent_editor_400")
