@@ -101,21 +101,9 @@ def draw_ms(page, figure, repeats: int) -> float:
     return statistics.median(times[2:])
 
 
-def chromium_cpu() -> float:
-    """CPU seconds used so far by every Chromium process."""
-    import psutil
-
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        with contextlib.suppress(psutil.Error):
-            if "chrom" in (proc.info["name"] or ""):
-                times = proc.cpu_times()
-                total += times.user + times.system
-    return total
-
-
 def results_reruns(browser, tree: Path, changes: int = 6) -> list[float]:
     """Chromium's CPU seconds for each of ``changes`` seed changes on ``tree``'s Results."""
+    from live_view import cpu_by_process, cpu_used_since
     from playwright.sync_api import expect
 
     from tests.browser import open_app, serve_app, wait_for_app_idle
@@ -132,14 +120,14 @@ def results_reruns(browser, tree: Path, changes: int = 6) -> list[float]:
             time.sleep(2)
             used = []
             for seed in range(1, changes + 1):
-                before = chromium_cpu()
+                before = cpu_by_process()
                 field = page.locator(".st-key-results_seed input")
                 field.fill(str(seed))
                 field.press("Enter")
                 time.sleep(0.3)
                 wait_for_app_idle(page, 60_000)
                 time.sleep(1.0)  # the charts are drawn after the run ends
-                used.append(chromium_cpu() - before)
+                used.append(cpu_used_since(before)["chromium"])
             return used
         finally:
             context.close()

@@ -61,14 +61,20 @@ def cpu_by_process() -> dict[tuple[int, float], tuple[str, float]]:
     return seen
 
 
+def cpu_used_since(before: dict[tuple[int, float], tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds used by each kind of process since ``before`` (a :func:`cpu_by_process`),
+    processes started since then included."""
+    used = dict.fromkeys(KINDS, 0.0)
+    for key, (kind, cpu) in cpu_by_process().items():
+        used[kind] += cpu - before.get(key, (kind, 0.0))[1]
+    return used
+
+
 def cores_over(seconds: float) -> dict[str, float]:
     """Cores used by each kind of process over the next ``seconds`` (CPU seconds per second)."""
     before, start = cpu_by_process(), time.monotonic()
     time.sleep(seconds)
-    after, elapsed = cpu_by_process(), time.monotonic() - start
-    used = dict.fromkeys(KINDS, 0.0)
-    for key, (kind, cpu) in after.items():
-        used[kind] += cpu - before.get(key, (kind, 0.0))[1]
+    used, elapsed = cpu_used_since(before), time.monotonic() - start
     return {kind: value / elapsed for kind, value in used.items()}
 
 
