@@ -243,7 +243,11 @@ def test_training_runs_in_a_separate_process_that_exits(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_a_killed_worker_fails_the_job_with_a_message_and_saves_nothing(tmp_path):
+def test_a_killed_worker_fails_the_job_with_a_message_and_saves_nothing(
+    tmp_path, tmp_path_factory, monkeypatch
+):
+    # a killed worker runs no exit handler: AutoGraph's files go to pytest's folders, not /tmp
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.mktemp("killed-worker-tmp")))
     jobs = JobManager()
     job = start(
         jobs,
