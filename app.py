@@ -54,17 +54,18 @@ def home() -> None:
     else:
         st.markdown("No trained run yet: design a network, then train it on the **Train** page.")
 
-    links = st.columns(6)
-    links[0].page_link(
-        "pages/1_Architecture.py", label="Design the network", icon=":material/account_tree:"
-    )
-    links[1].page_link("pages/2_Train.py", label="Train it", icon=":material/model_training:")
-    links[2].page_link("pages/3_Results.py", label="Compare results", icon=":material/insights:")
-    links[3].page_link(
-        "pages/4_Latent_Editor.py", label="Edit the latent code", icon=":material/brush:"
-    )
-    links[4].page_link("pages/5_Inspect.py", label="Look inside", icon=":material/biotech:")
-    links[5].page_link("pages/6_Experiments.py", label="Sweep designs", icon=":material/science:")
+    # one row that wraps, each link as wide as its label (six equal columns cut the longer ones)
+    with st.container(horizontal=True, gap="medium", key="home_links"):
+        st.page_link(
+            "pages/1_Architecture.py", label="Design the network", icon=":material/account_tree:"
+        )
+        st.page_link("pages/2_Train.py", label="Train it", icon=":material/model_training:")
+        st.page_link("pages/3_Results.py", label="Compare results", icon=":material/insights:")
+        st.page_link(
+            "pages/4_Latent_Editor.py", label="Edit the latent code", icon=":material/brush:"
+        )
+        st.page_link("pages/5_Inspect.py", label="Look inside", icon=":material/biotech:")
+        st.page_link("pages/6_Experiments.py", label="Sweep designs", icon=":material/science:")
 
     st.subheader("How it works")
     st.markdown(

@@ -134,13 +134,27 @@ def test_an_npz_of_several_arrays_says_which_is_used_and_trains_on_the_chosen_on
     assert chosen and chosen[0]["upload_array"] == "digits", chosen
 
 
-def test_home_compression_badge_has_no_arrow(wide, app_url):
-    """The compression ratio was drawn as a metric delta with an up-arrow, as if it had grown."""
-    page = wide
+# each Home link: where its label's text ends, and where the link's own box ends
+_LINK_ENDS_JS = """() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stPageLink"] a')]
+  .map(link => {
+    const text = document.createRange();
+    text.selectNodeContents(link);
+    return [link.innerText.trim(), text.getBoundingClientRect().right,
+            link.getBoundingClientRect().right];
+  })"""
+
+
+def test_home_badge_has_no_arrow_and_its_links_show_whole_labels(page, app_url):
+    """The compression ratio was drawn as a metric delta with an up-arrow, as if it had grown;
+    at 1400 px, six equal columns cut "Design the network" and "Edit the latent code"."""
     open_page(page, app_url, "", "CAE Studio")
     delta = page.locator('[data-testid="stMetricDelta"]').filter(has_text="compression")
     delta.wait_for(timeout=30_000)
     assert delta.locator('[data-testid^="stMetricDeltaIcon"], svg').count() == 0
+    ends = page.evaluate(_LINK_ENDS_JS)
+    assert len(ends) == 6, ends
+    for label, text_end, link_end in ends:
+        assert text_end <= link_end, (label, text_end, link_end)
 
 
 def test_the_add_button_is_level_with_its_select(wide, app_url):
