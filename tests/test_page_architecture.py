@@ -138,7 +138,9 @@ def test_dilation_shows_the_kernel_span(app):
     row = table_rows(app)[0]
     assert row["output"] == "28x28x16" and row["type"] == "Conv 16 3x3 dilation 2x1 same relu"
     assert row["shape formula"].startswith("kernel span H: 3 + (3 - 1)*(2 - 1) = 5; W: ")
-    assert any("kernel span" in item.value for item in app.caption)
+    # as markdown source: an unescaped "*" turned "(2 - 1) = 5; W: 3 + (3 - 1)" into italics
+    span = [item.value for item in app.caption if "kernel span" in item.value]
+    assert span == ["kernel span H: 3 + (3 - 1)\\*(2 - 1) = 5; W: 3 + (3 - 1)\\*(1 - 1) = 3"]
     assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].dilation == (2, 1)
     widget(app.number_input, "arch_encoder_0_strides").set_value(2).run()  # Keras refuses both
     assert "Keras cannot combine strides above 1 with a dilation above 1" in app.error[0].value

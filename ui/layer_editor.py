@@ -41,6 +41,7 @@ from cae.spec import (
     layer_from_dict,
     layer_to_dict,
 )
+from cae.text import plain_markdown
 
 KIND_NAMES = list(LAYER_BY_NAME)  # the kinds a layer can have, in the order of LAYER_TYPES
 
@@ -171,7 +172,7 @@ def conv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
     ]
     span = effective_kernel_text(_pair(out["kernel"]), _pair(out["dilation"]))
     if span:
-        row[2].caption(f"kernel span {span}")
+        row[2].caption(plain_markdown(f"kernel span {span}"))  # its "*" are not emphasis
     return out
 
 
