@@ -836,6 +836,17 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
             trial = _replace_layer(spec, "encoder", index, replace(layer, padding="valid"))
             candidates.append(Fix(f"encoder[{index}]: use pool padding 'valid'", trial))
 
+    # 7. Start the decoder over as the encoder's mirror (the Architecture page's Mirror): when
+    #    the other fixes only pad or crop around a far smaller or larger output, this undoes it.
+    mirrored = _mirrored_decoder(spec.encoder, spec.input_shape)
+    if mirrored is not None and mirrored != spec.decoder:
+        candidates.append(
+            Fix(
+                f"replace the decoder with the encoder's mirror ({len(mirrored)} layers)",
+                spec.with_layers(decoder=mirrored),
+            )
+        )
+
     verified: list[Fix] = []
     for fix in candidates:
         try:
@@ -866,15 +877,47 @@ def mirror(
     encoder: tuple[Layer, ...] | list[Layer], input_shape: tuple[int, int, int] = (28, 28, 1)
 ) -> tuple[Layer, ...]:
     """Derive a decoder from an encoder: reverse it, pooling becomes up-sampling and strided
-    convolutions become transposed convolutions; a final 3x3 sigmoid conv gives the channels, and a
-    crop takes off what rounding up added (7 -> 4 -> 8 gives 8, not 7)."""
-    decoder = _mirror_layers(encoder, input_shape[2])
+    convolutions become transposed convolutions; a final 3x3 sigmoid conv gives the channels, and
+    before it a crop takes off what rounding up added (7 -> 4 -> 8 gives 8, not 7) or zero padding
+    gives back what 'valid' windows took. A mismatch's fixes offer this decoder too."""
+    decoder = _mirrored_decoder(encoder, input_shape)
+    if decoder is None:  # a layer of the mirror is refused: the shape check says which
+        decoder = _mirror_layers(encoder, input_shape[2])
     spec = ArchitectureSpec("mirror", tuple(input_shape), tuple(encoder), decoder)  # type: ignore[arg-type]
     report = compute_shapes(spec)
     if report.matches or not report.fixes:
         return decoder
-    preferred = [fix for fix in report.fixes if "before the last layer" in fix.description]
-    return (preferred or list(report.fixes))[0].spec.decoder
+    return report.fixes[0].spec.decoder
+
+
+def _mirrored_decoder(
+    encoder: tuple[Layer, ...] | list[Layer], input_shape: tuple[int, int, int]
+) -> tuple[Layer, ...] | None:
+    """The encoder's mirror, brought to the input's size before its last layer: a crop where
+    rounding up made it larger (7 -> 4 -> 8), zero padding where 'valid' windows made it smaller;
+    None when the shape check refuses one of its layers."""
+    decoder = _mirror_layers(encoder, input_shape[2])
+    spec = ArchitectureSpec("mirror", tuple(input_shape), tuple(encoder), decoder)  # type: ignore[arg-type]
+    try:
+        out_h, out_w, _ = compute_shapes(spec, with_fixes=False).output_shape
+    except ValueError:
+        return None
+    d_h, d_w = out_h - input_shape[0], out_w - input_shape[1]
+    if d_h > 0 or d_w > 0:
+        crop_h, crop_w = max(d_h, 0), max(d_w, 0)
+        decoder = (
+            *decoder[:-1],
+            Crop(((crop_h // 2, crop_h - crop_h // 2), (crop_w // 2, crop_w - crop_w // 2))),
+            decoder[-1],
+        )
+    if d_h < 0 or d_w < 0:
+        pad_h, pad_w = max(-d_h, 0), max(-d_w, 0)
+        decoder = (
+            *decoder[:-1],
+            Pad(((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))),
+            decoder[-1],
+        )
+    return decoder
 
 
 def _mirror_layers(

@@ -282,3 +282,30 @@ def test_explanations_count_a_dilated_kernel_by_its_span():
     conv = explain_convolution(report)
     assert "dilation 2x2" in conv and "spans 5x5" in conv and "3 + (3 - 1)*(2 - 1) = 5" in conv
     assert "(28 - 5 + 1) x (28 - 5 + 1) = 24x24" in explain_padding(report)
+
+
+@pytest.mark.parametrize(
+    ("first", "pool", "added"),
+    [
+        # 'valid' windows shrink the code to 2x2: the decoder ends at 8x8, the mirror at 24x24
+        (Conv(16, (5, 3), (2, 2), "valid"), Pool(size=(3, 3), padding="valid"), "pad"),
+        # a 1x2 stride: the decoder ends 28x16, the mirror (a 1x2 transposed stride) 28x32
+        (Conv(16, (1, 3), (1, 2)), None, "crop"),
+    ],
+)
+def test_a_decoder_far_from_the_input_is_also_offered_the_encoders_mirror(first, pool, added):
+    """Once padding or cropping the output was the only fix: an 8x8 patch framed by 10 rows of
+    zeros each side. The mirror undoes the encoder and trims (or pads) only what rounding left."""
+    encoder = (first, pool or preset_classic().encoder[1], *preset_classic().encoder[2:])
+    spec = preset_classic().with_layers(encoder=encoder)
+    report = compute_shapes(spec)
+    assert not report.matches
+    (fix,) = [f for f in report.fixes if "the encoder's mirror" in f.description]
+    assert (
+        fix.description
+        == f"replace the decoder with the encoder's mirror ({len(fix.spec.decoder)} layers)"
+    )
+    assert fix.spec.encoder == spec.encoder and compute_shapes(fix.spec).matches
+    assert [layer.type for layer in fix.spec.decoder][-2:] == [added, "conv"]
+    assert "deconv" in [layer.type for layer in fix.spec.decoder]  # the strided first layer
+    assert any(f.description.startswith("append zero padding") for f in report.fixes)
