@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"round {number} {label}: "
                     + "; ".join(
-                        f"{view} "
-                        + ", ".join(f"{kind} {got[view][kind]:.2f}" for kind in KINDS)
+                        f"{view} " + ", ".join(f"{kind} {got[view][kind]:.2f}" for kind in KINDS)
                         for view in ("watched", "unwatched")
                     ),
                     flush=True,

@@ -42,7 +42,9 @@ def test_a_request_over_the_budget_is_refused_in_one_line(monkeypatch, capsys, t
     from cae.__main__ import main
 
     monkeypatch.setenv("CAE_MEMORY_BUDGET", str(12 * 10**9))
-    with pytest.raises(ValueError, match="largest tensor is encoder\\[1\\].*batch size of at most 4"):
+    with pytest.raises(
+        ValueError, match="largest tensor is encoder\\[1\\].*batch size of at most 4"
+    ):
         TrainRequest(
             ArchitectureSpec.from_dict(BOMB), DataRecipe(), TrainConfig(batch_size=64), "bomb"
         )
