@@ -105,8 +105,32 @@ def explain_pooling(report: ShapeReport) -> str:
         f"{kept} of the {ph * pw} values in each: {_hw(row.input_shape)} becomes "
         f"{_hw(row.output_shape)} ({_m(row.formula)}). It has no weights, keeps the channel count "
         f"({row.output_shape[2]}), and throws away {100 * (1 - 1 / (sh * sw)):.0f}% of the positions: "
-        "this is where the encoder squeezes the image. With 'same' padding an odd side is rounded "
-        "up (7 -> 4), which the decoder must undo by cropping."
+        f"this is where the encoder squeezes the image. {_pool_rounding(report)}"
+    )
+
+
+def _pool_rounding(report: ShapeReport) -> str:
+    """Where this network's pooling rounds a side (the decoder must undo it), or that none does."""
+    for row in report.rows:
+        layer = _layer(report, row) if not row.head else None
+        if not isinstance(layer, Pool):
+            continue
+        sides = zip(row.input_shape[:2], row.output_shape[:2], layer.effective_strides)
+        if any(n != out * s for n, out, s in sides):
+            same = layer.padding == "same"
+            how = (
+                "'same' padding keeps the part-filled window at the edge, so it rounds up"
+                if same
+                else "'valid' padding keeps whole windows only, so it rounds down"
+            )
+            return (
+                f"Here {row.location} does not divide its input evenly: {how}, "
+                f"{_hw(row.input_shape)} -> {_hw(row.output_shape)}, and the decoder must undo "
+                f"that with {'a crop' if same else 'zero padding'} to come back to the input's size."
+            )
+    return (
+        "Every pooling here divides its input evenly, so nothing is rounded; an odd side would be: "
+        "'same' padding rounds 7 up to 4 (the decoder must then crop), 'valid' rounds it down to 3."
     )
 
 

@@ -68,3 +68,19 @@ def test_the_issue_13_example_reads_5x5x1x32():
     spec = ArchitectureSpec("x", (28, 28, 1), (Conv(32, (5, 5)),), (Conv(1, (3, 3)),))
     shown = rendered_text(explain.explain_convolution(compute_shapes(spec)))
     assert "5*5*1*32 + 32 = 832" in shown, shown
+
+
+def test_pooling_names_the_layer_that_rounds_or_says_that_none_does():
+    """The text said "an odd side is rounded up (7 -> 4), which the decoder must undo by cropping"
+    for every network, also those whose pooling divides evenly (classic: 28 -> 14 -> 7)."""
+    classic = rendered_text(explain.explain_pooling(compute_shapes(preset("classic"))))
+    assert "Every pooling here divides its input evenly, so nothing is rounded" in classic
+    deep = rendered_text(explain.explain_pooling(compute_shapes(preset("deep"))))
+    assert "Here encoder[5] does not divide its input evenly" in deep
+    assert "rounds up, 7x7 -> 4x4, and the decoder must undo that with a crop" in deep
+    valid = preset("classic").with_layers(
+        encoder=(preset("classic").encoder[0], Pool("max", (3, 3), padding="valid"))
+        + preset("classic").encoder[2:]
+    )
+    text = rendered_text(explain.explain_pooling(compute_shapes(valid)))
+    assert "rounds down, 28x28 -> 9x9, and the decoder must undo that with zero padding" in text
