@@ -144,8 +144,9 @@ def baselines(
         return []
     found: list[dict] = []
     if pca:
-        label = "PCA, components = code size" + (
-            " (x: k x pixels + pixels numbers)" if x_key == "params" else ""
+        # on the parameters axis PCA sits at what it stores: k components of D pixels and the mean
+        label = "PCA, as many components as the code" + (
+            " (at its k x D + D stored numbers)" if x_key == "params" else ""
         )
         found.append({"label": label, "points": pca})
     if mean:
