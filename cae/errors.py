@@ -28,7 +28,8 @@ _NOISE = (
 
 def short_message(error: BaseException | str, limit: int = MAX_LINE) -> str:
     """``error`` as one line of at most ``limit`` characters: array dumps, TensorFlow's graph
-    stacks and node names cut, whitespace collapsed, an ellipsis where text was dropped."""
+    stacks and node names cut, whitespace collapsed, an ellipsis where text was dropped (before
+    a closing ``Received: ...`` of up to half the line, which is kept)."""
     text = error if isinstance(error, str) else str(error)
     if not isinstance(error, str) and isinstance(getattr(error, "message", None), str):
         text = error.message or text  # tf.errors.OpError: the message without the node dump
@@ -41,7 +42,13 @@ def short_message(error: BaseException | str, limit: int = MAX_LINE) -> str:
         text = text.replace(noise, "")
     text = " ".join(text.split())
     if len(text) > limit:
-        text = text[: max(0, limit - 1)].rstrip() + "…"
+        # the house's messages end with the values received: cut the middle, not them
+        cut = text.rfind(" Received: ")
+        tail = text[cut:] if cut > 0 else ""
+        if tail and len(tail) <= limit // 2:
+            text = text[: limit - len(tail) - 1].rstrip() + "…" + tail
+        else:
+            text = text[: max(0, limit - 1)].rstrip() + "…"
     return text
 
 

@@ -42,3 +42,15 @@ def test_lines_are_capped():
     assert error_line(ValueError("short. Received: x=1"), with_type=False) == (
         "error: short. Received: x=1"
     )
+
+
+def test_a_capped_line_keeps_the_values_it_received():
+    """A 330-character shape message lost its "Received: kernel=(1, 1), strides=(2, 2)" to the cap."""
+    message = "encoder[0] conv: " + "words " * 60 + "Received: kernel=(1, 1), strides=(2, 2)"
+    line = error_line(ValueError(message), with_type=False)
+    assert len(line) <= MAX_LINE
+    assert line.startswith("error: encoder[0] conv: words")
+    assert line.endswith("… Received: kernel=(1, 1), strides=(2, 2)")
+    # a "Received:" tail longer than half the line is cut like any other text
+    long_tail = "start " * 40 + "Received: " + "v" * 200
+    assert short_message(long_tail).endswith("v…") and len(short_message(long_tail)) == MAX_LINE
