@@ -12,17 +12,21 @@ removed at the end. Each job trains in its own process, so the server's RSS shou
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 
-from cae.jobs import JobManager
-from cae.recipe import DataRecipe, TestSplit, load_recipe
-from cae.request import TrainRequest
-from cae.spec import preset
-from cae.training import TrainConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as the other benches: no PYTHONPATH
+
+from cae.jobs import JobManager  # noqa: E402
+from cae.recipe import DataRecipe, TestSplit, load_recipe  # noqa: E402
+from cae.request import TrainRequest  # noqa: E402
+from cae.spec import preset  # noqa: E402
+from cae.training import TrainConfig  # noqa: E402
 
 
 def main() -> None:
@@ -38,6 +42,10 @@ def main() -> None:
         "spare worker finish loading TensorFlow); not counted in the run times",
     )
     args = parser.parse_args()
+    if args.runs < 6:
+        parser.error(
+            f"--runs must be at least 6 (growth is read from run 5 on). Received: {args.runs}"
+        )
     process = psutil.Process()
     config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0)
     request = TrainRequest(

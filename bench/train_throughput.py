@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_float16"))
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error(f"--epochs must be at least 2: epoch 1 is not timed. Received: {args.epochs}")
     spec = preset(args.preset)
     full = load_dataset("mnist-sample", seed=0)
     data = Dataset("bench", full.x_train[: args.images], None, full.x_test[:500], None)

@@ -317,8 +317,9 @@ def main() -> None:
             v["confident"] / p["confident"] if p["confident"] else math.inf
             for p, v in zip(rows["plain"], rows[kind], strict=True)
         ]
+        shown = f"{ratio:.2f}x" if math.isfinite(ratio) else "unbounded (plain: none confident)"
         print(
-            f"  {kind}: confident fraction / plain's {ratio:.2f}x (per seed: "
+            f"  {kind}: confident fraction / plain's {shown} (per seed: "
             f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 2); PSNR given up: "
             f"{plain['psnr'] - vae['psnr']:.2f} dB"
         )
