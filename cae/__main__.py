@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -43,6 +44,22 @@ def _load_spec_argument(args: argparse.Namespace) -> ArchitectureSpec:
     return preset(args.preset or "classic")
 
 
+def json_text(data: Any) -> str:
+    """``data`` as standard JSON for ``--json``: a non-finite number (the PSNR of an exact
+    reconstruction is infinite) is ``null``, not Python's ``Infinity``, which JSON parsers refuse."""
+
+    def strict(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps(strict(data), indent=2, allow_nan=False)
+
+
 def command_shapes(args: argparse.Namespace) -> int:
     """Print the shape table of a preset or a spec file (or Keras's own shapes with --keras)."""
     from cae.shapes import compute_shapes, format_table
@@ -54,7 +71,7 @@ def command_shapes(args: argparse.Namespace) -> int:
 
         rows = keras_rows(build(spec))
         if args.json:
-            print(json.dumps(rows, indent=2))
+            print(json_text(rows))
         else:
             for row in rows:
                 shape = "x".join(str(n) for n in row["output_shape"])
@@ -64,7 +81,7 @@ def command_shapes(args: argparse.Namespace) -> int:
                 )
         return 0
     if args.json:
-        print(json.dumps([row.as_dict() for row in report.rows], indent=2))
+        print(json_text([row.as_dict() for row in report.rows]))
     else:
         print(format_table(report))
     return 0
@@ -568,7 +585,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         if key in fresh and (comparable or key in METRICS_BY_KEY)
     }
     if args.json:
-        print(json.dumps({"stored": stored, "fresh": fresh}, indent=2))
+        print(json_text({"stored": stored, "fresh": fresh}))
         return 0
     where = "stored with the run" if split.stored else "rebuilt from its recipe"
     print(
@@ -648,7 +665,7 @@ def command_baseline(args: argparse.Namespace) -> int:
     mean = mean_image_baseline(recipe, root=root)
     if args.json:
         record = {**pca, "components": args.components, "mean_image": mean}
-        print(json.dumps({**record, "recipe": recipe.to_dict()}, indent=2))
+        print(json_text({**record, "recipe": recipe.to_dict()}))
         return 0
 
     def scores(values: dict[str, float]) -> str:

@@ -229,6 +229,15 @@ def test_cli_baseline_json_and_table(subspace_recipe, tmp_path, capsys):
     assert lines[1].startswith("PCA, 3 components: test MSE 0.00000,") and "PSNR inf dB" not in out
     assert lines[2].startswith("mean image: test MSE ")
 
+    # as many components as values: an exact reconstruction, whose infinite PSNR is JSON's null
+    # (it printed Python's "Infinity", which JSON parsers refuse)
+    status, out, err = cli(
+        capsys, "baseline", *common, "--components", str(SIDE * SIDE), "--root", str(root), "--json"
+    )
+    assert status == 0, err
+    record = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in --json"))
+    assert record["mse"] == 0 and record["psnr"] is None and record["ssim"] == pytest.approx(1)
+
 
 @pytest.mark.parametrize(
     "args, expected",
