@@ -591,7 +591,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     print(
         terminal_safe(
             f"run {loaded.run_id} ({loaded.info.name}): {split.count:,} test images of "
-            f"{split.recipe.describe()} ({where}), {loaded.info.epochs} epochs"
+            f"{split.recipe.describe()} ({where}), {loaded.info.epochs} "
+            f"epoch{'' if loaded.info.epochs == 1 else 's'}"
         )
     )
     if corruption is not None:

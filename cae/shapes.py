@@ -995,7 +995,7 @@ def format_table(report: ShapeReport) -> str:
     ]
     out.append("")
     out.append(
-        f"code {_fmt_shape(report.latent_shape)} ({report.latent_size} values, "
+        f"code {_fmt_shape(report.latent_shape)} ({report.latent_size:,} values, "
         f"compression {report.compression_ratio:.1f}x); parameters {report.total_params:,} "
         f"(encoder {report.encoder_params:,}, decoder {report.decoder_params:,})"
     )
