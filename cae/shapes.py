@@ -862,6 +862,35 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
 # These need the shape check, so they live here, above cae.spec: spec never imports shapes.
 
 
+def repairs(data: dict[str, Any]) -> tuple[Fix, ...]:
+    """Checked fixes for a design (as a dict) that the spec refuses, where a refusal has an
+    obvious one: a convolution with strides and a dilation above 1 (which Keras refuses) gets
+    "strides 1" and "dilation 1". Each fix is a valid spec whose shapes compute."""
+    candidates: list[Fix] = []
+    for part in ("encoder", "decoder"):
+        layers = data.get(part) if isinstance(data, dict) else None
+        if not isinstance(layers, list):
+            continue
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, dict) or layer.get("type") not in ("conv", "deconv"):
+                continue
+            if _above_one(layer.get("strides", 1)) and _above_one(layer.get("dilation", 1)):
+                for field in ("strides", "dilation"):
+                    fixed_layers = [*layers[:index], {**layer, field: [1, 1]}, *layers[index + 1 :]]
+                    try:
+                        spec = ArchitectureSpec.from_dict({**data, part: fixed_layers})
+                        compute_shapes(spec, with_fixes=False)
+                    except (ValueError, TypeError):
+                        continue
+                    candidates.append(Fix(f"{part}[{index}]: use {field} 1", spec))
+    return tuple(candidates)
+
+
+def _above_one(value: Any) -> bool:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(isinstance(item, int) and not isinstance(item, bool) and item > 1 for item in values)
+
+
 def load_spec(source: str | bytes | dict[str, Any]) -> ArchitectureSpec:
     """Load a spec from a JSON string/bytes or a dict and check its shapes (raises ValueError)."""
     spec = (

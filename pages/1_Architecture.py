@@ -10,7 +10,7 @@ import streamlit as st
 from cae import explain
 from cae.budget import estimate_memory
 from cae.plots import shape_diagram
-from cae.shapes import ShapeError, compute_shapes, mirror
+from cae.shapes import ShapeError, compute_shapes, mirror, repairs
 from cae.spec import (
     MAX_BETA,
     MAX_CHANNELS,
@@ -395,6 +395,7 @@ with results, st.container(key="arch_summary"):
         fix_buttons(error.fixes, "arch_fix_layer_", on_fix)
     except ValueError as error:
         st.error(f"**This design is not valid.** {error}", icon=":material/block:")
+        fix_buttons(repairs(edited), "arch_fix_value_", on_fix)
 
     if report is not None:
         metrics = st.columns(3)

@@ -144,6 +144,16 @@ def test_dilation_shows_the_kernel_span(app):
     assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].dilation == (2, 1)
     widget(app.number_input, "arch_encoder_0_strides").set_value(2).run()  # Keras refuses both
     assert "Keras cannot combine strides above 1 with a dilation above 1" in app.error[0].value
+    # the refusal offers its two fixes, as a shape error does; one click applies one
+    fixes = [item for item in app.button if item.key.startswith("arch_fix_value_")]
+    assert [item.label for item in fixes] == [
+        "Fix: encoder[0]: use strides 1",
+        "Fix: encoder[0]: use dilation 1",
+    ]
+    fixes[1].click().run()
+    assert not app.exception and not app.error
+    fixed = ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0]
+    assert (fixed.strides, fixed.dilation) == ((2, 1), (1, 1))
 
 
 def test_output_padding_starts_where_tensorflow_runs_and_its_refusal_offers_fixes(app):

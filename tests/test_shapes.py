@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from cae.shapes import ShapeError, compute_shapes, format_table
+from cae.shapes import ShapeError, compute_shapes, format_table, repairs
 from cae.spec import ArchitectureSpec, Conv, Deconv, Pool, Upsample, preset, preset_classic
 
 
@@ -309,3 +309,23 @@ def test_a_decoder_far_from_the_input_is_also_offered_the_encoders_mirror(first,
     assert [layer.type for layer in fix.spec.decoder][-2:] == [added, "conv"]
     assert "deconv" in [layer.type for layer in fix.spec.decoder]  # the strided first layer
     assert any(f.description.startswith("append zero padding") for f in report.fixes)
+
+
+def test_a_refused_stride_and_dilation_gets_two_checked_repairs():
+    data = preset_classic().to_dict()
+    data["decoder"][0] = {**data["decoder"][0], "strides": 2, "dilation": [1, 2]}
+    with pytest.raises(ValueError, match="Keras cannot combine strides above 1 with a dilation"):
+        ArchitectureSpec.from_dict(data)
+    fixes = repairs(data)
+    assert [fix.description for fix in fixes] == [
+        "decoder[0]: use strides 1",
+        "decoder[0]: use dilation 1",
+    ]
+    assert fixes[0].spec.decoder[0].dilation == (1, 2) and fixes[0].spec.decoder[0].strides == (
+        1,
+        1,
+    )
+    assert compute_shapes(fixes[0].spec).matches  # strides 1: the classic decoder again
+    assert not compute_shapes(fixes[1].spec).matches  # it builds; its mismatch has its own fixes
+    # what it cannot read, it leaves to the error message
+    assert repairs({"encoder": "conv", "decoder": [None, {"type": "conv", "strides": "2"}]}) == ()
