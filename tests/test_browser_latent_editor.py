@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -52,6 +53,18 @@ def decoded_pixels(page) -> bytes:
     return page.locator(DECODED_IMG).screenshot()
 
 
+def decoded_pixels_once(page, wanted, timeout_s: float = 10.0) -> bytes:
+    """The decoded image's pixels once ``wanted(pixels)`` holds, or the last seen after
+    ``timeout_s``: the run that changed it has ended, but the browser still loads the new
+    picture from the server (a busy full suite once compared the old one after an undo)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pixels = decoded_pixels(page)
+        if wanted(pixels) or time.monotonic() > deadline:
+            return pixels
+        page.wait_for_timeout(100)
+
+
 def decode_info(page) -> str:
     return page.locator(INFO).inner_text()
 
@@ -85,13 +98,13 @@ def test_a_stroke_changes_the_cells_under_it_and_the_decoded_image(page, app_url
 
     assert changed_cells(info_after) == [(3, c) for c in range(1, 6)], info_after
     assert "set 5 cell(s)" in info_after
-    assert decoded_pixels(page) != pixels_before
+    assert decoded_pixels_once(page, lambda pixels: pixels != pixels_before) != pixels_before
     assert not re.search(r"image [0-9a-f]{8}", info_after), info_after  # no bare hash shown
 
     # the canvas is fresh for the next stroke, and undo brings the code back
     with expect_rerun(page):
         page.locator(".st-key-le_undo button").click()
-    assert decoded_pixels(page) == pixels_before
+    assert decoded_pixels_once(page, lambda pixels: pixels == pixels_before) == pixels_before
     screenshot(page, "latent_editor_after_undo")
     page.locator(".st-key-le_interp_t").scroll_into_view_if_needed()
     screenshot(page, "latent_editor_lower")  # Streamlit scrolls inside its own container
