@@ -92,9 +92,11 @@ def sampling_layer_class() -> type:
 
         def call(self, inputs: Any, training: bool | None = None) -> Any:
             mean, log_var = inputs
-            kl = ops.mean(kl_divergence(mean, log_var)) / self.values
+            per_image = kl_divergence(mean, log_var) / self.values
+            kl = ops.mean(per_image)
             self.add_loss(ops.cast(self.kl_weight.variable, kl.dtype) * kl)
-            self.kl_tracker.update_state(kl)
+            # per image, as Keras averages the loss: a short last batch weighs what it holds
+            self.kl_tracker.update_state(per_image)
             if not training:
                 return mean
             noise = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)

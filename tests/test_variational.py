@@ -199,12 +199,14 @@ def test_training_logs_both_terms_and_warms_up(digits):
     }
     assert all(len(values) == 3 for values in history.values())
     assert all(value > 0 for values in history.values() for value in values)
-    # loss = recon + weight * kl, the weight 0, 0.5, then 1 (beta 1 over 2 warm-up epochs)
+    # loss = recon + weight * kl, the weight 0, 0.5, then 1 (beta 1 over 2 warm-up epochs), to
+    # float precision: the last batch is short (360 images, 5 x 64 + 40), and kl_loss once averaged batches
+    # equally while Keras's loss weighs each by its images (val: 4% off over 7 + 1 batches)
     for epoch, weight in enumerate([0.0, 0.5, 1.0]):
         expected = history["recon_loss"][epoch] + weight * history["kl_loss"][epoch]
-        assert history["loss"][epoch] == pytest.approx(expected, rel=2e-3)
+        assert history["loss"][epoch] == pytest.approx(expected, rel=1e-5)
         val = history["val_recon_loss"][epoch] + weight * history["val_kl_loss"][epoch]
-        assert history["val_loss"][epoch] == pytest.approx(val, rel=2e-3)
+        assert history["val_loss"][epoch] == pytest.approx(val, rel=1e-5)
     assert seen[-1].history["kl_loss"] == history["kl_loss"]  # the live curves have them too
     assert seen[-1].preview_reconstructions.shape == (2, 28, 28, 1)
     assert result.test_metrics["psnr"] > 0
