@@ -58,7 +58,7 @@ page_frame("Train")
 JOBS.prewarm()  # a training process with TensorFlow loaded waits for the Train click
 
 UPLOAD = "upload"
-NAME_DEFAULT_KEY = "train_name_default"  # str: the default run name the field showed last
+NAME_DEFAULTS_KEY = "train_name_defaults"  # list[str]: the default run names this tab suggested
 
 
 def default_run_name(
@@ -654,16 +654,17 @@ default_name = default_run_name(
 )
 # The field follows the default (design, data, counter) until the user types a name of their
 # own: a keyed text_input ignores a new default value, so it kept "tiny-upload" after the data
-# changed, and the same name for every click of Train (issue 13).
+# changed, and the same name for every click of Train (issue 13). Any name this tab suggested
+# counts, not only the last: a run cut short by the next one (a new upload reruns the page
+# twice) left the field one default behind, and a run was saved under the file before.
 shown_name = st.session_state.get("train_name")
+suggested = list(st.session_state.get(NAME_DEFAULTS_KEY, []))
 if running and job is not None:
     st.session_state["train_name"] = job.name
-elif shown_name is None or shown_name in (
-    st.session_state.get(NAME_DEFAULT_KEY),
-    job.name if job is not None else None,
-):
+elif shown_name is None or shown_name in (*suggested, job.name if job is not None else None):
     st.session_state["train_name"] = default_name
-st.session_state[NAME_DEFAULT_KEY] = default_name
+kept = [name for name in suggested if name != default_name][-49:]
+st.session_state[NAME_DEFAULTS_KEY] = [*kept, default_name]
 run_name = row[0].text_input(
     "Run name",
     max_chars=MAX_RUN_NAME,
