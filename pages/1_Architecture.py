@@ -245,12 +245,19 @@ def fill_lines(
 ) -> None:
     """Each closed layer's line: its place, its label and output shape from this run's report
     (the layer's kind alone when the design cannot be computed)."""
-    rows = {} if report is None else {(row.part, row.index): row for row in report.rows}
+    rows: dict[tuple[str, int], list[Any]] = {}
+    for row in report.rows if report is not None else ():
+        rows.setdefault((row.part, row.index), []).append(row)
     for (part, index), slot in lines.items():
-        row = rows.get((part, index))
-        if row is not None:
+        found = rows.get((part, index))
+        if found:
+            row = found[0]
             shape = "x".join(str(n) for n in row.output_shape)
-            text = f"{plain_markdown(row.label)} → **{shape}**"
+            label = row.label.removesuffix(f" ({row.head})") if row.head else row.label
+            heads = " and ".join(each.head for each in found if each.head)
+            # a variational code: one layer, two maps (the table has a row for each)
+            maps = " " + plain_markdown(f"each, {heads} maps") if heads else ""
+            text = f"{plain_markdown(label)} → **{shape}**{maps}"
         else:
             text = plain_markdown(kind_title(edited[part][index].get("type", "conv")))
         slot.markdown(f"{plain_code(f'{part}[{index}]')} {text}")

@@ -43,6 +43,9 @@ def test_architecture_toggle_makes_the_design_variational():
     ]
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Parameters"] == "2,763" and metrics["Latent code"] == "7x7x1"
+    # the layer list's line names both maps (it showed the log-var map alone)
+    (line,) = [m.value for m in app.markdown if m.value.startswith("`encoder[4]`")]
+    assert line == "`encoder[4]` Conv 1 3x3 same linear → **7x7x1** each, mean and log-var maps"
     widget(app.toggle, "arch_variational").set_value(False).run()
     assert "variational" not in app.session_state[SPEC_KEY]
 
