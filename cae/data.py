@@ -777,8 +777,9 @@ class NpzArray:
 
     @property
     def is_images(self) -> bool:
-        """Whether it can be images: (N, H, W) or (N, H, W, C), not named as labels."""
-        return len(self.shape) in (3, 4) and self.key not in _LABEL_KEYS
+        """Whether it can be images: (N, H, W) or (N, H, W, C), whatever its name (a ``y`` of
+        images is the clean half of a noisy/clean pair, not labels)."""
+        return len(self.shape) in (3, 4)
 
     def describe(self) -> str:
         """``'x' (5000x28x28, uint8)``: the key, shape and type, for people."""
@@ -826,7 +827,21 @@ def npz_label_key(image_key: str, keys: Collection[str]) -> str | None:
     """The labels that may go with an image array of an ``.npz``: ``y_<s>`` for ``x_<s>``, else ``y``/``labels``."""
     if image_key.startswith("x_") and f"y_{image_key[2:]}" in keys:
         return f"y_{image_key[2:]}"
-    return next((k for k in _LABEL_KEYS if k in keys), None)
+    return next((k for k in _LABEL_KEYS if k in keys and k != image_key), None)
+
+
+def _npz_labels(image_key: str, members: dict[str, NpzArray]) -> str | None:
+    """The array of labels for these images: :func:`npz_label_key`'s, unless it holds images (a
+    ``y`` of images is the clean half of a pair) or, beside other image arrays, another count
+    (the labels of another array). One image array with labels of another count is a mistake
+    the loader names."""
+    key = npz_label_key(image_key, members)
+    if key is None or members[key].is_images:
+        return None
+    several = sum(member.is_images for member in members.values()) > 1
+    if several and members[key].shape[:1] != members[image_key].shape[:1]:
+        return None
+    return key
 
 
 def _load_keras_mnist_npz(path: Path) -> tuple[np.ndarray, ...]:
@@ -1123,7 +1138,7 @@ def npz_sources(arrays: Sequence[NpzArray], chosen: str | None, labelled: bool) 
         used, labels = "images from 'x_train' (train) and 'x_test' (test)", "y_train"
     else:
         used = f"images from {arrays[keys.index(image_key)].describe()}"
-        labels = npz_label_key(image_key, keys)
+        labels = _npz_labels(image_key, {a.key: a for a in arrays})
     return used + (f", labels from {labels!r}" if labelled and labels else ", no labels")
 
 
@@ -1156,10 +1171,7 @@ def _load_npz_upload(
     # Only the images (and their labels) are decompressed, after their header passed the checks.
     shape = members[image_key].shape
     _check_images_shape(shape, f"{filename}[{image_key!r}]", max_side, members[image_key].dtype)
-    label_key = npz_label_key(image_key, members)
-    several = sum(m.is_images for m in members.values()) > 1
-    if label_key is not None and several and members[label_key].shape[:1] != shape[:1]:
-        label_key = None  # labels of another of the image arrays (another count), not these
+    label_key = _npz_labels(image_key, members)
     arrays = _read_npz(buf, filename, max_uncompressed, {image_key, label_key} - {None})
     return _dataset_from_arrays(
         name,

@@ -155,3 +155,20 @@ def test_the_page_says_where_the_images_and_labels_come_from():
     assert npz_sources(listed, "noisy", False) == "images from 'noisy' (12x6x6x1, uint8), no labels"
     one = npz_arrays(_npz_bytes(x=np.zeros((3, 4, 4))), "one.npz")
     assert npz_sources(one, None, False) == ""  # nothing to tell apart
+
+
+def test_an_array_of_images_named_y_is_images_not_labels():
+    """x = noisy, y = clean, the layout of a denoising pair: "y" was read as labels and the
+    file refused ("labels must be a 1-D array ... Received: labels.shape=(150, 28, 28)")."""
+    buf = _npz_bytes(x=np.zeros((100, 8, 8), np.uint8), y=np.full((150, 8, 8), 255, np.uint8))
+    assert [array.is_images for array in npz_arrays(buf)] == [True, True]  # both are offered
+    first = load_array_file(buf, "pair.npz")
+    assert first.num_train + first.num_test == 100 and first.y_train is None
+    chosen = load_array_file(buf, "pair.npz", array="y")
+    assert chosen.num_train + chosen.num_test == 150 and chosen.y_train is None
+    assert int(chosen.x_train.min()) == 255
+    # 1-D labels named y are still labels
+    labelled = load_array_file(
+        _npz_bytes(x=np.zeros((10, 8, 8), np.uint8), y=np.arange(10) % 2), "labelled.npz"
+    )
+    assert labelled.y_train is not None
