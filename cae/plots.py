@@ -99,12 +99,15 @@ def shape_diagram(report: ShapeReport) -> go.Figure:
                 showlegend=False,
             )
         )
+        # a variational code's two maps are named by their role alone ("mean", "log-var"), and
+        # the names below alternate heights too: "enc[4] mean" ran into its neighbours
+        short = location.replace("encoder", "enc").replace("decoder", "dec")
         fig.add_trace(
             go.Scatter(
                 x=[x + width / 2],
-                y=[-height / 2 - 0.1],
+                y=[-height / 2 - (0.1 if len(fig.layout.shapes) % 2 else 0.2)],
                 mode="text",
-                text=[location.replace("encoder", "enc").replace("decoder", "dec")],
+                text=[short.split(" ", 1)[1] if " " in short else short],
                 textfont={"size": 9, "color": "#6B7280"},
                 hoverinfo="skip",
                 showlegend=False,
@@ -129,7 +132,7 @@ def shape_diagram(report: ShapeReport) -> go.Figure:
         height=300,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         xaxis={"visible": False, "range": [-0.6, x + 0.2]},
-        yaxis={"visible": False, "range": [-0.7, 0.85]},
+        yaxis={"visible": False, "range": [-0.8, 0.85]},
         plot_bgcolor="white",
         legend={"orientation": "h", "y": -0.02, "x": 0, "yanchor": "top"},
     )
