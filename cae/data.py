@@ -592,7 +592,7 @@ def _mnist_unavailable_message() -> str:
     return (
         "MNIST is not available offline: no Keras cache file at "
         f"{_mnist_cache_path()}. Place mnist.npz in {keras_datasets_dir()} (keys x_train, y_train, "
-        "x_test, y_test), allow the Keras download, or use mnist-sample "
+        "x_test, y_test), let Keras download it (online, from Python: load_dataset(..., allow_download=True)), or use mnist-sample "
         "(5,000 bundled MNIST digits)."
     )
 
@@ -610,7 +610,7 @@ def _fashion_unavailable_message(problems: list[str]) -> str:
         "Fashion-MNIST is not available offline: install the Debian package with "
         "`apt-get install dataset-fashion-mnist` (files in "
         f"{DEBIAN_FASHION_MNIST_DIR}), put the four IDX .gz files in "
-        f"{keras_datasets_dir() / 'fashion-mnist'}, or allow the Keras download{detail}."
+        f"{keras_datasets_dir() / 'fashion-mnist'}, or let Keras download it (online, from Python: load_dataset(..., allow_download=True)){detail}."
     )
 
 
@@ -919,7 +919,7 @@ def dataset_status(name: str) -> DatasetStatus:
             return DatasetStatus(
                 False,
                 f"The Keras MNIST cache file {path} is unreadable ({exc}); delete it and place a "
-                "good mnist.npz there, allow the Keras download, or use mnist-sample.",
+                "good mnist.npz there, let Keras download it (online, from Python: load_dataset(..., allow_download=True)), or use mnist-sample.",
                 downloadable=True,
             )
         return DatasetStatus(True, f"Keras cache: {path}", n_train, n_test, info.image_shape)
