@@ -184,10 +184,16 @@ def new_experiment(root: str) -> None:
     except ValueError as error:
         st.error(plain_markdown(str(error)), icon=":material/block:")
         return
+    objective = ""
+    if spec.variational is not None:
+        warmup = spec.variational.warmup_epochs
+        objective = f" · variational, beta {spec.variational.beta:g}" + (
+            f", KL warm-up {warmup} epoch{'s' if warmup != 1 else ''}" if warmup else ""
+        )
     st.markdown(
         f"Starts from the current design **{plain_markdown(spec.name)}** · code "
-        f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters "
-        "(change it on the Architecture page)."
+        f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
+        f"{objective} (change it on the Architecture page)."
     )
     busy = [e for e in EXPERIMENTS.all(root) if e.active]
     if busy:

@@ -69,6 +69,16 @@ def test_the_plan_says_how_many_runs_how_long_and_what_cannot_train(models):
     assert app.button(key="experiments_start").disabled
 
 
+def test_the_plan_says_when_the_design_it_starts_from_is_variational(models):
+    """The line read "classic · code 7x7x1 · 2,763 parameters": nothing said the runs would be
+    variational autoencoders."""
+    spec = preset("classic").to_dict()
+    spec["variational"] = {"beta": 2.0, "warmup_epochs": 3}
+    app = open_page({"active_spec": spec})
+    assert not app.exception
+    assert "2,763 parameters · variational, beta 2, KL warm-up 3 epochs (change it" in texts(app)
+
+
 def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     app = open_page()
     owner = app.session_state["owner_id"]
