@@ -107,6 +107,11 @@ def test_results_shows_triplets_and_corrupted_scores_of_a_denoiser_beside_a_plai
         Corruption("erase", 0.25),
     )
     assert table["output PSNR (dB)"][1] == f"{scores['denoise_psnr']:.2f}"
+    # on a corruption it was not trained on, the denoiser's row is its output, not "denoised"
+    grid = next(
+        chart for chart in app.get("plotly_chart") if "output: sp denoiser" in chart.proto.spec
+    )
+    assert "denoised:" not in grid.proto.spec
 
 
 def test_results_on_plain_runs_offers_gaussian_noise(models):

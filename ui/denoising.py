@@ -132,7 +132,9 @@ def corrupted_section(
     for run in usable:
         model = cached_run(run.run_id, root, run.created).built.autoencoder
         rows.append(np.clip(reconstruct(model, corrupted), 0.0, 1.0))
-        role = "denoised" if owns[run.run_id] is not None else "output"
+        # "denoised" where the run was trained on this kind of corruption, else its output
+        own = owns[run.run_id]
+        role = "denoised" if own is not None and own.kind == corruption.kind else "output"
         titles.append(f"{role}: {run.name[:14]}")
     rows.append(clean)
     titles.append("clean")
