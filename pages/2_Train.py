@@ -393,6 +393,19 @@ def show_figures(job: TrainingJob) -> None:
             st.plotly_chart(
                 loss_curves({job.name: progress.history}), key=f"train_curves_{job.job_id}"
             )
+            variational = job.request.spec.variational
+            if variational is not None and "kl_loss" in progress.history:
+                warmup = variational.warmup_epochs
+                st.caption(
+                    f"loss = reconstruction + weight x KL, the weight beta = {variational.beta:g}"
+                    + (
+                        f", rising from 0 over the first {warmup} epoch{'s' if warmup != 1 else ''}"
+                        " (KL warm-up)"
+                        if warmup
+                        else ""
+                    )
+                    + "; the KL curve is the term before its weight."
+                )
         elif progress.active:
             st.caption("Loss curves appear after the first epoch.")
     with right:

@@ -134,6 +134,11 @@ def test_train_page_trains_a_variational_design_with_both_terms(tmp_path, monkey
     figure = app.get("plotly_chart")
     names = " ".join(json.dumps(chart.proto.spec) for chart in figure)
     assert "reconstruction (train)" in names and "KL (train)" in names
+    # the curves say how the loss adds up: the KL drawn is the term before its weight
+    assert any(
+        c.value.startswith("loss = reconstruction + weight x KL, the weight beta = 2;")
+        for c in app.caption
+    ), [c.value for c in app.caption]
     runs = list_runs(models)
     assert len(runs) == 1 and runs[0].ok and runs[0].params == 2763
     history = load_history(runs[0].run_id, root=models)
