@@ -725,10 +725,17 @@ if spec is not None and image_shape is not None and tuple(image_shape) != tuple(
     st.warning(shape_problem, icon=":material/aspect_ratio:")
     adapted = dataclasses.replace(spec, input_shape=tuple(image_shape))
     try:
-        fits = compute_shapes(adapted).matches
+        adapted_report = compute_shapes(adapted)
     except ValueError:
-        fits = False
-    if fits and st.button("Use the images' shape as the design's input", key="train_adapt_input"):
+        adapted_report = None
+    label = "Use the images' shape as the design's input"
+    fits = adapted_report is not None and adapted_report.matches
+    if adapted_report is not None and not fits and adapted_report.fixes:
+        # another channel count: the design's first checked fix comes with it (an RGB upload
+        # on a grey design got only a link, and the fix had to be found by hand)
+        fix = adapted_report.fixes[0]
+        adapted, label, fits = fix.spec, f"{label} and {fix.description}", True
+    if fits and st.button(label, key="train_adapt_input"):
         set_active_spec(adapted)
         st.rerun()
     elif not fits:

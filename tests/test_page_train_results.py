@@ -79,6 +79,32 @@ def test_train_page_refuses_a_mismatched_design(models):
     assert app.button(key="train_start").disabled
 
 
+def test_images_of_another_shape_adapt_the_design_in_one_click(models):
+    """A design for 28x28x3 images and the bundled 28x28x1 digits: the input shape alone does not
+    fit (the decoder ends in 3 channels), so the button brings the design's first checked fix
+    (an RGB upload on a grey design got only a link to the Architecture page)."""
+    from dataclasses import replace
+
+    spec = preset("classic")
+    rgb = replace(spec, input_shape=(28, 28, 3)).with_layers(
+        decoder=(*spec.decoder[:-1], replace(spec.decoder[-1], filters=3))
+    )
+    app = open_page(TRAIN, {"active_spec": rgb.to_dict()})
+    assert not app.exception
+    assert any(
+        "The images are 28x28x1 but the design expects 28x28x3" in w.value for w in app.warning
+    )
+    button = app.button(key="train_adapt_input")
+    assert button.label == (
+        "Use the images' shape as the design's input and decoder[4]: set filters to 1 to give "
+        "1 channel(s)"
+    )
+    button.click().run()
+    assert not app.exception
+    assert app.session_state["active_spec"] == spec.to_dict()  # the classic design again
+    assert app.button(key="train_start").disabled is False
+
+
 @pytest.fixture
 def two_runs(models):
     recipe = DataRecipe("mnist-sample", limit=64, seed=3)
