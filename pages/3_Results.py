@@ -6,6 +6,8 @@ trained on. Runs compared side by side are shown on the test images of the first
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import numpy as np
 import streamlit as st
 
@@ -29,11 +31,13 @@ from ui.runs import (
 )
 from ui.state import (
     COMPARE_KEY,
+    MAX_LINKED_RUNS,
     RUN_KEY,
     follow_run_link,
     page_frame,
     refresh_sidebar,
     remember,
+    run_link,
 )
 from ui.test_images import class_names
 
@@ -323,6 +327,9 @@ def main() -> None:
     refresh_sidebar()  # drawn before the choice (or a link) changed the active run
     selected = [run for run in selected if loads(run, root)]  # a broken model: one line, no crash
     if selected:
+        # the link that opens this comparison (the page takes a followed link out of the URL)
+        query = urlencode(run_link([run.run_id for run in selected[:MAX_LINKED_RUNS]]), doseq=True)
+        st.caption(f"[Link to this comparison](Results?{query}) (copy it to share or bookmark).")
         metrics_table(selected, root)
         baselines_table(
             selected, root, lambda run: cached_own_metrics(run.run_id, run.created, root)

@@ -67,6 +67,10 @@ def test_a_link_with_several_runs_shows_them_side_by_side(models):
     assert app.multiselect(key="results_runs").value == [second, first]
     assert app.session_state[COMPARE_KEY] == [second, first]
     assert app.session_state[RUN_KEY] == second
+    # the page takes the link out of the URL, and offers it again to copy
+    assert f"[Link to this comparison](Results?run={second}&run={first})" in " ".join(
+        caption.value for caption in app.caption
+    )
 
 
 @pytest.mark.parametrize(
