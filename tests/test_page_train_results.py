@@ -2,7 +2,6 @@
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from cae.builder import build
 from cae.jobs import JOBS
 from cae.recipe import DataRecipe, TestSplit, load_recipe
+from cae.request import TrainRequest
 from cae.spec import preset
 from cae.store import list_runs, save_run
 from cae.training import Progress, TrainConfig
@@ -194,7 +194,7 @@ class FinishedJob:
     unsaved_epochs = 0
     staged_path = None
     config = TrainConfig(epochs=1)
-    request = SimpleNamespace(data=DataRecipe("mnist-sample"))
+    request = TrainRequest(preset("classic"), DataRecipe("mnist-sample"), config, name)
 
     def snapshot(self) -> Progress:
         rng = np.random.default_rng(5)
