@@ -6,8 +6,6 @@ trained on. Runs compared side by side are shown on the test images of the first
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import numpy as np
 import streamlit as st
 
@@ -327,9 +325,14 @@ def main() -> None:
     refresh_sidebar()  # drawn before the choice (or a link) changed the active run
     selected = [run for run in selected if loads(run, root)]  # a broken model: one line, no crash
     if selected:
-        # the link that opens this comparison (the page takes a followed link out of the URL)
-        query = urlencode(run_link([run.run_id for run in selected[:MAX_LINKED_RUNS]]), doseq=True)
-        st.caption(f"[Link to this comparison](Results?{query}) (copy it to share or bookmark).")
+        # the link that opens this comparison (the page takes a followed link out of the URL);
+        # a page link, not markdown: no text of the page is ever markup (tests/test_hostile_names)
+        st.page_link(
+            "pages/3_Results.py",
+            label="Link to this comparison (copy it to share or bookmark)",
+            icon=":material/link:",
+            query_params=run_link([run.run_id for run in selected[:MAX_LINKED_RUNS]]),
+        )
         metrics_table(selected, root)
         baselines_table(
             selected, root, lambda run: cached_own_metrics(run.run_id, run.created, root)
