@@ -762,7 +762,7 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
 
     # 3. Too large: crop, or turn the last stride-1 'same' convolution into a 'valid' one.
     if d_h >= 0 and d_w >= 0 and (d_h or d_w):
-        crop = Crop(((d_h // 2, d_h - d_h // 2), (d_w // 2, d_w - d_w // 2)))
+        (crop,) = _centred_trim(d_h, d_w)
         base_last = base_decoder[-1] if base_decoder else None
         if (
             isinstance(base_last, Conv)
@@ -802,7 +802,7 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
         )
     # 4. Too small: zero-pad.
     elif d_h <= 0 and d_w <= 0 and (d_h or d_w):
-        pad = Pad(((-d_h // 2, -d_h - (-d_h // 2)), (-d_w // 2, -d_w - (-d_w // 2))))
+        (pad,) = _centred_trim(d_h, d_w)
         # Padding in the encoder input so pooling divides evenly is often the better design.
         candidates.append(
             Fix(
@@ -812,18 +812,7 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
         )
     # 5. Mixed: crop one axis, pad the other.
     elif d_h or d_w:
-        crop = Crop(
-            (
-                (max(d_h, 0) // 2, max(d_h, 0) - max(d_h, 0) // 2),
-                (max(d_w, 0) // 2, max(d_w, 0) - max(d_w, 0) // 2),
-            )
-        )
-        pad = Pad(
-            (
-                (max(-d_h, 0) // 2, max(-d_h, 0) - max(-d_h, 0) // 2),
-                (max(-d_w, 0) // 2, max(-d_w, 0) - max(-d_w, 0) // 2),
-            )
-        )
+        crop, pad = _centred_trim(d_h, d_w)
         candidates.append(
             Fix(
                 f"append a crop of {_amount_text(crop)} and zero padding of {_amount_text(pad)}",
@@ -838,7 +827,10 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
 
     # 7. Start the decoder over as the encoder's mirror (the Architecture page's Mirror): when
     #    the other fixes only pad or crop around a far smaller or larger output, this undoes it.
-    mirrored = _mirrored_decoder(spec.encoder, spec.input_shape)
+    try:
+        mirrored: tuple[Layer, ...] | None = mirror(spec.encoder, spec.input_shape)
+    except ValueError:  # a layer of the mirror is refused
+        mirrored = None
     if mirrored is not None and mirrored != spec.decoder:
         candidates.append(
             Fix(
@@ -908,45 +900,29 @@ def mirror(
     """Derive a decoder from an encoder: reverse it, pooling becomes up-sampling and strided
     convolutions become transposed convolutions; a final 3x3 sigmoid conv gives the channels, and
     before it a crop takes off what rounding up added (7 -> 4 -> 8 gives 8, not 7) or zero padding
-    gives back what 'valid' windows took. A mismatch's fixes offer this decoder too."""
-    decoder = _mirrored_decoder(encoder, input_shape)
-    if decoder is None:  # a layer of the mirror is refused: the shape check says which
-        decoder = _mirror_layers(encoder, input_shape[2])
-    spec = ArchitectureSpec("mirror", tuple(input_shape), tuple(encoder), decoder)  # type: ignore[arg-type]
-    report = compute_shapes(spec)
-    if report.matches or not report.fixes:
-        return decoder
-    return report.fixes[0].spec.decoder
-
-
-def _mirrored_decoder(
-    encoder: tuple[Layer, ...] | list[Layer], input_shape: tuple[int, int, int]
-) -> tuple[Layer, ...] | None:
-    """The encoder's mirror, brought to the input's size before its last layer: a crop where
-    rounding up made it larger (7 -> 4 -> 8), zero padding where 'valid' windows made it smaller;
-    None when the shape check refuses one of its layers."""
+    gives back what 'valid' windows took. A mismatch's fixes offer this decoder too. Raises
+    ShapeError when a layer of the mirror is refused."""
     decoder = _mirror_layers(encoder, input_shape[2])
     spec = ArchitectureSpec("mirror", tuple(input_shape), tuple(encoder), decoder)  # type: ignore[arg-type]
-    try:
-        out_h, out_w, _ = compute_shapes(spec, with_fixes=False).output_shape
-    except ValueError:
-        return None
-    d_h, d_w = out_h - input_shape[0], out_w - input_shape[1]
+    out_h, out_w, _ = compute_shapes(spec, with_fixes=False).output_shape
+    trim = _centred_trim(out_h - input_shape[0], out_w - input_shape[1])
+    return (*decoder[:-1], *trim, decoder[-1])
+
+
+def _centred_trim(d_h: int, d_w: int) -> tuple[Layer, ...]:
+    """What brings an output ``d_h`` rows and ``d_w`` columns off the input's size back to it,
+    split evenly (the odd one at the bottom and right): a crop of the excess, then zero padding
+    of the shortfall (either, both or neither)."""
+
+    def split(n: int) -> tuple[int, int]:
+        return (n // 2, n - n // 2)
+
+    trim: list[Layer] = []
     if d_h > 0 or d_w > 0:
-        crop_h, crop_w = max(d_h, 0), max(d_w, 0)
-        decoder = (
-            *decoder[:-1],
-            Crop(((crop_h // 2, crop_h - crop_h // 2), (crop_w // 2, crop_w - crop_w // 2))),
-            decoder[-1],
-        )
+        trim.append(Crop((split(max(d_h, 0)), split(max(d_w, 0)))))
     if d_h < 0 or d_w < 0:
-        pad_h, pad_w = max(-d_h, 0), max(-d_w, 0)
-        decoder = (
-            *decoder[:-1],
-            Pad(((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2))),
-            decoder[-1],
-        )
-    return decoder
+        trim.append(Pad((split(max(-d_h, 0)), split(max(-d_w, 0)))))
+    return tuple(trim)
 
 
 def _mirror_layers(
