@@ -508,6 +508,13 @@ class Variational:
     beta: float = 1.0  # 1 is the evidence lower bound with the bce loss; higher pulls harder
     warmup_epochs: int = 0  # 0: the full weight from the first epoch
 
+    def describe(self) -> str:
+        """``variational, beta 2, KL warm-up 3 epochs``: the objective, for people."""
+        warmup = self.warmup_epochs
+        return f"variational, beta {self.beta:g}" + (
+            f", KL warm-up {warmup} epoch{'s' if warmup != 1 else ''}" if warmup else ""
+        )
+
     @classmethod
     def from_dict(cls, data: Any) -> Variational:
         """Load and validate the spec's ``variational`` object."""

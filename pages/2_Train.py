@@ -479,16 +479,7 @@ with design:
             f"**{plain_markdown(spec.name)}** · input {'x'.join(map(str, report.input_shape))} · "
             "code "
             f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
-            + (
-                f" · variational, beta {spec.variational.beta:g}"
-                + (
-                    f", KL warm-up {spec.variational.warmup_epochs} epochs"
-                    if spec.variational.warmup_epochs
-                    else ""
-                )
-                if spec.variational is not None
-                else ""
-            )
+            + (f" · {spec.variational.describe()}" if spec.variational is not None else "")
         )
     if problem:
         st.error(problem, icon=":material/block:")

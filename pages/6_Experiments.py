@@ -184,12 +184,7 @@ def new_experiment(root: str) -> None:
     except ValueError as error:
         st.error(plain_markdown(str(error)), icon=":material/block:")
         return
-    objective = ""
-    if spec.variational is not None:
-        warmup = spec.variational.warmup_epochs
-        objective = f" · variational, beta {spec.variational.beta:g}" + (
-            f", KL warm-up {warmup} epoch{'s' if warmup != 1 else ''}" if warmup else ""
-        )
+    objective = f" · {spec.variational.describe()}" if spec.variational is not None else ""
     st.markdown(
         f"Starts from the current design **{plain_markdown(spec.name)}** · code "
         f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
