@@ -823,19 +823,16 @@ def npz_image_key(keys: Collection[str]) -> str | None:
     return found if found is not None else next((k for k in keys if k not in _LABEL_KEYS), None)
 
 
-def npz_label_key(image_key: str, keys: Collection[str]) -> str | None:
-    """The labels that may go with an image array of an ``.npz``: ``y_<s>`` for ``x_<s>``, else ``y``/``labels``."""
-    if image_key.startswith("x_") and f"y_{image_key[2:]}" in keys:
-        return f"y_{image_key[2:]}"
-    return next((k for k in _LABEL_KEYS if k in keys and k != image_key), None)
-
-
-def _npz_labels(image_key: str, members: dict[str, NpzArray]) -> str | None:
-    """The array of labels for these images: :func:`npz_label_key`'s, unless it holds images (a
-    ``y`` of images is the clean half of a pair) or, beside other image arrays, another count
-    (the labels of another array). One image array with labels of another count is a mistake
-    the loader names."""
-    key = npz_label_key(image_key, members)
+def npz_label_key(image_key: str, members: dict[str, NpzArray]) -> str | None:
+    """The labels of an ``.npz``'s image array, if it has any: ``y_<s>`` for ``x_<s>``, else
+    ``y``/``labels``; not an array of images (a ``y`` of images is the clean half of a pair) and,
+    beside other image arrays, not one of another count (the labels of another array). One
+    image array with labels of another count is a mistake the loader names."""
+    paired = f"y_{image_key[2:]}"
+    if image_key.startswith("x_") and paired in members:
+        key: str | None = paired
+    else:
+        key = next((k for k in _LABEL_KEYS if k in members and k != image_key), None)
     if key is None or members[key].is_images:
         return None
     several = sum(member.is_images for member in members.values()) > 1
@@ -1138,7 +1135,7 @@ def npz_sources(arrays: Sequence[NpzArray], chosen: str | None, labelled: bool) 
         used, labels = "images from 'x_train' (train) and 'x_test' (test)", "y_train"
     else:
         used = f"images from {arrays[keys.index(image_key)].describe()}"
-        labels = _npz_labels(image_key, {a.key: a for a in arrays})
+        labels = npz_label_key(image_key, {a.key: a for a in arrays})
     return used + (f", labels from {labels!r}" if labelled and labels else ", no labels")
 
 
@@ -1171,7 +1168,7 @@ def _load_npz_upload(
     # Only the images (and their labels) are decompressed, after their header passed the checks.
     shape = members[image_key].shape
     _check_images_shape(shape, f"{filename}[{image_key!r}]", max_side, members[image_key].dtype)
-    label_key = _npz_labels(image_key, members)
+    label_key = npz_label_key(image_key, members)
     arrays = _read_npz(buf, filename, max_uncompressed, {image_key, label_key} - {None})
     return _dataset_from_arrays(
         name,
