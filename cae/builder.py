@@ -18,13 +18,17 @@ from cae.spec import (
     ArchitectureSpec,
     BatchNorm,
     Conv,
+    Convolution,
     Crop,
     Deconv,
+    Depthwise,
     Dropout,
     Layer,
     Pad,
     Pool,
+    SepConv,
     Upsample,
+    kind_of,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,15 +56,17 @@ class BuiltModel:
 
 
 def layer_name(part: str, index: int, layer: Layer) -> str:
-    """A unique, readable Keras layer name such as ``encoder_2_conv8_3x3``."""
-    if isinstance(layer, (Conv, Deconv)):
-        detail = f"{layer.type}{layer.filters}_{layer.kernel[0]}x{layer.kernel[1]}"
-    elif isinstance(layer, Pool):
-        detail = f"{layer.mode}pool{layer.size[0]}x{layer.size[1]}"
-    elif isinstance(layer, Upsample):
-        detail = f"upsample{layer.size[0]}x{layer.size[1]}"
-    else:
-        detail = layer.type
+    """A unique, readable Keras layer name such as ``encoder_2_conv8_3x3`` (a convolution kind's
+    type, filters and kernel), ``encoder_1_maxpool2x2`` or ``decoder_1_upsample2x2`` (a window's
+    or a scale's size), else ``decoder_5_crop``."""
+    kind = kind_of(layer)
+    detail = f"{layer.mode}{layer.type}" if kind.pooling else layer.type  # type: ignore[union-attr]
+    if kind.filters:
+        detail += str(layer.filters)  # type: ignore[union-attr]
+    if kind.convolution:
+        detail += f"_{layer.kernel[0]}x{layer.kernel[1]}"  # type: ignore[union-attr]
+    elif hasattr(layer, "size"):
+        detail += f"{layer.size[0]}x{layer.size[1]}"
     return f"{part}_{index}_{detail}"
 
 
@@ -68,36 +74,30 @@ def layer_name(part: str, index: int, layer: Layer) -> str:
 # Each builds the Keras layer of one spec layer; Keras is imported inside, when a model is built.
 
 
-def _conv2d(layer: Conv, name: str) -> Any:
-    """keras.layers.Conv2D, the spec's dilation as its dilation_rate."""
+# The Keras argument of each field a convolution kind may have.
+_KERAS_ARGUMENTS = {
+    "filters": "filters",
+    "kernel": "kernel_size",
+    "strides": "strides",
+    "padding": "padding",
+    "activation": "activation",
+    "dilation": "dilation_rate",
+    "depth_multiplier": "depth_multiplier",
+    "output_padding": "output_padding",
+}
+
+
+def _convolution(layer: Convolution, name: str) -> Any:
+    """The Keras layer of any convolution kind (the class in KERAS_CLASS_NAMES), each of the
+    kind's fields passed as its Keras argument: output_padding None when not set, the dilation as
+    dilation_rate (TensorFlow runs every kind dilated on the CPU too, measured)."""
+    from dataclasses import fields
+
     from keras import layers
 
-    return layers.Conv2D(
-        layer.filters,
-        layer.kernel,
-        strides=layer.strides,
-        padding=layer.padding,
-        dilation_rate=layer.dilation,
-        activation=layer.activation,
-        name=name,
-    )
-
-
-def _conv2d_transpose(layer: Deconv, name: str) -> Any:
-    """keras.layers.Conv2DTranspose, with output_padding None when not set and the spec's
-    dilation as its dilation_rate (TensorFlow runs it on the CPU too, measured)."""
-    from keras import layers
-
-    return layers.Conv2DTranspose(
-        layer.filters,
-        layer.kernel,
-        strides=layer.strides,
-        padding=layer.padding,
-        output_padding=layer.output_padding,
-        dilation_rate=layer.dilation,
-        activation=layer.activation,
-        name=name,
-    )
+    cls = getattr(layers, KERAS_CLASS_NAMES[type(layer)][0])
+    arguments = {_KERAS_ARGUMENTS[item.name]: getattr(layer, item.name) for item in fields(layer)}
+    return cls(**arguments, name=name)
 
 
 def _pooling2d(layer: Pool, name: str) -> Any:
@@ -144,8 +144,10 @@ def _dropout(layer: Dropout, name: str) -> Any:
 
 
 KERAS_LAYERS: dict[type[Layer], Callable[[Any, str], Any]] = {
-    Conv: _conv2d,
-    Deconv: _conv2d_transpose,
+    Conv: _convolution,
+    Deconv: _convolution,
+    SepConv: _convolution,
+    Depthwise: _convolution,
     Pool: _pooling2d,
     Upsample: _upsampling2d,
     Crop: _cropping2d,
@@ -158,6 +160,8 @@ KERAS_LAYERS: dict[type[Layer], Callable[[Any, str], Any]] = {
 KERAS_CLASS_NAMES: dict[type[Layer], tuple[str, ...]] = {
     Conv: ("Conv2D",),
     Deconv: ("Conv2DTranspose",),
+    SepConv: ("SeparableConv2D",),
+    Depthwise: ("DepthwiseConv2D",),
     Pool: ("MaxPooling2D", "AveragePooling2D"),
     Upsample: ("UpSampling2D",),
     Crop: ("Cropping2D",),
@@ -263,7 +267,7 @@ def keras_rows(built: BuiltModel) -> list[dict[str, object]]:
             row: dict[str, object] = {
                 "part": part,
                 "index": index,
-                "type": _spec_type(layer),
+                "type": spec_type(layer),
                 "output_shape": [int(n) for n in shape],
                 "params": int(layer.count_params()),
             }
@@ -276,7 +280,7 @@ def keras_rows(built: BuiltModel) -> list[dict[str, object]]:
     return rows
 
 
-def _spec_type(layer: Any) -> str:
+def spec_type(layer: Any) -> str:
     """The kind's type name of a built Keras layer (as in ``LayerRow.type``), else its class name."""
     name = layer.__class__.__name__
     for cls, names in KERAS_CLASS_NAMES.items():

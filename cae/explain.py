@@ -10,8 +10,27 @@ without TensorFlow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from cae.shapes import LayerRow, ShapeReport, effective_kernel_text
-from cae.spec import Conv, Crop, Deconv, Layer, Pad, Pool, Upsample
+from cae.spec import (
+    KINDS,
+    BatchNorm,
+    Conv,
+    Convolution,
+    Crop,
+    Deconv,
+    Depthwise,
+    Dropout,
+    Layer,
+    Pad,
+    Pool,
+    SepConv,
+    Upsample,
+    kind_of,
+)
 from cae.text import plain_code as _m
 
 
@@ -19,84 +38,136 @@ def _layer(report: ShapeReport, row: LayerRow) -> Layer:
     return getattr(report.spec, row.part)[row.index]
 
 
-def _first(report: ShapeReport, kinds: tuple[type, ...]) -> tuple[LayerRow, Layer] | None:
+def _first_of_each(report: ShapeReport, kinds: tuple[type, ...]) -> list[tuple[LayerRow, Layer]]:
+    """The first layer of each of ``kinds`` in the network, in the network's order."""
+    found: dict[type, tuple[LayerRow, Layer]] = {}
     for row in report.rows:
         if row.head:  # a variational design's code maps are not layers of the spec
             continue
         layer = _layer(report, row)
-        if isinstance(layer, kinds):
-            return row, layer
-    return None
+        if type(layer) in kinds and type(layer) not in found:
+            found[type(layer)] = (row, layer)
+    return list(found.values())
+
+
+def _first(report: ShapeReport, kinds: tuple[type, ...]) -> tuple[LayerRow, Layer] | None:
+    found = _first_of_each(report, kinds)
+    return found[0] if found else None
 
 
 def _hw(shape: tuple[int, ...]) -> str:
     return f"{shape[0]}x{shape[1]}"
 
 
-def explain_convolution(report: ShapeReport) -> str:
-    """What a convolution computes, with the first convolution of the network."""
-    found = _first(report, (Conv,))
-    if found is None:
-        return "This network has no convolution yet: add one to see how it works."
-    row, layer = found
-    kh, kw = layer.kernel
-    cin = row.input_shape[2]
-    weights = kh * kw * cin
-    text = (
-        f"**{row.location}** slides a {kh}x{kw} window over its {_hw(row.input_shape)}x{cin} input. "
-        f"At each position it multiplies the {kh}x{kw}x{cin} = {weights} input values under the window by "
-        f"{weights} weights, adds them up with a bias and applies `{layer.activation}`: that is one output "
-        f"value. It does this with {layer.filters} different kernels, giving {layer.filters} channels, so "
-        f"the layer learns {weights} x {layer.filters} weights + {layer.filters} biases = "
-        f"**{row.params:,} parameters** ({_m(row.params_formula)}).\n\n"
-        f"Output size: {_m(row.formula)}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}."
+def _kinds(**trait: bool) -> tuple[type[Layer], ...]:
+    """The kinds whose registry traits have the given values, in the registry's order."""
+    return tuple(
+        cls
+        for cls, kind in KINDS.items()
+        if all(getattr(kind, name) == value for name, value in trait.items())
     )
+
+
+# ---------------------------------------------------------------- one paragraph per kind
+# Each explains one layer of its kind with its row's numbers (input, output, formulas).
+
+
+def _strides_and_dilation(row: LayerRow, layer: Convolution) -> str:
+    """The sentences on a sliding kernel's strides and dilation, empty when both are 1."""
+    text = ""
     if layer.strides != (1, 1):
         text += (
             f" With strides {layer.strides[0]}x{layer.strides[1]} the window jumps "
             f"{layer.strides[0]} rows and {layer.strides[1]} columns at a time, which down-samples."
         )
     if layer.dilation != (1, 1):
-        dh, dw = layer.dilation
+        (kh, kw), (dh, dw) = layer.kernel, layer.dilation
         sh, sw = layer.effective_kernel
         text += (
             f" With dilation {dh}x{dw} the {kh}x{kw} taps sit {dh} rows and {dw} columns apart, so "
             f"the window spans {sh}x{sw} pixels (k + (k - 1)(d - 1): "
-            f"{_m(effective_kernel_text(layer.kernel, layer.dilation))}) with the same {weights} "
-            "weights per filter: a wider view for no extra parameters. Keras allows it only with "
-            "strides 1."
+            f"{_m(effective_kernel_text(layer.kernel, layer.dilation))}) with the same weights: a "
+            "wider view for no extra parameters."
+            + (
+                " Keras allows it only with strides 1."
+                if not kind_of(layer).strided_dilation
+                else ""
+            )
         )
     return text
 
 
-def explain_padding(report: ShapeReport) -> str:
-    """What 'same' and 'valid' padding do at the border, with the first convolution."""
-    found = _first(report, (Conv, Deconv))
-    if found is None:
-        return "Padding matters for convolutions; this network has none yet."
-    row, layer = found
-    kh, kw = layer.effective_kernel  # a dilated kernel pads and trims by its span
-    n_h, n_w = row.input_shape[0], row.input_shape[1]
-    valid_h, valid_w = n_h - kh + 1, n_w - kw + 1
-    extra_h, extra_w = kh - 1, kw - 1
-    spans = " (the span of its dilated kernel)" if layer.dilation != (1, 1) else ""
+def _output_size(row: LayerRow) -> str:
     return (
-        f"A {kh}x{kw} kernel{spans} centred on a border pixel hangs over the edge. With **'valid'** padding the "
-        f"window only visits positions where it fits: a {n_h}x{n_w} input gives "
-        f"({n_h} - {kh} + 1) x ({n_w} - {kw} + 1) = {valid_h}x{valid_w}. With **'same'** padding Keras adds "
-        f"{extra_h} row(s) and {extra_w} column(s) of zeros around the border "
-        f"({extra_h // 2} on top, {extra_h - extra_h // 2} at the bottom; {extra_w // 2} left, "
-        f"{extra_w - extra_w // 2} right), so with stride 1 the output keeps the input's {n_h}x{n_w}. "
-        f"{row.location} uses **'{layer.padding}'**: {_m(row.formula)}."
+        f"\n\nOutput size: {_m(row.formula)}, so {_hw(row.input_shape)} becomes "
+        f"{_hw(row.output_shape)}."
     )
 
 
-def explain_pooling(report: ShapeReport) -> str:
-    """What max/average pooling keeps, with the first pooling layer."""
-    found = _first(report, (Pool,))
-    if found is None:
-        return "This network does not pool; strided convolutions or none at all also work."
-    row, layer = found
+def _conv_paragraph(row: LayerRow, layer: Conv) -> str:
+    kh, kw = layer.kernel
+    cin = row.input_shape[2]
+    weights = kh * kw * cin
+    return (
+        f"**{row.location}** slides a {kh}x{kw} window over its {_hw(row.input_shape)}x{cin} input. "
+        f"At each position it multiplies the {kh}x{kw}x{cin} = {weights} input values under the window by "
+        f"{weights} weights, adds them up with a bias and applies `{layer.activation}`: that is one output "
+        f"value. It does this with {layer.filters} different kernels, giving {layer.filters} channels, so "
+        f"the layer learns {weights} x {layer.filters} weights + {layer.filters} biases = "
+        f"**{row.params:,} parameters** ({_m(row.params_formula)})."
+        + _output_size(row)
+        + _strides_and_dilation(row, layer)
+    )
+
+
+def _sepconv_paragraph(row: LayerRow, layer: SepConv) -> str:
+    kh, kw = layer.kernel
+    cin, depth, filters = row.input_shape[2], layer.depth_multiplier, layer.filters
+    dense = kh * kw * cin * filters + filters
+    return (
+        f"**{row.location}** (separable convolution) works in two steps. First each of its {cin} "
+        f"input channel(s) is convolved on its own with {depth} {kh}x{kw} kernel(s) "
+        f"({kh * kw * cin * depth} weights), giving {cin * depth} maps; then a 1x1 convolution "
+        f"mixes those maps into {filters} channels ({cin * depth * filters} weights + {filters} "
+        f"biases), and `{layer.activation}` is applied. That is **{row.params:,} parameters** "
+        f"({_m(row.params_formula)}) where a plain {kh}x{kw} convolution to {filters} channels "
+        f"would need {dense:,}: the same window, far fewer weights, because a kernel no longer "
+        "looks at every channel at once." + _output_size(row) + _strides_and_dilation(row, layer)
+    )
+
+
+def _depthwise_paragraph(row: LayerRow, layer: Depthwise) -> str:
+    kh, kw = layer.kernel
+    cin, depth = row.input_shape[2], layer.depth_multiplier
+    return (
+        f"**{row.location}** (depthwise convolution) convolves each of its {cin} input channel(s) "
+        f"on its own with {depth} {kh}x{kw} kernel(s), never mixing channels: {cin} x {depth} = "
+        f"{cin * depth} output channels, **{row.params:,} parameters** ({_m(row.params_formula)}). "
+        "It sees shapes within a channel but cannot combine channels; a 1x1 convolution after it "
+        "does that (together they make a separable convolution)."
+        + _output_size(row)
+        + _strides_and_dilation(row, layer)
+    )
+
+
+def _deconv_paragraph(row: LayerRow, layer: Deconv) -> str:
+    text = (
+        f"**{row.location}** (transposed convolution, often called deconvolution) spreads each input "
+        f"value over a {layer.kernel[0]}x{layer.kernel[1]} patch of the output, scaled by learned "
+        f"weights, stepping {layer.strides[0]}x{layer.strides[1]}; overlapping patches add up. "
+        f"Output size: {_m(row.formula)}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}, "
+        f"with {row.params:,} parameters ({_m(row.params_formula)})."
+    )
+    if layer.dilation != (1, 1):
+        sh, sw = layer.effective_kernel
+        text += (
+            f" Its dilation {layer.dilation[0]}x{layer.dilation[1]} spreads the kernel's taps "
+            f"apart, so each patch spans {sh}x{sw}."
+        )
+    return text
+
+
+def _pool_paragraph(row: LayerRow, layer: Pool) -> str:
     ph, pw = layer.size
     sh, sw = layer.effective_strides
     kept = "the largest" if layer.mode == "max" else "the average"
@@ -105,8 +176,108 @@ def explain_pooling(report: ShapeReport) -> str:
         f"{kept} of the {ph * pw} values in each: {_hw(row.input_shape)} becomes "
         f"{_hw(row.output_shape)} ({_m(row.formula)}). It has no weights, keeps the channel count "
         f"({row.output_shape[2]}), and throws away {100 * (1 - 1 / (sh * sw)):.0f}% of the positions: "
-        f"this is where the encoder squeezes the image. {_pool_rounding(report)}"
+        f"this is where the encoder squeezes the image."
     )
+
+
+def _upsample_paragraph(row: LayerRow, layer: Upsample) -> str:
+    how = "repeats each value" if layer.interpolation == "nearest" else "interpolates bilinearly"
+    return (
+        f"**{row.location}** (up-sampling) {how} to fill a {layer.size[0]}x{layer.size[1]} block: "
+        f"{_hw(row.input_shape)} becomes {_hw(row.output_shape)} ({_m(row.formula)}). No weights: the "
+        "convolution after it learns to sharpen the blocky result."
+    )
+
+
+def _amount_paragraph(row: LayerRow, layer: Crop | Pad) -> str:
+    verb = "removes" if isinstance(layer, Crop) else "adds zeros for"
+    (top, bottom), (left, right) = layer.amount
+    return (
+        f"**{row.location}** {verb} {top} row(s) at the top, {bottom} at the bottom, {left} column(s) at "
+        f"the left and {right} at the right: {_m(row.formula)}."
+    )
+
+
+def _batchnorm_paragraph(row: LayerRow, layer: BatchNorm) -> str:
+    channels = row.output_shape[2]
+    return (
+        f"**{row.location}** (batch normalisation) rescales each of its {channels} channel(s) to "
+        "zero mean and unit variance over the batch while training (over the averages it kept, "
+        "once trained), then by a learned scale and shift: "
+        f"{_m(row.params_formula)} values, half of them trained. It keeps the shape "
+        f"({_hw(row.output_shape)}x{channels}) and often lets a deeper network train faster."
+    )
+
+
+def _dropout_paragraph(row: LayerRow, layer: Dropout) -> str:
+    return (
+        f"**{row.location}** (dropout) sets a random {100 * layer.rate:g}% of its values to zero at "
+        f"each training step and scales the rest up by 1 / (1 - {layer.rate:g}), so no value can be "
+        "relied on alone; when the network is used it passes everything through unchanged. No "
+        "weights, the shape unchanged."
+    )
+
+
+KIND_EXPLANATIONS: dict[type[Layer], Callable[[LayerRow, Any], str]] = {
+    Conv: _conv_paragraph,
+    Deconv: _deconv_paragraph,
+    SepConv: _sepconv_paragraph,
+    Depthwise: _depthwise_paragraph,
+    Pool: _pool_paragraph,
+    Upsample: _upsample_paragraph,
+    Crop: _amount_paragraph,
+    Pad: _amount_paragraph,
+    BatchNorm: _batchnorm_paragraph,
+    Dropout: _dropout_paragraph,
+}
+
+
+def _paragraphs(report: ShapeReport, kinds: tuple[type[Layer], ...]) -> list[str]:
+    """The paragraph of the first layer of each of ``kinds`` present, in the network's order."""
+    return [
+        KIND_EXPLANATIONS[type(layer)](row, layer) for row, layer in _first_of_each(report, kinds)
+    ]
+
+
+# ---------------------------------------------------------------- topics: the page's explanations
+
+
+def explain_convolution(report: ShapeReport) -> str:
+    """What a convolution computes, with the first layer of each sliding convolution kind."""
+    parts = _paragraphs(report, _kinds(convolution=True, transposed=False))
+    if not parts:
+        return "This network has no convolution yet: add one to see how it works."
+    return "\n\n".join(parts)
+
+
+def explain_padding(report: ShapeReport) -> str:
+    """What 'same' and 'valid' padding do at the border, with the first convolution of any kind."""
+    found = _first(report, _kinds(convolution=True))
+    if found is None:
+        return "Padding matters for convolutions; this network has none yet."
+    row, layer = found
+    kh, kw = layer.effective_kernel  # type: ignore[union-attr]  # a dilated kernel pads by its span
+    n_h, n_w = row.input_shape[0], row.input_shape[1]
+    valid_h, valid_w = n_h - kh + 1, n_w - kw + 1
+    extra_h, extra_w = kh - 1, kw - 1
+    spans = " (the span of its dilated kernel)" if layer.dilation != (1, 1) else ""  # type: ignore[union-attr]
+    return (
+        f"A {kh}x{kw} kernel{spans} centred on a border pixel hangs over the edge. With **'valid'** padding the "
+        f"window only visits positions where it fits: a {n_h}x{n_w} input gives "
+        f"({n_h} - {kh} + 1) x ({n_w} - {kw} + 1) = {valid_h}x{valid_w}. With **'same'** padding Keras adds "
+        f"{extra_h} row(s) and {extra_w} column(s) of zeros around the border "
+        f"({extra_h // 2} on top, {extra_h - extra_h // 2} at the bottom; {extra_w // 2} left, "
+        f"{extra_w - extra_w // 2} right), so with stride 1 the output keeps the input's {n_h}x{n_w}. "
+        f"{row.location} uses **'{layer.padding}'**: {_m(row.formula)}."  # type: ignore[union-attr]
+    )
+
+
+def explain_pooling(report: ShapeReport) -> str:
+    """What max/average pooling keeps, with the first pooling layer."""
+    parts = _paragraphs(report, _kinds(pooling=True))
+    if not parts:
+        return "This network does not pool; strided convolutions or none at all also work."
+    return f"{parts[0]} {_pool_rounding(report)}"
 
 
 def _pool_rounding(report: ShapeReport) -> str:
@@ -136,34 +307,7 @@ def _pool_rounding(report: ShapeReport) -> str:
 
 def explain_upsampling(report: ShapeReport) -> str:
     """What up-sampling and transposed convolution ("deconvolution") do, with the decoder's layers."""
-    parts: list[str] = []
-    up = _first(report, (Upsample,))
-    if up is not None:
-        row, layer = up
-        how = (
-            "repeats each value" if layer.interpolation == "nearest" else "interpolates bilinearly"
-        )
-        parts.append(
-            f"**{row.location}** (up-sampling) {how} to fill a {layer.size[0]}x{layer.size[1]} block: "
-            f"{_hw(row.input_shape)} becomes {_hw(row.output_shape)} ({_m(row.formula)}). No weights: the "
-            "convolution after it learns to sharpen the blocky result."
-        )
-    deconv = _first(report, (Deconv,))
-    if deconv is not None:
-        row, layer = deconv
-        parts.append(
-            f"**{row.location}** (transposed convolution, often called deconvolution) spreads each input "
-            f"value over a {layer.kernel[0]}x{layer.kernel[1]} patch of the output, scaled by learned "
-            f"weights, stepping {layer.strides[0]}x{layer.strides[1]}; overlapping patches add up. "
-            f"Output size: {_m(row.formula)}, so {_hw(row.input_shape)} becomes {_hw(row.output_shape)}, "
-            f"with {row.params:,} parameters ({_m(row.params_formula)})."
-        )
-        if layer.dilation != (1, 1):
-            sh, sw = layer.effective_kernel
-            parts[-1] += (
-                f" Its dilation {layer.dilation[0]}x{layer.dilation[1]} spreads the kernel's taps "
-                f"apart, so each patch spans {sh}x{sw}."
-            )
+    parts = _paragraphs(report, (Upsample, *_kinds(transposed=True)))
     if not parts:
         return (
             "This decoder neither up-samples nor uses transposed convolutions, so it cannot grow the "
@@ -173,14 +317,36 @@ def explain_upsampling(report: ShapeReport) -> str:
 
 
 def explain_cropping(report: ShapeReport) -> str:
-    """What crop and zero-padding layers do, if the network has any."""
+    """What crop and zero-padding layers do, if the network has any (else empty)."""
     found = _first(report, (Crop, Pad))
-    if found is None:
-        return ""
-    row, layer = found
-    verb = "removes" if isinstance(layer, Crop) else "adds zeros for"
-    (top, bottom), (left, right) = layer.amount
-    return (
-        f"**{row.location}** {verb} {top} row(s) at the top, {bottom} at the bottom, {left} column(s) at "
-        f"the left and {right} at the right: {_m(row.formula)}."
-    )
+    return "" if found is None else KIND_EXPLANATIONS[type(found[1])](*found)
+
+
+def explain_regularising(report: ShapeReport) -> str:
+    """What batch normalisation and dropout do, if the network has any (else empty)."""
+    return "\n\n".join(_paragraphs(report, (BatchNorm, Dropout)))
+
+
+@dataclass(frozen=True)
+class Topic:
+    """One explanation on the Architecture page: its title, the kinds it explains, and the text
+    with the network's numbers (empty: the network has nothing it explains, and it is not shown)."""
+
+    title: str
+    kinds: tuple[type[Layer], ...]
+    explain: Callable[[ShapeReport], str]
+
+
+# The Architecture page's explanations, in order; every kind is explained by at least one.
+TOPICS: tuple[Topic, ...] = (
+    Topic("Convolution", _kinds(convolution=True, transposed=False), explain_convolution),
+    Topic("Padding", _kinds(convolution=True), explain_padding),
+    Topic("Pooling", _kinds(pooling=True), explain_pooling),
+    Topic(
+        "Up-sampling and transposed convolution",
+        (Upsample, *_kinds(transposed=True)),
+        explain_upsampling,
+    ),
+    Topic("Cropping and zero padding", (Crop, Pad), explain_cropping),
+    Topic("Batch normalisation and dropout", (BatchNorm, Dropout), explain_regularising),
+)

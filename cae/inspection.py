@@ -14,7 +14,17 @@ import numpy as np
 
 from cae.colours import colormap
 from cae.pixels import as_float
-from cae.spec import ArchitectureSpec, Conv, Pool
+from cae.spec import (
+    KINDS,
+    LAYER_BY_NAME,
+    ArchitectureSpec,
+    Conv,
+    Deconv,
+    Depthwise,
+    Layer,
+    Pool,
+    SepConv,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cae.builder import BuiltModel
@@ -104,21 +114,81 @@ def code_of(acts: list[Activation]) -> np.ndarray:
     return codes[-1]
 
 
+def _bias(weights: list[np.ndarray], count: int) -> np.ndarray:
+    """A layer's biases (its last weights), or zeros where it has none."""
+    return np.asarray(weights[-1], np.float32) if len(weights) > 1 else np.zeros(count, np.float32)
+
+
+def _conv_kernel(weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Conv2D keeps its kernel as (kh, kw, cin, cout) already."""
+    kernel = np.asarray(weights[0], np.float32)
+    return kernel, _bias(weights, kernel.shape[-1])
+
+
+def _deconv_kernel(weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Conv2DTranspose keeps (kh, kw, cout, cin): swapped to (kh, kw, cin, cout) for the view (it
+    spreads each input value by these weights rather than summing a window with them)."""
+    kernel = np.asarray(weights[0], np.float32).transpose(0, 1, 3, 2)
+    return kernel, _bias(weights, kernel.shape[-1])
+
+
+def _sepconv_kernel(weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """SeparableConv2D's depthwise (kh, kw, cin, depth) and 1x1 (1, 1, cin*depth, cout) kernels
+    folded into the one (kh, kw, cin, cout) kernel they add up to: both steps are linear, so
+    kernel[a, b, c, f] = sum over m of depthwise[a, b, c, m] * pointwise[c * depth + m, f]."""
+    depthwise = np.asarray(weights[0], np.float64)
+    kh, kw, cin, depth = depthwise.shape
+    pointwise = np.asarray(weights[1], np.float64).reshape(cin, depth, -1)
+    kernel = np.einsum("abcm,cmf->abcf", depthwise, pointwise).astype(np.float32)
+    return kernel, _bias(weights, kernel.shape[-1])
+
+
+def _depthwise_kernel(weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """DepthwiseConv2D's (kh, kw, cin, depth) kernels as the (kh, kw, cin, cin * depth) kernel of a
+    convolution that computes the same: output channel c * depth + m reads input channel c alone
+    (zero weights on every other channel)."""
+    depthwise = np.asarray(weights[0], np.float32)
+    kh, kw, cin, depth = depthwise.shape
+    kernel = np.zeros((kh, kw, cin, cin * depth), np.float32)
+    for channel in range(cin):
+        kernel[:, :, channel, channel * depth : (channel + 1) * depth] = depthwise[:, :, channel]
+    return kernel, _bias(weights, cin * depth)
+
+
+# The (kh, kw, cin, cout) kernel and the biases of each convolution kind, from its Keras weights:
+# what the kernel view draws and, for a sliding kind, what the worked convolution multiplies.
+KERNEL_VIEWS: dict[type[Layer], Any] = {
+    Conv: _conv_kernel,
+    Deconv: _deconv_kernel,
+    SepConv: _sepconv_kernel,
+    Depthwise: _depthwise_kernel,
+}
+
+
 def conv_kernels(built: BuiltModel) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The kernels (kh, kw, cin, cout) and biases (cout,) of every Conv2D, with their locations."""
+    """The kernels (kh, kw, cin, cout) and biases (cout,) of every convolution of any kind, with
+    their locations (a separable or depthwise one as the one convolution kernel it amounts to)."""
+    from cae.builder import spec_type
+
     found = []
     for part, model in (("encoder", built.encoder), ("decoder", built.decoder)):
         for index, layer in enumerate(_layers(model)):
-            if layer.__class__.__name__ == "Conv2D":
-                weights = layer.get_weights()
-                kernel = np.asarray(weights[0], dtype=np.float32)
-                bias = (
-                    np.asarray(weights[1], dtype=np.float32)
-                    if len(weights) > 1
-                    else np.zeros(kernel.shape[-1], np.float32)
-                )
+            cls = LAYER_BY_NAME.get(spec_type(layer))
+            if cls in KERNEL_VIEWS:
+                kernel, bias = KERNEL_VIEWS[cls](layer.get_weights())
                 found.append((f"{part}[{index}]", kernel, bias))
     return found
+
+
+def sliding_convolutions(spec: ArchitectureSpec) -> list[str]:
+    """The locations whose output :func:`worked_convolution` works out by hand: every sliding
+    (not transposed) convolution of any kind, ``encoder[0]`` first."""
+    return [
+        f"{part}[{index}]"
+        for part in ("encoder", "decoder")
+        for index, layer in enumerate(getattr(spec, part))
+        if KINDS[type(layer)].convolution and not KINDS[type(layer)].transposed
+    ]
 
 
 def pca_2d(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,23 +255,23 @@ def worked_convolution(
     """One output value of a convolution computed by hand (patch x kernel + bias, activation) and
     Keras's value at the same place; pass ``acts`` from ``activations`` to avoid recomputing them."""
     part, index, layer = _spec_layer(spec, location)
-    if not isinstance(layer, Conv):
-        raise ValueError(f"{location} is not a convolution. Received: type={layer.type!r}")
+    kind = KINDS[type(layer)]
+    if not kind.convolution or kind.transposed:
+        raise ValueError(f"{location} is not a sliding convolution. Received: type={layer.type!r}")
     acts = acts if acts is not None else activations(built, image)
     x = _layer_input(acts, image, location)
     y = dict((loc, a) for _, loc, a in acts)[location]
     keras_layer = _layers(getattr(built, part))[index]
-    weights = keras_layer.get_weights()
-    kernel = np.asarray(weights[0], np.float32)
-    bias = float(weights[1][out_channel]) if len(weights) > 1 else 0.0
+    kernel, biases = KERNEL_VIEWS[type(layer)](keras_layer.get_weights())
     out_h, out_w, out_c = y.shape
     if not (0 <= row < out_h and 0 <= col < out_w and 0 <= out_channel < out_c):
         raise ValueError(
             f"{location} outputs {out_h}x{out_w}x{out_c}. "
             f"Received: row={row}, col={col}, out_channel={out_channel}"
         )
+    bias = float(biases[out_channel])
     (kh, kw), (sh, sw) = layer.kernel, layer.strides
-    dh, dw = getattr(layer, "dilation", (1, 1))
+    dh, dw = layer.dilation
     in_h, in_w, cin = x.shape
     # A dilated kernel reads every d-th pixel: its span k + (k - 1)(d - 1) sets the padding.
     span_h, span_w = kh + (kh - 1) * (dh - 1), kw + (kw - 1) * (dw - 1)

@@ -17,26 +17,33 @@ shape from both, but training it crashes the process on some sizes (oneDNN's CPU
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from itertools import chain, repeat
 from typing import Any, Literal
 
 from cae.spec import (
+    KINDS,
+    LAYER_BY_NAME,
     MAX_KERNEL,
     MAX_SCALE,
     ArchitectureSpec,
     BatchNorm,
     Conv,
+    Convolution,
     Crop,
     Deconv,
+    Depthwise,
     Dropout,
     Layer,
     Pad,
     Pair,
     Pool,
+    SepConv,
     Upsample,
     describe_layer,
     effective_kernel,
+    kind_of,
 )
 
 Shape = tuple[int, int, int]
@@ -183,7 +190,7 @@ def effective_kernel_text(kernel: Pair, dilation: Pair) -> str:
 
 
 def _sliding_window(
-    layer: Conv | Pool,
+    layer: Convolution | Pool,
     name: str,
     window: tuple[int, int],
     strides: tuple[int, int],
@@ -229,6 +236,26 @@ def _kernel_params(layer: Conv | Deconv, channels: int) -> tuple[int, str]:
     return params, f"{kh}*{kw}*{channels}*{layer.filters} + {layer.filters} = {params}"
 
 
+def _separable_params(layer: SepConv, channels: int) -> tuple[int, str]:
+    """A separable convolution's depthwise weights (kh*kw*channels*depth), 1x1 mixing weights
+    (channels*depth*filters) and biases (filters), with the formula."""
+    kh, kw = layer.kernel
+    depth, filters = layer.depth_multiplier, layer.filters
+    params = kh * kw * channels * depth + channels * depth * filters + filters
+    return (
+        params,
+        f"{kh}*{kw}*{channels}*{depth} + {channels}*{depth}*{filters} + {filters} = {params}",
+    )
+
+
+def _depthwise_params(layer: Depthwise, channels: int) -> tuple[int, str]:
+    """A depthwise convolution's weights (kh*kw*channels*depth) and biases (channels*depth)."""
+    kh, kw = layer.kernel
+    depth = layer.depth_multiplier
+    params = kh * kw * channels * depth + channels * depth
+    return params, f"{kh}*{kw}*{channels}*{depth} + {channels}*{depth} = {params}"
+
+
 # ---------------------------------------------------------------- shape rules: one function per kind
 # Each takes a layer and its input (height, width, channels) and returns its LayerOutput; one that
 # cannot apply raises _LayerProblem, which compute_shapes turns into a ShapeError naming the layer
@@ -237,13 +264,13 @@ def _kernel_params(layer: Conv | Deconv, channels: int) -> tuple[int, str]:
 LayerOutput = tuple[Shape, int, str, str]  # output shape, parameters, shape formula, params formula
 
 
-def _strided_single_taps(layer: Conv | Deconv) -> list[int]:
+def _strided_single_taps(layer: Convolution) -> list[int]:
     """The axes on which the kernel is 1 tap wide but the strides are above 1."""
     return [axis for axis in (0, 1) if layer.kernel[axis] == 1 and layer.strides[axis] > 1]
 
 
 def _refuse_strided_single_taps(
-    layer: Conv | Deconv, fixes: tuple[tuple[str, Replacement], ...]
+    layer: Convolution, fixes: tuple[tuple[str, Replacement], ...]
 ) -> None:
     """Refuse a kernel 1 tap wide along an axis strided by more than 1: training it crashes
     TensorFlow 2.21 on the CPU.
@@ -266,26 +293,20 @@ def _refuse_strided_single_taps(
         )
 
 
-def _span_prefix(layer: Conv | Deconv) -> str:
+def _span_prefix(layer: Convolution) -> str:
     """``kernel span 3 + (3 - 1)*(2 - 1) = 5; `` before a dilated layer's formula, else empty."""
     text = effective_kernel_text(layer.kernel, layer.dilation)
     return f"kernel span {text}; " if text else ""
 
 
-def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
-    """A convolution: ``same`` gives ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis, where
-    a dilated kernel counts with its span k + (k - 1)(d - 1); the filters are the channels, with
-    kh*kw*channels*filters weights + filters biases (dilation adds none). Refused: a kernel 1 tap
-    wide along a strided axis (TensorFlow's CPU training crashes on it).
-
-    >>> conv_output(Conv(16, (3, 3), strides=(2, 2)), (28, 28, 1))
-    ((14, 14, 16), 160, 'same: ceil(28 / 2) = 14', '3*3*1*16 + 16 = 160')
-    >>> conv_output(Conv(4, (1, 3), padding="valid"), (28, 28, 1))[0]
-    (28, 26, 4)
-    >>> conv_output(Conv(4, (3, 3), padding="valid", dilation=(2, 2)), (28, 28, 1))[2]
-    'kernel span 3 + (3 - 1)*(2 - 1) = 5; valid: floor((28 - 5) / 1) + 1 = 24'
-    """
-    height, width, channels = shape
+def _sliding_convolution(
+    layer: Conv | SepConv | Depthwise, shape: Shape, channels: int, params: tuple[int, str]
+) -> LayerOutput:
+    """The shape rule every sliding (not transposed) convolution kind shares: ``same`` gives
+    ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis, where a dilated kernel counts with its
+    span k + (k - 1)(d - 1); ``channels`` out and the kind's ``params`` (count, formula). Refused: a
+    kernel 1 tap wide along a strided axis (TensorFlow's CPU training crashes on it)."""
+    height, width, _ = shape
     axes = _strided_single_taps(layer)
     apart = tuple(layer.strides[a] if a in axes else 1 for a in (0, 1))
     kept = tuple(1 if a in axes else layer.strides[a] for a in (0, 1))
@@ -294,7 +315,8 @@ def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
         (
             (
                 f"keep one pixel per {_fmt_shape(apart)} block with a 1x1 pooling, then the "
-                f"convolution with strides {_fmt_shape(kept)} (the same computation)",
+                f"{kind_of(layer).title.lower()} with strides {_fmt_shape(kept)} (the same "
+                "computation)",
                 (Pool("max", (1, 1), apart, layer.padding), replace(layer, strides=kept)),
             ),
         ),
@@ -302,13 +324,50 @@ def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
     out_hw, texts = _sliding_window(
         layer, "kernel", layer.kernel, layer.strides, (height, width), layer.dilation
     )
-    params, params_text = _kernel_params(layer, channels)
     return (
-        (out_hw[0], out_hw[1], layer.filters),
-        params,
+        (out_hw[0], out_hw[1], channels),
+        params[0],
         f"{_span_prefix(layer)}{layer.padding}: {_dims_text((texts[0], texts[1]))}",
-        params_text,
+        params[1],
     )
+
+
+def conv_output(layer: Conv, shape: Shape) -> LayerOutput:
+    """A convolution: the sliding-window size per axis (``same`` ceil(n / s), ``valid``
+    floor((n - k) / s) + 1, a dilated kernel counting with its span k + (k - 1)(d - 1)); the
+    filters are the channels, with kh*kw*channels*filters weights + filters biases (dilation adds
+    none).
+
+    >>> conv_output(Conv(16, (3, 3), strides=(2, 2)), (28, 28, 1))
+    ((14, 14, 16), 160, 'same: ceil(28 / 2) = 14', '3*3*1*16 + 16 = 160')
+    >>> conv_output(Conv(4, (1, 3), padding="valid"), (28, 28, 1))[0]
+    (28, 26, 4)
+    >>> conv_output(Conv(4, (3, 3), padding="valid", dilation=(2, 2)), (28, 28, 1))[2]
+    'kernel span 3 + (3 - 1)*(2 - 1) = 5; valid: floor((28 - 5) / 1) + 1 = 24'
+    """
+    return _sliding_convolution(layer, shape, layer.filters, _kernel_params(layer, shape[2]))
+
+
+def sepconv_output(layer: SepConv, shape: Shape) -> LayerOutput:
+    """A separable convolution: a convolution's size; ``filters`` channels from
+    kh*kw*channels*depth depthwise weights, channels*depth*filters 1x1 weights and filters biases
+    (a 3x3 separable convolution of 8 to 16 channels has 216 weights less than 1,168).
+
+    >>> sepconv_output(SepConv(16, (3, 3)), (14, 14, 8))
+    ((14, 14, 16), 216, 'same: ceil(14 / 1) = 14', '3*3*8*1 + 8*1*16 + 16 = 216')
+    """
+    return _sliding_convolution(layer, shape, layer.filters, _separable_params(layer, shape[2]))
+
+
+def depthwise_output(layer: Depthwise, shape: Shape) -> LayerOutput:
+    """A depthwise convolution: a convolution's size; channels x depth channels (each input channel
+    keeps its own kernels), with kh*kw*channels*depth weights + channels*depth biases.
+
+    >>> depthwise_output(Depthwise((3, 3), (2, 2), depth_multiplier=2), (28, 28, 3))
+    ((14, 14, 6), 60, 'same: ceil(28 / 2) = 14', '3*3*3*2 + 3*2 = 60')
+    """
+    channels = shape[2] * layer.depth_multiplier
+    return _sliding_convolution(layer, shape, channels, _depthwise_params(layer, shape[2]))
 
 
 def _odd_kernel(k: int) -> int:
@@ -545,6 +604,8 @@ def dropout_output(layer: Dropout, shape: Shape) -> LayerOutput:
 SHAPE_RULES: dict[type[Layer], Callable[[Any, Shape], LayerOutput]] = {
     Conv: conv_output,
     Deconv: deconv_output,
+    SepConv: sepconv_output,
+    Depthwise: depthwise_output,
     Pool: pool_output,
     Upsample: upsample_output,
     Crop: crop_output,
@@ -594,18 +655,18 @@ def _applies(layers: Replacement, shape: Shape) -> bool:
 VARIATIONAL_HEADS = ("mean", "log-var")
 
 
-def variational_head(spec: ArchitectureSpec, code_channels: int) -> tuple[int, Conv | Deconv]:
+def variational_head(spec: ArchitectureSpec, code_channels: int) -> tuple[int, Convolution]:
     """Where a variational design's shared encoder ends, and the layer each of its two code maps
     (the mean and the log-variance, both of the code's shape) is built as.
 
-    A code made by a (transposed) convolution is made twice, by two copies of that layer with a
+    A code made by a convolution of any kind is made twice, by two copies of that layer with a
     linear activation (a mean and a log-variance take any real value): ``encoder[4]`` of the
     classic design, ``Conv 1 3x3 same``, becomes two of 73 parameters each. A code made by any
     other kind (a pooling, say) stays, and two 1x1 linear convolutions to its ``code_channels``
     follow it, at index ``len(spec.encoder)``: (c + 1) * c parameters each."""
     last = spec.encoder[-1]
-    if isinstance(last, (Conv, Deconv)):
-        return len(spec.encoder) - 1, replace(last, activation="linear")
+    if kind_of(last).convolution:
+        return len(spec.encoder) - 1, replace(last, activation="linear")  # type: ignore[arg-type]
     return len(spec.encoder), Conv(code_channels, (1, 1), activation="linear")
 
 
@@ -694,10 +755,10 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
     decoder = list(spec.decoder)
     last = decoder[-1] if decoder else None
 
-    # 1. Channels: the last convolution sets them.
+    # 1. Channels: the last layer sets them where its kind has filters.
     if out_c != target_c:
-        if isinstance(last, (Conv, Deconv)):
-            new_last = replace(last, filters=target_c)
+        if last is not None and kind_of(last).filters:
+            new_last = replace(last, filters=target_c)  # type: ignore[call-arg]
             candidates.append(
                 Fix(
                     f"decoder[{len(decoder) - 1}]: set filters to {target_c} to give {target_c} channel(s)",
@@ -720,9 +781,8 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
     # 2a. One resampling layer too many in the decoder: remove it.
     if d_h or d_w:
         for index, layer in enumerate(base_decoder):
-            resamples = isinstance(layer, (Upsample, Crop, Pad)) or (
-                isinstance(layer, Deconv) and layer.strides != (1, 1)
-            )
+            kind = kind_of(layer)
+            resamples = kind.resizing or (kind.transposed and layer.strides != (1, 1))
             if resamples:
                 candidates.append(
                     Fix(
@@ -736,7 +796,7 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
     if d_h or d_w:
         for part in ("encoder", "decoder"):
             for index, layer in enumerate(getattr(base, part)):
-                if isinstance(layer, (Conv, Deconv)) and layer.padding == "valid":
+                if kind_of(layer).convolution and layer.padding == "valid":
                     candidates.append(
                         Fix(
                             f"{part}[{index}]: use padding 'same'",
@@ -765,7 +825,9 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
         (crop,) = _centred_trim(d_h, d_w)
         base_last = base_decoder[-1] if base_decoder else None
         if (
-            isinstance(base_last, Conv)
+            base_last is not None
+            and kind_of(base_last).convolution
+            and not kind_of(base_last).transposed
             and base_last.strides == (1, 1)
             and base_last.padding == "same"
         ):
@@ -821,7 +883,7 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
         )
     # 6. The classic cause: 'same' pooling rounded an odd size up. Try making each such pool 'valid'.
     for index, layer in enumerate(spec.encoder):
-        if isinstance(layer, Pool) and layer.padding == "same":
+        if kind_of(layer).pooling and layer.padding == "same":
             trial = _replace_layer(spec, "encoder", index, replace(layer, padding="valid"))
             candidates.append(Fix(f"encoder[{index}]: use pool padding 'valid'", trial))
 
@@ -857,14 +919,17 @@ def suggest_fixes(spec: ArchitectureSpec, output_shape: Shape) -> tuple[Fix, ...
 def repairs(data: dict[str, Any]) -> tuple[Fix, ...]:
     """Checked fixes for a design (as a dict) that the spec refuses, where a refusal has an
     obvious one: a convolution with strides and a dilation above 1 (which Keras refuses) gets
-    "strides 1" and "dilation 1". Each fix is a valid spec whose shapes compute."""
+    "strides 1" and "dilation 1" (any convolution kind). Each fix is a valid spec whose shapes compute."""
     candidates: list[Fix] = []
     for part in ("encoder", "decoder"):
         layers = data.get(part) if isinstance(data, dict) else None
         if not isinstance(layers, list):
             continue
         for index, layer in enumerate(layers):
-            if not isinstance(layer, dict) or layer.get("type") not in ("conv", "deconv"):
+            kind = (
+                KINDS.get(LAYER_BY_NAME.get(layer.get("type"))) if isinstance(layer, dict) else None
+            )
+            if kind is None or not kind.convolution:
                 continue
             if _above_one(layer.get("strides", 1)) and _above_one(layer.get("dilation", 1)):
                 for field in ("strides", "dilation"):
@@ -925,49 +990,53 @@ def _centred_trim(d_h: int, d_w: int) -> tuple[Layer, ...]:
     return tuple(trim)
 
 
+def _mirror_convolution(layer: Convolution, widths: Iterator[int]) -> tuple[Layer, ...]:
+    """A convolution kind, walking back up: a strided one becomes a transposed convolution of the
+    next width (the one kind that up-samples while it learns), an unstrided one stays its kind
+    with 'same' padding (taking the next width where it has filters; a depthwise one keeps the
+    channels it is given)."""
+    kind = kind_of(layer)
+    if layer.strides != (1, 1):
+        if not kind.filters:  # a depthwise stride: up-sample, then the depthwise kernel
+            return (Upsample(layer.strides), Depthwise(layer.kernel, activation=layer.activation))
+        return (Deconv(next(widths), layer.kernel, layer.strides, "same", layer.activation),)
+    fields: dict[str, Any] = {"padding": "same", "strides": (1, 1)}
+    if kind.transposed:  # an unstrided transposed convolution mirrors as a convolution
+        return (Conv(next(widths), layer.kernel, (1, 1), "same", layer.activation, layer.dilation),)
+    if kind.filters:
+        fields["filters"] = next(widths)
+    if isinstance(layer, Depthwise):
+        fields["depth_multiplier"] = 1  # the channels walk back, they do not multiply again
+    return (replace(layer, **fields),)
+
+
+# How each kind walks back up in the decoder the mirror derives: the layers it becomes, given the
+# widths left (filter counts of the encoder's convolutions, walking back).
+MIRROR_RULES: dict[type[Layer], Callable[[Any, Iterator[int]], tuple[Layer, ...]]] = {
+    Conv: _mirror_convolution,
+    Deconv: _mirror_convolution,
+    SepConv: _mirror_convolution,
+    Depthwise: _mirror_convolution,
+    Pool: lambda layer, widths: (Upsample(size=layer.effective_strides),),
+    Upsample: lambda layer, widths: (Pool(mode="avg", size=layer.size),),
+    Crop: lambda layer, widths: (Pad(amount=layer.amount),),
+    Pad: lambda layer, widths: (Crop(amount=layer.amount),),
+    BatchNorm: lambda layer, widths: (layer,),
+    Dropout: lambda layer, widths: (layer,),
+}
+
+
 def _mirror_layers(
     encoder: tuple[Layer, ...] | list[Layer], output_channels: int
 ) -> tuple[Layer, ...]:
-    decoder: list[Layer] = []
-    convs = [layer for layer in encoder if isinstance(layer, (Conv, Deconv))]
-    widths = [layer.filters for layer in convs]
+    widths = [layer.filters for layer in encoder if kind_of(layer).filters]  # type: ignore[union-attr]
     # The decoder's convolutions take the filter counts of the encoder's, walking back up.
     reversed_widths = list(reversed(widths[:-1])) if len(widths) > 1 else widths[:]
-    width_iter = iter(reversed_widths)
     last_width = widths[0] if widths else 16
+    width_iter = chain(reversed_widths, repeat(last_width))
+    decoder: list[Layer] = []
     for layer in reversed(encoder):
-        if isinstance(layer, Pool):
-            decoder.append(Upsample(size=layer.effective_strides))
-        elif isinstance(layer, (Conv, Deconv)):
-            width = next(width_iter, last_width)
-            if layer.strides != (1, 1):
-                decoder.append(
-                    Deconv(
-                        filters=width,
-                        kernel=layer.kernel,
-                        strides=layer.strides,
-                        padding="same",
-                        activation=layer.activation,
-                    )
-                )
-            else:
-                decoder.append(
-                    Conv(
-                        filters=width,
-                        kernel=layer.kernel,
-                        padding="same",
-                        activation=layer.activation,
-                        dilation=layer.dilation,
-                    )
-                )
-        elif isinstance(layer, Crop):
-            decoder.append(Pad(amount=layer.amount))
-        elif isinstance(layer, Pad):
-            decoder.append(Crop(amount=layer.amount))
-        elif isinstance(layer, Upsample):
-            decoder.append(Pool(mode="avg", size=layer.size))
-        elif isinstance(layer, (BatchNorm, Dropout)):
-            decoder.append(layer)
+        decoder.extend(MIRROR_RULES[type(layer)](layer, width_iter))
     decoder.append(Conv(filters=output_channels, kernel=(3, 3), activation="sigmoid"))
     return tuple(decoder)
 
@@ -975,6 +1044,18 @@ def _mirror_layers(
 def _amount_text(layer: Crop | Pad) -> str:
     (top, bottom), (left, right) = layer.amount
     return f"{top}/{bottom} rows and {left}/{right} columns (top/bottom, left/right)"
+
+
+def work_per_image(report: ShapeReport) -> float:
+    """A training step's cost per image, in multiply-adds of the forward pass: each layer's weights
+    times the positions they are applied at (a transposed kind's input positions, any other's
+    output positions), plus one per value any layer writes."""
+    work = 0.0
+    for row in report.rows:
+        transposed = KINDS[LAYER_BY_NAME[row.type]].transposed
+        positions = (row.input_shape if transposed else row.output_shape)[:2]
+        work += row.params * positions[0] * positions[1] + _volume(row.output_shape)
+    return work
 
 
 def format_table(report: ShapeReport) -> str:

@@ -45,6 +45,7 @@ MAX_IMAGE_SIDE = 1024
 MAX_STRIDE = MAX_IMAGE_SIDE
 MAX_DILATION = MAX_IMAGE_SIDE
 MAX_CHANNELS = 64
+MAX_DEPTH_MULTIPLIER = 64  # a depthwise kernel's outputs per input channel
 MAX_NAME_LENGTH = 100
 MAX_SPEC_BYTES = 1_000_000  # an architecture file: the biggest valid one is ~30 KB
 MAX_BETA = 1000.0  # the KL weight of a variational design; far above any useful value
@@ -163,8 +164,20 @@ def effective_kernel(kernel: Pair, dilation: Pair) -> Pair:
     )
 
 
+class _Kernel:
+    """The kernel span of a convolution kind (its ``kernel`` and ``dilation`` fields)."""
+
+    kernel: Pair
+    dilation: Pair
+
+    @property
+    def effective_kernel(self) -> Pair:
+        """The kernel's span with its dilation, k + (k - 1)(d - 1) per axis."""
+        return effective_kernel(self.kernel, self.dilation)
+
+
 @dataclass(frozen=True)
-class Conv:
+class Conv(_Kernel):
     """A 2-D convolution (Keras Conv2D)."""
 
     filters: int
@@ -175,14 +188,9 @@ class Conv:
     dilation: Pair = (1, 1)  # Keras's dilation_rate: taps d apart; only with strides 1
     type: ClassVar[str] = "conv"
 
-    @property
-    def effective_kernel(self) -> Pair:
-        """The kernel's span with its dilation, k + (k - 1)(d - 1) per axis."""
-        return effective_kernel(self.kernel, self.dilation)
-
 
 @dataclass(frozen=True)
-class Deconv:
+class Deconv(_Kernel):
     """A transposed convolution, "deconvolution" (Keras Conv2DTranspose)."""
 
     filters: int
@@ -194,10 +202,34 @@ class Deconv:
     dilation: Pair = (1, 1)  # as a convolution's; only with strides 1
     type: ClassVar[str] = "deconv"
 
-    @property
-    def effective_kernel(self) -> Pair:
-        """The kernel's span with its dilation, k + (k - 1)(d - 1) per axis."""
-        return effective_kernel(self.kernel, self.dilation)
+
+@dataclass(frozen=True)
+class SepConv(_Kernel):
+    """A depthwise separable convolution (Keras SeparableConv2D): a kernel per input channel
+    (``depth_multiplier`` of them), then a 1x1 convolution mixing them into ``filters`` channels."""
+
+    filters: int
+    kernel: Pair = (3, 3)
+    strides: Pair = (1, 1)
+    padding: str = "same"
+    activation: str = "relu"
+    dilation: Pair = (1, 1)
+    depth_multiplier: int = 1  # depthwise kernels per input channel before the 1x1 mixing
+    type: ClassVar[str] = "sepconv"
+
+
+@dataclass(frozen=True)
+class Depthwise(_Kernel):
+    """A depthwise convolution (Keras DepthwiseConv2D): each input channel convolved with its own
+    ``depth_multiplier`` kernels, never mixed, so it gives channels x depth_multiplier channels."""
+
+    kernel: Pair = (3, 3)
+    strides: Pair = (1, 1)
+    padding: str = "same"
+    activation: str = "relu"
+    dilation: Pair = (1, 1)
+    depth_multiplier: int = 1
+    type: ClassVar[str] = "depthwise"
 
 
 @dataclass(frozen=True)
@@ -256,14 +288,8 @@ class Dropout:
     type: ClassVar[str] = "dropout"
 
 
-Layer = Conv | Deconv | Pool | Upsample | Crop | Pad | BatchNorm | Dropout
-
-# Every layer kind, in the order the editor offers them: the one list the tables below, and those in
-# cae/shapes.py, cae/builder.py and ui/layer_editor.py, are keyed by. A new kind is one entry in each
-# table (parse and description here; shape rule; Keras layer; editor widgets), and
-# tests/test_layer_tables.py fails while one is missing.
-LAYER_TYPES: tuple[type[Layer], ...] = (Conv, Deconv, Pool, Upsample, Crop, Pad, BatchNorm, Dropout)
-LAYER_BY_NAME: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES}
+Layer = Conv | Deconv | SepConv | Depthwise | Pool | Upsample | Crop | Pad | BatchNorm | Dropout
+Convolution = Conv | Deconv | SepConv | Depthwise  # the kinds with a learned, sliding kernel
 
 
 # ---------------------------------------------------------------- parse: one function per kind
@@ -271,23 +297,38 @@ LAYER_BY_NAME: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES}
 # validated; defaults are DESIGN.md's.
 
 
-def _parse_conv(data: dict[str, Any], where: str) -> dict[str, Any]:
-    """Filters (required), kernel 3, strides 1, padding "same", activation "relu", dilation 1.
+def _parse_convolution(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields every convolution kind shares, with those its class has: filters (required where
+    the kind has them), kernel 3, strides 1, padding "same", activation "relu", dilation 1, and a
+    depth_multiplier of 1 where the kind has one.
 
-    Strides above 1 with a dilation above 1 (on any axes) are refused, as Keras's Conv2D and
-    Conv2DTranspose refuse them.
+    Strides above 1 with a dilation above 1 (on any axes) are refused where Keras refuses them
+    (Conv2D and Conv2DTranspose; its separable and depthwise layers run them, measured).
     """
-    if "filters" not in data:
-        raise _fail(where, f"a {data['type']} layer needs 'filters'", filters=None)
-    values = {
-        "filters": _int(data["filters"], where, "filters", minimum=1, maximum=MAX_FILTERS),
+    cls = LAYER_BY_NAME[data["type"]]
+    has = {item.name for item in fields(cls)}
+    values: dict[str, Any] = {}
+    if "filters" in has:
+        if "filters" not in data:
+            raise _fail(where, f"a {data['type']} layer needs 'filters'", filters=None)
+        values["filters"] = _int(data["filters"], where, "filters", minimum=1, maximum=MAX_FILTERS)
+    values |= {
         "kernel": _pair(data.get("kernel", 3), where, "kernel", maximum=MAX_KERNEL),
         "strides": _pair(data.get("strides", 1), where, "strides", maximum=MAX_STRIDE),
         "padding": _choice(data.get("padding", "same"), where, "padding", PADDINGS),
         "activation": _choice(data.get("activation", "relu"), where, "activation", ACTIVATIONS),
         "dilation": _pair(data.get("dilation", 1), where, "dilation", maximum=MAX_DILATION),
     }
-    if max(values["strides"]) > 1 and max(values["dilation"]) > 1:
+    if "depth_multiplier" in has:
+        values["depth_multiplier"] = _int(
+            data.get("depth_multiplier", 1),
+            where,
+            "depth_multiplier",
+            minimum=1,
+            maximum=MAX_DEPTH_MULTIPLIER,
+        )
+    dilated_and_strided = max(values["strides"]) > 1 and max(values["dilation"]) > 1
+    if dilated_and_strided and not KINDS[cls].strided_dilation:
         raise _fail(
             where,
             "Keras cannot combine strides above 1 with a dilation above 1: set strides to 1 "
@@ -300,7 +341,7 @@ def _parse_conv(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 def _parse_deconv(data: dict[str, Any], where: str) -> dict[str, Any]:
     """A conv's fields, plus an optional output_padding below the strides (as Keras requires)."""
-    values = _parse_conv(data, where)
+    values = _parse_convolution(data, where)
     if data.get("output_padding") is not None:
         output_padding = _pair(
             data["output_padding"], where, "output_padding", minimum=0, maximum=MAX_STRIDE
@@ -362,84 +403,30 @@ def _parse_dropout(data: dict[str, Any], where: str) -> dict[str, Any]:
     return {"rate": float(rate)}
 
 
-LAYER_PARSERS: dict[type[Layer], Callable[[dict[str, Any], str], dict[str, Any]]] = {
-    Conv: _parse_conv,
-    Deconv: _parse_deconv,
-    Pool: _parse_pool,
-    Upsample: _parse_upsample,
-    Crop: _parse_amount,
-    Pad: _parse_amount,
-    BatchNorm: _parse_batchnorm,
-    Dropout: _parse_dropout,
-}
-
-
-def layer_from_dict(data: Any, where: str = "layer") -> Layer:
-    """Build one layer from its JSON dict, validating every key and value."""
-    if not isinstance(data, dict):
-        raise _fail(where, "a layer must be a JSON object", layer=data)
-    kind = data.get("type")
-    if not isinstance(kind, str) or kind not in LAYER_BY_NAME:
-        raise _fail(where, f"'type' must be one of {', '.join(LAYER_BY_NAME)}", type=kind)
-    cls = LAYER_BY_NAME[kind]
-    _refuse_unknown_keys(
-        data, {f.name for f in fields(cls)} | {"type"}, where, f" for a {kind} layer"
-    )
-    return cls(**LAYER_PARSERS[cls](data, where))
-
-
-def layer_to_dict(layer: Layer) -> dict[str, Any]:
-    """The JSON dict of one layer, with every field spelled out (lists, not tuples)."""
-    out: dict[str, Any] = {"type": layer.type}
-    for item in fields(layer):
-        value = getattr(layer, item.name)
-        if value is None:
-            continue
-        if isinstance(value, tuple):
-            value = [list(v) if isinstance(v, tuple) else v for v in value]
-        out[item.name] = value
-    return out
-
-
-# ---------------------------------------------------------------- description: one entry per kind
-
-# What the editor calls each kind.
-LAYER_TITLES: dict[type[Layer], str] = {
-    Conv: "Convolution",
-    Deconv: "Transposed convolution",
-    Pool: "Pooling",
-    Upsample: "Up-sampling",
-    Crop: "Crop",
-    Pad: "Zero padding",
-    BatchNorm: "Batch normalisation",
-    Dropout: "Dropout",
-}
+# ---------------------------------------------------------------- labels: one function per kind
 
 
 def _size(pair: Pair) -> str:
     return f"{pair[0]}x{pair[1]}"
 
 
-def _filters_label(name: str, layer: Conv | Deconv) -> str:
-    text = f"{name} {layer.filters} {_size(layer.kernel)}"
+def _convolution_label(layer: Convolution) -> str:
+    """``Conv 16 3x3 same relu``: the kind's short name, the filters where it has them, the kernel,
+    ``stride 2x2`` / ``dilation 2x2`` where not 1, padding and activation, then ``x2 depth`` for a
+    depth multiplier above 1 and ``out-pad 1x1`` for a set output_padding."""
+    text = KINDS[type(layer)].short
+    if isinstance(getattr(layer, "filters", None), int):
+        text += f" {layer.filters}"  # type: ignore[union-attr]
+    text += f" {_size(layer.kernel)}"
     if layer.strides != (1, 1):
         text += f" stride {_size(layer.strides)}"
     if layer.dilation != (1, 1):
         text += f" dilation {_size(layer.dilation)}"
-    return f"{text} {layer.padding} {layer.activation}"
-
-
-def _conv_label(layer: Conv) -> str:
-    """``Conv 16 3x3 same relu``; ``stride 2x2`` (or ``dilation 2x2``) after the kernel when the
-    stride (or the dilation) is not 1."""
-    return _filters_label("Conv", layer)
-
-
-def _deconv_label(layer: Deconv) -> str:
-    """``Deconv 8 3x3 stride 2x2 same relu``, ending ``out-pad 1x1`` when output_padding is set."""
-    text = _filters_label("Deconv", layer)
-    if layer.output_padding is not None:
-        text += f" out-pad {_size(layer.output_padding)}"
+    text += f" {layer.padding} {layer.activation}"
+    if getattr(layer, "depth_multiplier", 1) != 1:
+        text += f" x{layer.depth_multiplier} depth"  # type: ignore[union-attr]
+    if getattr(layer, "output_padding", None) is not None:
+        text += f" out-pad {_size(layer.output_padding)}"  # type: ignore[union-attr]
     return text
 
 
@@ -456,19 +443,11 @@ def _upsample_label(layer: Upsample) -> str:
     return f"UpSample {_size(layer.size)} {layer.interpolation}"
 
 
-def _amount_label(name: str, layer: Crop | Pad) -> str:
+def _amount_label(layer: Crop | Pad) -> str:
+    """``Crop t2 b2 l2 r2`` (rows off the top and bottom, columns off the left and right) or
+    ``Pad t1 b1 l1 r1`` (zero rows and columns added)."""
     (top, bottom), (left, right) = layer.amount
-    return f"{name} t{top} b{bottom} l{left} r{right}"
-
-
-def _crop_label(layer: Crop) -> str:
-    """``Crop t2 b2 l2 r2`` (rows off the top and bottom, columns off the left and right)."""
-    return _amount_label("Crop", layer)
-
-
-def _pad_label(layer: Pad) -> str:
-    """``Pad t1 b1 l1 r1`` (zero rows at the top and bottom, zero columns left and right)."""
-    return _amount_label("Pad", layer)
+    return f"{KINDS[type(layer)].short} t{top} b{bottom} l{left} r{right}"
 
 
 def _batchnorm_label(layer: BatchNorm) -> str:
@@ -481,22 +460,186 @@ def _dropout_label(layer: Dropout) -> str:
     return f"Dropout {layer.rate:g}"
 
 
-# The short label of each kind (the shape table's "type" column); each function takes its own class.
-LAYER_LABELS: dict[type[Layer], Callable[[Any], str]] = {
-    Conv: _conv_label,
-    Deconv: _deconv_label,
-    Pool: _pool_label,
-    Upsample: _upsample_label,
-    Crop: _crop_label,
-    Pad: _pad_label,
-    BatchNorm: _batchnorm_label,
-    Dropout: _dropout_label,
+# ---------------------------------------------------------------- the registry: one record per kind
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One layer kind: how the architecture file reads it, what people call it, and what it is.
+
+    Every concern reads the traits instead of naming kinds: the shape fixes and the mirror, the
+    builder, the editor, the explanations, Inspect and the sweeps' work estimate. The concerns that
+    need code of their own (a shape rule, a Keras layer, editor widgets, a mirror, an explanation, a
+    kernel view) keep one table each keyed by the kind's class, and tests/test_layer_tables.py names
+    the table a kind is missing from.
+    """
+
+    cls: type[Layer]
+    title: str  # what the editor calls it: "Transposed convolution"
+    short: str  # the first word of its label: "Deconv"
+    summary: str  # one sentence: what it computes (the editor's help)
+    parse: Callable[[dict[str, Any], str], dict[str, Any]]  # JSON dict -> validated fields
+    label: Callable[[Any], str]  # layer -> "Conv 16 3x3 same relu"
+    convolution: bool = False  # a learned kernel slides over the input (kernel, strides, padding,
+    # dilation, activation fields)
+    transposed: bool = False  # spreads each input value over a patch: strides enlarge the output
+    filters: bool = False  # its 'filters' set the output's channel count
+    pooling: bool = False  # a window with no weights (size, strides, padding)
+    resizing: bool = False  # changes the height and width by its own amount (up-sample, crop, pad)
+    strided_dilation: bool = False  # Keras runs it with strides and a dilation both above 1
+
+    @property
+    def name(self) -> str:
+        """The ``type`` of the architecture file: "conv"."""
+        return self.cls.type
+
+
+KINDS: dict[type[Layer], LayerKind] = {
+    kind.cls: kind
+    for kind in (
+        LayerKind(
+            Conv,
+            "Convolution",
+            "Conv",
+            "Slides 'filters' learned kernels over all input channels; each gives one channel.",
+            _parse_convolution,
+            _convolution_label,
+            convolution=True,
+            filters=True,
+        ),
+        LayerKind(
+            Deconv,
+            "Transposed convolution",
+            "Deconv",
+            "Spreads each input value over a kernel-sized patch of the output (strides enlarge it).",
+            _parse_deconv,
+            _convolution_label,
+            convolution=True,
+            transposed=True,
+            filters=True,
+        ),
+        LayerKind(
+            SepConv,
+            "Separable convolution",
+            "SepConv",
+            "A kernel per input channel (depth multiplier of them), then a 1x1 convolution mixing "
+            "them into 'filters' channels: far fewer weights than a convolution.",
+            _parse_convolution,
+            _convolution_label,
+            convolution=True,
+            filters=True,
+            strided_dilation=True,
+        ),
+        LayerKind(
+            Depthwise,
+            "Depthwise convolution",
+            "Depthwise",
+            "Each input channel convolved with its own kernels (depth multiplier of them), never "
+            "mixed: channels x depth multiplier outputs.",
+            _parse_convolution,
+            _convolution_label,
+            convolution=True,
+            strided_dilation=True,
+        ),
+        LayerKind(
+            Pool,
+            "Pooling",
+            "Pool",
+            "Keeps the largest (max) or the average value of each window: no weights.",
+            _parse_pool,
+            _pool_label,
+            pooling=True,
+        ),
+        LayerKind(
+            Upsample,
+            "Up-sampling",
+            "UpSample",
+            "Repeats (nearest) or interpolates (bilinear) each value over a block: no weights.",
+            _parse_upsample,
+            _upsample_label,
+            resizing=True,
+        ),
+        LayerKind(
+            Crop,
+            "Crop",
+            "Crop",
+            "Cuts rows and columns off the border.",
+            _parse_amount,
+            _amount_label,
+            resizing=True,
+        ),
+        LayerKind(
+            Pad,
+            "Zero padding",
+            "Pad",
+            "Adds rows and columns of zeros around the border.",
+            _parse_amount,
+            _amount_label,
+            resizing=True,
+        ),
+        LayerKind(
+            BatchNorm,
+            "Batch normalisation",
+            "BatchNorm",
+            "Scales each channel to zero mean and unit variance over the batch, then by two "
+            "learned values.",
+            _parse_batchnorm,
+            _batchnorm_label,
+        ),
+        LayerKind(
+            Dropout,
+            "Dropout",
+            "Dropout",
+            "Zeroes a random share ('rate') of the values while training.",
+            _parse_dropout,
+            _dropout_label,
+        ),
+    )
 }
+
+# Every layer kind, in the order the editor offers them.
+LAYER_TYPES: tuple[type[Layer], ...] = tuple(KINDS)
+LAYER_BY_NAME: dict[str, type[Layer]] = {cls.type: cls for cls in LAYER_TYPES}
+
+
+def kind_of(layer: Layer | type[Layer]) -> LayerKind:
+    """The registry record of a layer (or of its class)."""
+    cls = layer if isinstance(layer, type) else type(layer)
+    if cls not in KINDS:
+        raise TypeError(f"not a layer kind. Received: layer={layer!r}")
+    return KINDS[cls]
+
+
+def layer_from_dict(data: Any, where: str = "layer") -> Layer:
+    """Build one layer from its JSON dict, validating every key and value."""
+    if not isinstance(data, dict):
+        raise _fail(where, "a layer must be a JSON object", layer=data)
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in LAYER_BY_NAME:
+        raise _fail(where, f"'type' must be one of {', '.join(LAYER_BY_NAME)}", type=kind)
+    cls = LAYER_BY_NAME[kind]
+    _refuse_unknown_keys(
+        data, {f.name for f in fields(cls)} | {"type"}, where, f" for a {kind} layer"
+    )
+    return cls(**KINDS[cls].parse(data, where))
+
+
+def layer_to_dict(layer: Layer) -> dict[str, Any]:
+    """The JSON dict of one layer, with every field spelled out (lists, not tuples)."""
+    out: dict[str, Any] = {"type": layer.type}
+    for item in fields(layer):
+        value = getattr(layer, item.name)
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = [list(v) if isinstance(v, tuple) else v for v in value]
+        out[item.name] = value
+    return out
 
 
 def describe_layer(layer: Layer) -> str:
     """A short human label such as ``Conv 16 3x3 stride 2x2 same relu``."""
-    return LAYER_LABELS[type(layer)](layer)
+    return kind_of(layer).label(layer)
 
 
 @dataclass(frozen=True)

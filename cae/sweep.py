@@ -40,7 +40,6 @@ from cae.training import TrainConfig
 if TYPE_CHECKING:  # pragma: no cover
     from cae.recipe import DataRecipe
     from cae.request import TrainRequest
-    from cae.shapes import ShapeReport
     from cae.store import RunInfo
 
 MAX_AXES = 3
@@ -401,7 +400,7 @@ def expand(
     last axis varies fastest), each validated as a training would be: spec validation, shape
     check, the images' shape, the memory estimate and the config's limits."""
     from cae.budget import check_memory
-    from cae.shapes import compute_shapes
+    from cae.shapes import compute_shapes, work_per_image
 
     check_axes(axes, spec)
     variants = []
@@ -481,18 +480,6 @@ def variant_request(
 # ----------------------------------------------------------------------- time estimate
 
 
-def work_per_image(report: ShapeReport) -> float:
-    """A training step's cost per image, in multiply-adds of the forward pass: each convolution's
-    weights times the positions they are applied at, plus one per value any layer writes."""
-    work = 0.0
-    for row in report.rows:
-        out_h, out_w, _ = row.output_shape
-        in_h, in_w, _ = row.input_shape
-        positions = in_h * in_w if row.type == "deconv" else out_h * out_w
-        work += row.params * positions + math.prod(row.output_shape)
-    return work
-
-
 @dataclass(frozen=True)
 class Speed:
     """This machine's training speed: a fixed cost per run (building the model, the first trace,
@@ -548,7 +535,7 @@ def fit_speed(samples: Sequence[tuple[float, float]]) -> Speed:
 def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
     """(work, wall seconds) of the newest ``RATE_RUNS`` complete runs: their training images times
     epochs times :func:`work_per_image` of their design, against their recorded wall time."""
-    from cae.shapes import compute_shapes
+    from cae.shapes import compute_shapes, work_per_image
     from cae.store import read_run_json
 
     samples = []

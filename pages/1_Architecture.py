@@ -459,17 +459,10 @@ if report is not None and spec is not None:  # the details, full width below the
         key="arch_download",
     )
     st.subheader("The ideas, with your numbers")
-    with st.expander("Convolution"):
-        st.markdown(explain.explain_convolution(report))
-    with st.expander("Padding"):
-        st.markdown(explain.explain_padding(report))
-    with st.expander("Pooling"):
-        st.markdown(explain.explain_pooling(report))
-    with st.expander("Up-sampling and transposed convolution"):
-        st.markdown(explain.explain_upsampling(report))
-    cropping = explain.explain_cropping(report)
-    if cropping:
-        with st.expander("Cropping and zero padding"):
-            st.markdown(cropping)
+    for topic in explain.TOPICS:
+        text = topic.explain(report)
+        if text:  # a topic this network has nothing for (no crop, say) is left out
+            with st.expander(topic.title):
+                st.markdown(text)
 
 refresh_sidebar()  # the sidebar was drawn before this page changed the design

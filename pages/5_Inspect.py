@@ -12,7 +12,7 @@ from cae import latent_edit as le
 from cae.latent import encode
 from cae.plots import heatmap, kernel_map, latent_map
 from cae.shapes import compute_shapes
-from cae.spec import Conv, Pool
+from cae.spec import Pool, kind_of
 from cae.text import plain_markdown
 from ui.channels import channel_picker
 from ui.latent_link import send_code
@@ -130,13 +130,17 @@ with feature_tab:
 with kernel_tab:
     st.caption(
         "Each convolution's learned kernels: a row per input channel, a column per output channel "
-        "(at most 8 x 16 shown). Red is negative, blue positive, white zero."
+        "(at most 8 x 16 shown). Red is negative, blue positive, white zero. A separable or "
+        "depthwise convolution shows the one kernel its steps add up to (a depthwise one is zero "
+        "off each output's own channel); a transposed one, the weights it spreads each value by."
     )
     for location, kernel, bias in cached_kernels(run_id, root, info.created):
         kh, kw, cin, cout = kernel.shape
         fig = kernel_map(ci.kernel_mosaic(kernel, max_in=8, max_out=16))
+        part, index = ci.parse_location(location)
+        title = kind_of(getattr(spec, part)[index]).title
         st.markdown(
-            f"**{location}** · {kh}x{kw} kernels · {cin} input x {cout} output channels · "
+            f"**{location}** · {title} · {kh}x{kw} kernels · {cin} input x {cout} output channels · "
             f"weights {kernel.min():.3g} … {kernel.max():.3g} · biases {bias.min():.3g} … {bias.max():.3g}"
         )
         st.plotly_chart(fig, key=f"inspect_kernels_{location}")
@@ -183,11 +187,8 @@ with map_tab:
 # -------------------------------------------------------------------------------------- learn
 
 with learn_tab:
-    convs = [
-        row.location
-        for row in report.rows
-        if not row.head and isinstance(getattr(spec, row.part)[row.index], Conv)
-    ]
+    shown_locations = {location for _, location, _ in acts}  # a variational code's maps are not
+    convs = [location for location in ci.sliding_convolutions(spec) if location in shown_locations]
     if convs:
         st.subheader("One convolution output, by hand")
         st.markdown(explain.explain_convolution(report))

@@ -18,9 +18,11 @@ from cae.spec import (
     Conv,
     Crop,
     Deconv,
+    Depthwise,
     Dropout,
     Pad,
     Pool,
+    SepConv,
     Upsample,
     Variational,
     preset,
@@ -63,9 +65,26 @@ def deconvs(draw):
     )  # fmt: skip
 
 
+@st.composite
+def separables(draw):
+    """Separable and depthwise convolutions: strides and a dilation above 1 together too (Keras
+    runs both there), depth multipliers 1-3."""
+    stride = draw(strides)
+    dilation = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    fields = dict(
+        kernel=draw(pairs), strides=stride, padding=draw(paddings),
+        activation=draw(st.sampled_from(ACTIVATIONS)), dilation=dilation,
+        depth_multiplier=draw(st.integers(1, 3)),
+    )  # fmt: skip
+    if draw(st.booleans()):
+        return SepConv(draw(st.integers(1, 6)), **fields)
+    return Depthwise(**fields)
+
+
 layers = st.one_of(
     convs(),
     deconvs(),
+    separables(),
     st.builds(Pool, st.sampled_from(["max", "avg"]), pairs, st.none() | strides, paddings),
     st.builds(
         Upsample,

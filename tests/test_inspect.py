@@ -156,3 +156,48 @@ def test_worked_convolution_of_a_dilated_kernel_equals_keras():
         assert work["dilation"] == (2, 2)
         assert abs(work["value"] - work["keras_value"]) < 1e-5
         assert work["pre_activation"] == pytest.approx(work["products_sum"] + work["bias"])
+
+
+def test_separable_and_depthwise_convolutions_are_worked_out_and_shown_as_keras_computes():
+    """A separable and a depthwise convolution (strided and dilated, depth multiplier 2, biases
+    set) folded into one dense kernel: the hand calculation equals Keras's value at interior and
+    border positions, and the kernel view has the dense kernel's shape."""
+    import keras
+
+    from cae.builder import build
+    from cae.spec import ArchitectureSpec, Depthwise, SepConv, Upsample
+
+    spec = ArchitectureSpec(
+        "separable",
+        (16, 16, 3),
+        (
+            SepConv(5, (3, 3), (2, 2), "same", "tanh", (2, 1), 2),
+            Depthwise((3, 2), (1, 1), "valid", "linear", (1, 2), 2),
+        ),
+        (Upsample((2, 2)), SepConv(3, (3, 3), activation="sigmoid")),
+    )
+    keras.utils.set_random_seed(5)
+    built = build(spec, require_match=False)
+    rng = np.random.default_rng(5)
+    for model in (built.encoder, built.decoder):
+        for layer in model.layers:
+            weights = layer.get_weights()
+            if weights:  # a non-zero bias so that it is really added
+                layer.set_weights([*weights[:-1], rng.normal(0, 0.1, weights[-1].shape)])
+    image = rng.random(spec.input_shape).astype(np.float32)
+    acts = ci.activations(built, image)
+    assert ci.sliding_convolutions(spec) == ["encoder[0]", "encoder[1]", "decoder[1]"]
+    for location, row, col, channel in (
+        ("encoder[0]", 0, 0, 4),
+        ("encoder[0]", 4, 3, 1),
+        ("encoder[1]", 1, 2, 7),  # output 7 reads input channel 3 alone
+        ("encoder[1]", 5, 0, 0),
+        ("decoder[1]", 11, 11, 2),
+    ):
+        work = ci.worked_convolution(built, spec, image, location, row, col, channel, acts=acts)
+        assert abs(work["value"] - work["keras_value"]) < 1e-5, (location, row, col)
+    kernels = dict((loc, (kernel, bias)) for loc, kernel, bias in ci.conv_kernels(built))
+    assert kernels["encoder[0]"][0].shape == (3, 3, 3, 5)
+    depthwise = kernels["encoder[1]"][0]
+    assert depthwise.shape == (3, 2, 5, 10) and kernels["encoder[1]"][1].shape == (10,)
+    assert np.all(depthwise[:, :, 0, 2:] == 0)  # input channel 0 feeds outputs 0 and 1 only

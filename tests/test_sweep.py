@@ -16,6 +16,7 @@ import pytest
 from cae.metrics import METRICS
 from cae.plots import pareto_front, sweep_scatter
 from cae.recipe import DataRecipe
+from cae.shapes import work_per_image
 from cae.spec import ArchitectureSpec, preset
 from cae.sweep import (
     MAX_AXES,
@@ -31,7 +32,6 @@ from cae.sweep import (
     rows_csv,
     variant_request,
     varied_fields,
-    work_per_image,
 )
 from cae.training import TrainConfig
 from tests.test_cli_train import cli  # this process: TensorFlow is imported once

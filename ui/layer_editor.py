@@ -10,7 +10,7 @@ Limits come from cae.spec, where the spec's validation reads them too.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import streamlit as st
@@ -19,9 +19,10 @@ from cae.shapes import Fix, effective_kernel_text, runnable_output_padding
 from cae.spec import (
     ACTIVATIONS,
     INTERPOLATIONS,
+    KINDS,
     LAYER_BY_NAME,
-    LAYER_TITLES,
     MAX_AMOUNT,
+    MAX_DEPTH_MULTIPLIER,
     MAX_DILATION,
     MAX_FILTERS,
     MAX_KERNEL,
@@ -33,10 +34,12 @@ from cae.spec import (
     Conv,
     Crop,
     Deconv,
+    Depthwise,
     Dropout,
     Layer,
     Pad,
     Pool,
+    SepConv,
     Upsample,
     layer_from_dict,
     layer_to_dict,
@@ -49,6 +52,8 @@ KIND_NAMES = list(LAYER_BY_NAME)  # the kinds a layer can have, in the order of 
 NEW_LAYERS: dict[type[Layer], Layer] = {
     Conv: Conv(8),
     Deconv: Deconv(8, strides=(2, 2)),  # up-samples by 2, what a transposed convolution is for
+    SepConv: SepConv(8),
+    Depthwise: Depthwise(),
     Pool: Pool(),
     Upsample: Upsample(),
     Crop: Crop(),
@@ -78,12 +83,17 @@ def new_layer(kind: str) -> dict[str, Any]:
 
 def kind_title(kind: str) -> str:
     """What the editor calls the kind named ``kind``: "pool" is "Pooling"."""
-    return LAYER_TITLES[LAYER_BY_NAME[kind]]
+    return KINDS[LAYER_BY_NAME[kind]].title
+
+
+KIND_HELP = "\n".join(f"- **{kind.title}**: {kind.summary}" for kind in KINDS.values())
 
 
 def kind_select(container: Any, label: str, key: str, kind: Any = None, **options: Any) -> str:
-    """A select of layer kinds shown by their titles, on ``kind`` (else the first)."""
+    """A select of layer kinds shown by their titles, on ``kind`` (else the first); its help says
+    what each kind computes."""
     index = KIND_NAMES.index(kind) if kind in KIND_NAMES else 0
+    options.setdefault("help", KIND_HELP)
     return container.selectbox(
         label, KIND_NAMES, index=index, format_func=kind_title, key=key, **options
     )
@@ -133,14 +143,20 @@ def as_pair(value: Any) -> list[int]:
 # returns the fields as edited.
 
 
-def conv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
-    """Filters, activation and padding in the header; kernel and strides below, then the dilation
-    with the kernel's span (k + (k - 1)(d - 1)) when it is not 1."""
+def convolution_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
+    """Every convolution kind's widgets, as its fields ask: filters (or, for a kind without them,
+    the depth multiplier), activation and padding in the header; kernel and strides below, then
+    the dilation with the kernel's span (k + (k - 1)(d - 1)) when it is not 1, and the depth
+    multiplier there for a kind with both."""
     head = slot.columns
-    out: dict[str, Any] = {
-        "filters": number(
+    has = {item.name for item in fields(LAYER_BY_NAME[layer.get("type", "conv")])}
+    depth_help = "Kernels per input channel: the layer's depthwise step gives channels x this."
+    out: dict[str, Any] = {}
+    if "filters" in has:
+        out["filters"] = number(
             head[0], "filters", layer.get("filters", 8), slot.key("filters"), 1, MAX_FILTERS
-        ),
+        )
+    out |= {
         "activation": head[1].selectbox(
             "activation",
             ACTIVATIONS,
@@ -173,6 +189,12 @@ def conv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
     span = effective_kernel_text(_pair(out["kernel"]), _pair(out["dilation"]))
     if span:
         row[2].caption(plain_markdown(f"kernel span {span}"))  # its "*" are not emphasis
+    if "depth_multiplier" in has:
+        depth = layer.get("depth_multiplier", 1)
+        column = row[3] if "filters" in has else head[0]
+        out["depth_multiplier"] = number(
+            column, "depth", depth, slot.key("depth"), 1, MAX_DEPTH_MULTIPLIER, depth_help
+        )
     return out
 
 
@@ -195,7 +217,7 @@ def default_output_padding(layer: dict[str, Any]) -> list[int] | None:
 def deconv_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
     """A convolution's widgets, and an optional output padding below; switched on, it starts from
     a value TensorFlow can run, and it cannot be switched on where none exists."""
-    out = conv_widgets(layer, slot)
+    out = convolution_widgets(layer, slot)
     start = default_output_padding(out)
     given = layer.get("output_padding")
     has_padding = st.toggle(
@@ -296,8 +318,10 @@ def dropout_widgets(layer: dict[str, Any], slot: Slot) -> dict[str, Any]:
 
 
 LAYER_WIDGETS: dict[type[Layer], Callable[[dict[str, Any], Slot], dict[str, Any]]] = {
-    Conv: conv_widgets,
+    Conv: convolution_widgets,
     Deconv: deconv_widgets,
+    SepConv: convolution_widgets,
+    Depthwise: convolution_widgets,
     Pool: pool_widgets,
     Upsample: upsample_widgets,
     Crop: amount_widgets,
