@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.metrics import METRICS
-from cae.spec import LAYER_BY_NAME, ArchitectureSpec
+from cae.spec import KINDS, LAYER_BY_NAME, ArchitectureSpec, describe_layer, kind_of
 from cae.training import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -188,16 +188,17 @@ def parse_vary(text: str) -> Axis:
 
 def varied_fields(spec: ArchitectureSpec) -> list[tuple[str, str]]:
     """The fields a sweep of ``spec`` can vary, as (field, description): each convolution's
-    filters and kernel, every kernel, the code's channels and the training settings."""
+    filters, kernel and depth multiplier (those its kind has), every kernel, the code's channels
+    and the training settings."""
     choices: list[tuple[str, str]] = []
     for part in ("encoder", "decoder"):
         for index, layer in enumerate(getattr(spec, part)):
-            if hasattr(layer, "filters"):
-                from cae.spec import describe_layer
-
+            if kind_of(layer).convolution:
                 where = f"{part}[{index}] {describe_layer(layer)}"
-                choices.append((f"{part}.{index}.filters", f"filters of {where}"))
-                choices.append((f"{part}.{index}.kernel", f"kernel of {where}"))
+                for name in ("filters", "kernel", "depth_multiplier"):
+                    if hasattr(layer, name):
+                        what = name.replace("_", " ")
+                        choices.append((f"{part}.{index}.{name}", f"{what} of {where}"))
     choices.insert(0, ("kernel", SHORT_FIELDS["kernel"]))
     if _code_layer(spec) is not None:
         choices.insert(1, ("code", SHORT_FIELDS["code"]))
@@ -210,7 +211,7 @@ def _code_layer(spec: ArchitectureSpec) -> int | None:
     """The index of the encoder's last convolution (its filters are the code's channels), or
     None when a later layer fixes the channels otherwise (there is none)."""
     for index in range(len(spec.encoder) - 1, -1, -1):
-        if hasattr(spec.encoder[index], "filters"):
+        if kind_of(spec.encoder[index]).filters:
             return index
     return None
 
@@ -260,7 +261,7 @@ def apply(spec: dict[str, Any], config: dict[str, Any], field: str, value: Any) 
     if field == "kernel":
         for part in ("encoder", "decoder"):
             for layer in spec[part]:
-                if "filters" in layer:
+                if KINDS[LAYER_BY_NAME[layer["type"]]].convolution:
                     layer["kernel"] = value
     elif field == "code":
         index = _code_layer(ArchitectureSpec.from_dict(spec))

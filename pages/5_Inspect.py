@@ -3,6 +3,8 @@ behind convolution, padding, pooling and up-sampling worked out with the network
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 import streamlit as st
 
@@ -11,8 +13,8 @@ from cae import inspection as ci
 from cae import latent_edit as le
 from cae.latent import encode
 from cae.plots import heatmap, kernel_map, latent_map
-from cae.shapes import compute_shapes
-from cae.spec import Pool, kind_of
+from cae.shapes import ShapeReport, compute_shapes
+from cae.spec import ArchitectureSpec, Pool, kind_of
 from cae.text import plain_markdown
 from ui.channels import channel_picker
 from ui.latent_link import send_code
@@ -68,47 +70,61 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape)
 
 
-# ---------------------------------------------------------------------------------- run, image
+class Chosen(NamedTuple):
+    """The run and test image the tabs look at, with the image's activations (plain values)."""
 
-st.title("Inspect")
-st.caption(
-    "Look inside a trained network: what each layer makes of an image, the kernels it learned, "
-    "where the codes of the test images lie, and the arithmetic of each step with its own numbers."
-)
-root, by_id = complete_runs_or_stop("inspect_run")
+    run_id: str
+    root: str
+    info: Any
+    run: Any
+    spec: ArchitectureSpec
+    report: ShapeReport
+    split: Any
+    index: int
+    image: np.ndarray
+    acts: list[tuple[str, str, np.ndarray]]
 
-top = st.columns([1.4, 1, 1, 1])
-run_id, info, run = pick_run(top[0], "inspect_run", root, by_id)
-spec = run.spec
-report = compute_shapes(spec)
-split = test_split_or_stop(info, root)
-index = pick_test_image(split, top[1:], "inspect")
-image = split.image(index)
-acts = cached_activations(run_id, root, info.created, index)
-names = class_names(split)
-head = st.columns([1, 6])
-head[1].markdown(
-    f"**{plain_markdown(run.info.name)}** · {plain_markdown(split.recipe.label)} · "
-    f"input {shape_text(report.input_shape)} → code "
-    f"{shape_text(report.latent_shape)} → output {shape_text(report.output_shape)} · "
-    f"{report.total_params:,} parameters"
-)
-channels = image.shape[-1]
-shown = channel_picker(head[1], channels, "inspect_channel", label="Image channel shown", width=240)
-head[0].image(
-    le.upscale(image, max(1, 112 // max(image.shape[0], image.shape[1])), shown),
-    caption=f"test image #{index}{label_text(split, index)}"
-    + ("" if shown is None else f" · channel {shown} of {channels}"),
-    output_format="PNG",  # sharp pixels (a JPEG blurs them)
-)
 
-feature_tab, kernel_tab, map_tab, learn_tab = st.tabs(
-    ["Feature maps", "Kernels", "Latent map", "Learn"]
-)
+def choose() -> Chosen:
+    """The title, the run and the test image (shown with the run's shapes), and its activations."""
+    st.title("Inspect")
+    st.caption(
+        "Look inside a trained network: what each layer makes of an image, the kernels it learned, "
+        "where the codes of the test images lie, and the arithmetic of each step with its own numbers."
+    )
+    root, by_id = complete_runs_or_stop("inspect_run")
 
-# -------------------------------------------------------------------------------- feature maps
+    top = st.columns([1.4, 1, 1, 1])
+    run_id, info, run = pick_run(top[0], "inspect_run", root, by_id)
+    spec = run.spec
+    report = compute_shapes(spec)
+    split = test_split_or_stop(info, root)
+    index = pick_test_image(split, top[1:], "inspect")
+    image = split.image(index)
+    acts = cached_activations(run_id, root, info.created, index)
+    head = st.columns([1, 6])
+    head[1].markdown(
+        f"**{plain_markdown(run.info.name)}** · {plain_markdown(split.recipe.label)} · "
+        f"input {shape_text(report.input_shape)} → code "
+        f"{shape_text(report.latent_shape)} → output {shape_text(report.output_shape)} · "
+        f"{report.total_params:,} parameters"
+    )
+    channels = image.shape[-1]
+    shown = channel_picker(
+        head[1], channels, "inspect_channel", label="Image channel shown", width=240
+    )
+    head[0].image(
+        le.upscale(image, max(1, 112 // max(image.shape[0], image.shape[1])), shown),
+        caption=f"test image #{index}{label_text(split, index)}"
+        + ("" if shown is None else f" · channel {shown} of {channels}"),
+        output_format="PNG",  # sharp pixels (a JPEG blurs them)
+    )
+    return Chosen(run_id, root, info, run, spec, report, split, index, image, acts)
 
-with feature_tab:
+
+def feature_maps(view: Chosen) -> None:
+    """Each layer's output for the image, a tile per channel."""
+    _, _, _, _, _, report, _, index, _, acts = view
     st.caption(
         f"Each layer's output for test image #{index}, one tile per channel (the first {MAX_TILES}), "
         "one colour range per layer: dark = lowest, yellow = highest."
@@ -125,9 +141,10 @@ with feature_tab:
             f" · image #{index}{more}"
         )
 
-# ------------------------------------------------------------------------------------- kernels
 
-with kernel_tab:
+def kernels(view: Chosen) -> None:
+    """Every convolution's learned kernels and biases."""
+    run_id, root, info, _, spec, _, _, _, _, _ = view
     st.caption(
         "Each convolution's learned kernels: a row per input channel, a column per output channel "
         "(at most 8 x 16 shown). Red is negative, blue positive, white zero. A separable or "
@@ -145,14 +162,15 @@ with kernel_tab:
         )
         st.plotly_chart(fig, key=f"inspect_kernels_{location}")
 
-# ---------------------------------------------------------------------------------- latent map
 
-with map_tab:
+def code_map(view: Chosen) -> None:
+    """The test images' codes on their two main directions; a click sends one."""
+    run_id, root, info, run, _, report, split, _, _, _ = view
     count = min(MAP_POINTS, split.count)
     codes = cached_codes(run_id, root, info.created, count)
     points, ratios, _ = ci.pca_2d(codes)
     labels = split.labels[:count] if split.labels is not None else None
-    fig = latent_map(points, ratios, labels, names)
+    fig = latent_map(points, ratios, labels, class_names(split))
     st.caption(
         f"The {shape_text(report.latent_shape)} "
         + (
@@ -184,9 +202,10 @@ with map_tab:
         )
         send_code(code, what, run_id)
 
-# -------------------------------------------------------------------------------------- learn
 
-with learn_tab:
+def worked_convolution(view: Chosen) -> None:
+    """One output of a convolution by hand, and 'same' padding at the border."""
+    _, _, _, run, spec, report, _, _, image, acts = view
     shown_locations = {location for _, location, _ in acts}  # a variational code's maps are not
     convs = [location for location in ci.sliding_convolutions(spec) if location in shown_locations]
     if convs:
@@ -279,6 +298,10 @@ with learn_tab:
             + f" Value there: {border['value']:.6g} by hand, {border['keras_value']:.6g} from Keras."
         )
 
+
+def worked_pooling(view: Chosen) -> None:
+    """One pooling window by hand, beside Keras's value."""
+    _, _, _, _, spec, report, _, _, image, acts = view
     pools = [
         row.location
         for row in report.rows
@@ -321,6 +344,10 @@ with learn_tab:
             f"Keras gives **{pool['keras_value']:.4g}**."
         )
 
+
+def upsampling_versus_transposed(view: Chosen) -> None:
+    """Up-sampling and a transposed convolution of the code, side by side."""
+    _, _, _, _, _, report, _, _, _, acts = view
     st.subheader("Up-sampling versus transposed convolution")
     st.markdown(explain.explain_upsampling(report))
     code = ci.code_of(acts)
@@ -342,3 +369,24 @@ with learn_tab:
         "stamps value x kernel at every second position; where the stamps overlap they add up, so "
         "its output is smooth — with learned weights that is how a decoder grows and paints at once."
     )
+
+
+def main() -> None:
+    """Pick a run and an image, then look at it four ways."""
+    view = choose()
+    feature_tab, kernel_tab, map_tab, learn_tab = st.tabs(
+        ["Feature maps", "Kernels", "Latent map", "Learn"]
+    )
+    with feature_tab:
+        feature_maps(view)
+    with kernel_tab:
+        kernels(view)
+    with map_tab:
+        code_map(view)
+    with learn_tab:
+        worked_convolution(view)
+        worked_pooling(view)
+        upsampling_versus_transposed(view)
+
+
+main()

@@ -41,7 +41,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "baselines",
         ],
         ["state"],
-        ["runs", "experiments"],
+        ["runs", "experiments", "design_editor"],
         ["denoising"],  # Results on corrupted inputs
     ],
 }

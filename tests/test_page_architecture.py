@@ -214,3 +214,29 @@ def test_one_layer_is_open_at_a_time_and_the_lines_follow_each_edit(app):
     app.button(key="arch_add_decoder").click().run()  # a new layer opens, ready to set
     assert widget(app.number_input, "arch_decoder_5_rate")
     assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].filters == 32
+
+
+def test_separable_and_depthwise_kinds_are_edited_counted_and_explained(app):
+    """Switch the classic encoder's second convolution to a separable one and its code layer to a
+    depthwise one, in the editor as a user does: shapes, parameter formulas and the explanations
+    follow, and the design still trains (the decoder's first convolution takes any channels)."""
+    edit(app, "encoder", 2)
+    widget(app.selectbox, "arch_encoder_2_type").set_value("sepconv").run()
+    widget(app.number_input, "arch_encoder_2_filters").set_value(8).run()
+    widget(app.number_input, "arch_encoder_2_depth").set_value(2).run()
+    assert not app.exception
+    row = table_rows(app)[2]
+    assert row["type"] == "SepConv 8 3x3 same relu x2 depth"
+    assert row["parameter formula"] == "3*3*16*2 + 16*2*8 + 8 = 552"
+    edit(app, "encoder", 4)
+    widget(app.selectbox, "arch_encoder_4_type").set_value("depthwise").run()
+    assert not app.exception
+    assert not [w for w in app.number_input if w.key.startswith("arch_encoder_4_filters")]
+    row = table_rows(app)[4]
+    assert row["output"] == "7x7x8" and row["parameter formula"] == "3*3*8*1 + 8*1 = 80"
+    spec = ArchitectureSpec.from_dict(app.session_state[SPEC_KEY])
+    assert spec.encoder[2].depth_multiplier == 2 and spec.encoder[4].type == "depthwise"
+    assert any("can be trained" in item.value for item in app.success)
+    texts = " ".join(block.value for block in app.markdown)
+    assert "separable convolution" in texts and "depthwise convolution" in texts
+    assert "3*3*16*2 + 16*2*8 + 8 = 552" in texts

@@ -1,6 +1,7 @@
 """ArchitectureSpec: JSON round trip, presets, validation messages."""
 
 import json
+import re
 
 import pytest
 
@@ -274,3 +275,24 @@ def test_an_architecture_file_over_the_size_cap_is_refused_before_parsing():
         ArchitectureSpec.from_json(huge)
     with pytest.raises(SpecError, match="at most"):
         ArchitectureSpec.from_json(huge.encode())
+
+
+def test_separable_and_depthwise_layers_parse_with_their_keys_and_defaults():
+    from cae.spec import Depthwise, SepConv, layer_from_dict, layer_to_dict
+
+    sep = layer_from_dict({"type": "sepconv", "filters": 8})
+    assert sep == SepConv(8, (3, 3), (1, 1), "same", "relu", (1, 1), 1)
+    deep = layer_from_dict(
+        {"type": "depthwise", "kernel": [1, 3], "depth_multiplier": 2, "strides": 2, "dilation": 2}
+    )
+    assert deep == Depthwise((1, 3), (2, 2), "same", "relu", (2, 2), 2)  # Keras runs both > 1
+    assert layer_from_dict(layer_to_dict(deep)) == deep
+    refusals = [
+        ({"type": "sepconv"}, "needs 'filters'. Received: filters=None"),
+        ({"type": "depthwise", "filters": 4}, "unknown key 'filters'"),
+        ({"type": "depthwise", "depth_multiplier": 0}, "at least 1. Received: depth_multiplier=0"),
+        ({"type": "sepconv", "filters": 2, "depth_multiplier": 65}, "at most 64 (limit)"),
+    ]
+    for data, message in refusals:
+        with pytest.raises(SpecError, match=re.escape(message)):
+            layer_from_dict(data, "encoder[0]")

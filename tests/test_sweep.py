@@ -365,3 +365,26 @@ def test_cli_sweep_compares_plain_and_variational_denoisers(tmp_path, capsys):
     for folder in (plain, variational):
         config = json.loads((folder / "train.json").read_text())["config"]
         assert (config["corruption"], config["strength"]) == ("erase", 0.25)
+
+
+def test_a_sweep_varies_separable_and_depthwise_layers_like_any_convolution():
+    """Every convolution kind offers its own fields (filters only where it has them, the depth
+    multiplier where it has one), and the short 'kernel' sets every convolution's kernel."""
+    from cae.spec import Depthwise, SepConv
+
+    spec = preset("classic").with_layers(
+        encoder=(SepConv(16), *preset("classic").encoder[1:4], Depthwise(depth_multiplier=1))
+    )
+    fields = dict(varied_fields(spec))
+    assert {"encoder.0.filters", "encoder.0.depth_multiplier", "encoder.4.kernel"} <= set(fields)
+    assert "encoder.4.filters" not in fields and "encoder.4.depth_multiplier" in fields
+    variants = expand(
+        spec, TrainConfig(), [Axis("kernel", (5,)), Axis("encoder.4.depth_multiplier", (1, 2))]
+    )
+    assert [variant.ok for variant in variants] == [True, True]
+    assert variants[1].spec.encoder[0].kernel == (5, 5) and variants[1].spec.encoder[4].kernel == (
+        5,
+        5,
+    )
+    assert variants[1].spec.encoder[4].depth_multiplier == 2
+    assert variants[0].work < variants[1].work  # twice the code's channels: more work
