@@ -189,13 +189,20 @@ def _upsample_paragraph(row: LayerRow, layer: Upsample) -> str:
     )
 
 
-def _amount_paragraph(row: LayerRow, layer: Crop | Pad) -> str:
-    verb = "removes" if isinstance(layer, Crop) else "adds zeros for"
+def _amount_paragraph(row: LayerRow, layer: Crop | Pad, verb: str) -> str:
     (top, bottom), (left, right) = layer.amount
     return (
         f"**{row.location}** {verb} {top} row(s) at the top, {bottom} at the bottom, {left} column(s) at "
         f"the left and {right} at the right: {_m(row.formula)}."
     )
+
+
+def _crop_paragraph(row: LayerRow, layer: Crop) -> str:
+    return _amount_paragraph(row, layer, "removes")
+
+
+def _pad_paragraph(row: LayerRow, layer: Pad) -> str:
+    return _amount_paragraph(row, layer, "adds zeros for")
 
 
 def _batchnorm_paragraph(row: LayerRow, layer: BatchNorm) -> str:
@@ -225,8 +232,8 @@ KIND_EXPLANATIONS: dict[type[Layer], Callable[[LayerRow, Any], str]] = {
     Depthwise: _depthwise_paragraph,
     Pool: _pool_paragraph,
     Upsample: _upsample_paragraph,
-    Crop: _amount_paragraph,
-    Pad: _amount_paragraph,
+    Crop: _crop_paragraph,
+    Pad: _pad_paragraph,
     BatchNorm: _batchnorm_paragraph,
     Dropout: _dropout_paragraph,
 }
@@ -284,7 +291,7 @@ def _pool_rounding(report: ShapeReport) -> str:
     """Where this network's pooling rounds a side (the decoder must undo it), or that none does."""
     for row in report.rows:
         layer = _layer(report, row) if not row.head else None
-        if not isinstance(layer, Pool):
+        if layer is None or not kind_of(layer).pooling:
             continue
         sides = zip(row.input_shape[:2], row.output_shape[:2], layer.effective_strides)
         if any(n != out * s for n, out, s in sides):

@@ -1005,8 +1005,8 @@ def _mirror_convolution(layer: Convolution, widths: Iterator[int]) -> tuple[Laye
         return (Conv(next(widths), layer.kernel, (1, 1), "same", layer.activation, layer.dilation),)
     if kind.filters:
         fields["filters"] = next(widths)
-    if isinstance(layer, Depthwise):
-        fields["depth_multiplier"] = 1  # the channels walk back, they do not multiply again
+    else:  # a kind without filters multiplies the channels: walking back, it keeps them
+        fields["depth_multiplier"] = 1
     return (replace(layer, **fields),)
 
 
