@@ -9,8 +9,13 @@ back to the source code). Coverage rule: a cell counts as covered when at least
 it, while an anti-aliased edge or a stroke that only clips a corner does not; a stroke that
 covers no cell that much changes the one cell it covers most (``stroke_cells``).
 
+``LatentEdit`` is the editor's whole state (the code, its source and where it came from, the
+undo list with its bound, the channel shown): each user action (a stroke, a cell, a pasted table,
+undo, reset, another source) is a method that returns the new state and says what changed.
+
 Pure numpy (and PIL only where an image is asked for); no Streamlit, no TensorFlow. Codes kept
-in a session are plain nested lists (``to_plain`` / ``from_plain``); undo is a plain list of them.
+in a session are plain nested lists (``to_plain`` / ``from_plain``, ``LatentEdit.to_dict``);
+undo is a plain list of them.
 
 How an input image of any channel count is shown lives here too (``channel_options``,
 ``image_view``, ``upscale``), the lowest module that draws images; ``cae.plots`` reads it. The rule:
@@ -22,7 +27,8 @@ near-infrared as they are RGBA.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -159,6 +165,18 @@ def _check_code(code: np.ndarray, what: str) -> np.ndarray:
     return z
 
 
+def _check_channel(channel: int, channels: int) -> None:
+    """Raise unless ``channel`` is an integer from 0 to ``channels - 1``."""
+    if (
+        isinstance(channel, bool)
+        or not isinstance(channel, (int, np.integer))
+        or not 0 <= channel < channels
+    ):
+        raise ValueError(
+            f"channel must be an integer from 0 to {channels - 1}. Received: channel={channel!r}"
+        )
+
+
 def apply_stroke(
     code: np.ndarray,
     cells: np.ndarray,
@@ -177,14 +195,7 @@ def apply_stroke(
             f"cells must be a (h, w) mask of the code's grid {(h, w)}. Received: cells.shape={mask.shape}"
         )
     mask = mask.astype(bool)
-    if (
-        isinstance(channel, bool)
-        or not isinstance(channel, (int, np.integer))
-        or not 0 <= channel < c
-    ):
-        raise ValueError(
-            f"channel must be an integer from 0 to {c - 1}. Received: channel={channel!r}"
-        )
+    _check_channel(channel, c)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}. Received: mode={mode!r}")
     plane = z[..., int(channel)]
@@ -261,6 +272,235 @@ def pop_undo(history: list[Any]) -> tuple[list[Any], np.ndarray | None]:
     if not history:
         return history, None
     return history[:-1], from_plain(history[-1])
+
+
+# ------------------------------------------------------------------------------- edit state
+
+
+def _cell_words(value: float) -> str:
+    """A latent value, short, as the status line shows it."""
+    return f"{value:.3g}"
+
+
+def _frozen(code: np.ndarray | list[Any], what: str) -> np.ndarray:
+    """A read-only float32 copy of a code (h, w, c), so that a state is never changed in place."""
+    z = _check_code(code, what)
+    z.setflags(write=False)
+    return z
+
+
+@dataclass(frozen=True, eq=False)
+class LatentEdit:
+    """The latent editor's state: the code being edited, where it came from, its undo list.
+
+    Every user action is a method that returns the new state (this one is never changed); the new
+    state's ``changed`` and ``last`` say what the action changed. ``to_dict``/``from_dict`` turn it
+    into plain data and back, so that ``st.session_state`` holds no objects of this module.
+    """
+
+    origin: (
+        str  # where the code came from: "<run id>|<created>|test:3", "...|mean", "...|incoming:2"
+    )
+    source: np.ndarray  # (h, w, c) float32, the code it started from: erase and reset go back to it
+    code: np.ndarray  # (h, w, c) float32, the code being edited
+    # The codes before each edit, oldest first, as nested lists: an edit converts one code, never
+    # the whole list (to_dict copies the list, not the codes).
+    undo: tuple[list[Any], ...] = ()
+    channel: int = 0  # the channel of the code that is painted and shown
+    changed: tuple[tuple[int, int], ...] = ()  # the (row, col) cells of the last action, in channel
+    last: str = ""  # the last action in words: "set 5 cell(s) (1.2)", "undo", "typed 1 value(s)"
+    canvas_version: int = 0  # bumped when the canvas must start empty (a new widget key)
+    table_version: int = 0  # bumped when the number table must show new values (a new widget key)
+    decodes: int = 0  # how many times this session decoded a code (the status line counts them)
+    undo_limit: int = UNDO_LIMIT  # undo keeps this many codes; the oldest go first
+
+    def __post_init__(self) -> None:
+        """Check that the code, its source and the channel fit together."""
+        source, code = _frozen(self.source, "source"), _frozen(self.code, "code")
+        if source.shape != code.shape:
+            raise ValueError(
+                "The code and its source must have the same shape. "
+                f"Received: code.shape={code.shape}, source.shape={source.shape}"
+            )
+        _check_channel(self.channel, code.shape[-1])
+        if isinstance(self.undo_limit, bool) or int(self.undo_limit) < 1:
+            raise ValueError(
+                f"undo_limit must be a positive integer. Received: undo_limit={self.undo_limit!r}"
+            )
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "code", code)
+        object.__setattr__(self, "undo", tuple(self.undo)[-int(self.undo_limit) :])
+        object.__setattr__(self, "changed", tuple((int(r), int(c)) for r, c in self.changed))
+
+    # ------------------------------------------------------------------ starting points
+
+    @classmethod
+    def start(
+        cls,
+        code: np.ndarray | list[Any],
+        origin: str,
+        channel: int = 0,
+        undo_limit: int = UNDO_LIMIT,
+    ) -> LatentEdit:
+        """A fresh edit of ``code`` (which becomes its source), nothing to undo."""
+        return cls(str(origin), code, code, channel=channel, undo_limit=undo_limit)
+
+    @classmethod
+    def resume(
+        cls, saved: Mapping[str, Any] | None, code: np.ndarray | list[Any], origin: str
+    ) -> LatentEdit:
+        """The ``saved`` edit (:meth:`to_dict`'s plain data) while it is still of ``origin``;
+        else a fresh edit of ``code`` from there (:meth:`change_source`, counters carried on),
+        or :meth:`start` when nothing usable was saved."""
+        try:
+            previous = cls.from_dict(saved) if saved else None
+        except (ValueError, TypeError):  # saved by an older version of the editor
+            previous = None
+        if previous is None:
+            return cls.start(code, origin)
+        return previous if previous.origin == origin else previous.change_source(code, origin)
+
+    def change_source(self, code: np.ndarray | list[Any], origin: str) -> LatentEdit:
+        """A fresh edit of another code: undo is cleared, the canvas and table start anew, the
+        channel and the decode count carry on (a channel the new code lacks falls back to 0)."""
+        channels = _check_code(code, "code").shape[-1]
+        return replace(
+            self,
+            origin=str(origin),
+            source=code,
+            code=code,
+            undo=(),
+            channel=self.channel if self.channel < channels else 0,
+            changed=(),
+            last="",
+            canvas_version=self.canvas_version + 1,
+            table_version=self.table_version + 1,
+        )
+
+    # ------------------------------------------------------------------ user actions
+
+    def paint(self, cells: np.ndarray, mode: str, value: float = 0.0) -> LatentEdit:
+        """The cells (h, w) bool of the shown channel painted with the brush: ``set`` to
+        ``value``, ``add`` ``value``, or ``erase`` back to the source. No cells: only a fresh
+        canvas, nothing changed."""
+        mask = np.asarray(cells, dtype=bool)
+        new = apply_stroke(self.code, mask, self.channel, mode, value, self.source)
+        if not mask.any():
+            return replace(self, canvas_version=self.canvas_version + 1)
+        words = f"{mode} {int(mask.sum())} cell(s)"
+        return self._commit(new, words if mode == "erase" else f"{words} ({_cell_words(value)})")
+
+    def paint_stroke(self, image_data: np.ndarray, mode: str, value: float = 0.0) -> LatentEdit:
+        """A stroke on the transparent canvas over the grid (RGBA ``image_data``, the strokes
+        alone) painted onto the cells it covers (:func:`stroke_cells`)."""
+        cells = stroke_cells(stroke_mask_from_image_data(image_data), self.code.shape[:2])
+        return self.paint(cells, mode, value)
+
+    def set_cell(self, row: int, col: int, value: float) -> LatentEdit:
+        """One cell of the shown channel set to ``value``."""
+        new = set_cell(self.code, row, col, self.channel, value)
+        return self._commit(new, f"cell ({int(row)}, {int(col)}) = {_cell_words(value)}")
+
+    def paste_table(self, edited_rows: Mapping[Any, Mapping[Any, Any]]) -> LatentEdit:
+        """Values typed or pasted into the number table of the shown channel, as
+        ``st.data_editor`` reports them (``{row: {"col": value}}``); values that are not finite
+        numbers are skipped. Nothing new (the table sends its edits again when it is redrawn):
+        this same state, so that the last edit's changed cells stay on show."""
+        new = self.code
+        for row, columns in edited_rows.items():
+            for column, value in columns.items():
+                try:
+                    if value is not None and np.isfinite(float(value)):
+                        new = set_cell(new, int(row), int(str(column)), self.channel, float(value))
+                except (TypeError, ValueError):
+                    continue
+        if np.array_equal(new, self.code):
+            return self
+        typed = len(changed_cells(self.code, new, self.channel))
+        return self._commit(new, f"typed {typed} value(s)", new_table=False)
+
+    def reset(self) -> LatentEdit:
+        """Back to the source code (undoable)."""
+        return self._commit(self.source, "reset to the source")
+
+    def undo_last(self) -> LatentEdit:
+        """The code before the last edit; nothing to undo: this same state."""
+        rest, code = pop_undo(list(self.undo))
+        if code is None:
+            return self
+        return replace(
+            self,
+            code=code,
+            undo=tuple(rest),
+            changed=tuple(changed_cells(self.code, code, self.channel)),
+            last="undo",
+            canvas_version=self.canvas_version + 1,
+            table_version=self.table_version + 1,
+        )
+
+    def show_channel(self, channel: int) -> LatentEdit:
+        """The same code with another channel painted and shown."""
+        _check_channel(channel, self.code.shape[-1])
+        return self if int(channel) == self.channel else replace(self, channel=int(channel))
+
+    def count_decode(self) -> LatentEdit:
+        """The same edit with one more decode counted."""
+        return replace(self, decodes=self.decodes + 1)
+
+    def _commit(self, new: np.ndarray, what: str, *, new_table: bool = True) -> LatentEdit:
+        """``new`` as the edited code, the old one on the undo list (when they differ), a fresh
+        canvas, and a fresh table unless the table made the edit (it shows it already)."""
+        edited = not np.array_equal(self.code, new)
+        return replace(
+            self,
+            code=new if edited else self.code,
+            undo=tuple(push_undo(list(self.undo), self.code, self.undo_limit))
+            if edited
+            else self.undo,
+            changed=tuple(changed_cells(self.code, new, self.channel)),
+            last=what,
+            canvas_version=self.canvas_version + 1,
+            table_version=self.table_version + (1 if new_table else 0),
+        )
+
+    # ------------------------------------------------------------------ plain data
+
+    def to_dict(self) -> dict[str, Any]:
+        """The state as plain data (nested lists, numbers, strings) for ``st.session_state``."""
+        return {
+            "origin": self.origin,
+            "source": to_plain(self.source),
+            "code": to_plain(self.code),
+            "undo": list(self.undo),
+            "channel": self.channel,
+            "changed": [list(cell) for cell in self.changed],
+            "last": self.last,
+            "canvas_version": self.canvas_version,
+            "table_version": self.table_version,
+            "decodes": self.decodes,
+            "undo_limit": self.undo_limit,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LatentEdit:
+        """The state back from :meth:`to_dict`'s plain data."""
+        if not {"origin", "source", "code"} <= set(data):
+            raise ValueError(
+                f"A latent edit needs origin, source and code. Received: keys={sorted(data)}"
+            )
+        return cls(
+            origin=str(data["origin"]),
+            source=data["source"],
+            code=data["code"],
+            undo=tuple(data.get("undo", ())),
+            channel=int(data.get("channel", 0)),
+            changed=tuple(tuple(cell) for cell in data.get("changed", ())),
+            last=str(data.get("last", "")),
+            canvas_version=int(data.get("canvas_version", 0)),
+            table_version=int(data.get("table_version", 0)),
+            decodes=int(data.get("decodes", 0)),
+            undo_limit=int(data.get("undo_limit", UNDO_LIMIT)),
+        )
 
 
 # -------------------------------------------------------------------------------------- colours

@@ -191,3 +191,146 @@ def test_a_stroke_changes_at_least_the_cell_it_covers_most():
     band = rect_mask((280, 280), 128, 40, 24, 200)
     assert np.array_equal(le.stroke_cells(band, (7, 7)), le.cells_from_mask(band, (7, 7)))
     assert not le.stroke_cells(np.zeros((280, 280), bool), (7, 7)).any()
+
+
+# ------------------------------------------------------------------------- LatentEdit: the state
+
+
+def stroke_image(cells, grid=(7, 7), cell_px=40):
+    """The RGBA image a transparent canvas sends for a stroke through the middles of ``cells``."""
+    image = np.zeros((grid[0] * cell_px, grid[1] * cell_px, 4), np.uint8)
+    image[..., :3] = 255
+    image[..., 3] = stroke_over(cells, grid, cell_px).astype(np.uint8) * 255
+    return image
+
+
+def started(shape=(7, 7, 2), **kwargs):
+    source = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 10
+    return le.LatentEdit.start(source, "run-1|t0|test:3", **kwargs), source
+
+
+def test_a_stroke_paints_the_cells_under_it_and_says_what_changed():
+    edit, source = started()
+    row3 = [(3, c) for c in range(1, 6)]
+    painted = edit.paint_stroke(stroke_image(row3), "set", 1.5)
+    assert list(painted.changed) == row3 and painted.last == "set 5 cell(s) (1.5)"
+    assert np.all(painted.code[3, 1:6, 0] == 1.5)
+    assert np.array_equal(
+        np.delete(painted.code, range(1, 6), axis=1), np.delete(source, range(1, 6), axis=1)
+    )
+    assert np.array_equal(painted.code[..., 1], source[..., 1])  # only the channel shown
+    assert len(painted.undo) == 1 and np.array_equal(painted.undo[0], source)
+    assert (painted.canvas_version, painted.table_version) == (1, 1)  # fresh canvas and table
+    assert np.array_equal(edit.code, source) and not edit.undo  # the old state is untouched
+    with pytest.raises(ValueError, match="read-only"):
+        painted.code[0, 0, 0] = 9.0
+
+    added = painted.paint_stroke(stroke_image([(3, 1)]), "add", 0.25)
+    assert added.code[3, 1, 0] == pytest.approx(1.75) and added.last == "add 1 cell(s) (0.25)"
+    erased = added.paint_stroke(stroke_image([(3, 1), (3, 2)]), "erase")
+    assert list(erased.changed) == [(3, 1), (3, 2)] and erased.last == "erase 2 cell(s)"
+    assert np.array_equal(erased.code[3, 1:3], source[3, 1:3])
+    assert erased.code[3, 3, 0] == 1.5 and len(erased.undo) == 3
+
+
+def test_a_stroke_that_paints_nothing_only_clears_the_canvas():
+    edit, _ = started()
+    edit = edit.set_cell(0, 0, 5.0)
+    blank = edit.paint_stroke(np.zeros((280, 280, 4), np.uint8), "set", 1.0)
+    assert np.array_equal(blank.code, edit.code) and blank.undo == edit.undo
+    assert (blank.changed, blank.last) == (edit.changed, edit.last)  # the last edit stays on show
+    assert blank.canvas_version == edit.canvas_version + 1
+    assert blank.table_version == edit.table_version
+
+
+def test_set_cell_paste_table_undo_and_reset():
+    edit, source = started()
+    one = edit.set_cell(3, 4, 2.5)
+    assert list(one.changed) == [(3, 4)] and one.last == "cell (3, 4) = 2.5"
+    assert one.code[3, 4, 0] == 2.5 and one.code[3, 4, 1] == source[3, 4, 1]
+
+    typed = one.paste_table({2: {"3": 9.0, "4": None, "5": "x"}, "6": {"0": float("nan")}})
+    assert list(typed.changed) == [(2, 3)] and typed.last == "typed 1 value(s)"
+    assert typed.code[2, 3, 0] == 9.0 and typed.code[6, 0, 0] == source[6, 0, 0]
+    assert typed.table_version == one.table_version  # the table shows its own edit already
+    assert typed.canvas_version == one.canvas_version + 1
+    assert typed.paste_table({2: {"3": 9.0}}) is typed  # sent again when redrawn: no news
+
+    reset = typed.reset()
+    assert np.array_equal(reset.code, source) and reset.last == "reset to the source"
+    assert sorted(reset.changed) == [(2, 3), (3, 4)] and len(reset.undo) == 3
+
+    back = reset.undo_last()
+    assert np.array_equal(back.code, typed.code) and back.last == "undo"
+    assert sorted(back.changed) == [(2, 3), (3, 4)] and len(back.undo) == 2
+    assert back.table_version == reset.table_version + 1  # the table shows the old values
+    back = back.undo_last().undo_last()
+    assert np.array_equal(back.code, source) and not back.undo
+    assert back.undo_last() is back  # nothing left to undo
+    assert back.reset().undo == ()  # a reset that changes nothing is not an edit
+
+
+def test_undo_keeps_at_most_its_bound_the_oldest_dropped():
+    edit, source = started(undo_limit=3)
+    for i in range(10):
+        edit = edit.set_cell(0, 0, float(i + 1))
+    assert len(edit.undo) == 3
+    assert [entry[0][0][0] for entry in edit.undo] == [7.0, 8.0, 9.0]
+    for expected in (9.0, 8.0, 7.0):
+        edit = edit.undo_last()
+        assert edit.code[0, 0, 0] == expected
+    assert edit.undo_last() is edit
+    assert le.LatentEdit.start(source, "x").undo_limit == le.UNDO_LIMIT == 100
+    with pytest.raises(ValueError, match="undo_limit=0"):
+        le.LatentEdit.start(source, "x", undo_limit=0)
+
+
+def test_the_channel_shown_is_the_one_painted():
+    edit, source = started()
+    second = edit.show_channel(1)
+    assert second.show_channel(1) is second
+    painted = second.set_cell(1, 1, -4.0)
+    assert painted.code[1, 1, 1] == -4.0 and painted.code[1, 1, 0] == source[1, 1, 0]
+    assert list(painted.changed) == [(1, 1)]
+    with pytest.raises(ValueError, match="channel=2"):
+        edit.show_channel(2)
+
+
+def test_another_source_starts_afresh_and_resume_keeps_an_edit_of_the_same_origin():
+    edit, source = started()
+    edit = edit.show_channel(1).set_cell(0, 0, 3.0).count_decode().count_decode()
+    other = np.zeros((7, 7, 2), np.float32)
+    fresh = edit.change_source(other, "run-1|t0|mean")
+    assert fresh.origin == "run-1|t0|mean" and np.array_equal(fresh.code, other)
+    assert np.array_equal(fresh.source, other) and not fresh.undo
+    assert (fresh.changed, fresh.last) == ((), "")
+    assert fresh.channel == 1 and fresh.decodes == 2  # carried on
+    assert fresh.canvas_version > edit.canvas_version and fresh.table_version > edit.table_version
+    assert edit.change_source(np.zeros((4, 4, 1)), "other").channel == 0  # no channel 1 there
+
+    saved = edit.to_dict()
+    kept = le.LatentEdit.resume(saved, other, edit.origin)
+    assert np.array_equal(kept.code, edit.code) and len(kept.undo) == 1
+    moved = le.LatentEdit.resume(saved, other, "run-1|t0|mean")
+    assert np.array_equal(moved.code, other) and moved.decodes == 2
+    for nothing in (None, {}, {"signature": "old", "code": [], "undo": []}):
+        first = le.LatentEdit.resume(nothing, source, "a")
+        assert first.origin == "a" and np.array_equal(first.code, source) and first.decodes == 0
+
+
+def test_the_state_is_plain_data_both_ways():
+    import json
+
+    edit, source = started()
+    edit = edit.show_channel(1).set_cell(2, 3, 1.25).paste_table({0: {"0": 7.0}}).count_decode()
+    data = edit.to_dict()
+    back = le.LatentEdit.from_dict(json.loads(json.dumps(data)))  # nothing but plain data
+    assert back.to_dict() == data
+    assert np.array_equal(back.code, edit.code) and np.array_equal(back.source, source)
+    assert back.code.dtype == np.float32 and back.channel == 1 and back.decodes == 1
+    assert data["changed"] == [[0, 0]] and isinstance(data["code"][0][0][0], float)
+    assert np.array_equal(back.undo_last().undo_last().code, source)
+    with pytest.raises(ValueError, match=r"Received: keys=\['code'\]"):
+        le.LatentEdit.from_dict({"code": data["code"]})
+    with pytest.raises(ValueError, match=r"source.shape=\(7, 7, 1\)"):
+        le.LatentEdit(origin="x", source=np.zeros((7, 7, 1)), code=np.zeros((7, 7, 2)))

@@ -42,7 +42,8 @@ LAYERS: dict[str, list[list[str]]] = {
         ],
         ["state"],
         ["runs", "experiments", "design_editor"],
-        ["denoising"],  # Results on corrupted inputs
+        ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
+        ["latent_sources"],  # the Latent Editor's starting points
     ],
 }
 
