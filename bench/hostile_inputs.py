@@ -42,7 +42,7 @@ resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 kind, path = sys.argv[2], sys.argv[3]
 try:
     if kind == "upload":
-        from cae.data import load_array_file
+        from cae.uploads import load_array_file
         data = load_array_file(path)
         outcome = f"loaded {data.num_train + data.num_test} images"
     else:

@@ -2,7 +2,7 @@
 
 Each part runs in a fresh subprocess (peak RSS is per process). Part 1 trains the classic preset
 for one epoch on Fashion-MNIST's 60,000 training images (Debian's dataset-fashion-mnist files via
-cae.data; the bundled 5,000-digit sample tiled to 60,000 when those are missing), with validation,
+cae.datasets; the bundled 5,000-digit sample tiled to 60,000 when those are missing), with validation,
 test metrics and latent statistics, as the app does. Part 2 trains ten times in one process (small
 epochs) and prints the RSS after each. Targets: peak <= 1.5 GB, growth <= 200 MB. No asserts.
 
@@ -43,7 +43,8 @@ def sixty_thousand():
     """60,000 training images: Fashion-MNIST if installed, else the sample tiled."""
     import numpy as np
 
-    from cae.data import Dataset, DatasetUnavailable, load_dataset
+    from cae.data import Dataset
+    from cae.datasets import DatasetUnavailable, load_dataset
 
     try:
         return load_dataset("fashion-mnist"), "fashion-mnist (Debian files)"
@@ -94,7 +95,7 @@ def part_peak() -> dict:
 
 def part_growth(runs: int = 10) -> dict:
     """Ten trainings in one process: RSS after each (after gc)."""
-    from cae.data import load_dataset
+    from cae.datasets import load_dataset
     from cae.spec import preset
     from cae.training import TrainConfig, train
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cae.data import Dataset, load_dataset  # noqa: E402
+from cae.data import Dataset  # noqa: E402
+from cae.datasets import load_dataset  # noqa: E402
 from cae.spec import preset  # noqa: E402
 from cae.training import Progress, TrainConfig, train  # noqa: E402
 

@@ -148,11 +148,19 @@ class _ProgressPrinter:
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
     """The data recipe's arguments (``--dataset`` or ``--data``, ``--limit``, ``--seed``,
     ``--test-fraction``), read back by :func:`_data_recipe`: one set for every command."""
+    from cae.datasets import list_datasets
     from cae.recipe import DataRecipe
 
     default = DataRecipe()
+    builtins = "; ".join(f"{info.name}: {info.summary}" for info in list_datasets())
+    seeded = [info.name for info in list_datasets() if info.split.follows_test_fraction]
+    own = [info.name for info in list_datasets() if not info.split.follows_test_fraction]
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--dataset", metavar="NAME", help="mnist-sample, mnist or fashion-mnist")
+    data.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help=f"a built-in dataset ({builtins})".replace("%", "%%"),  # argparse formats with %
+    )
     data.add_argument("--data", metavar="FILE", help="an .npy/.npz array or a .zip of images")
     parser.add_argument(
         "--array",
@@ -168,8 +176,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> 
         type=float,
         default=default.test_fraction,
         metavar="X",
-        help="share of the images held out for testing (mnist-sample and files; "
-        "MNIST and Fashion-MNIST keep their own test set)",
+        help=f"share of the images held out for testing ({' and '.join([*seeded, 'files'])}; "
+        f"{' and '.join(own)} keep their own test set)",
     )
 
 

@@ -20,14 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from cae.data import (
-    DATASETS,
-    Dataset,
-    limit_dataset,
-    load_array_file,
-    load_dataset,
-)
+from cae.data import Dataset, limit_dataset
+from cae.datasets import DATASETS, load_dataset
 from cae.pixels import as_float
+from cae.uploads import load_array_file
 
 UPLOAD = "upload"
 SOURCES = (*DATASETS, UPLOAD)

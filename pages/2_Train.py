@@ -13,17 +13,8 @@ import streamlit as st
 
 from cae.budget import check_memory
 from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS_BY_NAME, Corruption
-from cae.data import (
-    DATASETS,
-    DatasetSummary,
-    NpzArray,
-    dataset_status,
-    npz_arrays,
-    npz_image_key,
-    npz_sources,
-    sample_images,
-    upload_summary,
-)
+from cae.data import DatasetSummary
+from cae.datasets import DATASETS, dataset_status, sample_images
 from cae.jobs import JOBS, JobBusy, TrainingJob, UnsavedEpochs
 from cae.plots import image_grid, loss_curves
 from cae.recipe import DataRecipe
@@ -33,6 +24,7 @@ from cae.spec import PRESETS, ArchitectureSpec, preset
 from cae.store import save_upload
 from cae.text import clean_name, fmt_seconds, plain_markdown
 from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig, check_enough_images
+from cae.uploads import NpzArray, npz_arrays, npz_image_key, npz_sources, upload_summary
 from ui.channels import channel_picker
 from ui.run_index import all_runs
 from ui.state import (

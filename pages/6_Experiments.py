@@ -8,7 +8,7 @@ import dataclasses
 import streamlit as st
 
 from cae.corruption import CORRUPTIONS_BY_NAME
-from cae.data import DATASETS, dataset_status
+from cae.datasets import DATASETS, dataset_status
 from cae.experiments import EXPERIMENTS, parallel_runs
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes

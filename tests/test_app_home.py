@@ -42,7 +42,7 @@ def home_caption(app) -> str:
 
 def test_home_describes_the_dataset_chosen_from_its_own_entry():
     """Issue 13: Home said "5,000 real MNIST digits" whatever the dataset."""
-    from cae.data import DATASETS
+    from cae.datasets import DATASETS
 
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     assert "5,000 real handwritten digits" in home_caption(app)

@@ -98,7 +98,7 @@ def test_an_npz_of_several_arrays_says_which_is_used_and_trains_on_the_chosen_on
     import numpy as np
     from playwright.sync_api import expect
 
-    from cae.data import MNIST_SAMPLE_PATH
+    from cae.datasets import MNIST_SAMPLE_PATH
     from tests.test_browser_reliability import choose_dataset
 
     page = wide

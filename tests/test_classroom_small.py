@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae.data import load_array_file
 from cae.spec import ArchitectureSpec, SpecError
 from cae.text import first_bytes, json_error
+from cae.uploads import load_array_file
 
 REPO = Path(__file__).resolve().parents[1]
 # Emoji and pictographs (❌ U+274C, ✅ U+2705, ⚠ U+26A0, 🚫 U+1F6AB, ...): a font-less machine

@@ -133,7 +133,7 @@ def test_table_and_validation_messages_end_with_the_values():
 
 def test_scores_on_corrupted_inputs_do_not_depend_on_the_chunk():
     from cae.builder import build
-    from cae.data import load_dataset
+    from cae.datasets import load_dataset
     from cae.spec import preset
     from cae.training import evaluate_corrupted, evaluate_run
 

@@ -1,4 +1,5 @@
-"""Tests for cae.data against the real files: the bundled sample, Debian's Fashion-MNIST, uploads."""
+"""Tests for cae.data, cae.datasets and cae.uploads against the real files: the bundled sample,
+Debian's Fashion-MNIST, uploads."""
 
 from __future__ import annotations
 
@@ -16,19 +17,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cae import data
-from cae.data import (
+from cae import data, datasets, uploads
+from cae.array_files import read_idx
+from cae.data import Dataset, normalise_images
+from cae.datasets import (
     DATASETS,
-    Dataset,
     DatasetUnavailable,
     dataset_status,
     list_datasets,
-    load_array_file,
     load_dataset,
-    normalise_images,
-    read_idx,
 )
 from cae.spec import MAX_CHANNELS
+from cae.uploads import load_array_file
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 HAVE_DEBIAN_FASHION = (DEBIAN_DIR / "train-images-idx3-ubyte.gz").is_file()
@@ -47,7 +47,7 @@ def empty_home(tmp_path, monkeypatch):
 @pytest.fixture
 def no_debian(tmp_path, monkeypatch):
     """Point the Debian Fashion-MNIST location at a folder that does not exist."""
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "not-installed")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "not-installed")
 
 
 def _row_hashes(x: np.ndarray) -> list[str]:
@@ -101,7 +101,7 @@ def test_bad_load_arguments(kwargs, pattern):
 
 def test_module_imports_no_tensorflow_streamlit_or_pil():
     code = (
-        "import sys, cae.data; "
+        "import sys, cae.data, cae.datasets, cae.uploads, cae.array_files; "
         "bad = [m for m in ('tensorflow', 'keras', 'streamlit', 'PIL') if m in sys.modules]; "
         "print(bad)"
     )
@@ -120,7 +120,7 @@ def test_module_imports_no_tensorflow_streamlit_or_pil():
 
 
 def test_bundled_sample_file_is_small_and_well_formed():
-    path = data.MNIST_SAMPLE_PATH
+    path = datasets.MNIST_SAMPLE_PATH
     assert path.is_file()
     assert path.stat().st_size < 5 * 1024 * 1024
     with np.load(path, allow_pickle=False) as npz:
@@ -152,7 +152,7 @@ def test_mnist_sample_shapes_dtype_range_and_classes():
 
 def test_mnist_sample_split_is_disjoint_and_complete():
     ds = load_dataset("mnist-sample", seed=3)
-    with np.load(data.MNIST_SAMPLE_PATH, allow_pickle=False) as npz:
+    with np.load(datasets.MNIST_SAMPLE_PATH, allow_pickle=False) as npz:
         raw = npz["x"]
     original = sorted(_row_hashes(raw))
     train = _row_hashes(ds.x_train)
@@ -217,7 +217,7 @@ def test_mnist_without_cache_is_unavailable_and_says_what_to_do(empty_home):
 
 def test_keras_home_is_honoured(empty_home, tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
-    assert data.keras_datasets_dir() == tmp_path / "kh" / "datasets"
+    assert datasets.keras_datasets_dir() == tmp_path / "kh" / "datasets"
     with pytest.raises(DatasetUnavailable, match=str(tmp_path / "kh" / "datasets")):
         load_dataset("mnist")
 
@@ -702,15 +702,15 @@ def test_a_split_upload_shares_no_memory_with_its_test_part():
 
 def test_images_too_large_as_held(monkeypatch):
     """The budget counts bytes as held: 1 a value for 8-bit images, 4 for float ones."""
-    monkeypatch.setattr(data, "MAX_HELD_BYTES", 10 * 4 * 4 * 8 - 1)
+    monkeypatch.setattr(uploads, "MAX_HELD_BYTES", 10 * 4 * 4 * 8 - 1)
     with pytest.raises(ValueError, match=r"in memory .*more than the limit.*shape=\(10, 4, 4, 8\)"):
         load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.uint8)), "big.npy")
-    monkeypatch.setattr(data, "MAX_HELD_BYTES", 10 * 4 * 4 * 8)
+    monkeypatch.setattr(uploads, "MAX_HELD_BYTES", 10 * 4 * 4 * 8)
     assert load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.uint8)), "big.npy").num_test
     with pytest.raises(ValueError, match=r"more than the limit.*dtype=float32"):
         load_array_file(_npy_bytes(np.zeros((10, 4, 4, 8), np.float32)), "big.npy")
     members = {f"im{i}.png": _png_bytes(np.zeros((8, 8), np.uint8)) for i in range(3)}
-    monkeypatch.setattr(data, "MAX_HELD_BYTES", 2 * 8 * 8)
+    monkeypatch.setattr(uploads, "MAX_HELD_BYTES", 2 * 8 * 8)
     with pytest.raises(ValueError, match=r"in memory.*Received: 3 of 3 image headers read"):
         load_array_file(_zip_bytes(members), "flat.zip")
 
@@ -756,7 +756,7 @@ def test_unsupported_extension():
 def test_upload_over_the_byte_limit():
     with pytest.raises(ValueError, match=r"limit of 100 bytes.*Received: 928 bytes"):
         load_array_file(_npy_bytes(np.zeros((2, 20, 20), np.uint8)), "x.npy", max_bytes=100)
-    assert data.MAX_UPLOAD_BYTES == 200 * 1024 * 1024
+    assert uploads.MAX_UPLOAD_BYTES == 200 * 1024 * 1024
 
 
 def test_labels_of_the_wrong_length():
@@ -771,31 +771,27 @@ def test_npz_with_only_labels():
 
 
 def test_running_out_of_memory_is_one_clear_message(monkeypatch):
-    import cae.data as data
-
     def no_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(data, "_read_npy", no_memory)
-    monkeypatch.setattr(data, "_make_dataset", no_memory)
+    monkeypatch.setattr(uploads, "read_npy", no_memory)
+    monkeypatch.setattr(datasets, "make_dataset", no_memory)
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((4, 8, 8), np.uint8))
     with pytest.raises(ValueError, match="does not fit in this machine's memory.*MemoryError"):
-        data.load_array_file(buffer.getvalue(), "tiny.npy")
+        load_array_file(buffer.getvalue(), "tiny.npy")
     with pytest.raises(ValueError, match="the dataset 'mnist-sample' does not fit"):
-        data.load_dataset("mnist-sample", limit=4)
+        load_dataset("mnist-sample", limit=4)
 
 
 def test_the_upload_budget_is_configurable_and_read_from_headers(monkeypatch):
-    import cae.data as data
-
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((10, 8, 8), np.uint8))  # 640 bytes as uint8 (2,560 as float32)
     monkeypatch.setenv("CAE_UPLOAD_BUDGET", "600")
     with pytest.raises(ValueError, match="more than the limit of 600 \\(CAE_UPLOAD_BUDGET\\)"):
-        data.load_array_file(buffer.getvalue(), "ten.npy")
+        load_array_file(buffer.getvalue(), "ten.npy")
     monkeypatch.setenv("CAE_UPLOAD_BUDGET", "640")
-    assert data.load_array_file(buffer.getvalue(), "ten.npy").num_train > 0
+    assert load_array_file(buffer.getvalue(), "ten.npy").num_train > 0
 
 
 # ------------------------------------------------------------------------------------------
@@ -893,7 +889,8 @@ def test_recipes_and_test_splits_keep_uint8(tmp_path):
 def test_an_upload_summary_keeps_no_images_and_no_frames():
     """The Train page keeps only a summary of an upload; a refusal carries no traceback chain
     (whose frames would hold the decoded images) and says what load_array_file says."""
-    from cae.data import DatasetSummary, upload_summary
+    from cae.data import DatasetSummary
+    from cae.uploads import upload_summary
 
     x = np.random.default_rng(4).integers(0, 256, (20, 6, 5, 3), dtype=np.uint8)
     summary = upload_summary(_npy_bytes(x), "u8.npy")
@@ -922,16 +919,16 @@ def test_zip_images_decode_straight_into_one_array_as_the_headers_say(monkeypatc
         for i in range(12)
     }
     calls = []
-    original = data._decode_in_place
+    original = uploads._decode_in_place
 
     def recording(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(data, "_decode_in_place", recording)
+    monkeypatch.setattr(uploads, "_decode_in_place", recording)
     direct = load_array_file(_zip_bytes(members), "mix.zip", seed=3)
     assert calls and direct.x_train.dtype == np.uint8 and direct.image_shape == (9, 7, 3)
-    monkeypatch.setattr(data, "_decode_in_place", lambda *args, **kwargs: None)
+    monkeypatch.setattr(uploads, "_decode_in_place", lambda *args, **kwargs: None)
     listed = load_array_file(_zip_bytes(members), "mix.zip", seed=3)
     for field in ("x_train", "x_test", "y_train", "y_test"):
         assert np.array_equal(getattr(direct, field), getattr(listed, field))

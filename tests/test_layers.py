@@ -14,7 +14,9 @@ LAYERS: dict[str, list[list[str]]] = {
     "cae": [
         ["text", "colours", "pixels"],  # names as plain text; palettes; images as held
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
+        ["array_files"],  # .npy, .npz, zip and IDX files read safely
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
+        ["datasets", "uploads"],  # the built-in datasets; uploads
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         ["inspection", "recipe", "budget"],  # looking into models; where a run's images come from

@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from cae.data import NpzArray, load_array_file, npz_arrays, npz_image_key
 from cae.recipe import DataRecipe, RecipeError, load_recipe
+from cae.uploads import NpzArray, load_array_file, npz_arrays, npz_image_key
 
 
 def _npz_bytes(**arrays: np.ndarray) -> bytes:
@@ -148,7 +148,7 @@ def test_cli_trains_on_the_chosen_array_and_records_it(tmp_path, capsys):
 
 
 def test_the_page_says_where_the_images_and_labels_come_from():
-    from cae.data import npz_sources
+    from cae.uploads import npz_sources
 
     listed = npz_arrays(_npz_bytes(**_two_arrays()), "pairs.npz")
     assert npz_sources(listed, None, True) == "images from 'clean' (20x6x6, uint8), labels from 'y'"

@@ -304,7 +304,7 @@ def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
 
 
 def test_the_train_pages_built_in_data_is_offered_with_its_seed(models):
-    from cae.data import dataset_status
+    from cae.datasets import dataset_status
 
     app = AppTest.from_file(APP, default_timeout=180).run()
     app.switch_page("pages/2_Train.py").run()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from cae.data import MAX_UPLOAD_BYTES
 from cae.jobs import JOBS
 from cae.spec import preset
 from cae.store import list_runs
+from cae.uploads import MAX_UPLOAD_BYTES
 from ui.state import DATASET_KEY, SPEC_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ CONFIG = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
 def test_server_listens_on_localhost_and_sends_no_usage_stats():
     assert CONFIG["server"]["address"] == "localhost"
     assert CONFIG["browser"]["gatherUsageStats"] is False
-    # Streamlit refuses uploads over maxUploadSize (MB); cae.data enforces its own byte limit too
+    # Streamlit refuses uploads over maxUploadSize (MB); cae.uploads enforces its own byte limit too
     assert CONFIG["server"]["maxUploadSize"] * 2**20 >= MAX_UPLOAD_BYTES
     readme = (REPO / "README.md").read_text()
     assert "0.0.0.0" in readme and "address" in readme  # how to listen on other addresses

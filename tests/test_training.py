@@ -14,7 +14,8 @@ import pytest
 
 import cae.training as training
 from cae.corruption import Corruption
-from cae.data import Dataset, load_dataset
+from cae.data import Dataset
+from cae.datasets import load_dataset
 from cae.metrics import METRIC_KEYS, summarize
 from cae.pixels import as_float
 from cae.spec import preset
@@ -480,7 +481,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
-    from cae.data import load_dataset
+    from cae.datasets import load_dataset
     from cae.spec import preset
     from cae.training import TrainConfig, train
 

@@ -177,7 +177,7 @@ def test_sampling_layer_adds_weight_times_kl_per_input_value():
 
 @pytest.fixture(scope="module")
 def digits():
-    from cae.data import load_dataset
+    from cae.datasets import load_dataset
 
     return load_dataset("mnist-sample", limit=400, seed=0)
 

@@ -352,8 +352,8 @@ UPLOAD_NAME_KEY = "active_upload_name"  # str: the file name of the upload chose
 
 def dataset_description(name: str | None = None) -> str:
     """The active (or named) dataset in one line of markdown, from its own entry in
-    ``cae.data.DATASETS``; an upload by its file name. Names are escaped."""
-    from cae.data import DATASETS
+    ``cae.datasets.DATASETS``; an upload by its file name. Names are escaped."""
+    from cae.datasets import DATASETS
 
     name = active_dataset() if name is None else name
     info = DATASETS.get(name)
