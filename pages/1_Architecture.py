@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from cae import explain
-from cae.budget import estimate_memory
+from cae.preflight import estimate_memory
 from cae.plots import shape_diagram
 from cae.shapes import ShapeError, compute_shapes, mirror, repairs
 from cae.spec import (

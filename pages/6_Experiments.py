@@ -10,10 +10,11 @@ import streamlit as st
 from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.data import DATASETS, dataset_status
 from cae.experiments import EXPERIMENTS, parallel_runs
+from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
 from cae.store import models_dir
-from cae.sweep import MAX_AXES, SweepError, estimate, expand, parse_values, rate_samples
+from cae.sweep import MAX_AXES, SweepError, expand, parse_values, rate_samples
 from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
 from ui.experiments import (
@@ -215,7 +216,8 @@ def new_experiment(root: str) -> None:
         return
     valid = [variant for variant in variants if variant.ok]
     num_train = int(images * (1 - config.validation_split))
-    guess = estimate(variants, num_train, rate_samples(all_runs(root)))
+    runs = [variant.workload for variant in variants]
+    guess = estimate_sweep(runs, num_train, rate_samples(all_runs(root)))
     slots = parallel_runs()
     seconds = guess.seconds / slots
     at_once = f", {slots} at a time" if slots > 1 else ", one after another"
