@@ -45,7 +45,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "baselines",
         ],
         ["state"],
-        ["runs", "experiments", "train_progress", "data_choice"],
+        ["runs", "experiments", "train_progress", "data_choice", "train_settings"],
         ["denoising"],  # Results on corrupted inputs
     ],
 }
