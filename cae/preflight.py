@@ -276,7 +276,7 @@ class Speed:
                 f"{self.runs} earlier run(s) on this machine: {self.overhead:.1f} s per run plus "
                 f"{self.rate / 1e9:.2f} G multiply-adds/s"
             )
-        return basis + f", and {START_SECONDS:.0f} s to start each run's process"
+        return basis + f", and {START_SECONDS:g} s to start each run's process"
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Any
 import streamlit as st
 
 from cae import explain
-from cae.preflight import estimate_memory
 from cae.plots import shape_diagram
+from cae.preflight import estimate_memory
 from cae.shapes import ShapeError, compute_shapes, mirror, repairs
 from cae.spec import (
     MAX_BETA,
