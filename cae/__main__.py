@@ -294,9 +294,17 @@ def command_train(args: argparse.Namespace) -> int:
     out = _out_target(args.out)
     root = out[0] if out else (Path(args.root) if args.root else None)
     dataset = load_recipe(recipe)
-    from cae.training import check_input_shape, make_strategy, train
+    from cae.preflight import preflight
+    from cae.training import make_strategy, train
 
-    check_input_shape(spec, dataset)
+    check = preflight(
+        spec,
+        config,
+        image_shape=dataset.x_train.shape[1:],
+        num_train=dataset.num_train,
+        with_fixes=False,
+    )
+    check.raise_first("shape", "images")
     chief = True
     if args.strategy == "multiworker":
         from cae.cluster import Cluster, rendezvous

@@ -27,17 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from cae.jobs import FEW_CPUS, JOBS, JobManager, TrainingJob
+from cae.preflight import estimate_sweep
 from cae.recipe import DataRecipe
 from cae.spec import ArchitectureSpec
 from cae.sweep import (
     Axis,
     SweepError,
     Variant,
-    estimate,
     expand,
     rate_samples,
     variant_request,
-    variant_seconds,
 )
 from cae.text import clean_name
 from cae.training import TrainConfig
@@ -263,16 +262,17 @@ class ExperimentQueue:
             reasons = "; ".join(f"{v.label}: {v.problem}" for v in variants[:3])
             raise SweepError(f"no combination of this sweep can train. Received: {reasons}")
         root_path = Path(root) if root is not None else models_dir()
-        guess = estimate(variants, num_train, rate_samples(list_runs(root_path)))
+        runs = [variant.workload for variant in variants]
+        guess = estimate_sweep(runs, num_train, rate_samples(list_runs(root_path)))
         experiment_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         items = []
-        for variant in variants:
+        for variant, seconds in zip(variants, guess.parts, strict=True):
             request = None
             if variant.ok:
                 request = variant_request(
                     variant, recipe, experiment_id=experiment_id, experiment_name=name
                 ).to_dict()
-            items.append(_item(variant, request, variant_seconds(variant, num_train, guess.speed)))
+            items.append(_item(variant, request, seconds))
         record = {
             "id": experiment_id,
             "name": name,

@@ -59,15 +59,12 @@ class TrainRequest:
                 "a request's experiment must be a dict with an 'id'. "
                 f"Received: experiment={self.experiment!r}"
             )
-        from cae.budget import check_memory
-        from cae.shapes import compute_shapes
+        from cae.preflight import preflight
 
-        check_memory(compute_shapes(self.spec), self.config.batch_size)  # before TF allocates
+        # before TensorFlow allocates: a layer that cannot be applied, the memory, the images
         shape = self.data.image_shape()
-        if shape is not None and tuple(shape) != tuple(self.spec.input_shape):
-            from cae.training import shape_mismatch_message
-
-            raise ValueError(shape_mismatch_message(self.spec.input_shape, shape))
+        check = preflight(self.spec, self.config, image_shape=shape, with_fixes=False)
+        check.raise_first("design", "memory", "shape")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""

@@ -2,8 +2,9 @@
 
 A sweep is a list of :class:`Axis` (a field and its values); :func:`expand` takes their cartesian
 product and applies each combination to the base spec and config, giving one :class:`Variant`
-per combination, validated before anything trains (spec validation, the shape check, the memory
-estimate, the config's limits): an invalid combination carries its reason in ``problem``.
+per combination, validated before anything trains (spec and config validation, then
+``cae.preflight``: the shape check, the images' shape, the memory estimate): an invalid
+combination carries its reason in ``problem``.
 
 Fields are dotted paths into the spec or the config (``encoder.0.filters``, ``decoder.2.kernel``,
 ``config.batch_size``) or short names (:data:`SHORT_FIELDS`): ``kernel`` (every convolution's
@@ -27,13 +28,14 @@ import io
 import itertools
 import math
 import re
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.metrics import METRICS
+from cae.preflight import preflight
+from cae.shapes import work_per_image
 from cae.spec import KINDS, LAYER_BY_NAME, ArchitectureSpec, describe_layer, kind_of
 from cae.training import TrainConfig
 
@@ -45,11 +47,6 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_AXES = 3
 MAX_VALUES = 12  # values of one axis
 MAX_RUNS = 64  # combinations of one sweep
-# a run's own start besides training: a worker forked with TensorFlow loaded, and the data
-# (bench/worker_start.py: 0.28 s median to training, 2.76 s for a plain process)
-START_SECONDS = 0.5
-DEFAULT_RATE = 2.5e9  # multiply-adds per second of training when no run has been timed here
-DEFAULT_OVERHEAD = 5.0  # seconds per run besides its work: build, first trace, test scoring
 RATE_RUNS = 30  # the newest runs whose speed the estimate is measured from
 
 SHORT_FIELDS: dict[str, str] = {
@@ -118,6 +115,14 @@ class Variant:
     def ok(self) -> bool:
         """True when the combination can train."""
         return self.problem is None
+
+    @property
+    def workload(self) -> tuple[float, int] | None:
+        """(work per image, epochs) of a run that can train, for the time estimate
+        (``cae.preflight.estimate_sweep``); None for one that cannot."""
+        if not self.ok or self.config is None:
+            return None
+        return (self.work or 0.0, self.config.epochs)
 
     @property
     def label(self) -> str:
@@ -400,8 +405,7 @@ def expand(
     """Every combination of the axes' values applied to ``spec`` and ``config``, in order (the
     last axis varies fastest), each validated as a training would be: spec validation, shape
     check, the images' shape, the memory estimate and the config's limits."""
-    from cae.budget import check_memory
-    from cae.shapes import compute_shapes, work_per_image
+    from cae.shapes import compute_shapes
 
     check_axes(axes, spec)
     variants = []
@@ -412,15 +416,11 @@ def expand(
             apply_values(spec_dict, config_dict, values)
             variant_spec = ArchitectureSpec.from_dict(spec_dict)
             variant_config = TrainConfig.from_dict(config_dict)
+            check = preflight(
+                variant_spec, variant_config, image_shape=image_shape, with_fixes=False
+            )
+            check.raise_first("design", "mismatch", "shape", "memory")
             report = compute_shapes(variant_spec, with_fixes=False)
-            if not report.matches:
-                raise ValueError(report.problem)
-            if image_shape is not None and tuple(image_shape) != tuple(variant_spec.input_shape):
-                raise ValueError(
-                    f"the images are {list(image_shape)} but the design takes "
-                    f"{list(variant_spec.input_shape)}"
-                )
-            check_memory(report, variant_config.batch_size)
         except (ValueError, TypeError) as error:
             problem = str(error) or type(error).__name__
             variants.append(Variant(index, values, None, None, problem))
@@ -478,65 +478,14 @@ def variant_request(
     )
 
 
-# ----------------------------------------------------------------------- time estimate
-
-
-@dataclass(frozen=True)
-class Speed:
-    """This machine's training speed: a fixed cost per run (building the model, the first trace,
-    scoring the test split) plus work at ``rate`` multiply-adds per second."""
-
-    overhead: float  # seconds per run besides the work (process start not included)
-    rate: float  # multiply-adds per second
-    runs: int  # how many earlier runs it was measured from (0: the default guess)
-
-    def seconds(self, work: float) -> float:
-        """Seconds for ``work`` multiply-adds of training, with the run's own start."""
-        return START_SECONDS + self.overhead + work / self.rate
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """How long a sweep should take, and what the guess is based on."""
-
-    seconds: float
-    speed: Speed
-    basis: str  # one line for people
-
-
-def fit_speed(samples: Sequence[tuple[float, float]]) -> Speed:
-    """The speed that fits (work, wall seconds) of earlier runs: a least-squares line
-    wall = overhead + work / rate where the runs differ enough in work to give one, else
-    ``DEFAULT_OVERHEAD`` and the median rate of the rest; :data:`DEFAULT_RATE` without runs."""
-    points = [(w, s) for w, s in samples if w > 0 and s > 0]
-    if not points:
-        return Speed(DEFAULT_OVERHEAD, DEFAULT_RATE, 0)
-    if len(points) >= 3:
-        mean_w = statistics.fmean(w for w, _ in points)
-        mean_s = statistics.fmean(s for _, s in points)
-        spread = sum((w - mean_w) ** 2 for w, _ in points)
-        if spread > 0:
-            slope = sum((w - mean_w) * (s - mean_s) for w, s in points) / spread
-            overhead = mean_s - slope * mean_w
-            plausible = slope > 0 and DEFAULT_RATE / 100 <= 1.0 / slope <= DEFAULT_RATE * 100
-            if plausible and 0 <= overhead <= 4 * DEFAULT_OVERHEAD:
-                return Speed(overhead, 1.0 / slope, len(points))
-    # the rate from runs long enough for their work to show (at least DEFAULT_OVERHEAD of it)
-    rates = [
-        w / (s - DEFAULT_OVERHEAD)
-        for w, s in points
-        if s > 2 * DEFAULT_OVERHEAD and w >= DEFAULT_RATE * DEFAULT_OVERHEAD / 10
-    ]
-    if not rates:  # only short runs: their time is mostly the fixed part
-        overhead = statistics.median(s for _, s in points)
-        return Speed(overhead, DEFAULT_RATE, len(points))
-    return Speed(DEFAULT_OVERHEAD, statistics.median(rates), len(points))
+# ----------------------------------------------------------------------- earlier runs' speed
 
 
 def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
     """(work, wall seconds) of the newest ``RATE_RUNS`` complete runs: their training images times
-    epochs times :func:`work_per_image` of their design, against their recorded wall time."""
-    from cae.shapes import compute_shapes, work_per_image
+    epochs times ``work_per_image`` of their design, against their recorded wall time (what
+    ``cae.preflight`` fits this machine's speed to)."""
+    from cae.shapes import compute_shapes
     from cae.store import read_run_json
 
     samples = []
@@ -558,35 +507,6 @@ def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
         ):
             samples.append((work * num_train * epochs, float(wall)))
     return samples
-
-
-def estimate(
-    variants: Sequence[Variant], num_train: int, samples: Sequence[tuple[float, float]]
-) -> Estimate:
-    """The sweep's time, run after run: each valid run's work (:func:`work_per_image` x training
-    images x epochs) at the speed measured from the earlier runs in ``samples``
-    (:func:`fit_speed`), plus ``START_SECONDS`` each for its process."""
-    speed = fit_speed(samples)
-    if speed.runs == 0:
-        basis = (
-            "no run timed on this machine yet: a rough guess of "
-            f"{DEFAULT_RATE / 1e9:.1f} G multiply-adds/s"
-        )
-    else:
-        basis = (
-            f"{speed.runs} earlier run(s) on this machine: {speed.overhead:.1f} s per run plus "
-            f"{speed.rate / 1e9:.2f} G multiply-adds/s"
-        )
-    basis += f", and {START_SECONDS:.0f} s to start each run's process"
-    seconds = sum(variant_seconds(variant, num_train, speed) for variant in variants)
-    return Estimate(seconds, speed, basis)
-
-
-def variant_seconds(variant: Variant, num_train: int, speed: Speed) -> float:
-    """One valid run's estimated seconds at ``speed`` (0 for an invalid one)."""
-    if not variant.ok or variant.config is None:
-        return 0.0
-    return speed.seconds((variant.work or 0.0) * num_train * variant.config.epochs)
 
 
 # ----------------------------------------------------------------------- results
@@ -688,9 +608,10 @@ def train_sweep(
     import secrets
     from datetime import datetime
 
+    from cae.preflight import check_input_shape
     from cae.recipe import TestSplit, load_recipe
     from cae.store import get_run_info, save_trained
-    from cae.training import check_input_shape, train
+    from cae.training import train
 
     out = Path(out_dir)
     if (out / "sweep.json").exists():

@@ -27,6 +27,7 @@ from cae.builder import PRECISIONS, BuiltModel, build, weights_digest
 from cae.corruption import EVAL_SEED, STRENGTH_RANGE, Corruption, corruption_of
 from cae.data import Dataset
 from cae.pixels import HELD_DTYPES, as_float, batch_for, float_bytes
+from cae.preflight import check_enough_images, check_input_shape, validation_count
 from cae.spec import ArchitectureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -367,54 +368,6 @@ def leave_together(strategy: Any = None, timeout: float = FINISH_TIMEOUT) -> Non
 
 
 # ------------------------------------------------------------------------------------ data
-
-
-def shape_mismatch_message(input_shape: Any, image_shape: Any) -> str:
-    """Why images of ``image_shape`` do not fit a design taking ``input_shape``, with the fix."""
-    expected = tuple(int(n) for n in input_shape)
-    got = tuple(int(n) for n in image_shape)
-    if expected[:2] == got[:2]:
-        hint = (
-            f"the channels differ: set the architecture's input channels to {got[2]}, or use "
-            f"{'grayscale' if expected[2] == 1 else 'colour'} images"
-        )
-    else:
-        hint = (
-            f"set the architecture's input_shape to {list(got)} (and fit the decoder to it), "
-            f"or use a dataset of {expected[0]}x{expected[1]} images"
-        )
-    return (
-        f"The dataset's images do not fit the architecture: {hint}. "
-        f"Received: images={list(got)}, input_shape={list(expected)}"
-    )
-
-
-def check_input_shape(spec: ArchitectureSpec, dataset: Dataset) -> None:
-    """Raise ValueError when the dataset's images do not fit the spec's input shape."""
-    got = tuple(int(n) for n in dataset.x_train.shape[1:])
-    if tuple(spec.input_shape) != got:
-        raise ValueError(shape_mismatch_message(spec.input_shape, got))
-
-
-def validation_count(num_train: int, validation_split: float) -> int:
-    """How many of ``num_train`` training images are held out for validation (at least one when
-    the split is above 0, as Keras does)."""
-    return 0 if validation_split <= 0 else max(1, int(round(num_train * validation_split)))
-
-
-def check_enough_images(num_train: int, validation_split: float) -> None:
-    """ValueError, with the smallest number that works, unless at least one image is left to
-    train on once the validation images are held out (the Train page checks before the click)."""
-    if num_train - validation_count(num_train, validation_split) >= 1:
-        return
-    needed = next(n for n in range(1, 10_000) if n - validation_count(n, validation_split) >= 1)
-    if validation_split > 0:
-        raise ValueError(
-            f"too few training images: holding out a validation split of {validation_split:g} "
-            f"leaves none to train on; use at least {needed} training images or a validation "
-            f"split of 0. Received: num_train={num_train}, validation_split={validation_split}"
-        )
-    raise ValueError(f"there are no training images. Received: num_train={num_train}")
 
 
 def _split(x: np.ndarray, validation_split: float) -> tuple[np.ndarray, np.ndarray | None]:

@@ -7,8 +7,8 @@ from typing import Any
 import streamlit as st
 
 from cae import explain
-from cae.budget import estimate_memory
 from cae.plots import shape_diagram
+from cae.preflight import estimate_memory
 from cae.shapes import ShapeError, ShapeReport, compute_shapes, repairs
 from cae.spec import MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_NAME_LENGTH, PRESETS, ArchitectureSpec
 from ui.design_editor import (

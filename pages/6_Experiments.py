@@ -10,10 +10,12 @@ import streamlit as st
 from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.datasets import DATASETS, dataset_status
 from cae.experiments import EXPERIMENTS, parallel_runs
+from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
+from cae.spec import ArchitectureSpec
 from cae.store import models_dir
-from cae.sweep import MAX_AXES, SweepError, estimate, expand, parse_values, rate_samples
+from cae.sweep import MAX_AXES, SweepError, Variant, expand, parse_values, rate_samples
 from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
 from ui.experiments import (
@@ -171,51 +173,31 @@ def choose_axes(spec) -> tuple[list, list[str]]:
     return axes, problems
 
 
-def new_experiment(root: str) -> None:
-    """The form: design, data, shared settings, what to vary; the runs it makes, checked, with
-    their number and estimated time; Start."""
-    spec = active_spec()
-    st.subheader("New experiment")
+def design_line(spec: ArchitectureSpec | None) -> bool:
+    """The design every run starts from, in one line; False (said why) when it cannot train."""
     if spec is None:
         st.error("The design on the Architecture page is not valid yet.", icon=":material/block:")
-        return
+        return False
     try:
-        report = compute_shapes(spec)
+        report = compute_shapes(spec, with_fixes=False)
     except ValueError as error:
         st.error(plain_markdown(str(error)), icon=":material/block:")
-        return
+        return False
     objective = f" · {spec.variational.describe()}" if spec.variational is not None else ""
     st.markdown(
         f"Starts from the current design **{plain_markdown(spec.name)}** · code "
         f"{'x'.join(map(str, report.latent_shape))} · {report.total_params:,} parameters"
         f"{objective} (change it on the Architecture page)."
     )
-    busy = [e for e in EXPERIMENTS.all(root) if e.active]
-    if busy:
-        st.caption(
-            f"{len(busy)} experiment(s) are queued or training now: this one will wait in the "
-            "queue until they have ended."
-        )
-    recipe, images, image_shape = choose_data()
-    config = base_config()
-    axes, problems = choose_axes(spec)
-    name = st.text_input("Experiment name", spec.name, max_chars=40, key="experiments_name")
-    for problem in problems:
-        st.error(plain_markdown(problem), icon=":material/error:")
-    if recipe is None or not axes or problems:
-        if not axes and not problems:
-            st.caption("Choose up to three settings to vary, each with a list of values.")
-        st.button("Start", key="experiments_start", disabled=True, type="primary")
-        return
-    try:
-        variants = expand(spec, config, axes, image_shape=image_shape)
-    except SweepError as error:
-        st.error(plain_markdown(str(error)), icon=":material/error:")
-        st.button("Start", key="experiments_start", disabled=True, type="primary")
-        return
+    return True
+
+
+def show_plan(variants: list[Variant], num_train: int, root: str) -> None:
+    """The runs the experiment makes (each checked by the preflight, through ``expand``), how
+    many at a time, and the estimated time with what it is based on."""
     valid = [variant for variant in variants if variant.ok]
-    num_train = int(images * (1 - config.validation_split))
-    guess = estimate(variants, num_train, rate_samples(all_runs(root)))
+    runs = [variant.workload for variant in variants]
+    guess = estimate_sweep(runs, num_train, rate_samples(all_runs(root)))
     slots = parallel_runs()
     seconds = guess.seconds / slots
     at_once = f", {slots} at a time" if slots > 1 else ", one after another"
@@ -242,11 +224,45 @@ def new_experiment(root: str) -> None:
         width="stretch",
         key="experiments_plan",
     )
+
+
+def new_experiment(root: str) -> None:
+    """The form: design, data, shared settings, what to vary; the runs it makes, checked, with
+    their number and estimated time; Start."""
+    spec = active_spec()
+    st.subheader("New experiment")
+    if not design_line(spec):
+        return
+    busy = [e for e in EXPERIMENTS.all(root) if e.active]
+    if busy:
+        st.caption(
+            f"{len(busy)} experiment(s) are queued or training now: this one will wait in the "
+            "queue until they have ended."
+        )
+    recipe, images, image_shape = choose_data()
+    config = base_config()
+    axes, problems = choose_axes(spec)
+    name = st.text_input("Experiment name", spec.name, max_chars=40, key="experiments_name")
+    for problem in problems:
+        st.error(plain_markdown(problem), icon=":material/error:")
+    if recipe is None or not axes or problems:
+        if not axes and not problems:
+            st.caption("Choose up to three settings to vary, each with a list of values.")
+        st.button("Start", key="experiments_start", disabled=True, type="primary")
+        return
+    try:
+        variants = expand(spec, config, axes, image_shape=image_shape)
+    except SweepError as error:
+        st.error(plain_markdown(str(error)), icon=":material/error:")
+        st.button("Start", key="experiments_start", disabled=True, type="primary")
+        return
+    num_train = int(images * (1 - config.validation_split))
+    show_plan(variants, num_train, root)
     if st.button(
         "Start",
         key="experiments_start",
         type="primary",
-        disabled=not valid,
+        disabled=not any(variant.ok for variant in variants),
         icon=":material/play_arrow:",
     ):
         try:

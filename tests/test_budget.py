@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae.budget import estimate_memory
+from cae.preflight import estimate_memory
 from cae.recipe import DataRecipe
 from cae.request import TrainRequest
 from cae.shapes import compute_shapes

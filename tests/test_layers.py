@@ -19,11 +19,15 @@ LAYERS: dict[str, list[list[str]]] = {
         ["datasets", "uploads"],  # the built-in datasets; uploads
         ["shapes"],  # shape arithmetic over specs
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
-        ["inspection", "recipe", "budget"],  # looking into models; where a run's images come from
+        [
+            "inspection",
+            "recipe",
+            "preflight",
+        ],  # looking into models; where images come from; checks
         ["events"],  # a training's TensorBoard event file
         ["training"],  # train(...) and what it returns
         ["protocol", "request"],  # what to train; the worker's wire format
-        ["store"],  # run folders: the one record and the one test split
+        ["store", "naming"],  # run folders: the one record and the one test split; run names
         ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
         ["worker"],  # a training in a process
         ["zygote"],  # workers forked from a process with TensorFlow imported
@@ -43,7 +47,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "baselines",
         ],
         ["state"],
-        ["runs", "experiments", "design_editor"],
+        ["runs", "experiments", "design_editor", "train_progress", "data_choice", "train_settings"],
         ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
         ["latent_sources"],  # the Latent Editor's starting points
     ],

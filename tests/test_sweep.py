@@ -15,6 +15,7 @@ import pytest
 
 from cae.metrics import METRICS
 from cae.plots import pareto_front, sweep_scatter
+from cae.preflight import estimate_sweep
 from cae.recipe import DataRecipe
 from cae.shapes import work_per_image
 from cae.spec import ArchitectureSpec, preset
@@ -23,7 +24,6 @@ from cae.sweep import (
     MAX_RUNS,
     Axis,
     SweepError,
-    estimate,
     expand,
     parse_value,
     parse_values,
@@ -196,7 +196,7 @@ def test_invalid_combinations_carry_their_reason_before_anything_trains():
     wrong = expand(
         preset("classic"), TrainConfig(), [parse_vary("lr=0.01")], image_shape=(32, 32, 3)
     )
-    assert "the images are [32, 32, 3]" in wrong[0].problem
+    assert "The images are 32x32x3 but the design expects 28x28x1" in wrong[0].problem
 
 
 @pytest.mark.parametrize(
@@ -238,8 +238,8 @@ def test_fields_offered_for_a_design():
 
 
 def test_estimate_from_measured_speed_and_its_basis():
+    from cae.preflight import START_SECONDS, fit_speed
     from cae.shapes import compute_shapes
-    from cae.sweep import START_SECONDS, fit_speed
 
     variants = expand(preset("classic"), TrainConfig(epochs=2), [parse_vary("code=1,2,0")])
     work = variants[0].work
@@ -248,13 +248,13 @@ def test_estimate_from_measured_speed_and_its_basis():
     samples = [(w, 3.0 + w / 1e9) for w in (1e9, 4e9, 9e9, 2e10)]
     speed = fit_speed(samples)
     assert speed.overhead == pytest.approx(3.0) and speed.rate == pytest.approx(1e9)
-    guess = estimate(variants, 1000, samples)
+    guess = estimate_sweep([v.workload for v in variants], 1000, samples)
     expected = sum(START_SECONDS + 3.0 + v.work * 1000 * 2 / 1e9 for v in variants if v.ok)
     assert guess.seconds == pytest.approx(expected)
     assert (
         "4 earlier run(s) on this machine: 3.0 s per run plus 1.00 G multiply-adds/s" in guess.basis
     )
-    assert "no run timed" in estimate(variants, 1000, []).basis
+    assert "no run timed" in estimate_sweep([v.workload for v in variants], 1000, []).basis
     # short runs only: their time is mostly the fixed part
     assert fit_speed([(1e6, 7.0), (1e6, 8.0)]).overhead == pytest.approx(7.5)
 

@@ -1,0 +1,255 @@
+"""The Train page's live view of a training: the bar and numbers (redrawn every half second by a
+fragment), stop, save and take-over, and the loss curves and reconstruction preview (redrawn by a
+run of the page when an epoch has ended)."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from cae.jobs import JOBS, TrainingJob
+from cae.plots import image_grid, loss_curves
+from cae.text import clean_name, fmt_seconds, plain_markdown
+from ui.channels import channel_picker
+from ui.state import RUN_KEY, controls_job, owner_id, remember, take_control
+
+TAKEOVER_ASK = "train_takeover_ask"  # the job id whose take-over this tab is asked to confirm
+SEEN_CONTROL = "train_seen_control"  # (job id, in control) at the last full run of the page
+FIGURES_DRAWN = "train_figures_drawn"  # (job id, epoch, monotonic time) of the figures shown
+# The live view's fragment redraws the bar every half second; the curves and the preview sit
+# outside it, redrawn by a run of the page when an epoch has ended, at most this often: a browser
+# redraws a chart it is sent again even when nothing in it changed, and with both charts in the
+# fragment Chromium used 0.63 of a core while a job ran, 0.33 now (bench/live_view.py).
+FIGURES_EVERY_S = 2.0
+
+
+def stop_job(job: TrainingJob) -> None:
+    """The Stop button: stops the job only if this tab still controls it."""
+    if controls_job(owner_id(), job.job_id):
+        job.stop()
+
+
+def take_over(job: TrainingJob) -> None:
+    """For a tab that watches a job another tab controls: a button, then a confirmation that says
+    what taking over does, then this tab controls the job (stop, save, discard)."""
+    asked = st.session_state.get(TAKEOVER_ASK) == job.job_id
+    if not asked and st.button(
+        "Take over this training", key="train_takeover", icon=":material/swap_horiz:"
+    ):
+        st.session_state[TAKEOVER_ASK] = job.job_id
+        asked = True
+    if not asked:
+        return
+    st.warning(
+        "Take over this training? This tab gets its controls (stop, save, discard) and the "
+        "other tab can then only watch it. The training itself goes on as it is.",
+        icon=":material/swap_horiz:",
+    )
+    yes, no = st.columns(2)
+    if yes.button("Yes, take it over", key="train_takeover_confirm", type="primary"):
+        take_control(owner_id(), job.job_id)
+        st.session_state.pop(TAKEOVER_ASK, None)
+        st.rerun()  # the whole page: the form below follows the new control
+    if no.button("Cancel", key="train_takeover_cancel"):
+        st.session_state.pop(TAKEOVER_ASK, None)
+        st.rerun()
+
+
+def show_progress(job: TrainingJob) -> None:
+    """The live view of one job: bar, numbers, stop/save (its figures: show_figures). A tab that
+    does not control the job (another tab with the same link does) sees it read-only, with a
+    take-over button."""
+    progress = job.snapshot()
+    state = progress.state
+    kept = job.kept  # staged and waiting for a save: never "kept" otherwise
+    mine = controls_job(owner_id(), job.job_id)
+    if not mine:
+        st.info(
+            "You are watching this training: another tab or browser with this link controls "
+            "it, and only that tab can stop, save or discard it.",
+            icon=":material/visibility:",
+        )
+        take_over(job)
+    if state == "starting":
+        st.progress(0.0, text="Starting…")
+    elif state == "stopping":
+        st.progress(progress.fraction, text="Stopping after this batch…")
+    elif state == "running" and progress.epoch >= progress.epochs:
+        st.progress(
+            1.0, text=f"All {progress.epochs} epochs done · {progress.message or 'finishing'}"
+        )
+    elif state == "running":
+        st.progress(
+            progress.fraction,
+            text=(
+                f"Epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
+                f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
+            ),
+        )
+    elif state == "finished":
+        st.progress(1.0, text=f"Finished {progress.epoch} epoch(s)")
+    else:  # stopped or failed: the bar shows the completed epochs, the ones that are kept
+        done = progress.epoch / progress.epochs if progress.epochs else 0.0
+        st.progress(min(1.0, done), text=f"{state.capitalize()} after {progress.epoch} epoch(s)")
+
+    numbers = st.columns(4)
+    numbers[0].metric("loss", "–" if progress.loss is None else f"{progress.loss:.4f}")
+    numbers[1].metric(
+        "validation loss", "–" if progress.val_loss is None else f"{progress.val_loss:.4f}"
+    )
+    numbers[2].metric(
+        "images/s",
+        "–" if progress.images_per_second is None else f"{progress.images_per_second:,.0f}",
+    )
+    numbers[3].metric(
+        "ETA" if progress.active else "time",
+        fmt_seconds(progress.eta_seconds if progress.active else progress.elapsed_seconds),
+    )
+    # an ended job without a kept model says why in an alert below; the caption would repeat it
+    if progress.message and (progress.active or state == "finished" or kept or job.run_id):
+        st.caption(plain_markdown(progress.message))
+
+    if progress.active:
+        if mine:
+            st.button(
+                "Stop training",
+                key="train_stop",
+                on_click=stop_job,
+                args=(job,),
+                type="secondary",
+                disabled=job.stop_requested,
+                icon=":material/stop_circle:",
+            )
+        return
+    if job.run_id:  # saved at the end, or by the user from a stopped job
+        if st.session_state.get("train_activated_run") != job.run_id:  # once: the user may pick
+            st.session_state["train_activated_run"] = job.run_id  # another run on Results later
+            remember(RUN_KEY, job.run_id)
+        active = "; it is the active run" if st.session_state.get(RUN_KEY) == job.run_id else ""
+        st.success(f"Saved as **{job.run_id}**{active}.", icon=":material/check_circle:")
+        st.page_link("pages/3_Results.py", label="See the results", icon=":material/insights:")
+    elif kept and not mine:
+        st.info(
+            f"Training {state} with {job.result.epochs_completed} completed epoch(s) kept; the "
+            "tab that controls it can save them.",
+            icon=":material/info:",
+        )
+    elif kept:
+        st.info(
+            f"Training {state} with {job.result.epochs_completed} completed epoch(s) kept. "
+            "Save them as a run, or start again (you will be asked before they are discarded).",
+            icon=":material/info:",
+        )
+        name = st.text_input(
+            "Save the kept epochs as", job.name, key="train_save_name", max_chars=80
+        )
+        if st.button("Save this run", key="train_save", icon=":material/save:"):
+            try:
+                if not controls_job(owner_id(), job.job_id):
+                    raise RuntimeError("another tab has taken this training over")
+                run_id = job.save(clean_name(name))
+            except (ValueError, RuntimeError, OSError) as error:
+                st.error(f"Could not save: {plain_markdown(str(error))}", icon=":material/error:")
+            else:
+                remember(RUN_KEY, run_id)
+                st.rerun()
+    elif job.error or state == "failed":
+        st.error(
+            plain_markdown(progress.message or f"Training failed: {job.error}"),
+            icon=":material/error:",
+        )
+    else:
+        st.warning(
+            plain_markdown(progress.message)
+            if progress.message
+            else "Training stopped before the first epoch ended: there is nothing to save.",
+            icon=":material/info:",
+        )
+    if job.save_error:
+        st.error(f"Saving failed: {plain_markdown(job.save_error)}", icon=":material/error:")
+
+
+def show_figures(job: TrainingJob) -> None:
+    """The job's loss curves and reconstruction preview, drawn by a run of the whole page."""
+    progress = job.snapshot()
+    st.session_state[FIGURES_DRAWN] = (job.job_id, progress.epoch, time.monotonic())
+    left, right = st.columns([3, 2])
+    with left:
+        if progress.history.get("loss"):
+            st.plotly_chart(
+                loss_curves({job.name: progress.history}), key=f"train_curves_{job.job_id}"
+            )
+            variational = job.request.spec.variational
+            if variational is not None and "kl_loss" in progress.history:
+                warmup = variational.warmup_epochs
+                st.caption(
+                    f"loss = reconstruction + weight x KL, the weight beta = {variational.beta:g}"
+                    + (
+                        f", rising from 0 over the first {warmup} epoch{'s' if warmup != 1 else ''}"
+                        " (KL warm-up)"
+                        if warmup
+                        else ""
+                    )
+                    + "; the KL curve is the term before its weight."
+                )
+        elif progress.active:
+            st.caption("Loss curves appear after the first epoch.")
+    with right:
+        if progress.preview_originals is not None and progress.preview_reconstructions is not None:
+            rows = [progress.preview_originals, progress.preview_reconstructions]
+            titles = ["original", "output"]
+            if progress.preview_inputs is not None:
+                rows.insert(1, progress.preview_inputs)
+                titles.insert(1, "corrupted input")
+            channels = int(progress.preview_originals.shape[-1])
+            channel = channel_picker(st, channels, "train_channel", width=200)
+            st.plotly_chart(
+                image_grid(rows, titles, channel=channel), key=f"train_preview_{job.job_id}"
+            )
+            st.caption(f"Test images after epoch {progress.epoch}.")
+
+
+def figures_behind(job: TrainingJob) -> bool:
+    """Whether an epoch has ended since the figures were drawn, FIGURES_EVERY_S or longer ago."""
+    drawn = st.session_state.get(FIGURES_DRAWN)
+    if drawn is None or drawn[0] != job.job_id:
+        return True
+    return job.snapshot().epoch != drawn[1] and time.monotonic() - drawn[2] >= FIGURES_EVERY_S
+
+
+def live_progress(*, in_fragment: bool = False) -> None:
+    """The job's view; while it runs, a fragment redraws it every half second on its own and
+    has the page run again for new figures (show_figures)."""
+    job = JOBS.get(owner_id())
+    if job is None:
+        return
+    show_progress(job)
+    if in_fragment and figures_behind(job):
+        st.rerun()
+    if job.done and st.session_state.get("train_seen_done") != job.job_id:
+        st.session_state["train_seen_done"] = job.job_id
+        st.rerun()  # once, so the form below comes back
+    control = (job.job_id, controls_job(owner_id(), job.job_id))
+    if st.session_state.get(SEEN_CONTROL) != control:
+        st.rerun()  # another tab took over (or left): the form below follows
+
+
+def live_view(idle_caption: str, *, running: bool, in_control: bool) -> None:
+    """The job of this tab, if any: its figures, then its live progress (a fragment while it runs,
+    or while another tab controls it); without a job, ``idle_caption``."""
+    live, figures = st.container(), st.container()
+    if (shown := JOBS.get(owner_id())) is not None:
+        with figures:  # first, so that the fragment below sees these figures drawn
+            show_figures(shown)
+    with live:
+        if shown is None:
+            st.caption(idle_caption)
+        elif running:
+            st.fragment(run_every=0.5)(live_progress)(in_fragment=True)
+        elif (
+            not in_control
+        ):  # watching another tab's job: notice when that tab leaves or takes over
+            st.fragment(run_every=2.0)(live_progress)(in_fragment=True)
+        else:
+            live_progress()
