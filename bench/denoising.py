@@ -2,7 +2,7 @@
 
 Trains one plain run and one denoising run per corruption kind of ``cae.corruption.CORRUPTIONS``
 (each at its default strength), then scores every run on every kind's corrupted test images
-(``cae.training.evaluate_corrupted``, the same images for every run) and prints the output PSNR
+(``cae.evaluation.evaluate_corrupted``, the same images for every run) and prints the output PSNR
 and SSIM, the corrupted input's own PSNR, and each denoiser's PSNR gain over the plain run (the
 baseline, trained in this same process). Nothing is saved.
 
@@ -32,9 +32,10 @@ def main() -> None:
 
     import_tensorflow_quietly()
     from cae.corruption import CORRUPTIONS, Corruption
+    from cae.evaluation import evaluate_corrupted, evaluate_run
     from cae.recipe import DataRecipe, load_recipe
     from cae.spec import preset
-    from cae.training import TrainConfig, evaluate_corrupted, evaluate_run, train
+    from cae.training import TrainConfig, train
 
     data = load_recipe(DataRecipe(dataset=args.dataset, limit=args.limit, seed=args.seed))
     spec = preset(args.preset)

@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cae.data import Dataset  # noqa: E402
 from cae.datasets import load_dataset  # noqa: E402
+from cae.progress import Progress  # noqa: E402
 from cae.spec import preset  # noqa: E402
-from cae.training import Progress, TrainConfig, train  # noqa: E402
+from cae.training import TrainConfig, train  # noqa: E402
 
 
 def _rates(ends: list[tuple[float, float]], images: int) -> tuple[float, float]:

@@ -49,11 +49,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cae.evaluation import reconstruct  # noqa: E402
 from cae.latent import Decoder, encode, interpolate, sample_codes, sample_images  # noqa: E402
 from cae.pixels import as_float  # noqa: E402
 from cae.recipe import DataRecipe, load_recipe  # noqa: E402
 from cae.spec import ArchitectureSpec, SpecError, Variational, preset  # noqa: E402
-from cae.training import TrainConfig, reconstruct, train  # noqa: E402
+from cae.training import TrainConfig, train  # noqa: E402
 
 CONFIDENT = 0.9
 

@@ -22,9 +22,10 @@ from cae.text import fmt_seconds, terminal_safe
 
 if TYPE_CHECKING:  # pragma: no cover
     from cae.data import Dataset
+    from cae.progress import Progress
     from cae.recipe import DataRecipe
     from cae.request import TrainRequest
-    from cae.training import Progress, TrainResult
+    from cae.training import TrainResult
 
 
 class CliError(Exception):
@@ -295,7 +296,8 @@ def command_train(args: argparse.Namespace) -> int:
     root = out[0] if out else (Path(args.root) if args.root else None)
     dataset = load_recipe(recipe)
     from cae.preflight import preflight
-    from cae.training import make_strategy, train
+    from cae.strategies import make_strategy
+    from cae.training import train
 
     check = preflight(
         spec,
@@ -381,7 +383,7 @@ def _save_run(
     context: dict[str, Any],
 ) -> str:
     """Save a finished training as a run (on the chief) and return the summary line to print."""
-    from cae.training import is_chief
+    from cae.strategies import is_chief
 
     if result.failed:
         raise CliError(
@@ -422,14 +424,14 @@ def _save_run(
 
 
 def _leave_together(strategy: Any, chief: bool, *, failing: bool = False) -> str | None:
-    """End a multi-worker training together (``cae.training.leave_together``): None once every
+    """End a multi-worker training together (``cae.strategies.leave_together``): None once every
     task is here; on the chief, whose run is saved, a line saying which peer did not come; on the
     others a CliError, their run depends on the chief. With ``failing`` this task is ending with
     an error of its own, which is the one to report: nothing is raised or returned."""
     import tensorflow as tf
 
     from cae.quiet import quiet_until_exit, tensorflow_logs_captured
-    from cae.training import leave_together
+    from cae.strategies import leave_together
 
     try:
         with tensorflow_logs_captured():
@@ -577,7 +579,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
     run = _run_argument(args.run, root)
     loaded = load_run(run, root)
     split = run_test_split(run, root)
-    from cae.training import evaluate_run, recorded_config
+    from cae.evaluation import evaluate_run
+    from cae.training import recorded_config
 
     config = recorded_config(loaded.train_config)  # None: past today's limits, score clean
     own = config.input_corruption if config is not None else None
@@ -780,7 +783,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--keras", action="store_true", help="build the model and report Keras's shapes"
     )
 
-    from cae.training import STRATEGIES
+    from cae.strategies import STRATEGIES
 
     train = sub.add_parser("train", help="train an autoencoder and save the run")
     group = train.add_mutually_exclusive_group(required=True)

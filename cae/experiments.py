@@ -138,7 +138,7 @@ class Experiment:
 
     def snapshot(self) -> dict[str, Any]:
         """A deep copy of the record, with each running item's live progress under ``progress``
-        (a ``cae.training.Progress``) and the ETA in ``eta_seconds``."""
+        (a ``cae.progress.Progress``) and the ETA in ``eta_seconds``."""
         with self.lock:
             record = copy.deepcopy(self.record)
             jobs = dict(self.jobs)

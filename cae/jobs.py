@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from cae.progress import Progress
 from cae.protocol import encode_value, progress_from_message
 from cae.request import TrainRequest
-from cae.training import Progress, TrainOutcome
+from cae.training import TrainOutcome
 from cae.zygote import ForkedChild, spawn_worker, worker_environment
 
 

@@ -4,7 +4,7 @@ Datasets and test splits hold their images as they came: ``uint8`` for 8-bit sou
 built-in dataset, PNG/JPEG uploads, uint8 arrays), a quarter of the memory of float32, or
 ``float32`` in [0, 1] for float sources. Models, metrics and plots take float32 in [0, 1]; they get
 it from :func:`as_float`, a batch or a chunk at a time (the training pipeline does the same
-division inside the TensorFlow graph, see ``cae.training.make_pipeline``). No TensorFlow here.
+division inside the TensorFlow graph, see ``cae.pipeline.make_pipeline``). No TensorFlow here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The JSON-lines protocol between the job manager and a worker process (never pickle).
 
 Numpy arrays travel as ``{"__ndarray__": base64, "dtype", "shape"}`` (numeric dtypes only);
-progress reports as every field of :class:`cae.training.Progress`, with preview arrays that did
+progress reports as every field of :class:`cae.progress.Progress`, with preview arrays that did
 not change since the last report sent as ``{"__same__": true}``. Both sides import this module and
 nothing of each other. No TensorFlow here.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.training import Progress
+from cae.progress import Progress
 
 PROTOCOL_VERSION = 1
 _ARRAY_KEY = "__ndarray__"

@@ -13,8 +13,9 @@ from typing import Any
 
 from cae.recipe import DataRecipe
 from cae.spec import ArchitectureSpec
+from cae.strategies import STRATEGIES
 from cae.text import clean_name
-from cae.training import STRATEGIES, TrainConfig
+from cae.training import TrainConfig
 
 MAX_RUN_NAME = 80
 
@@ -27,7 +28,7 @@ class TrainRequest:
     data: DataRecipe
     config: TrainConfig
     name: str
-    strategy: str = "default"  # a tf.distribute strategy name (cae.training.STRATEGIES)
+    strategy: str = "default"  # a tf.distribute strategy name (cae.strategies.STRATEGIES)
     experiment: dict[str, Any] | None = None  # the sweep this run belongs to (cae.sweep), if any
 
     def __post_init__(self) -> None:

@@ -29,9 +29,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from cae.progress import Progress
 from cae.protocol import PROTOCOL_VERSION, progress_to_message
 from cae.quiet import exit_now, import_keras_without_pandas
-from cae.training import Progress
 
 
 class Channel:

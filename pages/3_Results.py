@@ -11,11 +11,11 @@ import streamlit as st
 
 from cae import metrics as image_metrics
 from cae.colours import colormap
+from cae.evaluation import reconstruct
 from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run, models_dir
 from cae.text import plain_code, plain_markdown
-from cae.training import reconstruct
 from ui.baselines import baselines_table
 from ui.channels import channel_picker
 from ui.denoising import corrupted_section

@@ -134,8 +134,8 @@ def test_table_and_validation_messages_end_with_the_values():
 def test_scores_on_corrupted_inputs_do_not_depend_on_the_chunk():
     from cae.builder import build
     from cae.datasets import load_dataset
+    from cae.evaluation import evaluate_corrupted, evaluate_run
     from cae.spec import preset
-    from cae.training import evaluate_corrupted, evaluate_run
 
     built = build(preset("classic"))
     images = load_dataset("mnist-sample", limit=40).x_test[:40]

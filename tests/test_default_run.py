@@ -5,10 +5,10 @@ import shutil
 
 import numpy as np
 
+from cae.evaluation import reconstruct
 from cae.metrics import summarize
 from cae.recipe import DataRecipe
 from cae.store import list_runs, load_run, models_dir, run_test_split
-from cae.training import reconstruct
 
 DEFAULT_RUN = "classic-mnist-sample-default"
 

@@ -355,8 +355,8 @@ def test_a_worker_whose_server_goes_away_saves_what_it_trained(tmp_path):
 
 
 def test_progress_messages_round_trip():
+    from cae.progress import Progress
     from cae.protocol import progress_from_message, progress_to_message
-    from cae.training import Progress
 
     images = np.random.default_rng(0).random((3, 28, 28, 1), dtype=np.float32)
     progress = Progress(state="running", epoch=2, epochs=5, batch=7, batches_per_epoch=9,

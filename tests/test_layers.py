@@ -24,7 +24,13 @@ LAYERS: dict[str, list[list[str]]] = {
             "recipe",
             "preflight",
         ],  # looking into models; where images come from; checks
-        ["events"],  # a training's TensorBoard event file
+        [
+            "events",
+            "evaluation",
+            "pipeline",
+            "strategies",
+        ],  # event file; scoring; tf.data; replicas
+        ["progress"],  # what a training reports as it goes, and the monitor that reports it
         ["training"],  # train(...) and what it returns
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store", "naming"],  # run folders: the one record and the one test split; run names

@@ -15,11 +15,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import ui.runs
+from cae.evaluation import reconstruct
 from cae.latent import encode
 from cae.metrics import METRICS, summarize
 from cae.recipe import DataRecipe, load_recipe
 from cae.store import load_run, run_test_split
-from cae.training import reconstruct
 from tests.runs import make_trained_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from cae.corruption import Corruption
+from cae.evaluation import evaluate_corrupted
 from cae.jobs import JOBS
 from cae.recipe import DataRecipe, TestSplit, load_recipe
 from cae.request import TrainRequest
 from cae.spec import preset
 from cae.store import load_run, run_test_split, save_trained
-from cae.training import TrainConfig, evaluate_corrupted, train
+from cae.training import TrainConfig, train
 from tests.test_page_train_results import RESULTS, TRAIN, open_page, widget
 from ui.state import COMPARE_KEY
 

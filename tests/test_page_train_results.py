@@ -9,11 +9,12 @@ from streamlit.testing.v1 import AppTest
 
 from cae.builder import build
 from cae.jobs import JOBS
+from cae.progress import Progress
 from cae.recipe import DataRecipe, TestSplit, load_recipe
 from cae.request import TrainRequest
 from cae.spec import preset
 from cae.store import list_runs, save_run
-from cae.training import Progress, TrainConfig
+from cae.training import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")

@@ -12,23 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cae.evaluation as evaluation
 import cae.training as training
 from cae.corruption import Corruption
 from cae.data import Dataset
 from cae.datasets import load_dataset
+from cae.evaluation import evaluate_run, reconstruct
 from cae.metrics import METRIC_KEYS, summarize
+from cae.pipeline import make_pipeline
 from cae.pixels import as_float
+from cae.progress import REPORT_INTERVAL, Progress
 from cae.spec import preset
-from cae.training import (
-    LIMITS,
-    Progress,
-    TrainConfig,
-    evaluate_run,
-    make_pipeline,
-    make_strategy,
-    reconstruct,
-    train,
-)
+from cae.strategies import is_chief, make_strategy
+from cae.training import LIMITS, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -187,7 +183,7 @@ def test_progress_is_throttled(digits):
         progress=calls.append,
     )
     batches = 96
-    budget = 3 + 2 * result.epochs_completed + result.wall_seconds / training.REPORT_INTERVAL + 2
+    budget = 3 + 2 * result.epochs_completed + result.wall_seconds / REPORT_INTERVAL + 2
     assert len(calls) <= budget, (len(calls), result.wall_seconds)
     assert len(calls) < batches / 4
     assert calls[-1].state == "finished"
@@ -470,7 +466,7 @@ def test_make_strategy_names_and_tf_config(monkeypatch):
     with pytest.raises(ValueError, match="Received: TF_CONFIG='{not json'"):
         make_strategy("multiworker")
     assert type(make_strategy("default")).__name__ == "_DefaultDistributionStrategy"
-    assert training.is_chief(None)
+    assert is_chief(None)
 
 
 MIRRORED_SCRIPT = textwrap.dedent(
@@ -494,7 +490,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     # 115 training images (last batch 19: cut to 18), 13 validation images (cut to 12).
     result = train(preset("classic"), data, TrainConfig(epochs=1, batch_size=32, preview_count=3),
                    strategy=strategy)
-    from cae.training import inference_function, reconstruct
+    from cae.evaluation import inference_function, reconstruct
 
     model = result.built.autoencoder
     direct = reconstruct(model, data.x_test[:101], batch_size=30)
@@ -632,13 +628,13 @@ def test_evaluation_chunks_are_bounded_in_bytes(digits, monkeypatch):
     )
     whole = evaluate_run(result.built, data.x_test)
     seen = []
-    original = training.as_float
+    original = evaluation.as_float
 
     def recording(images):
         seen.append(len(images))
         return original(images)
 
-    monkeypatch.setattr(training, "as_float", recording)
-    monkeypatch.setattr(training, "EVAL_CHUNK_BYTES", 3 * 28 * 28 * 4)
+    monkeypatch.setattr(evaluation, "as_float", recording)
+    monkeypatch.setattr(evaluation, "EVAL_CHUNK_BYTES", 3 * 28 * 28 * 4)
     assert evaluate_run(result.built, data.x_test) == pytest.approx(whole, rel=1e-6)
     assert max(seen) == 3

@@ -14,10 +14,10 @@ import streamlit as st
 
 from cae.data import DatasetSummary
 from cae.datasets import DATASETS, dataset_status, sample_images
-from cae.uploads import NpzArray, npz_arrays, npz_image_key, npz_sources, upload_summary
 from cae.recipe import UPLOAD, DataRecipe
 from cae.store import save_upload
 from cae.text import clean_name, plain_markdown
+from cae.uploads import NpzArray, npz_arrays, npz_image_key, npz_sources, upload_summary
 from ui.state import (
     DATASET_KEY,
     EarlierUpload,

@@ -1,6 +1,6 @@
 """Results on corrupted inputs: every compared run, denoiser or not, given the same corrupted test
 images (``cae.corruption``, seeded per image), scored with ``cae.metrics.METRICS`` by
-``cae.training.evaluate_corrupted``, and shown as corrupted / output / clean images."""
+``cae.evaluation.evaluate_corrupted``, and shown as corrupted / output / clean images."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import numpy as np
 import streamlit as st
 
 from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS, CORRUPTIONS_BY_NAME, EVAL_SEED, Corruption
+from cae.evaluation import evaluate_corrupted, reconstruct
 from cae.metrics import METRICS, METRICS_BY_KEY
 from cae.plots import image_grid
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo
 from cae.text import plain_markdown
-from cae.training import evaluate_corrupted, reconstruct, recorded_config
+from cae.training import recorded_config
 from ui.runs import cached_run, cached_test_split
 
 INPUT_KEYS = ("psnr", "ssim")  # the corrupted inputs' own scores shown beside the outputs'

@@ -1,0 +1,165 @@
+"""cae.progress.TrainingMonitor on its own: a tiny real Keras model fit on 64 images, watched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cae.progress import Progress, TrainingMonitor
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES, BATCH = 64, 16  # 4 batches an epoch
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return np.random.default_rng(0).random((IMAGES, 8, 8, 1), dtype=np.float32)
+
+
+def tiny_model():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")]
+    )
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def fit(model, images: np.ndarray, monitor: TrainingMonitor, epochs: int = 2) -> dict:
+    """``model.fit`` with the monitor's callback and a count of the batches Keras ran."""
+    import keras
+
+    ran = {"batches": 0}
+    counter = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs=None: ran.update(batches=ran["batches"] + 1)
+    )
+    history = model.fit(
+        images,
+        images,
+        batch_size=BATCH,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[monitor.keras_callback(), counter],
+    )
+    return {"history": history.history, **ran}
+
+
+def test_the_monitor_reports_every_batch_and_each_epoch_end(images):
+    model = tiny_model()
+    reports: list[Progress] = []
+    monitor = TrainingMonitor(
+        model,
+        epochs=2,
+        batch_size=BATCH,
+        num_train=IMAGES,
+        sink=reports.append,
+        report_interval=0.0,
+        preview=images[:3],
+    )
+    out = fit(model, images, monitor)
+    assert out["batches"] == 8 and monitor.completed == 2 and not monitor.stop_requested
+    assert reports[0].state == "running" and reports[0].message == "Training started."
+    assert all(p.state == "running" and p.epochs == 2 for p in reports)
+    steps = [(p.epoch, p.batch) for p in reports]
+    assert steps == sorted(steps) and (0, 4) in steps and (1, 4) in steps
+    assert all(p.batches_per_epoch == 4 for p in reports)
+    ends = [p for p in reports if p.message.startswith("Epoch ")]
+    assert [(p.message, p.epoch, p.batch) for p in ends] == [
+        ("Epoch 1/2 done.", 1, 0),
+        ("Epoch 2/2 done.", 2, 0),
+    ]
+    # the history is Keras's own epoch losses; the kept weights are the model's after epoch 2
+    assert monitor.history["loss"] == pytest.approx(out["history"]["loss"])
+    assert ends[-1].history == monitor.history and ends[-1].fraction == 1.0
+    assert all(np.array_equal(a, b) for a, b in zip(monitor.weights, model.get_weights()))
+    assert ends[-1].images_per_second > 0 and ends[-1].eta_seconds == 0
+    # the live preview: the model's own outputs for the preview images, read-only
+    recon = ends[-1].preview_reconstructions
+    assert recon.shape == (3, 8, 8, 1) and not recon.flags.writeable
+    np.testing.assert_allclose(recon, model(images[:3]), atol=1e-6)
+
+
+def test_reports_are_throttled_to_the_interval_and_the_epoch_ends(images):
+    model = tiny_model()
+    reports: list[Progress] = []
+    monitor = TrainingMonitor(
+        model,
+        epochs=2,
+        batch_size=BATCH,
+        num_train=IMAGES,
+        sink=reports.append,
+        report_interval=3600.0,
+    )
+    fit(model, images, monitor)
+    assert [p.message for p in reports] == [
+        "Training started.",
+        "Epoch 1/2 done.",
+        "Epoch 2/2 done.",
+    ]
+
+
+def test_the_stop_flag_ends_the_fit_after_the_batch_that_saw_it(images):
+    model = tiny_model()
+    before = [w.copy() for w in model.get_weights()]
+    checks = {"n": 0}
+
+    def should_stop() -> bool:
+        checks["n"] += 1
+        return checks["n"] >= 3  # after the third batch of the first epoch
+
+    reports: list[Progress] = []
+    monitor = TrainingMonitor(
+        model,
+        epochs=2,
+        batch_size=BATCH,
+        num_train=IMAGES,
+        sink=reports.append,
+        should_stop=should_stop,
+        report_interval=0.0,
+    )
+    out = fit(model, images, monitor)
+    assert out["batches"] == 3 and checks["n"] == 3  # no batch ran after the stop request
+    assert monitor.stop_requested and model.stop_training
+    assert monitor.completed == 0 and monitor.history == {"loss": []}
+    last = reports[-1]
+    assert (last.state, last.epoch, last.batch) == ("stopping", 0, 3)
+    assert last.message == "Stopping after the current batch."
+    # the weights kept are those of the last completed epoch: here the initial ones
+    assert all(np.array_equal(a, b) for a, b in zip(monitor.weights, before))
+
+
+def test_a_nan_loss_fails_the_fit_with_a_message(images):
+    model = tiny_model()
+    broken = images.copy()
+    broken[0, 0, 0, 0] = np.nan
+    reports: list[Progress] = []
+    monitor = TrainingMonitor(
+        model, epochs=2, batch_size=BATCH, num_train=IMAGES, sink=reports.append
+    )
+    out = fit(model, broken, monitor)
+    assert out["batches"] == 1 and monitor.completed == 0
+    assert monitor.failure.startswith("Training diverged: the loss became nan in epoch 1 (batch 1)")
+    assert reports[-1].state == "failed" and reports[-1].message == monitor.failure
+
+
+def test_the_training_modules_import_neither_tensorflow_nor_keras():
+    """The server reads Progress and TrainOutcome: importing the training modules stays light."""
+    code = (
+        "import json, sys\n"
+        "import cae.evaluation, cae.pipeline, cae.progress, cae.strategies, cae.training\n"
+        "print(json.dumps(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('tensorflow', 'keras'))))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
