@@ -13,12 +13,21 @@ import psutil
 import pytest
 
 from cae.builder import weights_digest
-from cae.jobs import JOBS, START_MESSAGE, JobBusy, JobManager, TrainingJob, WorkerProcess
+from cae.jobs import (
+    JOBS,
+    ONEDNN_OFF_MESSAGE,
+    START_MESSAGE,
+    JobBusy,
+    JobManager,
+    TrainingJob,
+    WorkerProcess,
+)
 from cae.recipe import DataRecipe
 from cae.request import TrainRequest
 from cae.spec import ArchitectureSpec, preset
 from cae.store import list_runs, load_run
 from cae.training import TrainConfig
+from tests.runs import STRIDED_ONE_TAP_64
 
 TIMEOUT = 120
 
@@ -446,3 +455,55 @@ def test_a_job_leaves_no_autograph_files_in_the_temporary_folder(tmp_path, monke
         assert time.monotonic() < deadline, "the worker did not exit"
         time.sleep(0.05)
     assert not list(temporary.glob("__autograph_generated_file*"))
+
+
+def strided_request(tmp_path, name: str) -> TrainRequest:
+    """One step (8 images, batch 8, no validation) of STRIDED_ONE_TAP_64 on random 64x64 images."""
+    path = tmp_path / "noise64.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (18, 64, 64), dtype=np.uint8))
+    config = TrainConfig(epochs=1, batch_size=8, validation_split=0.0, preview_count=0)
+    recipe = DataRecipe.for_file(path, limit=8)
+    return TrainRequest(ArchitectureSpec.from_dict(STRIDED_ONE_TAP_64), recipe, config, name)
+
+
+def test_a_strided_one_tap_design_trains_in_a_worker_with_onednn_off(tmp_path, monkeypatch):
+    """oneDNN's CPU kernels crash a worker training a 1x1 (transposed) convolution strided by 2
+    (a SIGSEGV, measured): such a job gets a plain worker with TF_ENABLE_ONEDNN_OPTS=0 and
+    trains; the waiting spare (oneDNN on) is left for the next job."""
+    import cae.jobs
+
+    monkeypatch.setattr(cae.jobs, "FEW_CPUS", 10**6)  # no second spare while the job trains
+    jobs = JobManager()
+    try:
+        jobs.prewarm()
+        spare = jobs._spare
+        job = jobs.start("una", strided_request(tmp_path, "strided"), root=tmp_path)
+        assert job.onednn_off and jobs._spare is spare  # the spare is not this job's
+        seen = poll_until(job, lambda s: not s.active)
+        assert job.wait(TIMEOUT) and job.error is None and job.run_id, job.snapshot().message
+        assert ONEDNN_OFF_MESSAGE in {s.message for s in seen}
+        assert job.result.epochs_completed == 1 and job.worker_pid != spare.pid
+        (info,) = list_runs(tmp_path)
+        assert info.metrics["latent_shape"] == [32, 32, 4]
+    finally:
+        jobs.close_spare()
+
+
+def test_a_worker_with_onednn_on_refuses_a_strided_one_tap_design_instead_of_crashing(tmp_path):
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        pytest.skip("oneDNN is off for every worker here")
+    worker = WorkerProcess()  # the template's oneDNN setting: on
+    try:
+        command = {
+            "cmd": "train",
+            "job_id": "abc",
+            "request": strided_request(tmp_path, "refused").to_dict(),
+            "root": str(tmp_path),
+        }
+        assert worker.send(command)
+        messages = list(worker.messages())
+        (error,) = [m["message"] for m in messages if m["kind"] == "error"]
+        assert "oneDNN cannot train" in error and "Received: TF_ENABLE_ONEDNN_OPTS=" in error
+        assert messages[-1]["kind"] == "end" and worker.finish(30) == 1
+    finally:
+        worker.close()
