@@ -9,9 +9,12 @@ the template would keep the template's oneDNN), and ``python -m cae train`` / ``
 before they import TensorFlow. Forward passes ran with oneDNN on at every size measured, so the
 server, which only runs saved models forward, keeps it on.
 
-Measured on this 2-core machine (docs/benchmarks.md, issue 25): training with oneDNN off took
-about the same time per epoch as with it on, for the classic design and for a strided 1x1 design
-at 64x64; a plain worker takes ~2.5 s longer to start than a forked one.
+The cost, measured on this 2-core machine under load (docs/benchmarks.md, issue 25): an epoch
+with oneDNN off takes about 1.9x as long (the classic design, and a strided 1x1 design at 64x64
+against the same layers built as a slice and an unstrided convolution with oneDNN on), and a
+plain worker starts ~2.5 s later than a forked one. Only these designs pay it; refusing them was
+the alternative. Building them as slices instead keeps oneDNN's speed but puts custom layers in
+saved models (a transposed 1x1 convolution is a zero insertion with the bias after it).
 """
 
 from __future__ import annotations
