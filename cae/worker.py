@@ -81,7 +81,7 @@ def run_job(
 ) -> int:
     """Train the request of a ``train`` command, report over ``channel``, save; exit code."""
     from cae.errors import error_line
-    from cae.onednn import VARIABLE, environment_for, is_off
+    from cae.onednn import turn_off_for
     from cae.recipe import TestSplit, load_recipe
     from cae.request import TrainRequest
     from cae.store import save_trained, staging_dir
@@ -89,12 +89,7 @@ def run_job(
 
     try:
         request = TrainRequest.from_dict(job["request"])
-        if environment_for(request.spec) and not is_off():  # it would crash this process
-            raise RuntimeError(
-                "this design has a kernel 1 tap wide along a strided axis, which oneDNN cannot "
-                "train, and this worker has oneDNN on (cae.jobs starts such a job with it off). "
-                f"Received: {VARIABLE}={os.environ.get(VARIABLE)!r}"
-            )
+        turn_off_for([request.spec])  # TensorFlow is imported: refused if oneDNN would crash
         dataset = load_recipe(request.data)
         result = train(
             request.spec,

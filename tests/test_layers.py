@@ -16,6 +16,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
         ["shapes"],  # shape arithmetic over specs
+        ["onednn"],  # oneDNN off for the designs it cannot train
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         ["inspection", "recipe", "budget"],  # looking into models; where a run's images come from
         ["events"],  # a training's TensorBoard event file
