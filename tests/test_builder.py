@@ -124,6 +124,7 @@ def runs_as_computed(spec, built=None) -> None:
     assert train_step(built.autoencoder, images, target) == (2, *report.output_shape)
 
 
+@pytest.mark.slow
 @settings(
     max_examples=200,
     deadline=None,
@@ -165,6 +166,7 @@ def deconv_cases():
     yield Deconv(2, (2, 2), (1, 1), "same", "linear", (0, 0), (2, 1))  # span 3x2
 
 
+@pytest.mark.slow
 def test_transposed_convolutions_run_as_computed_or_are_refused_as_tensorflow_refuses():
     """Each case: the shape check accepts it and TensorFlow computes our shape on a real batch, or
     the check refuses it in one line, TensorFlow aborts on it, and every fix offered runs as

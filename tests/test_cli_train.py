@@ -41,6 +41,7 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     """Train, list and evaluate by the CLI's own main in this process (TensorFlow loaded once);
     the same commands as processes of their own: tests/test_cli_quiet.py and the tests below."""
@@ -94,6 +95,7 @@ def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     assert both["fresh"] == pytest.approx(both["stored"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
     models = tmp_path / "models"
     env = dict(os.environ, CAE_MODELS_DIR=str(models))
@@ -241,6 +243,7 @@ def test_bad_arguments_exit_2_with_one_line(args, expected, tmp_path, monkeypatc
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     result = run_cli(
         "train",
@@ -294,6 +297,7 @@ def test_wrong_shaped_data_file_exits_2_before_training(tmp_path, capsys):
     assert line.endswith("Received: images=[32, 32, 1], input_shape=[28, 28, 1]")
 
 
+@pytest.mark.slow
 def test_train_on_an_uploaded_array_file_into_a_root(tmp_path, capsys):
     digits = np.load(REPO / "cae" / "_data" / "mnist_sample.npz")["x"][:200]
     path = tmp_path / "digits.npz"
@@ -321,6 +325,7 @@ def test_train_on_an_uploaded_array_file_into_a_root(tmp_path, capsys):
         assert float(stored) == pytest.approx(float(now), rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_strided_one_tap_design_trains_from_the_cli_with_onednn_off(tmp_path):
     """A 1x1 (transposed) convolution strided by 2 at 64x64 crashes oneDNN's training (measured,
     a SIGSEGV): ``cae train`` turns oneDNN off before it imports TensorFlow, and one step trains.
