@@ -10,7 +10,7 @@ before they import TensorFlow. Forward passes ran with oneDNN on at every size m
 server, which only runs saved models forward, keeps it on.
 
 The cost, measured on this 2-core machine under load (docs/benchmarks.md, issue 25): an epoch
-with oneDNN off takes about 1.9x as long (the classic design, and a strided 1x1 design at 64x64
+with oneDNN off takes 1.4-1.9x as long (the classic design, and a strided 1x1 design at 64x64
 against the same layers built as a slice and an unstrided convolution with oneDNN on), and a
 plain worker starts ~2.5 s later than a forked one. Only these designs pay it; refusing them was
 the alternative. Building them as slices instead keeps oneDNN's speed but puts custom layers in
