@@ -889,6 +889,24 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _specs_to_train(args: argparse.Namespace) -> list[ArchitectureSpec]:
+    """The designs a ``train`` or ``sweep`` command will train (none for other commands, or when
+    its arguments are wrong: the command reports that, in its own order): read before TensorFlow
+    is imported, since one of them may need oneDNN off (``cae.onednn``)."""
+    try:
+        if args.command == "train":
+            return [_variational_argument(_load_spec_argument(args), args)]
+        if args.command == "sweep":
+            from cae.sweep import expand, parse_vary
+
+            axes = [parse_vary(text) for text in args.vary]
+            variants = expand(_load_spec_argument(args), _train_config(args), axes)
+            return [variant.spec for variant in variants if variant.spec is not None]
+    except Exception:  # noqa: BLE001 - the command itself raises it again, where it did before
+        return []
+    return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = make_parser()
@@ -897,8 +915,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("train", "sweep", "evaluate", "sample") or getattr(
             args, "keras", False
         ):
+            from cae.onednn import turn_off_for
             from cae.quiet import import_tensorflow_quietly
 
+            turn_off_for(_specs_to_train(args))  # before TensorFlow reads it, at its import
             import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

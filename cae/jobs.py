@@ -5,7 +5,8 @@ data) and returns a :class:`TrainingJob` at once; a thread of this process hands
 JSON, to a worker process (``python -m cae.worker``, see that module for why and for the protocol),
 which loads the images from the request's data recipe itself, and turns the worker's messages into
 a plain progress object. The worker is forked from a template process that has TensorFlow
-imported already (``cae.zygote``), or started as a plain process where that cannot be. The page
+imported already (``cae.zygote``), or started as a plain process where that cannot be, and where
+the design needs oneDNN's custom operations off (``cae.onednn``: they crash its training). The page
 polls ``job.snapshot()`` (a copy, taken under a lock) and calls ``job.stop()``. Each owner (a
 browser session) has at most one running job; owners share nothing. A run that finishes normally
 is saved by the worker; a stopped or failed one (its last completed epoch) is saved with
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from cae.onednn import environment_for
 from cae.progress import Progress
 from cae.protocol import encode_value, progress_from_message
 from cae.request import TrainRequest
@@ -50,24 +52,31 @@ FEW_CPUS = 2  # with this many CPUs or fewer, no spare is started while a job tr
 FINISHED_JOB_SECONDS = 6 * 3600  # a finished job (and its previews) is kept this long for its tab
 MAX_FINISHED_JOBS = 200  # and at most this many finished jobs are kept in all, newest first
 START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
+ONEDNN_OFF_MESSAGE = (
+    "Starting a training process with oneDNN off (a kernel 1 tap wide along a strided axis "
+    "crashes oneDNN's; TensorFlow takes a few seconds to load)."
+)
 
 
 class WorkerProcess:
     """A ``python -m cae.worker`` child: JSON lines in and out, its standard error in a temp file."""
 
-    def __init__(self, *, warm_up: bool = False) -> None:
+    def __init__(self, *, warm_up: bool = False, extra_env: dict[str, str] | None = None) -> None:
         """Start the process; it imports TensorFlow (``warm_up``: and trains a tiny model once,
-        for a spare that waits anyway) and then waits for one job."""
+        for a spare that waits anyway) and then waits for one job. ``extra_env`` is set on top of
+        the caller's environment (a variable read at TensorFlow's import makes it a plain process)."""
         # closed in close(), after the process has ended
         self._log: IO[bytes] = tempfile.TemporaryFile(prefix="cae-worker-", suffix=".log")  # noqa: SIM115
+        self.extra_env = dict(extra_env or {})
+        env = {**worker_environment(), **self.extra_env}
         argv = ["--warm-up"] if warm_up else []
-        forked = spawn_worker(argv, self._log)  # TensorFlow already imported: ~0.1 s, not ~4
+        forked = spawn_worker(argv, self._log, env)  # TensorFlow already imported: ~0.1 s, not ~4
         self.process: subprocess.Popen[str] | ForkedChild = forked or subprocess.Popen(
             [sys.executable, "-m", "cae.worker", *argv],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=worker_environment(),
+            env=env,
             text=True,
             encoding="utf-8",
             bufsize=1,
@@ -203,6 +212,7 @@ class TrainingJob:
         self._done = threading.Event()
         self._progress = Progress(state="starting", epochs=self.config.epochs)
         self._final: Progress | None = None
+        self._extra_env = environment_for(request.spec)  # oneDNN off where the design needs it
         self._thread = threading.Thread(
             target=self._run, name=f"cae-train-{owner}-{self.job_id}", daemon=True
         )
@@ -216,8 +226,20 @@ class TrainingJob:
     def _use_spare(self, worker: WorkerProcess | None) -> None:
         """Run on ``worker`` (a spare, maybe still loading TensorFlow) instead of a new one."""
         self._spare = worker
-        ready = worker is not None and worker.alive() and worker.ready_now()
-        self._progress.message = "Starting." if ready else START_MESSAGE
+        ready = self._fits(worker) and worker is not None and worker.ready_now()
+        if ready:
+            self._progress.message = "Starting."
+        else:
+            self._progress.message = ONEDNN_OFF_MESSAGE if self._extra_env else START_MESSAGE
+
+    def _fits(self, worker: WorkerProcess | None) -> bool:
+        """True when ``worker`` runs and was started with the environment this job needs."""
+        return worker is not None and worker.alive() and worker.extra_env == self._extra_env
+
+    @property
+    def onednn_off(self) -> bool:
+        """True when this job's design trains with oneDNN's custom operations off."""
+        return bool(self._extra_env)
 
     # -- control
     def start(self) -> TrainingJob:
@@ -314,11 +336,13 @@ class TrainingJob:
         worker, self._spare = self._spare, None
         try:
             command = self._command()
-            if worker is None or not worker.alive():
-                if worker is not None:
+            if not self._fits(worker):
+                if worker is not None:  # gone, or a spare whose oneDNN setting is not this job's
+                    worker.close_input()
+                    worker.finish(5.0)
                     worker.close()
-                worker = WorkerProcess()
-                self._update_message(START_MESSAGE)
+                worker = WorkerProcess(extra_env=self._extra_env)
+                self._update_message(ONEDNN_OFF_MESSAGE if self._extra_env else START_MESSAGE)
             if not worker.send(command):
                 raise RuntimeError("the training process did not accept the job")
             with self._lock:  # only now may stop() write to it: the job line must come first
@@ -553,7 +577,8 @@ class JobManager:
                     f"Received: job_id={current.job_id!r}, discard_unsaved=False"
                 )
             job = TrainingJob(owner, request, root=root, auto_save=auto_save)
-            job._use_spare(self._take_spare_locked())
+            if not job.onednn_off:  # the spare has oneDNN on: it stays for the next job
+                job._use_spare(self._take_spare_locked())
             job.on_done = self._job_ended
             self._jobs[owner] = job
             job.start()

@@ -10,9 +10,10 @@ Where TensorFlow cannot run what Keras's symbolic shape promises, the layer is r
 that are checked: a transposed convolution with padding ``same``, an even kernel span and an
 output_padding of 0 has the symbolic size (n - 1) * s, but TensorFlow's conv2d_transpose needs
 ceil(out / s) == n and aborts on a real batch (keras-team/keras#15666; measured here with
-TensorFlow 2.21 and Keras 3.15, for every even span, strides 1-3 and either dilation form). And a
-(transposed) convolution whose kernel is 1 tap wide along an axis strided by 2 or more gets a
-shape from both, but training it crashes the process on some sizes (oneDNN's CPU kernels).
+TensorFlow 2.21 and Keras 3.15, for every even span, strides 1-3 and either dilation form). A
+(transposed) convolution whose kernel is 1 tap wide along an axis strided by 2 or more is accepted,
+but oneDNN's CPU kernels crash its training on some sizes: :func:`needs_onednn_off` says so, and
+such a design trains with oneDNN's custom operations off (``cae.onednn``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from cae.spec import (
     KINDS,
     LAYER_BY_NAME,
     MAX_KERNEL,
-    MAX_SCALE,
     ArchitectureSpec,
     BatchNorm,
     Conv,
@@ -264,35 +264,6 @@ def _depthwise_params(layer: Depthwise, channels: int) -> tuple[int, str]:
 LayerOutput = tuple[Shape, int, str, str]  # output shape, parameters, shape formula, params formula
 
 
-def _strided_single_taps(layer: Convolution) -> list[int]:
-    """The axes on which the kernel is 1 tap wide but the strides are above 1."""
-    return [axis for axis in (0, 1) if layer.kernel[axis] == 1 and layer.strides[axis] > 1]
-
-
-def _refuse_strided_single_taps(
-    layer: Convolution, fixes: tuple[tuple[str, Replacement], ...]
-) -> None:
-    """Refuse a kernel 1 tap wide along an axis strided by more than 1: training it crashes
-    TensorFlow 2.21 on the CPU.
-
-    Measured here (oneDNN on, its default; one forward and backward step, model.fit too): Conv2D
-    and Conv2DTranspose with a 1x1 kernel and strides 2-4 segfault or abort the process on inputs
-    from about 32-64 pixels a side, and a Conv2D with kernel 1x2, 1x3 or 1x5 and strides 3x1 on a
-    40x279 input; the same layers ran on other sizes, so the fault depends on the buffer sizes.
-    Kernels of 2 and more along every strided axis (2x5 or 3x5 with strides 3x1, 2x2 and 3x3 with
-    strides 2-4), 1x1 pooling with strides, and every case with TF_ENABLE_ONEDNN_OPTS=0 all ran.
-    """
-    axes = _strided_single_taps(layer)
-    if axes:
-        raise _LayerProblem(
-            f"a kernel {_fmt_shape(layer.kernel)} with strides {_fmt_shape(layer.strides)} "
-            f"(1 tap wide along a strided {' and '.join(('height', 'width')[a] for a in axes)}) "
-            "crashes TensorFlow's CPU training (a oneDNN fault in TensorFlow 2.21)",
-            f"kernel={layer.kernel}, strides={layer.strides}",
-            fixes,
-        )
-
-
 def _span_prefix(layer: Convolution) -> str:
     """``kernel span 3 + (3 - 1)*(2 - 1) = 5; `` before a dilated layer's formula, else empty."""
     text = effective_kernel_text(layer.kernel, layer.dilation)
@@ -304,23 +275,8 @@ def _sliding_convolution(
 ) -> LayerOutput:
     """The shape rule every sliding (not transposed) convolution kind shares: ``same`` gives
     ceil(n / s), ``valid`` floor((n - k) / s) + 1 per axis, where a dilated kernel counts with its
-    span k + (k - 1)(d - 1); ``channels`` out and the kind's ``params`` (count, formula). Refused: a
-    kernel 1 tap wide along a strided axis (TensorFlow's CPU training crashes on it)."""
+    span k + (k - 1)(d - 1); ``channels`` out and the kind's ``params`` (count, formula)."""
     height, width, _ = shape
-    axes = _strided_single_taps(layer)
-    apart = tuple(layer.strides[a] if a in axes else 1 for a in (0, 1))
-    kept = tuple(1 if a in axes else layer.strides[a] for a in (0, 1))
-    _refuse_strided_single_taps(
-        layer,
-        (
-            (
-                f"keep one pixel per {_fmt_shape(apart)} block with a 1x1 pooling, then the "
-                f"{kind_of(layer).title.lower()} with strides {_fmt_shape(kept)} (the same "
-                "computation)",
-                (Pool("max", (1, 1), apart, layer.padding), replace(layer, strides=kept)),
-            ),
-        ),
-    )
     out_hw, texts = _sliding_window(
         layer, "kernel", layer.kernel, layer.strides, (height, width), layer.dilation
     )
@@ -429,7 +385,7 @@ def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
     when dilated): ``same`` gives n * s, ``valid`` n * s + max(k - s, 0); with output_padding,
     (n - 1) * s + k % 2 + output_padding (``same``) or (n - 1) * s + k + output_padding
     (``valid``). Refused where TensorFlow cannot train it: ``same``, an even span and
-    output_padding 0; a kernel 1 tap wide along a strided axis. Weights as a convolution's.
+    output_padding 0. Weights as a convolution's.
 
     >>> deconv_output(Deconv(2, (3, 3), (2, 2), "valid"), (7, 7, 1))
     ((15, 15, 2), 20, 'valid (transposed): 7 * 2 + max(3 - 2, 0) = 15', '3*3*1*2 + 2 = 20')
@@ -437,22 +393,6 @@ def deconv_output(layer: Deconv, shape: Shape) -> LayerOutput:
     'same (transposed): (7 - 1) * 2 + 4 % 2 + 1 = 13'
     """
     height, width, channels = shape
-    axes = _strided_single_taps(layer)
-    taps = tuple(layer.strides[a] if a in axes else layer.kernel[a] for a in (0, 1))
-    wider: list[tuple[str, Replacement]] = [
-        (
-            f"use a {_fmt_shape(taps)} kernel (as many taps as the strides where it had one)",
-            replace(layer, kernel=taps),
-        )
-    ]
-    if layer.kernel == (1, 1) and max(layer.strides) <= MAX_SCALE:
-        wider.append(
-            (
-                f"up-sample by {_fmt_shape(layer.strides)}, then a 1x1 convolution",
-                (Upsample(layer.strides), Conv(layer.filters, (1, 1), activation=layer.activation)),
-            )
-        )
-    _refuse_strided_single_taps(layer, tuple(wider))
     refused = _tensorflow_refuses(layer)
     if refused:
         axis = refused[0]
@@ -1103,3 +1043,34 @@ def format_table(report: ShapeReport) -> str:
     else:
         out.append(f"output {_fmt_shape(report.output_shape)} matches the input")
     return "\n".join(out)
+
+
+# ------------------------------------------------- designs oneDNN's CPU kernels cannot train
+
+
+def _strided_single_taps(layer: Convolution) -> list[int]:
+    """The axes on which the kernel is 1 tap wide but the strides are above 1."""
+    return [axis for axis in (0, 1) if layer.kernel[axis] == 1 and layer.strides[axis] > 1]
+
+
+def needs_onednn_off(spec: ArchitectureSpec) -> bool:
+    """True when ``spec`` has a convolution of any kind whose kernel is 1 tap wide along an axis
+    strided by 2 or more: TensorFlow 2.21's oneDNN CPU kernels crash the process training it on
+    some sizes (uxlfoundation/oneDNN#6035), so it trains with ``TF_ENABLE_ONEDNN_OPTS=0``. The
+    separable and depthwise kinds count too: their depthwise step is a strided 1-tap kernel (not
+    measured one by one; off is the safe side, at 1.4-1.9x the time).
+
+    Measured here, each case in its own process, fit and predict at 28, 32 and 64 pixels: a 1x1
+    Conv2D with strides 2 crashed training at 64 pixels, a 1x1 Conv2DTranspose with strides 2 or 3
+    at every size; 1x3 and 3x1 kernels ran here (a 1x3 with strides 3x1 crashed on 40x279 before);
+    no forward pass crashed, and nothing crashed with oneDNN off.
+
+    >>> needs_onednn_off(ArchitectureSpec("s", (64, 64, 1), (Conv(8, (3, 1), (2, 2)),), ()))
+    True
+    >>> needs_onednn_off(ArchitectureSpec("s", (64, 64, 1), (Conv(8, (3, 3), (2, 2)),), ()))
+    False
+    """
+    return any(
+        kind_of(layer).convolution and _strided_single_taps(layer)  # type: ignore[arg-type]
+        for layer in (*spec.encoder, *spec.decoder)
+    )

@@ -81,6 +81,7 @@ def run_job(
 ) -> int:
     """Train the request of a ``train`` command, report over ``channel``, save; exit code."""
     from cae.errors import error_line
+    from cae.onednn import turn_off_for
     from cae.recipe import TestSplit, load_recipe
     from cae.request import TrainRequest
     from cae.store import save_trained, staging_dir
@@ -88,6 +89,7 @@ def run_job(
 
     try:
         request = TrainRequest.from_dict(job["request"])
+        turn_off_for([request.spec])  # TensorFlow is imported: refused if oneDNN would crash
         dataset = load_recipe(request.data)
         result = train(
             request.spec,

@@ -285,14 +285,16 @@ def enabled() -> bool:
     )
 
 
-def spawn_worker(argv: list[str], stderr: IO[bytes]) -> ForkedChild | None:
+def spawn_worker(
+    argv: list[str], stderr: IO[bytes], env: dict[str, str] | None = None
+) -> ForkedChild | None:
     """A worker (``python -m cae.worker *argv``) forked from this process's template, its
-    standard error written to ``stderr``; None when a plain process must be started instead
-    (see the module's docstring)."""
+    standard error written to ``stderr``, with ``env`` (default: :func:`worker_environment`);
+    None when a plain process must be started instead (see the module's docstring)."""
     global _shared, _broken
     if not enabled() or _broken is not None:
         return None
-    env = worker_environment()
+    env = worker_environment() if env is None else env
     with _shared_lock:
         template = _shared
         if template is not None and template.dead:

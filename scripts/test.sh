@@ -4,7 +4,14 @@
 # pytest runs in parallel processes (pytest-xdist, one per core, at most 4): most tests wait on
 # subprocesses, servers or a browser, so one process leaves a core idle half the time.
 # Pass `-n 0` to run in one process.
+# `--quick` (first argument) runs the inner-loop tier instead: no browser, multi-worker or slow
+# tests (markers set in tests/conftest.py and by hand); the full run, without it, is what CI runs.
 set -euo pipefail
+quick=()
+if [ "${1:-}" = "--quick" ]; then
+  shift
+  quick=(-m "not browser and not multiworker and not slow")
+fi
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/datasets/fashion-mnist ]; then
   sudo=""
@@ -17,4 +24,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -m ruff check .
-exec .venv/bin/python -m pytest -n auto --maxprocesses=4 --dist worksteal "$@"
+exec .venv/bin/python -m pytest -n auto --maxprocesses=4 --dist worksteal "${quick[@]}" "$@"

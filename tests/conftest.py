@@ -1,13 +1,35 @@
-"""Shared fixtures. Browser fixtures: `browser` (session) and `page` (per test)."""
+"""Shared fixtures. Browser fixtures: `browser` (session) and `page` (per test).
+
+Tiers (`bash scripts/test.sh --quick` leaves out the marked ones): a test is marked `browser`
+when its file is tests/test_browser_*.py or it uses the `browser` or `page` fixture, and
+`multiworker` when its file is in MULTIWORKER_FILES, here, so a new test is marked without
+remembering to; `slow` is marked by hand on tests that train long or many models.
+"""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.browser import CHROMIUM_PATH, launch_chromium, screenshot, watch_runs
+
+BROWSER_FILES = "test_browser_*.py"
+BROWSER_FIXTURES = {"browser", "page"}
+MULTIWORKER_FILES = {"test_distributed.py"}  # several local tf.distribute worker processes
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark browser and multi-worker tests by their file and fixtures (see the module's docstring)."""
+    for item in items:
+        name = Path(str(item.fspath)).name
+        if fnmatch.fnmatch(name, BROWSER_FILES) or BROWSER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.browser)
+        if name in MULTIWORKER_FILES:
+            item.add_marker(pytest.mark.multiworker)
 
 
 @pytest.fixture

@@ -34,3 +34,20 @@ def make_trained_run(
     dataset = load_recipe(request.data)
     result = train(request.spec, dataset, request.config)
     return save_trained(result, request, TestSplit.of(dataset, request.data), root=root)
+
+
+STRIDED_ONE_TAP_64 = {
+    "name": "strided-1x1",
+    "input_shape": [64, 64, 1],
+    "encoder": [
+        {"type": "conv", "filters": 8, "kernel": 3},
+        {"type": "conv", "filters": 4, "kernel": 1, "strides": 2},
+    ],
+    "decoder": [
+        {"type": "deconv", "filters": 8, "kernel": 1, "strides": 2},
+        {"type": "conv", "filters": 1, "kernel": 3, "activation": "sigmoid"},
+    ],
+}
+"""A 64x64 design with a 1x1 convolution and a 1x1 transposed convolution strided by 2: oneDNN's
+CPU kernels crash training both (TensorFlow 2.21; measured, a SIGSEGV each), so it trains with
+oneDNN off (cae.onednn)."""

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,6 +23,7 @@ def test_home_page_shows_the_classic_design():
     assert "PSNR 17.7 dB" in texts
 
 
+@pytest.mark.slow
 def test_home_page_does_not_import_tensorflow():
     code = (
         "import sys; from streamlit.testing.v1 import AppTest; "
@@ -73,6 +75,7 @@ def test_the_sidebar_shows_the_design_the_page_shows():
     assert f"{page_params} parameters" in sidebar, (page_params, sidebar)
 
 
+@pytest.mark.slow
 def test_train_names_a_run_by_design_data_and_counter_and_warns_of_a_taken_name(
     tmp_path, monkeypatch
 ):

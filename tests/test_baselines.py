@@ -181,6 +181,7 @@ def test_a_cache_folder_that_cannot_be_written_costs_only_speed(subspace_recipe,
     assert set(scores) == set(METRIC_KEYS)
 
 
+@pytest.mark.slow
 def test_run_baselines_of_a_saved_run(tmp_path):
     from tests.runs import make_trained_run
 
@@ -283,6 +284,7 @@ def _saved_run(root: Path, recipe: DataRecipe, name: str) -> str:
     )
 
 
+@pytest.mark.slow
 def test_results_shows_each_runs_baselines_beside_its_metrics(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -231,6 +231,7 @@ def image_urls(app: AppTest) -> list[str]:
     return [image.proto.imgs[0].url for image in app.get("image")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [2, 5])
 def test_results_page_shows_one_channel_at_a_time(multichannel_runs, monkeypatch, channels):
     root, runs = multichannel_runs

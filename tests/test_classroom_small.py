@@ -76,6 +76,7 @@ def test_the_architecture_page_shows_a_bad_upload_with_a_material_icon(tmp_path,
     assert alert.icon == ":material/error:"
 
 
+@pytest.mark.slow
 def test_how_many_is_off_while_indices_are_typed(tmp_path, monkeypatch):
     from tests.runs import make_trained_run
 

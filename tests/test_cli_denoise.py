@@ -16,6 +16,7 @@ TRAIN = ["train", "--preset", "classic", "--dataset", "mnist-sample", "--limit",
 TRAIN += ["--epochs", "1", "--batch-size", "32"]
 
 
+@pytest.mark.slow
 def test_train_a_denoiser_and_evaluate_it_on_corrupted_inputs(tmp_path, monkeypatch, capsys):
     models = tmp_path / "models"
     monkeypatch.setenv("CAE_MODELS_DIR", str(models))
@@ -61,6 +62,7 @@ def test_train_a_denoiser_and_evaluate_it_on_corrupted_inputs(tmp_path, monkeypa
     assert both["fresh"]["corrupted_psnr"] != pytest.approx(both["fresh"]["denoise_psnr"])
 
 
+@pytest.mark.slow
 def test_a_plain_run_scored_on_corrupted_inputs_and_the_old_noise_flag(
     tmp_path, monkeypatch, capsys
 ):

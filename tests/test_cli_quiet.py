@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from cae.builder import build
 from cae.spec import ArchitectureSpec, preset
 
@@ -48,6 +50,7 @@ def run(
     )
 
 
+@pytest.mark.slow
 def test_shapes_keras_prints_nothing_on_stderr():
     result = run("-m", "cae", "shapes", "--preset", "classic", "--keras")
     assert result.returncode == 0, result.stderr
@@ -55,6 +58,7 @@ def test_shapes_keras_prints_nothing_on_stderr():
     assert "decoder" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_command_line_imports_keras_without_pandas_which_stays_importable():
     """Keras imports pandas only to accept DataFrames (0.4 CPU-s of its 2.8 here); the command
     line, which trains and scores arrays, leaves it out (cae.quiet.import_keras_without_pandas)."""
@@ -69,6 +73,7 @@ def test_the_command_line_imports_keras_without_pandas_which_stays_importable():
     assert result.stdout.strip().splitlines()[-2:] == ["0 True False", "pandas"]
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_print_nothing_on_stderr_and_errors_stay_one_line(tmp_path):
     """Training also prints TensorFlow's first-use lines (cuInit, a oneDNN note) unless warmed up."""
     out = tmp_path / "quiet-run"
@@ -97,6 +102,7 @@ def test_train_and_evaluate_print_nothing_on_stderr_and_errors_stay_one_line(tmp
     assert "model.keras cannot be loaded" in lines[0] and len(lines[0]) <= 300
 
 
+@pytest.mark.slow
 def test_an_error_after_importing_tensorflow_stays_one_line(tmp_path):
     data = preset("classic").to_dict()
     data["encoder"][2]["kernel"] = [0, 3]

@@ -41,6 +41,7 @@ def cli(capsys, *args: str) -> tuple[int, str, str]:
     return status, captured.out, captured.err
 
 
+@pytest.mark.slow
 def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     """Train, list and evaluate by the CLI's own main in this process (TensorFlow loaded once);
     the same commands as processes of their own: tests/test_cli_quiet.py and the tests below."""
@@ -94,6 +95,7 @@ def test_train_list_evaluate(tmp_path, monkeypatch, capsys):
     assert both["fresh"] == pytest.approx(both["stored"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
     models = tmp_path / "models"
     env = dict(os.environ, CAE_MODELS_DIR=str(models))
@@ -241,6 +243,7 @@ def test_bad_arguments_exit_2_with_one_line(args, expected, tmp_path, monkeypatc
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
     result = run_cli(
         "train",
@@ -294,6 +297,7 @@ def test_wrong_shaped_data_file_exits_2_before_training(tmp_path, capsys):
     assert line.endswith("Received: images=[32, 32, 1], input_shape=[28, 28, 1]")
 
 
+@pytest.mark.slow
 def test_train_on_an_uploaded_array_file_into_a_root(tmp_path, capsys):
     digits = np.load(REPO / "cae" / "_data" / "mnist_sample.npz")["x"][:200]
     path = tmp_path / "digits.npz"
@@ -319,3 +323,27 @@ def test_train_on_an_uploaded_array_file_into_a_root(tmp_path, capsys):
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
     for stored, now in rows.values():
         assert float(stored) == pytest.approx(float(now), rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_a_strided_one_tap_design_trains_from_the_cli_with_onednn_off(tmp_path):
+    """A 1x1 (transposed) convolution strided by 2 at 64x64 crashes oneDNN's training (measured,
+    a SIGSEGV): ``cae train`` turns oneDNN off before it imports TensorFlow, and one step trains.
+    So does ``cae sweep`` when one of its designs needs it."""
+    from tests.runs import STRIDED_ONE_TAP_64
+
+    spec = tmp_path / "strided.json"
+    spec.write_text(json.dumps(STRIDED_ONE_TAP_64))
+    data = tmp_path / "noise64.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (18, 64, 64), dtype=np.uint8))
+    common = ["--data", str(data), "--limit", "8", "--epochs", "1", "--batch-size", "8",
+              "--validation-split", "0"]  # fmt: skip
+    root = tmp_path / "runs"
+    done = run_cli("train", "--spec", str(spec), *common, "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    (run,) = root.iterdir()
+    assert json.loads((run / "metrics.json").read_text())["latent_shape"] == [32, 32, 4]
+    vary = ["--vary", "encoder.1.strides=1,2", "--vary", "decoder.0.strides=1,2"]
+    done = run_cli("sweep", "--spec", str(spec), *common, *vary, "--out-dir", str(tmp_path / "sw"))
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((tmp_path / "sw" / "sweep.json").read_text())["runs"]) == 2

@@ -68,6 +68,7 @@ def cli_run(tmp_path_factory):
     return root, root / "run"
 
 
+@pytest.mark.slow
 def test_a_trained_run_has_tensorboard_scalars_and_strips(cli_run):
     _, folder = cli_run
     path = folder / events.EVENTS_FILE
@@ -112,6 +113,7 @@ def test_runs_with_event_files_list_load_and_delete(cli_run):
     assert not copy.exists() and [run.run_id for run in list_runs(root)] == ["run"]
 
 
+@pytest.mark.slow
 def test_staged_and_published_runs_carry_their_events(tmp_path, monkeypatch):
     from cae.recipe import DataRecipe, TestSplit, load_recipe
     from cae.request import TrainRequest

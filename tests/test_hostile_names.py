@@ -240,6 +240,7 @@ def hostile_spec() -> dict:
     return {**preset("classic").to_dict(), "name": SPEC_NAME}
 
 
+@pytest.mark.slow
 def test_home_and_train_show_hostile_names_as_text(hostile_runs):
     root, ids = hostile_runs
     for run_id, name in zip(ids, HOSTILE, strict=True):
@@ -250,6 +251,7 @@ def test_home_and_train_show_hostile_names_as_text(hostile_runs):
     check_page(app, [HOSTILE[-1], SPEC_NAME])
 
 
+@pytest.mark.slow
 def test_results_shows_every_hostile_name_as_text(hostile_runs):
     root, ids = hostile_runs
     app = open_app("pages/3_Results.py")

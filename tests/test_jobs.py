@@ -13,12 +13,21 @@ import psutil
 import pytest
 
 from cae.builder import weights_digest
-from cae.jobs import JOBS, START_MESSAGE, JobBusy, JobManager, TrainingJob, WorkerProcess
+from cae.jobs import (
+    JOBS,
+    ONEDNN_OFF_MESSAGE,
+    START_MESSAGE,
+    JobBusy,
+    JobManager,
+    TrainingJob,
+    WorkerProcess,
+)
 from cae.recipe import DataRecipe
 from cae.request import TrainRequest
 from cae.spec import ArchitectureSpec, preset
 from cae.store import list_runs, load_run
 from cae.training import TrainConfig
+from tests.runs import STRIDED_ONE_TAP_64
 
 TIMEOUT = 120
 
@@ -50,6 +59,7 @@ def test_default_manager_exists():
     assert isinstance(JOBS, JobManager)
 
 
+@pytest.mark.slow
 def test_a_job_runs_in_the_background_finishes_and_is_saved(tmp_path):
     jobs = JobManager()
     job = jobs.start(
@@ -82,6 +92,7 @@ def test_a_job_runs_in_the_background_finishes_and_is_saved(tmp_path):
     assert job.save() == job.run_id  # saving again gives the same run
 
 
+@pytest.mark.slow
 def test_stop_then_save_keeps_the_last_completed_epoch(tmp_path):
     jobs = JobManager()
     job = jobs.start(
@@ -114,6 +125,7 @@ def test_stop_then_save_keeps_the_last_completed_epoch(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))  # the staging folder is gone once published
 
 
+@pytest.mark.slow
 def test_a_job_stopped_before_its_first_epoch_cannot_be_saved(tmp_path):
     jobs = JobManager()
     job = jobs.start(
@@ -128,6 +140,7 @@ def test_a_job_stopped_before_its_first_epoch_cannot_be_saved(tmp_path):
         job.save()
 
 
+@pytest.mark.slow
 def test_two_owners_train_at_once_and_see_only_their_own_progress(tmp_path):
     jobs = JobManager()
     a = jobs.start(
@@ -158,6 +171,7 @@ def test_two_owners_train_at_once_and_see_only_their_own_progress(tmp_path):
     assert {r.name for r in list_runs(tmp_path)} == {"a", "b"}
 
 
+@pytest.mark.slow
 def test_the_same_owner_cannot_start_twice(tmp_path):
     jobs = JobManager()
     config = TrainConfig(epochs=200, batch_size=32, validation_split=0.0)
@@ -232,6 +246,7 @@ def start(
     return jobs.start(owner, request(data, config, name), root=root, **options)
 
 
+@pytest.mark.slow
 def test_training_runs_in_a_separate_process_that_exits(tmp_path):
     jobs = JobManager()
     job = start(jobs, "fay", 64, TrainConfig(epochs=1, batch_size=32), "elsewhere", tmp_path)
@@ -243,6 +258,7 @@ def test_training_runs_in_a_separate_process_that_exits(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_killed_worker_fails_the_job_with_a_message_and_saves_nothing(
     tmp_path, tmp_path_factory, monkeypatch
 ):
@@ -279,6 +295,7 @@ def test_a_killed_worker_fails_the_job_with_a_message_and_saves_nothing(
     assert again.wait(TIMEOUT) and again.run_id, again.snapshot().message
 
 
+@pytest.mark.slow
 def test_a_new_job_discards_the_unsaved_model_of_the_last_one(tmp_path):
     jobs = JobManager()
     config = TrainConfig(epochs=1, batch_size=32, validation_split=0.0)
@@ -295,6 +312,7 @@ def test_a_new_job_discards_the_unsaved_model_of_the_last_one(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_prewarm_keeps_a_ready_worker_for_the_next_job(tmp_path, monkeypatch):
     import cae.jobs
 
@@ -328,6 +346,7 @@ def test_prewarm_keeps_a_ready_worker_for_the_next_job(tmp_path, monkeypatch):
     assert jobs._spare is None
 
 
+@pytest.mark.slow
 def test_a_worker_whose_server_goes_away_saves_what_it_trained(tmp_path):
     """The server process dies mid-training: its worker sees its input close, stops after the
     current batch and saves the completed epochs as a run, marked server_exited."""
@@ -385,6 +404,7 @@ def test_progress_messages_round_trip():
         progress_from_message(bad)
 
 
+@pytest.mark.slow
 def test_a_stop_at_once_on_a_spare_worker_ends_the_job_cleanly(tmp_path):
     """stop() right after start, while the job line may not have reached the spare yet."""
     jobs = JobManager()
@@ -429,6 +449,7 @@ def test_a_diverging_job_ends_failed_with_the_reason_and_nothing_saved(tmp_path)
     assert list_runs(tmp_path) == [] and not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_job_leaves_no_autograph_files_in_the_temporary_folder(tmp_path, monkeypatch):
     """TensorFlow's AutoGraph writes the code it converts to the temporary folder and deletes it
     at exit, which the worker's quick exit skipped: a job left 4 files there, a server thousands."""
@@ -446,3 +467,56 @@ def test_a_job_leaves_no_autograph_files_in_the_temporary_folder(tmp_path, monke
         assert time.monotonic() < deadline, "the worker did not exit"
         time.sleep(0.05)
     assert not list(temporary.glob("__autograph_generated_file*"))
+
+
+def strided_request(tmp_path, name: str) -> TrainRequest:
+    """One step (8 images, batch 8, no validation) of STRIDED_ONE_TAP_64 on random 64x64 images."""
+    path = tmp_path / "noise64.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (18, 64, 64), dtype=np.uint8))
+    config = TrainConfig(epochs=1, batch_size=8, validation_split=0.0, preview_count=0)
+    recipe = DataRecipe.for_file(path, limit=8)
+    return TrainRequest(ArchitectureSpec.from_dict(STRIDED_ONE_TAP_64), recipe, config, name)
+
+
+@pytest.mark.slow
+def test_a_strided_one_tap_design_trains_in_a_worker_with_onednn_off(tmp_path, monkeypatch):
+    """oneDNN's CPU kernels crash a worker training a 1x1 (transposed) convolution strided by 2
+    (a SIGSEGV, measured): such a job gets a plain worker with TF_ENABLE_ONEDNN_OPTS=0 and
+    trains; the waiting spare (oneDNN on) is left for the next job."""
+    import cae.jobs
+
+    monkeypatch.setattr(cae.jobs, "FEW_CPUS", 10**6)  # no second spare while the job trains
+    jobs = JobManager()
+    try:
+        jobs.prewarm()
+        spare = jobs._spare
+        job = jobs.start("una", strided_request(tmp_path, "strided"), root=tmp_path)
+        assert job.onednn_off and jobs._spare is spare  # the spare is not this job's
+        seen = poll_until(job, lambda s: not s.active)
+        assert job.wait(TIMEOUT) and job.error is None and job.run_id, job.snapshot().message
+        assert ONEDNN_OFF_MESSAGE in {s.message for s in seen}
+        assert job.result.epochs_completed == 1 and job.worker_pid != spare.pid
+        (info,) = list_runs(tmp_path)
+        assert info.metrics["latent_shape"] == [32, 32, 4]
+    finally:
+        jobs.close_spare()
+
+
+def test_a_worker_with_onednn_on_refuses_a_strided_one_tap_design_instead_of_crashing(tmp_path):
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        pytest.skip("oneDNN is off for every worker here")
+    worker = WorkerProcess()  # the template's oneDNN setting: on
+    try:
+        command = {
+            "cmd": "train",
+            "job_id": "abc",
+            "request": strided_request(tmp_path, "refused").to_dict(),
+            "root": str(tmp_path),
+        }
+        assert worker.send(command)
+        messages = list(worker.messages())
+        (error,) = [m["message"] for m in messages if m["kind"] == "error"]
+        assert "oneDNN cannot train" in error and "Received: TF_ENABLE_ONEDNN_OPTS=" in error
+        assert messages[-1]["kind"] == "end" and worker.finish(30) == 1
+    finally:
+        worker.close()

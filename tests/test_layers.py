@@ -18,6 +18,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
         ["datasets", "uploads"],  # the built-in datasets; uploads
         ["shapes"],  # shape arithmetic over specs
+        ["onednn"],  # oneDNN off for the designs it cannot train
         ["builder", "explain", "plots"],  # Keras models, words and figures from shapes
         [
             "inspection",

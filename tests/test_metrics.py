@@ -76,6 +76,7 @@ def test_shape_mismatch_names_both_shapes():
         metrics.psnr(np.zeros((1, 4, 4, 1)), np.zeros((1, 4, 4, 1)), max_value=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "images",
     [

@@ -120,6 +120,7 @@ def test_the_recipe_carries_the_choice_to_the_images(tmp_path):
         DataRecipe(dataset="mnist-sample", upload_array="x")
 
 
+@pytest.mark.slow
 def test_cli_trains_on_the_chosen_array_and_records_it(tmp_path, capsys):
     from cae.__main__ import main
 

@@ -63,6 +63,7 @@ def open_page(page: str, run_id: str) -> AppTest:
     return app
 
 
+@pytest.mark.slow
 def test_the_stored_test_split_is_disjoint_from_the_training_split(seed7):
     root, run_id = seed7
     recipe = DataRecipe("mnist-sample", seed=7)
@@ -93,6 +94,7 @@ def test_cae_evaluate_scores_the_run_on_its_own_test_split(seed7, capsys):
     assert set(fresh) == {metric.key for metric in METRICS}
 
 
+@pytest.mark.slow
 def test_results_page_scores_and_shows_the_runs_own_test_split(served):
     root, run_id, calls = served
     app = open_page("pages/3_Results.py", run_id)

@@ -23,6 +23,7 @@ def models(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_train_page_chooses_a_corruption_shows_it_and_trains_a_denoiser(models):
     app = open_page(TRAIN)
     assert not app.exception
@@ -62,6 +63,7 @@ def save_run(root, name: str, **config) -> str:
     return save_trained(result, request, TestSplit.of(dataset, request.data), root=root)
 
 
+@pytest.mark.slow
 def test_results_shows_triplets_and_corrupted_scores_of_a_denoiser_beside_a_plain_run(models):
     denoiser = save_run(models, "sp denoiser", corruption="salt-pepper", strength=0.2)
     plain = save_run(models, "plain run")
@@ -115,6 +117,7 @@ def test_results_shows_triplets_and_corrupted_scores_of_a_denoiser_beside_a_plai
     assert "denoised:" not in grid.proto.spec
 
 
+@pytest.mark.slow
 def test_results_on_plain_runs_offers_gaussian_noise(models):
     plain = save_run(models, "plain only")
     app = open_page(RESULTS, {COMPARE_KEY: [plain]})

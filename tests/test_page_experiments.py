@@ -79,6 +79,7 @@ def test_the_plan_says_when_the_design_it_starts_from_is_variational(models):
     assert "2,763 parameters · variational, beta 2, KL warm-up 3 epochs (change it" in texts(app)
 
 
+@pytest.mark.slow
 def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     app = open_page()
     owner = app.session_state["owner_id"]
@@ -151,6 +152,7 @@ def test_parallel_runs_follow_the_free_cores():
     assert parallel_runs(4, busy=3) == 1
 
 
+@pytest.mark.slow
 def test_the_comparison_of_a_finished_experiment(models):
     name = "<b>bold</b> [x](http://e.example)"
     experiment = EXPERIMENTS.submit(
@@ -202,6 +204,7 @@ def test_the_comparison_of_a_finished_experiment(models):
     assert "run" not in app.query_params
 
 
+@pytest.mark.slow
 def test_more_cores_train_several_runs_at_once(models, monkeypatch):
     import cae.experiments
 
@@ -220,6 +223,7 @@ def test_more_cores_train_several_runs_at_once(models, monkeypatch):
     assert [item["state"] for item in experiment.record["items"]] == ["finished", "finished"]
 
 
+@pytest.mark.slow
 def test_stop_keeps_the_runs_already_finished(models):
     from cae.store import list_runs
 
@@ -253,6 +257,7 @@ def upload_bytes(count: int = 120) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
     import hashlib
 

@@ -33,6 +33,7 @@ def editor_state(app: AppTest) -> dict:
     return app.session_state["le_editor"]
 
 
+@pytest.mark.slow
 def test_page_opens_on_the_newest_run_with_a_test_image(app):
     assert not app.exception, app.exception
     assert app.title[0].value == "Latent Editor"

@@ -36,6 +36,7 @@ def widget(collection, prefix):
     return matches[0]
 
 
+@pytest.mark.slow
 def test_train_page_trains_in_the_background_and_saves(models):
     app = open_page(TRAIN)
     assert not app.exception
@@ -59,6 +60,7 @@ def test_train_page_trains_in_the_background_and_saves(models):
     assert app.session_state["active_run"] == job.run_id
 
 
+@pytest.mark.slow
 def test_train_page_stop_keeps_the_form_usable(models):
     app = open_page(TRAIN)
     widget(app.number_input, "train_epochs").set_value(50)
@@ -163,6 +165,7 @@ def test_results_page_compares_two_runs(two_runs):
     assert app.get("download_button")
 
 
+@pytest.mark.slow
 def test_results_page_deletes_with_confirmation(two_runs, models):
     app = open_page(RESULTS)
     app.multiselect(key="results_runs").set_value(two_runs[:1]).run()
@@ -182,6 +185,7 @@ def test_results_page_lists_broken_runs(two_runs, models):
     assert [run.run_id for run in list_runs(models)] == [two_runs[1]]
 
 
+@pytest.mark.slow
 def test_results_page_says_in_one_line_when_an_old_run_has_no_test_images(two_runs, models):
     """A run saved before runs kept their test images, whose record does not say its split: the
     page says so instead of scoring it on images it may have trained on."""

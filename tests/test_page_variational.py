@@ -65,6 +65,7 @@ def editor(vae_root, monkeypatch) -> AppTest:
     return at.switch_page("pages/4_Latent_Editor.py").run()
 
 
+@pytest.mark.slow
 def test_latent_editor_paints_means_in_the_priors_range_and_samples_the_prior(editor):
     app = editor
     assert not app.exception, app.exception
@@ -110,6 +111,7 @@ def test_inspect_shows_the_mean_and_the_log_variance(vae_root, monkeypatch):
     assert abs(worked["value"] - worked["keras_value"]) < 1e-5
 
 
+@pytest.mark.slow
 def test_train_page_trains_a_variational_design_with_both_terms(tmp_path, monkeypatch):
     from cae.jobs import JOBS
     from cae.store import list_runs, load_history

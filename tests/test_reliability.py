@@ -9,6 +9,7 @@ import tokenize
 import tomllib
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae.jobs import JOBS
@@ -54,6 +55,7 @@ def test_no_eval_exec_pickle_or_unsafe_loading_in_the_source():
     assert hits == []
 
 
+@pytest.mark.slow
 def test_a_closed_tab_does_not_stop_its_job_and_a_new_session_does_not_see_it(
     tmp_path, monkeypatch
 ):

@@ -45,6 +45,7 @@ def warnings(app) -> list[str]:
     return [str(w.value) for w in app.warning]
 
 
+@pytest.mark.slow
 def test_a_link_shows_that_run_and_makes_it_the_compare_selection(models):
     root, first, second = models
     app = open_results(first)  # not the newest run: the link decides, not the default

@@ -64,6 +64,7 @@ def stage(root: Path, token: str, name: str, *, fallback: bool = False) -> Path:
     return folder / run_id
 
 
+@pytest.mark.slow
 def test_a_failed_save_keeps_the_model_and_the_save_can_be_retried(tmp_path, staging):
     root = tmp_path / "models"
     root.write_text("not a folder")  # the runs folder cannot be written to
@@ -125,6 +126,7 @@ def test_the_train_page_lists_unsaved_runs_to_save_or_discard(tmp_path, staging,
     assert list_staged(root) == [] and not keep.exists()
 
 
+@pytest.mark.slow
 def test_a_kept_run_that_a_live_job_holds_is_not_offered_to_others(tmp_path, staging, monkeypatch):
     """Only orphaned kept runs are listed: one a live job holds belongs to that job's owner."""
     from cae.jobs import JOBS
@@ -145,6 +147,7 @@ def test_a_kept_run_that_a_live_job_holds_is_not_offered_to_others(tmp_path, sta
     assert list_staged(root) == []
 
 
+@pytest.mark.slow
 def test_finished_jobs_are_dropped_after_a_bound_and_their_kept_runs_stay_listed(
     tmp_path, staging, monkeypatch
 ):

@@ -83,6 +83,7 @@ def keys(app: AppTest) -> set[str]:
     return {button.key for button in app.button}
 
 
+@pytest.mark.slow
 def test_a_second_tab_watches_read_only_takes_over_after_a_confirmation_and_is_asked_before_a_new_training_discards_kept_epochs(
     tmp_path, monkeypatch
 ):

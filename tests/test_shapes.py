@@ -6,8 +6,18 @@ from dataclasses import replace
 
 import pytest
 
-from cae.shapes import ShapeError, compute_shapes, format_table, repairs
-from cae.spec import ArchitectureSpec, Conv, Deconv, Pool, Upsample, preset, preset_classic
+from cae.shapes import ShapeError, compute_shapes, format_table, needs_onednn_off, repairs
+from cae.spec import (
+    PRESETS,
+    ArchitectureSpec,
+    Conv,
+    Deconv,
+    Pool,
+    Upsample,
+    preset,
+    preset_classic,
+)
+from tests.runs import STRIDED_ONE_TAP_64
 
 
 def test_importing_shapes_and_spec_does_not_import_tensorflow():
@@ -194,29 +204,37 @@ def test_transposed_formulas_with_output_padding_are_keras_own():
         (Deconv(2, (3, 1), (2, 2), "valid"), (23, 22, 2)),
     ],
 )
-def test_kernels_one_tap_wide_along_a_strided_axis_are_refused_with_fixes_of_the_same_shape(
+def test_kernels_one_tap_wide_along_a_strided_axis_are_accepted_and_need_onednn_off(
     layer, keras_shape
 ):
+    """They were refused (oneDNN's CPU kernels crash their training); now they get Keras's shape
+    and train with oneDNN off (cae.onednn; trained in tests/test_jobs.py and test_cli_train.py)."""
     spec = ArchitectureSpec("x", (11, 11, 1), (layer,), ())
-    with pytest.raises(ShapeError) as info:
-        compute_shapes(spec)
-    message = str(info.value)
-    assert (
-        "1 tap wide along a strided" in message and "crashes TensorFlow's CPU training" in message
-    )
-    assert "; fix: " in message and "Received: kernel=" in message
-    assert info.value.fixes
-    for fix in info.value.fixes:
-        assert compute_shapes(fix.spec).output_shape == keras_shape, fix.description
+    assert compute_shapes(spec).output_shape == keras_shape
+    assert needs_onednn_off(spec)
+    assert needs_onednn_off(ArchitectureSpec("x", (11, 11, 1), (Conv(1, (3, 3)),), (layer,)))
 
 
-def test_kernels_of_two_taps_along_strided_axes_are_not_refused():
+def test_kernels_of_two_taps_along_strided_axes_need_no_change():
     for layer in (
         Conv(2, (2, 5), (3, 1)),
         Conv(2, (1, 3), (1, 2), "valid"),
         Deconv(2, (2, 1), (3, 1)),
+        Conv(2, (1, 1)),
     ):
-        compute_shapes(ArchitectureSpec("x", (11, 11, 1), (layer,), ()))
+        spec = ArchitectureSpec("x", (11, 11, 1), (layer,), ())
+        compute_shapes(spec)
+        assert not needs_onednn_off(spec)
+    assert not any(needs_onednn_off(preset(name)) for name in PRESETS)
+
+
+def test_the_strided_one_tap_test_design_has_the_shapes_keras_gives():
+    spec = ArchitectureSpec.from_dict(STRIDED_ONE_TAP_64)
+    report = compute_shapes(spec)
+    assert [row.output_shape for row in report.rows] == [
+        (64, 64, 8), (32, 32, 4), (64, 64, 8), (64, 64, 1),
+    ]  # fmt: skip
+    assert report.matches and report.latent_shape == (32, 32, 4) and needs_onednn_off(spec)
 
 
 def test_dilation_counts_the_kernel_span_in_every_formula():

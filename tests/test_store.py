@@ -389,6 +389,7 @@ for i in itertools.count():
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_saves_never_leaves_an_ok_run_that_fails_to_load(saved, tmp_path):
     """Children save in a loop and are SIGKILLed at random moments: one with real Keras saves,
     six (no TensorFlow, fast to start) writing a real model.keras slowly, so kills land mid-save."""

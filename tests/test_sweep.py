@@ -313,6 +313,7 @@ def sweep_cli(out: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_sweep_two_runs_one_epoch(tmp_path, capsys):
     out = tmp_path / "sweep"
     result = sweep_cli(out, "--vary", "encoder.0.filters=4,8", "--vary", "code=1,0")
@@ -345,6 +346,7 @@ def test_cli_sweep_two_runs_one_epoch(tmp_path, capsys):
     assert status == 2 and "already holds a sweep" in line
 
 
+@pytest.mark.slow
 def test_cli_sweep_compares_plain_and_variational_denoisers(tmp_path, capsys):
     """The same command as above, by the CLI's own main in this process (the subprocess there
     covers the process; here a second TensorFlow import, and a template's, would only cost time)."""

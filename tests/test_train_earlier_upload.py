@@ -5,6 +5,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae.jobs import JOBS
@@ -29,6 +30,7 @@ def captions(app: AppTest) -> str:
     return "\n".join(str(item.value) for item in app.caption)
 
 
+@pytest.mark.slow
 def test_an_upload_stays_chosen_after_a_page_switch_with_its_array_and_trains(models):
     app = open_page(TRAIN, timeout=180)
     app.selectbox(key="train_dataset").set_value("upload").run()

@@ -132,6 +132,7 @@ def test_progress_copy_and_fraction():
 # ------------------------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_progress_reports(digits):
     calls: list[Progress] = []
     result = train(
@@ -174,6 +175,7 @@ def test_loss_decreases_and_progress_reports(digits):
     assert last.fraction == 1.0
 
 
+@pytest.mark.slow
 def test_progress_is_throttled(digits):
     calls: list[Progress] = []
     result = train(
@@ -189,6 +191,7 @@ def test_progress_is_throttled(digits):
     assert calls[-1].state == "finished"
 
 
+@pytest.mark.slow
 def test_stop_in_second_epoch_keeps_the_first_epochs_weights(digits, monkeypatch):
     built = capture_build(monkeypatch)
     after_epoch_1: list[list[np.ndarray]] = []
@@ -226,6 +229,7 @@ def test_stop_in_second_epoch_keeps_the_first_epochs_weights(digits, monkeypatch
     assert seen[-1].state == "stopped" and result.test_metrics
 
 
+@pytest.mark.slow
 def test_stop_before_the_first_epoch_completes(digits):
     calls: list[Progress] = []
     result = train(
@@ -291,6 +295,7 @@ def test_pipeline_corrupts_inputs_of_every_kind(digits, kind, strength):
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.slow
 def test_denoising_training_reports_denoise_metrics(digits):
     calls: list[Progress] = []
     data = small(digits, 128)
@@ -319,6 +324,7 @@ def test_denoising_training_reports_denoise_metrics(digits):
     assert np.array_equal(last.preview_inputs, corrupted[:3])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("optimizer", "loss", "optimizer_class", "loss_class"),
     [
@@ -371,6 +377,7 @@ def test_too_few_images_for_a_validation_split():
         )
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_with_a_message():
     huge = np.full((64, 28, 28, 1), 1e30, np.float32)
     dataset = Dataset(name="huge", x_train=huge, y_train=None, x_test=huge[:8], y_test=None)
@@ -388,6 +395,7 @@ def test_nan_loss_fails_with_a_message():
     assert calls[-1].state == "failed" and calls[-1].message == result.message
 
 
+@pytest.mark.slow
 def test_a_loss_that_turns_nan_keeps_the_last_good_epoch(digits, monkeypatch):
     built = capture_build(monkeypatch)
     good: list[list[np.ndarray]] = []
@@ -435,6 +443,7 @@ def test_early_stopping_keeps_the_best_epoch(digits):
     assert "Early stopping" in result.message
 
 
+@pytest.mark.slow
 def test_evaluate_run_matches_the_training_metrics(digits):
     data = small(digits, 64, n_test=32)
     result = train(
@@ -511,6 +520,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_over_two_logical_cpus():
     run = subprocess.run(
         [sys.executable, "-c", MIRRORED_SCRIPT],
@@ -530,6 +540,7 @@ def test_mirrored_strategy_over_two_logical_cpus():
     assert 0 < out["mse"] < 1
 
 
+@pytest.mark.slow
 def test_a_stop_during_validation_discards_that_epoch(digits):
     checks = {"n": 0}
     batches_per_epoch = 4  # 115 training images / 32; then 13 validation images in 1 batch
@@ -549,6 +560,7 @@ def test_a_stop_during_validation_discards_that_epoch(digits):
     assert result.history == {"loss": [], "val_loss": []}
 
 
+@pytest.mark.slow
 def test_mixed_precision_keeps_the_last_layer_float32_and_saves_like_any_run(digits, tmp_path):
     from cae.recipe import DataRecipe, TestSplit
     from cae.request import TrainRequest
@@ -585,6 +597,7 @@ def test_too_few_images_are_said_before_training_with_the_minimum():
         training.check_enough_images(0, 0.0)
 
 
+@pytest.mark.slow
 def test_uint8_images_give_the_float32_batches_and_the_same_training(digits):
     """Images held as uint8 are made float32 in the pipeline, per batch: the same values as
     ``as_float`` (every byte value, both gather paths), and so the same training, metrics and
@@ -619,6 +632,7 @@ def test_uint8_images_give_the_float32_batches_and_the_same_training(digits):
     assert np.array_equal(recon, reconstruct(a.built.autoencoder, floats.x_test, batch_size=16))
 
 
+@pytest.mark.slow
 def test_evaluation_chunks_are_bounded_in_bytes(digits, monkeypatch):
     """Big images are evaluated a few at a time (EVAL_CHUNK_BYTES as float32), with the same
     result as one chunk."""

@@ -182,6 +182,7 @@ def digits():
     return load_dataset("mnist-sample", limit=400, seed=0)
 
 
+@pytest.mark.slow
 def test_training_logs_both_terms_and_warms_up(digits):
     from cae.training import TrainConfig, train
 
@@ -213,6 +214,7 @@ def test_training_logs_both_terms_and_warms_up(digits):
     assert result.latent_stats["shape"] == [7, 7, 1]
 
 
+@pytest.mark.slow
 def test_a_variational_run_saves_and_loads_under_safe_mode(tmp_path, monkeypatch):
     import keras
 
@@ -251,6 +253,7 @@ def test_a_variational_run_saves_and_loads_under_safe_mode(tmp_path, monkeypatch
 # ------------------------------------------------------------------------------------ sampling codes
 
 
+@pytest.mark.slow
 def test_random_codes_come_from_the_prior_or_the_fitted_gaussian():
     from cae.latent import brush_ranges, latent_statistics, sample_codes
 
@@ -287,6 +290,7 @@ def test_random_codes_come_from_the_prior_or_the_fitted_gaussian():
     assert lows == stats["channel_min"] and highs == stats["channel_max"]
 
 
+@pytest.mark.slow
 def test_cli_trains_a_variational_run_and_samples_it(tmp_path, capsys):
     from cae.__main__ import main
 

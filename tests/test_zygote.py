@@ -64,6 +64,7 @@ def test_workers_are_forked_from_one_template_and_say_ready():
             worker.close()
 
 
+@pytest.mark.slow
 def test_a_forked_worker_takes_the_callers_environment_at_its_start(tmp_path, monkeypatch):
     """CAE_STAGING_DIR is read by the worker when it keeps an unsaved model: set after the
     template started, it must still be the one the worker uses."""
@@ -113,6 +114,7 @@ def test_a_killed_worker_reports_the_signal_like_popen():
         worker.close()
 
 
+@pytest.mark.slow
 def test_a_dead_template_leaves_its_workers_running_and_a_new_one_starts(fresh_template):
     first = WorkerProcess()
     try:
@@ -156,6 +158,7 @@ print(json.dumps({"code": worker.finish(60)}))
 """
 
 
+@pytest.mark.slow
 def test_an_orphaned_worker_adopted_by_this_process_is_reaped_with_its_exit_code():
     import json
     import subprocess
