@@ -414,8 +414,9 @@ def _convolution_label(layer: Convolution) -> str:
     """``Conv 16 3x3 same relu``: the kind's short name, the filters where it has them, the kernel,
     ``stride 2x2`` / ``dilation 2x2`` where not 1, padding and activation, then ``x2 depth`` for a
     depth multiplier above 1 and ``out-pad 1x1`` for a set output_padding."""
-    text = KINDS[type(layer)].short
-    if isinstance(getattr(layer, "filters", None), int):
+    kind = KINDS[type(layer)]
+    text = kind.short
+    if kind.filters:
         text += f" {layer.filters}"  # type: ignore[union-attr]
     text += f" {_size(layer.kernel)}"
     if layer.strides != (1, 1):
