@@ -14,17 +14,24 @@ import pytest
 
 from cae import explain
 from cae.shapes import compute_shapes, effective_kernel_text
-from cae.spec import PRESETS, ArchitectureSpec, Conv, Crop, Deconv, Pool, Upsample, preset
+from cae.spec import (
+    PRESETS,
+    ArchitectureSpec,
+    BatchNorm,
+    Conv,
+    Crop,
+    Deconv,
+    Depthwise,
+    Dropout,
+    Pool,
+    SepConv,
+    Upsample,
+    preset,
+)
 
 markdown_it = pytest.importorskip("markdown_it")
 
-EXPLAINERS = [
-    explain.explain_convolution,
-    explain.explain_padding,
-    explain.explain_pooling,
-    explain.explain_upsampling,
-    explain.explain_cropping,
-]
+EXPLAINERS = [topic.explain for topic in explain.TOPICS]  # what the Architecture page shows
 
 
 def rendered_text(markdown: str) -> str:
@@ -40,6 +47,12 @@ def specs():
         (28, 28, 1),
         (Conv(32, (5, 5)), Pool("max", (2, 2)), Conv(8, (3, 3), dilation=(2, 3))),
         (Upsample((2, 2)), Deconv(1, (3, 3), strides=(1, 1)), Crop(((0, 0), (0, 0)))),
+    )
+    yield ArchitectureSpec(
+        "separable",
+        (28, 28, 3),
+        (SepConv(16, (3, 3), (2, 2), depth_multiplier=2), BatchNorm(), Depthwise((3, 3))),
+        (Dropout(0.2), Upsample((2, 2)), Conv(3, (3, 3), activation="sigmoid")),
     )
 
 
