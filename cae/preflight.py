@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cae.shapes import Fix, ShapeReport, compute_shapes, work_per_image
+from cae.shapes import Fix, ShapeReport, compute_shapes, needs_onednn_off, work_per_image
 from cae.spec import ArchitectureSpec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -306,6 +306,19 @@ def fit_speed(samples: Iterable[tuple[float, float]]) -> Speed:
     return Speed(DEFAULT_OVERHEAD, statistics.median(rates), len(points))
 
 
+# A design that trains with oneDNN's custom operations off (cae.shapes.needs_onednn_off) takes this
+# many times as long per image: 1.80 (classic) and 1.43 (a strided 1x1 design against its sliced
+# equivalent) per epoch on a quiet machine, 1.9 under load (docs/benchmarks.md, issue 25).
+ONEDNN_OFF_SLOWDOWN = 1.7
+
+
+def training_work(report: ShapeReport) -> float:
+    """A training step's cost per image as this machine pays it: :func:`work_per_image`, times
+    ``ONEDNN_OFF_SLOWDOWN`` for a design that trains with oneDNN off."""
+    slower = ONEDNN_OFF_SLOWDOWN if needs_onednn_off(report.spec) else 1.0
+    return work_per_image(report) * slower
+
+
 def training_seconds(work: float, num_train: int, epochs: int, speed: Speed) -> float:
     """One run's estimated seconds: ``work`` per image x ``num_train`` images x ``epochs``."""
     return speed.seconds(work * num_train * epochs)
@@ -416,8 +429,13 @@ def preflight(
     if report is not None and num_train is not None:
         speed = fit_speed(speed_samples)
         trained = max(0, num_train - validation_count(num_train, config.validation_split))
-        seconds = training_seconds(work_per_image(report), trained, config.epochs, speed)
-        time = TimeEstimate(seconds, speed, speed.basis)
+        seconds = training_seconds(training_work(report), trained, config.epochs, speed)
+        basis = speed.basis
+        if needs_onednn_off(spec):
+            basis += (
+                f"; x{ONEDNN_OFF_SLOWDOWN:g} for training with oneDNN off (a 1-tap strided kernel)"
+            )
+        time = TimeEstimate(seconds, speed, basis)
     return Preflight(tuple(problems), memory, time)
 
 

@@ -34,8 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.metrics import METRICS
-from cae.preflight import preflight
-from cae.shapes import work_per_image
+from cae.preflight import preflight, training_work
 from cae.spec import KINDS, LAYER_BY_NAME, ArchitectureSpec, describe_layer, kind_of
 from cae.training import TrainConfig
 
@@ -435,7 +434,7 @@ def expand(
                 params=report.total_params,
                 latent_shape=tuple(report.latent_shape),
                 compression=report.compression_ratio,
-                work=work_per_image(report),
+                work=training_work(report),
             )
         )
     return variants
@@ -483,7 +482,7 @@ def variant_request(
 
 def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
     """(work, wall seconds) of the newest ``RATE_RUNS`` complete runs: their training images times
-    epochs times ``work_per_image`` of their design, against their recorded wall time (what
+    epochs times ``training_work`` of their design, against their recorded wall time (what
     ``cae.preflight`` fits this machine's speed to)."""
     from cae.shapes import compute_shapes
     from cae.store import read_run_json
@@ -495,7 +494,7 @@ def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
             outcome = train.get("outcome")
             outcome = outcome if isinstance(outcome, dict) else train  # older runs: flat keys
             spec = ArchitectureSpec.from_dict(read_run_json(run.path, "spec"))
-            work = work_per_image(compute_shapes(spec, with_fixes=False))
+            work = training_work(compute_shapes(spec, with_fixes=False))
         except (ValueError, OSError, TypeError, AttributeError):
             continue
         num_train, epochs = outcome.get("num_train"), outcome.get("epochs_completed")

@@ -8,8 +8,8 @@ import streamlit as st
 
 from cae import explain
 from cae.plots import shape_diagram
-from cae.preflight import estimate_memory
-from cae.shapes import ShapeError, ShapeReport, compute_shapes, repairs
+from cae.preflight import ONEDNN_OFF_SLOWDOWN, estimate_memory
+from cae.shapes import ShapeError, ShapeReport, compute_shapes, needs_onednn_off, repairs
 from cae.spec import MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_NAME_LENGTH, PRESETS, ArchitectureSpec
 from ui.design_editor import (
     MESSAGE_KEY,
@@ -168,6 +168,11 @@ def verdict(edited: dict[str, Any]) -> tuple[ArchitectureSpec | None, ShapeRepor
         if report.fixes:
             st.markdown("Suggested fixes (each one checked):")
         fix_buttons(report.fixes, "arch_fix_", on_fix)
+    if needs_onednn_off(spec):
+        st.caption(
+            "A kernel 1 tap wide along a strided axis: this design trains with TensorFlow's "
+            f"oneDNN operations off (they crash on it), about {ONEDNN_OFF_SLOWDOWN:g}x as long."
+        )
     st.plotly_chart(shape_diagram(report), width="stretch", key="arch_diagram")
     return spec, report
 

@@ -240,3 +240,14 @@ def test_separable_and_depthwise_kinds_are_edited_counted_and_explained(app):
     texts = " ".join(block.value for block in app.markdown)
     assert "separable convolution" in texts and "depthwise convolution" in texts
     assert "3*3*16*2 + 16*2*8 + 8 = 552" in texts
+
+
+def test_a_strided_one_tap_kernel_is_accepted_and_said_to_train_slower(app):
+    edit(app, "encoder", 0)
+    widget(app.number_input, "arch_encoder_0_kernel").set_value(1).run()  # kernel 1x3
+    widget(app.number_input, "arch_encoder_0_strides").set_value(2).run()  # strides 2x1
+    assert not app.exception and not app.error
+    captions = " ".join(item.value for item in app.caption)
+    assert "oneDNN operations off" in captions
+    load_preset(app, "classic")
+    assert "oneDNN" not in " ".join(item.value for item in app.caption)

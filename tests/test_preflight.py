@@ -153,3 +153,24 @@ def test_check_input_shape_names_both_shapes():
     check_input_shape(replace(CLASSIC, input_shape=(28, 28, 3)), Dataset("rgb", x, None, x, None))
     with pytest.raises(ValueError, match="Received: images=\\[28, 28, 3\\], input_shape="):
         check_input_shape(CLASSIC, Dataset("rgb", x, None, x, None))
+
+
+def test_a_design_that_trains_with_onednn_off_is_estimated_slower_and_says_why():
+    """A kernel 1 tap wide along a strided axis trains with oneDNN off (cae.onednn): measured
+    1.4-1.9x per epoch, so the time estimate grows by ONEDNN_OFF_SLOWDOWN and its basis says so."""
+    from cae.preflight import ONEDNN_OFF_SLOWDOWN, training_work
+    from cae.spec import Conv, Upsample
+
+    strided = ArchitectureSpec(
+        "strided",
+        (28, 28, 1),
+        (Conv(8, (1, 1), (2, 2)),),
+        (Upsample((2, 2)), Conv(1, (3, 3), activation="sigmoid")),
+    )
+    plain = strided.with_layers(encoder=(Conv(8, (3, 3), (2, 2)),))
+    report = compute_shapes(strided)
+    assert training_work(report) == pytest.approx(ONEDNN_OFF_SLOWDOWN * work_per_image(report))
+    assert training_work(compute_shapes(plain)) == work_per_image(compute_shapes(plain))
+    check = preflight(strided, TrainConfig(epochs=2), image_shape=(28, 28, 1), num_train=1000)
+    assert check.ok and "oneDNN off" in check.time.basis
+    assert "oneDNN" not in preflight(plain, TrainConfig(), num_train=1000).time.basis
