@@ -215,3 +215,31 @@ def test_a_complete_run_in_the_other_staging_place_is_not_removed(tmp_path, monk
         shutil.copytree(DEFAULT_RUN, path)
     discard_staged(second, root)
     assert first.is_dir() and not second.parent.exists()
+
+
+# ------------------------------------------------------------------------ the Train page
+
+
+def test_the_train_page_keeps_an_upload_for_its_workspace_and_says_when_the_quota_is_full(
+    models, monkeypatch
+):
+    """Chosen on the Train page, an upload is written with the session's owner beside it; past
+    the quota the page says so when the file is chosen, and nothing is written."""
+    from tests.test_page_train_results import TRAIN, open_page
+
+    small, large = npy_bytes(100, seed=3), npy_bytes(200, seed=4)  # 78 KB and 157 KB
+    monkeypatch.setenv("CAE_UPLOAD_QUOTA", str(len(small) + 1000))
+    app = open_page(TRAIN, timeout=180)
+    app.selectbox(key="train_dataset").set_value("upload").run()
+    app.file_uploader(key="train_upload").upload("small.npy", small).run()
+    assert not app.exception and not app.error
+    (kept,) = [path for path in uploads_dir(models).iterdir() if path.suffix == ".npy"]
+    assert set(read_record(kept).owners) == {app.session_state["owner_id"]}
+    app.file_uploader(key="train_upload").upload("large.npy", large).run()
+    assert not app.exception
+    (error,) = [str(item.value) for item in app.error]
+    assert error.startswith(
+        "large.npy is not kept: the upload does not fit this workspace's upload"
+    )
+    assert f"Received: size={len(large):,} bytes" in error
+    assert [path for path in uploads_dir(models).iterdir() if path.suffix == ".npy"] == [kept]

@@ -17,7 +17,7 @@ from cae.datasets import DATASETS, dataset_status, sample_images
 from cae.recipe import UPLOAD, DataRecipe
 from cae.store import save_upload
 from cae.text import clean_name, plain_markdown
-from cae.upload_files import UploadQuotaError, keep_seconds
+from cae.upload_files import UploadQuotaError
 from cae.uploads import NpzArray, npz_arrays, npz_image_key, npz_sources, upload_summary
 from ui.state import (
     DATASET_KEY,
@@ -210,13 +210,6 @@ def choose_upload(*, disabled: bool) -> DataChoice:
     )
     if upload is None:  # the picker empties on a page switch: the file chosen before stays
         upload = earlier_upload()
-        if upload is not None and not Path(upload.path).is_file():  # past its keep time
-            st.caption(
-                f":material/history: **{plain_markdown(upload.name)}**, uploaded earlier, is no "
-                f"longer kept (uploads are kept {keep_seconds() / 3600:g} hours after their last "
-                "use). Choose it again above."
-            )
-            upload = None
         if upload is not None:
             st.caption(
                 f":material/history: Using **{plain_markdown(upload.name)}**, uploaded "
