@@ -335,7 +335,11 @@ def test_evaluate_refuses_a_folder_that_is_not_a_run_in_one_line(tmp_path, capsy
     (folder / "spec.json").write_text("{}")  # part of a run: loading names what is missing
     status, _, stderr = cli(capsys, "evaluate", str(folder))
     (line,) = stderr.strip().splitlines()
-    assert status == 2 and line.startswith("error: Run 'photos' cannot be loaded: ") and "run.json" in line
+    assert (
+        status == 2
+        and line.startswith("error: Run 'photos' cannot be loaded: ")
+        and "run.json" in line
+    )
 
 
 def test_a_mismatched_upload_is_refused_from_its_headers_before_decoding(tmp_path):
