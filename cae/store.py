@@ -51,6 +51,13 @@ from cae.recipe import (
 )
 from cae.spec import ArchitectureSpec
 from cae.text import clean_name
+from cae.upload_files import (  # uploads: by content, kept for a time, within a quota
+    UPLOADS_DIR,
+    UPLOADS_LOCK,
+    check_quota,
+    claim_upload,
+    clean_uploads,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -70,7 +77,6 @@ TEST_FILE = "test_images.npz"
 MARKER_FILE = "run.json"
 JSON_FILES = (MARKER_FILE, SPEC_FILE, TRAIN_FILE, HISTORY_FILE, METRICS_FILE, LATENT_FILE)
 TMP_PREFIX = ".tmp-"
-UPLOADS_DIR = ".uploads"  # uploaded data files, by content, referenced by the runs' recipes
 MAX_SLUG_LENGTH = 48
 MAX_RUN_ID_LENGTH = 128
 STALE_TMP_SECONDS = 24 * 3600
@@ -921,8 +927,6 @@ def save_upload(
     recipe. Expired uploads are removed first, and a file over the workspace's upload quota is
     refused (``cae.upload_files``: how long uploads are kept, what each workspace may keep)."""
     import hashlib
-
-    from cae.upload_files import UPLOADS_LOCK, check_quota, claim_upload, clean_uploads
 
     suffix = Path(str(filename).replace("\\", "/")).suffix.lower()
     if not re.fullmatch(r"\.[a-z0-9]{1,8}", suffix):

@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+UPLOADS_DIR = ".uploads"  # inside the runs folder (hidden, so never listed as a run)
 DEFAULT_QUOTA_BYTES = 2**30  # 1 GiB: five of the largest uploads (200 MB each)
 DEFAULT_KEEP_HOURS = 24.0  # a day after the last use: the next lesson's uploads start afresh
 RECORD_SUFFIX = ".owners.json"
@@ -137,12 +138,17 @@ def read_record(upload: str | os.PathLike[str]) -> UploadRecord:
         return fallback
     owners = data.get("owners") if isinstance(data.get("owners"), dict) else {}
     holds = data.get("holds") if isinstance(data.get("holds"), dict) else {}
+    last_used = data.get("last_used")
     return UploadRecord(
-        size=fallback.size or int(data.get("size") or 0),
-        owners={str(k): float(v) for k, v in owners.items() if isinstance(v, (int, float))},
-        last_used=max(float(data.get("last_used") or 0.0), 0.0) or fallback.last_used,
+        size=fallback.size,
+        owners={str(k): float(v) for k, v in owners.items() if _is_number(v)},
+        last_used=float(last_used) if _is_number(last_used) else fallback.last_used,
         holds={str(k): v for k, v in holds.items() if isinstance(v, dict)},
     )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _write_record(upload: Path, record: UploadRecord) -> None:
@@ -185,9 +191,9 @@ def claim_upload(upload: str | os.PathLike[str], owner: str, now: float | None =
 
 
 def _is_kept_upload(path: Path) -> bool:
-    """True for a file written by ``save_upload`` (its record is beside it): a ``--data`` file of
-    the CLI or a built-in dataset is not ours to hold or remove."""
-    return path.is_file() and record_path(path).is_file()
+    """True for a file of an uploads folder (written by ``save_upload``, maybe before records
+    existed): a ``--data`` file of the CLI or a built-in dataset is not ours to hold or remove."""
+    return path.parent.name == UPLOADS_DIR and path.is_file() and not path.name.startswith(".")
 
 
 def hold_upload(upload: str | os.PathLike[str] | None, holder: str, owner: str = "") -> bool:

@@ -50,6 +50,10 @@ def npy_bytes(count: int, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+def record_names(*paths: Path) -> list[str]:
+    return [record_path(path).name for path in paths]
+
+
 def folder_names(folder: Path) -> list[str]:
     return sorted(entry.name for entry in folder.iterdir())
 
@@ -141,9 +145,16 @@ def test_files_saved_before_records_and_crash_leftovers_are_cleaned(tmp_path):
     long_ago = time.time() - keep_seconds() - 3600
     os.utime(legacy, (long_ago, long_ago))
     os.utime(partial, (long_ago, long_ago))
+    held = folder / ("d" * 64 + ".npy")  # saved before records, now trained on
+    held.write_bytes(b"x")
+    os.utime(held, (long_ago, long_ago))
+    assert hold_upload(held, "job-1", "ws") and record_path(held).is_file()
+    record_path(fresh).write_text('{"last_used": "soon", "owners": {"ws": null}, "holds": []}')
+    assert read_record(fresh).owners == {} and read_record(fresh).holds == {}  # read, not raised
     removed = clean_uploads(folder)
     assert sorted(removed) == sorted([legacy.name, partial.name, orphan.name])
-    assert folder_names(folder) == [fresh.name]
+    assert folder_names(folder) == sorted([fresh.name, held.name, *record_names(fresh, held)])
+    assert not hold_upload(tmp_path / "elsewhere.npy", "job-1")  # a --data file is not ours
 
 
 @pytest.mark.slow
