@@ -611,9 +611,8 @@ def refuse_non_run_folder(args: argparse.Namespace) -> None:
         (path / name).exists() or (path / name).is_symlink() for name in (*JSON_FILES, MODEL_FILE)
     ):
         raise CliError(
-            f"{path} is not a run folder (it holds no run.json, spec.json, train.json or "
-            f"model.keras): give a run id that 'cae list' shows, or a run's folder. "
-            f"Received: run={args.run!r}"
+            f"{path.name!r} is not a run folder (no run.json, spec.json or model.keras in it): "
+            f"give a run id that 'cae list' shows, or a run's folder. Received: run={args.run!r}"
         )
 
 

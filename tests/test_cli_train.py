@@ -328,9 +328,8 @@ def test_evaluate_refuses_a_folder_that_is_not_a_run_in_one_line(tmp_path, capsy
     result = run_cli("evaluate", str(folder), models=tmp_path / "models", timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {folder} is not a run folder (it holds no run.json, spec.json, train.json or "
-        "model.keras): give a run id that 'cae list' shows, or a run's folder. "
-        f"Received: run={str(folder)!r}"
+        "error: 'photos' is not a run folder (no run.json, spec.json or model.keras in it): "
+        f"give a run id that 'cae list' shows, or a run's folder. Received: run={str(folder)!r}"
     ]
     (folder / "spec.json").write_text("{}")  # part of a run: loading names what is missing
     status, _, stderr = cli(capsys, "evaluate", str(folder))
