@@ -146,6 +146,23 @@ class _ProgressPrinter:
             self.dirty = False
 
 
+def seed_argument(text: str) -> int:
+    """``--seed``'s value: an integer within ``LIMITS["seed"]``, refused by argparse naming the
+    flag (``argument --seed: ... Received: --seed=-1``)."""
+    from cae.training import LIMITS
+
+    low, high = (int(n) for n in LIMITS["seed"])
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"the seed must be an integer from {low:,} to {high:,}. Received: --seed={text}"
+        )
+    return value
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
     """The data recipe's arguments (``--dataset`` or ``--data``, ``--limit``, ``--seed``,
     ``--test-fraction``), read back by :func:`_data_recipe`: one set for every command."""
@@ -171,7 +188,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, seed_help: str) -> 
     parser.add_argument(
         "--limit", type=int, default=None, metavar="N", help="cap train/test images"
     )
-    parser.add_argument("--seed", type=int, default=default.seed, metavar="N", help=seed_help)
+    parser.add_argument(
+        "--seed", type=seed_argument, default=default.seed, metavar="N", help=seed_help
+    )
     parser.add_argument(
         "--test-fraction",
         type=float,
@@ -198,6 +217,27 @@ def _data_recipe(args: argparse.Namespace) -> DataRecipe:
             f"--array chooses an array of a --data .npz file. Received: array={args.array!r}"
         )
     return DataRecipe(dataset=args.dataset, **split)
+
+
+def refuse_mismatched_upload(
+    specs: Sequence[ArchitectureSpec], data: str | None, array: str | None
+) -> None:
+    """Refuse a --data file whose images' size, read from its headers, is not the designs' input
+    shape, before anything is decoded and before TensorFlow is imported (a pixel-bomb zip of the
+    wrong size costs nothing). Headers that do not tell, or a file with another problem, are
+    left to loading, which says what is wrong as before."""
+    if not data or not specs or not Path(data).is_file():
+        return
+    from cae.preflight import shape_mismatch_message
+    from cae.uploads import upload_image_shape
+
+    try:
+        shape = upload_image_shape(data, array=array)
+    except (ValueError, OSError, KeyError):
+        return
+    for spec in specs:
+        if shape is not None and tuple(shape) != tuple(spec.input_shape):
+            raise CliError(shape_mismatch_message(spec.input_shape, shape))
 
 
 def _out_target(out: str | None) -> tuple[Path, str] | None:
@@ -557,6 +597,25 @@ def command_list(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------ evaluate
 
 
+def refuse_non_run_folder(args: argparse.Namespace) -> None:
+    """Refuse, in one line and before TensorFlow is imported, a RUN argument that names a folder
+    holding none of a run's files (a broken run, which holds some, is loaded and says why)."""
+    from cae.store import JSON_FILES, MODEL_FILE, resolve_run_path
+
+    root = Path(args.root) if args.root else None
+    try:
+        path = resolve_run_path(_run_argument(args.run, root), root)
+    except ValueError:
+        return  # not a run id: loading says so
+    if path.is_dir() and not any(
+        (path / name).exists() or (path / name).is_symlink() for name in (*JSON_FILES, MODEL_FILE)
+    ):
+        raise CliError(
+            f"{path.name!r} is not a run folder (no run.json, spec.json or model.keras in it): "
+            f"give a run id that 'cae list' shows, or a run's folder. Received: run={args.run!r}"
+        )
+
+
 def _run_argument(run: str, root: Path | None) -> str | Path:
     """A run id inside the root, or a folder path."""
     from cae.store import models_dir
@@ -882,7 +941,9 @@ def make_parser() -> argparse.ArgumentParser:
     sample.add_argument("run", metavar="RUN", help="a run id in the runs folder, or a folder path")
     sample.add_argument("--n", type=int, required=True, metavar="N", help="how many samples")
     sample.add_argument("--out", required=True, metavar="FILE.npy", help="where to write them")
-    sample.add_argument("--seed", type=int, default=0, metavar="N", help="the codes' seed")
+    sample.add_argument(
+        "--seed", type=seed_argument, default=0, metavar="N", help="the codes' seed"
+    )
     sample.add_argument(
         "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
     )
@@ -912,13 +973,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("evaluate", "sample"):
+            refuse_non_run_folder(args)
         if args.command in ("train", "sweep", "evaluate", "sample") or getattr(
             args, "keras", False
         ):
             from cae.onednn import turn_off_for
             from cae.quiet import import_tensorflow_quietly
 
-            turn_off_for(_specs_to_train(args))  # before TensorFlow reads it, at its import
+            specs = _specs_to_train(args)
+            refuse_mismatched_upload(
+                specs, getattr(args, "data", None), getattr(args, "array", None)
+            )
+            turn_off_for(specs)  # before TensorFlow reads it, at its import
             import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ from cae.progress import Progress
 from cae.protocol import encode_value, progress_from_message
 from cae.request import TrainRequest
 from cae.training import TrainOutcome
+from cae.upload_files import hold_upload, release_upload
 from cae.zygote import ForkedChild, spawn_worker, worker_environment
 
 
@@ -217,6 +218,9 @@ class TrainingJob:
             target=self._run, name=f"cae-train-{owner}-{self.job_id}", daemon=True
         )
         self._use_spare(worker)
+        # Bounded disk (issue 26): the upload it trains on is kept from now (queued) to its end.
+        with contextlib.suppress(OSError):  # a record that cannot be written: the job goes on
+            hold_upload(request.data.upload_path, self.job_id, owner)
 
     @property
     def config(self) -> Any:
@@ -366,6 +370,8 @@ class TrainingJob:
         finally:
             if worker is not None:
                 worker.close()
+            with contextlib.suppress(OSError):  # its upload's keep time starts now
+                release_upload(self.request.data.upload_path, self.job_id)
             self._publish_end()
             callback = self.on_done
             if callback is not None:
@@ -457,7 +463,12 @@ class TrainingJob:
         with self._save_lock:
             staged, self._staged = self._staged, None
         if staged is not None and self.done:
-            shutil.rmtree(staged.parent, ignore_errors=True)
+            from cae.store import discard_staged  # both staging places of the job (issue 26)
+
+            try:
+                discard_staged(staged, self.root)
+            except ValueError:  # not a staging folder of this runs folder: as before
+                shutil.rmtree(staged.parent, ignore_errors=True)
 
 
 STALE_JOB_FOLDER_SECONDS = 600.0

@@ -51,6 +51,13 @@ from cae.recipe import (
 )
 from cae.spec import ArchitectureSpec
 from cae.text import clean_name
+from cae.upload_files import (  # uploads: by content, kept for a time, within a quota
+    UPLOADS_DIR,
+    UPLOADS_LOCK,
+    check_quota,
+    claim_upload,
+    clean_uploads,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -70,7 +77,6 @@ TEST_FILE = "test_images.npz"
 MARKER_FILE = "run.json"
 JSON_FILES = (MARKER_FILE, SPEC_FILE, TRAIN_FILE, HISTORY_FILE, METRICS_FILE, LATENT_FILE)
 TMP_PREFIX = ".tmp-"
-UPLOADS_DIR = ".uploads"  # uploaded data files, by content, referenced by the runs' recipes
 MAX_SLUG_LENGTH = 48
 MAX_RUN_ID_LENGTH = 128
 STALE_TMP_SECONDS = 24 * 3600
@@ -780,12 +786,13 @@ def save_run(
         "marker",
     )
     root_path = _root(root)
+    made_root = not root_path.exists()
     root_path.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         clean_stale_tmp(root_path)
     tmp = root_path / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         for filename, text in files.items():
             _write_text(tmp / filename, text)
         for filename, content in binary.items():
@@ -800,6 +807,9 @@ def save_run(
         return _rename_into(tmp, root_path, name, now)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if made_root and root_path.name.startswith(f"{TMP_PREFIX}staged-"):
+            with contextlib.suppress(OSError):  # a staging folder this failed save made (a
+                root_path.rmdir()  # full disk): the model is staged elsewhere, or not at all
         raise
 
 
@@ -909,9 +919,13 @@ def uploads_dir(root: str | os.PathLike[str] | None = None) -> Path:
     return _root(root) / UPLOADS_DIR
 
 
-def save_upload(content: bytes, filename: str, root: str | os.PathLike[str] | None = None) -> Path:
+def save_upload(
+    content: bytes, filename: str, root: str | os.PathLike[str] | None = None, *, owner: str
+) -> Path:
     """Write an uploaded file once, named by its SHA-256 (the same content is written only once),
-    and return its path for a data recipe."""
+    record ``owner`` (the workspace that chose it) beside it and return its path for a data
+    recipe. Expired uploads are removed first, and a file over the workspace's upload quota is
+    refused (``cae.upload_files``: how long uploads are kept, what each workspace may keep)."""
     import hashlib
 
     suffix = Path(str(filename).replace("\\", "/")).suffix.lower()
@@ -922,10 +936,19 @@ def save_upload(content: bytes, filename: str, root: str | os.PathLike[str] | No
     folder = uploads_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{hashlib.sha256(content).hexdigest()}{suffix}"
-    if not target.is_file():
-        partial = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}{suffix}"
-        _write_bytes(partial, content)
-        os.replace(partial, target)
+    with UPLOADS_LOCK:
+        clean_uploads(folder)
+        check_quota(folder, owner, target, len(content))
+        if not target.is_file():
+            partial = folder / f"{TMP_PREFIX}{secrets.token_hex(8)}{suffix}"
+            try:
+                _write_bytes(partial, content)
+                os.replace(partial, target)
+            except BaseException:  # a full disk: no partial file is left behind
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                raise
+        claim_upload(target, owner)
     return target
 
 
@@ -1023,16 +1046,33 @@ def list_staged(root: str | os.PathLike[str] | None = None) -> list[StagedRun]:
     return found
 
 
+def _remove_staging_leftovers(staged_path: Path, root_path: Path) -> None:
+    """Once a staged run is saved or discarded, remove what its job left in the other staging
+    place (the runs folder or its fallback): an empty ``.tmp-staged-<job>`` folder or a partial
+    save from an attempt that failed (a full disk). A complete run there is left alone."""
+    token = staged_path.resolve().parent.name.removeprefix(f"{TMP_PREFIX}staged-")
+    for fallback in (False, True):
+        try:
+            folder = staging_dir(token, root_path, fallback=fallback)
+            entries = list(os.scandir(folder))
+        except (ValueError, OSError):
+            continue
+        if all(entry.name.startswith(TMP_PREFIX) for entry in entries):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def discard_staged(
     staged: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> None:
-    """Delete a staged run (and its staging folder), never anything else."""
+    """Delete a staged run and its staging folder (in the runs folder and in its fallback),
+    never anything else."""
     staged_path = Path(staged)
     if not _staging_parent_ok(staged_path, _root(root)):
         raise ValueError(
             f"only a staged run of this runs folder can be discarded. Received: staged={os.fspath(staged_path)!r}"
         )
     shutil.rmtree(staged_path.parent, ignore_errors=True)
+    _remove_staging_leftovers(staged_path, _root(root))
 
 
 def publish_run(
@@ -1077,6 +1117,7 @@ def publish_run(
         shutil.rmtree(staged_path, ignore_errors=True)
     with contextlib.suppress(OSError):
         staged_path.parent.rmdir()
+    _remove_staging_leftovers(staged_path, root_path)
     return run_id
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "npz_sources",
     "release_memory",
     "upload_budget",
+    "upload_image_shape",
     "upload_summary",
 ]
 
@@ -762,3 +763,56 @@ def load_array_file(
         return _load_array_file(data, filename, **options)
     except MemoryError:
         raise out_of_memory(f"the upload {filename or 'file'!r}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# The images' size from headers alone (issue 26: the CLI refuses a mismatched upload first)
+
+
+def _images_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(H, W, C) of an (N, H, W) or (N, H, W, C) array's shape; None for another rank."""
+    if len(shape) == 3:
+        return shape[1], shape[2], 1
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[3]
+    return None
+
+
+def upload_image_shape(
+    path: str | os.PathLike[str], *, array: str | None = None
+) -> tuple[int, int, int] | None:
+    """The (height, width, channels) an upload's images will have, read from headers only: the
+    ``.npy`` header, the chosen (or :func:`npz_image_key`'s) array header of an ``.npz``, the
+    PNG/JPEG headers of a ``.zip`` (with the checks of those headers: side, mixed sizes, upload
+    budget). Nothing is decoded; None when the headers do not tell (decoding then says why)."""
+    source = Path(path)
+    ext = source.suffix.lower()
+    if ext == ".npy":
+        with open(source, "rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":
+                return None
+            handle.seek(0)
+            return _images_shape(npy_header(handle, source.name)[0])
+    if ext not in (".npz", ".zip"):
+        return None
+    buf, _ = _read_upload_bytes(source, MAX_UPLOAD_BYTES)
+    if ext == ".npz":
+        members = {member.key: member.shape for member in npz_arrays(buf, source.name)}
+        key = array if array is not None else npz_image_key(members)
+        return _images_shape(members[key]) if key in members else None
+    with open_zip(buf, source.name, MAX_UNCOMPRESSED_BYTES) as zf:
+        images = sorted(  # the members _load_zip_upload decodes, in its order
+            (
+                info
+                for info in zf.infolist()
+                if not info.is_dir()
+                and info.filename.lower().endswith(_IMAGE_EXTENSIONS)
+                and not info.filename.startswith("__MACOSX/")
+                and not PurePosixPath(info.filename).name.startswith("._")
+            ),
+            key=lambda info: info.filename,
+        )
+        if len(images) < 2:
+            return None
+        plan = _check_headers(zf, images, source.name, MAX_IMAGE_SIDE)
+    return None if plan is None else plan[:3]

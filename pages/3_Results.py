@@ -296,13 +296,17 @@ def housekeeping(selected: list[RunInfo], root: str) -> None:
 
 
 def broken_section(broken: list[RunInfo], root: str) -> None:
-    """Broken run folders with the reason, each with a Delete button."""
+    """Broken run folders, each named by its id (its folder: names repeat) with its name and
+    the reason, and a Delete button."""
     with st.expander(
         f"{len(broken)} broken run folder(s)", expanded=True, icon=":material/warning:"
     ):
         for run in broken:
             columns = st.columns([4, 1])
-            columns[0].markdown(f"{plain_code(run.run_id)} — {plain_markdown(run.broken)}")
+            named = "" if run.name == run.run_id else f" ({plain_markdown(run.name)})"
+            columns[0].markdown(
+                f"Run {plain_code(run.run_id)}{named} — {plain_markdown(run.broken or '')}"
+            )
             if columns[1].button("Delete", key=f"results_delete_broken_{run.run_id}"):
                 delete_run(run.run_id, root=root)
                 st.rerun()
@@ -315,7 +319,6 @@ def main() -> None:
     root = str(models_dir())
     runs = all_runs(root)
     good = [run for run in runs if run.ok]
-    broken = [run for run in runs if not run.ok]
     if follow_run_link(good):  # a link (from Experiments) names the runs to show
         st.session_state.pop("results_runs", None)  # the multiselect starts from them
     if not good:
@@ -365,6 +368,7 @@ def main() -> None:
         curves_section(selected, root)
         best_and_worst(usable, split, recon, channel)
         housekeeping(selected, root)
+    broken = [run for run in all_runs(root) if not run.ok]  # with those that failed to load now
     if broken:
         broken_section(broken, root)
 

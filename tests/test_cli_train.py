@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +233,25 @@ def test_ctrl_c_stops_and_keeps_the_last_completed_epoch(tmp_path):
             "Received: run_id='bad name'",
         ),
         (["evaluate", "no-such-run"], "Received: run='no-such-run'"),
+        (
+            [
+                "train",
+                "--preset",
+                "classic",
+                "--dataset",
+                "mnist-sample",
+                "--epochs",
+                "1",
+                "--seed",
+                "-1",
+            ],
+            "error: argument --seed: the seed must be an integer from 0 to 2,147,483,647. "
+            "Received: --seed=-1",
+        ),
+        (
+            ["sample", "x", "--n", "1", "--out", "x.npy", "--seed", "2147483648"],
+            "Received: --seed=2147483648",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, expected, tmp_path, monkeypatch, capsys):
@@ -295,6 +317,56 @@ def test_wrong_shaped_data_file_exits_2_before_training(tmp_path, capsys):
     assert status == 2
     (line,) = stderr.strip().splitlines()
     assert line.endswith("Received: images=[32, 32, 1], input_shape=[28, 28, 1]")
+
+
+def test_evaluate_refuses_a_folder_that_is_not_a_run_in_one_line(tmp_path, capsys):
+    """A folder with none of a run's files (a runs folder, a data folder) is refused in one
+    short line, before TensorFlow is imported; a broken run still says what it lacks."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.png").write_bytes(b"not a run")
+    result = run_cli("evaluate", str(folder), models=tmp_path / "models", timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: 'photos' is not a run folder (no run.json, spec.json or model.keras in it): "
+        f"give a run id that 'cae list' shows, or a run's folder. Received: run={str(folder)!r}"
+    ]
+    (folder / "spec.json").write_text("{}")  # part of a run: loading names what is missing
+    status, _, stderr = cli(capsys, "evaluate", str(folder))
+    (line,) = stderr.strip().splitlines()
+    assert (
+        status == 2
+        and line.startswith("error: Run 'photos' cannot be loaded: ")
+        and "run.json" in line
+    )
+
+
+def test_a_mismatched_upload_is_refused_from_its_headers_before_decoding(tmp_path):
+    """Files whose headers say 32x32 but whose pixels cannot be decoded: the design's 28x28 is
+    refused from the headers (decoding would have failed on the pixels), and at once."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (32, 32), 7).save(buffer, "PNG")
+    truncated = buffer.getvalue()[:-30]  # the header is whole, the pixels are not
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for index in range(4):
+            zf.writestr(f"img{index}.png", truncated)
+    array = tmp_path / "images.npy"
+    header = io.BytesIO()
+    np.save(header, np.zeros((10, 32, 32), np.uint8))
+    array.write_bytes(header.getvalue()[:200])  # the .npy header, then no data
+    expected = "Received: images=[32, 32, 1], input_shape=[28, 28, 1]"
+    for path in (archive, array):
+        started = time.monotonic()
+        result = run_cli("train", "--preset", "classic", "--data", str(path), "--epochs", "1",
+                         models=tmp_path / "models", timeout=60)  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: The images are 32x32x1 but the design expects 28x28x1")
+        assert line.endswith(expected)
+        assert time.monotonic() - started < 30  # no TensorFlow import (3-5 s), no decoding
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ LAYERS: dict[str, list[list[str]]] = {
     "cae": [
         ["text", "colours", "pixels"],  # names as plain text; palettes; images as held
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
-        ["array_files"],  # .npy, .npz, zip and IDX files read safely
+        ["array_files", "upload_files"],  # files read safely; uploads kept on disk, by quota
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
         ["datasets", "uploads"],  # the built-in datasets; uploads
         ["shapes"],  # shape arithmetic over specs

@@ -264,6 +264,25 @@ def test_results_page_survives_an_unloadable_run_and_deletes_it(two_runs, models
     assert [run.run_id for run in list_runs(models)] == [two_runs[0]]
 
 
+def test_results_page_names_a_run_that_fails_to_load_by_its_id_at_once(two_runs, models):
+    """Names repeat, ids do not: a run whose weights do not load is named by its id in the
+    warning and, in the same script run, among the broken runs (with its name), deletable there."""
+    other = preset("classic").to_dict()
+    other["encoder"][0]["filters"] = 8
+    from cae.spec import ArchitectureSpec
+
+    build(ArchitectureSpec.from_dict(other)).autoencoder.save(models / two_runs[1] / "model.keras")
+    app = open_page(RESULTS, {"active_run": two_runs[1]})
+    assert not app.exception, [item.value for item in app.exception]
+    (warning,) = [item.value for item in app.warning if "cannot be loaded" in item.value]
+    assert warning.startswith(f"second (run `{two_runs[1]}`) cannot be loaded: ")
+    lines = [block.value for block in app.markdown if block.value.startswith("Run `")]
+    assert lines == [f"Run `{two_runs[1]}` (second) — " + lines[0].split(" — ", 1)[1]]
+    assert "model.keras cannot be loaded" in lines[0]
+    app.button(key=f"results_delete_broken_{two_runs[1]}").click().run()
+    assert [run.run_id for run in list_runs(models)] == [two_runs[0]]
+
+
 def test_two_runs_of_one_name_keep_a_loss_curve_each(models):
     recipe = DataRecipe("mnist-sample", limit=32)
     ids = [

@@ -17,12 +17,14 @@ from cae.datasets import DATASETS, dataset_status, sample_images
 from cae.recipe import UPLOAD, DataRecipe
 from cae.store import save_upload
 from cae.text import clean_name, plain_markdown
+from cae.upload_files import UploadQuotaError
 from cae.uploads import NpzArray, npz_arrays, npz_image_key, npz_sources, upload_summary
 from ui.state import (
     DATASET_KEY,
     EarlierUpload,
     active_data,
     earlier_upload,
+    owner_id,
     refresh_sidebar,
     remember,
     set_active_data,
@@ -248,7 +250,7 @@ def data_recipe(data: DataChoice, seed: int) -> DataRecipe:
         shown = clean_name(upload.name) or Path(upload.path).name
         return DataRecipe.for_file(upload.path, name=shown, seed=seed, array=data.npz_array)
     content = upload.getvalue()
-    path = save_upload(content, upload.name)
+    path = save_upload(content, upload.name, owner=owner_id())  # counts for its quota
     shown = clean_name(upload.name) or path.name  # the file's name as the runs list it
     return DataRecipe.for_file(path, name=shown, seed=seed, array=data.npz_array)
 
@@ -277,6 +279,11 @@ def share_data(data: DataChoice, seed: int) -> None:
         return  # this upload is shared already (its file is not hashed again on every rerun)
     try:
         recipe = data_recipe(data, seed)
+    except UploadQuotaError as error:  # said when chosen: nothing was written or removed
+        st.error(
+            plain_markdown(f"{data.upload.name} is not kept: {error}"), icon=":material/error:"
+        )
+        return
     except (ValueError, OSError):
         return  # not written (bad name, full disk): Train says why when it is clicked
     set_active_data(recipe, data.dataset.num_train, data.dataset.image_shape)

@@ -12,7 +12,7 @@ import streamlit as st
 
 from cae.recipe import TestSplit
 from cae.store import LoadedRun, RunError, RunInfo, load_run, models_dir, run_test_split
-from cae.text import plain_markdown
+from cae.text import plain_code, plain_markdown
 from ui.run_index import complete_runs
 from ui.state import RUN_KEY, remember
 
@@ -35,7 +35,11 @@ def loads(info: RunInfo, root: str) -> bool:
         cached_run(info.run_id, root, info.created)
     except ValueError as error:
         reason = getattr(error, "reason", None) or str(error)
-        st.warning(f"{info.name} cannot be loaded: {reason}", icon=":material/error:")
+        st.warning(
+            f"{plain_markdown(info.name)} (run {plain_code(info.run_id)}) cannot be loaded: "
+            f"{plain_markdown(reason)}",
+            icon=":material/error:",
+        )
         return False
     return True
 
