@@ -40,7 +40,9 @@ from cae.store import RunError, RunInfo, get_run_info, models_dir, regular_file_
 CACHE_DIR = ".baselines"  # inside the runs folder; hidden, so never listed as a run
 CACHE_VERSION = 1  # bump when the way a baseline is computed changes: old files are then ignored
 MAX_CACHE_BYTES = 1 << 20
-ROW_BLOCK = 2048  # training or test images per block: bounds memory on big datasets
+ROW_BLOCK = 2048  # training or test images per block at most: bounds memory on big datasets
+BLOCK_BYTES = 32 * 2**20  # ... and at most this many bytes of them as float64: a block of 2,048
+# images of 512x512x3 was 12.9 GB (`cae baseline` on a 181 KB zip of black PNGs peaked at 11.9 GB)
 OVERSAMPLE = 10  # extra directions of the randomised subspace iteration: at least 10, or k / 2
 POWER_ITERATIONS = 4  # subspace iterations (Fashion-MNIST, k=49: test MSE within 0.1% of exact)
 MAX_COVARIANCE_DIMS = 4096  # a D x D float64 covariance of at most 128 MiB
@@ -60,12 +62,25 @@ def _rows(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).reshape(len(x), -1)
 
 
+def block_rows(dims: int) -> int:
+    """Rows per block for images of ``dims`` values: :data:`ROW_BLOCK`, fewer for big images so
+    that a block holds at most :data:`BLOCK_BYTES` as float64 (at least one row)."""
+    return max(1, min(ROW_BLOCK, BLOCK_BYTES // (8 * max(1, int(dims)))))
+
+
+def _starts(rows: np.ndarray) -> range:
+    """The first row of each block of ``rows``."""
+    return range(0, len(rows), block_rows(rows.shape[1]))
+
+
 def _block(rows: np.ndarray, start: int) -> np.ndarray:
-    """Rows ``start`` to ``start + ROW_BLOCK`` as float64 in [0, 1] (uint8 counts as k/255)."""
-    return np.asarray(as_float(rows[start : start + ROW_BLOCK]), dtype=np.float64)
+    """The block of rows from ``start`` as float64 in [0, 1] (uint8 counts as k/255)."""
+    stop = start + block_rows(rows.shape[1])
+    return np.asarray(as_float(rows[start:stop]), dtype=np.float64)
 
 
-def _check_components(components: Any) -> int:
+def check_components(components: Any) -> int:
+    """``components`` as an int: a whole number, at least 1 (BaselineError otherwise)."""
     if (
         isinstance(components, bool)
         or not isinstance(components, (int, np.integer))
@@ -94,7 +109,7 @@ def train_mean(x_train: np.ndarray) -> np.ndarray:
     """The mean training image as a float64 row (D,), summed block by block."""
     rows = _rows(x_train)
     total = np.zeros(rows.shape[1], dtype=np.float64)
-    for start in range(0, len(rows), ROW_BLOCK):
+    for start in _starts(rows):
         total += _block(rows, start).sum(axis=0)
     return total / len(rows)
 
@@ -102,7 +117,7 @@ def train_mean(x_train: np.ndarray) -> np.ndarray:
 def _covariance_times(rows: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """(X - mean)^T (X - mean) @ basis, block by block, never forming the covariance."""
     out = np.zeros_like(basis)
-    for start in range(0, len(rows), ROW_BLOCK):
+    for start in _starts(rows):
         block = _block(rows, start) - mean
         out += block.T @ (block @ basis)
     return out
@@ -117,7 +132,7 @@ def principal_axes(
     ``method`` "covariance" accumulates the D x D covariance block by block and diagonalises it
     (exact); "randomized" runs a seeded subspace iteration on the blocks; "auto" takes the
     covariance up to :data:`MAX_COVARIANCE_DIMS` values per image, the subspace iteration above."""
-    components = _check_components(components)
+    components = check_components(components)
     rows = _rows(x_train)
     n, dims = rows.shape
     k = min(components, dims)
@@ -140,7 +155,7 @@ def principal_axes(
         )
     if method == "covariance":
         covariance = np.zeros((dims, dims), dtype=np.float64)
-        for start in range(0, n, ROW_BLOCK):
+        for start in _starts(rows):
             block = _block(rows, start) - mean
             covariance += block.T @ block
         values, vectors = np.linalg.eigh(covariance)  # ascending
@@ -159,7 +174,7 @@ def _score(x_test: np.ndarray, reconstruct: Any) -> dict[str, float]:
     [0, 1]), block by block, aggregated as a run's test metrics are."""
     rows = _rows(x_test)
     parts = []
-    for start in range(0, len(rows), ROW_BLOCK):
+    for start in _starts(rows):
         block = _block(rows, start)
         recon = np.clip(reconstruct(block), 0.0, 1.0)
         shape = (len(block), *x_test.shape[1:])
@@ -174,7 +189,7 @@ def pca_scores(
     fitted on ``x_train``: each test image projected on the leading axes and back, clipped to
     [0, 1]. With as many components as values (or more) the reconstruction is exact."""
     _check_pair(x_train, x_test)
-    components = _check_components(components)
+    components = check_components(components)
     dims = int(np.prod(x_train.shape[1:]))
     if components >= dims:
         return _score(x_test, lambda block: block)
@@ -287,7 +302,7 @@ def pca_baseline(
     test split (the images a run of this recipe is scored on); reconstructions clipped to [0, 1],
     as a sigmoid output would be. Metrics keyed as ``cae.metrics.METRICS``; cached per recipe and
     component count in ``<root>/.baselines/``."""
-    components = _check_components(components)
+    components = check_components(components)
     return _cached(
         recipe,
         f"pca-{components}",
