@@ -115,12 +115,61 @@ def train_mean(x_train: np.ndarray) -> np.ndarray:
 
 
 def _covariance_times(rows: np.ndarray, mean: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """(X - mean)^T (X - mean) @ basis, block by block, never forming the covariance."""
-    out = np.zeros_like(basis)
-    for start in _starts(rows):
-        block = _block(rows, start) - mean
-        out += block.T @ (block @ basis)
+    """(X - mean)^T (X - mean) @ basis, never forming the covariance nor a centred copy of X:
+    Y = (X - mean) @ basis by blocks of rows, then X^T Y - mean (1^T Y) by blocks of columns,
+    so that each value of the (D, k) result is written once (adding a (D, k) product per block of
+    a few rows of big images cost 85 s for 180 images of 512x512x3, against ~10 s)."""
+    shift = mean @ basis
+    projected = np.concatenate([_block(rows, start) @ basis - shift for start in _starts(rows)])
+    totals = projected.sum(axis=0)
+    out = np.empty_like(basis)
+    for first in _column_blocks(rows):
+        columns = _columns(rows, first)
+        stop = first + columns.shape[1]
+        out[first:stop] = columns.T @ projected - np.outer(mean[first:stop], totals)
     return out
+
+
+def _column_blocks(rows: np.ndarray) -> range:
+    """The first column of each block of columns of ``rows`` holding at most
+    :data:`BLOCK_BYTES` as float64 (at least one column)."""
+    return range(0, rows.shape[1], max(1, BLOCK_BYTES // (8 * max(1, len(rows)))))
+
+
+def _columns(rows: np.ndarray, first: int) -> np.ndarray:
+    """The block of columns of ``rows`` from ``first`` as float64 in [0, 1]."""
+    step = max(1, BLOCK_BYTES // (8 * max(1, len(rows))))
+    return np.asarray(as_float(rows[:, first : first + step]), dtype=np.float64)
+
+
+def _gram_axes(rows: np.ndarray, mean: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` leading principal axes (D, k) from the N x N Gram matrix of the centred images,
+    (X - mean)(X - mean)^T, accumulated over blocks of columns: the covariance's leading
+    eigenvectors are (X - mean)^T u / sqrt(lambda) for the Gram matrix's (u, lambda). Two passes
+    over the images, where the subspace iteration takes ten (180 images of 512x512x3)."""
+    n = len(rows)
+    gram = np.zeros((n, n), dtype=np.float64)
+    products = np.zeros(n, dtype=np.float64)  # X @ mean
+    for first in _column_blocks(rows):
+        columns = _columns(rows, first)
+        gram += columns @ columns.T
+        products += columns @ mean[first : first + columns.shape[1]]
+    gram += float(mean @ mean) - products[:, None] - products[None, :]
+    _, vectors = np.linalg.eigh((gram + gram.T) / 2)  # ascending
+    leading = vectors[:, ::-1][:, :k]
+    totals = leading.sum(axis=0)
+    axes = np.empty((rows.shape[1], leading.shape[1]), dtype=np.float64)
+    for first in _column_blocks(rows):
+        columns = _columns(rows, first)
+        stop = first + columns.shape[1]
+        axes[first:stop] = columns.T @ leading - np.outer(mean[first:stop], totals)
+    # orthonormal columns in the same order (a direction of no variance becomes any unit vector
+    # orthogonal to the others: it reconstructs nothing either way)
+    axes, _ = np.linalg.qr(axes)
+    if axes.shape[1] < k:  # more components than images: the rest add nothing
+        extra = np.random.default_rng(0).standard_normal((rows.shape[1], k - axes.shape[1]))
+        axes, _ = np.linalg.qr(np.concatenate([axes, extra], axis=1))
+    return axes
 
 
 def principal_axes(
@@ -130,23 +179,34 @@ def principal_axes(
     axes of the training images, orthonormal columns, by the largest variance first.
 
     ``method`` "covariance" accumulates the D x D covariance block by block and diagonalises it
-    (exact); "randomized" runs a seeded subspace iteration on the blocks; "auto" takes the
-    covariance up to :data:`MAX_COVARIANCE_DIMS` values per image, the subspace iteration above."""
+    (exact); "gram" does the same with the N x N matrix of the images' products (exact, for few
+    large images); "randomized" runs a seeded subspace iteration on the blocks; "auto" takes the
+    covariance up to :data:`MAX_COVARIANCE_DIMS` values per image, else the Gram matrix up to as
+    many images, else the subspace iteration."""
     components = check_components(components)
     rows = _rows(x_train)
     n, dims = rows.shape
     k = min(components, dims)
     mean = train_mean(x_train)
     width = min(dims, k + max(OVERSAMPLE, k // 2))
-    covariance_work = n * dims * dims
-    randomized_work = (2 * POWER_ITERATIONS + 2) * n * dims * width
+    works = {
+        "covariance": n * dims * dims,
+        "gram": n * n * dims,
+        "randomized": (2 * POWER_ITERATIONS + 2) * n * dims * width,
+    }
     if method == "auto":
-        method = "covariance" if dims <= MAX_COVARIANCE_DIMS else "randomized"
-    if method not in ("covariance", "randomized"):
-        raise BaselineError(
-            f"method must be auto, covariance or randomized. Received: method={method!r}"
+        method = (
+            "covariance"
+            if dims <= MAX_COVARIANCE_DIMS
+            else "gram"
+            if n <= MAX_COVARIANCE_DIMS
+            else "randomized"
         )
-    work = covariance_work if method == "covariance" else randomized_work
+    if method not in works:
+        raise BaselineError(
+            f"method must be auto, covariance, gram or randomized. Received: method={method!r}"
+        )
+    work = works[method]
     if work > MAX_WORK:
         raise BaselineError(
             f"PCA of {n:,} training images of {dims:,} values with {k:,} components is too much "
@@ -160,6 +220,8 @@ def principal_axes(
             covariance += block.T @ block
         values, vectors = np.linalg.eigh(covariance)  # ascending
         return mean, vectors[:, ::-1][:, :k]
+    if method == "gram":
+        return mean, _gram_axes(rows, mean, k)
     rng = np.random.default_rng(seed)
     basis, _ = np.linalg.qr(rng.standard_normal((dims, width)))
     for _ in range(POWER_ITERATIONS):

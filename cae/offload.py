@@ -124,7 +124,11 @@ def _last_answer(stdout: bytes) -> dict[str, Any] | None:
 
 
 def baselines_in_worker(
-    recipe: Any, components: int, root: str | os.PathLike[str] | None = None
+    recipe: Any,
+    components: int,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    memory_limit: int | None = None,
 ) -> dict[str, dict[str, float]]:
     """``{"pca": ..., "mean_image": ...}``: ``cae.baselines.pca_baseline`` with ``components``
     components and ``mean_image_baseline`` of ``recipe`` (a ``cae.recipe.DataRecipe``), computed
@@ -134,18 +138,23 @@ def baselines_in_worker(
         "components": components,
         "root": None if root is None else os.fspath(root),
     }
-    return run_in_worker("baselines", request)
+    return run_in_worker("baselines", request, memory_limit=memory_limit)
 
 
 def upload_summary_in_worker(
-    content: bytes, filename: str, *, samples: int = 4, array: str | None = None
+    content: bytes,
+    filename: str,
+    *,
+    samples: int = 4,
+    array: str | None = None,
+    memory_limit: int | None = None,
 ) -> Any:
     """``cae.uploads.upload_summary`` of an upload's bytes, decoded in a worker process: the
     caller gets the summary (counts, shape, ``samples`` images) and never holds the images."""
     from cae.data import DatasetSummary
 
     request = {"filename": filename, "samples": samples, "array": array}
-    values = run_in_worker("upload_summary", request, payload=content)
+    values = run_in_worker("upload_summary", request, payload=content, memory_limit=memory_limit)
     names = {item.name for item in fields(DatasetSummary)}
     values = {key: value for key, value in values.items() if key in names}
     values["image_shape"] = tuple(values["image_shape"])
@@ -227,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     except (ValueError, OSError) as error:  # refusals: BaselineError, RecipeError, RunError...
-        _answer({"error": str(error)})
+        message = str(error)
+        if message.endswith("Received: MemoryError"):  # cae.data.out_of_memory: the cap's doing
+            message = (
+                f"the {kind} step ran past its memory cap of {_gib(limit)} ({ENV_LIMIT}): {message}"
+            )
+        _answer({"error": message})
         return 1
     from cae.protocol import encode_value
 
