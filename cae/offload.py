@@ -130,9 +130,9 @@ def baselines_in_worker(
     *,
     memory_limit: int | None = None,
 ) -> dict[str, dict[str, float]]:
-    """``{"pca": ..., "mean_image": ...}``: ``cae.baselines.pca_baseline`` with ``components``
-    components and ``mean_image_baseline`` of ``recipe`` (a ``cae.recipe.DataRecipe``), computed
-    (or read from the cache in ``<root>/.baselines/``) in a worker process."""
+    """``cae.baselines.recipe_baselines`` of ``recipe`` (a ``cae.recipe.DataRecipe``):
+    ``{"pca": ..., "mean_image": ...}``, PCA with ``components`` components and the mean image,
+    computed (or read from the cache in ``<root>/.baselines/``) in a worker process."""
     request = {
         "recipe": recipe.to_dict(),
         "components": components,
@@ -167,15 +167,11 @@ def upload_summary_in_worker(
 
 
 def _baselines(request: dict[str, Any], payload: bytes) -> dict[str, Any]:
-    from cae.baselines import mean_image_baseline, pca_baseline
+    from cae.baselines import recipe_baselines
     from cae.recipe import DataRecipe
 
     recipe = DataRecipe.from_dict(request["recipe"])
-    root = request.get("root")
-    return {
-        "pca": pca_baseline(recipe, request["components"], root=root),
-        "mean_image": mean_image_baseline(recipe, root=root),
-    }
+    return recipe_baselines(recipe, request["components"], root=request.get("root"))
 
 
 def _upload_summary(request: dict[str, Any], payload: bytes) -> dict[str, Any]:
@@ -238,9 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # refusals: BaselineError, RecipeError, RunError...
         message = str(error)
         if message.endswith("Received: MemoryError"):  # cae.data.out_of_memory: the cap's doing
-            message = (
-                f"the {kind} step ran past its memory cap of {_gib(limit)} ({ENV_LIMIT}): {message}"
-            )
+            cap = f"this step's memory cap of {_gib(limit)} ({ENV_LIMIT})"
+            if "this machine's memory" in message:
+                message = message.replace("this machine's memory", cap)
+            else:
+                message = f"the {kind} step ran past {cap}: {message}"
         _answer({"error": message})
         return 1
     from cae.protocol import encode_value

@@ -111,7 +111,7 @@ def test_a_pixel_bomb_past_the_cap_ends_its_worker_with_a_clear_message_not_the_
     with PeakRss() as rss, pytest.raises(offload.StepError) as refused:
         offload.upload_summary_in_worker(bomb, "bomb.zip", memory_limit=300 * MIB)
     message = str(refused.value)
-    assert "memory cap of 0.29 GiB (CAE_STEP_MEMORY)" in message, message
+    assert "does not fit in this step's memory cap of 0.29 GiB (CAE_STEP_MEMORY)" in message
     assert message.endswith("Received: MemoryError")
     assert rss.rise < 40 * MIB, rss.rise  # decoded elsewhere: here, only the zip's bytes
     # the same bomb under the default cap is decoded there, and only its summary comes here
@@ -153,3 +153,96 @@ def test_cli_baseline_on_a_pixel_bomb_stays_under_2_gb(tmp_path):
     scores = json.loads(report["out"])
     assert scores["mse"] == 0 and scores["mean_image"]["mse"] == 0  # black images, exactly
     assert report["peak"] < 2 * 10**9, report["peak"] / MIB  # the largest process of the command
+
+
+# ------------------------------------------------------------------------------------ the app
+
+WIDE = {  # 128x128 images, a code of 4x4x1: PCA with 16 components on 16,384 values per image
+    "name": "wide",
+    "input_shape": [128, 128, 1],
+    "encoder": [
+        {"type": "pool", "size": 4},
+        {"type": "pool", "size": 4},
+        {"type": "pool", "size": 2},
+    ],
+    "decoder": [
+        {"type": "upsample", "size": 2},
+        {"type": "upsample", "size": 4},
+        {"type": "upsample", "size": 4},
+        {"type": "conv", "filters": 1, "kernel": 3, "activation": "sigmoid"},
+    ],
+}
+
+
+def _saved_wide_run(root: Path, upload: Path, count: int) -> tuple[str, DataRecipe]:
+    """An untrained :data:`WIDE` network saved as a run of ``count`` noisy 128x128 images."""
+    from cae.builder import build
+    from cae.recipe import TestSplit
+    from cae.spec import ArchitectureSpec
+    from cae.store import save_run
+
+    rng = np.random.default_rng(count)
+    np.save(upload, rng.integers(0, 256, (count, 128, 128), dtype=np.uint8))
+    recipe = DataRecipe.for_file(upload)
+    spec = ArchitectureSpec.from_dict(WIDE)
+    run_id = save_run(
+        build(spec).autoencoder,
+        spec,
+        name=upload.stem,
+        train_config={"data": recipe.to_dict(), "config": {"epochs": 1}},
+        history={"loss": [0.3]},
+        metrics={"mse": 0.1, "psnr": 10.0, "ssim": 0.1, "params": 10, "wall_seconds": 1.0},
+        test_split=TestSplit.of(load_recipe(recipe), recipe),
+        root=root,
+    )
+    return run_id, recipe
+
+
+@pytest.mark.slow
+def test_results_server_memory_stays_flat_while_a_large_baseline_runs(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root = tmp_path / "models"
+    small_id, _ = _saved_wide_run(root, tmp_path / "small.npy", 100)
+    large_id, recipe = _saved_wide_run(root, tmp_path / "large.npy", 2200)  # 36 MB as uint8
+    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
+    app.run().switch_page("pages/3_Results.py").run()
+    app.multiselect(key="results_runs").set_value([small_id]).run()  # the page warmed up
+    assert not app.exception, [item.value for item in app.exception]
+    # in the server, this PCA held blocks of 1,980 rows of 16,384 values as float32 and float64
+    # and their centred copy: ~650 MB more than here
+    with PeakRss() as rss:
+        app.multiselect(key="results_runs").set_value([large_id]).run()
+    assert not app.exception, [item.value for item in app.exception]
+    table = next(frame.value for frame in app.dataframe if "baseline" in frame.value.columns)
+    assert list(table["baseline"]) == ["PCA, 16 components", "mean image"]
+    assert list(table["run id"]) == [large_id, large_id]
+    assert baselines.cache_path(recipe, "pca-16", root).is_file()  # written by the worker
+    assert rss.rise < 150 * MIB, rss.rise / MIB
+
+
+@pytest.mark.slow
+def test_a_pixel_bomb_upload_ends_in_a_clear_message_with_the_server_alive(models, monkeypatch):
+    from tests.test_page_train_results import TRAIN, open_page
+
+    monkeypatch.setenv(offload.ENV_LIMIT, str(300 * MIB))
+    app = open_page(TRAIN, timeout=180)
+    app.selectbox(key="train_dataset").set_value("upload").run()
+    with PeakRss() as rss:
+        app.file_uploader(key="train_upload").upload("bomb.zip", black_png_zip(300)).run()
+    assert not app.exception, [item.value for item in app.exception]
+    (error,) = [item.value for item in app.error]
+    assert error.startswith(
+        "bomb.zip cannot be used: the upload 'bomb.zip' does not fit in this step's memory cap "
+        "of 0.29 GiB (CAE_STEP_MEMORY); use fewer or smaller images"
+    ), error
+    assert error.endswith("Received: MemoryError")
+    assert rss.rise < 60 * MIB, rss.rise / MIB  # the server held the zip's 55 KB, no image
+    assert app.button(key="train_start").disabled
+    # the same server, the next upload: read and summarised as before
+    digits = io.BytesIO()
+    np.save(digits, load_recipe(DataRecipe("mnist-sample", limit=100)).x_train)
+    app.file_uploader(key="train_upload").upload("digits.npy", digits.getvalue()).run()
+    assert not app.exception and not app.error
+    assert any("90 train / 10 test images of 28x28x1" in item.value for item in app.caption)
