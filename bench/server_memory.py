@@ -12,6 +12,9 @@ Cases (files made in a temporary folder, as bench/hostile_inputs.py makes them):
                   opening Results on a run of it cost the server
   uploads-4       four bomb zips summarised at once from four threads of one process (four
                   students' uploads on one server): in that process (before) or in workers (now)
+  evaluate-bomb   ``cae evaluate`` of an (untrained) run of the bomb zip, 512x512x3 in, with its
+                  stored test split and with one rebuilt from its recipe (not changed by issue 26:
+                  its peak is measured to show it stays under 2 GB)
 
 Every case runs in its own process under an address-space cap (``--cap-gb``), so a case that would
 take the machine fails there with MemoryError, reported as such. No asserts: a bench.
@@ -103,13 +106,73 @@ def make_files(folder: Path, before: str) -> None:
     (folder / "old_baselines.py").write_text(old)
 
 
+EVALUATE = """
+import json, resource, subprocess, sys
+cap = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+done = subprocess.run([sys.executable, "-m", "cae", *sys.argv[2:]], capture_output=True, text=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+print(json.dumps({"code": done.returncode, "err": done.stderr.strip()[-200:], "peak": peak}))
+"""
+
+
+def evaluate_bomb(folder: Path, cap: int) -> None:
+    """``cae evaluate`` of a run of the bomb zip, with a stored and a rebuilt test split."""
+    sys.path.insert(0, str(REPO))
+    from cae.builder import build
+    from cae.recipe import DataRecipe, TestSplit, load_recipe
+    from cae.spec import ArchitectureSpec
+    from cae.store import save_run
+
+    spec = ArchitectureSpec.from_dict(
+        {
+            "name": "big",
+            "input_shape": [512, 512, 3],
+            "encoder": [{"type": "pool", "size": 8}, {"type": "conv", "filters": 1, "kernel": 3}],
+            "decoder": [
+                {"type": "upsample", "size": 8},
+                {"type": "conv", "filters": 3, "kernel": 3, "activation": "sigmoid"},
+            ],
+        }
+    )
+    recipe = DataRecipe.for_file(folder / "zip-1000.zip")
+    root = folder / "models"
+    record = {
+        "name": "big",
+        "train_config": {"data": recipe.to_dict(), "config": {"epochs": 1}},
+        "history": {"loss": [0.3]},
+        "metrics": {"mse": 0.1, "psnr": 10.0, "ssim": 0.1, "params": 10, "wall_seconds": 1.0},
+        "root": root,
+    }
+    split = TestSplit.of(load_recipe(recipe), recipe)
+    runs = {
+        "stored": save_run(build(spec).autoencoder, spec, test_split=split, **record),
+        "rebuilt": save_run(build(spec).autoencoder, spec, **record),
+    }
+    del split
+    for name, run_id in runs.items():
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-c", EVALUATE, str(cap), "evaluate", run_id, "--root", str(root)],
+            capture_output=True, text=True, cwd=REPO, timeout=1800,
+        )  # fmt: skip
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        print(
+            f"evaluate-bomb  {name:<7} cae evaluate peak {report['peak'] / 2**20:7,.0f} MiB, "
+            f"exit {report['code']}, {time.perf_counter() - started:6.1f} s",
+            flush=True,
+        )
+
+
 def main() -> None:
     """Make the files, run each case before and after in a capped process, print a line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default="5a21400", help="the commit to measure before")
     parser.add_argument("--cap-gb", type=float, default=6.0, help="address-space cap per case")
     parser.add_argument(
-        "--cases", default="baseline-bomb,baseline-npz,uploads-4", help="comma-separated"
+        "--cases",
+        default="baseline-bomb,baseline-npz,uploads-4,evaluate-bomb",
+        help="comma-separated",
     )
     args = parser.parse_args()
     cap = int(args.cap_gb * 2**30)
@@ -121,6 +184,9 @@ def main() -> None:
         print(f"files: {sizes}; each case in its own process, address space capped at "
               f"{args.cap_gb:g} GB")  # fmt: skip
         for case in args.cases.split(","):
+            if case == "evaluate-bomb":
+                evaluate_bomb(folder, cap)
+                continue
             for mode in ("before", "after"):
                 result = subprocess.run(
                     [sys.executable, "-c", CHILD, str(cap), case, mode, temp],
