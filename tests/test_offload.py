@@ -74,6 +74,7 @@ def digits_upload(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_baseline_in_a_worker_is_the_one_computed_here_and_is_cached(digits_upload, tmp_path):
     recipe = DataRecipe.for_file(digits_upload, seed=2)
     root = tmp_path / "models"
@@ -105,6 +106,7 @@ def test_an_upload_is_decoded_in_a_worker_and_only_its_summary_comes_back(digits
         offload.upload_summary_in_worker(b"not an array", "digits.npy")
 
 
+@pytest.mark.slow
 def test_a_pixel_bomb_past_the_cap_ends_its_worker_with_a_clear_message_not_the_caller():
     bomb = black_png_zip(300)  # 236 MB as held, from a ~55 KB zip
     assert len(bomb) < 100_000
