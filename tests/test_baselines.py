@@ -47,7 +47,7 @@ def _expected_mse(dropped: slice) -> float:
     return float(np.mean(np.sum(TEST_COEFFICIENTS[:, dropped] ** 2, axis=1) / 16.0))
 
 
-@pytest.mark.parametrize("method", ["covariance", "randomized"])
+@pytest.mark.parametrize("method", ["covariance", "gram", "randomized"])
 def test_pca_matches_the_closed_form_on_a_known_spectrum(method):
     x_train, x_test = _factorial_train(), _images(TEST_COEFFICIENTS)
     exact = baselines.pca_scores(x_train, x_test, 3, method=method)

@@ -36,6 +36,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store", "naming"],  # run folders: the one record and the one test split; run names
         ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
+        ["offload"],  # heavy steps (baselines, decoding an upload) in a capped worker process
         ["worker"],  # a training in a process
         ["zygote"],  # workers forked from a process with TensorFlow imported
         ["jobs", "sweep"],  # the jobs the pages poll; sweeps
