@@ -26,6 +26,7 @@ from ui.state import (
     controls_job,
     owner_id,
     page_frame,
+    runs_root,
     set_active_spec,
     take_control,
 )
@@ -184,7 +185,9 @@ def start_training(
     epochs are discarded only with ``discard_unsaved`` (the user said so); otherwise the page
     asks first."""
     try:
-        new_job = JOBS.start(owner_id(), request(), discard_unsaved=discard_unsaved)
+        new_job = JOBS.start(
+            owner_id(), request(), root=runs_root(), discard_unsaved=discard_unsaved
+        )
     except UnsavedEpochs:  # kept epochs appeared since this page was drawn: ask
         st.session_state[DISCARD_ASK] = state.job.job_id if state.job is not None else None
         st.rerun()

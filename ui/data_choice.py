@@ -25,6 +25,7 @@ from ui.state import (
     earlier_upload,
     refresh_sidebar,
     remember,
+    runs_root,
     set_active_data,
 )
 
@@ -248,7 +249,7 @@ def data_recipe(data: DataChoice, seed: int) -> DataRecipe:
         shown = clean_name(upload.name) or Path(upload.path).name
         return DataRecipe.for_file(upload.path, name=shown, seed=seed, array=data.npz_array)
     content = upload.getvalue()
-    path = save_upload(content, upload.name)
+    path = save_upload(content, upload.name, root=runs_root())
     shown = clean_name(upload.name) or path.name  # the file's name as the runs list it
     return DataRecipe.for_file(path, name=shown, seed=seed, array=data.npz_array)
 
