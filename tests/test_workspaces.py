@@ -55,7 +55,9 @@ def classroom(models: Path) -> Path:
         folder = models / WORKSPACES_DIR / workspace
         folder.mkdir(parents=True)
         letter = workspace[0]
-        copy_run(SHIPPED, folder, f"run-{letter}", f"mine {letter}", f"2026-12-{when}T10:00:00+00:00")
+        copy_run(
+            SHIPPED, folder, f"run-{letter}", f"mine {letter}", f"2026-12-{when}T10:00:00+00:00"
+        )
     return models
 
 

@@ -173,8 +173,8 @@ def known_workspace(owner: Any) -> bool:
 
 
 def workspace_from_cookies(cookies: Any) -> str | None:
-    """The workspace id in the browser's cookies when this server issued it (well formed, its
-    folder there), else None: a cookie is the browser's input and never becomes a path unchecked."""
+    """The workspace id in the browser's cookies when this server issued it
+    (``known_workspace``), else None: a cookie is the browser's input, never a path unchecked."""
     try:
         value = cookies.get(WORKSPACE_COOKIE)
     except AttributeError:

@@ -12,18 +12,16 @@ import streamlit as st
 
 from cae.store import StagedRun, discard_staged, list_staged, publish_run
 from cae.text import plain_markdown
-from ui.state import runs_root
 
 
 def _key(staged: StagedRun) -> str:
     return hashlib.sha256(str(staged.path).encode()).hexdigest()[:12]
 
 
-def unsaved_runs(exclude: set[str] | None = None) -> None:
-    """An expander listing every kept, unsaved run of the runs folder but those in ``exclude``
-    (held by live jobs), each with a name, Save, and Discard after a confirmation; says when each
-    is cleaned away."""
-    root = runs_root()
+def unsaved_runs(root: str, exclude: set[str] | None = None) -> None:
+    """An expander listing every kept, unsaved run of the runs folder ``root`` (the workspace's)
+    but those in ``exclude`` (held by live jobs), each with a name, Save, and Discard after a
+    confirmation; says when each is cleaned away."""
     staged = [s for s in list_staged(root) if str(s.path) not in (exclude or set())]
     if not staged:
         return
