@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from cae.experiments import EXPERIMENTS, ExperimentQueue, experiments_root, parallel_runs
 from cae.recipe import DataRecipe
 from cae.spec import preset
-from cae.store import workspace_root
+from cae.store import new_workspace_id, workspace_root
 from cae.sweep import parse_vary
 from cae.training import TrainConfig
 from ui.state import COMPARE_KEY, OWNER_KEY
@@ -23,13 +23,15 @@ APP = str(REPO / "app.py")
 PAGE = "pages/6_Experiments.py"
 
 
-WORKSPACE = "e" * 32  # every page here opens in this browser's workspace
+WORKSPACE = "0" * 32  # every page here opens in this browser's workspace: a fresh one per test
 
 
 @pytest.fixture
 def models(models):
     """The runs folder of this file's sessions, their workspace's (conftest's empty ``models``
     is the gallery above it); the experiment queue is closed after the test."""
+    global WORKSPACE
+    WORKSPACE = new_workspace_id()  # a job or experiment of the test before is not its
     folder = workspace_root(WORKSPACE)
     folder.mkdir(parents=True)
     yield folder
