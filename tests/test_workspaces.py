@@ -122,6 +122,7 @@ def results_runs(app: AppTest) -> list[str]:
     return list(app.multiselect(key="results_runs").options)
 
 
+@pytest.mark.slow
 def test_a_new_session_starts_on_the_shipped_run_and_sees_the_gallery_only(classroom):
     app = session()
     fresh = app.session_state[OWNER_KEY]
@@ -138,6 +139,7 @@ def test_a_new_session_starts_on_the_shipped_run_and_sees_the_gallery_only(class
     assert app.selectbox(key="le_run").value == DEFAULT_RUN_ID
 
 
+@pytest.mark.slow
 def test_a_workspace_sees_its_own_runs_not_another_s_and_deletes_only_its_own(classroom):
     app = session(WORKSPACE_A, "pages/3_Results.py")
     assert app.session_state[OWNER_KEY] == WORKSPACE_A
