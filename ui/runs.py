@@ -22,13 +22,13 @@ from ui.state import RUN_KEY, default_run, remember, runs_root
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
     """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
-    return load_run(find_run_folder(run_id, root))
+    return load_run(run_id, root=find_run_folder(run_id, root).parent)
 
 
 @st.cache_data(show_spinner="Loading the test images…", max_entries=8)
 def cached_test_split(run_id: str, root: str, created: str | None) -> TestSplit:
     """The run's own test split (``cae.store.run_test_split``), read once per run."""
-    return run_test_split(find_run_folder(run_id, root))
+    return run_test_split(run_id, root=find_run_folder(run_id, root).parent)
 
 
 def loads(info: RunInfo, root: str) -> bool:
