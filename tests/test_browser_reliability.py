@@ -238,3 +238,19 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(
         assert [run.name for run in runs] == ["after a reload"] and runs[0].ok
         assert 1 <= runs[0].epochs < 200
         assert not list(mine.glob(".tmp-*")) and list_runs(models) == []  # not in the gallery
+        # New workspace (the next student at this computer): the cookie names a fresh one, which
+        # a reload keeps, with no view of the training or run of the one before
+        page.locator(".st-key-sidebar_new_workspace button:visible").click()  # one is hidden
+        wait_for_app_idle(page, 30_000)
+        for _ in range(50):
+            if workspace_cookie(page.context) != workspace:
+                break
+            page.wait_for_timeout(200)
+        fresh = workspace_cookie(page.context)
+        assert fresh not in (None, workspace)
+        page.reload()
+        wait_for_app_idle(page, 60_000)
+        expect(page.locator(".st-key-train_start button")).to_be_enabled(timeout=30_000)
+        assert workspace_cookie(page.context) == fresh and urlsplit(page.url).query == ""
+        assert page.locator('[data-testid="stAlert"]').filter(has_text="Saved as").count() == 0
+        assert "after a reload" not in page.locator('[data-testid="stSidebar"]').inner_text()
