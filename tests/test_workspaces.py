@@ -137,6 +137,8 @@ def test_a_new_session_starts_on_the_shipped_run_and_sees_the_gallery_only(class
     assert "mine" not in options
     app.switch_page("pages/4_Latent_Editor.py").run()
     assert app.selectbox(key="le_run").value == DEFAULT_RUN_ID
+    # a visitor who saved nothing leaves no folder (the baselines' cache is the gallery's)
+    assert not (classroom / WORKSPACES_DIR / fresh).exists()
 
 
 @pytest.mark.slow

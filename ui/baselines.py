@@ -12,7 +12,7 @@ import streamlit as st
 from cae.baselines import code_size, mean_image_baseline, pca_baseline
 from cae.metrics import METRICS
 from cae.recipe import DataRecipe
-from cae.store import RunError, RunInfo
+from cae.store import RunError, RunInfo, gallery_root
 from cae.text import plain_markdown
 
 DIFFERENCE = "PSNR: run − baseline (dB)"
@@ -21,11 +21,13 @@ DIFFERENCE = "PSNR: run − baseline (dB)"
 @st.cache_data(show_spinner="Fitting the baselines (PCA and the mean image)…", max_entries=64)
 def cached_baselines(recipe_json: str, components: int, root: str) -> dict[str, dict[str, float]]:
     """PCA with ``components`` components and the mean image of one recipe (cached per recipe and
-    k here and on disk by ``cae.baselines``)."""
+    k here and on disk by ``cae.baselines``; on disk in the gallery's cache, which every workspace
+    shares: its files are named by what the images are, not by who asked)."""
     recipe = DataRecipe.from_dict(json.loads(recipe_json))
+    shared = gallery_root(root) or root
     return {
-        "pca": pca_baseline(recipe, components, root=root),
-        "mean_image": mean_image_baseline(recipe, root=root),
+        "pca": pca_baseline(recipe, components, root=shared),
+        "mean_image": mean_image_baseline(recipe, root=shared),
     }
 
 
