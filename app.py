@@ -53,6 +53,11 @@ def home() -> None:
         )
     else:
         st.markdown("No trained run yet: design a network, then train it on the **Train** page.")
+    st.caption(
+        "What you train, upload and sweep is kept in this browser's workspace, seen by its tabs "
+        "only, beside the gallery of shared runs that everyone sees; **New workspace** in the "
+        "sidebar starts an empty one (for the next person at this computer)."
+    )
 
     # one row that wraps, each link as wide as its label (six equal columns cut the longer ones)
     with st.container(horizontal=True, gap="medium", key="home_links"):

@@ -15,6 +15,13 @@ folder without ``run.json`` is an incomplete run and lists as broken.
 Listing reads JSON only (importing this module and calling ``list_runs`` never imports TensorFlow);
 loading uses Keras ``safe_mode``. Run ids given as strings must be plain folder names inside the
 root: anything like ``../x`` is refused. The root is ``$CAE_MODELS_DIR`` or ``<repo>/models``.
+
+Workspaces: the runs at the top of the root (the shipped ones and those published there) are the
+gallery everyone sees; a workspace's own runs, staged runs, experiments and uploads live in
+``<root>/workspaces/<workspace-id>/``, a runs folder of its own, made when it first saves. A
+workspace id is 32 hex digits (:func:`new_workspace_id`); :func:`workspace_root` takes only a well
+formed one, and an id from a cookie is adopted only once its folder exists
+(:func:`workspace_issued`) or the server has just issued it, so it never names another path.
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ TEST_FILE = "test_images.npz"
 MARKER_FILE = "run.json"
 JSON_FILES = (MARKER_FILE, SPEC_FILE, TRAIN_FILE, HISTORY_FILE, METRICS_FILE, LATENT_FILE)
 TMP_PREFIX = ".tmp-"
+WORKSPACES_DIR = "workspaces"  # <root>/workspaces/<workspace-id>/: each workspace's own runs folder
+DEFAULT_RUN_ID = "classic-mnist-sample-default"  # the shipped run a new session starts on
 MAX_SLUG_LENGTH = 48
 MAX_RUN_ID_LENGTH = 128
 STALE_TMP_SECONDS = 24 * 3600
@@ -176,6 +185,86 @@ def models_dir() -> Path:
 
 def _root(root: str | os.PathLike[str] | None) -> Path:
     return models_dir() if root is None else Path(root)
+
+
+_WORKSPACE_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def check_workspace_id(workspace_id: Any) -> str:
+    """Return ``workspace_id`` if it is well formed (32 lowercase hex digits, as
+    :func:`new_workspace_id` makes them), else raise ValueError."""
+    if not isinstance(workspace_id, str) or not _WORKSPACE_ID_RE.fullmatch(workspace_id):
+        shown = workspace_id[:80] if isinstance(workspace_id, str) else workspace_id
+        raise ValueError(
+            "A workspace id is 32 lowercase hex digits issued by this server. "
+            f"Received: workspace_id={shown!r}"
+        )
+    return workspace_id
+
+
+def workspaces_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder that holds every workspace of the runs root ``root``."""
+    return _root(root) / WORKSPACES_DIR
+
+
+def new_workspace_id() -> str:
+    """A fresh random workspace id (32 hex digits); its folder is made when it first saves."""
+    return secrets.token_hex(16)
+
+
+def workspace_issued(workspace_id: Any, root: str | os.PathLike[str] | None = None) -> bool:
+    """True when ``workspace_id`` is well formed and its folder exists (it saved something here)."""
+    try:
+        check_workspace_id(workspace_id)
+    except ValueError:
+        return False
+    return (workspaces_dir(root) / workspace_id).is_dir()
+
+
+def workspace_root(workspace_id: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """The runs folder of a workspace (made when it first saves); ValueError for a malformed id.
+    Whether the id was issued is the caller's to check (``workspace_issued``, or the session's
+    own record): this only guarantees a folder directly inside ``<root>/workspaces``."""
+    return workspaces_dir(root) / check_workspace_id(workspace_id)
+
+
+def gallery_root(root: str | os.PathLike[str]) -> Path | None:
+    """The gallery (the runs root) above a workspace's runs folder, or None when ``root`` is not
+    one (``<gallery>/workspaces/<id>``)."""
+    path = Path(root)
+    if path.parent.name == WORKSPACES_DIR and _WORKSPACE_ID_RE.fullmatch(path.name):
+        return path.parent.parent
+    return None
+
+
+def listing_roots(root: str | os.PathLike[str]) -> list[Path]:
+    """The runs folders a session in ``root`` sees, its own first: a workspace's folder and the
+    gallery above it; any other folder alone."""
+    gallery = gallery_root(root)
+    return [Path(root)] if gallery is None else [Path(root), gallery]
+
+
+def find_run_folder(run_id: str, root: str | os.PathLike[str]) -> Path:
+    """The folder of run ``run_id`` among :func:`listing_roots` of ``root`` (the workspace's own
+    first); the path in ``root`` when none holds it (loading then says it is missing)."""
+    check_run_id(run_id)
+    for folder in listing_roots(root):
+        if (folder / run_id).is_dir():
+            return folder / run_id
+    return Path(root) / run_id
+
+
+def is_owner(run: RunInfo | str | os.PathLike[str], workspace_id: str | None) -> bool:
+    """True when ``run`` (its RunInfo or folder) lives in the workspace ``workspace_id``'s own
+    folder: only then may that workspace rename or delete it. Gallery runs have no owner here
+    (the teacher manages them); a malformed id owns nothing."""
+    path = run.path if isinstance(run, RunInfo) else Path(run)
+    try:
+        check_workspace_id(workspace_id)
+    except ValueError:
+        return False
+    parent = path.parent
+    return parent.name == workspace_id and parent.parent.name == WORKSPACES_DIR
 
 
 def safe_run_id(name: str) -> str:
@@ -486,10 +575,15 @@ def _sort_key(info: RunInfo) -> tuple[float, str]:
     return (stamp, info.run_id)
 
 
+def newest_first(runs: list[RunInfo]) -> list[RunInfo]:
+    """``runs`` in the listing's order: newest first (by ``created``, then id)."""
+    return sorted(runs, key=_sort_key, reverse=True)
+
+
 def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
     """Every run folder under ``root``, newest first, from JSON alone (no TensorFlow). Broken
-    folders are listed with ``broken`` set to the reason; hidden (``.tmp-*``) folders and plain
-    files are skipped; a missing root gives an empty list."""
+    folders are listed with ``broken`` set to the reason; hidden (``.tmp-*``) folders, plain
+    files and the ``workspaces`` folder are skipped; a missing root gives an empty list."""
     root_path = _root(root)
     try:
         entries = list(os.scandir(root_path))
@@ -497,7 +591,7 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[RunInfo]:
         return []
     runs = []
     for entry in entries:
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.name == WORKSPACES_DIR:
             continue
         try:
             if not entry.is_dir():
@@ -522,7 +616,7 @@ def runs_state(root: str | os.PathLike[str] | None = None) -> tuple[Any, ...]:
         return (f"unreadable: {error}",)
     state: list[Any] = [root_path.stat().st_mtime_ns, failed_loads()]
     for entry in entries:
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or entry.name == WORKSPACES_DIR:
             continue
         try:
             stat = entry.stat()

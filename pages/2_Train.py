@@ -26,6 +26,7 @@ from ui.state import (
     controls_job,
     owner_id,
     page_frame,
+    runs_root,
     set_active_spec,
     take_control,
 )
@@ -98,7 +99,9 @@ def run_name_field(
     job = state.job
     if data.upload_name is not None:
         st.session_state[UPLOAD_NAME_KEY] = clean_name(data.upload_name)  # Home names the file
-    taken_names = {run.name for run in all_runs()} | ({job.name} if job is not None else set())
+    taken_names = {run.name for run in all_runs(runs_root())} | (
+        {job.name} if job is not None else set()
+    )
     default_name = default_run_name(
         spec,
         data.choice,
@@ -134,7 +137,7 @@ def run_name_field(
 @st.cache_data(max_entries=4, show_spinner=False)
 def speed_samples(run_ids: tuple[str, ...]) -> list[tuple[float, float]]:
     """(work, wall seconds) of the earlier runs, read once per list of runs."""
-    return rate_samples(all_runs())
+    return rate_samples(all_runs(runs_root()))
 
 
 def check_training(
@@ -145,7 +148,7 @@ def check_training(
     memory, too few images."""
     if spec is None:
         return None
-    samples = speed_samples(tuple(run.run_id for run in all_runs()))
+    samples = speed_samples(tuple(run.run_id for run in all_runs(runs_root())))
     check = preflight(
         spec, config, image_shape=data.image_shape, num_train=data.num_train, speed_samples=samples
     )
@@ -184,7 +187,9 @@ def start_training(
     epochs are discarded only with ``discard_unsaved`` (the user said so); otherwise the page
     asks first."""
     try:
-        new_job = JOBS.start(owner_id(), request(), discard_unsaved=discard_unsaved)
+        new_job = JOBS.start(
+            owner_id(), request(), root=runs_root(), discard_unsaved=discard_unsaved
+        )
     except UnsavedEpochs:  # kept epochs appeared since this page was drawn: ask
         st.session_state[DISCARD_ASK] = state.job.job_id if state.job is not None else None
         st.rerun()
@@ -292,7 +297,9 @@ def main() -> None:
         running=state.running,
         in_control=state.in_control,
     )
-    unsaved_runs(exclude=JOBS.staged_paths())  # only runs no live job holds: a tab controls those
+    unsaved_runs(
+        runs_root(), exclude=JOBS.staged_paths()
+    )  # only runs no live job holds: a tab controls those
 
 
 main()

@@ -14,7 +14,7 @@ from cae.colours import colormap
 from cae.evaluation import reconstruct
 from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
 from cae.recipe import TestSplit
-from cae.store import RunError, RunInfo, delete_run, models_dir
+from cae.store import RunError, RunInfo, delete_run
 from cae.text import plain_code, plain_markdown
 from ui.baselines import baselines_table
 from ui.channels import channel_picker
@@ -31,11 +31,14 @@ from ui.state import (
     COMPARE_KEY,
     MAX_LINKED_RUNS,
     RUN_KEY,
+    default_run,
     follow_run_link,
+    owns,
     page_frame,
     refresh_sidebar,
     remember,
     run_link,
+    runs_root,
 )
 from ui.test_images import class_names
 
@@ -62,13 +65,14 @@ def cached_own_metrics(run_id: str, created: str | None, root: str) -> dict[str,
 
 
 def choose_runs(good: list[RunInfo]) -> list[RunInfo]:
-    """The multiselect of runs to compare (the active run, else the newest, preselected)."""
+    """The multiselect of runs to compare (the active run, else the starting run, preselected)."""
     by_id = {run.run_id: run for run in good}
     active = st.session_state.get(RUN_KEY)
     kept = [run_id for run_id in st.session_state.get(COMPARE_KEY) or [] if run_id in by_id]
     if kept and active in by_id and active not in kept:  # another page chose a run since
         kept = [active, *kept]
-    default = kept or ([active] if active in by_id else [good[0].run_id] if good else [])
+    start = default_run(good)  # a new session's: the shipped run, never another workspace's
+    default = kept or ([active] if active in by_id else [start.run_id] if start else [])
     chosen = st.multiselect(
         "Runs to compare",
         list(by_id),
@@ -255,8 +259,12 @@ def best_and_worst(
     st.plotly_chart(error_heatmap(mean_error, title), key="results_mean_error")
 
 
+GALLERY_NOTE = "In the shared gallery: only the teacher deletes it."
+
+
 def housekeeping(selected: list[RunInfo], root: str) -> None:
-    """Downloads of each run's model and spec, and delete with confirmation."""
+    """Downloads of each run's model and spec, and delete with confirmation (this workspace's
+    own runs only: a gallery run is the teacher's)."""
     st.subheader("Downloads and housekeeping")
     for run in selected:
         with st.container(border=True):
@@ -281,6 +289,9 @@ def housekeeping(selected: list[RunInfo], root: str) -> None:
                     key=f"results_spec_{run.run_id}",
                     icon=":material/download:",
                 )
+            if not owns(run):
+                columns[2].caption(GALLERY_NOTE)
+                continue
             confirm = columns[2].checkbox("Confirm delete", key=f"results_confirm_{run.run_id}")
             if columns[2].button(
                 "Delete run",
@@ -307,7 +318,9 @@ def broken_section(broken: list[RunInfo], root: str) -> None:
             columns[0].markdown(
                 f"Run {plain_code(run.run_id)}{named} — {plain_markdown(run.broken or '')}"
             )
-            if columns[1].button("Delete", key=f"results_delete_broken_{run.run_id}"):
+            if not owns(run):
+                columns[1].caption(GALLERY_NOTE)
+            elif columns[1].button("Delete", key=f"results_delete_broken_{run.run_id}"):
                 delete_run(run.run_id, root=root)
                 st.rerun()
 
@@ -316,7 +329,7 @@ def main() -> None:
     """The page, top to bottom."""
     page_frame("Results")
     st.title("Results")
-    root = str(models_dir())
+    root = runs_root()
     runs = all_runs(root)
     good = [run for run in runs if run.ok]
     if follow_run_link(good):  # a link (from Experiments) names the runs to show

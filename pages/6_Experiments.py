@@ -14,7 +14,6 @@ from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
 from cae.spec import ArchitectureSpec
-from cae.store import models_dir
 from cae.sweep import MAX_AXES, SweepError, Variant, expand, parse_values, rate_samples
 from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
@@ -32,6 +31,7 @@ from ui.state import (
     active_spec,
     owner_id,
     page_frame,
+    runs_root,
 )
 
 NONE = ""
@@ -306,7 +306,7 @@ def main() -> None:
         "values; every combination trains as an ordinary run (listed on Results) and lands on "
         "one chart, against PCA with as many components as the code has values."
     )
-    root = str(models_dir())
+    root = runs_root()
     shown = shown_experiment(root)
     if shown is not None:
         experiment = EXPERIMENTS.get(shown, root)

@@ -26,6 +26,7 @@ from cae.store import (
     save_upload,
     staging_dir,
     uploads_dir,
+    workspace_root,
 )
 from cae.upload_files import (
     UploadQuotaError,
@@ -244,8 +245,10 @@ def test_the_train_page_keeps_an_upload_for_its_workspace_and_says_when_the_quot
     app.selectbox(key="train_dataset").set_value("upload").run()
     app.file_uploader(key="train_upload").upload("small.npy", small).run()
     assert not app.exception and not app.error
-    (kept,) = [path for path in uploads_dir(models).iterdir() if path.suffix == ".npy"]
-    assert set(read_record(kept).owners) == {app.session_state["owner_id"]}
+    owner = app.session_state["owner_id"]
+    kept_in = uploads_dir(workspace_root(owner, models))  # the workspace's own folder
+    (kept,) = [path for path in kept_in.iterdir() if path.suffix == ".npy"]
+    assert set(read_record(kept).owners) == {owner}
     app.file_uploader(key="train_upload").upload("large.npy", large).run()
     assert not app.exception
     (error,) = [str(item.value) for item in app.error]
@@ -253,4 +256,4 @@ def test_the_train_page_keeps_an_upload_for_its_workspace_and_says_when_the_quot
         "large.npy is not kept: the upload does not fit this workspace's upload"
     )
     assert f"Received: size={len(large):,} bytes" in error
-    assert [path for path in uploads_dir(models).iterdir() if path.suffix == ".npy"] == [kept]
+    assert [path for path in kept_in.iterdir() if path.suffix == ".npy"] == [kept]

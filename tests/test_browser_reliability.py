@@ -7,6 +7,7 @@ Screenshots go to test-artifacts/ (reliability-*.png).
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -40,6 +41,16 @@ def choose_dataset(page, option):
             page.keyboard.press("Escape")
     choice.click()
     wait_for_app_idle(page, 30_000)
+
+
+def workspace_cookie(context) -> str | None:
+    """The workspace id the app keeps in this browser's cookie."""
+    return next((c["value"] for c in context.cookies() if c["name"] == "cae_workspace"), None)
+
+
+def saved_runs(models):
+    """Every run saved in a workspace of ``models``."""
+    return [run for folder in models.glob("workspaces/*") for run in list_runs(folder)]
 
 
 def assert_no_traceback(page):
@@ -125,8 +136,9 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
                 assert other not in main, f"{me} sees {other}"
                 assert_no_traceback(page)
                 screenshot(page, f"reliability-concurrent-{me}")
-            runs = list_runs(models)
+            runs = saved_runs(models)  # each in its own browser's workspace
             assert sorted(run.name for run in runs) == sorted(names.values())
+            assert len({run.path.parent for run in runs}) == 2
             assert all(run.ok for run in runs) and len({run.run_id for run in runs}) == 2
             # Results, reloaded, lists both runs and still shows no exception
             carl.reload()
@@ -136,17 +148,20 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
     except BaseException:
         for label, page in zip(("ann", "ben", "carl"), pages):
             screenshot(page, f"FAILED-reliability-concurrent-{label}")
-        print("runs saved:", [(run.run_id, run.ok) for run in list_runs(models)])
+        print("runs saved:", [(run.run_id, run.ok) for run in saved_runs(models)])
         raise
     finally:
         for context in contexts:
             context.close()
 
 
-def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page, tmp_path):
-    """The tab's id is in the URL (?session=...): a second tab with that link only watches the
-    training; after a reload, the Train page shows the same training, its Stop works, and the
-    completed epochs are saved under the name the user types."""
+def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(
+    page, browser, tmp_path
+):
+    """The browser's workspace id is in a cookie the app writes, never in the URL: a second tab
+    of the same browser only watches the training, another browser opening the copied URL sees
+    none of it; after a reload, the Train page shows the same training, its Stop works, and the
+    completed epochs are saved in the workspace's folder under the name the user types."""
     models = tmp_path / "models"
     models.mkdir()
     with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
@@ -167,20 +182,33 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page
         expect(page.get_by_text("Loss curves appear after the first epoch.")).to_be_hidden(
             timeout=90_000
         )
-        session = re.search(r"[?&]session=([0-9a-f]{32})", page.url)
-        assert session, page.url
-        # the same link in a second tab, while this one is open: the training, read-only
+        assert urlsplit(page.url).query == "", page.url  # nothing to copy but the page
+        workspace = workspace_cookie(page.context)
+        assert workspace and re.fullmatch(r"[0-9a-f]{32}", workspace)
+        # a second tab of this browser, while this one is open: the training, read-only
         other = page.context.new_page()
         open_app(other, page.url)
-        assert session.group(1) in other.url
         expect(other.get_by_text("You are watching this training")).to_be_visible(timeout=30_000)
         expect(other.locator(".st-key-train_takeover button")).to_be_visible()
         assert other.locator(".st-key-train_stop").count() == 0
         screenshot(other, "reliability-second-tab-watches")
         other.close()
+        # another browser with the copied URL: its own workspace, no view of the training
+        stranger = browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            elsewhere = stranger.new_page()
+            open_app(elsewhere, page.url)
+            expect(elsewhere.locator(".st-key-train_start button")).to_be_enabled(timeout=60_000)
+            assert elsewhere.get_by_text("You are watching this training").count() == 0
+            assert elsewhere.locator(".st-key-train_takeover").count() == 0
+            assert elsewhere.locator(".st-key-train_stop").count() == 0
+            expect(elsewhere.locator('[data-testid="stProgress"]')).to_have_count(0)
+            assert workspace_cookie(stranger) not in (None, workspace)
+        finally:
+            stranger.close()
         page.reload()
         wait_for_app_idle(page, 60_000)
-        assert session.group(1) in page.url
+        assert urlsplit(page.url).query == "" and workspace_cookie(page.context) == workspace
         expect(page.get_by_role("heading", name="Train", level=1)).to_be_visible()
         stop = page.locator(".st-key-train_stop button")
         expect(stop).to_be_visible(timeout=30_000)  # the same job, still training
@@ -194,7 +222,8 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page
         expect(save).to_be_visible(timeout=60_000)
         kept = page.locator('[data-testid="stAlert"]').filter(has_text="completed epoch(s) kept")
         expect(kept).to_be_visible()
-        assert list_runs(models) == []  # nothing saved until the user says so
+        mine = models / "workspaces" / workspace
+        assert list_runs(mine) == []  # nothing saved until the user says so
         name = page.locator(".st-key-train_save_name input")
         name.fill("after a reload")
         name.press("Enter")
@@ -205,7 +234,23 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(page
         )
         screenshot(page, "reliability-reload-saved")
         assert_no_traceback(page)
-        runs = list_runs(models)
+        runs = list_runs(mine)
         assert [run.name for run in runs] == ["after a reload"] and runs[0].ok
         assert 1 <= runs[0].epochs < 200
-        assert not list(models.glob(".tmp-*"))
+        assert not list(mine.glob(".tmp-*")) and list_runs(models) == []  # not in the gallery
+        # New workspace (the next student at this computer): the cookie names a fresh one, which
+        # a reload keeps, with no view of the training or run of the one before
+        page.locator(".st-key-sidebar_new_workspace button:visible").click()  # one is hidden
+        wait_for_app_idle(page, 30_000)
+        for _ in range(50):
+            if workspace_cookie(page.context) != workspace:
+                break
+            page.wait_for_timeout(200)
+        fresh = workspace_cookie(page.context)
+        assert fresh not in (None, workspace)
+        page.reload()
+        wait_for_app_idle(page, 60_000)
+        expect(page.locator(".st-key-train_start button")).to_be_enabled(timeout=30_000)
+        assert workspace_cookie(page.context) == fresh and urlsplit(page.url).query == ""
+        assert page.locator('[data-testid="stAlert"]').filter(has_text="Saved as").count() == 0
+        assert "after a reload" not in page.locator('[data-testid="stSidebar"]').inner_text()

@@ -13,25 +13,40 @@ from streamlit.testing.v1 import AppTest
 from cae.experiments import EXPERIMENTS, ExperimentQueue, experiments_root, parallel_runs
 from cae.recipe import DataRecipe
 from cae.spec import preset
+from cae.store import new_workspace_id, workspace_root
 from cae.sweep import parse_vary
 from cae.training import TrainConfig
-from ui.state import COMPARE_KEY
+from ui.state import COMPARE_KEY, OWNER_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 PAGE = "pages/6_Experiments.py"
 
 
+WORKSPACE = "0" * 32  # every page here opens in this browser's workspace: a fresh one per test
+
+
 @pytest.fixture
 def models(models):
-    """The conftest's empty runs folder; the experiment queue is closed after the test."""
-    yield models
+    """The runs folder of this file's sessions, their workspace's (conftest's empty ``models``
+    is the gallery above it); the experiment queue is closed after the test."""
+    global WORKSPACE
+    WORKSPACE = new_workspace_id()  # a job or experiment of the test before is not its
+    folder = workspace_root(WORKSPACE)
+    folder.mkdir(parents=True)
+    yield folder
     EXPERIMENTS.close(wait=120)
+
+
+def in_workspace(app: AppTest) -> AppTest:
+    """``app`` as a tab of the browser whose workspace is WORKSPACE (its cookie's)."""
+    app.session_state[OWNER_KEY] = WORKSPACE
+    return app
 
 
 def open_page(state=None, timeout=120):
     app = AppTest.from_file(APP, default_timeout=timeout)
-    for key, value in (state or {}).items():
+    for key, value in {OWNER_KEY: WORKSPACE, **(state or {})}.items():
         app.session_state[key] = value
     return app.run().switch_page(PAGE).run()
 
@@ -86,11 +101,11 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     recipe = DataRecipe(limit=300)
     first = EXPERIMENTS.submit(
         "someone else", "long one", preset("classic"), TrainConfig(epochs=500), recipe,
-        [parse_vary("code=1")], num_train=270,
+        [parse_vary("code=1")], num_train=270, root=models,
     )  # fmt: skip
     second = EXPERIMENTS.submit(
         owner, "mine", preset("classic"), TrainConfig(epochs=1), recipe,
-        [parse_vary("encoder.0.filters=4,8")], num_train=270,
+        [parse_vary("encoder.0.filters=4,8")], num_train=270, root=models,
     )  # fmt: skip
     # a reload of this tab (a new session with the same id) shows its experiment, queued
     again = open_page({"owner_id": owner})
@@ -264,7 +279,7 @@ def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
     from cae.store import uploads_dir
 
     content = upload_bytes()
-    app = AppTest.from_file(APP, default_timeout=180).run()
+    app = in_workspace(AppTest.from_file(APP, default_timeout=180)).run()
     app.switch_page("pages/2_Train.py").run()
     app.selectbox(key="train_dataset").set_value("upload").run()
     app.file_uploader(key="train_upload").upload("my digits.npy", content).run()
@@ -297,8 +312,7 @@ def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
     train = json.loads((models / run_id / "train.json").read_text())
     assert DataRecipe.from_dict(train["data"]) == recipe  # recorded like an ordinary run's
     # a reload (a new session with this tab's id) still offers it
-    reloaded = AppTest.from_file(APP, default_timeout=180)
-    reloaded.query_params["session"] = app.session_state["owner_id"]
+    reloaded = in_workspace(AppTest.from_file(APP, default_timeout=180))
     reloaded.run().switch_page(PAGE).run()
     assert reloaded.selectbox(key="experiments_dataset").value == "(train page)"
     # once its file is gone (deleted by hand), it is no longer offered, and nothing breaks
@@ -311,7 +325,7 @@ def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
 def test_the_train_pages_built_in_data_is_offered_with_its_seed(models):
     from cae.datasets import dataset_status
 
-    app = AppTest.from_file(APP, default_timeout=180).run()
+    app = in_workspace(AppTest.from_file(APP, default_timeout=180)).run()
     app.switch_page("pages/2_Train.py").run()
     app.selectbox(key="train_dataset").set_value("mnist-sample").run()
     app.number_input(key="train_seed").set_value(5).run()

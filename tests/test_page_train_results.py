@@ -13,19 +13,33 @@ from cae.progress import Progress
 from cae.recipe import DataRecipe, TestSplit, load_recipe
 from cae.request import TrainRequest
 from cae.spec import preset
-from cae.store import list_runs, save_run
+from cae.store import list_runs, new_workspace_id, save_run, workspace_root
 from cae.training import TrainConfig
+from ui.state import OWNER_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 TRAIN = "pages/2_Train.py"
 RESULTS = "pages/3_Results.py"
+WORKSPACE = "0" * 32  # every page here opens in this browser's workspace: a fresh one per test
+
+
+@pytest.fixture
+def models(models):
+    """The runs folder of this file's sessions: their workspace's, where they save and delete
+    (conftest's ``models`` above it is the gallery, empty here)."""
+    global WORKSPACE
+    WORKSPACE = new_workspace_id()  # a job or experiment of the test before is not its
+    folder = workspace_root(WORKSPACE)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def open_page(page, state=None, timeout=120):
-    """The page as the app serves it (through app.py's navigation, so page links resolve)."""
+    """The page as the app serves it (through app.py's navigation, so page links resolve), in
+    the browser whose workspace is WORKSPACE."""
     app = AppTest.from_file(APP, default_timeout=timeout)
-    for key, value in (state or {}).items():
+    for key, value in {OWNER_KEY: WORKSPACE, **(state or {})}.items():
         app.session_state[key] = value
     return app.run().switch_page(page).run()
 

@@ -114,7 +114,7 @@ def test_inspect_shows_the_mean_and_the_log_variance(vae_root, monkeypatch):
 @pytest.mark.slow
 def test_train_page_trains_a_variational_design_with_both_terms(tmp_path, monkeypatch):
     from cae.jobs import JOBS
-    from cae.store import list_runs, load_history
+    from cae.store import list_runs, load_history, workspace_root
 
     models = tmp_path / "models"
     models.mkdir()
@@ -141,7 +141,8 @@ def test_train_page_trains_a_variational_design_with_both_terms(tmp_path, monkey
         c.value.startswith("loss = reconstruction + weight x KL, the weight beta = 2;")
         for c in app.caption
     ), [c.value for c in app.caption]
-    runs = list_runs(models)
+    mine = workspace_root(app.session_state["owner_id"])  # saved in this browser's workspace
+    runs = list_runs(mine)
     assert len(runs) == 1 and runs[0].ok and runs[0].params == 2763
-    history = load_history(runs[0].run_id, root=models)
+    history = load_history(runs[0].run_id, root=mine)
     assert {"recon_loss", "kl_loss", "val_recon_loss", "val_kl_loss"} <= set(history)

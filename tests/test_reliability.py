@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from cae.jobs import JOBS
 from cae.spec import preset
-from cae.store import list_runs
+from cae.store import list_runs, workspace_root
 from cae.uploads import MAX_UPLOAD_BYTES
 from ui.state import DATASET_KEY, SPEC_KEY
 
@@ -83,17 +83,19 @@ def test_a_closed_tab_does_not_stop_its_job_and_a_new_session_does_not_see_it(
 
     assert job.wait(120), "the job did not finish"
     assert job.run_id is not None, job.snapshot().message
-    assert [run.name for run in list_runs(models)] == ["closed tab"]
+    assert [run.name for run in list_runs(workspace_root(owner))] == ["closed tab"]
 
 
-def test_the_owner_id_comes_back_from_the_url_so_a_reload_finds_its_job(tmp_path, monkeypatch):
+def test_the_workspace_id_is_never_in_the_url_and_a_tab_of_the_browser_gets_its_state_back(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path))
     first = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     owner = first.session_state["owner_id"]
     assert re.fullmatch(r"[0-9a-f]{32}", owner)
-    assert first.query_params["session"] == owner  # written into the URL on every page
+    assert not first.query_params  # the id is in the browser's cookie, not in the address bar
     first.switch_page("pages/3_Results.py").run()
-    assert first.query_params["session"] == owner  # page switches clear it; it is put back
+    assert not first.query_params
 
     deep = preset("deep").to_dict()
     first.session_state[SPEC_KEY] = deep  # as the Architecture page does (and remembers)
@@ -101,21 +103,22 @@ def test_the_owner_id_comes_back_from_the_url_so_a_reload_finds_its_job(tmp_path
     first.selectbox(key="train_dataset").set_value("fashion-mnist").run()
 
     reloaded = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    reloaded.query_params["session"] = owner  # what a reload of that URL brings
+    reloaded.session_state["owner_id"] = owner  # a reload: the cookie names the workspace
     reloaded.run()
     assert reloaded.session_state["owner_id"] == owner and not reloaded.exception
-    # the design and the dataset chosen before the reload come back; another tab gets neither
+    # the design and the dataset chosen before the reload come back; another browser gets neither
     assert reloaded.session_state[SPEC_KEY] == deep
     assert reloaded.session_state[DATASET_KEY] == "fashion-mnist"
     stranger = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     assert stranger.session_state[SPEC_KEY] != deep
     assert stranger.session_state[DATASET_KEY] == "mnist-sample"
 
-    # malformed, or well formed but never issued by this server (session fixation): replaced
-    for bad in ("../../x", "ABC", "0" * 31, "0" * 33, "zz" * 16, "f" * 32):
-        guessed = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-        guessed.query_params["session"] = bad
-        guessed.run()
-        fresh = guessed.session_state["owner_id"]
+    # an old link with ?session=: the id is neither adopted nor kept in the address bar
+    for bad in (owner, "../../x", "f" * 32):
+        old_link = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+        old_link.query_params["session"] = bad
+        old_link.run()
+        fresh = old_link.session_state["owner_id"]
         assert fresh != bad and re.fullmatch(r"[0-9a-f]{32}", fresh)
-        assert guessed.query_params["session"] == fresh
+        assert "session" not in old_link.query_params
+        assert old_link.session_state[SPEC_KEY] != deep

@@ -23,11 +23,22 @@ from cae.store import (
     publish_run,
     save_run,
     staging_dir,
+    workspace_root,
 )
 from cae.training import TrainConfig
+from ui.state import OWNER_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
+WORKSPACE = "5" * 32  # the browser the Train page opens in here
+
+
+def train_page() -> AppTest:
+    """The Train page in a tab of the browser whose workspace is WORKSPACE."""
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.session_state[OWNER_KEY] = WORKSPACE
+    app.run()
+    return app.switch_page("pages/2_Train.py").run()
 
 
 @pytest.fixture
@@ -103,12 +114,12 @@ def test_unsaved_runs_are_listed_published_and_discarded(tmp_path, staging):
 
 
 def test_the_train_page_lists_unsaved_runs_to_save_or_discard(tmp_path, staging, monkeypatch):
-    root = tmp_path / "models"
-    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path / "models"))
+    root = workspace_root(WORKSPACE)  # the workspace's kept runs, listed to its tabs only
     keep = stage(root, "k1", "to keep")
     stage(root, "d1", "to drop")
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-    app.switch_page("pages/2_Train.py").run()
+    stage(tmp_path / "models", "g1", "in the gallery")  # no workspace's: not offered here
+    app = train_page()
     assert not app.exception, [item.value for item in app.exception]
     assert any(e.label == "2 unsaved run(s)" for e in app.expander)
     by_name = {item.name: item for item in list_staged(root)}
@@ -131,15 +142,14 @@ def test_a_kept_run_that_a_live_job_holds_is_not_offered_to_others(tmp_path, sta
     """Only orphaned kept runs are listed: one a live job holds belongs to that job's owner."""
     from cae.jobs import JOBS
 
-    root = tmp_path / "models"
-    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path / "models"))
+    root = workspace_root(WORKSPACE)
     request = short_request("held")
     job = JOBS.start("someone-else", request, root=root, auto_save=False)
     try:
         assert job.wait(TIMEOUT) and job.kept
         assert [item.name for item in list_staged(root)] == ["held"]
-        app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
-        app.switch_page("pages/2_Train.py").run()
+        app = train_page()
         assert not app.exception, [item.value for item in app.exception]
         assert not [e for e in app.expander if "unsaved run" in e.label]
     finally:

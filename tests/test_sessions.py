@@ -1,11 +1,10 @@
-"""Links are not keys: the server issues the session ids in ``?session=``, a second tab with the
-same link watches a training read-only until its user confirms taking it over, and a new training
-asks before it discards kept epochs that are not saved."""
+"""Tabs of one browser share its workspace (the id the server issued, kept in a cookie): a second
+tab watches a training read-only until its user confirms taking it over, and a new training asks
+before it discards kept epochs that are not saved. The id of the address bar's old ``?session=``
+is never adopted (tests/test_reliability.py, tests/test_workspaces.py)."""
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 import ui.state
 from cae.jobs import JOBS, UnsavedEpochs
+from cae.store import workspace_root
 from ui.state import OWNER_KEY, SPEC_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,11 +22,11 @@ TRAIN = "pages/2_Train.py"
 TIMEOUT = 180
 
 
-def tab(session: str | None = None, page: str | None = None) -> AppTest:
-    """A browser tab: the app opened with ``?session=`` (if given), then ``page``."""
+def tab(workspace: str | None = None, page: str | None = None) -> AppTest:
+    """A browser tab: a new browser, or one whose cookie names ``workspace``; then ``page``."""
     app = AppTest.from_file(APP, default_timeout=120)
-    if session is not None:
-        app.query_params["session"] = session
+    if workspace is not None:
+        app.session_state[OWNER_KEY] = workspace  # what the cookie gives a new session
     app.run()
     if page is not None:
         app.switch_page(page).run()
@@ -38,34 +38,23 @@ def owner(app: AppTest) -> str:
     return app.session_state[OWNER_KEY]
 
 
-def test_an_id_the_server_did_not_issue_is_replaced():
-    made_up = secrets.token_hex(16)  # well formed: 32 hex digits, but never issued here
-    app = tab(made_up)
-    assert owner(app) != made_up and re.fullmatch(r"[0-9a-f]{32}", owner(app))
-    assert app.query_params["session"] == owner(app)
-    again = tab(owner(app))  # the id it was given is adopted by a reload
-    assert owner(again) == owner(app)
-
-
-def test_an_expired_id_is_replaced_and_what_it_remembered_is_forgotten(monkeypatch):
+def test_a_tab_of_the_browser_gets_its_workspace_s_remembered_state_back(models):
     first = tab()
     first.session_state[SPEC_KEY] = {**first.session_state[SPEC_KEY], "name": "remembered"}
-    first.run()  # page_frame keeps the design under the id, for a reload
-    assert tab(owner(first)).session_state[SPEC_KEY]["name"] == "remembered"
-    monkeypatch.setattr(ui.state, "OWNER_TTL_S", 0.0)
-    time.sleep(0.01)
-    late = tab(owner(first))
-    assert owner(late) != owner(first)
-    assert late.session_state[SPEC_KEY]["name"] == "classic"
-    monkeypatch.undo()
-    assert owner(tab(owner(first))) != owner(first)  # forgotten for good
+    first.run()  # page_frame keeps the design under the workspace, for a reload or a new tab
+    again = tab(owner(first))
+    assert owner(again) == owner(first)
+    assert again.session_state[SPEC_KEY]["name"] == "remembered"
+    assert tab().session_state[SPEC_KEY]["name"] == "classic"  # another browser: its own
 
 
-def test_the_issued_ids_are_bounded(monkeypatch):
+def test_the_issued_ids_are_bounded(monkeypatch, models):
     monkeypatch.setattr(ui.state, "_ISSUED_LIMIT", 3)
-    ids = [ui.state._issue_owner_id() for _ in range(5)]
-    assert [ui.state._adoptable(owner) for owner in ids] == [False, False, True, True, True]
-    assert not ui.state._adoptable("../" + ids[-1][3:])
+    ids = [ui.state._issue_workspace() for _ in range(5)]
+    assert [ui.state.known_workspace(owner) for owner in ids] == [False, False, True, True, True]
+    assert not ui.state.known_workspace("../" + ids[-1][3:])
+    workspace_root(ids[0]).mkdir(parents=True)  # a workspace that saved stays known
+    assert ui.state.known_workspace(ids[0])
 
 
 def epochs_input(app: AppTest):
@@ -97,7 +86,7 @@ def test_a_second_tab_watches_read_only_takes_over_after_a_confirmation_and_is_a
         assert job is not None and not job.done
         assert "train_stop" in keys(first) and "train_takeover" not in keys(first)
 
-        # the same link in another tab: the training is shown, read-only
+        # another tab of the same browser: the training is shown, read-only
         second = tab(owner(first), TRAIN)
         assert owner(second) == owner(first) and JOBS.get(owner(second)) is job
         assert "train_stop" not in keys(second) and "train_save" not in keys(second)

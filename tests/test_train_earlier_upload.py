@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cae.jobs import JOBS
 from cae.recipe import DataRecipe
-from cae.store import list_runs
+from cae.store import list_runs, workspace_root
 from tests.test_page_train_results import TRAIN, open_page, widget
 
 
@@ -57,7 +57,7 @@ def test_an_upload_stays_chosen_after_a_page_switch_with_its_array_and_trains(mo
     assert job is not None and job.wait(180), "training did not finish"
     app.run()
     assert job.run_id is not None, job.snapshot().message
-    (run,) = list_runs(models)
+    (run,) = list_runs(workspace_root(app.session_state["owner_id"]))
     recipe = DataRecipe.from_dict(json.loads((run.path / "train.json").read_text())["data"])
     assert recipe.upload_name == "two arrays.npz" and recipe.upload_array == "digits"
 
@@ -67,7 +67,7 @@ def test_a_deleted_earlier_upload_is_not_offered(models):
     app.selectbox(key="train_dataset").set_value("upload").run()
     app.file_uploader(key="train_upload").upload("two arrays.npz", two_array_npz()).run()
     app.switch_page("pages/1_Architecture.py").run()
-    for saved in (models / ".uploads").iterdir():
+    for saved in (workspace_root(app.session_state["owner_id"]) / ".uploads").iterdir():
         saved.unlink()
     app.switch_page(TRAIN).run()
     assert not app.exception

@@ -15,7 +15,7 @@ from cae.baselines import code_size
 from cae.metrics import METRICS
 from cae.offload import baselines_in_worker
 from cae.recipe import DataRecipe
-from cae.store import RunError, RunInfo
+from cae.store import RunError, RunInfo, gallery_root
 from cae.text import plain_markdown
 
 DIFFERENCE = "PSNR: run − baseline (dB)"
@@ -24,9 +24,10 @@ DIFFERENCE = "PSNR: run − baseline (dB)"
 @st.cache_data(show_spinner="Fitting the baselines (PCA and the mean image)…", max_entries=64)
 def cached_baselines(recipe_json: str, components: int, root: str) -> dict[str, dict[str, float]]:
     """PCA with ``components`` components and the mean image of one recipe, computed in a worker
-    process (cached per recipe and k here, and on disk by ``cae.baselines``)."""
+    process (cached per recipe and k here, and on disk by ``cae.baselines`` in the gallery's cache,
+    which every workspace shares: its files are named by what the images are, not by who asked)."""
     recipe = DataRecipe.from_dict(json.loads(recipe_json))
-    return baselines_in_worker(recipe, components, root)
+    return baselines_in_worker(recipe, components, gallery_root(root) or root)
 
 
 def run_baselines_cached(run: RunInfo, root: str) -> tuple[int, dict[str, dict[str, float]]]:

@@ -28,6 +28,7 @@ from ui.state import (
     owner_id,
     refresh_sidebar,
     remember,
+    runs_root,
     set_active_data,
 )
 
@@ -252,7 +253,9 @@ def data_recipe(data: DataChoice, seed: int) -> DataRecipe:
         shown = clean_name(upload.name) or Path(upload.path).name
         return DataRecipe.for_file(upload.path, name=shown, seed=seed, array=data.npz_array)
     content = upload.getvalue()
-    path = save_upload(content, upload.name, owner=owner_id())  # counts for its quota
+    path = save_upload(
+        content, upload.name, root=runs_root(), owner=owner_id()
+    )  # counts for its quota
     shown = clean_name(upload.name) or path.name  # the file's name as the runs list it
     return DataRecipe.for_file(path, name=shown, seed=seed, array=data.npz_array)
 

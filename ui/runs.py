@@ -2,6 +2,8 @@
 
 One cache for every page, so a model loaded on Results is not loaded again by the Latent Editor.
 A run's test images come only from ``cae.store.run_test_split``: the images it never trained on.
+``root`` is the session's runs folder (its workspace's): a run id is looked up there, then in the
+gallery above it (``cae.store.find_run_folder``).
 """
 
 from __future__ import annotations
@@ -11,22 +13,29 @@ from typing import Any
 import streamlit as st
 
 from cae.recipe import TestSplit
-from cae.store import LoadedRun, RunError, RunInfo, load_run, models_dir, run_test_split
+from cae.store import (
+    LoadedRun,
+    RunError,
+    RunInfo,
+    find_run_folder,
+    load_run,
+    run_test_split,
+)
 from cae.text import plain_code, plain_markdown
 from ui.run_index import complete_runs
-from ui.state import RUN_KEY, remember
+from ui.state import RUN_KEY, default_run, remember, runs_root
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def cached_run(run_id: str, root: str, created: str | None) -> LoadedRun:
     """A run's models, loaded once per run (``created`` tells a re-used id apart)."""
-    return load_run(run_id, root=root)
+    return load_run(run_id, root=find_run_folder(run_id, root).parent)
 
 
 @st.cache_data(show_spinner="Loading the test images…", max_entries=8)
 def cached_test_split(run_id: str, root: str, created: str | None) -> TestSplit:
     """The run's own test split (``cae.store.run_test_split``), read once per run."""
-    return run_test_split(run_id, root=root)
+    return run_test_split(run_id, root=find_run_folder(run_id, root).parent)
 
 
 def loads(info: RunInfo, root: str) -> bool:
@@ -65,9 +74,10 @@ def test_split_caption(split: TestSplit) -> str:
 
 
 def complete_runs_or_stop(selection_key: str) -> tuple[str, dict[str, RunInfo]]:
-    """The runs root and its complete runs by id; preselects the active (else newest) run under
-    ``selection_key``. With no run yet, says so, links to Train and stops the page."""
-    root = str(models_dir())
+    """The session's runs folder and the complete runs it sees by id; preselects the active run
+    (else the starting run: ``ui.state.default_run``) under ``selection_key``. With no run yet,
+    says so, links to Train and stops the page."""
+    root = runs_root()
     good = complete_runs(root)
     if not good:
         st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
@@ -76,7 +86,8 @@ def complete_runs_or_stop(selection_key: str) -> tuple[str, dict[str, RunInfo]]:
     by_id = {run.run_id: run for run in good}
     if st.session_state.get(selection_key) not in by_id:
         active = st.session_state.get(RUN_KEY)
-        st.session_state[selection_key] = active if active in by_id else good[0].run_id
+        start = default_run(good) or good[0]
+        st.session_state[selection_key] = active if active in by_id else start.run_id
     return root, by_id
 
 

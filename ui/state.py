@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import re
 import secrets
 import sys
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,15 @@ import streamlit as st
 
 from cae.recipe import DataRecipe
 from cae.spec import ArchitectureSpec, preset
-from cae.store import RunInfo
+from cae.store import (
+    DEFAULT_RUN_ID,
+    RunInfo,
+    gallery_root,
+    is_owner,
+    new_workspace_id,
+    workspace_issued,
+    workspace_root,
+)
 from cae.text import plain_markdown, short_text
 from ui.run_index import complete_runs
 
@@ -51,20 +57,24 @@ SPEC_KEY = "active_spec"  # dict: the architecture being designed
 DATASET_KEY = "active_dataset"  # str: dataset name for training
 RUN_KEY = "active_run"  # str | None: run id shown on Results / Latent Editor
 
-OWNER_KEY = "owner_id"  # str: this browser session's id for background training jobs
+OWNER_KEY = "owner_id"  # str: this browser's workspace id, which its training job is keyed by
+RESTORED_KEY = "workspace_restored"  # bool: this session got its workspace's remembered keys
 
 DEFAULT_DATASET = "mnist-sample"
 
+# The browser keeps its workspace id in this cookie, which the app writes itself (a script in an
+# iframe, ``_write_cookie``); a new session reads it from ``st.context.cookies``. The cookie
+# is read by the server only from the session's first request, so the session that wrote it
+# keeps its id in st.session_state.
+WORKSPACE_COOKIE = "cae_workspace"
+WORKSPACE_COOKIE_DAYS = 180
+LEGACY_OWNER_PARAM = "session"  # the id was in the URL once: a link that still has it loses it
 
-OWNER_PARAM = "session"  # the URL query parameter that carries the owner id across reloads
-_OWNER_RE = re.compile(r"[0-9a-f]{32}")
-
-# The owner ids this server issued, each with when it was last used. An id in a URL is adopted
-# only if it is here and not expired: a link with an id chosen by someone else (session fixation)
-# gets a fresh id instead. After a server restart no id is known, so reloads get new ids.
-OWNER_TTL_S = 12 * 3600  # an id unused for this long is forgotten (its remembered state too)
-_ISSUED_LIMIT = 10_000  # ids kept, least recently used dropped first
-_issued: OrderedDict[str, float] = OrderedDict()
+# The workspace ids this server process issued whose folder may not exist yet (it is made on the
+# first save): with the folders on disk, the ids a cookie may bring. After a restart an id whose
+# workspace never saved anything is unknown, and the browser gets a fresh one (it lost nothing).
+_ISSUED_LIMIT = 10_000  # ids kept, oldest dropped first
+_issued: OrderedDict[str, None] = OrderedDict()
 _issued_lock = threading.Lock()
 
 
@@ -136,47 +146,6 @@ def remember_session() -> None:
             _memory.popitem(last=False)
 
 
-def _issue_owner_id() -> str:
-    """A new random owner id, recorded as issued by this server."""
-    owner = secrets.token_hex(16)
-    _touch_owner_id(owner)
-    return owner
-
-
-def _touch_owner_id(owner: str) -> None:
-    """Record ``owner`` as used now (an open tab keeps its id alive)."""
-    with _issued_lock:
-        _issued[owner] = time.monotonic()
-        _issued.move_to_end(owner)
-        dropped = [_issued.popitem(last=False)[0] for _ in range(len(_issued) - _ISSUED_LIMIT)]
-    for old in dropped:
-        _forget_owner(old)
-
-
-def _adoptable(owner: str) -> bool:
-    """True when ``owner`` (from a URL) was issued here and has not expired; an expired id is
-    forgotten, with the state remembered under it."""
-    if not _OWNER_RE.fullmatch(owner):
-        return False
-    with _issued_lock:
-        used = _issued.get(owner)
-        if used is None:
-            return False
-        if time.monotonic() - used <= OWNER_TTL_S:
-            return True
-        del _issued[owner]
-    _forget_owner(owner)
-    return False
-
-
-def _forget_owner(owner: str) -> None:
-    """Drop what the server remembers under an expired or evicted owner id."""
-    with _memory_lock:
-        _memory.pop(owner, None)
-    with _controllers_lock:
-        _controllers.pop(owner, None)
-
-
 def _restore_session(owner: str) -> None:
     with _memory_lock:
         values = _memory.get(owner) or {}
@@ -184,25 +153,97 @@ def _restore_session(owner: str) -> None:
         st.session_state.setdefault(key, copy.deepcopy(value))
 
 
-def owner_id() -> str:
-    """This browser tab's random id, issued by this server, which its training job is keyed by.
+def _issue_workspace() -> str:
+    """A fresh workspace id, recorded as issued by this server."""
+    owner = new_workspace_id()
+    with _issued_lock:
+        _issued[owner] = None
+        while len(_issued) > _ISSUED_LIMIT:
+            _issued.popitem(last=False)
+    return owner
 
-    It is kept in the URL (``?session=...``), so a page reload (a new Streamlit session) finds its
-    running or stopped job again and gets back its ``REMEMBERED_KEYS``. An id from the URL is
-    adopted only if this server issued it and it was used within ``OWNER_TTL_S``; any other
-    value gets a fresh id. Another tab with the same id sees its job read-only until it takes it
-    over (``controls_job``).
+
+def known_workspace(owner: Any) -> bool:
+    """True when ``owner`` is a workspace id this server issued: well formed, and its folder
+    exists or this process issued it."""
+    if not workspace_issued(owner):  # well formed with a folder; else it must be issued here
+        with _issued_lock:
+            return isinstance(owner, str) and owner in _issued
+    return True
+
+
+def workspace_from_cookies(cookies: Any) -> str | None:
+    """The workspace id in the browser's cookies when this server issued it
+    (``known_workspace``), else None: a cookie is the browser's input, never a path unchecked."""
+    try:
+        value = cookies.get(WORKSPACE_COOKIE)
+    except AttributeError:
+        return None
+    return value if known_workspace(value) else None
+
+
+def _browser_cookies() -> Any:
+    """The cookies of this session's first request ({} where there are none, as in AppTest)."""
+    try:
+        return st.context.cookies
+    except Exception:  # no client context (a bare script run)
+        return {}
+
+
+def owner_id() -> str:
+    """This browser's workspace id, issued by this server: its training job, experiments, runs
+    and uploads are keyed by it (``models/workspaces/<id>/``).
+
+    A new session takes it from the browser's cookie (``WORKSPACE_COOKIE``) when this server
+    issued it, else gets a fresh one; tabs of one browser share it, and a reload finds its job
+    and gets back its ``REMEMBERED_KEYS``. Nothing of it is in the URL. Another tab with the
+    same workspace sees its job read-only until it takes it over (``controls_job``).
     """
     owner = st.session_state.get(OWNER_KEY)
-    if not isinstance(owner, str):
-        from_url = st.query_params.get(OWNER_PARAM, "")
-        owner = from_url if _adoptable(from_url) else _issue_owner_id()
+    if not known_workspace(owner):
+        owner = workspace_from_cookies(_browser_cookies()) or _issue_workspace()
         st.session_state[OWNER_KEY] = owner
+        st.session_state[RESTORED_KEY] = False
+    if not st.session_state.get(RESTORED_KEY):
+        st.session_state[RESTORED_KEY] = True
         _restore_session(owner)  # a reload: the design, dataset and run chosen before it
-    _touch_owner_id(owner)
-    if st.query_params.get(OWNER_PARAM) != owner:  # page switches clear the query parameters
-        st.query_params[OWNER_PARAM] = owner
+    if LEGACY_OWNER_PARAM in st.query_params:  # an old link: the id never comes from the URL
+        del st.query_params[LEGACY_OWNER_PARAM]
     return owner
+
+
+def owns(run: RunInfo) -> bool:
+    """True when ``run`` is this browser's workspace's own: only then may it rename or delete it
+    (``cae.store.is_owner``; the gallery's runs are the teacher's)."""
+    return is_owner(run, owner_id())
+
+
+def runs_root() -> str:
+    """This session's runs folder, its workspace's: where its trainings, experiments and uploads
+    are saved; the listing adds the gallery above it (``ui.run_index.all_runs``)."""
+    return str(workspace_root(owner_id()))
+
+
+def new_workspace_for_this_browser() -> str:
+    """Give this browser a fresh, empty workspace (students sharing a computer): the session
+    forgets the previous one's design, data and run, and the cookie is rewritten."""
+    owner = _issue_workspace()
+    for key in (*REMEMBERED_KEYS, UPLOAD_NAME_KEY):
+        st.session_state.pop(key, None)
+    st.session_state[OWNER_KEY] = owner
+    st.session_state[RESTORED_KEY] = True
+    return owner
+
+
+def _write_cookie(owner: str) -> None:
+    """Have the browser keep ``owner`` in its cookie for the next sessions (a reload, new tabs):
+    a script in an empty iframe, drawn only while the browser's cookie differs."""
+    if workspace_from_cookies(_browser_cookies()) == owner:
+        return
+    max_age = WORKSPACE_COOKIE_DAYS * 24 * 3600
+    cookie = f"{WORKSPACE_COOKIE}={owner}; Path=/; Max-Age={max_age}; SameSite=Strict"
+    # st.iframe runs an HTML string's script in a same-origin frame: the cookie is the app's
+    st.sidebar.iframe(f"<script>document.cookie = {cookie!r};</script>", height="content")
 
 
 TAB_KEY = "tab_token"  # this tab's own random token: tabs that share an owner id differ by it
@@ -369,15 +410,25 @@ def dataset_description(name: str | None = None) -> str:
 ICON_PATH = Path(__file__).with_name("assets") / "icon.png"
 
 
+def default_run(runs: list[RunInfo]) -> RunInfo | None:
+    """The run a session starts on among ``runs`` (its own and the gallery's, newest first): the
+    shipped default run (``DEFAULT_RUN_ID``) while the gallery has it, else the workspace's newest,
+    else the gallery's newest. Never another workspace's: those are not listed."""
+    gallery = [run for run in runs if gallery_root(run.path.parent) is None]
+    own = [run for run in runs if gallery_root(run.path.parent) is not None]
+    shipped = [run for run in gallery if run.run_id == DEFAULT_RUN_ID]
+    return next(iter(shipped + own + gallery), None)
+
+
 def active_run() -> RunInfo | None:
-    """The run the pages show: the one chosen this session, else the newest complete run
-    (the shipped default run on a fresh machine). Reads JSON only, no TensorFlow."""
-    runs = complete_runs()
+    """The run the pages show: the one chosen this session, else the starting run
+    (``default_run``). Reads JSON only, no TensorFlow."""
+    runs = complete_runs(runs_root())
     chosen = st.session_state.get(RUN_KEY)
     for run in runs:
         if run.run_id == chosen:
             return run
-    return runs[0] if runs else None
+    return default_run(runs)
 
 
 def run_summary(run: RunInfo) -> str:
@@ -399,9 +450,10 @@ def page_frame(title: str) -> None:
 
     adopt_app_navigation()
     st.set_page_config(page_title=f"{title} · CAE Studio", page_icon=str(ICON_PATH), layout="wide")
-    owner_id()  # keeps ?session=... in the URL on every page, for reloads
+    owner = owner_id()
     remember_session()
     sidebar()
+    _write_cookie(owner)
 
 
 # The sidebar's one slot in this script run: page_frame draws it first (every page has a sidebar
@@ -415,6 +467,16 @@ def sidebar() -> None:
     """The sidebar: the active design and dataset, at a glance on every page."""
     _sidebar_slot.slot = st.sidebar.empty()
     _draw_sidebar(_sidebar_slot.slot)
+    st.sidebar.button(
+        "New workspace",
+        key="sidebar_new_workspace",
+        on_click=new_workspace_for_this_browser,
+        icon=":material/add_box:",
+        help="Start again in an empty workspace (for the next student at this computer): your "
+        "runs, experiments and uploads are kept in this browser's workspace and every tab of "
+        "it shares them, beside the gallery everyone sees. The workspace left behind, and its "
+        "training, cannot be reached from this browser again.",
+    )
 
 
 def refresh_sidebar() -> None:

@@ -1,6 +1,6 @@
 """Unsaved runs: trained models kept but not saved (a stopped training, or a save that failed)
-that no live job holds any more (the server restarted, or the job was forgotten), listed for any
-visitor with Save and Discard. A kept run that a live job still holds is its owner's: only the tab
+that no live job holds any more (the server restarted, or the job was forgotten), listed for the
+workspace's tabs with Save and Discard. A kept run that a live job still holds is its owner's: only the tab
 that controls that job can save or discard it, on its own Train page."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from cae.store import StagedRun, discard_staged, list_staged, models_dir, publish_run
+from cae.store import StagedRun, discard_staged, list_staged, publish_run
 from cae.text import plain_markdown
 
 
@@ -18,11 +18,10 @@ def _key(staged: StagedRun) -> str:
     return hashlib.sha256(str(staged.path).encode()).hexdigest()[:12]
 
 
-def unsaved_runs(exclude: set[str] | None = None) -> None:
-    """An expander listing every kept, unsaved run of the runs folder but those in ``exclude``
-    (held by live jobs), each with a name, Save, and Discard after a confirmation; says when each
-    is cleaned away."""
-    root = str(models_dir())
+def unsaved_runs(root: str, exclude: set[str] | None = None) -> None:
+    """An expander listing every kept, unsaved run of the runs folder ``root`` (the workspace's)
+    but those in ``exclude`` (held by live jobs), each with a name, Save, and Discard after a
+    confirmation; says when each is cleaned away."""
     staged = [s for s in list_staged(root) if str(s.path) not in (exclude or set())]
     if not staged:
         return
