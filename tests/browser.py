@@ -371,6 +371,14 @@ def boxes_at_once(page: Page, *locators: Locator) -> list[dict[str, float]]:
     )
 
 
+def saved_runs(models: Path) -> list:
+    """Every run saved in a workspace of ``models``: a browser's runs live in its own workspace
+    (``models/workspaces/<id>/``), not beside the gallery's."""
+    from cae.store import list_runs
+
+    return [run for folder in sorted(models.glob("workspaces/*")) for run in list_runs(folder)]
+
+
 def screenshot(page: Page, name: str) -> Path:
     """Save a full-page PNG as test-artifacts/<name>.png and return its path."""
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from cae.store import list_runs
-from tests.browser import screenshot, serve_app, wait_for_app_idle
+from tests.browser import saved_runs, screenshot, serve_app, wait_for_app_idle
 
 pytestmark = pytest.mark.browser
 
@@ -53,7 +52,7 @@ def test_train_one_epoch_and_see_it_on_results(page, tmp_path):
         assert bar.get_attribute("aria-valuenow") == "100"
         screenshot(page, "page-train-finished")
 
-        runs = list_runs(models)
+        runs = saved_runs(models)  # in the browser's own workspace
         assert len(runs) == 1 and runs[0].ok and runs[0].name == "browser run"
 
         open_page(page, base_url, "Results")

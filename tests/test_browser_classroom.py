@@ -129,7 +129,7 @@ def test_an_npz_of_several_arrays_says_which_is_used_and_trains_on_the_chosen_on
     page.locator(".st-key-train_start button").click()
     saved = page.locator('[data-testid="stAlert"]').filter(has_text="Saved as")
     expect(saved).to_be_visible(timeout=180_000)
-    records = [json.loads(p.read_text()) for p in models_root.glob("*/train.json")]
+    records = [json.loads(p.read_text()) for p in models_root.glob("workspaces/*/*/train.json")]
     chosen = [r["data"] for r in records if r["data"].get("upload_name") == "pairs.npz"]
     assert chosen and chosen[0]["upload_array"] == "digits", chosen
 

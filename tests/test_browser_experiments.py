@@ -11,8 +11,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
-from cae.store import list_runs
-from tests.browser import screenshot, serve_app, wait_for_app_idle
+from tests.browser import saved_runs, screenshot, serve_app, wait_for_app_idle
 
 pytestmark = pytest.mark.browser
 
@@ -94,7 +93,7 @@ def test_a_two_by_one_experiment_lands_on_the_chart(page, tmp_path):
         wait_for_app_idle(page, 60_000)
         screenshot(page, "page-experiments-chart")
 
-        runs = [run for run in list_runs(models) if run.ok]
+        runs = [run for run in saved_runs(models) if run.ok]  # in the browser's workspace
         assert len(runs) == 2
         assert {run.name for run in runs} == {
             "browser sweep · encoder.0.filters=4, kernel=3",

@@ -15,7 +15,14 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect
 
 from cae.store import list_runs
-from tests.browser import open_app, screenshot, serve_app, wait_for_app_idle, watch_runs
+from tests.browser import (
+    open_app,
+    saved_runs,
+    screenshot,
+    serve_app,
+    wait_for_app_idle,
+    watch_runs,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -46,11 +53,6 @@ def choose_dataset(page, option):
 def workspace_cookie(context) -> str | None:
     """The workspace id the app keeps in this browser's cookie."""
     return next((c["value"] for c in context.cookies() if c["name"] == "cae_workspace"), None)
-
-
-def saved_runs(models):
-    """Every run saved in a workspace of ``models``."""
-    return [run for folder in models.glob("workspaces/*") for run in list_runs(folder)]
 
 
 def assert_no_traceback(page):
