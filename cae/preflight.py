@@ -13,8 +13,11 @@ image of the batch. The weights take four copies (weights, gradients, Adam's two
 estimate, not a measurement: a design of 62 convolutions of 19 filters on 448x448 (199,710
 parameters, every limit of the spec met) took the whole 23 GB of this machine at batch 64 before
 it died; the estimate says 182 GB and refuses it, and says batch 4 fits a 12.6 GB budget. The
-classic network at batch 64 is estimated at 28 MB. The budget is half the machine's memory, or
-``CAE_MEMORY_BUDGET`` bytes.
+process that trains takes ``PROCESS_BYTES`` before its first batch (TensorFlow loaded), counted
+too, so the estimate is the worker's peak: calibrated by bench/memory_estimate.py against the
+measured PSS of a worker training one epoch (presets at batch 1 to 256, within 25%; the classic
+network at batch 64: 708 MB). The budget is ``cae.admission.memory_budget`` (half the machine's
+memory, or ``CAE_MEMORY_BUDGET`` bytes), shared by every job of the server.
 
 Time: a run's work (:func:`work_per_image` x training images x epochs) at the speed fitted to the
 earlier runs on this machine (:func:`fit_speed`; ``cae.sweep.rate_samples`` reads them), plus
@@ -25,12 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cae.admission import memory_budget
 from cae.shapes import Fix, ShapeReport, compute_shapes, work_per_image
 from cae.spec import ArchitectureSpec
 
@@ -40,6 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
 BYTES_PER_VALUE = 4  # float32
 ACTIVATION_FACTOR = 3  # the activation, its gradient, and working buffers
 WEIGHT_COPIES = 4  # weights, gradients, two Adam moments
+# a worker process before its batches: Python, TensorFlow and Keras imported, the model built and
+# traced, the images held (bench/memory_estimate.py: 697-731 MB RSS over the presets at batch 1)
+PROCESS_BYTES = 700 * 10**6
 
 # a run's own start besides training: a worker forked with TensorFlow loaded, and the data
 # (bench/worker_start.py: 0.28 s median to training, 2.76 s for a plain process)
@@ -64,21 +70,6 @@ class Settings(Protocol):
 # ----------------------------------------------------------------------------- memory
 
 
-def memory_budget() -> int:
-    """Bytes a training may take: ``$CAE_MEMORY_BUDGET`` if set, else half the physical memory."""
-    raw = os.environ.get("CAE_MEMORY_BUDGET", "").strip()
-    if raw:
-        try:
-            return max(1, int(float(raw)))
-        except ValueError:
-            pass
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 8 * 2**30
-    return int(physical // 2)
-
-
 @dataclass(frozen=True)
 class MemoryEstimate:
     """The estimated training memory of a design at one batch size."""
@@ -88,11 +79,12 @@ class MemoryEstimate:
     weights: int  # bytes of weights, gradients and optimizer state
     largest: str  # the layer with the largest output, e.g. "encoder[3] Conv 19 3x3: 448x448x19"
     budget: int
+    process: int = PROCESS_BYTES  # the worker process itself, TensorFlow loaded
 
     @property
     def total(self) -> int:
-        """Estimated bytes at this batch size."""
-        return self.per_image * self.batch_size + self.weights
+        """Estimated bytes at this batch size (the peak of the worker process that trains)."""
+        return self.per_image * self.batch_size + self.weights + self.process
 
     @property
     def fits(self) -> bool:
@@ -102,7 +94,7 @@ class MemoryEstimate:
     @property
     def batch_that_fits(self) -> int:
         """The largest batch size within the budget (0: not even one image)."""
-        room = self.budget - self.weights
+        room = self.budget - self.weights - self.process
         return max(0, int(room // self.per_image)) if self.per_image else self.batch_size
 
     @property
@@ -112,7 +104,8 @@ class MemoryEstimate:
             f"{ACTIVATION_FACTOR} float32 values per activation value and image (the activation, "
             f"its gradient, working buffers: {size_text(self.per_image)} an image) x batch "
             f"{self.batch_size}, plus {WEIGHT_COPIES} copies of the weights (weights, gradients, "
-            f"Adam's two moments: {size_text(self.weights)})"
+            f"Adam's two moments: {size_text(self.weights)}), plus the training process itself "
+            f"({size_text(self.process)}: TensorFlow loaded, the model, the images)"
         )
 
     def describe(self) -> str:
