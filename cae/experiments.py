@@ -541,6 +541,13 @@ class ExperimentQueue:
                     self.wait(experiment_id, wait)
 
 
+def restore_queue(root: str | os.PathLike[str] | None = None) -> None:
+    """At the server's start (idempotent): requeue the trainings and experiments the server had
+    queued when it stopped, and record what was running as interrupted."""
+    JOBS.restore(root)
+    EXPERIMENTS.all(root)
+
+
 def interrupted_item(item: dict[str, Any], experiment_id: str, root: Path) -> None:
     """Record a run that was training when the server went down as what it is: its worker
     stopped and saved its completed epochs as a run (found by the experiment tag in its
