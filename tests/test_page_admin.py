@@ -85,3 +85,23 @@ def test_the_token_shows_the_queue_and_stops_anything(models, monkeypatch):
             job.wait(120)
         for owner in ("admin-test-ann", "admin-test-ben"):
             JOBS.forget(owner)
+
+
+def test_the_train_page_says_a_queued_jobs_place_and_start(models, monkeypatch):
+    monkeypatch.setattr(JOBS.scheduler, "_slots", 1)
+    holder = JOBS.scheduler.submit("admin-test-zoe", "train", 0, "holds the slot", seconds=90)
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    owner = app.session_state["owner_id"]
+    job = JOBS.start(owner, long_request("mine", 1), root=models)
+    try:
+        assert job.queued
+        app.switch_page("pages/2_Train.py").run()
+        assert not app.exception
+        bars = [bar.proto.text for bar in app.get("progress")]
+        assert any("Queued · place 1 · estimated start in about 1:" in text for text in bars), bars
+        captions = " ".join(str(c.value) for c in app.caption)
+        assert "Queued: place 1 in the server's queue" in captions
+    finally:
+        job.stop()
+        JOBS.scheduler.release(holder.entry_id)
+        JOBS.forget(owner)
