@@ -138,7 +138,7 @@ def main() -> None:
         for batch in args.batches.split(",")
     ]
     if args.heavy:
-        cases.append((ArchitectureSpec.from_dict(HEAVY), 1))  # 16 images: a whole epoch, scored
+        cases.append((ArchitectureSpec.from_dict(HEAVY), 1))  # 8 images: a whole epoch, scored
     print(
         "| design | batch | estimate | PSS peak | RSS peak | estimate / RSS | seconds | reached |"
     )
@@ -147,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cae-bench-memory-") as root:
         for spec, batch in cases:
             estimate = estimate_memory(compute_shapes(spec), batch).total
-            images = 16 if spec.name == "heavy" else max(64, 4 * batch)  # a few batches at least
+            images = 8 if spec.name == "heavy" else max(64, 4 * batch)  # a few batches at least
             pss, rss, seconds, reached = measure(spec, batch, root, args.stop_after, images)
             ratio = estimate / rss if rss else float("nan")
             worst = max(worst, abs(ratio - 1.0))
