@@ -396,6 +396,8 @@ class Scheduler:
                     entry = Entry.from_dict(row)
                 except (TypeError, ValueError):
                     continue
+                if entry.entry_id in self._entries:
+                    continue  # submitted by this process already
                 if entry.state == "queued":
                     requeue.append(entry)
                     continue

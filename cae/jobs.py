@@ -693,7 +693,7 @@ class JobManager:
             seconds=float(estimate),
             group=group,
             payload=payload,
-            on_admit=lambda _entry: self._launch(job),
+            on_admit=lambda admitted: self._launch(job, admitted.entry_id),
             on_stop=lambda _entry: job.stop(),
         )
         job.entry_id = entry.entry_id
@@ -704,8 +704,9 @@ class JobManager:
             if where is not None:
                 job._update_message(queue_message(*where))
 
-    def _launch(self, job: TrainingJob) -> None:
+    def _launch(self, job: TrainingJob, entry_id: str) -> None:
         """Start an admitted job's thread, on the spare worker where it fits."""
+        job.entry_id = entry_id  # before its thread can end and release it
         with self._lock:
             if job.done or job.launched:
                 return

@@ -71,7 +71,7 @@ def show_progress(job: TrainingJob) -> None:
             icon=":material/visibility:",
         )
         take_over(job)
-    where = job.place()
+    where = None if job.done else job.place()
     if where is not None:
         place, seconds = where
         start = "when a training ends" if seconds < 1 else f"in about {fmt_seconds(seconds)}"
