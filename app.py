@@ -4,6 +4,8 @@ the app does, the active design, dataset and run, where to go next).
 Imports no TensorFlow, so the first paint is fast.
 """
 
+import threading
+
 import streamlit as st
 
 from cae.shapes import compute_shapes
@@ -102,4 +104,19 @@ def home() -> None:
     )
 
 
+@st.cache_resource(show_spinner=False)
+def restore_queue_once() -> bool:
+    """Once per server, in a thread (its imports take ~1 s, not the first paint's): what the
+    queue held before a restart waits again, what ran is recorded as interrupted."""
+
+    def restore() -> None:
+        from cae.experiments import restore_queue
+
+        restore_queue()
+
+    threading.Thread(target=restore, name="cae-restore-queue", daemon=True).start()
+    return True
+
+
+restore_queue_once()
 st.navigation(app_pages(home)).run()

@@ -17,12 +17,18 @@ import numpy as np
 
 from cae.builder import BuiltModel
 from cae.corruption import EVAL_SEED, Corruption
-from cae.pixels import as_float, batch_for, float_bytes
+from cae.pixels import (
+    PREDICT_BATCH,
+    activation_values,
+    as_float,
+    batch_for,
+    float_bytes,
+    inference_batch,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-PREDICT_BATCH = 256
 EVAL_CHUNK = 1024  # test images per step of evaluate_run
 EVAL_CHUNK_BYTES = 16 * 2**20  # ... and at most this many bytes of them as float32 at once (SSIM
 # works in float64 on ~8 arrays of a chunk: 16 MiB keeps a chunk of 512x512 RGB images near 300 MB)
@@ -47,7 +53,7 @@ def reconstruct(
     call = infer if infer is not None else (lambda batch: model(batch, training=False))
     if len(x) == 0:
         return np.zeros((0, *(int(n) for n in model.output_shape[1:])), np.float32)
-    batch_size = batch_for(x, batch_size)
+    batch_size = batch_for(x, inference_batch(activation_values(model), batch_size))
     parts = [
         np.asarray(call(as_float(x[start : start + batch_size])), dtype=np.float32)
         for start in range(0, len(x), batch_size)

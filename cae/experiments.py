@@ -1,15 +1,17 @@
 """Experiments: sweeps (``cae.sweep``) trained as ordinary runs, queued on the server.
 
 ``EXPERIMENTS.submit(owner, name, spec, config, recipe, axes)`` expands the sweep, refuses it
-when no combination can train, writes ``<models>/.experiments/<id>/experiment.json`` and puts the
-experiment in one queue shared by every session: one experiment trains at a time, the others wait
-and say so. A dispatcher thread trains the experiment's runs through the job manager
-(``cae.jobs.JOBS``: each run in its own worker process, saved by the worker as an ordinary run
-tagged with the experiment in its train.json): one at a time on 2 CPUs or fewer, more at once
-where more cores are free. ``stop(id)`` keeps the runs already finished, drops the one in progress
-and leaves the rest not run. The record is rewritten at every change, so a reload, another tab or
-a server restart finds it again (an experiment the server was running when it went down reads as
-interrupted, with its finished runs). No Streamlit here.
+when no combination can train or when it would take the owner past the caps
+(:data:`MAX_QUEUED_RUNS` runs waiting, :data:`MAX_QUEUED_HOURS` estimated hours), writes
+``<models>/.experiments/<id>/experiment.json`` and hands every run to the job manager
+(``cae.jobs.JOBS``) as an ``experiment`` job of its owner: the server's one queue
+(``cae.admission``) starts them, after the Train clicks, round-robin between students, within the
+training slots and the memory budget (each run in its own worker process, saved by the worker as
+an ordinary run tagged with the experiment in its train.json). ``stop(id)`` keeps the runs already
+finished, drops the ones in progress and leaves the rest not run. The record is rewritten at every
+change, so a reload, another tab or a server restart finds it again: after a restart its queued
+runs are queued again, and a run that was training is recorded as ``interrupted`` with what
+became of it (stopped at epoch N and saved as a run by its worker, or not saved). No Streamlit here.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cae.jobs import FEW_CPUS, JOBS, JobManager, TrainingJob
+from cae.admission import available_cpus, training_slots
+from cae.jobs import JOBS, JobManager, TrainingJob
 from cae.preflight import estimate_sweep
 from cae.recipe import DataRecipe
 from cae.spec import ArchitectureSpec
@@ -44,31 +47,23 @@ from cae.training import TrainConfig
 EXPERIMENTS_DIR = ".experiments"  # hidden inside the runs folder, so never listed as a run
 RECORD_FILE = "experiment.json"
 MAX_NAME = 40
-CORES_PER_RUN = 2  # with more CPUs than FEW_CPUS, one run at a time per this many free cores
-MAX_PARALLEL = 8
 POLL_SECONDS = 0.2
 ACTIVE_STATES = ("queued", "running", "stopping")
 ENDED_STATES = ("finished", "stopped", "failed", "interrupted")
-ITEM_DONE = ("finished", "failed", "dropped", "not run", "invalid")
+ITEM_DONE = ("finished", "failed", "dropped", "not run", "invalid", "interrupted")
+MAX_QUEUED_RUNS = 60  # runs of one student's experiments waiting or training at once
+MAX_QUEUED_HOURS = 4.0  # and their estimated hours together
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (``sched_getaffinity``, else ``os.cpu_count``)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+class ExperimentCapError(SweepError):
+    """An experiment that would take its owner past a cap; the message names the cap."""
 
 
 def parallel_runs(cpus: int | None = None, busy: int = 0) -> int:
-    """How many runs of an experiment train at once: 1 on ``FEW_CPUS`` CPUs or fewer, else one
-    per ``CORES_PER_RUN`` cores not taken by the ``busy`` other trainings (at most
-    ``MAX_PARALLEL``, at least 1)."""
-    cpus = available_cpus() if cpus is None else cpus
-    if cpus <= FEW_CPUS:
-        return 1
-    free = cpus - CORES_PER_RUN * busy
-    return max(1, min(MAX_PARALLEL, free // CORES_PER_RUN))
+    """How many runs train at once: the server's training slots (``cae.admission``) on ``cpus``
+    (default: this machine's), less the ``busy`` other trainings (at least 1)."""
+    slots = training_slots(available_cpus() if cpus is None else cpus)
+    return max(1, slots - busy)
 
 
 def experiments_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -125,6 +120,11 @@ class Experiment:
     def active(self) -> bool:
         """True while queued or training."""
         return self.state in ACTIVE_STATES
+
+    @property
+    def owner(self) -> str:
+        """The student whose experiment it is."""
+        return str(self.record.get("owner"))
 
     def save(self) -> None:
         """Rewrite experiment.json (a failure to write is kept in the record's ``save_error``)."""
@@ -209,8 +209,9 @@ class ExperimentQueue:
 
     # -- records on disk
     def _load(self, root: str | os.PathLike[str] | None = None) -> None:
-        """Read the experiment records of a runs folder once; those the server was running when
-        it went down become ``interrupted`` (their finished runs stay)."""
+        """Read the experiment records of a runs folder once; those the server had queued or
+        running when it went down are queued again: their finished runs stay, their queued runs
+        wait again, a run that was training is ``interrupted`` (:func:`interrupted_item`)."""
         folder = experiments_root(root)
         key = os.fspath(folder.resolve()) if folder.exists() else os.fspath(folder)
         with self._lock:
@@ -221,6 +222,7 @@ class ExperimentQueue:
             paths = sorted(folder.glob(f"*/{RECORD_FILE}"))
         except OSError:
             return
+        requeued = False
         for path in paths:
             record = read_record(path)
             if record is None or not isinstance(record.get("id"), str):
@@ -231,13 +233,22 @@ class ExperimentQueue:
                 experiment = Experiment(record, path.parent)
                 self._experiments[experiment.id] = experiment
             if record.get("state") in ACTIVE_STATES:
+                runs_root = Path(str(record.get("root") or folder.parent))
                 for item in record["items"]:
-                    if item["state"] in ("queued", "running"):
-                        item["state"] = "not run"
-                record["state"] = "interrupted"
-                record["message"] = "The server stopped while this experiment ran."
-                record["ended"] = record.get("ended") or _now()
+                    if item["state"] == "running":
+                        interrupted_item(item, record["id"], runs_root)
+                if record.get("state") == "stopping" or record.get("stop_requested"):
+                    self._finish_stopped(experiment)
+                elif any(item["state"] == "queued" for item in record["items"]):
+                    record["state"] = "queued"
+                    record["message"] = "Queued again after the server restarted."
+                    requeued = True
+                else:
+                    self._finish(experiment)
                 experiment.save()
+        if requeued:
+            self._ensure_thread()
+            self._wake.set()
 
     # -- the public side
     def submit(
@@ -264,6 +275,8 @@ class ExperimentQueue:
         root_path = Path(root) if root is not None else models_dir()
         runs = [variant.workload for variant in variants]
         guess = estimate_sweep(runs, num_train, rate_samples(list_runs(root_path)))
+        self._load(root_path)
+        self.check_caps(owner, len(valid), guess.seconds)
         experiment_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         items = []
         for variant, seconds in zip(variants, guess.parts, strict=True):
@@ -294,7 +307,6 @@ class ExperimentQueue:
             "parallel": 1,
             "items": items,
         }
-        self._load(root_path)
         experiment = Experiment(record, experiments_root(root_path) / experiment_id)
         experiment.save()
         with self._lock:
@@ -303,6 +315,33 @@ class ExperimentQueue:
         self._ensure_thread()
         self._wake.set()
         return experiment
+
+    def check_caps(self, owner: str, runs: int, seconds: float) -> None:
+        """ExperimentCapError when ``runs`` more runs of ``seconds`` estimated seconds would take
+        ``owner``'s active experiments past :data:`MAX_QUEUED_RUNS` or :data:`MAX_QUEUED_HOURS`."""
+        with self._lock:
+            mine = [e for e in self._experiments.values() if e.active and e.owner == owner]
+        waiting = [
+            item
+            for experiment in mine
+            for item in experiment.snapshot()["items"]
+            if item["state"] in ("queued", "running")
+        ]
+        total_runs = len(waiting) + runs
+        hours = (sum(item.get("estimate") or 0.0 for item in waiting) + seconds) / 3600
+        if total_runs > MAX_QUEUED_RUNS:
+            raise ExperimentCapError(
+                f"a student may have at most {MAX_QUEUED_RUNS} experiment runs queued or training; "
+                f"this experiment would make {total_runs}: wait for some to finish or stop one. "
+                f"Received: runs={runs}, already_queued={len(waiting)}"
+            )
+        if hours > MAX_QUEUED_HOURS:
+            raise ExperimentCapError(
+                f"a student's queued experiments may take at most {MAX_QUEUED_HOURS:g} estimated "
+                f"hours; with this one they would take {hours:.1f} h: train fewer runs, epochs or "
+                f"images. Received: estimated_hours={seconds / 3600:.2f}, "
+                f"already_queued_hours={hours - seconds / 3600:.2f}"
+            )
 
     def get(
         self, experiment_id: str, root: str | os.PathLike[str] | None = None
@@ -326,15 +365,16 @@ class ExperimentQueue:
             ]
         return sorted(found, key=_queue_order, reverse=True)
 
-    def waiting_ahead(self, experiment_id: str) -> list[Experiment]:
-        """The active experiments ahead of ``experiment_id`` in the queue (the first trains)."""
-        with self._lock:
-            line = sorted(
-                (e for e in self._experiments.values() if e.active),
-                key=_queue_order,
-            )
-        ids = [e.id for e in line]
-        return line[: ids.index(experiment_id)] if experiment_id in ids else []
+    def place(self, experiment_id: str) -> tuple[int, float] | None:
+        """Where a queued experiment's next run stands in the server's queue: its place (1: next)
+        and estimated start in seconds; None when none of its runs waits."""
+        experiment = self.get(experiment_id)
+        if experiment is None:
+            return None
+        with experiment.lock:
+            jobs = list(experiment.jobs.values())
+        places = [where for job in jobs if (where := job.place()) is not None]
+        return min(places) if places else None
 
     def stop(self, experiment_id: str) -> None:
         """Stop an experiment: the runs already finished are kept, the ones in progress are
@@ -376,46 +416,44 @@ class ExperimentQueue:
                 )
                 self._thread.start()
 
-    def _first_in_line(self) -> Experiment | None:
-        with self._lock:
-            line = sorted(
-                (e for e in self._experiments.values() if e.active),
-                key=_queue_order,
-            )
-        return line[0] if line else None
-
     def _dispatch(self) -> None:
         while True:
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()
-            experiment = self._first_in_line()
-            if experiment is None:
-                continue
-            try:
-                self._step(experiment)
-            except Exception as error:  # noqa: BLE001 - the experiment says why; the loop goes on
-                with experiment.lock:
-                    experiment.record["state"] = "failed"
-                    experiment.record["message"] = f"{type(error).__name__}: {error}"
-                    experiment.record["ended"] = _now()
-                    jobs = list(experiment.jobs.values())
-                for job in jobs:
-                    job.stop()
-                experiment.save()
+            with self._lock:
+                line = sorted((e for e in self._experiments.values() if e.active), key=_queue_order)
+            for experiment in line:
+                try:
+                    self._step(experiment)
+                except Exception as error:  # noqa: BLE001 - the experiment says why; the loop goes on
+                    with experiment.lock:
+                        experiment.record["state"] = "failed"
+                        experiment.record["message"] = f"{type(error).__name__}: {error}"
+                        experiment.record["ended"] = _now()
+                        jobs = list(experiment.jobs.values())
+                    for job in jobs:
+                        job.stop()
+                    experiment.save()
 
     def _owner(self, experiment: Experiment, index: int) -> str:
         return f"experiment-{experiment.id}-{index}"
 
     def _step(self, experiment: Experiment) -> None:
-        """Collect the runs that ended, start the next ones, end the experiment when all are."""
+        """Queue the runs not queued yet, follow the ones the queue started, collect the ones
+        that ended, end the experiment when all have."""
         changed = False
         with experiment.lock:
             record = experiment.record
             items = {item["index"]: item for item in record["items"]}
             for index, job in list(experiment.jobs.items()):
+                item = items[index]
+                if job.launched and item["state"] == "queued":
+                    item["state"], item["started"] = "running", _now()
+                    if record["state"] == "queued":
+                        record["state"], record["started"] = "running", _now()
+                    changed = True
                 if not job.done:
                     continue
-                item = items[index]
                 item["seconds"] = round((job.ended or time.time()) - job.created, 2)
                 item["ended"] = _now()
                 if job.run_id is None and job.kept and not job.stop_requested:
@@ -423,6 +461,8 @@ class ExperimentQueue:
                         job.save()  # trained but not saved at the end: one more try
                 if job.run_id is not None:
                     item["state"], item["run_id"] = "finished", job.run_id
+                elif not job.launched:
+                    item["state"] = "not run"
                 elif job.stop_requested:
                     item["state"] = "dropped"
                     item["error"] = "stopped with the experiment; its epochs were not kept"
@@ -437,44 +477,46 @@ class ExperimentQueue:
                     self._finish_stopped(experiment)
                     changed = True
             else:
-                busy = len(self._jobs.running_jobs()) - len(experiment.jobs)
-                slots = parallel_runs(busy=max(0, busy))
-                record["parallel"] = slots
-                queued = [item for item in record["items"] if item["state"] == "queued"]
-                while queued and len(experiment.jobs) < slots:
-                    item = queued.pop(0)
-                    self._start_item(experiment, item)
-                    changed = True
-                if not queued and not experiment.jobs:
-                    finished = sum(item["state"] == "finished" for item in record["items"])
-                    record["state"] = "finished" if finished else "failed"
-                    record["message"] = (
-                        f"{finished} of {sum(i['state'] != 'invalid' for i in record['items'])} "
-                        "runs finished."
-                    )
-                    record["ended"] = _now()
+                record["parallel"] = self._jobs.scheduler.slots
+                for item in record["items"]:
+                    if item["state"] == "queued" and item["index"] not in experiment.jobs:
+                        self._start_item(experiment, item)
+                        changed = True
+                if not experiment.jobs:
+                    self._finish(experiment)
                     changed = True
         if changed:
             experiment.save()
             self._wake.set()
 
+    def _finish(self, experiment: Experiment) -> None:
+        record = experiment.record
+        finished = sum(item["state"] == "finished" for item in record["items"])
+        record["state"] = "finished" if finished else "failed"
+        record["message"] = (
+            f"{finished} of {sum(i['state'] != 'invalid' for i in record['items'])} runs finished."
+        )
+        record["ended"] = _now()
+
     def _start_item(self, experiment: Experiment, item: dict[str, Any]) -> None:
+        """Hand one run to the job manager: it waits in the server's queue as its owner's."""
         from cae.request import TrainRequest
 
         record = experiment.record
-        if record["state"] == "queued":
-            record["state"] = "running"
-            record["started"] = _now()
         try:
             request = TrainRequest.from_dict(item["request"])
             job = self._jobs.start(
-                self._owner(experiment, item["index"]), request, root=record["root"]
+                self._owner(experiment, item["index"]),
+                request,
+                root=record["root"],
+                student=experiment.owner,
+                kind="experiment",
+                seconds=item.get("estimate"),
+                group=experiment.id,
             )
         except (ValueError, OSError, RuntimeError) as error:
             item["state"], item["error"] = "failed", str(error)
             return
-        item["state"] = "running"
-        item["started"] = _now()
         experiment.jobs[item["index"]] = job
 
     def _finish_stopped(self, experiment: Experiment) -> None:
@@ -497,6 +539,46 @@ class ExperimentQueue:
             for experiment_id in active:
                 with contextlib.suppress(Exception):
                     self.wait(experiment_id, wait)
+
+
+def restore_queue(root: str | os.PathLike[str] | None = None) -> None:
+    """At the server's start (idempotent): requeue the trainings and experiments the server had
+    queued when it stopped, in the runs folder and in every workspace of it, and record what was
+    running as interrupted."""
+    from cae.store import workspaces_dir
+
+    JOBS.restore(root)
+    EXPERIMENTS.all(root)  # the gallery's folder, then each workspace's (their own .experiments)
+    for folder in sorted(path for path in workspaces_dir(root).glob("*") if path.is_dir()):
+        EXPERIMENTS.all(folder)
+
+
+def interrupted_item(item: dict[str, Any], experiment_id: str, root: Path) -> None:
+    """Record a run that was training when the server went down as what it is: its worker
+    stopped and saved its completed epochs as a run (found by the experiment tag in its
+    train.json), or nothing was kept."""
+    item["state"] = "interrupted"
+    item["ended"] = item.get("ended") or _now()
+    for path in sorted(root.glob("*/train.json")):
+        try:
+            train = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        tag = train.get("experiment") if isinstance(train, dict) else None
+        if (
+            isinstance(tag, dict)
+            and tag.get("id") == experiment_id
+            and tag.get("index") == item["index"]
+        ):
+            outcome = train.get("outcome") if isinstance(train.get("outcome"), dict) else {}
+            epochs = outcome.get("epochs_completed", "?")
+            item["run_id"] = path.parent.name
+            item["error"] = (
+                f"the server stopped during this run: stopped at epoch {epochs}, saved as "
+                f"{path.parent.name}"
+            )
+            return
+    item["error"] = "the server stopped during this run: no completed epoch was saved"
 
 
 EXPERIMENTS = ExperimentQueue()

@@ -11,7 +11,15 @@ polls ``job.snapshot()`` (a copy, taken under a lock) and calls ``job.stop()``. 
 browser session) has at most one running job; owners share nothing. A run that finishes normally
 is saved by the worker; a stopped or failed one (its last completed epoch) is saved with
 ``job.save()``. ``JOBS.prewarm()`` keeps one worker with TensorFlow already
-imported waiting, so a Train click starts at once. No Streamlit here.
+imported waiting, so a Train click starts at once.
+
+Every job goes through the server's one queue (``cae.admission.SCHEDULER``): ``start`` queues it
+with its estimated memory (``cae.preflight``) and seconds, and its worker starts when the queue
+admits it (one running job per student, trainings within the slots, memory within the budget;
+Train clicks before experiment runs). A queued job says its place and estimated start in its
+progress message; ``stop()`` takes it out of the queue. The queue is written to
+``<runs folder>/.queue.json``; ``JOBS.restore()`` at the server's start requeues the trainings that
+were waiting and records the ones that were running as interrupted. No Streamlit here.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from cae.admission import SCHEDULER, Scheduler
 from cae.onednn import environment_for
 from cae.progress import Progress
 from cae.protocol import encode_value, progress_from_message
@@ -52,6 +61,8 @@ class UnsavedEpochs(JobBusy):
 FEW_CPUS = 2  # with this many CPUs or fewer, no spare is started while a job trains
 FINISHED_JOB_SECONDS = 6 * 3600  # a finished job (and its previews) is kept this long for its tab
 MAX_FINISHED_JOBS = 200  # and at most this many finished jobs are kept in all, newest first
+QUEUE_FILE = ".queue.json"  # in the runs folder: hidden, never listed as a run
+DEFAULT_SECONDS = 60.0  # a training's estimated seconds when its number of images is not known
 START_MESSAGE = "Starting a training process (TensorFlow takes a few seconds to load)."
 ONEDNN_OFF_MESSAGE = (
     "Starting a training process with oneDNN off (a kernel 1 tap wide along a strided axis "
@@ -183,8 +194,12 @@ class TrainingJob:
         root: Any = None,
         auto_save: bool = True,
         worker: WorkerProcess | None = None,
+        student: str | None = None,
+        kind: str = "train",
     ) -> None:
-        """Prepare a job; ``start()`` launches it, on ``worker`` if given."""
+        """Prepare a job; ``start()`` launches it, on ``worker`` if given. ``student`` is whose
+        work it is for the queue (default ``owner``, the key its tab finds it by); ``kind`` is
+        ``train`` (a Train click) or ``experiment`` (a run of an experiment)."""
         if not isinstance(request, TrainRequest):
             raise ValueError(
                 f"a job needs a cae.request.TrainRequest. Received: type={type(request).__name__}"
@@ -194,6 +209,11 @@ class TrainingJob:
         self.request = request
         self.job_id = secrets.token_hex(6)
         self.owner = owner
+        self.student = student or owner
+        self.kind = kind
+        self.entry_id: str | None = None  # its entry in the queue, once queued
+        self.scheduler: Scheduler | None = None
+        self.launched = False  # True once the queue admitted it and its thread started
         self.name = request.name.strip()
         self.root = Path(root).resolve() if root is not None else models_dir()
         self.auto_save = auto_save
@@ -248,12 +268,37 @@ class TrainingJob:
     # -- control
     def start(self) -> TrainingJob:
         """Start the job (once)."""
+        self.launched = True
         self._thread.start()
         return self
 
+    @property
+    def queued(self) -> bool:
+        """True while the job waits in the queue (not launched, not ended)."""
+        return not self.launched and not self.done
+
+    def place(self) -> tuple[int, float] | None:
+        """The queued job's place in the queue (1: next) and estimated start in seconds."""
+        if not self.queued or self.scheduler is None or self.entry_id is None:
+            return None
+        return self.scheduler.where(self.entry_id)
+
     def stop(self) -> None:
-        """Ask training to stop after the current batch (keeps the last completed epoch)."""
+        """Ask training to stop after the current batch (keeps the last completed epoch); a
+        queued job leaves the queue and ends at once."""
         self._stop.set()
+        if not self.launched and not self.done:
+            with self._lock:
+                self._progress.state = "stopped"
+                self._progress.message = "Stopped in the queue, before it started."
+            self._publish_end()
+            if self.scheduler is not None and self.entry_id is not None:
+                self.scheduler.release(self.entry_id, "stopped", "Stopped before it started.")
+            callback = self.on_done
+            if callback is not None:
+                with contextlib.suppress(Exception):
+                    callback(self)
+            return
         with self._lock:
             worker = self._worker
         if worker is not None and not self.done:
@@ -285,9 +330,15 @@ class TrainingJob:
         return self._done.wait(timeout)
 
     def snapshot(self) -> Progress:
-        """A copy of the latest progress, safe to read while training goes on."""
+        """A copy of the latest progress, safe to read while training goes on; a queued job's
+        message says its place and estimated start."""
+        where = self.place()
         with self._lock:
-            return self._progress.copy()
+            progress = self._progress.copy()
+        if where is not None:
+            place, seconds = where
+            progress.message = queue_message(place, seconds)
+        return progress
 
     # -- the thread that follows the worker
     def _set_progress(self, progress: Progress) -> None:
@@ -373,6 +424,9 @@ class TrainingJob:
             with contextlib.suppress(OSError):  # its upload's keep time starts now
                 release_upload(self.request.data.upload_path, self.job_id)
             self._publish_end()
+            if self.scheduler is not None and self.entry_id is not None:
+                state = "failed" if self.error is not None else "done"
+                self.scheduler.release(self.entry_id, state, self.snapshot().message)
             callback = self.on_done
             if callback is not None:
                 with contextlib.suppress(Exception):
@@ -471,6 +525,23 @@ class TrainingJob:
                 shutil.rmtree(staged.parent, ignore_errors=True)
 
 
+def queue_message(place: int, seconds: float) -> str:
+    """What a queued job says: its place and estimated start."""
+    wait = "as soon as one ends" if seconds < 1 else f"in about {_duration(seconds)}"
+    return (
+        f"Queued: place {place} in the server's queue; estimated start {wait} "
+        "(other trainings use the server's training slots or memory)."
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 STALE_JOB_FOLDER_SECONDS = 600.0
 
 
@@ -491,13 +562,16 @@ def remove_stale_job_folders(max_age_s: float = STALE_JOB_FOLDER_SECONDS) -> lis
 class JobManager:
     """The training jobs of every owner: one running job per owner, the latest kept per owner."""
 
-    def __init__(self) -> None:
-        """An empty manager (no spare worker until ``prewarm``)."""
+    def __init__(self, scheduler: Scheduler | None = None, *, slots: int | None = None) -> None:
+        """An empty manager (no spare worker until ``prewarm``) over ``scheduler`` (default: a
+        queue of its own in memory, with ``slots`` training slots)."""
+        self.scheduler = scheduler if scheduler is not None else Scheduler(slots=slots)
         self._lock = threading.Lock()
         self._jobs: dict[str, TrainingJob] = {}
         self._spare: WorkerProcess | None = None
         self._keep_spare = False
         self._closed = False
+        self._restored = False
         atexit.register(self.close_spare)
         remove_stale_job_folders()
 
@@ -566,8 +640,14 @@ class JobManager:
         root: Any = None,
         auto_save: bool = True,
         discard_unsaved: bool = True,
+        student: str | None = None,
+        kind: str = "train",
+        seconds: float | None = None,
+        group: str | None = None,
     ) -> TrainingJob:
-        """Start training ``request`` for ``owner``; JobBusy while that owner's previous job runs.
+        """Queue training ``request`` for ``owner``; JobBusy while that owner's previous job is
+        queued or runs. ``student`` (default ``owner``), ``kind``, ``seconds`` (the estimate) and
+        ``group`` (an experiment id) are what the queue schedules by.
 
         The previous job's kept but unsaved epochs are discarded; with ``discard_unsaved=False``
         (the Train page, until the user has said yes) ``UnsavedEpochs`` is raised instead.
@@ -587,16 +667,100 @@ class JobManager:
                     "saved; save or discard them first. "
                     f"Received: job_id={current.job_id!r}, discard_unsaved=False"
                 )
-            job = TrainingJob(owner, request, root=root, auto_save=auto_save)
-            if not job.onednn_off:  # the spare has oneDNN on: it stays for the next job
-                job._use_spare(self._take_spare_locked())
+            job = TrainingJob(
+                owner, request, root=root, auto_save=auto_save, student=student, kind=kind
+            )
             job.on_done = self._job_ended
             self._jobs[owner] = job
-            job.start()
-            self._ensure_spare_locked()  # for the next Train click (not on 2 CPUs: see prewarm)
         if current is not None:
             current.discard()  # its unsaved model is replaced by the new job
+        self._queue(job, seconds, group)
         return job
+
+    def _queue(self, job: TrainingJob, seconds: float | None, group: str | None) -> None:
+        """Put ``job`` in the queue; it launches (on the spare when it fits) when admitted."""
+        from cae.preflight import preflight
+
+        check = preflight(
+            job.request.spec,
+            job.config,
+            num_train=job.request.data.limit,
+            with_fixes=False,
+        )
+        estimate = seconds if seconds is not None else (check.seconds or DEFAULT_SECONDS)
+        payload = {
+            "request": job.request.to_dict(),
+            "root": os.fspath(job.root),
+            "auto_save": job.auto_save,
+            "key": job.owner,
+        }
+        job.scheduler = self.scheduler
+        self._ensure_queue_file(job.root)
+        entry = self.scheduler.submit(
+            job.student,
+            job.kind,
+            int(check.memory_bytes or 0),
+            job.name,
+            seconds=float(estimate),
+            group=group,
+            payload=payload,
+            on_admit=lambda admitted: self._launch(job, admitted.entry_id),
+            on_stop=lambda _entry: job.stop(),
+        )
+        job.entry_id = entry.entry_id
+        if job.launched:
+            return
+        if not job.done and entry.state == "queued":
+            where = self.scheduler.where(entry.entry_id)
+            if where is not None:
+                job._update_message(queue_message(*where))
+
+    def _launch(self, job: TrainingJob, entry_id: str) -> None:
+        """Start an admitted job's thread, on the spare worker where it fits."""
+        job.entry_id = entry_id  # before its thread can end and release it
+        with self._lock:
+            if job.done or job.launched:
+                return
+            if not job.onednn_off:  # the spare has oneDNN on: it stays for the next job
+                job._use_spare(self._take_spare_locked())
+            job.start()
+            self._ensure_spare_locked()  # for the next Train click (not on 2 CPUs: see prewarm)
+
+    def _ensure_queue_file(self, root: Path) -> None:
+        """Give the server's queue its file in the first runs folder it serves."""
+        if self.scheduler is SCHEDULER and SCHEDULER.path is None:
+            SCHEDULER.path = Path(root) / QUEUE_FILE
+
+    def restore(self, root: Any = None) -> list[TrainingJob]:
+        """After a restart: read the queue file of the runs folder ``root``, record the jobs that
+        were running as interrupted and queue again the trainings that were waiting (experiment
+        runs are requeued by their experiments' records, ``cae.experiments``); the jobs queued."""
+        from cae.request import TrainRequest
+        from cae.store import models_dir
+
+        folder = Path(root).resolve() if root is not None else models_dir()
+        with self._lock:
+            if self._restored:
+                return []
+            self._restored = True
+        if self.scheduler.path is None:
+            self.scheduler.path = folder / QUEUE_FILE
+        requeued = []
+        for entry in self.scheduler.restore():
+            payload = entry.payload
+            if entry.kind != "train" or not isinstance(payload.get("request"), dict):
+                continue
+            with contextlib.suppress(ValueError, OSError, JobBusy):
+                requeued.append(
+                    self.start(
+                        str(payload.get("key") or entry.owner),
+                        TrainRequest.from_dict(payload["request"]),
+                        root=payload.get("root") or folder,
+                        auto_save=bool(payload.get("auto_save", True)),
+                        student=entry.owner,
+                    )
+                )
+        return requeued
 
     def get(self, owner: str) -> TrainingJob | None:
         """The latest job of ``owner`` (running or done), or None."""
@@ -611,7 +775,7 @@ class JobManager:
         return {str(path) for job in jobs if (path := job.staged_path) is not None}
 
     def running_jobs(self) -> list[TrainingJob]:
-        """Every job that has not finished, oldest first."""
+        """Every job that has not finished (queued ones too), oldest first."""
         with self._lock:
             jobs = list(self._jobs.values())
         return sorted((job for job in jobs if not job.done), key=lambda job: job.created)
@@ -634,4 +798,4 @@ class JobManager:
                 job.wait(wait)
 
 
-JOBS = JobManager()
+JOBS = JobManager(SCHEDULER)

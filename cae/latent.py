@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cae.pixels import as_float, batch_for
+from cae.pixels import activation_values, as_float, batch_for, inference_batch
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -58,7 +58,8 @@ def encode(encoder: keras.Model, images: np.ndarray, batch_size: int = 256) -> n
             f"Received: images.shape={np.shape(images)}"
         )
     small = batch_for(x, batch_size) == batch_size
-    batch_size = batch_for(x, batch_size)  # big images: fewer a call, and never ``predict``
+    # big images or big layers: fewer a call, and never ``predict``
+    batch_size = batch_for(x, inference_batch(activation_values(encoder), batch_size))
     if small and len(x) > _PREDICT_ABOVE * batch_size:
         block = len(x) if x.dtype == np.float32 else _PREDICT_ABOVE * batch_size
         codes = np.concatenate(

@@ -52,6 +52,35 @@ images of 512x512 (256 of them, 805 MB, took over 1 GB more while a training com
 statistics)."""
 
 
+# A forward pass keeps about every layer's output of its batch at once: one inference batch may
+# take at most this many bytes of them (measured: scoring 16 test images at once of 62
+# convolutions of 19 filters on 448x448 peaked at 17 GB in one worker, bench/memory_estimate.py).
+INFERENCE_BYTES = 256 * 2**20
+PREDICT_BATCH = 256  # images an inference call takes at most (fewer under the two bounds here)
+
+
+def activation_values(model: Any) -> int:
+    """Values of every layer's output for one image (nested models walked), for a Keras model."""
+    total = 0
+    for layer in getattr(model, "layers", ()):
+        if getattr(layer, "layers", None):
+            total += activation_values(layer)
+            continue
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        total += int(np.prod([int(n) for n in shape[1:] if n is not None], dtype=np.int64))
+    return total
+
+
+def inference_batch(values_per_image: int, batch_size: int) -> int:
+    """``batch_size``, or fewer images when their layer outputs (``values_per_image`` float32
+    values each) would take more than :data:`INFERENCE_BYTES` (at least one)."""
+    per_image = 4 * max(1, int(values_per_image))
+    return max(1, min(int(batch_size), INFERENCE_BYTES // per_image))
+
+
 def batch_for(images: Any, batch_size: int) -> int:
     """``batch_size``, or fewer images when that many would take more than :data:`BATCH_BYTES`
     as float32 (at least one)."""

@@ -7,14 +7,18 @@ the memory estimate in bytes and what it counts; the time estimate in seconds an
 obtained. The Train page, the Experiments page (per variant, through ``cae.sweep.expand``), the
 training request and the CLI all ask it, so they refuse the same things with the same words.
 
-Memory: every layer's output is kept for the backward pass and gets a gradient of its own size, and
-TensorFlow needs working buffers besides: about three float32 values per activation value and
-image of the batch. The weights take four copies (weights, gradients, Adam's two moments). It is an
+Memory: every layer's output is kept for the backward pass, and its gradient and TensorFlow's
+working buffers add about half again: 1.5 float32 values per activation value and image of the
+batch (fitted to measured peaks; an inference batch, bounded by ``cae.pixels.INFERENCE_BYTES``,
+counts instead when larger). The weights take four copies (weights, gradients, Adam's two moments). It is an
 estimate, not a measurement: a design of 62 convolutions of 19 filters on 448x448 (199,710
 parameters, every limit of the spec met) took the whole 23 GB of this machine at batch 64 before
-it died; the estimate says 182 GB and refuses it, and says batch 4 fits a 12.6 GB budget. The
-classic network at batch 64 is estimated at 28 MB. The budget is half the machine's memory, or
-``CAE_MEMORY_BUDGET`` bytes.
+it died; the estimate says 91.5 GB and refuses it, and says batch 8 fits a 12.6 GB budget. The
+process that trains takes ``PROCESS_BYTES`` before its first batch (TensorFlow loaded), counted
+too, so the estimate is the worker's peak: calibrated by bench/memory_estimate.py against the
+measured PSS of a worker training one epoch (presets at batch 1 to 256, within 25%; the classic
+network at batch 64: 698 MB). The budget is ``cae.admission.memory_budget`` (half the machine's
+memory, or ``CAE_MEMORY_BUDGET`` bytes), shared by every job of the server.
 
 Time: a run's work (:func:`work_per_image` x training images x epochs) at the speed fitted to the
 earlier runs on this machine (:func:`fit_speed`; ``cae.sweep.rate_samples`` reads them), plus
@@ -25,12 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cae.admission import memory_budget
+from cae.pixels import PREDICT_BATCH, inference_batch
 from cae.shapes import Fix, ShapeReport, compute_shapes, needs_onednn_off, work_per_image
 from cae.spec import ArchitectureSpec
 
@@ -38,8 +43,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from cae.data import Dataset
 
 BYTES_PER_VALUE = 4  # float32
-ACTIVATION_FACTOR = 3  # the activation, its gradient, and working buffers
+# the activation kept for the backward pass, and half again for its gradient and working buffers
+# (TensorFlow frees each gradient as the backward pass moves on): fitted with PROCESS_BYTES to the
+# peaks bench/memory_estimate.py measured, 3 before (the presets at batch 256 and the 448x448
+# design at batch 1 then came out 1.13x and 1.85x their measured peaks)
+ACTIVATION_FACTOR = 1.5
 WEIGHT_COPIES = 4  # weights, gradients, two Adam moments
+# a worker process before its batches: Python, TensorFlow and Keras imported, the model built and
+# traced, the images held (bench/memory_estimate.py: 697-728 MB RSS over the presets at batch 1,
+# an inference batch of 256 images included)
+PROCESS_BYTES = 660 * 10**6
 
 # a run's own start besides training: a worker forked with TensorFlow loaded, and the data
 # (bench/worker_start.py: 0.28 s median to training, 2.76 s for a plain process)
@@ -64,21 +77,6 @@ class Settings(Protocol):
 # ----------------------------------------------------------------------------- memory
 
 
-def memory_budget() -> int:
-    """Bytes a training may take: ``$CAE_MEMORY_BUDGET`` if set, else half the physical memory."""
-    raw = os.environ.get("CAE_MEMORY_BUDGET", "").strip()
-    if raw:
-        try:
-            return max(1, int(float(raw)))
-        except ValueError:
-            pass
-    try:
-        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        physical = 8 * 2**30
-    return int(physical // 2)
-
-
 @dataclass(frozen=True)
 class MemoryEstimate:
     """The estimated training memory of a design at one batch size."""
@@ -88,11 +86,14 @@ class MemoryEstimate:
     weights: int  # bytes of weights, gradients and optimizer state
     largest: str  # the layer with the largest output, e.g. "encoder[3] Conv 19 3x3: 448x448x19"
     budget: int
+    process: int = PROCESS_BYTES  # the worker process itself, TensorFlow loaded
+    inference: int = 0  # layer outputs of one inference batch (scoring, previews, codes)
 
     @property
     def total(self) -> int:
-        """Estimated bytes at this batch size."""
-        return self.per_image * self.batch_size + self.weights
+        """Estimated bytes at this batch size (the peak of the worker process that trains): the
+        larger of the training batch's and an inference batch's, beside the weights and process."""
+        return max(self.per_image * self.batch_size, self.inference) + self.weights + self.process
 
     @property
     def fits(self) -> bool:
@@ -102,7 +103,9 @@ class MemoryEstimate:
     @property
     def batch_that_fits(self) -> int:
         """The largest batch size within the budget (0: not even one image)."""
-        room = self.budget - self.weights
+        room = self.budget - self.weights - self.process
+        if self.inference > room:
+            return 0
         return max(0, int(room // self.per_image)) if self.per_image else self.batch_size
 
     @property
@@ -112,7 +115,9 @@ class MemoryEstimate:
             f"{ACTIVATION_FACTOR} float32 values per activation value and image (the activation, "
             f"its gradient, working buffers: {size_text(self.per_image)} an image) x batch "
             f"{self.batch_size}, plus {WEIGHT_COPIES} copies of the weights (weights, gradients, "
-            f"Adam's two moments: {size_text(self.weights)})"
+            f"Adam's two moments: {size_text(self.weights)}), plus the training process itself "
+            f"({size_text(self.process)}: TensorFlow loaded, the model, the images); an inference "
+            f"batch's layer outputs ({size_text(self.inference)}) when larger than the batch's"
         )
 
     def describe(self) -> str:
@@ -142,9 +147,11 @@ def estimate_memory(
         if largest is not None
         else "the input"
     )
+    inference_images = inference_batch(values, PREDICT_BATCH)
     return MemoryEstimate(
         batch_size=int(batch_size),
-        per_image=values * BYTES_PER_VALUE * ACTIVATION_FACTOR,
+        inference=inference_images * values * BYTES_PER_VALUE,
+        per_image=int(values * BYTES_PER_VALUE * ACTIVATION_FACTOR),
         weights=report.total_params * BYTES_PER_VALUE * WEIGHT_COPIES,
         largest=where,
         budget=memory_budget() if budget is None else int(budget),

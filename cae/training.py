@@ -25,9 +25,9 @@ import numpy as np
 from cae.builder import PRECISIONS, BuiltModel, build, weights_digest
 from cae.corruption import STRENGTH_RANGE, Corruption, corruption_of
 from cae.data import Dataset
-from cae.evaluation import PREDICT_BATCH, evaluate_run, inference_function, reconstruct
+from cae.evaluation import evaluate_run, inference_function, reconstruct
 from cae.pipeline import images_per_epoch, make_pipeline
-from cae.pixels import as_float
+from cae.pixels import PREDICT_BATCH, as_float
 from cae.preflight import check_enough_images, check_input_shape, validation_count
 from cae.progress import REPORT_INTERVAL, Progress, TrainingMonitor
 from cae.spec import ArchitectureSpec

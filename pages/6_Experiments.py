@@ -9,7 +9,7 @@ import streamlit as st
 
 from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.datasets import DATASETS, dataset_status
-from cae.experiments import EXPERIMENTS, parallel_runs
+from cae.experiments import EXPERIMENTS, MAX_QUEUED_HOURS, MAX_QUEUED_RUNS, parallel_runs
 from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
@@ -236,8 +236,9 @@ def new_experiment(root: str) -> None:
     busy = [e for e in EXPERIMENTS.all(root) if e.active]
     if busy:
         st.caption(
-            f"{len(busy)} experiment(s) are queued or training now: this one will wait in the "
-            "queue until they have ended."
+            f"{len(busy)} experiment(s) are queued or training now: this one's runs wait in the "
+            "server's queue, taking turns with theirs (at most "
+            f"{MAX_QUEUED_RUNS} runs and {MAX_QUEUED_HOURS:g} estimated hours queued per student)."
         )
     recipe, images, image_shape = choose_data()
     config = base_config()

@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, list[list[str]]] = {
     "cae": [
         ["text", "colours", "pixels"],  # names as plain text; palettes; images as held
+        ["admission"],  # the memory budget and the one queue of heavy steps
         ["spec", "data", "metrics", "latent", "latent_edit", "quiet", "errors", "cluster"],
         ["array_files", "upload_files"],  # files read safely; uploads kept on disk, by quota
         ["variational", "corruption"],  # the KL term and sampling layer; input corruptions
@@ -53,6 +54,7 @@ LAYERS: dict[str, list[list[str]]] = {
             "channels",
             "unsaved",
             "baselines",
+            "admin",
         ],
         ["state"],
         ["runs", "experiments", "design_editor", "train_progress", "data_choice", "train_settings"],

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae.experiments import EXPERIMENTS, ExperimentQueue, experiments_root, parallel_runs
+from cae.jobs import JOBS
 from cae.recipe import DataRecipe
 from cae.spec import preset
 from cae.store import new_workspace_id, workspace_root
@@ -95,7 +96,8 @@ def test_the_plan_says_when_the_design_it_starts_from_is_variational(models):
 
 
 @pytest.mark.slow
-def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
+def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, monkeypatch):
+    monkeypatch.setattr(JOBS.scheduler, "_slots", 1)  # one training slot, as on 2 cores
     app = open_page()
     owner = app.session_state["owner_id"]
     recipe = DataRecipe(limit=300)
@@ -112,7 +114,7 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     assert not again.exception
     assert again.selectbox(key="experiments_shown").value == second.id
     shown = texts(again)
-    assert "Waiting in the queue: 1 experiment(s) ahead of this one (long one)" in shown
+    assert "Waiting in the server's queue: place 1, estimated start" in shown
     assert "0 of 2 runs done" in str([p.proto.text for p in again.get("progress")])
     assert again.button(key="experiments_stop").disabled is False  # this session started it
     # the record is on disk as it is in the queue
@@ -128,7 +130,7 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     assert second.state == "stopped"
     assert [item["state"] for item in second.snapshot()["items"]] == ["not run", "not run"]
     # a new experiment started now would wait too, and the form says so
-    assert "this one will wait in the queue" in texts(again)
+    assert "this one's runs wait in the server's queue" in texts(again)
     EXPERIMENTS.stop(first.id)
     assert EXPERIMENTS.wait(first.id, 120)
     assert first.state == "stopped"
@@ -137,27 +139,61 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models):
     assert not [path for path in models.iterdir() if not path.name.startswith(".")]
 
 
-def test_records_survive_a_server_restart_as_interrupted(models):
+def test_records_survive_a_server_restart_with_the_interrupted_run_as_it_is(models):
     folder = experiments_root(models) / "20260101-000000-abcdef"
     folder.mkdir(parents=True)
     record = {
         "id": "20260101-000000-abcdef", "name": "before", "owner": "x", "created": "2026-01-01",
-        "state": "running", "queued_at": 1,
+        "state": "running", "queued_at": 1, "root": str(models),
         "items": [
             {"index": 0, "label": "code=1", "state": "finished", "run_id": "r1"},
             {"index": 1, "label": "code=2", "state": "running", "run_id": None},
-            {"index": 2, "label": "code=0", "state": "invalid", "run_id": None},
+            {"index": 2, "label": "code=3", "state": "running", "run_id": None},
+            {"index": 3, "label": "code=0", "state": "invalid", "run_id": None},
         ],
     }  # fmt: skip
     (folder / "experiment.json").write_text(json.dumps(record))
+    # the worker of run 1 saved its 3 completed epochs when the server went away
+    (models / "r2").mkdir()
+    tag = {"id": record["id"], "name": "before", "index": 1}
+    train = {"experiment": tag, "outcome": {"state": "stopped", "epochs_completed": 3}}
+    (models / "r2" / "train.json").write_text(json.dumps(train))
     queue = ExperimentQueue()
     found = queue.all(models)
     assert [e.id for e in found] == [record["id"]]
-    assert found[0].state == "interrupted"
-    states = [item["state"] for item in found[0].record["items"]]
-    assert states == ["finished", "not run", "invalid"]
+    items = found[0].record["items"]
+    assert [item["state"] for item in items] == [
+        "finished",
+        "interrupted",
+        "interrupted",
+        "invalid",
+    ]
+    assert items[1]["run_id"] == "r2" and "stopped at epoch 3, saved as r2" in items[1]["error"]
+    assert items[2]["run_id"] is None and "no completed epoch was saved" in items[2]["error"]
+    assert found[0].state == "finished"  # nothing was left to requeue
     on_disk = json.loads((folder / "experiment.json").read_text())
-    assert on_disk["state"] == "interrupted"
+    assert on_disk["items"][1]["state"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_queued_runs_are_queued_again_after_a_restart(models):
+    queue = ExperimentQueue()
+    experiment = queue.submit(
+        "x", "requeued", preset("classic"), TrainConfig(epochs=1, preview_count=0),
+        DataRecipe(limit=100), [parse_vary("code=1")], num_train=90, root=models,
+    )  # fmt: skip
+    queue.stop(experiment.id)  # as if the server went down before it started
+    record = json.loads((experiment.folder / "experiment.json").read_text())
+    record["state"] = "queued"
+    record.pop("stop_requested", None)
+    for item in record["items"]:
+        item["state"] = "queued"
+    (experiment.folder / "experiment.json").write_text(json.dumps(record))
+    restarted = ExperimentQueue()  # a new server process
+    (again,) = restarted.all(models)
+    assert again.state == "queued" and "Queued again" in again.record["message"]
+    assert restarted.wait(again.id, 300)
+    assert again.state == "finished" and again.record["items"][0]["run_id"]
 
 
 def test_parallel_runs_follow_the_free_cores():
@@ -220,22 +256,31 @@ def test_the_comparison_of_a_finished_experiment(models):
 
 
 @pytest.mark.slow
-def test_more_cores_train_several_runs_at_once(models, monkeypatch):
-    import cae.experiments
-
-    monkeypatch.setattr(cae.experiments, "available_cpus", lambda: 8)  # a bigger machine
-    experiment = EXPERIMENTS.submit(
-        "someone", "at once", preset("classic"), TrainConfig(epochs=1, preview_count=0),
-        DataRecipe(limit=100), [parse_vary("encoder.0.filters=4,8")], num_train=90, root=models,
-    )  # fmt: skip
+def test_more_cores_train_several_students_runs_at_once(models, monkeypatch):
+    monkeypatch.setattr(JOBS.scheduler, "_slots", 4)  # a bigger machine: 4 training slots
+    experiments = [
+        EXPERIMENTS.submit(
+            owner,
+            "at once",
+            preset("classic"),
+            TrainConfig(epochs=1, preview_count=0),
+            DataRecipe(limit=100),
+            [parse_vary("encoder.0.filters=4,8")],
+            num_train=90,
+            root=models,
+        )  # fmt: skip
+        for owner in ("ann", "ben")
+    ]
     seen = set()
-    while experiment.active:
-        record = experiment.snapshot()
-        seen.add(sum(item["state"] == "running" for item in record["items"]))
-        EXPERIMENTS.wait(experiment.id, 0.2)
-    assert 2 in seen  # both runs trained at the same time, each in its own worker
-    assert experiment.record["parallel"] == 4
-    assert [item["state"] for item in experiment.record["items"]] == ["finished", "finished"]
+    while any(e.active for e in experiments):
+        running = [e.snapshot()["items"] for e in experiments]
+        seen.add(tuple(sum(item["state"] == "running" for item in items) for items in running))
+        EXPERIMENTS.wait(experiments[0].id, 0.2)
+    assert (1, 1) in seen  # both students' runs trained at the same time, each in its worker
+    assert not [counts for counts in seen if max(counts) > 1]  # one running job per student
+    assert experiments[0].record["parallel"] == 4
+    for experiment in experiments:
+        assert [item["state"] for item in experiment.record["items"]] == ["finished"] * 2
 
 
 @pytest.mark.slow

@@ -96,13 +96,13 @@ def test_train_page_says_the_estimated_time_and_memory(models):
     app = open_page(TRAIN)
     assert not app.exception
     (caption,) = [c.value for c in app.caption if "Estimated time" in c.value]
-    assert re.search(r"Estimated time \d+:\d\d and memory about 2\d\.\d MB", caption)
+    assert re.search(r"Estimated time \d+:\d\d and memory about 69\d\.\d MB", caption)
     assert "based on no run timed on this machine yet" in caption
     widget(app.number_input, "train_epochs").set_value(1)
     app.select_slider(key="train_batch").set_value(512).run()
     (caption,) = [c.value for c in app.caption if "Estimated time" in c.value]
     assert "batches of 512" in caption and "Estimated time 0:0" in caption
-    assert re.search(r"memory about 2\d\d\.\d MB", caption)
+    assert re.search(r"memory about 7\d\d\.\d MB", caption)
 
 
 def test_train_page_refuses_a_mismatched_design(models):

@@ -51,12 +51,14 @@ def progress_panel(experiment_id: str, live: bool = False) -> None:
     done, total = counts(record)
     state = record["state"]
     finished = sum(item["state"] == "finished" for item in record["items"])
-    if state == "queued":
-        ahead = EXPERIMENTS.waiting_ahead(experiment_id)
-        names = ", ".join(plain_markdown(e.record["name"]) for e in ahead)
+    where = EXPERIMENTS.place(experiment_id) if state in ("queued", "running") else None
+    if where is not None:
+        place, seconds = where
+        start = "as soon as a training ends" if seconds < 1 else f"in about {fmt_seconds(seconds)}"
         st.info(
-            f"Waiting in the queue: {len(ahead)} experiment(s) ahead of this one ({names}). "
-            "It starts by itself when they end; one experiment trains at a time.",
+            f"{'Waiting' if state == 'queued' else 'Its next run waits'} in the server's queue: "
+            f"place {place}, estimated start {start}. Train clicks go first, and students' "
+            "experiment runs take turns.",
             icon=":material/hourglass_top:",
         )
     eta = record.get("eta_seconds")
@@ -69,6 +71,9 @@ def progress_panel(experiment_id: str, live: bool = False) -> None:
         text += f" · {state}"
     st.progress(done / total if total else 0.0, text=text)
     for item in record["items"]:
+        if item["state"] == "interrupted":
+            label = plain_markdown(item["label"])
+            st.caption(f"Run {item['index'] + 1}: {label} — {plain_markdown(item['error'] or '')}")
         progress = item.get("progress")
         if item["state"] != "running" or progress is None:
             continue

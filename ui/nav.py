@@ -30,6 +30,7 @@ PAGE_FILES: tuple[tuple[str, str], ...] = (
     ("pages/4_Latent_Editor.py", "Latent Editor"),
     ("pages/5_Inspect.py", "Inspect"),
     ("pages/6_Experiments.py", "Experiments"),
+    ("pages/7_Admin.py", "Admin"),
 )
 
 

@@ -71,7 +71,12 @@ def show_progress(job: TrainingJob) -> None:
             icon=":material/visibility:",
         )
         take_over(job)
-    if state == "starting":
+    where = None if job.done else job.place()
+    if where is not None:
+        place, seconds = where
+        start = "when a training ends" if seconds < 1 else f"in about {fmt_seconds(seconds)}"
+        st.progress(0.0, text=f"Queued · place {place} · estimated start {start}")
+    elif state == "starting":
         st.progress(0.0, text="Starting…")
     elif state == "stopping":
         st.progress(progress.fraction, text="Stopping after this batch…")
