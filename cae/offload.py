@@ -56,6 +56,14 @@ def _gib(nbytes: int) -> str:
 # ------------------------------------------------------------------------------ the server's side
 
 
+# The admission kind (cae.admission.KINDS) and the queue's words for each step.
+ADMISSION_KINDS = {"baselines": "baseline", "upload_summary": "upload"}
+STEP_TITLES = {
+    "baselines": "the baselines (PCA and the mean image)",
+    "upload_summary": "reading an upload",
+}
+
+
 def run_in_worker(
     kind: str,
     request: dict[str, Any],
@@ -63,14 +71,26 @@ def run_in_worker(
     payload: bytes | None = None,
     memory_limit: int | None = None,
     timeout_s: float = TIMEOUT_S,
+    owner: str | None = None,
 ) -> Any:
     """Run the step ``kind`` (a key of :data:`STEPS`) on ``request`` (plain JSON) and ``payload``
     (raw bytes, e.g. an upload's file) in a process of its own whose address space is capped at
     ``memory_limit`` bytes (default :func:`step_memory_limit`); its result, plain data. StepError
-    with the step's own message when it refuses, and with the cap when it ran past it."""
+    with the step's own message when it refuses, and with the cap when it ran past it.
+
+    With an ``owner`` (the server's callers: a student's workspace) the step first waits for the
+    server's one queue to admit it (``cae.admission.admit``), reserving its cap from the memory
+    budget while it runs; the CLI runs it at once."""
     if kind not in STEPS:
         raise StepError(f"unknown step; use one of {', '.join(STEPS)}. Received: kind={kind!r}")
     limit = step_memory_limit() if memory_limit is None else int(memory_limit)
+    if owner is not None:
+        from cae.admission import admit
+
+        with admit(owner, ADMISSION_KINDS[kind], limit, STEP_TITLES[kind]):
+            return run_in_worker(
+                kind, request, payload=payload, memory_limit=limit, timeout_s=timeout_s
+            )
     body = payload or b""
     header = {"kind": kind, "request": request, "payload_bytes": len(body)}
     env = dict(os.environ)
@@ -129,6 +149,7 @@ def baselines_in_worker(
     root: str | os.PathLike[str] | None = None,
     *,
     memory_limit: int | None = None,
+    owner: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """``cae.baselines.recipe_baselines`` of ``recipe`` (a ``cae.recipe.DataRecipe``):
     ``{"pca": ..., "mean_image": ...}``, PCA with ``components`` components and the mean image,
@@ -138,7 +159,7 @@ def baselines_in_worker(
         "components": components,
         "root": None if root is None else os.fspath(root),
     }
-    return run_in_worker("baselines", request, memory_limit=memory_limit)
+    return run_in_worker("baselines", request, memory_limit=memory_limit, owner=owner)
 
 
 def upload_summary_in_worker(
@@ -148,13 +169,16 @@ def upload_summary_in_worker(
     samples: int = 4,
     array: str | None = None,
     memory_limit: int | None = None,
+    owner: str | None = None,
 ) -> Any:
     """``cae.uploads.upload_summary`` of an upload's bytes, decoded in a worker process: the
     caller gets the summary (counts, shape, ``samples`` images) and never holds the images."""
     from cae.data import DatasetSummary
 
     request = {"filename": filename, "samples": samples, "array": array}
-    values = run_in_worker("upload_summary", request, payload=content, memory_limit=memory_limit)
+    values = run_in_worker(
+        "upload_summary", request, payload=content, memory_limit=memory_limit, owner=owner
+    )
     names = {item.name for item in fields(DatasetSummary)}
     values = {key: value for key, value in values.items() if key in names}
     values["image_shape"] = tuple(values["image_shape"])

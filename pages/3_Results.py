@@ -33,6 +33,7 @@ from ui.state import (
     RUN_KEY,
     default_run,
     follow_run_link,
+    owner_id,
     owns,
     page_frame,
     refresh_sidebar,
@@ -351,7 +352,10 @@ def main() -> None:
         )
         metrics_table(selected, root)
         baselines_table(
-            selected, root, lambda run: cached_own_metrics(run.run_id, run.created, root)
+            selected,
+            root,
+            lambda run: cached_own_metrics(run.run_id, run.created, root),
+            owner_id(),
         )
         reference, split = first_with_test_images(selected, root)
         reference_name = plain_markdown(reference.name)

@@ -23,7 +23,7 @@ from tests.browser import (
 
 pytestmark = pytest.mark.browser
 
-NAV = ["Home", "Architecture", "Train", "Results", "Latent Editor", "Inspect", "Experiments"]
+NAV = ["Home", "Architecture", "Train", "Results", "Latent Editor", "Inspect", "Experiments", "Admin"]
 
 
 def heading(page, title):

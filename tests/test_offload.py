@@ -248,3 +248,29 @@ def test_a_pixel_bomb_upload_ends_in_a_clear_message_with_the_server_alive(model
     app.file_uploader(key="train_upload").upload("digits.npy", digits.getvalue()).run()
     assert not app.exception and not app.error
     assert any("90 train / 10 test images of 28x28x1" in item.value for item in app.caption)
+
+
+def test_a_step_of_the_server_waits_its_turn_in_the_one_queue(digits_upload):
+    """With an owner (the server's callers) a step asks the server's queue first: while the same
+    student already has a step running, the upload waits (queued, with a place), and it runs once
+    that one is released; its entry then leaves the running ones."""
+    from cae.admission import SCHEDULER
+
+    owner = f"student-{time.time_ns()}"
+    holder = SCHEDULER.submit(owner, "baseline", 1, "an earlier step of the same student")
+    assert holder.state == "running"
+    content, found = digits_upload.read_bytes(), []
+    thread = threading.Thread(
+        target=lambda: found.append(
+            offload.upload_summary_in_worker(content, "digits.npy", samples=1, owner=owner)
+        )
+    )
+    thread.start()
+    time.sleep(1.0)
+    mine = [e for e in SCHEDULER.entries() if e["owner"] == owner and e["kind"] == "upload"]
+    assert [e["state"] for e in mine] == ["queued"] and not found
+    SCHEDULER.release(holder.entry_id)
+    thread.join(60)
+    assert found and found[0].num_train + found[0].num_test == 300
+    mine = [e for e in SCHEDULER.entries() if e["owner"] == owner and e["kind"] == "upload"]
+    assert [e["state"] for e in mine] == ["done"]

@@ -22,22 +22,28 @@ DIFFERENCE = "PSNR: run − baseline (dB)"
 
 
 @st.cache_data(show_spinner="Fitting the baselines (PCA and the mean image)…", max_entries=64)
-def cached_baselines(recipe_json: str, components: int, root: str) -> dict[str, dict[str, float]]:
+def cached_baselines(
+    recipe_json: str, components: int, root: str, _owner: str | None = None
+) -> dict[str, dict[str, float]]:
     """PCA with ``components`` components and the mean image of one recipe, computed in a worker
     process (cached per recipe and k here, and on disk by ``cae.baselines`` in the gallery's cache,
-    which every workspace shares: its files are named by what the images are, not by who asked)."""
+    which every workspace shares: its files are named by what the images are, not by who asked).
+    The step waits its turn in the server's one queue as ``_owner``'s (not part of the cache key)."""
     recipe = DataRecipe.from_dict(json.loads(recipe_json))
-    return baselines_in_worker(recipe, components, gallery_root(root) or root)
+    return baselines_in_worker(recipe, components, gallery_root(root) or root, owner=_owner)
 
 
-def run_baselines_cached(run: RunInfo, root: str) -> tuple[int, dict[str, dict[str, float]]]:
-    """(the code's number of values, the run's baselines); RunError or ValueError (an upload
-    that is gone, a design too large) with the reason."""
+def run_baselines_cached(
+    run: RunInfo, root: str, owner: str | None = None
+) -> tuple[int, dict[str, dict[str, float]]]:
+    """(the code's number of values, the run's baselines), computed as ``owner``'s step in the
+    server's queue; RunError or ValueError (an upload that is gone, a design too large) with the
+    reason."""
     if run.recipe is None:
         raise RunError(f"{run.recipe_problem}", run_id=run.run_id, reason=run.recipe_problem)
     components = code_size(run)
     recipe_json = json.dumps(run.recipe.to_dict(), sort_keys=True)
-    return components, cached_baselines(recipe_json, components, root)
+    return components, cached_baselines(recipe_json, components, root, owner)
 
 
 def _difference(run_psnr: float | None, baseline_psnr: float) -> str:
@@ -47,18 +53,21 @@ def _difference(run_psnr: float | None, baseline_psnr: float) -> str:
 
 
 def baselines_table(
-    runs: list[RunInfo], root: str, run_scores: Callable[[RunInfo], dict[str, float]]
+    runs: list[RunInfo],
+    root: str,
+    run_scores: Callable[[RunInfo], dict[str, float]],
+    owner: str | None = None,
 ) -> None:
     """A table of each run's baselines (PCA with the code's size, the mean image) with their test
     metrics and how many dB of PSNR the run gains over each; ``run_scores`` gives a run's own
-    test metrics (those of the table above)."""
+    test metrics (those of the table above); the baselines wait their turn as ``owner``'s."""
     rows, problems = [], []
     for run in runs:
         if run.recipe is None:  # the metrics table above says why, once
             problems.append(f"{run.name}: no baselines, its data are not known (see above)")
             continue
         try:
-            components, found = run_baselines_cached(run, root)
+            components, found = run_baselines_cached(run, root, owner)
         except (ValueError, OSError) as error:  # RunError, RecipeError, BaselineError
             problems.append(f"{run.name}: no baselines, {getattr(error, 'reason', None) or error}")
             continue

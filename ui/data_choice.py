@@ -76,14 +76,16 @@ class DataChoice:
 
 @st.cache_data(show_spinner="Reading your upload…", max_entries=2)
 def cached_upload(
-    _data: bytes, filename: str, digest: str, array: str | None = None
+    _data: bytes, filename: str, digest: str, array: str | None = None, _owner: str | None = None
 ) -> DatasetSummary:
     """An uploaded dataset's summary, parsed once per file content (``digest``; the bytes are not
     hashed again) and array, to check it and show its size and a few images; the training process
     reads the file itself, from the recipe. The file is decoded in a worker process under a memory
     cap (``cae.offload``): the server holds only the summary, never the decoded images (four
     ~500 KB zips decoded here at once took the server to 8.9 GB)."""
-    return upload_summary_in_worker(_data, filename, samples=PREVIEW_SAMPLES, array=array)
+    return upload_summary_in_worker(
+        _data, filename, samples=PREVIEW_SAMPLES, array=array, owner=_owner
+    )
 
 
 @st.cache_data(max_entries=4)
@@ -228,7 +230,7 @@ def choose_upload(*, disabled: bool) -> DataChoice:
     earlier_array = upload.array if isinstance(upload, EarlierUpload) else None
     array = npz_array_choice(content, upload.name, digest, earlier_array, disabled=disabled)
     try:
-        dataset = cached_upload(content, upload.name, digest, array)
+        dataset = cached_upload(content, upload.name, digest, array, owner_id())
     except ValueError as error:
         st.error(
             plain_markdown(f"{upload.name} cannot be used: {error}"),

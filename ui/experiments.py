@@ -140,7 +140,7 @@ def baselines(
         sizes = sorted({row["code_size"] for row in rows if row.get("code_size")})
         pca, mean = [], {}
         for k in sizes:
-            scores = cached_baselines(recipe_json, k, root)
+            scores = cached_baselines(recipe_json, k, root, owner_id())
             x = k if x_key == "code_size" else k * pixels + pixels
             pca.append((x, scores["pca"].get("psnr")))
             mean = scores["mean_image"]
