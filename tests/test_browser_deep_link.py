@@ -23,7 +23,16 @@ from tests.browser import (
 
 pytestmark = pytest.mark.browser
 
-NAV = ["Home", "Architecture", "Train", "Results", "Latent Editor", "Inspect", "Experiments", "Admin"]
+NAV = [
+    "Home",
+    "Architecture",
+    "Train",
+    "Results",
+    "Latent Editor",
+    "Inspect",
+    "Experiments",
+    "Admin",
+]
 
 
 def heading(page, title):
