@@ -183,6 +183,10 @@ def test_queued_runs_are_queued_again_after_a_restart(models):
         DataRecipe(limit=100), [parse_vary("code=1")], num_train=90, root=models,
     )  # fmt: skip
     queue.stop(experiment.id)  # as if the server went down before it started
+    # a real restart has no job left; here the job manager is this process's, so the stopped
+    # job must have ended before the "new server" queues the run again under the same owner
+    # (a loaded machine let the requeue meet it still running: JobBusy, the experiment failed)
+    assert queue.wait(experiment.id, 120)
     record = json.loads((experiment.folder / "experiment.json").read_text())
     record["state"] = "queued"
     record.pop("stop_requested", None)
