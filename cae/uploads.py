@@ -508,6 +508,21 @@ def _decode_in_place(
     return x
 
 
+def _image_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """A zip's image members by name: PNG/JPEG files, not folders nor macOS metadata."""
+    return sorted(
+        (
+            info
+            for info in zf.infolist()
+            if not info.is_dir()
+            and info.filename.lower().endswith(_IMAGE_EXTENSIONS)
+            and not info.filename.startswith("__MACOSX/")
+            and not PurePosixPath(info.filename).name.startswith("._")
+        ),
+        key=lambda info: info.filename,
+    )
+
+
 def _load_zip_upload(
     buf: bytes,
     filename: str,
@@ -519,15 +534,7 @@ def _load_zip_upload(
 ) -> Dataset:
     zf = open_zip(buf, filename, max_uncompressed)
     with zf:
-        members = [
-            info
-            for info in zf.infolist()
-            if not info.is_dir()
-            and info.filename.lower().endswith(_IMAGE_EXTENSIONS)
-            and not info.filename.startswith("__MACOSX/")
-            and not PurePosixPath(info.filename).name.startswith("._")
-        ]
-        members.sort(key=lambda info: info.filename)
+        members = _image_members(zf)
         if len(members) < 2:
             raise ValueError(
                 f"{filename}: at least 2 PNG/JPEG images are needed to split into train and "
@@ -801,17 +808,7 @@ def upload_image_shape(
         key = array if array is not None else npz_image_key(members)
         return _images_shape(members[key]) if key in members else None
     with open_zip(buf, source.name, MAX_UNCOMPRESSED_BYTES) as zf:
-        images = sorted(  # the members _load_zip_upload decodes, in its order
-            (
-                info
-                for info in zf.infolist()
-                if not info.is_dir()
-                and info.filename.lower().endswith(_IMAGE_EXTENSIONS)
-                and not info.filename.startswith("__MACOSX/")
-                and not PurePosixPath(info.filename).name.startswith("._")
-            ),
-            key=lambda info: info.filename,
-        )
+        images = _image_members(zf)  # the members _load_zip_upload decodes, in its order
         if len(images) < 2:
             return None
         plan = _check_headers(zf, images, source.name, MAX_IMAGE_SIDE)
