@@ -145,21 +145,23 @@ def admissible(
     ordered: Sequence[Entry], running: Sequence[Entry], *, slots: int, budget: int
 ) -> list[Entry]:
     """The entries of ``ordered`` (from :func:`queue_order`) that start now, beside ``running``:
-    one per owner, trainings within ``slots``, bytes within ``budget`` (an entry alone always
-    starts); the first one that does not fit the budget holds the ones behind it."""
-    owners = {e.owner for e in running}
+    one training (or experiment run) per owner and one other step per owner, trainings within
+    ``slots``, bytes within ``budget`` (an entry alone always starts); the first one that does not
+    fit the budget holds the ones behind it. A student's own training does not hold their
+    baseline, evaluation or upload: those are short, and the page they look at waits on them."""
+    owners = {(e.owner, e.kind in TRAINING_KINDS) for e in running}
     trainings = sum(e.kind in TRAINING_KINDS for e in running)
     used = sum(e.bytes for e in running)
     started: list[Entry] = []
     for entry in ordered:
-        if entry.owner in owners:
+        if (entry.owner, entry.kind in TRAINING_KINDS) in owners:
             continue
         if entry.kind in TRAINING_KINDS and trainings >= slots:
             continue
         if used + entry.bytes > budget and (running or started):
             break
         started.append(entry)
-        owners.add(entry.owner)
+        owners.add((entry.owner, entry.kind in TRAINING_KINDS))
         trainings += entry.kind in TRAINING_KINDS
         used += entry.bytes
     return started
@@ -319,6 +321,26 @@ class Scheduler:
             starts = estimated_starts(ordered, running, slots=self.slots, now=time.time())
         return ids.index(entry_id) + 1, starts[entry_id]
 
+    def preview(self, owner: str, kind: str, nbytes: int) -> tuple[int, float] | None:
+        """Where a step of ``owner`` taking ``nbytes`` would wait if it were queued now: its
+        place and estimated start in seconds; None when it would start at once."""
+        probe = Entry(
+            entry_id="preview",
+            owner=owner,
+            kind=kind,
+            label="preview",
+            bytes=int(nbytes),
+            queued_at=time.time(),
+        )
+        with self._lock:
+            running = [e for e in self._entries.values() if e.state == "running"]
+            queued = [e for e in self._entries.values() if e.state == "queued"]
+            ordered = queue_order([*queued, probe], self._last_turn)
+            if probe in admissible(ordered, running, slots=self.slots, budget=self.budget):
+                return None
+            starts = estimated_starts(ordered, running, slots=self.slots, now=time.time())
+        return ordered.index(probe) + 1, starts[probe.entry_id]
+
     def entries(self) -> list[dict[str, Any]]:
         """Every entry as plain data, running first, then queued in order (with ``place`` and
         ``starts_in``), then the ended ones, newest first."""
@@ -431,6 +453,49 @@ class Ticket:
 SCHEDULER = Scheduler()  # the server's queue; cae.jobs gives it its file under the runs folder
 
 
+class PendingStep:
+    """A step in the queue that may not have started: its entry (for its place) and a wait."""
+
+    def __init__(self, scheduler: Scheduler, owner: str, kind: str, nbytes: int, label: str):
+        """Queue the step at once, so its place is known before anyone waits on it."""
+        self.scheduler = scheduler
+        self.label = label
+        self._admitted = threading.Event()
+        self._stopped = threading.Event()
+        self.entry = scheduler.submit(
+            owner,
+            kind,
+            nbytes,
+            label,
+            on_admit=lambda _: self._admitted.set(),
+            on_stop=self._stop,
+        )
+
+    def _stop(self, entry: Entry) -> None:
+        self._stopped.set()
+        self.scheduler.release(entry.entry_id, "stopped")
+
+    def place(self) -> tuple[int, float] | None:
+        """Its place (1: next) and estimated start in seconds while queued; None once started."""
+        return self.scheduler.where(self.entry.entry_id)
+
+    def wait(self, timeout: float | None = None) -> Ticket:
+        """Wait for the admission; a :class:`Ticket`. AdmissionError when ``timeout`` seconds
+        pass first or the step is stopped while it waits."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._admitted.wait(0.05):
+            if self._stopped.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                self.scheduler.release(self.entry.entry_id, "stopped")
+                entry = self.entry
+                raise AdmissionError(
+                    f"{self.label} was not admitted: "
+                    + ("stopped while it waited" if self._stopped.is_set() else "its wait ran out")
+                    + f". Received: owner={entry.owner!r}, kind={entry.kind!r}, "
+                    f"bytes={entry.bytes}, timeout={timeout}"
+                )
+        return Ticket(self.scheduler, self.entry)
+
+
 def admit(
     owner: str,
     kind: str,
@@ -443,24 +508,4 @@ def admit(
     """Wait for the queue to admit one heavy step of ``owner`` taking about ``nbytes``; a
     :class:`Ticket` to use as ``with admit(...):``. AdmissionError when ``timeout`` seconds pass
     first or the step is stopped while it waits."""
-    queue = scheduler or SCHEDULER
-    admitted = threading.Event()
-    stopped = threading.Event()
-    entry = queue.submit(
-        owner,
-        kind,
-        nbytes,
-        label,
-        on_admit=lambda _: admitted.set(),
-        on_stop=lambda e: (stopped.set(), queue.release(e.entry_id, "stopped")),
-    )
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while not admitted.wait(0.05):
-        if stopped.is_set() or (deadline is not None and time.monotonic() >= deadline):
-            queue.release(entry.entry_id, "stopped")
-            raise AdmissionError(
-                f"{label} was not admitted: "
-                + ("stopped while it waited" if stopped.is_set() else "its wait ran out")
-                + f". Received: owner={owner!r}, kind={kind!r}, bytes={nbytes}, timeout={timeout}"
-            )
-    return Ticket(queue, entry)
+    return PendingStep(scheduler or SCHEDULER, owner, kind, nbytes, label).wait(timeout)

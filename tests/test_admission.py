@@ -13,6 +13,7 @@ import pytest
 from cae.admission import (
     AdmissionError,
     Entry,
+    PendingStep,
     Scheduler,
     admissible,
     admit,
@@ -64,6 +65,13 @@ def test_one_running_job_per_owner_and_the_training_slots():
     running = [entry("r", "zoe", "train")]
     started = admissible([entry("p", "ann", "baseline")], running, slots=1, budget=GB)
     assert [e.entry_id for e in started] == ["p"]
+    # a student's own training does not hold their evaluation; their second step waits
+    running = [entry("t", "ann", "train")]
+    steps = [entry("e1", "ann", "evaluate", at=1), entry("e2", "ann", "upload", at=2)]
+    assert [e.entry_id for e in admissible(steps, running, slots=1, budget=GB)] == ["e1"]
+    running.append(entry("e1", "ann", "evaluate"))
+    assert admissible(steps[1:], running, slots=1, budget=GB) == []
+    assert admissible([entry("t2", "ann", "train", at=3)], running, slots=4, budget=GB) == []
 
 
 def test_the_budget_admits_what_fits_and_holds_the_line_behind_what_does_not():
@@ -100,6 +108,21 @@ def test_place_and_estimated_start_are_known_at_once():
     queue.release(first.entry_id)
     assert queue.get(second.entry_id).state == "running" and queue.where(third.entry_id)[0] == 1
     assert queue.stop(third.entry_id) and queue.get(third.entry_id).state == "stopped"
+
+
+def test_a_step_knows_its_place_before_anyone_waits_and_a_preview_queues_nothing():
+    queue = Scheduler(slots=1, budget=4 * GB)
+    holder = admit("ann", "upload", 3 * GB, "ann's zip", scheduler=queue)
+    assert queue.preview("ben", "upload", GB) is None  # fits beside it: starts at once
+    assert queue.preview("ben", "upload", 2 * GB) == (1, 0.0)  # the budget holds it
+    assert queue.preview("ann", "evaluate", GB) == (1, 0.0)  # ann's own step holds it
+    assert len(queue.active()) == 1  # a preview queues nothing
+    pending = PendingStep(queue, "ben", "upload", 2 * GB, "ben's zip")
+    assert pending.place() == (1, 0.0)  # queued at once, before anyone waits on it
+    holder.release()
+    ticket = pending.wait(5)
+    assert ticket.entry.state == "running" and pending.place() is None
+    ticket.release()
 
 
 def test_admit_waits_for_its_turn_and_gives_the_budget_back():
