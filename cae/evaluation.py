@@ -11,6 +11,7 @@ inside the functions.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -93,6 +94,54 @@ def evaluate_run(
     return metrics
 
 
+@dataclass(frozen=True)
+class SplitReport:
+    """What the Results page shows of a run on a test split, without holding its
+    reconstructions: every metric, each image's MSE and the squared error per pixel and channel
+    averaged over the images."""
+
+    metrics: dict[str, float]
+    per_image_mse: np.ndarray  # (N,), over every channel
+    mean_squared_error: np.ndarray  # (H, W, C)
+
+    def error_map(self, channel: int | None = None) -> np.ndarray:
+        """The mean squared error per pixel (H, W): of ``channel``, or averaged over them."""
+        if channel is None:
+            return self.mean_squared_error.mean(axis=-1)
+        return self.mean_squared_error[..., channel]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (arrays as arrays: ``cae.protocol`` encodes them)."""
+        return {
+            "metrics": dict(self.metrics),
+            "per_image_mse": self.per_image_mse,
+            "mean_squared_error": self.mean_squared_error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SplitReport:
+        """The report :meth:`to_dict` wrote."""
+        return cls(
+            metrics={key: float(value) for key, value in data["metrics"].items()},
+            per_image_mse=np.asarray(data["per_image_mse"], np.float64),
+            mean_squared_error=np.asarray(data["mean_squared_error"], np.float64),
+        )
+
+
+def split_report(built: BuiltModel, images: np.ndarray, *, chunk: int = EVAL_CHUNK) -> SplitReport:
+    """The :class:`SplitReport` of the autoencoder on ``images`` (a test split (N, H, W, C)),
+    worked out ``chunk`` images at a time as :func:`evaluate_run` does: memory stays flat however
+    many images there are, and no reconstruction is kept."""
+    plan = _evaluation_plan(built, images, chunk)
+    shape = tuple(int(n) for n in np.shape(images)[1:])
+    if plan is None:
+        return SplitReport({}, np.zeros(0), np.zeros(shape))
+    model, images, chunk, infer = plan
+    squared = np.zeros(shape, np.float64)
+    scores = _chunked_metrics(model, images, chunk, infer=infer, squared_error=squared)
+    return SplitReport(scores["output"], scores["mse"], squared / len(images))
+
+
 def evaluate_corrupted(
     built: BuiltModel,
     images: np.ndarray,
@@ -172,10 +221,12 @@ def _chunked_metrics(
     corruption: Corruption | None = None,
     seed: int = EVAL_SEED,
     infer: Callable[[Any], Any] | None = None,
-) -> dict[str, dict[str, float]]:
-    """``cae.metrics`` of the reconstructions (``"output"``) and, with a ``corruption``, of the
-    corrupted inputs (``"input"``), against the clean ``x``, computed ``chunk`` images at a
-    time."""
+    squared_error: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``cae.metrics`` of the reconstructions (``"output"``, and each image's ``"mse"``) and,
+    with a ``corruption``, of the corrupted inputs (``"input"``), against the clean ``x``,
+    computed ``chunk`` images at a time; the squared error per pixel and channel is summed over
+    the images into ``squared_error`` (H, W, C) when given."""
     from cae import metrics
 
     outputs, inputs = [], []
@@ -185,8 +236,12 @@ def _chunked_metrics(
         if corruption is not None:
             given = corruption.apply(clean, seed=seed, indices=np.arange(start, start + len(clean)))
             inputs.append(metrics.per_image(clean, given))
-        outputs.append(metrics.per_image(clean, reconstruct(model, given, infer=infer)))
-    scores = {"output": metrics.aggregate(metrics.concatenate(outputs))}
+        output = reconstruct(model, given, infer=infer)
+        outputs.append(metrics.per_image(clean, output))
+        if squared_error is not None:
+            squared_error += np.square(clean - output, dtype=np.float64).sum(axis=0)
+    per_image = metrics.concatenate(outputs)
+    scores: dict[str, Any] = {"output": metrics.aggregate(per_image), "mse": per_image["mse"]}
     if inputs:
         scores["input"] = metrics.aggregate(metrics.concatenate(inputs))
     return scores

@@ -22,6 +22,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -57,11 +59,28 @@ def _gib(nbytes: int) -> str:
 
 
 # The admission kind (cae.admission.KINDS) and the queue's words for each step.
-ADMISSION_KINDS = {"baselines": "baseline", "upload_summary": "upload"}
+ADMISSION_KINDS = {"baselines": "baseline", "upload_summary": "upload", "evaluation": "evaluate"}
 STEP_TITLES = {
     "baselines": "the baselines (PCA and the mean image)",
     "upload_summary": "reading an upload",
+    "evaluation": "scoring a run on its test images",
 }
+IN_SERVER_ENV = "CAE_EVAL_IN_SERVER"  # bytes of a test split (as float32) scored in the server
+IN_SERVER_BYTES = 64 * 2**20
+"""A run's test split up to this size as float32 is scored in the server itself (the bundled
+sample's 500 test images: 1.5 MB; MNIST's 10,000: 31 MB): a worker would cost ~4 s of
+TensorFlow's start-up for a few milliseconds of work. Bigger ones are scored in a worker, through
+the queue."""
+
+
+def in_server_limit() -> int:
+    """Bytes of a test split (as float32) that the server scores itself: ``$CAE_EVAL_IN_SERVER``
+    when set, else :data:`IN_SERVER_BYTES`."""
+    raw = os.environ.get(IN_SERVER_ENV, "").strip()
+    try:
+        return max(0, int(float(raw))) if raw else IN_SERVER_BYTES
+    except ValueError:
+        return IN_SERVER_BYTES
 
 
 def run_in_worker(
@@ -187,6 +206,96 @@ def upload_summary_in_worker(
     return DatasetSummary(**values)
 
 
+def evaluation_request(
+    run_path: str | os.PathLike[str],
+    split_path: str | os.PathLike[str],
+    corruption: Any = None,
+) -> dict[str, Any]:
+    """The request of the ``evaluation`` step: the run at ``run_path`` scored on the test split
+    of the run at ``split_path`` (often the same folder); with a ``cae.corruption.Corruption``
+    its ``evaluate_corrupted`` scores instead of a ``SplitReport``."""
+    request: dict[str, Any] = {"run": os.fspath(run_path), "split": os.fspath(split_path)}
+    if corruption is not None:
+        request["corruption"] = {"kind": corruption.kind, "strength": corruption.strength}
+    return request
+
+
+class BackgroundStep:
+    """A step of a person's page run in the background: queued (its place known at once), then
+    run in a worker; the page polls :meth:`status` and takes :attr:`result` when done."""
+
+    def __init__(self, kind: str, request: dict[str, Any], owner: str) -> None:
+        """Queue ``kind`` on ``request`` for ``owner`` and start a thread that waits and runs it."""
+        from cae.admission import SCHEDULER, PendingStep
+
+        self.kind = kind
+        self.state = "queued"
+        self.result: Any = None
+        self.error = ""
+        self.started = 0.0
+        self._limit = step_memory_limit()
+        self._pending = PendingStep(
+            SCHEDULER, owner, ADMISSION_KINDS[kind], self._limit, STEP_TITLES[kind]
+        )
+        self._thread = threading.Thread(
+            target=self._run, args=(request,), name=f"cae-step-{kind}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, request: dict[str, Any]) -> None:
+        try:
+            with self._pending.wait():
+                self.state, self.started = "running", time.monotonic()
+                self.result = run_in_worker(self.kind, request, memory_limit=self._limit)
+            self.state = "done"
+        except Exception as error:  # noqa: BLE001 - the page shows it in one line
+            self.error = str(error) or type(error).__name__
+            self.state = "failed"
+
+    def place(self) -> tuple[int, float] | None:
+        """Its place in the server's queue (1: next) and estimated start in seconds; None once
+        it runs."""
+        return self._pending.place() if self.state == "queued" else None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for it to end; whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+_BACKGROUND: dict[tuple[str, str, str], BackgroundStep] = {}
+_BACKGROUND_LOCK = threading.Lock()
+_BACKGROUND_KEEP = 64  # ended steps kept for their pages, the oldest forgotten first
+
+
+def _step_key(kind: str, request: dict[str, Any], owner: str) -> tuple[str, str, str]:
+    return kind, json.dumps(request, sort_keys=True, default=str), owner
+
+
+def background_step(kind: str, request: dict[str, Any], owner: str) -> BackgroundStep:
+    """The background step of ``kind`` on ``request`` for ``owner``: the one already queued,
+    running or ended for the same three (a page's reruns and its tabs share it), else a new
+    one. A failed step stays failed (its page shows why) until :func:`forget_step`."""
+    key = _step_key(kind, request, owner)
+    with _BACKGROUND_LOCK:
+        step = _BACKGROUND.get(key)
+        if step is None:
+            step = _BACKGROUND[key] = BackgroundStep(kind, request, owner)
+        ended = [k for k, v in _BACKGROUND.items() if v.state in ("done", "failed")]
+        for old in ended[: max(0, len(ended) - _BACKGROUND_KEEP)]:
+            _BACKGROUND.pop(old, None)
+        return step
+
+
+def forget_step(kind: str, request: dict[str, Any], owner: str) -> None:
+    """Forget an ended step, so that asking again runs it again (a page's "Try again")."""
+    key = _step_key(kind, request, owner)
+    with _BACKGROUND_LOCK:
+        step = _BACKGROUND.get(key)
+        if step is not None and step.state in ("done", "failed"):
+            _BACKGROUND.pop(key)
+
+
 # ------------------------------------------------------------------------------ the worker's side
 
 
@@ -207,7 +316,23 @@ def _upload_summary(request: dict[str, Any], payload: bytes) -> dict[str, Any]:
     return {item.name: getattr(summary, item.name) for item in fields(summary)}
 
 
-STEPS = {"baselines": _baselines, "upload_summary": _upload_summary}
+def _evaluation(request: dict[str, Any], payload: bytes) -> dict[str, Any]:
+    from cae.corruption import Corruption
+    from cae.evaluation import evaluate_corrupted, split_report
+    from cae.store import load_run, run_test_split
+
+    run_path, split_path = Path(request["run"]), Path(request["split"])
+    run = load_run(run_path.name, root=run_path.parent)
+    images = run_test_split(
+        split_path.name, root=split_path.parent
+    ).pixels  # as stored: chunks are made float32
+    corruption = request.get("corruption")
+    if corruption is not None:
+        return evaluate_corrupted(run.built, images, Corruption(**corruption))
+    return split_report(run.built, images).to_dict()
+
+
+STEPS = {"baselines": _baselines, "upload_summary": _upload_summary, "evaluation": _evaluation}
 """The steps a worker does, by kind: each takes (request, payload) and returns plain data."""
 
 

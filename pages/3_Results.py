@@ -6,12 +6,16 @@ trained on. Runs compared side by side are shown on the test images of the first
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
 from cae import metrics as image_metrics
 from cae.colours import colormap
-from cae.evaluation import reconstruct
+from cae.evaluation import SplitReport, reconstruct, split_report
+from cae.offload import StepError, evaluation_request, in_server_limit
+from cae.pixels import float_bytes
 from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run
@@ -33,7 +37,6 @@ from ui.state import (
     RUN_KEY,
     default_run,
     follow_run_link,
-    owner_id,
     owns,
     page_frame,
     refresh_sidebar,
@@ -41,28 +44,65 @@ from ui.state import (
     run_link,
     runs_root,
 )
+from ui.steps import step_result
 from ui.test_images import class_names
 
 MAX_IMAGES = 24
 
 
-@st.cache_data(show_spinner="Reconstructing…", max_entries=32)
-def cached_reconstructions(
+@st.cache_data(show_spinner="Scoring…", max_entries=32)
+def cached_split_report(
     run_id: str, created: str | None, split_run_id: str, split_created: str | None, root: str
-) -> np.ndarray:
-    """A run's reconstructions of the whole test split of run ``split_run_id`` (often itself)."""
+) -> SplitReport:
+    """A run's metrics, per-image MSE and mean error map on the test split of run
+    ``split_run_id`` (often itself), worked out here: for test splits the server may score."""
     run = cached_run(run_id, root, created)
     images = cached_test_split(split_run_id, root, split_created).pixels  # uint8 is fine
-    return reconstruct(run.built.autoencoder, images)
+    return split_report(run.built, images)
 
 
-@st.cache_data(show_spinner="Scoring…", max_entries=32)
-def cached_own_metrics(run_id: str, created: str | None, root: str) -> dict[str, float]:
-    """Every metric of ``cae.metrics.METRICS`` on the run's own test split."""
-    images = cached_test_split(run_id, root, created).pixels  # uint8 counts as k/255
-    return image_metrics.summarize(
-        images, cached_reconstructions(run_id, created, run_id, created, root)
+def run_report(run: RunInfo, split_run: RunInfo, root: str) -> SplitReport | None:
+    """``run`` scored on ``split_run``'s test split: here when the split is small (up to
+    ``cae.offload.in_server_limit()`` bytes as float32), else in a worker process through the
+    server's queue, where None means it waits or runs (a notice shows its place). RunError when
+    the split cannot be had; StepError when the worker's step failed."""
+    split = cached_test_split(split_run.run_id, root, split_run.created)
+    if float_bytes(split.pixels) <= in_server_limit():
+        return cached_split_report(
+            run.run_id, run.created, split_run.run_id, split_run.created, root
+        )
+    found = step_result("evaluation", evaluation_request(run.path, split_run.path))
+    return None if found is None else SplitReport.from_dict(found)
+
+
+def own_metrics(run: RunInfo, root: str) -> dict[str, float]:
+    """Every metric of ``cae.metrics.METRICS`` on the run's own test split ({} while a worker
+    scores it)."""
+    report = run_report(run, run, root)
+    return {} if report is None else report.metrics
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_picked(
+    run_id: str,
+    created: str | None,
+    split_run_id: str,
+    split_created: str | None,
+    root: str,
+    indices: tuple[int, ...],
+) -> np.ndarray:
+    """A run's reconstructions of the test images at ``indices`` of run ``split_run_id``: only
+    those a page shows (at most a few dozen), never the whole split."""
+    model = cached_run(run_id, root, created).built.autoencoder
+    return reconstruct(
+        model, cached_test_split(split_run_id, root, split_created).take(list(indices))
     )
+
+
+def picked(run: RunInfo, reference: RunInfo, indices: Any, root: str) -> np.ndarray:
+    """:func:`cached_picked` of ``run`` on ``reference``'s test images at ``indices``."""
+    chosen = tuple(int(i) for i in indices)
+    return cached_picked(run.run_id, run.created, reference.run_id, reference.created, root, chosen)
 
 
 def choose_runs(good: list[RunInfo]) -> list[RunInfo]:
@@ -147,10 +187,10 @@ def metrics_table(selected: list[RunInfo], root: str) -> None:
             "epochs": run.epochs,
         }
         try:
-            scores = cached_own_metrics(run.run_id, run.created, root)
-        except RunError as error:
+            scores = own_metrics(run, root)
+        except (RunError, StepError) as error:
             scores = {}
-            st.caption(plain_markdown(f"{run.name}: {error.reason or error}"))
+            st.caption(plain_markdown(f"{run.name}: {getattr(error, 'reason', None) or error}"))
         for metric in image_metrics.METRICS:
             row[f"test {metric.label}"] = metric.format(scores.get(metric.key))
         row["train time (s)"] = image_metrics.format_number(run.metrics.get("wall_seconds"), 1)
@@ -162,16 +202,6 @@ def metrics_table(selected: list[RunInfo], root: str) -> None:
         "Each run is scored on its own test images, which it never trained on; PSNR is that of "
         "the mean MSE, pixels in [0, 1]."
     )
-
-
-def reconstructions(usable: list[RunInfo], reference: RunInfo, split: TestSplit, root: str) -> dict:
-    """Every usable run's reconstructions of the reference run's test split, by run id."""
-    return {
-        run.run_id: cached_reconstructions(
-            run.run_id, run.created, reference.run_id, reference.created, root
-        )
-        for run in usable
-    }
 
 
 def shown_error_maps(a: np.ndarray, b: np.ndarray, channel: int | None) -> np.ndarray:
@@ -189,19 +219,20 @@ def error_words(channel: int | None) -> str:
 
 def grid_section(
     usable: list[RunInfo],
+    reference: RunInfo,
     split: TestSplit,
-    recon: dict,
     indices: list[int],
     channel: int | None,
+    root: str,
 ) -> None:
     """Originals over each run's reconstructions, a PNG download and per-image error maps."""
     originals = split.take(indices)
     rows, titles, errors = [originals], ["original"], []
     for run in usable:
-        picked = recon[run.run_id][indices]
-        rows.append(picked)
+        outputs = picked(run, reference, indices, root)
+        rows.append(outputs)
         titles.append(run.name[:18])
-        errors.append(shown_error_maps(originals, picked, channel))
+        errors.append(shown_error_maps(originals, outputs, channel))
     st.subheader("Originals and reconstructions")
     st.plotly_chart(image_grid(rows, titles, channel=channel), key="results_grid")
     st.download_button(
@@ -240,22 +271,34 @@ def curves_section(selected: list[RunInfo], root: str) -> None:
 
 
 def best_and_worst(
-    usable: list[RunInfo], split: TestSplit, recon: dict, channel: int | None
+    usable: list[RunInfo], reference: RunInfo, split: TestSplit, channel: int | None, root: str
 ) -> None:
     """The six best and worst reconstructed test images of one run (ranked on every channel), and
     where its error is."""
+    if not usable:
+        return
     st.subheader("Best and worst reconstructions")
-    focus = st.selectbox("Of run", [run.run_id for run in usable], key="results_focus")
-    per_image = image_metrics.mse(split.pixels, recon[focus])
-    order = np.argsort(per_image)
-    for title, picked in (("best", order[:6]), ("worst", order[::-1][:6])):
-        values = ", ".join(f"{per_image[i]:.4f}" for i in picked)
+    by_id = {run.run_id: run for run in usable}
+    focus = by_id[st.selectbox("Of run", list(by_id), key="results_focus")]
+    try:
+        report = run_report(focus, reference, root)
+    except (RunError, StepError) as error:
+        st.caption(plain_markdown(f"{focus.name}: {getattr(error, 'reason', None) or error}"))
+        return
+    if report is None:  # a worker scores it; its notice is shown
+        return
+    per_image = report.per_image_mse
+    order = np.argsort(per_image, kind="stable")
+    for title, chosen in (("best", order[:6]), ("worst", order[::-1][:6])):
+        values = ", ".join(f"{per_image[i]:.4f}" for i in chosen)
         st.markdown(f"**{title.capitalize()}** (test MSE {values})")
         grid = image_grid(
-            [split.take(picked), recon[focus][picked]], ["original", "output"], channel=channel
+            [split.take(chosen), picked(focus, reference, chosen, root)],
+            ["original", "output"],
+            channel=channel,
         )
         st.plotly_chart(grid, key=f"results_{title}")
-    mean_error = shown_error_maps(split.pixels, recon[focus], channel).mean(axis=0)
+    mean_error = report.error_map(channel)
     title = f"Where the error is ({error_words(channel)}), averaged over the test set"
     st.plotly_chart(error_heatmap(mean_error, title), key="results_mean_error")
 
@@ -351,12 +394,7 @@ def main() -> None:
             query_params=run_link([run.run_id for run in selected[:MAX_LINKED_RUNS]]),
         )
         metrics_table(selected, root)
-        baselines_table(
-            selected,
-            root,
-            lambda run: cached_own_metrics(run.run_id, run.created, root),
-            owner_id(),
-        )
+        baselines_table(selected, root, lambda run: own_metrics(run, root))
         reference, split = first_with_test_images(selected, root)
         reference_name = plain_markdown(reference.name)
         st.caption(f"The images below: {reference_name}'s {test_split_caption(split)}")
@@ -376,14 +414,13 @@ def main() -> None:
                     f"({plain_markdown(run.dataset or '–')}): it may have trained "
                     f"on some of the images below. Its metrics above are on its own test split."
                 )
-        recon = reconstructions(usable, reference, split, root)
         indices = pick_indices(split)
         channel = channel_picker(st, split.image_shape[2], "results_channel", width=240)
         if indices:
-            grid_section(usable, split, recon, indices, channel)
+            grid_section(usable, reference, split, indices, channel, root)
         corrupted_section(selected, usable, split, indices, channel, root)
         curves_section(selected, root)
-        best_and_worst(usable, split, recon, channel)
+        best_and_worst(usable, reference, split, channel, root)
         housekeeping(selected, root)
     broken = [run for run in all_runs(root) if not run.ok]  # with those that failed to load now
     if broken:

@@ -51,3 +51,24 @@ STRIDED_ONE_TAP_64 = {
 """A 64x64 design with a 1x1 convolution and a 1x1 transposed convolution strided by 2: oneDNN's
 CPU kernels crash training both (TensorFlow 2.21; measured, a SIGSEGV each), so it trains with
 oneDNN off (cae.onednn)."""
+
+
+STEP_NOTICES = ("waiting in the server's queue", "waiting for the server's queue", "running in a worker")
+
+
+def step_notices(app) -> list[str]:
+    """The notices of background steps (``ui.steps``) an AppTest page shows."""
+    return [item.value for item in app.info if any(words in item.value for words in STEP_NOTICES)]
+
+
+def settle(app, timeout: float = 180.0):
+    """Rerun an AppTest page until no background step of it waits or runs (its fragment would
+    redraw the page in a browser); the app."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while step_notices(app):
+        assert time.monotonic() < deadline, step_notices(app)
+        time.sleep(0.5)
+        app.run()
+    return app

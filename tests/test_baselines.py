@@ -13,6 +13,7 @@ import pytest
 from cae import baselines
 from cae.metrics import METRIC_KEYS, SSIM_K1
 from cae.recipe import DataRecipe, load_recipe
+from tests.runs import settle
 from tests.test_cli_train import cli
 
 SIDE = 4  # 4x4x1 images: 16 values
@@ -303,7 +304,7 @@ def test_results_shows_each_runs_baselines_beside_its_metrics(tmp_path, monkeypa
         str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180
     )
     app.run().switch_page("pages/3_Results.py").run()
-    app.multiselect(key="results_runs").set_value([run_id, gone_id]).run()
+    settle(app.multiselect(key="results_runs").set_value([run_id, gone_id]).run())
     assert not app.exception
     tables = [frame.value for frame in app.dataframe]
     table = next(frame for frame in tables if "baseline" in frame.columns)

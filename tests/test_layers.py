@@ -37,7 +37,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store", "naming"],  # run folders: the one record and the one test split; run names
         ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
-        ["offload"],  # heavy steps (baselines, decoding an upload) in a capped worker process
+        ["offload"],  # heavy steps (baselines, evaluations, uploads) in a capped worker process
         ["worker"],  # a training in a process
         ["zygote"],  # workers forked from a process with TensorFlow imported
         ["jobs", "sweep"],  # the jobs the pages poll; sweeps
@@ -53,10 +53,11 @@ LAYERS: dict[str, list[list[str]]] = {
             "latent_link",
             "channels",
             "unsaved",
-            "baselines",
             "admin",
         ],
         ["state"],
+        ["steps"],  # heavy steps a page waits on, with their place in the queue
+        ["baselines"],  # Results' baselines table
         ["runs", "experiments", "design_editor", "train_progress", "data_choice", "train_settings"],
         ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
         ["latent_sources"],  # the Latent Editor's starting points

@@ -20,6 +20,7 @@ import pytest
 from cae import baselines, offload
 from cae.recipe import DataRecipe, load_recipe
 from cae.uploads import upload_summary
+from tests.runs import settle, step_notices
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -210,12 +211,12 @@ def test_results_server_memory_stays_flat_while_a_large_baseline_runs(tmp_path, 
     monkeypatch.setenv("CAE_MODELS_DIR", str(root))
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=240)
     app.run().switch_page("pages/3_Results.py").run()
-    app.multiselect(key="results_runs").set_value([small_id]).run()  # the page warmed up
+    settle(app.multiselect(key="results_runs").set_value([small_id]).run())  # warmed up
     assert not app.exception, [item.value for item in app.exception]
     # in the server, this PCA held blocks of 1,980 rows of 16,384 values as float32 and float64
     # and their centred copy: ~650 MB more than here
     with PeakRss() as rss:
-        app.multiselect(key="results_runs").set_value([large_id]).run()
+        settle(app.multiselect(key="results_runs").set_value([large_id]).run())
     assert not app.exception, [item.value for item in app.exception]
     table = next(frame.value for frame in app.dataframe if "baseline" in frame.value.columns)
     assert list(table["baseline"]) == ["PCA, 16 components", "mean image"]
@@ -274,3 +275,50 @@ def test_a_step_of_the_server_waits_its_turn_in_the_one_queue(digits_upload):
     assert found and found[0].num_train + found[0].num_test == 300
     mine = [e for e in SCHEDULER.entries() if e["owner"] == owner and e["kind"] == "upload"]
     assert [e["state"] for e in mine] == ["done"]
+
+
+@pytest.mark.slow
+def test_results_scores_a_large_test_split_in_a_worker_after_its_place_in_the_queue(
+    tmp_path, monkeypatch
+):
+    """Past the size the server scores itself (here 0 bytes), Results scores a run in a worker
+    process through the server's one queue: while the student's earlier step holds their turn
+    the page says its place at once, then shows the numbers the server would have computed."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from cae.admission import SCHEDULER
+    from cae.evaluation import split_report
+    from cae.metrics import METRICS
+    from cae.store import load_run, run_test_split
+    from ui.state import OWNER_KEY
+
+    run_id = "classic-mnist-sample-default"
+    root = tmp_path / "models"
+    shutil.copytree(REPO / "models" / run_id, root / run_id)
+    monkeypatch.setenv("CAE_MODELS_DIR", str(root))
+    monkeypatch.setenv(offload.IN_SERVER_ENV, "0")
+    owner = f"{time.time_ns():032x}"[-32:]
+    holder = SCHEDULER.submit(owner, "evaluate", 1, "an earlier step of the same student")
+    try:
+        app = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
+        app.session_state[OWNER_KEY] = owner
+        app.run().switch_page("pages/3_Results.py")
+        started = time.monotonic()
+        app.run()
+        assert not app.exception, [item.value for item in app.exception]
+        notices = step_notices(app)
+        assert any("place 1" in text for text in notices), notices
+        assert time.monotonic() - started < 60  # drawn as soon as the page is (2 s when idle)
+    finally:
+        SCHEDULER.release(holder.entry_id)
+    settle(app)
+    assert not app.exception, [item.value for item in app.exception]
+    run = load_run(run_id, root=root)
+    expected = split_report(run.built, run_test_split(run_id, root=root).pixels).metrics
+    table = next(frame.value for frame in app.dataframe if "epochs" in frame.value.columns)
+    for metric in METRICS:
+        assert table[f"test {metric.label}"][0] == metric.format(expected[metric.key])
+    mine = [e for e in SCHEDULER.entries() if e["owner"] == owner and e["kind"] == "evaluate"]
+    assert {e["state"] for e in mine} == {"done"}, mine

@@ -17,6 +17,7 @@ from cae.offload import baselines_in_worker
 from cae.recipe import DataRecipe
 from cae.store import RunError, RunInfo, gallery_root
 from cae.text import plain_markdown
+from ui.steps import step_result
 
 DIFFERENCE = "PSNR: run − baseline (dB)"
 
@@ -33,17 +34,20 @@ def cached_baselines(
     return baselines_in_worker(recipe, components, gallery_root(root) or root, owner=_owner)
 
 
-def run_baselines_cached(
-    run: RunInfo, root: str, owner: str | None = None
-) -> tuple[int, dict[str, dict[str, float]]]:
-    """(the code's number of values, the run's baselines), computed as ``owner``'s step in the
-    server's queue; RunError or ValueError (an upload that is gone, a design too large) with the
-    reason."""
+def run_baselines(run: RunInfo, root: str) -> tuple[int, dict[str, dict[str, float]] | None]:
+    """(the code's number of values, the run's baselines), the baselines computed as this
+    browser's step in the server's queue, in the background: None while the step waits or runs
+    (a notice shows its place). RunError or ValueError (an upload that is gone, a design too
+    large) with the reason."""
     if run.recipe is None:
         raise RunError(f"{run.recipe_problem}", run_id=run.run_id, reason=run.recipe_problem)
     components = code_size(run)
-    recipe_json = json.dumps(run.recipe.to_dict(), sort_keys=True)
-    return components, cached_baselines(recipe_json, components, root, owner)
+    request = {
+        "recipe": run.recipe.to_dict(),
+        "components": components,
+        "root": str(gallery_root(root) or root),
+    }
+    return components, step_result("baselines", request)
 
 
 def _difference(run_psnr: float | None, baseline_psnr: float) -> str:
@@ -56,20 +60,23 @@ def baselines_table(
     runs: list[RunInfo],
     root: str,
     run_scores: Callable[[RunInfo], dict[str, float]],
-    owner: str | None = None,
 ) -> None:
     """A table of each run's baselines (PCA with the code's size, the mean image) with their test
     metrics and how many dB of PSNR the run gains over each; ``run_scores`` gives a run's own
-    test metrics (those of the table above); the baselines wait their turn as ``owner``'s."""
+    test metrics (those of the table above); the baselines wait their turn in the server's queue
+    as this browser's steps (a notice in the table's place shows where they are)."""
     rows, problems = [], []
+    st.subheader("Against PCA and the mean image")
     for run in runs:
         if run.recipe is None:  # the metrics table above says why, once
             problems.append(f"{run.name}: no baselines, its data are not known (see above)")
             continue
         try:
-            components, found = run_baselines_cached(run, root, owner)
+            components, found = run_baselines(run, root)
         except (ValueError, OSError) as error:  # RunError, RecipeError, BaselineError
             problems.append(f"{run.name}: no baselines, {getattr(error, 'reason', None) or error}")
+            continue
+        if found is None:  # waiting or running: its notice is shown
             continue
         try:
             own = run_scores(run).get("psnr")
@@ -86,7 +93,6 @@ def baselines_table(
             row[DIFFERENCE] = _difference(own, scores["psnr"])
             row["run id"] = run.run_id
             rows.append(row)
-    st.subheader("Against PCA and the mean image")
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch", key="results_baselines")
     st.caption(

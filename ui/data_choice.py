@@ -31,6 +31,7 @@ from ui.state import (
     runs_root,
     set_active_data,
 )
+from ui.steps import queue_notice
 
 PREVIEW_SAMPLES = 6  # images in the corruption preview
 DEFAULT_TRAIN_LIMIT = 10_000  # large datasets train on this many images by default (~1 minute)
@@ -230,7 +231,8 @@ def choose_upload(*, disabled: bool) -> DataChoice:
     earlier_array = upload.array if isinstance(upload, EarlierUpload) else None
     array = npz_array_choice(content, upload.name, digest, earlier_array, disabled=disabled)
     try:
-        dataset = cached_upload(content, upload.name, digest, array, owner_id())
+        with queue_notice("upload_summary"):  # its place, when the server's queue holds it
+            dataset = cached_upload(content, upload.name, digest, array, owner_id())
     except ValueError as error:
         st.error(
             plain_markdown(f"{upload.name} cannot be used: {error}"),

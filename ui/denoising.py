@@ -10,12 +10,15 @@ import streamlit as st
 from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS, CORRUPTIONS_BY_NAME, EVAL_SEED, Corruption
 from cae.evaluation import evaluate_corrupted, reconstruct
 from cae.metrics import METRICS, METRICS_BY_KEY
+from cae.offload import StepError, evaluation_request, in_server_limit
+from cae.pixels import float_bytes
 from cae.plots import image_grid
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo
 from cae.text import plain_markdown
 from cae.training import recorded_config
 from ui.runs import cached_run, cached_test_split
+from ui.steps import step_result
 
 INPUT_KEYS = ("psnr", "ssim")  # the corrupted inputs' own scores shown beside the outputs'
 
@@ -27,8 +30,22 @@ def cached_corrupted_scores(
     """``evaluate_corrupted`` of a run on its own test split corrupted so (``denoise_*`` and
     ``corrupted_*`` of every metric)."""
     run = cached_run(run_id, root, created)
-    images = cached_test_split(run_id, root, created).images
+    images = cached_test_split(run_id, root, created).pixels  # chunks are made float32 alone
     return evaluate_corrupted(run.built, images, Corruption(kind, strength))
+
+
+def corrupted_scores(run: RunInfo, root: str, corruption: Corruption) -> dict[str, float]:
+    """:func:`cached_corrupted_scores` here for a test split the server may score
+    (``cae.offload.in_server_limit``), else in a worker through the server's queue ({} while it
+    waits or runs: a notice shows its place). RunError without test images; StepError when the
+    worker's step failed."""
+    split = cached_test_split(run.run_id, root, run.created)
+    if float_bytes(split.pixels) <= in_server_limit():
+        return cached_corrupted_scores(
+            run.run_id, run.created, root, corruption.kind, corruption.strength
+        )
+    request = evaluation_request(run.path, run.path, corruption)
+    return step_result("evaluation", request) or {}
 
 
 def own_corruption(run: RunInfo, root: str) -> Corruption | None:
@@ -72,10 +89,8 @@ def scores_table(
         own = owns[run.run_id]
         row = {"name": run.name, "trained with": own.describe() if own else "clean inputs"}
         try:
-            scores = cached_corrupted_scores(
-                run.run_id, run.created, root, corruption.kind, corruption.strength
-            )
-        except RunError:  # no test images: the metrics table above says why, once
+            scores = corrupted_scores(run, root, corruption)
+        except (RunError, StepError):  # the metrics table above says why, once
             scores = {}
         for metric in METRICS:
             row[f"output {metric.label}"] = metric.format(scores.get(f"denoise_{metric.key}"))
@@ -127,7 +142,7 @@ def corrupted_section(
     )
     if not indices or not usable:
         return
-    clean = split.images[indices]
+    clean = split.take(indices)
     corrupted = corruption.apply(clean, indices=indices)
     rows, titles = [corrupted], ["corrupted"]
     for run in usable:
