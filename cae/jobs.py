@@ -745,6 +745,10 @@ class JobManager:
             self._restored = True
         if self.scheduler.path is None:
             self.scheduler.path = folder / QUEUE_FILE
+        from cae.store import sweep_expired
+
+        with contextlib.suppress(OSError):
+            sweep_expired(folder, force=True)  # what expired while the server was down
         requeued = []
         for entry in self.scheduler.restore():
             payload = entry.payload

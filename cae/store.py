@@ -828,6 +828,42 @@ def clean_stale_tmp(
     return removed
 
 
+SWEEP_INTERVAL_S = 600.0  # the whole server's expired uploads and stale folders, at most this often
+_LAST_SWEEP: dict[str, float] = {}
+_SWEEP_LOCK = threading.Lock()
+
+
+def sweep_expired(root: str | os.PathLike[str] | None = None, *, force: bool = False) -> list[str]:
+    """Remove what has outlived its keep time in the whole runs root of ``root`` (given a
+    workspace's folder, its server's): in the gallery and every workspace, expired uploads
+    (``cae.upload_files.clean_uploads``) and stale ``.tmp-`` folders (:func:`clean_stale_tmp`), so
+    a workspace nobody uses again does not keep its uploads forever. Done at most once per
+    :data:`SWEEP_INTERVAL_S` per root unless ``force``; the names removed."""
+    base = _root(root)
+    if base.parent.name == WORKSPACES_DIR:
+        base = base.parent.parent
+    key = os.fspath(base.resolve())
+    with _SWEEP_LOCK:
+        now = time.monotonic()
+        if not force and now - _LAST_SWEEP.get(key, -SWEEP_INTERVAL_S) < SWEEP_INTERVAL_S:
+            return []
+        _LAST_SWEEP[key] = now
+    folders = [base]
+    with contextlib.suppress(OSError):
+        folders += [
+            Path(entry.path)
+            for entry in os.scandir(workspaces_dir(base))
+            if _WORKSPACE_ID_RE.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)
+        ]
+    removed: list[str] = []
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            if uploads_dir(folder).is_dir():
+                removed += clean_uploads(uploads_dir(folder))
+            removed += clean_stale_tmp(folder)
+    return removed
+
+
 def save_run(
     autoencoder: keras.Model,
     spec: ArchitectureSpec,
@@ -884,6 +920,7 @@ def save_run(
     root_path.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         clean_stale_tmp(root_path)
+        sweep_expired(root_path)  # every workspace's, at most once per SWEEP_INTERVAL_S
     tmp = root_path / f"{TMP_PREFIX}{secrets.token_hex(8)}"
     try:
         tmp.mkdir()
@@ -1030,6 +1067,7 @@ def save_upload(
     folder = uploads_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{hashlib.sha256(content).hexdigest()}{suffix}"
+    sweep_expired(root)  # every workspace's expired uploads, at most once per SWEEP_INTERVAL_S
     with UPLOADS_LOCK:
         clean_uploads(folder)
         check_quota(folder, owner, target, len(content))

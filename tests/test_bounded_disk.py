@@ -110,6 +110,31 @@ def test_an_expired_upload_frees_the_quota_at_the_next_save(tmp_path, monkeypatc
     assert not old.exists() and not record_path(old).exists() and new.is_file()
 
 
+def test_a_workspace_nobody_uses_again_loses_its_expired_uploads_and_stale_folders(tmp_path):
+    """Another student's upload or save (or the server's restart) sweeps every workspace: an
+    idle workspace's expired upload and its day-old staged folder go; what is kept stays."""
+    from cae.store import TMP_PREFIX, sweep_expired
+
+    idle, busy = workspace_root("a" * 32, tmp_path), workspace_root("b" * 32, tmp_path)
+    old = save_upload(npy_bytes(3, seed=1), "a.npy", idle, owner="a" * 32)
+    kept = save_upload(npy_bytes(3, seed=2), "b.npy", idle, owner="a" * 32)
+    data = json.loads(record_path(old).read_text())
+    data["last_used"] = data["owners"]["a" * 32] = time.time() - keep_seconds() - 60
+    record_path(old).write_text(json.dumps(data))
+    staged = idle / f"{TMP_PREFIX}staged-abc"
+    staged.mkdir()
+    day_old = time.time() - 2 * 86400
+    os.utime(staged, (day_old, day_old))
+    fresh = idle / f"{TMP_PREFIX}staged-new"
+    fresh.mkdir()
+    # the uploads above swept the server's folder already: within the interval, nothing more
+    save_upload(npy_bytes(3, seed=3), "c.npy", busy, owner="b" * 32)
+    assert old.is_file()
+    assert set(sweep_expired(busy, force=True)) >= {old.name, staged.name}  # from a workspace
+    assert not old.exists() and not staged.exists()
+    assert kept.is_file() and fresh.is_dir()
+
+
 def test_an_upload_is_kept_while_held_and_for_the_keep_time_after(tmp_path, monkeypatch):
     monkeypatch.setenv("CAE_UPLOAD_KEEP_HOURS", "2")
     assert keep_seconds() == 7200
