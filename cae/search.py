@@ -364,12 +364,15 @@ def check_candidate(
     *,
     image_shape: Sequence[int] | None = None,
     num_train: int | None = None,
+    in_process: bool = False,
 ) -> tuple[int, int]:
     """(parameters, code values) of a candidate that may train; ValueError naming the
     constraint or the check it fails (``cae.shapes`` and ``cae.preflight``: the design, its
-    decoder's output, the images' shape, the memory, enough images)."""
+    decoder's output, the images' shape, the memory, enough images; ``in_process``: a design
+    oneDNN cannot train while this process has it on)."""
+    from cae.onednn import is_off as onednn_is_off
     from cae.preflight import preflight
-    from cae.shapes import compute_shapes
+    from cae.shapes import compute_shapes, needs_onednn_off
 
     report = compute_shapes(spec, with_fixes=False)
     code_values = int(math.prod(report.latent_shape))
@@ -384,6 +387,11 @@ def check_candidate(
             f"more parameters than max_params={space.max_params:,}. "
             f"Received: params={report.total_params:,}"
         )
+    if in_process and needs_onednn_off(spec) and not onednn_is_off():
+        raise ValueError(
+            "a kernel 1 tap wide on a strided axis, which oneDNN cannot train, and this "
+            "process trains with oneDNN on (cae.onednn). Received: kernel=1, downsample=stride"
+        )
     check = preflight(spec, config, image_shape=image_shape, num_train=num_train, with_fixes=False)
     check.raise_first("design", "mismatch", "shape", "memory", "images")
     return int(report.total_params), code_values
@@ -397,6 +405,7 @@ def ask_candidate(
     *,
     num_train: int | None = None,
     max_skips: int = MAX_SKIPS,
+    in_process: bool = False,
 ) -> Candidate:
     """Ask the study for the next trial that can train. Each asked trial's parameters make a
     design (``space.design``) and config (``base_config`` with the space's settings), checked
@@ -427,7 +436,12 @@ def ask_candidate(
             spec = space.design(values, image_shape, name=f"{space.name}-t{trial.number}")
             config = space.config(values, base_config)
             param_count, code_values = check_candidate(
-                space, spec, config, image_shape=image_shape, num_train=num_train
+                space,
+                spec,
+                config,
+                image_shape=image_shape,
+                num_train=num_train,
+                in_process=in_process,
             )
         except ValueError as error:
             reason = str(error) or type(error).__name__
@@ -823,7 +837,12 @@ def run_search(
             break
         try:
             candidate = ask_candidate(
-                study, space, image_shape, base_config, num_train=dataset.num_train
+                study,
+                space,
+                image_shape,
+                base_config,
+                num_train=dataset.num_train,
+                in_process=True,
             )
         except SearchError:
             if space.sampler == "grid" and _grid_done(study, space):

@@ -396,6 +396,23 @@ class SearchSpace:
             found["code_kernel"] = found["kernel"]
         return found
 
+    def may_stride_one_tap(self) -> bool:
+        """True when a candidate may stride a 1-tap kernel (``kernel`` 1 with ``downsample``
+        "stride"), which oneDNN cannot train (``cae.onednn``): the command line then trains
+        with oneDNN off."""
+
+        def can(name: str, wanted: Any) -> bool:
+            p = self.by_name.get(name)
+            if p is None:
+                return PARAMETERS[name].default == wanted
+            if p.choices is not None:
+                return wanted in p.choices
+            if p.low is not None:
+                return p.low <= wanted <= p.high  # type: ignore[operator]
+            return p.value == wanted
+
+        return can("kernel", 1) and can("downsample", "stride")
+
     # ------------------------------------------------------------------ candidates
 
     def design(
