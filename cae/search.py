@@ -60,6 +60,7 @@ HEARTBEAT_INTERVAL = 60  # seconds between a running trial's heartbeats (RDB sto
 GRACE_PERIOD = 180  # seconds without a heartbeat after which a running trial is marked failed
 MAX_SKIPS = 200  # candidates in a row that break a constraint before the search gives up
 OBJECTIVE = "validation PSNR"
+STALE_REASON = "its process stopped beating (killed?): marked failed by its heartbeat"
 
 
 class SearchError(ValueError):
@@ -135,7 +136,6 @@ def make_storage(
         heartbeats = {
             "heartbeat_interval": int(heartbeat_interval),
             "grace_period": int(grace_period) if grace_period else None,
-            "heartbeat_stale_trial_callback": _stale_trial_noted,
         }
     try:
         with warnings.catch_warnings():
@@ -161,16 +161,6 @@ def make_storage(
         ) from None
 
 
-def _stale_trial_noted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Optuna's heartbeat callback: a trial whose process stopped beating was marked failed."""
-    with contextlib.suppress(Exception):  # the trial is finished: user attrs may be refused
-        study._storage.set_trial_user_attr(  # noqa: SLF001 - the storage of this study
-            trial._trial_id,  # noqa: SLF001
-            "reason",
-            "its process stopped (no heartbeat): marked failed",
-        )
-
-
 # ------------------------------------------------------------------------------------ studies
 
 
@@ -181,7 +171,7 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
 
     seed = space.sampler_seed
     if space.sampler == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+        return _grid_sampler(space.grid(), seed)
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -189,6 +179,19 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(
             n_startup_trials=space.n_startup_trials, seed=seed, constant_liar=True
         )
+
+
+def _grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
+    """Optuna's ``GridSampler`` for ask and tell: its ``after_trial`` calls ``Study.stop``,
+    which Optuna refuses outside ``optimize``; here the grid's end is found when asking
+    (:func:`ask_candidate` says the grid is done)."""
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler(grid, seed=seed)
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
@@ -246,6 +249,9 @@ def open_study(
             f"the study maximises nothing ({OBJECTIVE} is maximised): choose another name. "
             f"Received: study={name!r}, direction={study.direction.name}"
         )
+    if space.enqueue and not study.get_trials(deepcopy=False) and "space" not in study.user_attrs:
+        for point in space.enqueue:  # a new study tries these first
+            study.enqueue_trial(point, skip_if_exists=True)
     _bind(study, "space", space.to_dict())
     if recipe is not None:
         _bind(study, "data", recipe.to_dict())
@@ -676,11 +682,12 @@ def heartbeat(study: optuna.Study, trial_number: int) -> Iterator[None]:
     stop = threading.Event()
 
     def beat() -> None:
-        while True:
+        while not stop.wait(interval):
             with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries again
                 storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
+
+    storage.record_heartbeat(trial_id)  # the first before anything runs: a trial killed at
+    # once has a heartbeat to go stale (one without is never marked failed)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial_number}", daemon=True)
     thread.start()
@@ -705,6 +712,9 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         state = {"complete": "finished", "fail": "failed"}.get(state, state)
         if state == "pruned" and "skipped" in attrs:
             state = "skipped"
+        reason = attrs.get("skipped") or attrs.get("reason")
+        if state == "failed" and reason is None:  # finish_trial and fail_trial always say why
+            reason = STALE_REASON
         rows.append(
             {
                 "number": trial.number,
@@ -717,7 +727,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "epochs": attrs.get("epochs_completed"),
                 "seconds": attrs.get("wall_seconds"),
                 "run_id": attrs.get("run_id"),
-                "reason": attrs.get("skipped") or attrs.get("reason"),
+                "reason": reason,
                 "spec": attrs.get("spec"),
                 "config": attrs.get("config"),
                 "started": trial.datetime_start.isoformat() if trial.datetime_start else None,

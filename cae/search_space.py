@@ -88,7 +88,7 @@ settings default to the command's (or the server's) training config."""
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
 CONSTRAINTS = ("max_code_values", "max_params")
-SPACE_KEYS = ("name", "description", "parameters", "constraints", "sampler", "pruner")
+SPACE_KEYS = ("name", "description", "parameters", "constraints", "sampler", "pruner", "enqueue")
 
 
 def _fail(field_name: str, problem: str, value: Any) -> SpaceError:
@@ -233,6 +233,7 @@ class SearchSpace:
     pruner: str = "median"
     pruner_startup_trials: int = 2  # trials finished before the median pruner prunes
     pruner_warmup_steps: int = 1  # epochs of a trial before it may be pruned
+    enqueue: tuple[dict[str, Any], ...] = ()  # points tried first (Optuna's enqueue_trial)
     by_name: dict[str, Param] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -274,6 +275,7 @@ class SearchSpace:
         values.update(_pruner(data.get("pruner", {})))
         if not any(p.sampled for p in params):
             raise _fail("parameters", "nothing to search: give at least one list or range", raw)
+        values["enqueue"] = _enqueue(data.get("enqueue", []), {p.name: p for p in params})
         return cls(params, **values)
 
     @classmethod
@@ -325,6 +327,8 @@ class SearchSpace:
             data["description"] = self.description
         data["parameters"] = {p.name: p.to_json() for p in self.parameters}
         data.update(constraints=constraints, sampler=sampler, pruner=pruner)
+        if self.enqueue:
+            data["enqueue"] = [dict(point) for point in self.enqueue]
         return data
 
     def with_fixed(self, **values: Any) -> SearchSpace:
@@ -337,6 +341,9 @@ class SearchSpace:
         params += [Param.parse(key, value) for key, value in given.items()]
         data = self.to_dict()
         data["parameters"] = {p.name: p.to_json() for p in params}
+        sampled = {p.name for p in params if p.sampled}
+        points = [{k: v for k, v in point.items() if k in sampled} for point in self.enqueue]
+        data["enqueue"] = [point for point in points if point]
         return SearchSpace.from_dict(data)
 
     # ------------------------------------------------------------------ sampling
@@ -519,3 +526,29 @@ def _pruner(data: Any) -> dict[str, Any]:
             "pruner.n_warmup_steps", data["n_warmup_steps"], 0, 10_000
         )
     return found
+
+
+def _enqueue(data: Any, params: dict[str, Param]) -> tuple[dict[str, Any], ...]:
+    """The points a new study tries first: each a dict of sampled parameters and values within
+    their list or range."""
+    if not isinstance(data, list) or len(data) > 100:
+        raise _fail("enqueue", "must be a list of at most 100 points (objects)", data)
+    points = []
+    for index, point in enumerate(data):
+        where = f"enqueue[{index}]"
+        if not isinstance(point, dict) or not point:
+            raise _fail(where, "a point is an object of parameter values", point)
+        for key, value in point.items():
+            param = params.get(key)
+            if param is None or not param.sampled:
+                raise _fail(f"{where}.{key}", "not a list or range of the parameters", value)
+            _check_value(key, f"{where}.{key}", value)
+            inside = (
+                value in param.choices
+                if param.choices is not None
+                else param.low <= value <= param.high  # type: ignore[operator]
+            )
+            if not inside:
+                raise _fail(f"{where}.{key}", "outside the parameter's list or range", value)
+        points.append(dict(point))
+    return tuple(points)
