@@ -1166,8 +1166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from cae.onednn import turn_off_for
             from cae.quiet import import_tensorflow_quietly
 
-            if args.command == "search":
-                _search_space(args)  # a bad space file is refused before TensorFlow loads
+            if args.command == "search":  # a bad space or storage: refused before TensorFlow
+                from cae.search import make_storage
+
+                _search_space(args)
+                make_storage(args.storage, args.root)
                 _onednn_for_search(args)
             specs = _specs_to_train(args)
             refuse_mismatched_upload(

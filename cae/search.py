@@ -155,8 +155,11 @@ def make_storage(
     except Exception as error:  # noqa: BLE001 - sqlalchemy's errors: one line with the URL
         from cae.errors import short_message
 
+        hint = ""
+        if "import DB access module" in str(error):  # Optuna's words for a missing driver
+            hint = "; install its driver: psycopg2-binary for PostgreSQL, pymysql for MySQL"
         raise SearchError(
-            f"cannot open the storage ({short_message(error, 160)}). "
+            f"cannot open the storage ({short_message(error, 160)}{hint}). "
             f"Received: storage={shown_storage(url)!r}"
         ) from None
 
