@@ -22,7 +22,7 @@ as well as the command line's loop (:func:`run_search`) does:
 - :func:`finish_trial` tells the study how the training ended: ``COMPLETE`` with the validation
   PSNR, ``PRUNED`` or ``FAIL`` (user attributes: the run id, the test PSNR for the record, the
   reason);
-- :func:`heartbeat` keeps a running trial's heartbeat in an RDB storage, so the trials of a
+- :class:`Heartbeat` (``with heartbeat(study, n):``) keeps a running trial's heartbeat in an RDB storage, so the trials of a
   killed process are marked failed (``fail_stale_trials``, run before each ask) instead of
   running forever.
 
@@ -38,7 +38,7 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -668,37 +668,63 @@ def _trial_config(study: optuna.Study, number: int) -> TrainConfig | None:
         return None
 
 
-@contextlib.contextmanager
-def heartbeat(study: optuna.Study, trial_number: int) -> Iterator[None]:
-    """While the block runs, record trial ``trial_number``'s heartbeat every
-    ``heartbeat_interval`` seconds (RDB storages with heartbeats; nothing otherwise), as
-    Optuna's ``optimize`` does for the trials it runs: a killed process stops beating and its
-    trial is marked failed by the next process's :func:`fail_stale`."""
-    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+class Heartbeat:
+    """A running trial's heartbeat in an RDB storage with heartbeats (nothing otherwise): the
+    first recorded by :meth:`start`, then one every ``heartbeat_interval`` seconds from a thread
+    until :meth:`stop`, as Optuna's ``optimize`` does for the trials it runs. A killed process
+    stops beating and its trial is marked failed by the next process's :func:`fail_stale`.
+    The server starts one when a trial's job starts and stops it when the trial is told."""
 
-    storage = study._storage  # noqa: SLF001
-    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
-        yield
-        return
-    trial_id = _trial_id(study, trial_number)
-    interval = float(storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL)
-    stop = threading.Event()
+    def __init__(self, study: optuna.Study, trial_number: int) -> None:
+        """The heartbeat of trial ``trial_number`` of ``study`` (not started)."""
+        self.study = study
+        self.trial_number = trial_number
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def beat() -> None:
-        while not stop.wait(interval):
-            with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries again
-                storage.record_heartbeat(trial_id)
+    def start(self) -> Heartbeat:
+        """Record the first heartbeat now (a trial killed at once has one to go stale: one
+        without is never marked failed) and the others from a thread; returns self."""
+        from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
-    storage.record_heartbeat(trial_id)  # the first before anything runs: a trial killed at
-    # once has a heartbeat to go stale (one without is never marked failed)
+        storage = self.study._storage  # noqa: SLF001
+        if self._thread is not None or not isinstance(storage, BaseHeartbeat):
+            return self
+        if not is_heartbeat_enabled(storage):
+            return self
+        trial_id = _trial_id(self.study, self.trial_number)
+        interval = float(storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL)
+        storage.record_heartbeat(trial_id)
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_number}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+        def beat() -> None:
+            while not self._stop.wait(interval):
+                with contextlib.suppress(Exception):  # a storage hiccup: the next beat tries
+                    storage.record_heartbeat(trial_id)
+
+        self._thread = threading.Thread(
+            target=beat, name=f"heartbeat-{self.trial_number}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop beating (before or after the trial is told; idempotent)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Heartbeat:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def heartbeat(study: optuna.Study, trial_number: int) -> Heartbeat:
+    """``with heartbeat(study, n):`` keeps trial ``n`` beating while the block runs
+    (:class:`Heartbeat`)."""
+    return Heartbeat(study, trial_number)
 
 
 # ------------------------------------------------------------------------------------ results
@@ -948,6 +974,7 @@ def best_report(
 __all__ = [
     "Candidate",
     "EpochReporter",
+    "Heartbeat",
     "SearchError",
     "SearchSummary",
     "SpaceError",
