@@ -104,12 +104,28 @@ def make_storage(
     file system); a path ending in .db/.sqlite a SQLite file; an RDB URL
     (``postgresql://user@host/db``, ``mysql+pymysql://...``, ``sqlite:///...``) an
     ``RDBStorage`` with heartbeats, whose trials of a killed process are marked failed after
-    ``grace_period`` seconds."""
-    import optuna
-
+    ``grace_period`` seconds. One storage per URL and settings is made in a process and kept
+    (an RDB storage holds a connection pool; opening one checks its schema, seconds on SQLite),
+    so the server may call this for every request."""
     url = storage if storage is not None else default_storage(root)
     if not isinstance(url, str) or not url.strip():
         raise SearchError(f"--storage takes a URL or a file path. Received: storage={storage!r}")
+    key = (url, heartbeat_interval, grace_period)
+    with _STORAGES_LOCK:
+        if key not in _STORAGES:
+            _STORAGES[key] = _new_storage(url, storage, heartbeat_interval, grace_period)
+        return _STORAGES[key]
+
+
+_STORAGES: dict[tuple[Any, ...], Any] = {}
+_STORAGES_LOCK = threading.Lock()
+
+
+def _new_storage(
+    url: str, storage: Any, heartbeat_interval: int | None, grace_period: int | None
+) -> optuna.storages.BaseStorage:
+    import optuna
+
     if "://" not in url:
         path = Path(url).expanduser()
         if path.suffix in JOURNAL_SUFFIXES:
