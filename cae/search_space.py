@@ -18,7 +18,8 @@ A space file::
       },
       "constraints": {"max_code_values": 49, "max_params": 400000},
       "sampler": {"name": "tpe", "seed": null, "n_startup_trials": 5},
-      "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2}
+      "pruner": {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 2},
+      "enqueue": [{"convs_per_stage": 2, "filters": 32, "growth": 2}]   # tried first
     }
 
 A parameter is a fixed value, a list of values (one is chosen; a grid tries each) or a range
