@@ -1,4 +1,5 @@
-"""Command line: ``python -m cae shapes | train | sweep | list | evaluate | baseline | sample``.
+"""Command line: ``python -m cae shapes | train | sweep | search | list | evaluate | baseline |
+sample``.
 
 Errors exit with status 2 and one line on stderr, never a traceback.
 """
@@ -565,6 +566,132 @@ def command_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ search
+
+
+SEARCH_SETTINGS = ("epochs", "batch_size", "learning_rate", "optimizer", "loss")
+"""Training settings a search space may sample; given on the command line they fix it."""
+
+
+def _search_space(args: argparse.Namespace) -> Any:
+    """The --space file with the settings given on the command line fixed (``--epochs 1``
+    overrides the file's range)."""
+    from cae.search_space import SearchSpace
+
+    space = SearchSpace.load(args.space)
+    return space.with_fixed(**{key: getattr(args, key) for key in SEARCH_SETTINGS})
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    """The base training config of a search: the command's settings, defaults where a setting
+    is left to the space."""
+    from cae.training import TrainConfig
+
+    given = {key: getattr(args, key) for key in SEARCH_SETTINGS if getattr(args, key) is not None}
+    return TrainConfig(
+        **given,
+        validation_split=args.validation_split,
+        patience=args.patience,
+        seed=args.seed,
+        **_corruption_arguments(args),
+        preview_count=0,
+        precision=args.precision,
+    )
+
+
+def command_search(args: argparse.Namespace) -> int:
+    """Run --trials trials of a search study (Optuna) in this process, each trained and saved as
+    a run, then print the study's trials and its best design against PCA with as many
+    components as its code has values (or all of it as JSON)."""
+    from cae.search import best_report, format_trials, open_study, run_search, trial_rows
+
+    space = _search_space(args)
+    recipe = _data_recipe(args)
+    config = _search_config(args)
+    root = Path(args.root) if args.root else _models_dir()
+    name = args.study or space.name
+    stream = sys.stderr if args.json else sys.stdout
+    stop = threading.Event()
+
+    def log(line: str) -> None:
+        print(terminal_safe(line), file=stream, flush=True)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log("Ctrl-C: stopping the running trial (it is marked failed; press again to abort)")
+
+    from cae.quiet import tensorflow_logs_captured
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        with tensorflow_logs_captured():
+            summary = run_search(
+                space,
+                recipe,
+                config,
+                study_name=name,
+                n_trials=args.trials,
+                storage=args.storage,
+                root=root,
+                timeout=args.timeout,
+                log=log,
+                progress=None if args.json else (lambda candidate: _ProgressPrinter(stream)),
+                should_stop=stop.is_set,
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    study = open_study(name, storage=args.storage, root=root)
+    rows = trial_rows(study)
+    best = best_report(study, recipe, root)
+    if args.json:
+        record = {
+            "study": name,
+            "storage": summary.storage,
+            "objective": "validation PSNR (dB), maximised",
+            "trained": summary.trained,
+            "skipped": summary.skipped,
+            "stopped_by": summary.stopped_by,
+            "seconds": round(summary.seconds, 3),
+            "trials": [
+                {key: value for key, value in row.items() if key not in ("spec", "config")}
+                for row in rows
+            ],
+            "best": best,
+        }
+        print(json_text(record))
+        return 0
+    ended = {"timeout": ", --timeout reached", "stop": ", stopped", "grid": ", the grid is done"}
+    print(
+        terminal_safe(
+            f"study {name!r} in {summary.storage}: {len(summary.trained)} trained here "
+            f"({summary.skipped} skipped), {len(rows)} trials in the study, "
+            f"{fmt_seconds(summary.seconds)}{ended.get(summary.stopped_by, '')}"
+        )
+    )
+    print(format_trials(rows))
+    print(terminal_safe(_best_line(best)))
+    return 0
+
+
+def _best_line(best: dict[str, Any] | None) -> str:
+    """The best trial in one line: validation and test PSNR, and PCA with as many numbers."""
+    if best is None:
+        return "best: none yet (no trial finished)"
+    test = best.get("test_psnr")
+    line = f"best: trial {best['number']}, validation PSNR {best['value']:.2f} dB"
+    if isinstance(test, float):
+        line += f", test PSNR {test:.2f} dB"
+    pca = best.get("pca_psnr")
+    if isinstance(pca, float) and isinstance(test, float):
+        line += (
+            f"; PCA with the same {best['pca_components']:,} numbers {pca:.2f} dB "
+            f"({best['gain_over_pca']:+.2f} dB)"
+        )
+    return line + f"; run {best.get('run_id')}"
+
+
 # ------------------------------------------------------------------------------------ list
 
 
@@ -770,6 +897,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "shapes": command_shapes,
     "train": command_train,
     "sweep": command_sweep,
+    "search": command_search,
     "list": command_list,
     "evaluate": command_evaluate,
     "baseline": command_baseline,
@@ -784,19 +912,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The data and training-setting arguments that ``train`` and ``sweep`` share."""
+def _add_config_arguments(parser: argparse.ArgumentParser, *, search: bool = False) -> None:
+    """The data and training-setting arguments that ``train``, ``sweep`` and ``search`` share
+    (``search``: the settings a space may sample default to the space's, and fix it when
+    given)."""
     from cae.builder import PRECISIONS
     from cae.corruption import CORRUPTION_NAMES, CORRUPTIONS
     from cae.training import LOSSES, OPTIMIZERS, TrainConfig
 
     defaults = TrainConfig().to_dict()
+    if search:
+        defaults.update(dict.fromkeys(SEARCH_SETTINGS))
     add_recipe_arguments(parser, seed_help="the split and the training seed")
-    parser.add_argument("--epochs", type=int, required=True, metavar="N")
-    parser.add_argument("--batch-size", type=int, default=defaults["batch_size"], metavar="N")
+    fixes = " (fixes the space's)" if search else ""
+    parser.add_argument("--epochs", type=int, required=not search, metavar="N", help=fixes or None)
+    parser.add_argument(
+        "--batch-size", type=int, default=defaults["batch_size"], metavar="N", help=fixes or None
+    )
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults["optimizer"])
     parser.add_argument(
-        "--learning-rate", type=float, default=defaults["learning_rate"], metavar="X"
+        "--learning-rate",
+        type=float,
+        default=defaults["learning_rate"],
+        metavar="X",
+        help=fixes or None,
     )
     parser.add_argument("--loss", choices=LOSSES, default=defaults["loss"])
     parser.add_argument(
@@ -894,6 +1033,40 @@ def make_parser() -> argparse.ArgumentParser:
         "--out-dir", required=True, metavar="DIR", help="the runs, sweep.json and sweep.csv"
     )
 
+    search = sub.add_parser(
+        "search",
+        help="search designs and settings with Optuna: each trial trained, scored on its "
+        "validation split and saved as a run",
+    )
+    search.add_argument(
+        "--space", required=True, metavar="FILE.json", help="the search space (see README)"
+    )
+    search.add_argument(
+        "--trials", type=int, required=True, metavar="N", help="trials this process trains"
+    )
+    search.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="start no trial after S seconds (the running one finishes)",
+    )
+    search.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="an Optuna RDB URL (sqlite:///f.db, postgresql://user@host/db) or a journal file "
+        "(.log/.jsonl) that several processes share (default: <root>/.studies/studies.db)",
+    )
+    search.add_argument(
+        "--study", default=None, metavar="NAME", help="the study (default: the space's name)"
+    )
+    search.add_argument("--json", action="store_true", help="print the study as JSON")
+    _add_config_arguments(search, search=True)
+    search.add_argument(
+        "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
+
     listing = sub.add_parser("list", help="list the saved runs")
     listing.add_argument(
         "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
@@ -972,6 +1145,14 @@ def _specs_to_train(args: argparse.Namespace) -> list[ArchitectureSpec]:
     return []
 
 
+def _onednn_for_search(args: argparse.Namespace) -> None:
+    """Before TensorFlow is imported: oneDNN off when the space may stride a 1-tap kernel."""
+    from cae.onednn import OFF, VARIABLE
+
+    if _search_space(args).may_stride_one_tap() and "tensorflow" not in sys.modules:
+        os.environ[VARIABLE] = OFF
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     parser = make_parser()
@@ -979,12 +1160,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("evaluate", "sample"):
             refuse_non_run_folder(args)
-        if args.command in ("train", "sweep", "evaluate", "sample") or getattr(
+        if args.command in ("train", "sweep", "search", "evaluate", "sample") or getattr(
             args, "keras", False
         ):
             from cae.onednn import turn_off_for
             from cae.quiet import import_tensorflow_quietly
 
+            if args.command == "search":  # a bad space or storage: refused before TensorFlow
+                from cae.search import make_storage
+
+                _search_space(args)
+                make_storage(args.storage, args.root)
+                _onednn_for_search(args)
             specs = _specs_to_train(args)
             refuse_mismatched_upload(
                 specs, getattr(args, "data", None), getattr(args, "array", None)

@@ -192,6 +192,9 @@ class TrainOutcome:
     num_train: int = 0
     num_validation: int = 0
     weights_digest: str | None = None  # cae.builder.weights_digest of the model that was kept
+    # the kept model's scores on the validation split (the held-out end of the training images;
+    # keys: cae.metrics.METRICS): what a search (cae.search) maximises, never the test split
+    validation_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:
@@ -219,9 +222,10 @@ class TrainOutcome:
         values["history"] = {
             str(key): [float(v) for v in series] for key, series in history.items()
         }
-        values["test_metrics"] = {
-            str(key): float(value) for key, value in (values.get("test_metrics") or {}).items()
-        }
+        for key in ("test_metrics", "validation_metrics"):
+            values[key] = {
+                str(name): float(value) for name, value in (values.get(key) or {}).items()
+            }
         return cls(**values)
 
 
@@ -344,6 +348,7 @@ def train(
     ``patience`` the weights of the best validation epoch are kept. After training, test metrics
     are computed on ``dataset.x_test`` (clean inputs; with a ``corruption`` also ``denoise_*`` and
     ``corrupted_*`` from corrupted ones, see ``cae.evaluation.evaluate_corrupted``)
+    and the validation split's (``validation_metrics``: what ``cae.search`` maximises),
     and latent statistics on up to 2,048 training images, by the chief alone in a multi-worker
     training (the others' ``test_metrics`` stay empty: they save nothing). With ``tensorboard``
     (and on the chief of a multi-worker training) a TensorBoard event file is written as it goes
@@ -523,6 +528,7 @@ def train(
             message += f" Kept the best epoch {best_epoch} (val_loss {monitor.best_val:.5f})."
 
     test_metrics: dict[str, float] = {}
+    validation_metrics: dict[str, float] = {}
     latent_stats: dict[str, Any] | None = None
     if completed > 0 and chief:
         if progress is not None:
@@ -532,6 +538,8 @@ def train(
                 live=False,
             )
         test_metrics = evaluate_run(built, dataset.x_test, corruption=config.input_corruption)
+        if x_val is not None:  # the kept model on the held-out training images (cae.search)
+            validation_metrics = evaluate_run(built, x_val, corruption=config.input_corruption)
         latent_stats = _latent_stats(built, dataset.x_train)
         if monitor.preview is not None and (
             monitor.stop_requested or monitor.failure or best_epoch
@@ -558,6 +566,7 @@ def train(
         wall_seconds=wall,
         config=config,
         test_metrics=test_metrics,
+        validation_metrics=validation_metrics,
         latent_stats=latent_stats,
         tensorboard=events,
         state=state,

@@ -40,8 +40,8 @@ LAYERS: dict[str, list[list[str]]] = {
         ["offload"],  # heavy steps (baselines, evaluations, uploads) in a capped worker process
         ["worker"],  # a training in a process
         ["zygote"],  # workers forked from a process with TensorFlow imported
-        ["jobs", "sweep"],  # the jobs the pages poll; sweeps
-        ["experiments"],  # sweeps trained as runs, queued on the server
+        ["jobs", "sweep", "search_space"],  # the jobs the pages poll; sweeps; search spaces
+        ["experiments", "search"],  # sweeps trained as runs, queued on the server; Optuna studies
         ["__main__"],  # the command line
     ],
     "ui": [
