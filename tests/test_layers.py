@@ -42,6 +42,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["zygote"],  # workers forked from a process with TensorFlow imported
         ["jobs", "sweep", "search_space"],  # the jobs the pages poll; sweeps; search spaces
         ["experiments", "search"],  # sweeps trained as runs, queued on the server; Optuna studies
+        ["studies"],  # searches on the server: a study's trials as experiment runs in the queue
         ["__main__"],  # the command line
     ],
     "ui": [
