@@ -111,8 +111,10 @@ def restore_queue_once() -> bool:
 
     def restore() -> None:
         from cae.experiments import restore_queue
+        from cae.studies import restore_searches
 
         restore_queue()
+        restore_searches()  # an active search goes on; its interrupted trials are told failed
 
     threading.Thread(target=restore, name="cae-restore-queue", daemon=True).start()
     return True

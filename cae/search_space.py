@@ -45,6 +45,9 @@ from typing import Any
 from cae.spec import ACTIVATIONS, MAX_FILTERS, ArchitectureSpec, BatchNorm, Conv, Pool
 from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
 
+EXAMPLE_SPACE = Path(__file__).resolve().parent / "_data" / "search-mnist-sample.json"
+"""The shipped space: designs of at most 49 code values for the bundled sample (the Experiments
+page's starting point and README's example)."""
 MAX_SPACE_BYTES = 256 * 1024  # a space file is a few hundred bytes; refuse anything absurd
 
 

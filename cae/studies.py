@@ -493,6 +493,113 @@ class StudyQueue:
         return sum(row["state"] == "finished" for row in trial_rows(search.study()))
 
 
+def _params_label(params: dict[str, Any]) -> str:
+    """A trial's sampled values as ``name=value, ...``."""
+    return ", ".join(
+        f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in params.items()
+    )
+
+
+def search_view(search: ServerSearch) -> dict[str, Any]:
+    """What a page shows of a search, as plain data: its record (with the trials in flight), a
+    row per trial of its study (state, values, validation and test PSNR, size, time, run, why it
+    was pruned or failed) and the best finished trial (with its design)."""
+    from cae.search import trial_rows
+
+    record = search.snapshot()
+    rows = trial_rows(search.study())
+    table = [
+        {
+            "trial": row["number"],
+            "state": row["state"],
+            "values": _params_label(row.get("params") or {}),
+            "validation PSNR (dB)": row.get("value"),
+            "test PSNR (dB)": row.get("test_psnr"),
+            "parameters": row.get("param_count"),
+            "code values": row.get("code_values"),
+            "epochs": row.get("epochs"),
+            "seconds": row.get("seconds"),
+            "run id": row.get("run_id") or "",
+            "why": row.get("reason") or "",
+        }
+        for row in rows
+    ]
+    finished = [row for row in rows if row["state"] == "finished" and row.get("spec")]
+    best = None
+    if finished:
+        top = max(finished, key=lambda row: row["value"])
+        best = {**top, "label": _params_label(top.get("params") or {})}
+    return {"record": record, "rows": table, "best": best, "data": record["data"]}
+
+
+def search_figures(search: ServerSearch) -> dict[str, Any]:
+    """Plotly figures of a search's study: Optuna's optimisation history and parameter
+    importances (once two trials finished with different values), and each finished trial's
+    parameters against its validation PSNR with the Pareto front (fewer parameters, higher
+    PSNR)."""
+    import optuna
+    import plotly.graph_objects as go
+
+    from cae.plots import pareto_front
+
+    study = search.study()
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    figures: dict[str, Any] = {}
+    if not complete:
+        return figures
+    history = optuna.visualization.plot_optimization_history(
+        study, target_name="validation PSNR (dB)"
+    )
+    history.update_layout(title="Validation PSNR of each trial, and the best so far", height=360)
+    figures["history"] = history
+    varied = {key for trial in complete for key in trial.params}
+    if len(complete) >= 2 and any(
+        len({repr(trial.params.get(key)) for trial in complete}) > 1 for key in varied
+    ):
+        try:
+            importance = optuna.visualization.plot_param_importances(
+                study, target_name="validation PSNR (dB)"
+            )
+        except (ValueError, RuntimeError):  # too few distinct trials for the evaluator
+            importance = None
+        if importance is not None:
+            importance.update_layout(title="Which values mattered (fANOVA)", height=320)
+            figures["importance"] = importance
+    usable = [t for t in complete if isinstance(t.user_attrs.get("param_count"), int)]
+    points = [(float(t.user_attrs["param_count"]), float(t.value)) for t in usable]
+    front = pareto_front(points)
+    pareto = go.Figure()
+    pareto.add_trace(
+        go.Scatter(
+            x=[points[i][0] for i in front],
+            y=[points[i][1] for i in front],
+            mode="lines",
+            name="Pareto front",
+            line={"shape": "hv"},
+            hoverinfo="skip",
+        )
+    )
+    pareto.add_trace(
+        go.Scatter(
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            mode="markers",
+            name="trials",
+            text=[f"trial {t.number}: {_params_label(t.params)}" for t in usable],
+            hovertemplate="%{text}<br>%{x:,} parameters<br>%{y:.2f} dB<extra></extra>",
+        )
+    )
+    pareto.update_layout(
+        title="Parameters against validation PSNR (the front: none smaller does better)",
+        xaxis_title="parameters",
+        yaxis_title="validation PSNR (dB)",
+        height=360,
+    )
+    figures["pareto"] = pareto
+    return figures
+
+
 STUDIES = StudyQueue()
 
 

@@ -33,6 +33,7 @@ from ui.state import (
     page_frame,
     runs_root,
 )
+from ui.studies import search_section
 
 NONE = ""
 FROM_TRAIN = "(train page)"  # the dataset choice "as on the Train page" (no dataset has this name)
@@ -320,6 +321,8 @@ def main() -> None:
         st.divider()
     with st.container(border=True):
         new_experiment(root)
+    st.divider()
+    search_section(root)
 
 
 main()

@@ -59,7 +59,15 @@ LAYERS: dict[str, list[list[str]]] = {
         ["state"],
         ["steps"],  # heavy steps a page waits on, with their place in the queue
         ["baselines"],  # Results' baselines table
-        ["runs", "experiments", "design_editor", "train_progress", "data_choice", "train_settings"],
+        [
+            "runs",
+            "experiments",
+            "studies",
+            "design_editor",
+            "train_progress",
+            "data_choice",
+            "train_settings",
+        ],
         ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
         ["latent_sources"],  # the Latent Editor's starting points
     ],

@@ -17,7 +17,7 @@ import pytest
 from cae.search_space import SearchSpace, SpaceError
 
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_SPACE = REPO / "bench" / "specs" / "search-mnist-sample.json"
+SHIPPED_SPACE = REPO / "cae" / "_data" / "search-mnist-sample.json"
 
 # Small designs: two stages of 2-4 filters, a 7x7x1 code; a trial of 1 epoch on 115 images
 TINY = {
