@@ -18,9 +18,11 @@ from cae.sweep import MAX_AXES, SweepError, Variant, expand, parse_values, rate_
 from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
 from ui.experiments import (
+    PICKED_KEY,
     SHOWN_KEY,
+    STARTED_KEY,
     comparison,
-    experiment_label,
+    experiment_labels,
     progress_panel,
 )
 from ui.run_index import all_runs
@@ -273,28 +275,43 @@ def new_experiment(root: str) -> None:
         except (SweepError, ValueError, OSError) as error:
             st.error(f"Could not start: {plain_markdown(str(error))}", icon=":material/error:")
         else:
-            st.session_state[SHOWN_KEY] = experiment.id
+            # the selection box of SHOWN_KEY is drawn above by now, and Streamlit refuses a
+            # write to a drawn widget's key (StreamlitWidgetAlreadyInstantiatedError: the page
+            # crashed at a second start); the next run reads this before drawing it
+            st.session_state[STARTED_KEY] = experiment.id
             st.rerun()
 
 
+def _picked() -> None:
+    """The selection box's callback: keep the experiment the user picked (an id) in a plain key.
+    Its value is the option's label, and a label that changed since it was drawn (its state:
+    queued, running, finished) comes back as that old text, not an id: the pick stays then."""
+    value = st.session_state.get(SHOWN_KEY)
+    if isinstance(value, str) and EXPERIMENTS.get(value, runs_root()) is not None:
+        st.session_state[PICKED_KEY] = value
+
+
 def shown_experiment(root: str) -> str | None:
-    """The experiment this tab shows: its choice, else this session's newest, else the one
-    training now, else the newest (so a reload or another tab finds it again)."""
+    """The experiment this tab shows: the one just started, else the one picked, else this
+    session's newest, else the one training now, else the newest (so a reload or another tab
+    finds it again)."""
     experiments = EXPERIMENTS.all(root)
     if not experiments:
         return None
-    by_id = {e.id: e for e in experiments}
-    chosen = st.session_state.get(SHOWN_KEY)
-    if chosen not in by_id:
+    labels = experiment_labels([e.snapshot() for e in experiments])  # as drawn now
+    chosen = st.session_state.pop(STARTED_KEY, None) or st.session_state.get(PICKED_KEY)
+    if chosen not in labels:
         mine = [e for e in experiments if e.record.get("owner") == owner_id()]
         active = [e for e in experiments if e.active]
         chosen = (mine or active or experiments)[0].id
-    st.session_state[SHOWN_KEY] = chosen
+    st.session_state[PICKED_KEY] = chosen
+    st.session_state[SHOWN_KEY] = chosen  # before the box is drawn: a write after it is refused
     return st.selectbox(
         "Experiment",
-        list(by_id),
-        format_func=lambda key: experiment_label(by_id[key].record),
+        list(labels),
+        format_func=labels.__getitem__,
         key=SHOWN_KEY,
+        on_change=_picked,
     )
 
 

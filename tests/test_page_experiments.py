@@ -95,6 +95,48 @@ def test_the_plan_says_when_the_design_it_starts_from_is_variational(models):
     assert "2,763 parameters · variational, beta 2, KL warm-up 3 epochs (change it" in texts(app)
 
 
+def start_from_the_page(app: AppTest, code: str) -> str:
+    """Fill the form as a user does (the bundled sample, 100 images, 1 epoch, code=``code``),
+    press Start; the id of the experiment the page then shows."""
+    app.selectbox(key="experiments_dataset").set_value("mnist-sample").run()
+    app.select_slider(key="experiments_limit_mnist-sample").set_value(100).run()
+    app.number_input(key="experiments_epochs").set_value(1).run()
+    app.selectbox(key="experiments_field_0").set_value("code").run()
+    app.text_input(key="experiments_values_0").set_value(code).run()
+    app.button(key="experiments_start").click().run()
+    assert not app.exception, app.exception
+    return app.selectbox(key="experiments_shown").value
+
+
+def test_two_experiments_started_in_one_session_are_both_listed(models):
+    """The second Start wrote the shown experiment's key after its selection box was drawn: the
+    page crashed (StreamlitWidgetAlreadyInstantiatedError) while the runs trained unseen, so the
+    user pressed Start again."""
+    app = open_page()
+    first = start_from_the_page(app, "1")
+    second = start_from_the_page(app, "2")
+    assert first != second
+    shown = app.selectbox(key="experiments_shown")
+    assert shown.value == second  # the one just started is shown, with its progress
+    assert len(shown.options) == 2 and all(o.startswith("classic · ") for o in shown.options)
+    assert "Stop the experiment" in [button.label for button in app.button]
+    for experiment_id, code in ((first, 1), (second, 2)):  # each as the form said
+        record = EXPERIMENTS.get(experiment_id, str(models)).snapshot()
+        assert record["config"]["epochs"] == 1 and record["data"]["limit"] == 100
+        assert [item["label"] for item in record["items"]] == [f"code={code}"]
+    # the first can be picked again, and the pick stays while its state changes
+    app.selectbox(key="experiments_shown").set_value(first).run()
+    assert not app.exception
+    assert app.selectbox(key="experiments_shown").value == first
+    EXPERIMENTS.stop(first)
+    EXPERIMENTS.stop(second)
+    assert EXPERIMENTS.wait(first, 120) and EXPERIMENTS.wait(second, 120)
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="experiments_shown").value == first
+    assert "stopped" in app.selectbox(key="experiments_shown").options[-1]
+
+
 @pytest.mark.slow
 def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, monkeypatch):
     monkeypatch.setattr(JOBS.scheduler, "_slots", 1)  # one training slot, as on 2 cores

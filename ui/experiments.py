@@ -21,6 +21,8 @@ from ui.run_index import all_runs
 from ui.state import owner_id, run_link
 
 SHOWN_KEY = "experiments_shown"  # str: the experiment this tab shows
+STARTED_KEY = "experiments_started"  # str: the experiment just started, shown at the next run
+PICKED_KEY = "experiments_picked"  # str: the experiment picked in the box (its value is a label)
 OPENED_KEY = "experiments_opened"  # the chart selection already sent to Results
 ROW_OPENED_KEY = "experiments_row_opened"  # the table cell already sent to Results
 SEEN_KEY = "experiments_seen_state"  # (id, state, runs done) at the last draw of the progress
@@ -31,6 +33,19 @@ def experiment_label(record: dict[str, Any]) -> str:
     created = str(record.get("created") or "")[:16].replace("T", " ")
     runs = sum(item["state"] != "invalid" for item in record["items"])
     return f"{record['name']} · {created} · {runs} runs · {record['state']}"
+
+
+def experiment_labels(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Each experiment's :func:`experiment_label` by id, in order; labels that would be the same
+    (one name, one minute) end with their id's tail, since the select box tells options apart by
+    label."""
+    labels = {record["id"]: experiment_label(record) for record in records}
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    return {
+        key: f"{label} · {key[-6:]}" if seen[label] > 1 else label for key, label in labels.items()
+    }
 
 
 def counts(record: dict[str, Any]) -> tuple[int, int]:
