@@ -273,14 +273,24 @@ def test_the_comparison_of_a_finished_experiment(models):
     assert list(table["run"]) == run_ids
     for column in ("parameters", "compression", "train time (s)", "test PSNR (dB)", "test SSIM"):
         assert table[column].notna().all(), column
+    # 108 images for 1 epoch: no run beats the mean image, and the page says so
+    assert list(table["learned"]) == ["did not learn", "did not learn"]
+    assert table["PSNR vs PCA (dB)"].notna().all()
+    (warning,) = [w.value for w in app.warning if "No run learned" in w.value]
+    assert "not above the mean image's" in warning and "train for more epochs" in warning
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)
     traces = {trace.get("name"): trace for trace in chart["data"]}
     assert {"Pareto front", "runs"} <= set(traces)
-    assert any(key.startswith("PCA") for key in traces)  # one point per code size
-    assert len(next(t for k, t in traces.items() if k.startswith("PCA"))["x"]) == 2
+    assert traces["runs"]["marker"]["symbol"] == ["x", "x"]
+    assert any(name.startswith("did not learn") for name in traces)
     hover = " ".join(traces["runs"]["text"])
     assert "&lt;b&gt;bold&lt;/b&gt;" in hover and "<b>bold" not in hover  # names as plain text
-    assert any("mean image" in str(a.get("text")) for a in chart["layout"]["annotations"])
+    # PCA and the mean image are lines at their PSNR; the axis spans the runs' parameters
+    notes = [str(a.get("text")) for a in chart["layout"]["annotations"]]
+    assert [n.split(":")[0] for n in notes] == ["PCA, 49 values", "PCA, 98 values", "mean image"]
+    params = list(table["parameters"])
+    low, high = chart["layout"]["xaxis"]["range"]
+    assert low < min(params) and max(params) < high < 2 * max(params)
     # the code-size axis puts the PCA points at the code sizes
     app.radio(key="experiments_x").set_value("code_size").run()
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)
