@@ -9,7 +9,13 @@ import streamlit as st
 
 from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.datasets import DATASETS, dataset_status
-from cae.experiments import EXPERIMENTS, MAX_QUEUED_HOURS, MAX_QUEUED_RUNS, parallel_runs
+from cae.experiments import (
+    DEFAULT_EPOCHS,
+    EXPERIMENTS,
+    MAX_QUEUED_HOURS,
+    MAX_QUEUED_RUNS,
+    parallel_runs,
+)
 from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
@@ -87,11 +93,11 @@ def choose_data() -> tuple[DataRecipe | None, int, tuple[int, ...] | None]:
     limit = right.select_slider(
         "Images per split",
         options=sizes,
-        value=1_000 if 1_000 in sizes else sizes[-1],
+        value=total,  # all of them: 1,000 images for 5 epochs left runs that learned nothing
         format_func=lambda n: f"{n:,}",
         key=f"experiments_limit_{name}",
         help="Each run trains on at most this many images (and is tested on at most this many); "
-        "fewer train faster.",
+        "fewer train faster, but too few (or too few epochs) leave runs that learn nothing.",
     )
     if current == UPLOAD and not uploaded:
         st.caption(
@@ -105,7 +111,14 @@ def choose_data() -> tuple[DataRecipe | None, int, tuple[int, ...] | None]:
 def base_config() -> TrainConfig:
     """The settings every run shares unless an axis varies them."""
     row = st.columns(4)
-    epochs = row[0].number_input("Epochs", *map(int, LIMITS["epochs"]), 5, key="experiments_epochs")
+    epochs = row[0].number_input(
+        "Epochs",
+        *map(int, LIMITS["epochs"]),
+        DEFAULT_EPOCHS,
+        key="experiments_epochs",
+        help=f"{DEFAULT_EPOCHS} epochs on all the images let the classic design learn on the "
+        "bundled sample; a run not above the mean image's PSNR is marked 'did not learn'.",
+    )
     batch = row[1].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="experiments_batch")
     lr = row[2].number_input(
         "Learning rate",
