@@ -557,5 +557,5 @@ def _padded(values: list[float], log: bool, least: float = 0.0) -> list[float]:
         values = [math.log10(v) for v in values]
     low, high = min(values), max(values)
     alone = 0.1 if log else abs(high) * 0.1 or 1.0  # one value: a margin of its own size
-    margin = max((high - low) * 0.08 if high > low else alone, least)
+    margin = max((high - low) * 0.1 if high > low else alone, least)
     return [low - margin, high + margin]
