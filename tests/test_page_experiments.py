@@ -111,6 +111,7 @@ def start_from_the_page(app: AppTest, code: str) -> str:
     return app.selectbox(key="experiments_shown").value
 
 
+@pytest.mark.slow  # its runs start workers: 47-63 s at a load of 15 on 2 cores
 def test_two_experiments_started_in_one_session_are_both_listed(models):
     """The second Start wrote the shown experiment's key after its selection box was drawn: the
     page crashed (StreamlitWidgetAlreadyInstantiatedError) while the runs trained unseen, so the
