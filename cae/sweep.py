@@ -648,14 +648,16 @@ def _finite(value: Any) -> bool:
 
 
 def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as CSV text with :func:`result_columns` as header."""
+    """The rows as CSV text with :func:`result_columns` as header, and ``did_not_learn`` last
+    when the rows were marked (:func:`mark_learning`; ``cae sweep`` does not fit the baselines)."""
+    columns = result_columns()
+    if any("did_not_learn" in row for row in rows):
+        columns.append("did_not_learn")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, result_columns(), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {key: "" if row.get(key) is None else row.get(key) for key in result_columns()}
-        )
+        writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in columns})
     return buffer.getvalue()
 
 

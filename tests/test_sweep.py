@@ -400,6 +400,10 @@ def test_rows_csv_has_the_metric_columns():
         and rows[0]["psnr"] == "12.5"
         and rows[0]["ssim"] == ""
     )
+    assert "did_not_learn" not in rows[0]  # unmarked rows (cae sweep's): no such column
+    marked = mark_learning([{"design": "a", "psnr": 8.8}, {"design": "b", "psnr": 17.7}], 11.75)
+    rows = list(csv.DictReader(io.StringIO(rows_csv(marked))))
+    assert [row["did_not_learn"] for row in rows] == ["True", "False"]
 
 
 # ``cae sweep`` of the classic design on 120 bundled images, 1 epoch
