@@ -421,7 +421,8 @@ def sweep_scatter(
 ) -> go.Figure:
     """Each run of an experiment as a point, ``x_key`` (``params`` or ``code_size``) against test
     PSNR, the Pareto front as a line, the design and run on hover (``customdata``: the run id, for
-    selections); a row with ``did_not_learn`` is a grey x, labelled so. The axes zoom to the runs.
+    selections); a row with ``did_not_learn`` is a grey x, labelled so, and off the front when
+    another run learned. The axes zoom to the runs.
     ``baselines`` (``cae.sweep.chart_baselines``): dicts with a ``label`` and either one ``psnr``
     (a line across the chart), a ``band`` (low, high: a shaded band) or ``points`` ((x, PSNR)
     pairs inside the runs' range, diamonds joined by a dotted line); ``kind`` ``pca`` or
@@ -446,7 +447,9 @@ def sweep_scatter(
         + ("<br>did not learn: not above the mean image" if unlearned[i] else "")
         for i, row in enumerate(usable)
     ]
-    front = pareto_front(points)
+    # the front of the runs that learned (a tiny run below the mean image is no trade-off)
+    learned = [i for i, flag in enumerate(unlearned) if not flag] or list(range(len(points)))
+    front = [learned[j] for j in pareto_front([points[i] for i in learned])]
     if front:  # always the first trace, so the runs are always the second
         fig.add_trace(
             go.Scatter(

@@ -301,12 +301,12 @@ def test_the_chart_zooms_to_the_runs_with_the_baselines_as_lines():
     rows = [
         {"params": 1_700, "code_size": 49, "psnr": 18.0, "run_id": "a", "did_not_learn": False},
         {"params": 4_100, "code_size": 98, "psnr": 21.0, "run_id": "b", "did_not_learn": False},
-        {"params": 2_600, "code_size": 49, "psnr": 8.0, "run_id": "c", "did_not_learn": True},
+        {"params": 1_600, "code_size": 49, "psnr": 8.0, "run_id": "c", "did_not_learn": True},
     ]
     lines = chart_baselines({49: 19.8, 98: 23.4}, 11.75, "params")
     fig = sweep_scatter(rows, "params", lines)
     low, high = fig.layout.xaxis.range
-    assert 1_400 < low < 1_700 and 4_100 < high < 4_400  # the runs, and a margin
+    assert 1_300 < low < 1_600 and 4_100 < high < 4_400  # the runs, and a margin
     assert fig.layout.xaxis.type == "linear"
     assert [(shape.y0, shape.y1) for shape in fig.layout.shapes] == [
         (19.8, 19.8),
@@ -322,8 +322,11 @@ def test_the_chart_zooms_to_the_runs_with_the_baselines_as_lines():
     assert list(runs.marker.symbol) == ["circle", "circle", "x"]
     assert "did not learn" in runs.text[2] and "did not learn" not in runs.text[0]
     words = fig.data[2]
-    assert words.name.startswith("did not learn") and list(words.x) == [2_600]
+    assert words.name.startswith("did not learn") and list(words.x) == [1_600]
     assert words.hoverinfo == "skip"  # a click on the point still reaches the run
+    # the front joins the runs that learned: the smallest, which did not, is no trade-off
+    assert list(fig.data[0].x) == [1_700, 4_100]
+    assert list(runs.marker.color)[2] != list(runs.marker.color)[0]
     # a single run: a range around it, not a point on an edge
     one = sweep_scatter(rows[:1], "params", lines)
     low, high = one.layout.xaxis.range

@@ -217,8 +217,9 @@ def comparison(record: dict[str, Any], root: str) -> None:
     st.caption(
         "Each point is a run; the Pareto front joins the runs no other run beats with fewer "
         f"{SWEEP_AXES[x_key]} and a higher PSNR. A run not above the mean image (every input "
-        "answered with the average training image) did not learn. Click a point to open that "
-        "run on Results; draw a box or lasso around several to compare them side by side."
+        "answered with the average training image) did not learn, and is left off the front "
+        "when another run learned. Click a point to open that run on Results; draw a box or "
+        "lasso around several to compare them side by side."
     )
     picked = [p.get("customdata") for p in (event.selection.points if event else []) or []]
     picked = [run_id for run_id in picked if isinstance(run_id, str)]
