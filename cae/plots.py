@@ -413,13 +413,20 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 SWEEP_AXES = {"params": "parameters", "code_size": "code size (values per image)"}
 
 
+UNLEARNED_COLOUR = "#9CA3AF"  # a run that did not beat the mean image: greyed, an x
+
+
 def sweep_scatter(
     rows: list[dict], x_key: str = "params", baselines: list[dict] | tuple = ()
 ) -> go.Figure:
     """Each run of an experiment as a point, ``x_key`` (``params`` or ``code_size``) against test
     PSNR, the Pareto front as a line, the design and run on hover (``customdata``: the run id, for
-    selections). ``baselines``: dicts with a ``label`` and either ``points`` ((x, PSNR) pairs,
-    drawn as diamonds joined by a dotted line) or one ``psnr`` (a dashed line across the chart)."""
+    selections); a row with ``did_not_learn`` is a grey x, labelled so, and off the front when
+    another run learned. The axes zoom to the runs.
+    ``baselines`` (``cae.sweep.chart_baselines``): dicts with a ``label`` and either one ``psnr``
+    (a line across the chart), a ``band`` (low, high: a shaded band) or ``points`` ((x, PSNR)
+    pairs inside the runs' range, diamonds joined by a dotted line); ``kind`` ``pca`` or
+    ``mean`` picks the colour."""
     import plotly.graph_objects as go
 
     if x_key not in SWEEP_AXES:
@@ -433,12 +440,16 @@ def sweep_scatter(
     ]
     fig = go.Figure()
     points = [(float(row[x_key]), float(row["psnr"])) for row in usable]
+    unlearned = [bool(row.get("did_not_learn")) for row in usable]
     hover = [
         f"{plain_html(row.get('design') or '')}<br>{plain_html(row.get('name') or '')}"
         f"<br>{SWEEP_AXES[x_key]} {row[x_key]:,}<br>PSNR {row['psnr']:.2f} dB"
-        for row in usable
+        + ("<br>did not learn: not above the mean image" if unlearned[i] else "")
+        for i, row in enumerate(usable)
     ]
-    front = pareto_front(points)
+    # the front of the runs that learned (a tiny run below the mean image is no trade-off)
+    learned = [i for i, flag in enumerate(unlearned) if not flag] or list(range(len(points)))
+    front = [learned[j] for j in pareto_front([points[i] for i in learned])]
     if front:  # always the first trace, so the runs are always the second
         fig.add_trace(
             go.Scatter(
@@ -451,6 +462,12 @@ def sweep_scatter(
             )
         )
     on_front = set(front)
+
+    def colour(i: int) -> str:
+        if unlearned[i]:
+            return UNLEARNED_COLOUR
+        return LATENT_COLOUR if i in on_front else ENCODER_COLOUR
+
     fig.add_trace(
         go.Scatter(
             x=[p[0] for p in points],
@@ -462,37 +479,63 @@ def sweep_scatter(
             hovertemplate="%{text}<extra></extra>",
             marker={
                 "size": [13 if i in on_front else 9 for i in range(len(points))],
-                "color": [
-                    LATENT_COLOUR if i in on_front else ENCODER_COLOUR for i in range(len(points))
-                ],
+                "color": [colour(i) for i in range(len(points))],
+                "symbol": ["x" if flag else "circle" for flag in unlearned],
                 "line": {"width": 1, "color": "white"},
             },
         )
     )
+    if any(unlearned):  # the words beside the points, in the legend too (no hover: clicks pass)
+        fig.add_trace(
+            go.Scatter(
+                x=[p[0] for p, flag in zip(points, unlearned, strict=True) if flag],
+                y=[p[1] for p, flag in zip(points, unlearned, strict=True) if flag],
+                mode="text",
+                text=["did not learn"] * sum(unlearned),
+                textposition="top center",
+                textfont={"color": UNLEARNED_COLOUR, "size": 11},
+                name="did not learn (not above the mean image)",
+                hoverinfo="skip",
+            )
+        )
+    ys = [p[1] for p in points]
     for baseline in baselines:
         label = plain_html(baseline.get("label", "baseline"))
+        tone = INPUT_COLOUR if baseline.get("kind") == "mean" else DECODER_COLOUR
         pairs = [
             (float(x), float(y))
             for x, y in baseline.get("points") or ()
             if isinstance(y, (int, float)) and math.isfinite(y)
         ]
-        psnr = baseline.get("psnr")
+        psnr, band = baseline.get("psnr"), baseline.get("band")
         if pairs:
             pairs.sort()
+            ys += [y for _, y in pairs]
             fig.add_trace(
                 go.Scatter(
                     x=[x for x, _ in pairs], y=[y for _, y in pairs], mode="lines+markers",
-                    name=label, line={"dash": "dot", "color": DECODER_COLOUR},
+                    name=label, line={"dash": "dot", "color": tone},
                     marker={"symbol": "diamond", "size": 9},
                     hovertemplate=f"{label}<br>%{{x:,}}: PSNR %{{y:.2f}} dB<extra></extra>",
                 )
             )  # fmt: skip
+        elif band is not None and all(isinstance(v, (int, float)) for v in band):
+            low, high = sorted(float(v) for v in band)
+            ys += [low, high]
+            fig.add_hrect(
+                y0=low, y1=high, fillcolor=tone, opacity=0.15, line_width=0,
+                annotation_text=f"{label}: {low:.2f} to {high:.2f} dB",
+                annotation_position="top left",
+            )  # fmt: skip
         elif isinstance(psnr, (int, float)) and math.isfinite(psnr):
+            ys.append(float(psnr))
             fig.add_hline(
                 y=float(psnr),
-                line={"dash": "dash", "color": INPUT_COLOUR},
+                line={"dash": "dash" if baseline.get("kind") == "mean" else "dot", "color": tone},
                 annotation_text=f"{label}: {psnr:.2f} dB",
-                annotation_position="bottom right",
+                annotation_position="bottom right"
+                if baseline.get("kind") == "mean"
+                else "top left",
             )
     xs = [p[0] for p in points]
     log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) >= 10
@@ -505,4 +548,17 @@ def sweep_scatter(
         legend={"orientation": "h", "y": -0.2},
         clickmode="event+select",
     )
+    if xs:  # zoomed to the runs (a baseline's points lie among them); the lines span it all
+        fig.update_xaxes(range=_padded(xs, log))
+        fig.update_yaxes(range=_padded(ys, False, least=1.0))
     return fig
+
+
+def _padded(values: list[float], log: bool, least: float = 0.0) -> list[float]:
+    """An axis range around ``values`` with a margin (in log10 units on a log axis)."""
+    if log:
+        values = [math.log10(v) for v in values]
+    low, high = min(values), max(values)
+    alone = 0.1 if log else abs(high) * 0.1 or 1.0  # one value: a margin of its own size
+    margin = max((high - low) * 0.1 if high > low else alone, least)
+    return [low - margin, high + margin]

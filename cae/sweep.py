@@ -551,15 +551,113 @@ def result_row(index: int, design: str, run: RunInfo) -> dict[str, Any]:
     return row
 
 
+DID_NOT_LEARN = "did not learn"
+MAX_PCA_LINES = 4  # PCA scores drawn as lines on the parameters axis; more make one band
+
+
+def did_not_learn(psnr: float | None, mean_psnr: float | None) -> bool:
+    """True when a run's test PSNR does not beat the mean image's (the average training image
+    shown for every input): it learned nothing an autoencoder is for. False when it does, or when
+    either score is unknown (nothing to say)."""
+    if not _finite(psnr) or not _finite(mean_psnr):
+        return False
+    return float(psnr) <= float(mean_psnr)
+
+
+def mark_learning(rows: Sequence[dict[str, Any]], mean_psnr: float | None) -> list[dict[str, Any]]:
+    """Copies of the comparison rows with ``did_not_learn`` (:func:`did_not_learn` against the
+    mean image's PSNR of the same data)."""
+    return [{**row, "did_not_learn": did_not_learn(row.get("psnr"), mean_psnr)} for row in rows]
+
+
+def pca_gain(row: dict[str, Any], pca: dict[int, float]) -> float | None:
+    """The run's test PSNR less PCA's with as many components as its code has values (dB), or
+    None when either is unknown."""
+    psnr, reference = row.get("psnr"), pca.get(row.get("code_size") or 0)
+    if not _finite(psnr) or not _finite(reference):
+        return None
+    return float(psnr) - float(reference)
+
+
+def best_row(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run with the highest test PSNR (on a tie, the one with fewer parameters), or None."""
+    scored = [row for row in rows if _finite(row.get("psnr"))]
+    if not scored:
+        return None
+    return max(scored, key=lambda row: (float(row["psnr"]), -(row.get("params") or 0)))
+
+
+def winner_sentence(
+    rows: Sequence[dict[str, Any]], pca: dict[int, float], mean_psnr: float | None = None
+) -> str | None:
+    """One sentence that names the best run (what it varies) and why: its PSNR against PCA with
+    the same number of code values, said honestly when PCA wins or when no run learned (no run
+    above the mean image). None without a scored run. Plain text."""
+    best = best_row(rows)
+    if best is None:
+        return None
+    label = str(best.get("design") or best.get("name") or best.get("run_id") or "the best run")
+    psnr = float(best["psnr"])
+    if did_not_learn(psnr, mean_psnr):
+        return (
+            f"No run learned: the best, {label}, scores {psnr:.2f} dB, not above the mean "
+            f"image's {mean_psnr:.2f} dB; train for more epochs or on more images."
+        )
+    gain = pca_gain(best, pca)
+    if gain is None:
+        return f"{label}: best PSNR, {psnr:.2f} dB (no PCA score to compare it with)."
+    numbers = f"PCA with the same {best['code_size']:,} numbers"
+    if abs(gain) < 0.05:
+        return f"{label}: best PSNR, {psnr:.2f} dB, level with {numbers}."
+    if gain > 0:
+        return f"{label}: best PSNR, {psnr:.2f} dB, {gain:+.1f} dB over {numbers}."
+    return f"Best: {label}, {psnr:.2f} dB, {-gain:.1f} dB below {numbers}."
+
+
+def chart_baselines(
+    pca: dict[int, float], mean_psnr: float | None, x_key: str = "params"
+) -> list[dict[str, Any]]:
+    """The baselines of the comparison chart (``cae.plots.sweep_scatter``), drawn where the runs
+    are: PCA's score at each code size as a horizontal line (a band between the lowest and the
+    highest when there are more than :data:`MAX_PCA_LINES`) on the parameters axis, or as points
+    at their code size on the code-size axis; the mean image's as a line."""
+    scores = sorted((int(k), float(v)) for k, v in pca.items() if _finite(v))
+    found: list[dict[str, Any]] = []
+    if scores and x_key == "code_size":
+        found.append({"label": "PCA, as many components as the code", "points": scores})
+    elif len(scores) > MAX_PCA_LINES:
+        psnrs = [psnr for _, psnr in scores]
+        found.append(
+            {
+                "label": f"PCA, {scores[0][0]:,} to {scores[-1][0]:,} values",
+                "band": (min(psnrs), max(psnrs)),
+                "kind": "pca",
+            }
+        )
+    else:
+        found += [
+            {"label": f"PCA, {k:,} values", "psnr": psnr, "kind": "pca"} for k, psnr in scores
+        ]
+    if _finite(mean_psnr):
+        found.append({"label": "mean image", "psnr": mean_psnr, "kind": "mean"})
+    return found
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows as CSV text with :func:`result_columns` as header."""
+    """The rows as CSV text with :func:`result_columns` as header, and ``did_not_learn`` last
+    when the rows were marked (:func:`mark_learning`; ``cae sweep`` does not fit the baselines)."""
+    columns = result_columns()
+    if any("did_not_learn" in row for row in rows):
+        columns.append("did_not_learn")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, result_columns(), extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(
-            {key: "" if row.get(key) is None else row.get(key) for key in result_columns()}
-        )
+        writer.writerow({key: "" if row.get(key) is None else row.get(key) for key in columns})
     return buffer.getvalue()
 
 

@@ -9,7 +9,13 @@ import streamlit as st
 
 from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.datasets import DATASETS, dataset_status
-from cae.experiments import EXPERIMENTS, MAX_QUEUED_HOURS, MAX_QUEUED_RUNS, parallel_runs
+from cae.experiments import (
+    DEFAULT_EPOCHS,
+    EXPERIMENTS,
+    MAX_QUEUED_HOURS,
+    MAX_QUEUED_RUNS,
+    parallel_runs,
+)
 from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
@@ -18,9 +24,11 @@ from cae.sweep import MAX_AXES, SweepError, Variant, expand, parse_values, rate_
 from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
 from ui.experiments import (
+    PICKED_KEY,
     SHOWN_KEY,
+    STARTED_KEY,
     comparison,
-    experiment_label,
+    experiment_labels,
     progress_panel,
 )
 from ui.run_index import all_runs
@@ -86,11 +94,11 @@ def choose_data() -> tuple[DataRecipe | None, int, tuple[int, ...] | None]:
     limit = right.select_slider(
         "Images per split",
         options=sizes,
-        value=1_000 if 1_000 in sizes else sizes[-1],
+        value=total,  # all of them: 1,000 images for 5 epochs left runs that learned nothing
         format_func=lambda n: f"{n:,}",
         key=f"experiments_limit_{name}",
         help="Each run trains on at most this many images (and is tested on at most this many); "
-        "fewer train faster.",
+        "fewer train faster, but too few (or too few epochs) leave runs that learn nothing.",
     )
     if current == UPLOAD and not uploaded:
         st.caption(
@@ -104,7 +112,14 @@ def choose_data() -> tuple[DataRecipe | None, int, tuple[int, ...] | None]:
 def base_config() -> TrainConfig:
     """The settings every run shares unless an axis varies them."""
     row = st.columns(4)
-    epochs = row[0].number_input("Epochs", *map(int, LIMITS["epochs"]), 5, key="experiments_epochs")
+    epochs = row[0].number_input(
+        "Epochs",
+        *map(int, LIMITS["epochs"]),
+        DEFAULT_EPOCHS,
+        key="experiments_epochs",
+        help=f"{DEFAULT_EPOCHS} epochs on all the images let the classic design learn on the "
+        "bundled sample; a run not above the mean image's PSNR is marked 'did not learn'.",
+    )
     batch = row[1].select_slider("Batch size", [16, 32, 64, 128, 256], 64, key="experiments_batch")
     lr = row[2].number_input(
         "Learning rate",
@@ -274,28 +289,43 @@ def new_experiment(root: str) -> None:
         except (SweepError, ValueError, OSError) as error:
             st.error(f"Could not start: {plain_markdown(str(error))}", icon=":material/error:")
         else:
-            st.session_state[SHOWN_KEY] = experiment.id
+            # the selection box of SHOWN_KEY is drawn above by now, and Streamlit refuses a
+            # write to a drawn widget's key (StreamlitWidgetAlreadyInstantiatedError: the page
+            # crashed at a second start); the next run reads this before drawing it
+            st.session_state[STARTED_KEY] = experiment.id
             st.rerun()
 
 
+def _picked() -> None:
+    """The selection box's callback: keep the experiment the user picked (an id) in a plain key.
+    Its value is the option's label, and a label that changed since it was drawn (its state:
+    queued, running, finished) comes back as that old text, not an id: the pick stays then."""
+    value = st.session_state.get(SHOWN_KEY)
+    if isinstance(value, str) and EXPERIMENTS.get(value, runs_root()) is not None:
+        st.session_state[PICKED_KEY] = value
+
+
 def shown_experiment(root: str) -> str | None:
-    """The experiment this tab shows: its choice, else this session's newest, else the one
-    training now, else the newest (so a reload or another tab finds it again)."""
+    """The experiment this tab shows: the one just started, else the one picked, else this
+    session's newest, else the one training now, else the newest (so a reload or another tab
+    finds it again)."""
     experiments = EXPERIMENTS.all(root)
     if not experiments:
         return None
-    by_id = {e.id: e for e in experiments}
-    chosen = st.session_state.get(SHOWN_KEY)
-    if chosen not in by_id:
+    labels = experiment_labels([e.snapshot() for e in experiments])  # as drawn now
+    chosen = st.session_state.pop(STARTED_KEY, None) or st.session_state.get(PICKED_KEY)
+    if chosen not in labels:
         mine = [e for e in experiments if e.record.get("owner") == owner_id()]
         active = [e for e in experiments if e.active]
         chosen = (mine or active or experiments)[0].id
-    st.session_state[SHOWN_KEY] = chosen
+    st.session_state[PICKED_KEY] = chosen
+    st.session_state[SHOWN_KEY] = chosen  # before the box is drawn: a write after it is refused
     return st.selectbox(
         "Experiment",
-        list(by_id),
-        format_func=lambda key: experiment_label(by_id[key].record),
+        list(labels),
+        format_func=labels.__getitem__,
         key=SHOWN_KEY,
+        on_change=_picked,
     )
 
 

@@ -1,6 +1,6 @@
-"""Real browser: a 2x1 experiment of one epoch each on a small recipe, from the Experiments page to
-the chart, then a point of the chart, a row of the table (one click each) and two ticked rows
-(side by side) opened on Results.
+"""Real browser: a 2x1 experiment of one epoch each on the bundled sample, from the Experiments
+page to the chart (the winner's sentence, the baselines as labelled lines), then a point of the
+chart, a row of the table (one click each) and two ticked rows (side by side) opened on Results.
 
 Screenshots are left in test-artifacts/ (look at them).
 """
@@ -85,11 +85,14 @@ def test_a_two_by_one_experiment_lands_on_the_chart(page, tmp_path):
         expect(page.get_by_role("heading", name="Comparison")).to_be_visible(timeout=60_000)
         chart = page.locator('[data-testid="stPlotlyChart"]').first
         expect(chart).to_be_visible(timeout=120_000)
-        # both runs are points of the chart, with the PCA and mean-image baselines drawn
+        # both runs are points of the chart, with the PCA and mean-image baselines drawn as
+        # lines at their PSNR (labelled on the chart), and one sentence naming the best run
         points = chart.locator(".scatterlayer .trace").nth(1).locator(".point")
         expect(points).to_have_count(2, timeout=60_000)
         expect(chart.get_by_text(re.compile(r"mean image: \d+\.\d\d dB"))).to_be_visible()
-        expect(chart.locator(".legendtext", has_text="PCA")).to_have_count(1)
+        expect(chart.get_by_text(re.compile(r"PCA, 49 values: \d+\.\d\d dB"))).to_be_visible()
+        winner = re.compile(r"filters=\d+, kernel=3: best PSNR|Best: encoder|No run learned: the")
+        expect(page.get_by_text(winner)).to_be_visible()
         wait_for_app_idle(page, 60_000)
         screenshot(page, "page-experiments-chart")
 

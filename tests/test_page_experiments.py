@@ -95,6 +95,52 @@ def test_the_plan_says_when_the_design_it_starts_from_is_variational(models):
     assert "2,763 parameters · variational, beta 2, KL warm-up 3 epochs (change it" in texts(app)
 
 
+def start_from_the_page(app: AppTest, code: str) -> str:
+    """Fill the form as a user does (the bundled sample, 100 images, 1 epoch, code=``code``;
+    what the form keeps from a first start is not set again), press Start; the id of the
+    experiment the page then shows."""
+    if app.selectbox(key="experiments_field_0").value != "code":
+        assert app.selectbox(key="experiments_dataset").value == "mnist-sample"
+        app.select_slider(key="experiments_limit_mnist-sample").set_value(100)
+        app.number_input(key="experiments_epochs").set_value(1)
+        app.selectbox(key="experiments_field_0").set_value("code").run()
+    app.text_input(key="experiments_values_0").set_value(code).run()
+    assert "**1 run(s)**" in texts(app)
+    app.button(key="experiments_start").click().run()
+    assert not app.exception, app.exception
+    return app.selectbox(key="experiments_shown").value
+
+
+@pytest.mark.slow  # its runs start workers: 47-63 s at a load of 15 on 2 cores
+def test_two_experiments_started_in_one_session_are_both_listed(models):
+    """The second Start wrote the shown experiment's key after its selection box was drawn: the
+    page crashed (StreamlitWidgetAlreadyInstantiatedError) while the runs trained unseen, so the
+    user pressed Start again."""
+    app = open_page()
+    first = start_from_the_page(app, "1")
+    second = start_from_the_page(app, "2")
+    assert first != second
+    shown = app.selectbox(key="experiments_shown")
+    assert shown.value == second  # the one just started is shown, with its progress
+    assert len(shown.options) == 2 and all(o.startswith("classic · ") for o in shown.options)
+    assert "Stop the experiment" in [button.label for button in app.button]
+    for experiment_id, code in ((first, 1), (second, 2)):  # each as the form said
+        record = EXPERIMENTS.get(experiment_id, str(models)).snapshot()
+        assert record["config"]["epochs"] == 1 and record["data"]["limit"] == 100
+        assert [item["label"] for item in record["items"]] == [f"code={code}"]
+    # the first can be picked again, and the pick stays while its state changes
+    app.selectbox(key="experiments_shown").set_value(first).run()
+    assert not app.exception
+    assert app.selectbox(key="experiments_shown").value == first
+    EXPERIMENTS.stop(first)
+    EXPERIMENTS.stop(second)
+    assert EXPERIMENTS.wait(first, 120) and EXPERIMENTS.wait(second, 120)
+    app.run()
+    assert not app.exception
+    assert app.selectbox(key="experiments_shown").value == first
+    assert "stopped" in app.selectbox(key="experiments_shown").options[-1]
+
+
 @pytest.mark.slow
 def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, monkeypatch):
     monkeypatch.setattr(JOBS.scheduler, "_slots", 1)  # one training slot, as on 2 cores
@@ -231,14 +277,24 @@ def test_the_comparison_of_a_finished_experiment(models):
     assert list(table["run"]) == run_ids
     for column in ("parameters", "compression", "train time (s)", "test PSNR (dB)", "test SSIM"):
         assert table[column].notna().all(), column
+    # 108 images for 1 epoch: no run beats the mean image, and the page says so
+    assert list(table["learned"]) == ["did not learn", "did not learn"]
+    assert table["PSNR vs PCA (dB)"].notna().all()
+    (warning,) = [w.value for w in app.warning if "No run learned" in w.value]
+    assert "not above the mean image's" in warning and "train for more epochs" in warning
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)
     traces = {trace.get("name"): trace for trace in chart["data"]}
     assert {"Pareto front", "runs"} <= set(traces)
-    assert any(key.startswith("PCA") for key in traces)  # one point per code size
-    assert len(next(t for k, t in traces.items() if k.startswith("PCA"))["x"]) == 2
+    assert traces["runs"]["marker"]["symbol"] == ["x", "x"]
+    assert any(name.startswith("did not learn") for name in traces)
     hover = " ".join(traces["runs"]["text"])
     assert "&lt;b&gt;bold&lt;/b&gt;" in hover and "<b>bold" not in hover  # names as plain text
-    assert any("mean image" in str(a.get("text")) for a in chart["layout"]["annotations"])
+    # PCA and the mean image are lines at their PSNR; the axis spans the runs' parameters
+    notes = [str(a.get("text")) for a in chart["layout"]["annotations"]]
+    assert [n.split(":")[0] for n in notes] == ["PCA, 49 values", "PCA, 98 values", "mean image"]
+    params = list(table["parameters"])
+    low, high = chart["layout"]["xaxis"]["range"]
+    assert low < min(params) and max(params) < high < 2 * max(params)
     # the code-size axis puts the PCA points at the code sizes
     app.radio(key="experiments_x").set_value("code_size").run()
     chart = json.loads(app.get("plotly_chart")[0].proto.spec)

@@ -24,7 +24,10 @@ from cae.sweep import (
     MAX_RUNS,
     Axis,
     SweepError,
+    chart_baselines,
+    did_not_learn,
     expand,
+    mark_learning,
     parse_value,
     parse_values,
     parse_vary,
@@ -32,6 +35,7 @@ from cae.sweep import (
     rows_csv,
     variant_request,
     varied_fields,
+    winner_sentence,
 )
 from cae.training import TrainConfig
 from tests.test_cli_train import cli  # this process: TensorFlow is imported once
@@ -279,7 +283,7 @@ def test_pareto_front_and_the_chart():
     ]
     fig = sweep_scatter(
         rows,
-        "params",
+        "code_size",
         [{"label": "mean image", "psnr": 8.0}, {"label": "PCA", "points": [(49, 13.0)]}],
     )
     names = [trace.name for trace in fig.data]
@@ -288,6 +292,105 @@ def test_pareto_front_and_the_chart():
     assert list(runs.customdata) == ["r0", "r1", "r2", "r3", "r4"]
     assert "&lt;b&gt;d0&lt;/b&gt;" in runs.text[0] and "<b>d0" not in runs.text[0]  # plain text
     assert fig.layout.shapes[0].y0 == 8.0  # the mean-image line
+
+
+def test_the_chart_zooms_to_the_runs_with_the_baselines_as_lines():
+    """PCA at its k x D + D stored numbers sat at 39k-78k on the parameters axis, the runs
+    (1.7k-4.1k parameters) crowded into a corner: now PCA is a line at its PSNR, and the axis
+    spans the runs."""
+    rows = [
+        {"params": 1_700, "code_size": 49, "psnr": 18.0, "run_id": "a", "did_not_learn": False},
+        {"params": 4_100, "code_size": 98, "psnr": 21.0, "run_id": "b", "did_not_learn": False},
+        {"params": 1_600, "code_size": 49, "psnr": 8.0, "run_id": "c", "did_not_learn": True},
+    ]
+    lines = chart_baselines({49: 19.8, 98: 23.4}, 11.75, "params")
+    fig = sweep_scatter(rows, "params", lines)
+    low, high = fig.layout.xaxis.range
+    assert 1_300 < low < 1_600 and 4_100 < high < 4_400  # the runs, and a margin
+    assert fig.layout.xaxis.type == "linear"
+    assert [(shape.y0, shape.y1) for shape in fig.layout.shapes] == [
+        (19.8, 19.8),
+        (23.4, 23.4),
+        (11.75, 11.75),
+    ]
+    notes = [annotation.text for annotation in fig.layout.annotations]
+    assert notes == ["PCA, 49 values: 19.80 dB", "PCA, 98 values: 23.40 dB", "mean image: 11.75 dB"]
+    bottom, top = fig.layout.yaxis.range
+    assert bottom < 8.0 and top > 23.4  # every run and every line in view
+    # the run that did not learn: a grey x, said on hover and beside it
+    runs = fig.data[1]
+    assert list(runs.marker.symbol) == ["circle", "circle", "x"]
+    assert "did not learn" in runs.text[2] and "did not learn" not in runs.text[0]
+    words = fig.data[2]
+    assert words.name.startswith("did not learn") and list(words.x) == [1_600]
+    assert words.hoverinfo == "skip"  # a click on the point still reaches the run
+    # the front joins the runs that learned: the smallest, which did not, is no trade-off
+    assert list(fig.data[0].x) == [1_700, 4_100]
+    assert list(runs.marker.color)[2] != list(runs.marker.color)[0]
+    # a single run: a range around it, not a point on an edge
+    one = sweep_scatter(rows[:1], "params", lines)
+    low, high = one.layout.xaxis.range
+    assert low < 1_700 < high
+
+
+def test_chart_baselines_lines_a_band_or_points_at_the_code_size():
+    assert chart_baselines({49: 19.8}, 11.75, "params") == [
+        {"label": "PCA, 49 values", "psnr": 19.8, "kind": "pca"},
+        {"label": "mean image", "psnr": 11.75, "kind": "mean"},
+    ]
+    assert chart_baselines({98: 23.4, 49: 19.8}, None, "code_size") == [
+        {"label": "PCA, as many components as the code", "points": [(49, 19.8), (98, 23.4)]}
+    ]
+    many = {k: 15.0 + k / 49 for k in (49, 98, 147, 196, 245)}
+    (band,) = chart_baselines(many, float("nan"), "params")
+    assert band["label"] == "PCA, 49 to 245 values" and band["band"] == (16.0, 20.0)
+    fig = sweep_scatter([{"params": 10, "psnr": 17.0}], "params", [band])
+    assert (fig.layout.shapes[0].y0, fig.layout.shapes[0].y1) == (16.0, 20.0)
+    assert chart_baselines({}, None) == []
+
+
+def test_a_run_that_does_not_beat_the_mean_image_did_not_learn():
+    assert did_not_learn(8.8, 11.75) and did_not_learn(11.75, 11.75)
+    assert not did_not_learn(11.76, 11.75)
+    assert not did_not_learn(None, 11.75) and not did_not_learn(8.0, None)  # nothing to say
+    assert not did_not_learn(float("nan"), 11.75)
+    rows = [{"psnr": 6.7, "design": "a"}, {"psnr": 17.7, "design": "b"}]
+    marked = mark_learning(rows, 11.75)
+    assert [row["did_not_learn"] for row in marked] == [True, False]
+    assert "did_not_learn" not in rows[0]  # copies
+
+
+def row(design, psnr, code_size=49, params=2_690):
+    return {"design": design, "psnr": psnr, "code_size": code_size, "params": params}
+
+
+def test_the_winner_sentence_names_the_best_run_and_why():
+    pca = {49: 19.8, 98: 23.4}
+    rows = [row("encoder.0.filters=8", 18.2), row("encoder.0.filters=32", 21.9, params=9_000)]
+    assert winner_sentence(rows, pca, 11.75) == (
+        "encoder.0.filters=32: best PSNR, 21.90 dB, +2.1 dB over PCA with the same 49 numbers."
+    )
+    # honest when PCA wins, with the PCA of the best run's own code size
+    rows = [row("code=1", 17.7), row("code=2", 20.1, code_size=98)]
+    assert winner_sentence(rows, pca, 11.75) == (
+        "Best: code=2, 20.10 dB, 3.3 dB below PCA with the same 98 numbers."
+    )
+    assert winner_sentence([row("x", 19.82)], pca, 11.75) == (
+        "x: best PSNR, 19.82 dB, level with PCA with the same 49 numbers."
+    )
+    assert winner_sentence([row("x", 19.0)], {}, None) == (
+        "x: best PSNR, 19.00 dB (no PCA score to compare it with)."
+    )
+    # no run learned: said so, not crowned
+    assert winner_sentence([row("lr=0.1", 8.8), row("lr=1", 6.7)], pca, 11.75) == (
+        "No run learned: the best, lr=0.1, scores 8.80 dB, not above the mean image's 11.75 dB; "
+        "train for more epochs or on more images."
+    )
+    # a tie goes to the smaller design; nothing scored: no sentence
+    tie = [row("big", 20.0, params=5_000), row("small", 20.0, params=1_000)]
+    assert winner_sentence(tie, pca).startswith("small: ")
+    assert winner_sentence([{"design": "x", "psnr": None}], pca) is None
+    assert winner_sentence([], pca) is None
 
 
 def test_rows_csv_has_the_metric_columns():
@@ -300,6 +403,10 @@ def test_rows_csv_has_the_metric_columns():
         and rows[0]["psnr"] == "12.5"
         and rows[0]["ssim"] == ""
     )
+    assert "did_not_learn" not in rows[0]  # unmarked rows (cae sweep's): no such column
+    marked = mark_learning([{"design": "a", "psnr": 8.8}, {"design": "b", "psnr": 17.7}], 11.75)
+    rows = list(csv.DictReader(io.StringIO(rows_csv(marked))))
+    assert [row["did_not_learn"] for row in rows] == ["True", "False"]
 
 
 # ``cae sweep`` of the classic design on 120 bundled images, 1 epoch

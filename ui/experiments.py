@@ -5,7 +5,6 @@ Results, CSV). The sweep logic is ``cae.sweep``; the queue is ``cae.experiments`
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import streamlit as st
@@ -14,13 +13,24 @@ from cae.experiments import EXPERIMENTS, ITEM_DONE
 from cae.metrics import METRICS
 from cae.plots import SWEEP_AXES, sweep_scatter
 from cae.store import RunInfo
-from cae.sweep import result_row, rows_csv
+from cae.sweep import (
+    DID_NOT_LEARN,
+    best_row,
+    chart_baselines,
+    mark_learning,
+    pca_gain,
+    result_row,
+    rows_csv,
+    winner_sentence,
+)
 from cae.text import fmt_seconds, plain_markdown
 from ui.baselines import cached_baselines
 from ui.run_index import all_runs
 from ui.state import owner_id, run_link
 
 SHOWN_KEY = "experiments_shown"  # str: the experiment this tab shows
+STARTED_KEY = "experiments_started"  # str: the experiment just started, shown at the next run
+PICKED_KEY = "experiments_picked"  # str: the experiment picked in the box (its value is a label)
 OPENED_KEY = "experiments_opened"  # the chart selection already sent to Results
 ROW_OPENED_KEY = "experiments_row_opened"  # the table cell already sent to Results
 SEEN_KEY = "experiments_seen_state"  # (id, state, runs done) at the last draw of the progress
@@ -31,6 +41,19 @@ def experiment_label(record: dict[str, Any]) -> str:
     created = str(record.get("created") or "")[:16].replace("T", " ")
     runs = sum(item["state"] != "invalid" for item in record["items"])
     return f"{record['name']} · {created} · {runs} runs · {record['state']}"
+
+
+def experiment_labels(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Each experiment's :func:`experiment_label` by id, in order; labels that would be the same
+    (one name, one minute) end with their id's tail, since the select box tells options apart by
+    label."""
+    labels = {record["id"]: experiment_label(record) for record in records}
+    seen: dict[str, int] = {}
+    for label in labels.values():
+        seen[label] = seen.get(label, 0) + 1
+    return {
+        key: f"{label} · {key[-6:]}" if seen[label] > 1 else label for key, label in labels.items()
+    }
 
 
 def counts(record: dict[str, Any]) -> tuple[int, int]:
@@ -129,40 +152,42 @@ def result_rows(record: dict[str, Any], root: str) -> list[dict[str, Any]]:
 
 
 def baselines(
-    record: dict[str, Any], rows: list[dict[str, Any]], x_key: str, root: str
-) -> list[dict]:
-    """The PCA baseline at each code size of the runs (at its own parameter count, k x D + D, on
-    the parameters axis) and the mean-image baseline, of the experiment's data recipe; none
-    (and a caption why) when they cannot be computed."""
+    record: dict[str, Any], rows: list[dict[str, Any]], root: str
+) -> tuple[dict[int, float], float | None]:
+    """PCA's test PSNR at each code size of the runs, and the mean image's, on the experiment's
+    data recipe; none (and a caption why) when they cannot be computed."""
+    pca: dict[int, float] = {}
+    mean: float | None = None
     try:
         recipe_json = json.dumps(record["data"], sort_keys=True)
-        pixels = math.prod(record["spec"]["input_shape"])
-        sizes = sorted({row["code_size"] for row in rows if row.get("code_size")})
-        pca, mean = [], {}
-        for k in sizes:
+        for k in sorted({row["code_size"] for row in rows if row.get("code_size")}):
             scores = cached_baselines(recipe_json, k, root, owner_id())
-            x = k if x_key == "code_size" else k * pixels + pixels
-            pca.append((x, scores["pca"].get("psnr")))
-            mean = scores["mean_image"]
+            if isinstance(scores["pca"].get("psnr"), (int, float)):
+                pca[k] = float(scores["pca"]["psnr"])
+            mean = scores["mean_image"].get("psnr")
     except (ValueError, OSError, KeyError) as error:
         st.caption(plain_markdown(f"No baselines for this data: {error}"))
-        return []
-    found: list[dict] = []
-    if pca:
-        # on the parameters axis PCA sits at what it stores: k components of D pixels and the mean
-        label = "PCA, as many components as the code" + (
-            " (at its k x D + D stored numbers)" if x_key == "params" else ""
-        )
-        found.append({"label": label, "points": pca})
-    if mean:
-        found.append({"label": "mean image", "psnr": mean.get("psnr")})
-    return found
+        return {}, None
+    return pca, mean
 
 
 def open_on_results(run_ids: list[str]) -> None:
     """Show these runs on Results, side by side (its compare selection), the first active: a
     switch to Results with a link naming them (``ui.state.follow_run_link`` takes it there)."""
     st.switch_page("pages/3_Results.py", query_params=run_link(run_ids))
+
+
+def winner_line(rows: list[dict[str, Any]], pca: dict[int, float], mean: float | None) -> None:
+    """The sentence that names the best run and why (``cae.sweep.winner_sentence``); a warning
+    when no run learned."""
+    sentence = winner_sentence(rows, pca, mean)
+    best = best_row(rows)
+    if sentence is None or best is None:
+        return
+    if best["did_not_learn"]:
+        st.warning(plain_markdown(sentence), icon=":material/warning:")
+    else:
+        st.markdown(f":material/trophy: **{plain_markdown(sentence)}**")
 
 
 def comparison(record: dict[str, Any], root: str) -> None:
@@ -179,8 +204,10 @@ def comparison(record: dict[str, Any], root: str) -> None:
         horizontal=True,
         key="experiments_x",
     )
-    lines = baselines(record, rows, x_key, root)
-    figure = sweep_scatter(rows, x_key, lines)
+    pca, mean = baselines(record, rows, root)
+    rows = mark_learning(rows, mean)
+    winner_line(rows, pca, mean)
+    figure = sweep_scatter(rows, x_key, chart_baselines(pca, mean, x_key))
     event = st.plotly_chart(
         figure,
         key=f"experiments_chart_{record['id']}_{x_key}",
@@ -189,8 +216,10 @@ def comparison(record: dict[str, Any], root: str) -> None:
     )
     st.caption(
         "Each point is a run; the Pareto front joins the runs no other run beats with fewer "
-        f"{SWEEP_AXES[x_key]} and a higher PSNR. Click a point to open that run on Results; "
-        "draw a box or lasso around several to compare them side by side."
+        f"{SWEEP_AXES[x_key]} and a higher PSNR. A run not above the mean image (every input "
+        "answered with the average training image) did not learn, and is left off the front "
+        "when another run learned. Click a point to open that run on Results; draw a box or "
+        "lasso around several to compare them side by side."
     )
     picked = [p.get("customdata") for p in (event.selection.points if event else []) or []]
     picked = [run_id for run_id in picked if isinstance(run_id, str)]
@@ -203,12 +232,14 @@ def comparison(record: dict[str, Any], root: str) -> None:
         {
             "#": row["index"] + 1,
             "design": row["design"],
+            "learned": None if mean is None else (DID_NOT_LEARN if row["did_not_learn"] else "yes"),
             "parameters": row["params"],
             "code": row["code"],
             "code size": row["code_size"],
             "compression": row["compression"],
             "train time (s)": row["train_seconds"],
             **{f"test {metric.label}": row.get(metric.key) for metric in METRICS},
+            "PSNR vs PCA (dB)": pca_gain(row, pca),
             "run": row["run_id"],
         }
         for row in rows
@@ -226,6 +257,11 @@ def comparison(record: dict[str, Any], root: str) -> None:
             "compression": st.column_config.NumberColumn(format="%.1fx"),
             "train time (s)": st.column_config.NumberColumn(format="%.1f"),
             **{key: st.column_config.NumberColumn(format=value) for key, value in formats.items()},
+            "PSNR vs PCA (dB)": st.column_config.NumberColumn(
+                format="%+.2f",
+                help="The run's test PSNR less PCA's with as many components as "
+                "its code has values, on the same data",
+            ),
         },
     )
     st.caption(
