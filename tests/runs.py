@@ -53,7 +53,11 @@ CPU kernels crash training both (TensorFlow 2.21; measured, a SIGSEGV each), so 
 oneDNN off (cae.onednn)."""
 
 
-STEP_NOTICES = ("waiting in the server's queue", "waiting for the server's queue", "running in a worker")
+STEP_NOTICES = (
+    "waiting in the server's queue",
+    "waiting for the server's queue",
+    "running in a worker",
+)
 
 
 def step_notices(app) -> list[str]:

@@ -30,9 +30,7 @@ def queue():
 
 
 @pytest.mark.slow
-def test_a_search_trains_its_trials_in_the_queue_and_prunes_from_their_progress(
-    queue, tmp_path
-):
+def test_a_search_trains_its_trials_in_the_queue_and_prunes_from_their_progress(queue, tmp_path):
     import optuna
 
     from cae.search import open_study, trial_rows
