@@ -13,6 +13,7 @@ from cae.shapes import ShapeError, ShapeReport, compute_shapes, needs_onednn_off
 from cae.spec import MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_NAME_LENGTH, PRESETS, ArchitectureSpec
 from ui.design_editor import (
     MESSAGE_KEY,
+    ask_before_preset,
     fill_lines,
     load_upload,
     on_fix,
@@ -78,6 +79,7 @@ def starting_points() -> None:
         help="Derive the decoder from the encoder: pooling becomes up-sampling, strided "
         "convolutions become transposed ones, and a sigmoid convolution gives the channels.",
     )
+    ask_before_preset()
 
 
 def last_change() -> None:
@@ -190,7 +192,9 @@ def shape_table(spec: ArchitectureSpec, report: ShapeReport) -> None:
         }
         for row in report.rows
     ]
-    st.dataframe(table, hide_index=True, width="stretch", key="arch_table")
+    # a table, not a dataframe: every row whole ("Conv 16 3x3 same relu", its formulas), where
+    # the dataframe's cells cut them ("...same relu") at this width
+    st.table(table, border="horizontal", hide_index=True)
     inputs = report.input_shape[0] * report.input_shape[1] * report.input_shape[2]
     st.caption(
         f"Encoder {report.encoder_params:,} parameters · decoder {report.decoder_params:,} · "
