@@ -119,6 +119,14 @@ def design(data: dict[str, Any], lines: dict[tuple[str, int], Any]) -> dict[str,
     encoder = part_editor("encoder", data, lines)
     st.subheader("Decoder")
     decoder = part_editor("decoder", data, lines)
+    last = decoder[-1] if decoder else {}
+    if last.get("type") == "conv" and list(last.get("kernel", [])) == [1, 3]:
+        st.caption(
+            f"decoder[{len(decoder) - 1}]'s 1x3 kernel (one row, three columns) is the classic "
+            "preset's as the article it comes from chose it: with 'same' padding it keeps the "
+            "image's size as a 3x3 would, mixing each row's neighbours only, with 3 weights per "
+            "channel instead of 9. Try 3x3 and compare the runs."
+        )
     edited = {
         "name": name.strip() or "custom",
         "input_shape": [int(height), int(width), int(channels)],

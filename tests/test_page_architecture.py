@@ -284,3 +284,10 @@ def test_the_design_table_shows_whole_rows(app):
     rows = table_rows(app)
     assert rows[0]["type"] == "Conv 16 3x3 same relu"
     assert not app.dataframe
+
+
+def test_the_classic_presets_one_by_three_kernel_is_explained_where_it_is_shown(app):
+    captions = " ".join(item.value for item in app.caption)
+    assert "decoder[4]'s 1x3 kernel" in captions and "article" in captions
+    load_preset(app, "keras-denoiser")
+    assert "1x3 kernel" not in " ".join(item.value for item in app.caption)
