@@ -29,9 +29,9 @@ MODEBAR_PX = 32  # the chart toolbar's strip at the top right; a title sits belo
 # An image grid's gaps between columns and between rows, as fractions of an image's side.
 GRID_GAPS = (0.08, 0.12)
 # Every button of plotly's toolbar (its modebar, shown on hover at the top right): image figures
-# drop them all, so the toolbar no longer covers the top right image or cell (issue 28); zooming
-# a picture is the chart's full-screen button (Streamlit's, outside the plot) and the grids have
-# PNG downloads of their own.
+# drop them all (issue 28: it covered the top right image); zooming a picture is the chart's
+# full-screen button (Streamlit's, the one left in the toolbar) and the grids have PNG downloads
+# of their own.
 TOOLBAR_BUTTONS = (
     "zoom", "pan", "select", "lasso", "zoomin", "zoomout", "autoscale", "resetscale", "toimage",
     "zoom2d", "pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d",
@@ -40,8 +40,15 @@ TOOLBAR_BUTTONS = (
 
 
 def picture_figure(fig: go.Figure) -> go.Figure:
-    """``fig`` set as a picture: no toolbar over it, no grid or zero lines behind its cells."""
-    fig.update_layout(modebar={"remove": list(TOOLBAR_BUTTONS)}, plot_bgcolor="white")
+    """``fig`` set as a picture: no grid or zero lines behind its cells, and plotly's toolbar
+    without its buttons, above the picture: what is left of it (Streamlit's full-screen button)
+    sits in a top margin of ``MODEBAR_PX``, not over the top right image."""
+    top = fig.layout.margin.t
+    fig.update_layout(
+        modebar={"remove": list(TOOLBAR_BUTTONS)},
+        plot_bgcolor="white",
+        margin={"t": max(MODEBAR_PX, top if top is not None else 0)},
+    )
     fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showgrid=False, zeroline=False)
     return fig

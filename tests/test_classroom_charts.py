@@ -101,5 +101,6 @@ def test_pictures_have_no_grid_lines_and_no_toolbar_over_them():
         assert layout.xaxis.showgrid is False and layout.yaxis.showgrid is False, name
         assert layout.xaxis.zeroline is False and layout.yaxis.zeroline is False, name
         assert {"zoom", "pan", "toImage", "autoScale2d"} <= set(layout.modebar.remove), name
+        assert layout.margin.t >= plots.MODEBAR_PX, name  # what is left sits above the picture
     curves = plots.loss_curves({"run": {"loss": [0.3, 0.2]}})
     assert not curves.layout.modebar.remove
