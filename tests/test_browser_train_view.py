@@ -1,6 +1,7 @@
 """Issue 28 in a real Chromium at 1440x900: browsing every page logs no console error and no
 failed request, and after a click of Train its live view (bar, ETA, loss curves,
-reconstructions) is on the screen without scrolling (one test: one server, Train visited once).
+reconstructions) is on the screen without scrolling, with no plotly toolbar over the
+reconstructions (one test: one server, Train visited once).
 
 Screenshots go to test-artifacts/ (train-view-*.png).
 """
@@ -87,3 +88,14 @@ def test_every_page_browses_cleanly_and_the_live_view_is_in_view_after_train(pag
     for name, box in zip(("bar", "ETA", "curves", "reconstructions"), boxes):
         assert box["height"] > 0 and box["top"] >= 0 and box["bottom"] <= 900, (name, boxes)
     assert [p for p in watcher.problems if p not in probes and "status of 404" not in p] == []
+    # plotly's toolbar appears on hover: over the reconstructions only Streamlit's full-screen
+    # button is left, above the picture; the curves keep their tools
+    chart = page.locator('[class*="st-key-train_preview_"]').first
+    chart.hover()
+    page.wait_for_timeout(400)
+    assert chart.locator(".modebar-btn").count() <= 1
+    toolbar, picture = boxes_at_once(page, chart.locator(".modebar"), chart.locator("svg image"))
+    assert toolbar["bottom"] <= picture["top"], (toolbar, picture)
+    page.locator('[class*="st-key-train_curves_"]').first.hover()
+    page.wait_for_timeout(400)
+    assert page.locator('[class*="st-key-train_curves_"] .modebar-btn').count() > 0
