@@ -93,7 +93,9 @@ def eta_text(job: TrainingJob, progress: Progress) -> tuple[str, str | None]:
         )
     estimate = st.session_state.get(ESTIMATE_KEY)
     if estimate is not None and estimate[0] == job.job_id and estimate[1] is not None:
-        left = max(0.0, estimate[1] - (time.time() - job.created))
+        left = estimate[1] - (time.time() - job.created)
+        if left < 1:  # slower than estimated (a loaded machine): no "≈ 0:00" for long
+            return "measuring…", None
         return f"≈ {fmt_seconds(left)}", (
             "Estimated before the start from this machine's earlier runs; measured from the "
             "second batch on."
@@ -129,7 +131,9 @@ def show_progress(job: TrainingJob) -> None:
     numbers[1].metric(
         "validation loss", "–" if progress.val_loss is None else f"{progress.val_loss:.4f}"
     )
-    measuring = "tracing…" if progress.tracing or state == "starting" else "measuring…"
+    measuring = (
+        "starting…" if state == "starting" else "tracing…" if progress.tracing else "measuring…"
+    )
     numbers[2].metric(
         "images/s",
         (measuring if progress.active else "–")
