@@ -11,6 +11,7 @@ from cae.plots import shape_diagram
 from cae.preflight import ONEDNN_OFF_SLOWDOWN, estimate_memory
 from cae.shapes import ShapeError, ShapeReport, compute_shapes, needs_onednn_off, repairs
 from cae.spec import MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_NAME_LENGTH, PRESETS, ArchitectureSpec
+from cae.text import plain_markdown
 from ui.design_editor import (
     MESSAGE_KEY,
     ask_before_preset,
@@ -189,14 +190,14 @@ def verdict(edited: dict[str, Any]) -> tuple[ArchitectureSpec | None, ShapeRepor
 
 def shape_table(spec: ArchitectureSpec, report: ShapeReport) -> None:
     """Every layer's output shape and parameters with their formulas, and the download."""
-    table = [
+    table = [  # a table's cells are markdown: escaped, or "3*3*1*16" shows as "331*16"
         {
-            "layer": row.location,
-            "type": row.label,
+            "layer": plain_markdown(row.location),
+            "type": plain_markdown(row.label),
             "output": "x".join(str(n) for n in row.output_shape),
             "params": row.params,
-            "shape formula": row.formula,
-            "parameter formula": row.params_formula,
+            "shape formula": plain_markdown(row.formula),
+            "parameter formula": plain_markdown(row.params_formula),
         }
         for row in report.rows
     ]

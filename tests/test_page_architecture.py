@@ -1,11 +1,13 @@
 """AppTest of the Architecture page: edit layers, see shapes change, apply suggested fixes."""
 
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae.spec import ArchitectureSpec, preset
+from cae.text import WORD_JOINER
 from ui.state import SPEC_KEY
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Architecture.py")
@@ -24,8 +26,17 @@ def edit(app, part, index):
 
 
 def table_rows(app):
+    """The design table's rows as they read (its cells are escaped markdown)."""
     frame = app.table[0].value
-    return frame.to_dict("records")
+    return [
+        {
+            key: re.sub(r"\\(.)", r"\1", value).replace(WORD_JOINER, "")
+            if isinstance(value, str)
+            else value
+            for key, value in row.items()
+        }
+        for row in frame.to_dict("records")
+    ]
 
 
 @pytest.fixture
@@ -283,6 +294,8 @@ def test_the_design_table_shows_whole_rows(app):
     """The table's cells were cut ("...same relu") at the page's width: a static table now."""
     rows = table_rows(app)
     assert rows[0]["type"] == "Conv 16 3x3 same relu"
+    assert rows[0]["parameter formula"] == "3*3*1*16 + 16 = 160"  # every sign, once rendered
+    assert "3\\*3\\*1\\*16" in app.table[0].value.to_dict("records")[0]["parameter formula"]
     assert not app.dataframe
 
 
