@@ -183,8 +183,7 @@ def show_estimates(check: Preflight | None, config: TrainConfig) -> None:
     st.markdown(
         f":material/schedule: Estimated time **{fmt_seconds(check.seconds)}** and memory "
         f"about **{size_text(check.memory.total)}**.",
-        help="The memory counts the training process, the model, its optimizer state and a "
-        "batch's activations; a design over the server's budget is refused before it starts.",
+        help=f"The memory counts {check.memory.counts}; {check.memory.describe()}.",
     )
     st.caption(f"The time is based on {check.time.basis}. {where}")
 
