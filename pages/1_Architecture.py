@@ -121,7 +121,7 @@ def design(data: dict[str, Any], lines: dict[tuple[str, int], Any]) -> dict[str,
     st.subheader("Decoder")
     decoder = part_editor("decoder", data, lines)
     last = decoder[-1] if decoder else {}
-    if last.get("type") == "conv" and list(last.get("kernel", [])) == [1, 3]:
+    if last.get("type") == "conv" and last.get("kernel") in ([1, 3], (1, 3)):
         st.caption(
             f"decoder[{len(decoder) - 1}]'s 1x3 kernel (one row, three columns) is the classic "
             "preset's as the article it comes from chose it: with 'same' padding it keeps the "

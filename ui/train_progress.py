@@ -147,7 +147,7 @@ def show_progress(job: TrainingJob) -> None:
     # an ended job without a kept model says why in an alert below; the caption would repeat it
     if (
         progress.message
-        and state != "starting"  # the bar says it
+        and (state != "starting" or where is not None)  # the bar says how it starts
         and (progress.active or state == "finished" or kept or job.run_id)
     ):
         st.caption(plain_markdown(progress.message))
