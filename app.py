@@ -23,6 +23,11 @@ def home() -> None:
         "Every tensor's shape is computed as you type, training shows live progress, and the latent code "
         "can be painted on and decoded on the spot."
     )
+    st.markdown(
+        ":material/flag: **Start here:** open **Train** and press Train (the classic network on "
+        "the bundled digits; it says how long it will take), then paint its code in the "
+        "**Latent Editor**."
+    )
 
     spec = active_spec()
     left, middle, right = st.columns(3)

@@ -40,6 +40,7 @@ MODES = ("set", "add", "erase")
 COVER_THRESHOLD = 0.15  # fraction of a cell's pixels that must be painted for it to count
 MIN_ALPHA = 64  # with a transparent background: alpha at or above this is paint
 UNDO_LIMIT = 100
+SHELF_LIMIT = 8  # the other sources whose edit (code and undo) waits for a switch back
 
 
 def _grid_shape(grid_shape: Sequence[int]) -> tuple[int, int]:
@@ -291,7 +292,8 @@ def _frozen(code: np.ndarray | list[Any], what: str) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class LatentEdit:
-    """The latent editor's state: the code being edited, where it came from, its undo list.
+    """The latent editor's state: the code being edited, where it came from, its undo list, and
+    the edits of the sources left for it (a switch back resumes them).
 
     Every user action is a method that returns the new state (this one is never changed); the new
     state's ``changed`` and ``last`` say what the action changed. ``to_dict``/``from_dict`` turn it
@@ -313,6 +315,9 @@ class LatentEdit:
     table_version: int = 0  # bumped when the number table must show new values (a new widget key)
     decodes: int = 0  # how many times this session decoded a code (the status line counts them)
     undo_limit: int = UNDO_LIMIT  # undo keeps this many codes; the oldest go first
+    # The edits of the sources left for this one, oldest first, at most SHELF_LIMIT: (origin,
+    # {"source", "code", "undo"} as plain data); a switch back to one of them resumes it.
+    shelf: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def __post_init__(self) -> None:
         """Check that the code, its source and the channel fit together."""
@@ -331,6 +336,9 @@ class LatentEdit:
         object.__setattr__(self, "code", code)
         object.__setattr__(self, "undo", tuple(self.undo)[-int(self.undo_limit) :])
         object.__setattr__(self, "changed", tuple((int(r), int(c)) for r, c in self.changed))
+        object.__setattr__(
+            self, "shelf", tuple((str(o), dict(e)) for o, e in self.shelf)[-SHELF_LIMIT:]
+        )
 
     # ------------------------------------------------------------------ starting points
 
@@ -361,20 +369,44 @@ class LatentEdit:
         return previous if previous.origin == origin else previous.change_source(code, origin)
 
     def change_source(self, code: np.ndarray | list[Any], origin: str) -> LatentEdit:
-        """A fresh edit of another code: undo is cleared, the canvas and table start anew, the
-        channel and the decode count carry on (a channel the new code lacks falls back to 0)."""
-        channels = _check_code(code, "code").shape[-1]
+        """Another source: its own edit, code and undo, where this session edited it before
+        (the last ``SHELF_LIMIT`` sources left are kept, this one among them from now on), else a
+        fresh edit of ``code``; the canvas and table start anew, the channel and the decode count
+        carry on (a channel the new code lacks falls back to 0)."""
+        new_source = _check_code(code, "code")
+        channels = new_source.shape[-1]
+        origin = str(origin)
+        shelf = [(o, e) for o, e in self.shelf if o != origin]
+        if origin != self.origin:
+            left = {"source": to_plain(self.source), "code": to_plain(self.code)}
+            shelf.append((self.origin, {**left, "undo": list(self.undo)}))
+        found = dict(self.shelf).get(origin)
+        resumed = None
+        if found is not None:
+            try:
+                kept_source = _check_code(from_plain(found["source"]), "source")
+                kept_code = _check_code(from_plain(found["code"]), "code")
+            except (KeyError, TypeError, ValueError):
+                kept_source = kept_code = None
+            if (
+                kept_source is not None
+                and kept_source.shape == new_source.shape
+                and np.allclose(kept_source, new_source)  # the same code: the edit still holds
+            ):
+                resumed = (kept_code, tuple(found.get("undo", ())))
+        code_now, undo = resumed if resumed is not None else (code, ())
         return replace(
             self,
-            origin=str(origin),
+            origin=origin,
             source=code,
-            code=code,
-            undo=(),
+            code=code_now,
+            undo=undo,
             channel=self.channel if self.channel < channels else 0,
             changed=(),
-            last="",
+            last="back to this code: its edits and undo kept" if resumed and undo else "",
             canvas_version=self.canvas_version + 1,
             table_version=self.table_version + 1,
+            shelf=tuple(shelf),
         )
 
     # ------------------------------------------------------------------ user actions
@@ -479,6 +511,7 @@ class LatentEdit:
             "table_version": self.table_version,
             "decodes": self.decodes,
             "undo_limit": self.undo_limit,
+            "shelf": [[origin, dict(edit)] for origin, edit in self.shelf],
         }
 
     @classmethod
@@ -500,6 +533,13 @@ class LatentEdit:
             table_version=int(data.get("table_version", 0)),
             decodes=int(data.get("decodes", 0)),
             undo_limit=int(data.get("undo_limit", UNDO_LIMIT)),
+            shelf=tuple(
+                (str(entry[0]), dict(entry[1]))
+                for entry in data.get("shelf", ())
+                if isinstance(entry, (list, tuple))
+                and len(entry) == 2
+                and isinstance(entry[1], Mapping)
+            ),
         )
 
 

@@ -28,6 +28,30 @@ INPUT_COLOUR = "#6B7280"
 MODEBAR_PX = 32  # the chart toolbar's strip at the top right; a title sits below it
 # An image grid's gaps between columns and between rows, as fractions of an image's side.
 GRID_GAPS = (0.08, 0.12)
+# Every button of plotly's toolbar (its modebar, shown on hover at the top right): image figures
+# drop them all (issue 28: it covered the top right image); zooming a picture is the chart's
+# full-screen button (Streamlit's, the one left in the toolbar) and the grids have PNG downloads
+# of their own.
+TOOLBAR_BUTTONS = (
+    "zoom", "pan", "select", "lasso", "zoomin", "zoomout", "autoscale", "resetscale", "toimage",
+    "zoom2d", "pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d",
+    "resetScale2d", "toImage", "hoverclosest", "hovercompare", "togglehover", "togglespikelines",
+)  # fmt: skip
+
+
+def picture_figure(fig: go.Figure) -> go.Figure:
+    """``fig`` set as a picture: no grid or zero lines behind its cells, and plotly's toolbar
+    without its buttons, above the picture: what is left of it (Streamlit's full-screen button)
+    sits in a top margin of ``MODEBAR_PX``, not over the top right image."""
+    top = fig.layout.margin.t
+    fig.update_layout(
+        modebar={"remove": list(TOOLBAR_BUTTONS)},
+        plot_bgcolor="white",
+        margin={"t": max(MODEBAR_PX, top if top is not None else 0)},
+    )
+    fig.update_xaxes(showgrid=False, zeroline=False)
+    fig.update_yaxes(showgrid=False, zeroline=False)
+    return fig
 
 
 def _title(fig: go.Figure, text: str, top: int = 10) -> None:
@@ -194,16 +218,17 @@ def image_grid(
                 yanchor="bottom",
             )
         )
-    return go.Figure(
-        data=[go.Image(source=source, hoverinfo="skip")],
-        layout=dict(
-            annotations=notes,
-            xaxis={"visible": False},
-            yaxis={"visible": False},
-            height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
-            margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
-            plot_bgcolor="white",
-        ),
+    return picture_figure(
+        go.Figure(
+            data=[go.Image(source=source, hoverinfo="skip")],
+            layout=dict(
+                annotations=notes,
+                xaxis={"visible": False},
+                yaxis={"visible": False},
+                height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
+                margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
+            ),
+        )
     )
 
 
@@ -298,7 +323,8 @@ def heatmap(
     zmid: float | None = None,
 ) -> go.Figure:
     """One 2-D array (or (H, W, 1)) as a heatmap with the first row on top and square cells, on
-    the app's sequential scale (``cae.colours``) unless ``colorscale`` says otherwise."""
+    the app's sequential scale (``cae.colours``) unless ``colorscale`` says otherwise; a picture
+    (:func:`picture_figure`: no grid lines behind the cells, no toolbar over them)."""
     import plotly.graph_objects as go
 
     z = np.asarray(values)
@@ -315,7 +341,7 @@ def heatmap(
     fig.update_layout(height=300, margin={"l": 5, "r": 5, "t": 5, "b": 5})
     if title:
         _title(fig, title)
-    return fig
+    return picture_figure(fig)
 
 
 def error_heatmap(errors: np.ndarray, title: str) -> go.Figure:

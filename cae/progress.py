@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,46 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STATES = ("starting", "running", "stopping", "stopped", "finished", "failed")
 REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each epoch end)
+# images/s and the ETA are measured over this many of the last completed epochs (and the one
+# under way): one epoch's own rate jumped 2x from epoch to epoch on this shared machine (issue 28).
+SMOOTHING_EPOCHS = 5
+TRACING_TEXT = "tracing the first batch (TensorFlow compiles the training step)"
+
+
+class EpochWindow:
+    """Amounts and seconds of the last ``size`` completed epochs, summed: their rate is the
+    total amount over the total time, so one slow or fast epoch moves it by a share of its
+    time, not 2x as its own rate would."""
+
+    def __init__(self, size: int = SMOOTHING_EPOCHS) -> None:
+        """A window over the last ``size`` epochs (at least 1)."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer. Received: size={size!r}")
+        self.epochs: deque[tuple[float, float]] = deque(maxlen=size)
+
+    def add(self, amount: float, seconds: float) -> None:
+        """Record one completed epoch's ``amount`` (images, or 1 epoch) done in ``seconds``."""
+        if seconds > 0 and amount >= 0:
+            self.epochs.append((float(amount), float(seconds)))
+
+    def clear(self) -> None:
+        """Forget every epoch."""
+        self.epochs.clear()
+
+    def rate(self, amount: float = 0.0, seconds: float = 0.0) -> float | None:
+        """Amount per second over the window plus the epoch under way (``amount`` done so far in
+        ``seconds``); None before anything was measured."""
+        total_amount = sum(a for a, _ in self.epochs) + max(0.0, amount)
+        total_seconds = sum(s for _, s in self.epochs) + max(0.0, seconds)
+        if total_seconds <= 0 or total_amount <= 0:
+            return None
+        return total_amount / total_seconds
+
+    def seconds_per(self) -> float | None:
+        """Mean seconds per unit of amount over the window alone (an epoch's wall time when each
+        amount is 1); None when empty."""
+        rate = self.rate()
+        return None if rate is None else 1.0 / rate
 
 
 @dataclass
@@ -65,6 +106,32 @@ class Progress:
     def active(self) -> bool:
         """True while training has not ended."""
         return self.state in ("starting", "running", "stopping")
+
+    @property
+    def tracing(self) -> bool:
+        """True while the first batch runs: TensorFlow traces and compiles the training step."""
+        return self.state == "running" and self.epoch == 0 and self.batch == 0
+
+    def status(self) -> str:
+        """What the run is doing, in words, for a progress bar: the start's steps ("Building the
+        model…", "Epoch 1/5 · tracing the first batch…") before the batch counts."""
+        epochs = self.epochs
+        if self.state == "starting":
+            return (self.message.rstrip(". ") or "Starting") + "…"
+        if self.state == "stopping":
+            return "Stopping after this batch…"
+        if self.state == "running" and epochs and self.epoch >= epochs:
+            return f"All {epochs} epochs done · {self.message or 'finishing'}"
+        if self.tracing:
+            return f"Epoch 1/{epochs} · {TRACING_TEXT}…"
+        if self.state == "running":
+            return (
+                f"Epoch {min(self.epoch + 1, epochs)}/{epochs} · "
+                f"batch {self.batch}/{self.batches_per_epoch or '?'}"
+            )
+        if self.state == "finished":
+            return f"Finished {self.epoch} epoch(s)"
+        return f"{self.state.capitalize()} after {self.epoch} epoch(s)"
 
     def copy(self) -> Progress:
         """A copy whose history lists can be changed freely (preview arrays are read-only)."""
@@ -107,9 +174,11 @@ class TrainingMonitor:
         preview_function: Callable[[Any], Any] | None = None,
         terms: tuple[str, ...] = (),
         events: EventLog | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """A monitor of ``model`` training ``epochs`` epochs over ``num_train`` images (those one
-        epoch uses) in batches of ``batch_size``; ``started`` is the run's ``perf_counter()``."""
+        epoch uses) in batches of ``batch_size``; ``started`` is the run's ``clock()`` (by default
+        ``perf_counter()``)."""
         self.model = model
         self.epochs = epochs
         self.batch_size = batch_size
@@ -118,7 +187,8 @@ class TrainingMonitor:
         self.sink = sink
         self.should_stop = should_stop
         self.report_interval = report_interval
-        self.started = time.perf_counter() if started is None else started
+        self.clock = clock
+        self.started = clock() if started is None else started
         self.patience = patience
         self.validation = validation  # a tf.data pipeline, evaluated at each epoch end
         self.preview = preview
@@ -152,7 +222,9 @@ class TrainingMonitor:
         self.last_report = -math.inf
         self.epoch_start = self.started
         self.mark: tuple[float, int] | None = None  # (time, batches) after the first batch
-        self.images_per_second: float | None = None
+        self.images_per_second: float | None = None  # over the window and the epoch under way
+        self.rates = EpochWindow()  # (images, seconds) of training, from each first batch's end
+        self.walls = EpochWindow()  # (1, seconds) per epoch, all included (validation, preview)
 
     def keras_callback(self) -> keras.callbacks.Callback:
         """The Keras callback that calls this monitor's hooks, for ``model.fit(callbacks=...)``."""
@@ -170,7 +242,7 @@ class TrainingMonitor:
         self, state: str, message: str = "", now: float | None = None, *, live: bool = True
     ) -> None:
         """Send the sink a snapshot; ``live=False`` after training (no rate update, no ETA)."""
-        now = time.perf_counter() if now is None else now
+        now = self.clock() if now is None else now
         self.last_report = now
         if self.sink is None:
             return
@@ -198,18 +270,47 @@ class TrainingMonitor:
         )
 
     def _measure(self, now: float, *, epoch_end: bool = False) -> None:
-        """Images per second in this epoch, from its first batch's end on: that batch holds
-        the tracing (first epoch) or the input pipeline's start (measured here: a rate 40x
-        too low for a moment at every epoch start), so until a second batch ends the last
-        epoch's rate stands. An epoch of one batch is measured whole at its end."""
+        """Images per second over the last ``SMOOTHING_EPOCHS`` epochs and this one, each measured
+        from its first batch's end on: that batch holds the tracing (first epoch) or the input
+        pipeline's start (a rate 40x too low for a moment at every epoch start). An epoch of one
+        batch is measured whole at its end."""
+        images, seconds = self._epoch_so_far(now, epoch_end=epoch_end)
+        rate = self.rates.rate(images, seconds)
+        if rate is not None:
+            self.images_per_second = rate
+
+    def _epoch_so_far(self, now: float, *, epoch_end: bool = False) -> tuple[float, float]:
+        """(images, seconds) of the epoch under way, from its first batch's end."""
         if self.mark is not None and self.batch_done > self.mark[1] and now > self.mark[0]:
-            done, seconds = self.batch_done - self.mark[1], now - self.mark[0]
-            self.images_per_second = done * self.batch_size / seconds
-        elif epoch_end and self.completed > 0 and self.batch_done > 0 and now > self.epoch_start:
-            images = min(self.batch_done * self.batch_size, self.num_train)
-            self.images_per_second = images / (now - self.epoch_start)
+            return (self.batch_done - self.mark[1]) * self.batch_size, now - self.mark[0]
+        if epoch_end and self.batch_done > 0 and now > self.epoch_start:
+            return min(self.batch_done * self.batch_size, self.num_train), now - self.epoch_start
+        return 0.0, 0.0
+
+    def _end_epoch_timing(self, images: float, seconds: float, now: float) -> None:
+        """Record the epoch that ended: its training rate (``images`` in ``seconds``, up to the
+        end of its last batch) and its whole time (validation, preview and events included) for
+        the ETA. The first epoch's time stands without its first batch, which held the tracing:
+        that batch counts at the epoch's own rate instead; once a second epoch has ended, the
+        first leaves both windows (it also traced validation and the preview: measured here
+        under load, 7 s against the next epochs' 0.8 s)."""
+        if self.completed == 2:
+            self.rates.clear()
+            self.walls.clear()
+        self.rates.add(images, seconds)
+        wall = now - self.epoch_start
+        if self.completed == 1 and self.mark is not None and images and seconds:
+            wall = now - self.mark[0] + self.mark[1] * self.batch_size * seconds / images
+        self.walls.add(1, wall)
 
     def _eta(self) -> float | None:
+        """Seconds left: the epochs left times the mean epoch time of the window; in the first
+        epoch, the images left at the measured rate."""
+        within = self.batch_done / self.batches_per_epoch if self.batches_per_epoch else 0.0
+        epochs_left = max(0.0, self.epochs - self.completed - min(within, 1.0))
+        per_epoch = self.walls.seconds_per()
+        if per_epoch is not None:
+            return epochs_left * per_epoch
         rate = self.images_per_second
         if not rate:
             return None
@@ -241,12 +342,12 @@ class TrainingMonitor:
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         """Start the epoch's batch count and rate measurement."""
         self.batch_done = 0
-        self.epoch_start = time.perf_counter()
+        self.epoch_start = self.clock()
         self.mark = None
 
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         """After each batch: NaN/inf check, stop flag, a throttled report."""
-        now = time.perf_counter()
+        now = self.clock()
         self.batch_done = int(batch) + 1
         if self.mark is None:
             self.mark = (now, self.batch_done)
@@ -277,7 +378,8 @@ class TrainingMonitor:
         if not math.isfinite(loss):
             self._fail("loss", loss)
             return
-        self._measure(time.perf_counter(), epoch_end=True)  # training speed, before validation
+        # the training speed, measured before validation
+        trained = self._epoch_so_far(self.clock(), epoch_end=True)
         val = None
         if self.validation is not None:
             import keras
@@ -310,6 +412,7 @@ class TrainingMonitor:
         if self.preview is not None:
             self._reconstruct_preview()
         message = f"Epoch {self.completed}/{self.epochs} done."
+        self._end_epoch_timing(*trained, self.clock())
         if self.patience is not None and val is not None:
             if val < self.best_val:
                 self.best_val, self.best_epoch, self.wait = val, self.completed, 0

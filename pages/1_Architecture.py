@@ -11,8 +11,10 @@ from cae.plots import shape_diagram
 from cae.preflight import ONEDNN_OFF_SLOWDOWN, estimate_memory
 from cae.shapes import ShapeError, ShapeReport, compute_shapes, needs_onednn_off, repairs
 from cae.spec import MAX_CHANNELS, MAX_IMAGE_SIDE, MAX_NAME_LENGTH, PRESETS, ArchitectureSpec
+from cae.text import plain_markdown
 from ui.design_editor import (
     MESSAGE_KEY,
+    ask_before_preset,
     fill_lines,
     load_upload,
     on_fix,
@@ -78,6 +80,7 @@ def starting_points() -> None:
         help="Derive the decoder from the encoder: pooling becomes up-sampling, strided "
         "convolutions become transposed ones, and a sigmoid convolution gives the channels.",
     )
+    ask_before_preset()
 
 
 def last_change() -> None:
@@ -117,6 +120,14 @@ def design(data: dict[str, Any], lines: dict[tuple[str, int], Any]) -> dict[str,
     encoder = part_editor("encoder", data, lines)
     st.subheader("Decoder")
     decoder = part_editor("decoder", data, lines)
+    last = decoder[-1] if decoder else {}
+    if last.get("type") == "conv" and last.get("kernel") in ([1, 3], (1, 3)):
+        st.caption(
+            f"decoder[{len(decoder) - 1}]'s 1x3 kernel (one row, three columns) is the classic "
+            "preset's as the article it comes from chose it: with 'same' padding it keeps the "
+            "image's size as a 3x3 would, mixing each row's neighbours only, with 3 weights per "
+            "channel instead of 9. Try 3x3 and compare the runs."
+        )
     edited = {
         "name": name.strip() or "custom",
         "input_shape": [int(height), int(width), int(channels)],
@@ -179,18 +190,20 @@ def verdict(edited: dict[str, Any]) -> tuple[ArchitectureSpec | None, ShapeRepor
 
 def shape_table(spec: ArchitectureSpec, report: ShapeReport) -> None:
     """Every layer's output shape and parameters with their formulas, and the download."""
-    table = [
+    table = [  # a table's cells are markdown: escaped, or "3*3*1*16" shows as "331*16"
         {
-            "layer": row.location,
-            "type": row.label,
+            "layer": plain_markdown(row.location),
+            "type": plain_markdown(row.label),
             "output": "x".join(str(n) for n in row.output_shape),
             "params": row.params,
-            "shape formula": row.formula,
-            "parameter formula": row.params_formula,
+            "shape formula": plain_markdown(row.formula),
+            "parameter formula": plain_markdown(row.params_formula),
         }
         for row in report.rows
     ]
-    st.dataframe(table, hide_index=True, width="stretch", key="arch_table")
+    # a table, not a dataframe: every row whole ("Conv 16 3x3 same relu", its formulas), where
+    # the dataframe's cells cut them ("...same relu") at this width
+    st.table(table, border="horizontal", hide_index=True)
     inputs = report.input_shape[0] * report.input_shape[1] * report.input_shape[2]
     st.caption(
         f"Encoder {report.encoder_params:,} parameters · decoder {report.decoder_params:,} · "

@@ -30,7 +30,7 @@ from ui.state import (
     set_active_spec,
     take_control,
 )
-from ui.train_progress import SEEN_CONTROL, live_view
+from ui.train_progress import ESTIMATE_KEY, SCROLL_KEY, SEEN_CONTROL, live_view
 from ui.train_settings import default_epochs, seed_field, training_settings
 from ui.unsaved import unsaved_runs
 
@@ -170,22 +170,34 @@ def check_training(
     return check
 
 
-def estimates_caption(check: Preflight | None) -> str:
-    """The training's estimated time and memory, in words, when the check passed."""
-    if check is None or not check.ok or check.time is None or check.memory is None:
-        return ""
-    return (
-        f" Estimated time {fmt_seconds(check.seconds)} and memory about "
-        f"{size_text(check.memory.total)} (the time is based on {check.time.basis})."
+def show_estimates(check: Preflight | None, config: TrainConfig) -> None:
+    """What the training will take, beside the Train button: the preflight's time (fitted to
+    this machine's earlier runs, saying so) and memory, when the checks pass."""
+    where = (
+        f"Images are seen {config.epochs} times in batches of {config.batch_size}; training runs "
+        "in the background, so you can visit other pages meanwhile and come back."
     )
+    if check is None or not check.ok or check.time is None or check.memory is None:
+        st.caption(where)
+        return
+    st.markdown(
+        f":material/schedule: Estimated time **{fmt_seconds(check.seconds)}** and memory "
+        f"about **{size_text(check.memory.total)}**.",
+        help=f"The memory counts {check.memory.counts}; {check.memory.describe()}.",
+    )
+    st.caption(f"The time is based on {check.time.basis}. {where}")
 
 
 def start_training(
-    request: Callable[[], TrainRequest], state: JobState, *, discard_unsaved: bool
+    request: Callable[[], TrainRequest],
+    state: JobState,
+    *,
+    discard_unsaved: bool,
+    estimate: float | None = None,
 ) -> None:
     """Start the training ``request()`` makes; this tab controls it. The last job's unsaved
     epochs are discarded only with ``discard_unsaved`` (the user said so); otherwise the page
-    asks first."""
+    asks first. ``estimate`` (seconds) stands for the ETA until the run has measured its speed."""
     try:
         new_job = JOBS.start(
             owner_id(), request(), root=runs_root(), discard_unsaved=discard_unsaved
@@ -199,12 +211,19 @@ def start_training(
         st.error(f"Training could not start: {plain_markdown(str(error))}", icon=":material/error:")
     else:
         take_control(owner_id(), new_job.job_id)
+        st.session_state[ESTIMATE_KEY] = (new_job.job_id, estimate)
+        st.session_state[SCROLL_KEY] = new_job.job_id
         st.session_state.pop("train_seen_done", None)
         st.session_state.pop(DISCARD_ASK, None)
         st.rerun()
 
 
-def start_or_ask(start: bool, request: Callable[[], TrainRequest] | None, state: JobState) -> None:
+def start_or_ask(
+    start: bool,
+    request: Callable[[], TrainRequest] | None,
+    state: JobState,
+    estimate: float | None = None,
+) -> None:
     """A click of Train starts the training, or first asks before the last job's kept, unsaved
     epochs are discarded (``Discard them and train``); a tab that does not control them is told.
     Without a ``request`` (no valid design) nothing starts."""
@@ -213,7 +232,7 @@ def start_or_ask(start: bool, request: Callable[[], TrainRequest] | None, state:
         if state.unsaved and job is not None:
             st.session_state[DISCARD_ASK] = job.job_id  # ask first (below)
         else:
-            start_training(request, state, discard_unsaved=False)
+            start_training(request, state, discard_unsaved=False, estimate=estimate)
     if request is not None and job is not None and state.unsaved and state.in_control:
         if st.session_state.get(DISCARD_ASK) == job.job_id:
             st.warning(
@@ -224,7 +243,7 @@ def start_or_ask(start: bool, request: Callable[[], TrainRequest] | None, state:
             )
             go, keep = st.columns(2)
             if go.button("Discard them and train", key="train_discard_confirm", type="primary"):
-                start_training(request, state, discard_unsaved=True)
+                start_training(request, state, discard_unsaved=True, estimate=estimate)
             if keep.button("Keep them", key="train_discard_cancel"):
                 st.session_state.pop(DISCARD_ASK, None)
                 st.rerun()
@@ -243,6 +262,9 @@ def main() -> None:
     st.title("Train")
     state = job_state()
     job = state.job
+    # This tab's training, on top: after a click of Train its bar, numbers, curves and
+    # reconstructions are in view without scrolling (issue 28); the form follows.
+    live = st.container(key="train_live")
     spec = active_spec()
     design_column, data_column = st.columns(2, gap="large")
     with design_column:
@@ -278,6 +300,8 @@ def main() -> None:
         icon=":material/play_arrow:",
         width="stretch",
     )
+    if not state.running:
+        show_estimates(check, config)
     share_data(data, seed)
 
     def request() -> TrainRequest:
@@ -288,15 +312,10 @@ def main() -> None:
             name=clean_name(run_name) or default_name,
         )
 
-    start_or_ask(start, request if spec is not None else None, state)
-    st.divider()
-    live_view(
-        f"Images are seen {config.epochs} times in batches of {config.batch_size}; training runs "
-        "in the background, so you can visit other pages meanwhile and come back."
-        + estimates_caption(check),
-        running=state.running,
-        in_control=state.in_control,
-    )
+    estimate = check.seconds if check is not None else None
+    start_or_ask(start, request if spec is not None else None, state, estimate)
+    with live:
+        live_view(running=state.running, in_control=state.in_control)
     unsaved_runs(
         runs_root(), exclude=JOBS.staged_paths()
     )  # only runs no live job holds: a tab controls those

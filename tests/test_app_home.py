@@ -112,3 +112,11 @@ def test_train_names_a_run_by_design_data_and_counter_and_warns_of_a_taken_name(
     app.text_input(key="train_name").set_value("classic-fashion-mnist-1").run()  # a default
     app.run()
     assert app.text_input(key="train_name").value == "classic-edited-fashion-mnist-1"
+
+
+def test_home_says_where_to_start_in_one_line():
+    """Issue 28: a new user read the whole page before knowing where to begin."""
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not app.exception
+    (line,) = [m.value for m in app.markdown if "Start here" in m.value]
+    assert "**Train**" in line and "\n" not in line

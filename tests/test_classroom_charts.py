@@ -85,3 +85,22 @@ def test_titles_sit_below_the_toolbar_strip():
         title = fig.layout.title
         assert title.yref == "paper" and title.y == 1 and title.yanchor == "bottom"
         assert fig.layout.margin.t >= plots.MODEBAR_PX + 20
+
+
+def test_pictures_have_no_grid_lines_and_no_toolbar_over_them():
+    """Issue 28: grid lines ran behind heatmaps and kernel strips, and plotly's toolbar covered
+    the top right image on hover. Pictures now drop both; a chart (loss curves) keeps its tools."""
+    pictures = {
+        "heatmap": plots.heatmap(np.zeros((3, 3))),
+        "kernels": plots.kernel_map(np.ones((4, 9))),
+        "errors": plots.error_heatmap(np.ones((2, 2)), "error"),
+        "grid": plots.image_grid([np.zeros((2, 4, 4, 1))], ["original"]),
+    }
+    for name, figure in pictures.items():
+        layout = figure.layout
+        assert layout.xaxis.showgrid is False and layout.yaxis.showgrid is False, name
+        assert layout.xaxis.zeroline is False and layout.yaxis.zeroline is False, name
+        assert {"zoom", "pan", "toImage", "autoScale2d"} <= set(layout.modebar.remove), name
+        assert layout.margin.t >= plots.MODEBAR_PX, name  # what is left sits above the picture
+    curves = plots.loss_curves({"run": {"loss": [0.3, 0.2]}})
+    assert not curves.layout.modebar.remove

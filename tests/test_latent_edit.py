@@ -334,3 +334,36 @@ def test_the_state_is_plain_data_both_ways():
         le.LatentEdit.from_dict({"code": data["code"]})
     with pytest.raises(ValueError, match=r"source.shape=\(7, 7, 1\)"):
         le.LatentEdit(origin="x", source=np.zeros((7, 7, 1)), code=np.zeros((7, 7, 2)))
+
+
+def test_switching_sources_keeps_each_sources_edit_and_undo():
+    """Issue 28: switching the source (a test image, the mean code...) and back lost the edits
+    and the undo history of the first. Each source left keeps them, through the page's plain
+    data too, up to SHELF_LIMIT sources; a source whose code changed starts afresh."""
+    import json
+
+    edit, source = started()
+    edit = edit.set_cell(0, 0, 3.0).set_cell(1, 1, 2.0)  # two edits of test image 3
+    mean = np.full((7, 7, 2), 0.5, np.float32)
+    on_mean = edit.change_source(mean, "run-1|t0|mean").set_cell(2, 2, -1.0)
+    assert not np.array_equal(on_mean.code, edit.code) and len(on_mean.undo) == 1
+    # back to the first source, through the plain data the page keeps (resume)
+    saved = json.loads(json.dumps(on_mean.to_dict()))
+    back = le.LatentEdit.resume(saved, source, edit.origin)
+    assert np.array_equal(back.code, edit.code) and len(back.undo) == 2
+    assert "undo kept" in back.last
+    assert np.array_equal(back.undo_last().undo_last().code, source)
+    again = back.change_source(mean, "run-1|t0|mean")  # and the mean's edit is still there
+    assert np.array_equal(again.code, on_mean.code) and len(again.undo) == 1
+    assert np.array_equal(again.undo_last().code, mean)
+    # a source whose code is not the one edited before (another run under that name): afresh
+    changed = again.change_source(source + 1, edit.origin)
+    assert np.array_equal(changed.code, source + 1) and not changed.undo
+    # bounded: the oldest sources left go first
+    many = edit
+    for k in range(le.SHELF_LIMIT + 2):
+        many = many.change_source(source + k, f"other:{k}").set_cell(0, 0, 100.0 + k)
+    assert len(many.shelf) == le.SHELF_LIMIT
+    assert not many.change_source(source, edit.origin).undo  # test image 3 left too long ago
+    resumed = many.change_source(source + 3, "other:3")
+    assert resumed.code[0, 0, 0] == 103.0 and len(resumed.undo) == 1

@@ -1,11 +1,13 @@
 """AppTest of the Architecture page: edit layers, see shapes change, apply suggested fixes."""
 
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cae.spec import ArchitectureSpec, preset
+from cae.text import WORD_JOINER
 from ui.state import SPEC_KEY
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Architecture.py")
@@ -24,8 +26,17 @@ def edit(app, part, index):
 
 
 def table_rows(app):
-    frame = app.dataframe[0].value
-    return frame.to_dict("records")
+    """The design table's rows as they read (its cells are escaped markdown)."""
+    frame = app.table[0].value
+    return [
+        {
+            key: re.sub(r"\\(.)", r"\1", value).replace(WORD_JOINER, "")
+            if isinstance(value, str)
+            else value
+            for key, value in row.items()
+        }
+        for row in frame.to_dict("records")
+    ]
 
 
 @pytest.fixture
@@ -125,10 +136,14 @@ def test_explanations_use_the_users_numbers(app):
     assert "ceil(28 / 2) = 14" in texts
 
 
-def load_preset(app, name):
+def load_preset(app, name, *, confirm=True):
+    """Load a preset; over an edited design, say yes to the question (unless not ``confirm``)."""
     app.selectbox(key="arch_preset").set_value(name).run()
     app.button(key="arch_load_preset").click().run()
     assert not app.exception
+    if confirm and any(button.key == "arch_preset_confirm" for button in app.button):
+        app.button(key="arch_preset_confirm").click().run()
+        assert not app.exception
 
 
 def test_dilation_shows_the_kernel_span(app):
@@ -251,3 +266,41 @@ def test_a_strided_one_tap_kernel_is_accepted_and_said_to_train_slower(app):
     assert "oneDNN operations off" in captions
     load_preset(app, "classic")
     assert "oneDNN" not in " ".join(item.value for item in app.caption)
+
+
+def test_load_preset_asks_before_it_throws_edits_away(app):
+    """Issue 28: Load preset replaced an edited design at once. A preset as shipped is replaced
+    without a question; an edited one only after "Replace it", and "Keep editing" keeps it."""
+    edit(app, "encoder", 0)
+    widget(app.number_input, "arch_encoder_0_filters").set_value(24).run()
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].filters == 24
+    load_preset(app, "deep", confirm=False)
+    assert any("replaces your design" in item.value for item in app.warning)
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].filters == 24
+    app.button(key="arch_preset_cancel").click().run()
+    assert not app.warning and not app.exception
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]).encoder[0].filters == 24
+    load_preset(app, "deep", confirm=False)
+    app.button(key="arch_preset_confirm").click().run()
+    assert not app.exception and not app.warning
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]) == preset("deep")
+    assert any("Loaded the deep preset." in item.value for item in app.success)
+    load_preset(app, "classic")  # deep as shipped: nothing to lose, no question
+    assert not app.warning
+    assert ArchitectureSpec.from_dict(app.session_state[SPEC_KEY]) == preset("classic")
+
+
+def test_the_design_table_shows_whole_rows(app):
+    """The table's cells were cut ("...same relu") at the page's width: a static table now."""
+    rows = table_rows(app)
+    assert rows[0]["type"] == "Conv 16 3x3 same relu"
+    assert rows[0]["parameter formula"] == "3*3*1*16 + 16 = 160"  # every sign, once rendered
+    assert "3\\*3\\*1\\*16" in app.table[0].value.to_dict("records")[0]["parameter formula"]
+    assert not app.dataframe
+
+
+def test_the_classic_presets_one_by_three_kernel_is_explained_where_it_is_shown(app):
+    captions = " ".join(item.value for item in app.caption)
+    assert "decoder[4]'s 1x3 kernel" in captions and "article" in captions
+    load_preset(app, "keras-denoiser")
+    assert "1x3 kernel" not in " ".join(item.value for item in app.caption)

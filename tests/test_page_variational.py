@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from cae.spec import ArchitectureSpec, Variational, preset
 from tests.runs import make_trained_run
+from tests.test_page_architecture import table_rows
 from ui.state import SPEC_KEY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ def test_architecture_toggle_makes_the_design_variational():
     assert not app.exception, app.exception
     spec = ArchitectureSpec.from_dict(app.session_state[SPEC_KEY])
     assert spec.variational == Variational(beta=2.5, warmup_epochs=3)
-    rows = app.dataframe[0].value.to_dict("records")
+    rows = table_rows(app)  # the design table, as it reads
     heads = [row for row in rows if row["layer"].startswith("encoder[4]")]
     assert [(row["layer"], row["output"], row["params"]) for row in heads] == [
         ("encoder[4] mean", "7x7x1", 73),

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cae.progress import Progress, TrainingMonitor
+from cae.progress import EpochWindow, Progress, TrainingMonitor
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES, BATCH = 64, 16  # 4 batches an epoch
@@ -163,3 +163,83 @@ def test_the_training_modules_import_neither_tensorflow_nor_keras():
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []
+
+
+# A jumpy machine (issue 28): the epochs of one run took 1 s, then 2 s, then 1 s... each.
+JUMPY_SECONDS = [1.0, 2.1, 0.9, 2.0, 1.1, 1.9, 1.0, 2.0, 0.95, 2.05]
+
+
+def ratios(values: list[float]) -> list[float]:
+    """Each value against the one before, the larger over the smaller."""
+    return [max(a, b) / min(a, b) for a, b in zip(values, values[1:])]
+
+
+def test_the_epoch_window_smooths_a_jumpy_sequence_of_epochs():
+    raw = [1000 / seconds for seconds in JUMPY_SECONDS]
+    window = EpochWindow(5)
+    smoothed = []
+    for seconds in JUMPY_SECONDS:
+        window.add(1000, seconds)
+        smoothed.append(window.rate())
+    assert max(ratios(raw)) >= 1.9  # one epoch's own rate jumps about 2x
+    assert max(ratios(smoothed[2:])) <= 1.2  # the window's moves by a share
+    assert smoothed[-1] == pytest.approx(5000 / sum(JUMPY_SECONDS[-5:]))
+    # the epoch under way counts by its time so far, so an epoch's start does not reset it
+    assert window.rate(0, 0) == smoothed[-1]
+    assert window.rate(100, 0.1) == pytest.approx(5100 / (sum(JUMPY_SECONDS[-5:]) + 0.1))
+    assert EpochWindow().rate() is None and EpochWindow().seconds_per() is None
+    with pytest.raises(ValueError, match="Received: size=0"):
+        EpochWindow(0)
+
+
+def test_the_monitor_smooths_images_per_second_and_the_eta_over_jumpy_epochs(images):
+    """The monitor's hooks driven as Keras drives them, on a clock that makes every other epoch
+    twice as slow: the reported images/s and ETA move by far less than 2x between epochs, and
+    the ETA is the epochs left times the mean epoch time."""
+    now = [0.0]
+    epochs = len(JUMPY_SECONDS)
+    reports: list[Progress] = []
+    monitor = TrainingMonitor(
+        tiny_model(),
+        epochs=epochs,
+        batch_size=BATCH,
+        num_train=IMAGES,
+        sink=reports.append,
+        report_interval=3600.0,
+        clock=lambda: now[0],
+    )
+    monitor.on_train_begin()
+    assert reports[-1].tracing and "tracing the first batch" in reports[-1].status()
+    for epoch, seconds in enumerate(JUMPY_SECONDS):
+        monitor.on_epoch_begin(epoch)
+        for batch in range(4):
+            now[0] += seconds / 4
+            monitor.on_train_batch_end(batch, {"loss": 0.1})
+        monitor.on_epoch_end(epoch, {"loss": 0.1})
+    ends = [p for p in reports if p.message.startswith("Epoch ")]
+    assert len(ends) == epochs
+    rates = [p.images_per_second for p in ends]
+    raw = [IMAGES / seconds for seconds in JUMPY_SECONDS]
+    assert max(ratios(raw)) >= 1.9 and max(ratios(rates[2:])) <= 1.2
+    # three of an epoch's four batches are measured (its first holds the tracing or the start)
+    assert rates[-1] == pytest.approx(5 * 48 / (0.75 * sum(JUMPY_SECONDS[-5:])))
+    per_epoch = [p.eta_seconds / (epochs - p.epoch) for p in ends[:-1]]
+    assert max(ratios(per_epoch[2:])) <= 1.2
+    assert per_epoch[-1] == pytest.approx(sum(JUMPY_SECONDS[-6:-1]) / 5)
+    assert ends[-1].eta_seconds == 0
+
+
+def test_the_status_says_what_the_first_seconds_are_doing():
+    assert Progress(state="starting", message="Building the model.").status() == (
+        "Building the model…"
+    )
+    assert Progress(state="starting").status() == "Starting…"
+    tracing = Progress(state="running", epochs=5, batches_per_epoch=64)
+    assert tracing.status() == (
+        "Epoch 1/5 · tracing the first batch (TensorFlow compiles the training step)…"
+    )
+    assert "batch 0/64" not in tracing.status()
+    later = Progress(state="running", epoch=1, epochs=5, batch=3, batches_per_epoch=64)
+    assert later.status() == "Epoch 2/5 · batch 3/64"
+    assert Progress(state="finished", epoch=5, epochs=5).status() == "Finished 5 epoch(s)"
+    assert Progress(state="stopped", epoch=2, epochs=5).status() == "Stopped after 2 epoch(s)"

@@ -73,3 +73,15 @@ def test_a_deleted_earlier_upload_is_not_offered(models):
     assert not app.exception
     assert "uploaded earlier" not in captions(app)
     assert app.button(key="train_start").disabled  # nothing to train on until a file is chosen
+
+
+def test_an_upload_shows_thumbnails_of_the_first_images_it_read(models):
+    """Issue 28: an upload said its size and shape only; a student saw what it held after
+    training. A row of its first images (its test split's) now comes with the caption."""
+    app = open_page(TRAIN, timeout=180)
+    app.selectbox(key="train_dataset").set_value("upload").run()
+    app.file_uploader(key="train_upload").upload("two arrays.npz", two_array_npz()).run()
+    assert not app.exception
+    (image,) = app.get("image")
+    (caption,) = image.captions
+    assert "first 6 images read from the file" in caption

@@ -15,6 +15,7 @@ import streamlit as st
 from cae.data import DatasetSummary
 from cae.datasets import DATASETS, dataset_status, sample_images
 from cae.offload import upload_summary_in_worker
+from cae.plots import grid_png
 from cae.recipe import UPLOAD, DataRecipe
 from cae.store import save_upload
 from cae.text import clean_name, plain_markdown
@@ -33,7 +34,8 @@ from ui.state import (
 )
 from ui.steps import queue_notice
 
-PREVIEW_SAMPLES = 6  # images in the corruption preview
+PREVIEW_SAMPLES = 6  # images in the corruption preview (and an upload's thumbnails)
+THUMBNAIL_PX = 56  # an upload's thumbnails are scaled up (whole pixels) to about this height
 DEFAULT_TRAIN_LIMIT = 10_000  # large datasets train on this many images by default (~1 minute)
 LIMIT_SIZES = [1_000, 2_000, 5_000, 10_000, 20_000, 30_000]  # the choices below a dataset's size
 
@@ -245,7 +247,25 @@ def choose_upload(*, disabled: bool) -> DataChoice:
         f"{'x'.join(map(str, dataset.image_shape))}"
         + npz_arrays_used(content, upload.name, digest, array, dataset)
     )
+    upload_thumbnails(dataset)
     return DataChoice(UPLOAD, True, dataset, upload, digest, array)
+
+
+def upload_thumbnails(dataset: DatasetSummary) -> None:
+    """The first images read from an upload (its test split's first), small, in one row: what
+    the file holds, before anything trains on it (issue 28)."""
+    samples = dataset.samples
+    if samples is None or not len(samples):
+        return
+    height = int(samples.shape[1])
+    picture = grid_png([samples], scale=max(1, round(THUMBNAIL_PX / height)), gap=1)
+    width = min(len(samples) * max(height, THUMBNAIL_PX) + 8 * len(samples), 480)
+    with st.container(key="train_upload_thumbnails"):
+        st.image(
+            picture,
+            width=width,
+            caption=f"The first {len(samples)} images read from the file (its test split's)",
+        )
 
 
 def data_recipe(data: DataChoice, seed: int) -> DataRecipe:

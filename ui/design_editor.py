@@ -19,6 +19,7 @@ from cae.spec import (
     MAX_BETA,
     MAX_SPEC_BYTES,
     MAX_WARMUP_EPOCHS,
+    PRESETS,
     ArchitectureSpec,
     layer_to_dict,
     preset,
@@ -31,6 +32,7 @@ VERSION_KEY = "arch_version"  # bumps on every structural change so widgets rest
 UPLOAD_SEEN_KEY = "arch_upload_seen"
 MESSAGE_KEY = "arch_message"
 OPEN_KEY = "arch_open"  # [part, index] of the one layer whose editor is open; None: all closed
+PRESET_ASK = "arch_preset_ask"  # the preset whose loading waits for a yes: it replaces edits
 
 
 def version() -> int:
@@ -98,9 +100,67 @@ def on_change_type(part: str, index: int, key: str) -> None:
     replace_spec(data)
 
 
+def edited() -> bool:
+    """True when the design being edited is none of the presets as shipped: loading one would
+    throw its changes away."""
+    try:
+        current = ArchitectureSpec.from_dict(spec_dict())
+    except (ValueError, TypeError, KeyError):
+        return True  # a design being fixed is work too
+    return all(current != preset(name) for name in PRESETS)
+
+
 def on_preset() -> None:
+    """Load Preset: at once when the design is a preset as shipped, else ask first (below)."""
     name = st.session_state["arch_preset"]
+    if edited():
+        st.session_state[PRESET_ASK] = name
+        return
+    load_preset(name)
+
+
+def load_preset(name: str) -> None:
+    """Replace the design with the preset ``name``."""
+    st.session_state.pop(PRESET_ASK, None)
     replace_spec(preset(name).to_dict(), f"Loaded the {name} preset.")
+
+
+def ask_before_preset() -> None:
+    """After Load preset over an edited design: say what it replaces, with a download of the
+    design first, then replace it or keep editing."""
+    name = st.session_state.get(PRESET_ASK)
+    if name not in PRESETS:
+        return
+    data = spec_dict()
+    st.warning(
+        f"Loading the **{name}** preset replaces your design "
+        f"**{plain_markdown(str(data.get('name', 'custom')))}** and its edits. Download it "
+        "first to keep it.",
+        icon=":material/warning:",
+    )
+    columns = st.columns(3)
+    columns[0].button(
+        f"Replace it with {name}",
+        key="arch_preset_confirm",
+        type="primary",
+        on_click=load_preset,
+        args=(name,),
+        width="stretch",
+    )
+    columns[1].button(
+        "Keep editing",
+        key="arch_preset_cancel",
+        on_click=lambda: st.session_state.pop(PRESET_ASK, None),
+        width="stretch",
+    )
+    columns[2].download_button(
+        "Download my design (JSON)",
+        json.dumps(data, indent=2),
+        file_name=f"{data.get('name', 'design')}.json",
+        mime="application/json",
+        key="arch_preset_download",
+        width="stretch",
+    )
 
 
 def on_mirror() -> None:

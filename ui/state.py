@@ -243,7 +243,11 @@ def _write_cookie(owner: str) -> None:
     max_age = WORKSPACE_COOKIE_DAYS * 24 * 3600
     cookie = f"{WORKSPACE_COOKIE}={owner}; Path=/; Max-Age={max_age}; SameSite=Strict"
     # st.iframe runs an HTML string's script in a same-origin frame: the cookie is the app's
-    st.sidebar.iframe(f"<script>document.cookie = {cookie!r};</script>", height="content")
+    # (in a body: Streamlit sizes the frame with a script that observes document.body, which a
+    # lone script in the head left null: "Failed to execute 'observe'" on every page)
+    st.sidebar.iframe(
+        f"<body><script>document.cookie = {cookie!r};</script></body>", height="content"
+    )
 
 
 TAB_KEY = "tab_token"  # this tab's own random token: tabs that share an owner id differ by it

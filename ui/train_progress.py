@@ -10,6 +10,7 @@ import streamlit as st
 
 from cae.jobs import JOBS, TrainingJob
 from cae.plots import image_grid, loss_curves
+from cae.progress import SMOOTHING_EPOCHS, Progress
 from cae.text import clean_name, fmt_seconds, plain_markdown
 from ui.channels import channel_picker
 from ui.state import RUN_KEY, controls_job, owner_id, remember, take_control
@@ -22,6 +23,16 @@ FIGURES_DRAWN = "train_figures_drawn"  # (job id, epoch, monotonic time) of the 
 # redraws a chart it is sent again even when nothing in it changed, and with both charts in the
 # fragment Chromium used 0.63 of a core while a job ran, 0.33 now (bench/live_view.py).
 FIGURES_EVERY_S = 2.0
+ESTIMATE_KEY = "train_estimate"  # (job id, the preflight's seconds): the ETA until it is measured
+SCROLL_KEY = "train_scroll"  # the job id just started: its live view is scrolled into view once
+FIGURE_HEIGHT = 300  # px: bar, numbers, curves and reconstructions fit a 1440x900 screen
+# Scrolls the page to its top, where the live view is: a Train click low on a long form (an
+# upload's preview, a denoiser's) would otherwise leave the view it starts above the screen.
+_SCROLL_TO_LIVE = """<script>
+const main = window.parent.document.querySelector('[data-testid="stMain"]')
+  || document.querySelector('[data-testid="stMain"]');
+if (main) main.scrollTo({top: 0});
+</script>"""
 
 
 def stop_job(job: TrainingJob) -> None:
@@ -56,6 +67,42 @@ def take_over(job: TrainingJob) -> None:
         st.rerun()
 
 
+def bar_fraction(progress: Progress) -> float:
+    """How full the bar is: the run's fraction, or the completed epochs once it has ended."""
+    state = progress.state
+    if state == "starting":
+        return 0.0
+    if state == "running" and progress.epochs and progress.epoch >= progress.epochs:
+        return 1.0
+    if state in ("running", "stopping", "finished"):
+        return progress.fraction
+    done = progress.epoch / progress.epochs if progress.epochs else 0.0
+    return min(1.0, done)  # stopped or failed: the completed epochs, the ones that are kept
+
+
+def eta_text(job: TrainingJob, progress: Progress) -> tuple[str, str | None]:
+    """The ETA metric's value and help: measured once the run knows its speed; before that, the
+    estimate the page made before the start (this machine's earlier runs), marked as such; the
+    time taken once it has ended."""
+    if not progress.active:
+        return fmt_seconds(progress.elapsed_seconds), None
+    if progress.eta_seconds is not None:
+        return fmt_seconds(progress.eta_seconds), (
+            f"The epochs left times the mean time of the last {SMOOTHING_EPOCHS} epochs "
+            "(validation and preview included)."
+        )
+    estimate = st.session_state.get(ESTIMATE_KEY)
+    if estimate is not None and estimate[0] == job.job_id and estimate[1] is not None:
+        left = estimate[1] - (time.time() - job.created)
+        if left < 1:  # slower than estimated (a loaded machine): no "≈ 0:00" for long
+            return "measuring…", None
+        return f"≈ {fmt_seconds(left)}", (
+            "Estimated before the start from this machine's earlier runs; measured from the "
+            "second batch on."
+        )
+    return "measuring…", None
+
+
 def show_progress(job: TrainingJob) -> None:
     """The live view of one job: bar, numbers, stop/save (its figures: show_figures). A tab that
     does not control the job (another tab with the same link does) sees it read-only, with a
@@ -76,43 +123,33 @@ def show_progress(job: TrainingJob) -> None:
         place, seconds = where
         start = "when a training ends" if seconds < 1 else f"in about {fmt_seconds(seconds)}"
         st.progress(0.0, text=f"Queued · place {place} · estimated start {start}")
-    elif state == "starting":
-        st.progress(0.0, text="Starting…")
-    elif state == "stopping":
-        st.progress(progress.fraction, text="Stopping after this batch…")
-    elif state == "running" and progress.epoch >= progress.epochs:
-        st.progress(
-            1.0, text=f"All {progress.epochs} epochs done · {progress.message or 'finishing'}"
-        )
-    elif state == "running":
-        st.progress(
-            progress.fraction,
-            text=(
-                f"Epoch {min(progress.epoch + 1, progress.epochs)}/{progress.epochs} · "
-                f"batch {progress.batch}/{progress.batches_per_epoch or '?'}"
-            ),
-        )
-    elif state == "finished":
-        st.progress(1.0, text=f"Finished {progress.epoch} epoch(s)")
-    else:  # stopped or failed: the bar shows the completed epochs, the ones that are kept
-        done = progress.epoch / progress.epochs if progress.epochs else 0.0
-        st.progress(min(1.0, done), text=f"{state.capitalize()} after {progress.epoch} epoch(s)")
+    else:
+        st.progress(bar_fraction(progress), text=progress.status())
 
     numbers = st.columns(4)
     numbers[0].metric("loss", "–" if progress.loss is None else f"{progress.loss:.4f}")
     numbers[1].metric(
         "validation loss", "–" if progress.val_loss is None else f"{progress.val_loss:.4f}"
     )
+    measuring = (
+        "starting…" if state == "starting" else "tracing…" if progress.tracing else "measuring…"
+    )
     numbers[2].metric(
         "images/s",
-        "–" if progress.images_per_second is None else f"{progress.images_per_second:,.0f}",
+        (measuring if progress.active else "–")
+        if progress.images_per_second is None
+        else f"{progress.images_per_second:,.0f}",
+        help=f"Over the last {SMOOTHING_EPOCHS} epochs and this one, from each epoch's second "
+        "batch on (its first holds the tracing or the input pipeline's start).",
     )
-    numbers[3].metric(
-        "ETA" if progress.active else "time",
-        fmt_seconds(progress.eta_seconds if progress.active else progress.elapsed_seconds),
-    )
+    eta, eta_help = eta_text(job, progress)
+    numbers[3].metric("ETA" if progress.active else "time", eta, help=eta_help)
     # an ended job without a kept model says why in an alert below; the caption would repeat it
-    if progress.message and (progress.active or state == "finished" or kept or job.run_id):
+    if (
+        progress.message
+        and (state != "starting" or where is not None)  # the bar says how it starts
+        and (progress.active or state == "finished" or kept or job.run_id)
+    ):
         st.caption(plain_markdown(progress.message))
 
     if progress.active:
@@ -182,9 +219,9 @@ def show_figures(job: TrainingJob) -> None:
     left, right = st.columns([3, 2])
     with left:
         if progress.history.get("loss"):
-            st.plotly_chart(
-                loss_curves({job.name: progress.history}), key=f"train_curves_{job.job_id}"
-            )
+            curves = loss_curves({job.name: progress.history})
+            curves.update_layout(height=FIGURE_HEIGHT, margin={"t": 30, "b": 30})
+            st.plotly_chart(curves, key=f"train_curves_{job.job_id}")
             variational = job.request.spec.variational
             if variational is not None and "kl_loss" in progress.history:
                 warmup = variational.warmup_epochs
@@ -240,17 +277,17 @@ def live_progress(*, in_fragment: bool = False) -> None:
         st.rerun()  # another tab took over (or left): the form below follows
 
 
-def live_view(idle_caption: str, *, running: bool, in_control: bool) -> None:
-    """The job of this tab, if any: its figures, then its live progress (a fragment while it runs,
-    or while another tab controls it); without a job, ``idle_caption``."""
+def live_view(*, running: bool, in_control: bool) -> None:
+    """The job of this tab, if any: its live progress (a fragment while it runs, or while
+    another tab controls it), then its figures; nothing without a job."""
+    shown = JOBS.get(owner_id())
+    if shown is None:
+        return
     live, figures = st.container(), st.container()
-    if (shown := JOBS.get(owner_id())) is not None:
-        with figures:  # first, so that the fragment below sees these figures drawn
-            show_figures(shown)
+    with figures:  # first, so that the fragment below sees these figures drawn
+        show_figures(shown)
     with live:
-        if shown is None:
-            st.caption(idle_caption)
-        elif running:
+        if running:
             st.fragment(run_every=0.5)(live_progress)(in_fragment=True)
         elif (
             not in_control
@@ -258,3 +295,7 @@ def live_view(idle_caption: str, *, running: bool, in_control: bool) -> None:
             st.fragment(run_every=2.0)(live_progress)(in_fragment=True)
         else:
             live_progress()
+    if st.session_state.get(SCROLL_KEY) == shown.job_id:
+        st.session_state.pop(SCROLL_KEY, None)
+        st.html(_SCROLL_TO_LIVE, unsafe_allow_javascript=True)
+    st.divider()
