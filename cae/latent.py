@@ -204,7 +204,8 @@ def sample_codes(
     codes: np.ndarray | None = None,
     rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """``count`` random codes (count, *latent_shape) float32: the one rule for "random sample".
+    """``count`` random codes (count, *latent_shape) float32 from the prior or one fitted
+    Gaussian: the "prior" and "gaussian" samplers' rule (``CodeDensity.sample``).
 
     A variational run's come from its prior, N(0, 1) in every value. A plain run has no prior:
     its come from the Gaussian fitted to ``codes`` (N, *latent_shape), with their mean and their

@@ -141,7 +141,7 @@ scores = summarize(split.pixels, reconstructions)
 for metric in METRICS:
     stored = STORED.get(metric.key)
     was = "" if stored is None else f"   (stored with the run: {stored:.6f})"
-    print(f"test {metric.label:<5} {scores[metric.key]:.6f} {metric.unit}{was}")
+    print(f"test {metric.label:<10} {scores[metric.key]:.6f}{was}")
 print(f"PSNR {scores['psnr']:.6f} dB")
 """
         ),
@@ -179,7 +179,7 @@ denoised = summarize(split.pixels, reconstruct(model, corrupted))
 as_given = summarize(split.pixels, corrupted)
 print(corruption.describe())
 for metric in METRICS:
-    print(f"{{metric.label:<5}} output {{denoised[metric.key]:.6f}}   corrupted input {{as_given[metric.key]:.6f}}")
+    print(f"{{metric.label:<10}} output {{denoised[metric.key]:.6f}}   corrupted input {{as_given[metric.key]:.6f}}")
 display(Image(grid_png([split.take(indices), corrupted[indices], np.clip(reconstruct(model, corrupted[indices]), 0, 1)])))
 """
             ),

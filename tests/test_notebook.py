@@ -4,6 +4,7 @@ venv's Python), it reproduces the page's PSNR to 1e-4 and prints it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -93,6 +94,17 @@ def test_the_notebook_is_the_same_every_time_and_says_where_the_run_is():
     assert "cae.load_model(" in sources and "run_test_split(RUN)" in sources
     assert "corrupted" not in sources  # a clean run: no denoising section
     assert notebook.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_a_denoising_runs_notebook_scores_its_own_corrupted_inputs(tmp_path):
+    folder = tmp_path / "denoiser"
+    shutil.copytree(MODELS / RUN, folder)
+    record = json.loads((folder / "train.json").read_text())
+    record["config"].update(corruption="salt-pepper", strength=0.2)  # as a denoiser records it
+    (folder / "train.json").write_text(json.dumps(record))
+    sources = "\n".join(cell.source for cell in nbformat.reads(notebook_text(folder), 4).cells)
+    assert "corruption_of('salt-pepper', 0.2)" in sources
+    assert "corruption.apply(split.pixels, seed=EVAL_SEED)" in sources
 
 
 def test_cli_notebook_refuses_what_it_cannot_write(tmp_path, capsys):

@@ -58,8 +58,8 @@ def cached_code(run_id: str, root: str, created: str | None, index: int) -> np.n
 
 @st.cache_data(show_spinner="Encoding the test images…", max_entries=4)
 def cached_codes(run_id: str, root: str, created: str | None) -> np.ndarray:
-    """The codes of up to 2,000 of the run's test images (what a plain run's random sample is
-    fitted to)."""
+    """The codes of up to 2,000 of the run's test images (the statistics of a run without
+    latent.json)."""
     run = cached_run(run_id, root, created)
     pixels = cached_test_split(run_id, root, created).pixels[:2000]  # uint8: encode converts
     return encode(run.built.encoder, pixels)
