@@ -1,24 +1,26 @@
-"""Random samples, plain against variational: how many look like a digit to a classifier.
+"""Random samples, plain against variational, sampler by sampler: how many look like a digit.
 
 Per seed, a small CNN digit classifier is trained on the bundled mnist-sample's training split with
 its labels (no download). Then, per seed, the same design is trained twice for the same epochs through
-``cae.training.train``: plain, and variational (``"variational": {"beta": B}``, for each ``--betas``). Each decodes
-256 random codes through ``cae.latent.sample_images``, the rule ``cae sample`` and the Latent
-Editor use: the plain run's from the Gaussian fitted to its test codes (their mean and covariance;
-before 2026-11-30 a diagonal one, each value on its own), the variational run's from the prior
-N(0, 1). The classifier labels every sample; printed per run: the fraction
-labelled with confidence >= 0.9, the spread of the predicted classes (entropy in bits, 3.32 for
-ten equal classes, and the count per class), the test PSNR of the run's reconstructions, and two
-references for the samples' fraction: the reconstructions of the test digits (a ceiling: a
-sample is decoded by the same decoder) and 256 codes drawn from a Gaussian fitted to the test
-codes with their correlations (the plain run's own rule; for a variational run, what that fit of
-its means would give instead of the prior); for a
+``cae.training.train``: plain, and variational (``"variational": {"beta": B}``, for each ``--betas``). Each
+decodes 256 random codes of every sampler of ``cae sample --sampler`` and the Latent Editor, by the
+rule of ``cae.sampling``: "gmm", a 10-component Gaussian mixture with full covariances fitted to the
+codes (a variational run's means) of its training images (at most 5,000; the app's default),
+"gaussian", one Gaussian fitted to the same codes (their mean and covariance), and for a
+variational run "prior", N(0, 1). The classifier labels every sample; printed per run: the
+fraction labelled with confidence >= 0.9 for each sampler side by side (and for the rule before
+issue 28, a Gaussian fitted to the test codes: 0.266 for plain classic), the spread of the gmm
+samples' classes (entropy in bits, 3.32 for ten equal classes, and the count per class), the fit's
+time, the test PSNR of the run's reconstructions, and references for the samples' fraction: the
+reconstructions of the test digits (a ceiling: a sample is decoded by the same decoder); for a
 variational run its posterior samples of 256 test digits (the codes its decoder is trained on: the
 gap to its prior samples is how far they are from the prior); and, for both, the codes the decoder
 is trained on (a plain run's codes, a variational run's posterior samples) of all test digits
 shuffled value by value across the digits: each value keeps its distribution and loses its
 dependence on the others, which is all that a sample drawn value by value (the prior, or a
-diagonal Gaussian) lacks besides the shape of that distribution.
+diagonal Gaussian) lacks besides the shape of that distribution. The targets of issue 28: the
+plain run's gmm samples no worse than its test-code Gaussian's, and at least 1.5x the variational
+run's prior samples. ``--no-paths`` skips the interpolation below.
 
 Interpolation (``interpolation_paths``): 9 decoded frames on the line between the codes (posterior
 means for a variational run, as in the Latent Editor) of 256 pairs of test digits of different
@@ -27,12 +29,12 @@ confidence alone cannot tell a plausible middle from a double exposure (a crossf
 7 is often labelled "3" confidently), so the main measure is the distance to the nearest
 training digit: the path's worst interior frame over its ends' (1.0: as near real digits as the
 ends; the crossfade's ratio beside it), and how often the path stays nearer real digits than the
-crossfade. Then the medians over the seeds and the ratio of the confident fractions (target:
-variational >= 2x plain). No asserts. ``--spec`` benches the design of an architecture file
+crossfade. Then the medians over the seeds and the ratios of the confident fractions. No
+asserts. ``--spec`` benches the design of an architecture file
 instead of a preset (its ``variational`` field is dropped: ``--betas`` and ``--warmup`` set it).
 
     .venv/bin/python bench/vae_samples.py [--preset keras-denoiser | --spec FILE.json]
-        [--epochs 20] [--seeds 0 1 2] [--betas 1] [--warmup 10] [--samples 256]
+        [--epochs 20] [--seeds 0 1 2] [--betas 1] [--warmup 10] [--samples 256] [--no-paths]
 """
 
 from __future__ import annotations
@@ -50,7 +52,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cae.evaluation import reconstruct  # noqa: E402
-from cae.latent import Decoder, encode, interpolate, sample_codes, sample_images  # noqa: E402
+from cae.latent import (  # noqa: E402
+    MAX_FIT_CODES,
+    Decoder,
+    decode_samples,
+    draw_codes,
+    encode,
+    fit_density,
+    interpolate,
+    sample_codes,
+)
 from cae.pixels import as_float  # noqa: E402
 from cae.recipe import DataRecipe, load_recipe  # noqa: E402
 from cae.spec import ArchitectureSpec, SpecError, Variational, preset  # noqa: E402
@@ -106,6 +117,38 @@ def correlated_samples(built, x_test: np.ndarray, count: int, seed: int) -> np.n
     return np.clip(Decoder(built.decoder)(drawn), 0.0, 1.0)
 
 
+def sampler_samples(built, x_train: np.ndarray, count: int, seed: int) -> dict[str, object]:
+    """``count`` decoded samples of each sampler of ``cae.latent.SAMPLERS`` by the app's rule
+    (``cae.sampling``): "gmm" and "gaussian" fitted to the codes (a variational run's means) of
+    up to ``MAX_FIT_CODES`` training images, "prior" N(0, 1) for a variational run; with the
+    fits' seconds and words."""
+    rng = np.random.default_rng(seed)
+    if len(x_train) > MAX_FIT_CODES:
+        x_train = x_train[np.sort(rng.choice(len(x_train), MAX_FIT_CODES, replace=False))]
+    codes = encode(built.encoder, x_train)
+    latent_shape = codes.shape[1:]
+    out: dict[str, object] = {}
+    for sampler in ("gmm", "gaussian", "prior"):
+        if sampler == "prior" and not built.variational:
+            continue
+        started = time.perf_counter()
+        density = None
+        if sampler != "prior":
+            density = fit_density(codes, sampler, seed=seed, source="training codes")
+            out[f"{sampler}_words"] = density.describe()
+        out[f"{sampler}_seconds"] = time.perf_counter() - started
+        drawn = draw_codes(
+            sampler,
+            count,
+            latent_shape,
+            variational=built.variational,
+            density=density,
+            rng=np.random.default_rng(seed),
+        )
+        out[sampler] = decode_samples(built.decoder, drawn)
+    return out
+
+
 def training_codes(built, x_test: np.ndarray, seed: int) -> np.ndarray:
     """The codes of the test digits as the decoder meets them in training: a plain run's codes,
     a variational run's posterior samples ``mean + exp(log_var / 2) * eps``."""
@@ -130,6 +173,14 @@ def fraction(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
 
 
+PATH_KEYS = (
+    "path_ratio",
+    "fade_ratio",
+    "nearer",
+    "midpoint_confident",
+    "fade_confident",
+    "midpoint_end_class",
+)
 PATH_FRAMES = 9  # frames of an interpolation path, ends included: the middle one is at t = 0.5
 
 
@@ -211,6 +262,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="KL warm-up epochs")
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--classifier-epochs", type=int, default=8)
+    parser.add_argument(
+        "--no-paths",
+        dest="paths",
+        action="store_false",
+        help="skip the interpolation paths (the samplers only)",
+    )
     args = parser.parse_args()
     try:
         if args.spec is not None:
@@ -251,14 +308,18 @@ def main() -> None:
         for kind, spec in specs.items():
             config = TrainConfig(epochs=args.epochs, batch_size=64, seed=seed, preview_count=0)
             result = train(spec, data, config)
-            samples, source = sample_images(
-                result.built, args.samples, x_test, rng=np.random.default_rng(seed)
-            )
+            drawn = sampler_samples(result.built, x_train, args.samples, seed)
             recon = reconstruct(result.built.autoencoder, x_test)
             codes = training_codes(result.built, x_test, seed)
             decode = Decoder(result.built.decoder)
+            gmm = score(classifier, drawn["gmm"])
             row = {
-                **score(classifier, samples),
+                **gmm,
+                "gaussian_confident": score(classifier, drawn["gaussian"])["confident"],
+                "prior_confident": (
+                    score(classifier, drawn["prior"])["confident"] if "prior" in drawn else math.nan
+                ),
+                "gmm_seconds": drawn["gmm_seconds"],
                 "psnr": result.test_metrics["psnr"],
                 "recon_confident": score(classifier, recon)["confident"],
                 "correlated_confident": score(
@@ -272,21 +333,27 @@ def main() -> None:
                 "shuffled_confident": score(
                     classifier, np.clip(decode(shuffled(codes, seed)[: args.samples]), 0.0, 1.0)
                 )["confident"],
-                **interpolation_paths(result.built, data, x_train, classifier, seed),
+                **(
+                    interpolation_paths(result.built, data, x_train, classifier, seed)
+                    if args.paths
+                    else dict.fromkeys(PATH_KEYS, math.nan)
+                ),
             }
             rows[kind].append(row)
             print(
-                f"seed {seed} {kind:<8} samples: {row['confident']:.3f} confident, entropy "
-                f"{row['entropy']:.2f} bits, classes {row['counts']} (from {source}); "
-                f"test PSNR {row['psnr']:.2f} dB; confident: reconstructions "
-                f"{row['recon_confident']:.3f}, correlated-Gaussian samples "
-                f"{row['correlated_confident']:.3f}, posterior samples "
+                f"seed {seed} {kind:<8} samples confident: gmm {row['confident']:.3f} (entropy "
+                f"{row['entropy']:.2f} bits, classes {row['counts']}; {drawn['gmm_words']}), "
+                f"gaussian {row['gaussian_confident']:.3f}, prior "
+                f"{fraction(row['prior_confident'])}, test-code Gaussian (the rule before) "
+                f"{row['correlated_confident']:.3f}; test PSNR {row['psnr']:.2f} dB; confident: "
+                f"reconstructions {row['recon_confident']:.3f}, posterior samples "
                 f"{fraction(row['posterior_confident'])}, the same codes value by value "
                 f"shuffled {row['shuffled_confident']:.3f}; interpolation: worst frame / ends "
-                f"{row['path_ratio']:.3f} (crossfade {row['fade_ratio']:.3f}, nearer a real "
-                f"digit than it in {row['nearer']:.3f}), middle frame confident "
-                f"{row['midpoint_confident']:.3f} (crossfade {row['fade_confident']:.3f}), as an "
-                f"end's class {row['midpoint_end_class']:.3f}; {result.wall_seconds:.0f} s",
+                f"{fraction(row['path_ratio'])} (crossfade {fraction(row['fade_ratio'])}, nearer "
+                f"a real digit than it in {fraction(row['nearer'])}), middle frame confident "
+                f"{fraction(row['midpoint_confident'])} (crossfade "
+                f"{fraction(row['fade_confident'])}), as an end's class "
+                f"{fraction(row['midpoint_end_class'])}; {result.wall_seconds:.0f} s",
                 flush=True,
             )
     keys = [key for key in rows["plain"][0] if key != "counts"]
@@ -300,30 +367,48 @@ def main() -> None:
     )
     for kind, m in medians.items():
         print(
-            f"  {kind:<8} samples {m['confident']:.3f} confident, entropy {m['entropy']:.2f} bits"
-            f"; test PSNR {m['psnr']:.2f} dB; confident: reconstructions "
-            f"{m['recon_confident']:.3f}, correlated-Gaussian samples "
-            f"{m['correlated_confident']:.3f}, posterior samples {fraction(m['posterior_confident'])}, "
-            f"shuffled {m['shuffled_confident']:.3f}\n"
-            f"  {'':<8} interpolation: worst frame / ends {m['path_ratio']:.3f} (crossfade "
-            f"{m['fade_ratio']:.3f}), nearer a real digit than the crossfade in "
-            f"{m['nearer']:.3f}; middle frame {m['midpoint_confident']:.3f} confident (crossfade "
-            f"{m['fade_confident']:.3f}), {m['midpoint_end_class']:.3f} as an end's class"
+            f"  {kind:<8} samples confident: gmm {m['confident']:.3f} (entropy "
+            f"{m['entropy']:.2f} bits; fit {m['gmm_seconds']:.1f} s), gaussian "
+            f"{m['gaussian_confident']:.3f}, prior {fraction(m['prior_confident'])}, test-code "
+            f"Gaussian {m['correlated_confident']:.3f}; test PSNR {m['psnr']:.2f} dB; "
+            f"confident: reconstructions {m['recon_confident']:.3f}, posterior samples "
+            f"{fraction(m['posterior_confident'])}, shuffled {m['shuffled_confident']:.3f}\n"
+            f"  {'':<8} interpolation: worst frame / ends {fraction(m['path_ratio'])} (crossfade "
+            f"{fraction(m['fade_ratio'])}), nearer a real digit than the crossfade in "
+            f"{fraction(m['nearer'])}; middle frame {fraction(m['midpoint_confident'])} confident "
+            f"(crossfade {fraction(m['fade_confident'])}), "
+            f"{fraction(m['midpoint_end_class'])} as an end's class"
         )
     plain = medians["plain"]
+    print(
+        f"  plain gmm / plain test-code Gaussian (target >= 1): "
+        f"{ratio_text(plain['confident'], plain['correlated_confident'])} (per seed: "
+        f"{per_seed(rows['plain'], rows['plain'], 'confident', 'correlated_confident')})"
+    )
     for kind in list(specs)[1:]:
         vae = medians[kind]
-        ratio = vae["confident"] / plain["confident"] if plain["confident"] else math.inf
-        ratios = [
-            v["confident"] / p["confident"] if p["confident"] else math.inf
-            for p, v in zip(rows["plain"], rows[kind], strict=True)
-        ]
-        shown = f"{ratio:.2f}x" if math.isfinite(ratio) else "unbounded (plain: none confident)"
         print(
-            f"  {kind}: confident fraction / plain's {shown} (per seed: "
-            f"{', '.join(f'{r:.2f}' for r in ratios)}; target >= 2); PSNR given up: "
-            f"{plain['psnr'] - vae['psnr']:.2f} dB"
+            f"  plain gmm / {kind} prior (target >= 1.5): "
+            f"{ratio_text(plain['confident'], vae['prior_confident'])} (per seed: "
+            f"{per_seed(rows['plain'], rows[kind], 'confident', 'prior_confident')}); {kind} "
+            f"gmm / its prior: {ratio_text(vae['confident'], vae['prior_confident'])}; "
+            f"{kind} prior / plain gmm: {ratio_text(vae['prior_confident'], plain['confident'])}"
+            f" (the old target, >= 2); PSNR given up: {plain['psnr'] - vae['psnr']:.2f} dB"
         )
+
+
+def ratio_text(a: float, b: float) -> str:
+    """``a / b`` as ``1.23x``."""
+    if math.isnan(a) or math.isnan(b):
+        return "-"
+    if not b:
+        return "unbounded" if a else "-"
+    return f"{a / b:.2f}x"
+
+
+def per_seed(rows_a: list[dict], rows_b: list[dict], key_a: str, key_b: str) -> str:
+    """The per-seed ratios of ``key_a`` in ``rows_a`` over ``key_b`` in ``rows_b``."""
+    return ", ".join(ratio_text(a[key_a], b[key_b]) for a, b in zip(rows_a, rows_b, strict=True))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Command line: ``python -m cae shapes | train | sweep | search | list | evaluate | baseline |
-sample``.
+sample | notebook``.
 
 Errors exit with status 2 and one line on stderr, never a traceback.
 """
@@ -825,12 +825,12 @@ def _number(value: Any) -> str:
 
 def command_sample(args: argparse.Namespace) -> int:
     """Decode ``--n`` random codes of a run and save them as one .npy, float32 (N, H, W, C) in
-    [0, 1]: a variational run's from its prior, a plain run's from the Gaussian fitted to its
-    test codes, their mean and covariance (``cae.latent.sample_images``)."""
+    [0, 1], drawn by ``--sampler``: a Gaussian mixture (the default) or a Gaussian fitted to the
+    run's training codes, or a variational run's prior (``cae.sampling.sample_run``)."""
     import numpy as np
 
-    from cae.latent import sample_images
-    from cae.store import load_run, run_test_split
+    from cae.sampling import sample_run
+    from cae.store import RunError, load_run, run_test_split
 
     if args.n < 1 or args.n > MAX_SAMPLES:
         raise CliError(f"--n must be from 1 to {MAX_SAMPLES:,}. Received: n={args.n}")
@@ -842,9 +842,17 @@ def command_sample(args: argparse.Namespace) -> int:
     root = Path(args.root) if args.root else None
     run = _run_argument(args.run, root)
     loaded = load_run(run, root)
-    images = None if loaded.built.variational else run_test_split(run, root).pixels
-    samples, source = sample_images(
-        loaded.built, args.n, images, rng=np.random.default_rng(args.seed)
+    if args.sampler == "prior" and not loaded.built.variational:
+        raise CliError(
+            f"run {loaded.run_id} is a plain autoencoder: it has no prior to sample; use "
+            f"--sampler gmm or gaussian. Received: --sampler {args.sampler}"
+        )
+    try:  # where the training images cannot be had, the test images' codes are fitted
+        images = None if args.sampler == "prior" else run_test_split(run, root).pixels
+    except RunError:
+        images = None
+    samples, source = sample_run(
+        loaded, args.n, args.sampler, test_images=images, rng=np.random.default_rng(args.seed)
     )
     with open(out, "wb") as handle:
         np.save(handle, samples, allow_pickle=False)
@@ -854,6 +862,26 @@ def command_sample(args: argparse.Namespace) -> int:
 
 
 MAX_SAMPLES = 100_000  # decoded images one `cae sample` writes (78 MB of 28x28 float32)
+
+
+# ------------------------------------------------------------------------------------ notebook
+
+
+def command_notebook(args: argparse.Namespace) -> int:
+    """Write a run as a runnable Jupyter notebook (``cae.notebook``: load the model, its test
+    split, the Results page's metrics and grid), the notebook the Results page downloads."""
+    from cae.notebook import notebook_text
+
+    out = Path(args.out)
+    if out.suffix != ".ipynb":
+        raise CliError(f"--out must name an .ipynb file. Received: out={str(out)!r}")
+    if not out.parent.is_dir():
+        raise CliError(f"--out's folder does not exist. Received: out={str(out)!r}")
+    root = Path(args.root) if args.root else None
+    text = notebook_text(_run_argument(args.run, root), root)
+    out.write_text(text, encoding="utf-8")
+    print(terminal_safe(f"wrote {out}: run it with jupyter (python3 kernel) or nbclient"))
+    return 0
 
 
 # ------------------------------------------------------------------------------------ baseline
@@ -902,6 +930,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": command_evaluate,
     "baseline": command_baseline,
     "sample": command_sample,
+    "notebook": command_notebook,
 }
 
 
@@ -1121,7 +1150,27 @@ def make_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--seed", type=seed_argument, default=0, metavar="N", help="the codes' seed"
     )
+    from cae.latent import SAMPLERS
+
     sample.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=SAMPLERS[0],
+        help="gmm: a 10-component Gaussian mixture fitted to the run's training codes (the "
+        "default); gaussian: one Gaussian fitted to them; prior: N(0, 1), variational runs only",
+    )
+    sample.add_argument(
+        "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
+    )
+
+    notebook = sub.add_parser(
+        "notebook", help="write a run as a Jupyter notebook: its model, test split, metrics, grid"
+    )
+    notebook.add_argument(
+        "run", metavar="RUN", help="a run id in the runs folder, or a folder path"
+    )
+    notebook.add_argument("--out", required=True, metavar="FILE.ipynb", help="where to write it")
+    notebook.add_argument(
         "--root", metavar="DIR", help="runs folder (default: $CAE_MODELS_DIR or models/)"
     )
     return parser
@@ -1158,7 +1207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("evaluate", "sample"):
+        if args.command in ("evaluate", "sample", "notebook"):
             refuse_non_run_folder(args)
         if args.command in ("train", "sweep", "search", "evaluate", "sample") or getattr(
             args, "keras", False

@@ -15,7 +15,11 @@ means over the image's values, so on this scale ``beta = 1`` with ``bce`` is the
 bound itself (per value). The layer is registered with Keras (``cae>VariationalSampling``), so a
 ``.keras`` file holding it loads with ``safe_mode`` on; it has no weights (the warm-up's current
 weight lives outside Keras's weights), so its parameter count is 0 as in the shape table.
-TensorFlow and Keras are imported inside the functions.
+
+Importing this module registers the layer, so that a plain ``keras.saving.load_model`` reads a
+variational run's ``.keras`` file after ``import cae.variational`` (``cae.load_model`` needs no
+import). That is why this module imports Keras when it is imported; nothing in ``cae`` imports it
+at the top of a module, only inside the functions that build or load models.
 """
 
 from __future__ import annotations
@@ -114,3 +118,6 @@ def sampling_layer_class() -> type:
             }
 
     return VariationalSampling
+
+
+VariationalSampling = sampling_layer_class()  # registered now: see the module's docstring

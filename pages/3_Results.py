@@ -6,6 +6,7 @@ trained on. Runs compared side by side are shown on the test images of the first
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import streamlit as st
 from cae import metrics as image_metrics
 from cae.colours import colormap
 from cae.evaluation import SplitReport, reconstruct, split_report
+from cae.notebook import notebook_text
 from cae.offload import StepError, evaluation_request, in_server_limit
 from cae.pixels import float_bytes
 from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
@@ -304,6 +306,44 @@ def best_and_worst(
 
 
 GALLERY_NOTE = "In the shared gallery: only the teacher deletes it."
+MODEL_HELP = (
+    "The whole autoencoder (encoder and decoder inside). Load it with `cae.load_model(path)`, "
+    "plain or variational; with plain Keras, `import cae.variational` first, then "
+    "`keras.saving.load_model(path)`."
+)
+
+
+NOTEBOOK_HELP = (
+    "A runnable Jupyter notebook of this run: it loads the model, its test split, computes "
+    "these metrics and draws the grid. `python -m cae notebook RUN --out FILE.ipynb` writes "
+    "the same one."
+)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_notebook(folder: str, created: str | None) -> str:
+    """The run in ``folder`` as a Jupyter notebook's text (``cae.notebook``, as `cae notebook`
+    writes it; JSON files only, no model loaded)."""
+    return notebook_text(Path(folder))  # a path: a string is a run id
+
+
+def notebook_button(column: Any, run: RunInfo) -> None:
+    """One click: the run as a runnable Jupyter notebook."""
+    try:
+        text = cached_notebook(str(run.path), run.created)
+    except RunError as error:
+        column.caption(plain_markdown(f"No notebook: {error.reason or error}"))
+        return
+    column.download_button(
+        "Notebook (.ipynb)",
+        text,
+        file_name=f"{run.run_id}.ipynb",
+        mime="application/x-ipynb+json",
+        key=f"results_notebook_{run.run_id}",
+        icon=":material/download:",
+        help=NOTEBOOK_HELP,
+        on_click="ignore",
+    )
 
 
 def housekeeping(selected: list[RunInfo], root: str) -> None:
@@ -322,6 +362,7 @@ def housekeeping(selected: list[RunInfo], root: str) -> None:
                     file_name=f"{run.run_id}.keras",
                     key=f"results_model_{run.run_id}",
                     icon=":material/download:",
+                    help=MODEL_HELP,
                 )
             spec_path = run.path / "spec.json"
             if spec_path.is_file():
@@ -333,6 +374,7 @@ def housekeeping(selected: list[RunInfo], root: str) -> None:
                     key=f"results_spec_{run.run_id}",
                     icon=":material/download:",
                 )
+            notebook_button(columns[1], run)
             if not owns(run):
                 columns[2].caption(GALLERY_NOTE)
                 continue

@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
 from cae import latent_edit as le
-from cae.latent import PRIOR_SIGMAS, interpolate
+from cae.latent import PRIOR_SIGMAS, SPREAD_SIGMAS, interpolate
 from cae.latent_edit import LatentEdit
 from cae.plots import grid_png
 from cae.store import RunInfo
@@ -90,8 +90,8 @@ def choose_run(column: Any, root: str, by_id: dict[str, RunInfo]) -> LatentRun:
         st.caption(f"No test images to start from: {plain_markdown(latent.split_error)}")
     if latent.variational:
         st.caption(
-            "A variational run: you paint its mean code, the code its decoder learned to read, and "
-            f"the brush spans ±{PRIOR_SIGMAS:g}σ of its prior N(0, 1), where its codes were pulled."
+            "A variational run: you paint its mean code, the code its decoder learned to read; "
+            "the brush spans where its training codes are (their fitted spread)."
         )
     return latent
 
@@ -253,9 +253,12 @@ def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
             (vmin + vmax) / 2,
             key=f"le_set_{channel}",
             format="%.3f",
-            help=f"Range: ±{PRIOR_SIGMAS:g}σ of the prior N(0, 1)."
+            help=f"Range: each cell's fitted mean ±{SPREAD_SIGMAS:g}σ over the training codes, "
+            "the widest of the channel's cells (within its min..max)."
+            if latent.density is not None
+            else f"Range: ±{PRIOR_SIGMAS:g}σ of the prior N(0, 1)."
             if latent.variational
-            else "Range: the channel's min..max over the training codes.",
+            else "Range: the channel's min..max over the codes.",
         )
     else:
         cols[2].caption("Erase paints cells back to the source code.")

@@ -36,7 +36,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["training"],  # train(...) and what it returns
         ["protocol", "request"],  # what to train; the worker's wire format
         ["store", "naming"],  # run folders: the one record and the one test split; run names
-        ["baselines"],  # PCA and mean-image baselines of a recipe or a saved run
+        ["baselines", "sampling", "notebook"],  # baselines; a run's samples; a run as a notebook
         ["offload"],  # heavy steps (baselines, evaluations, uploads) in a capped worker process
         ["worker"],  # a training in a process
         ["zygote"],  # workers forked from a process with TensorFlow imported

@@ -77,8 +77,10 @@ def test_other_starting_points(app):
     app.radio(key="le_source").set_value("Random sample").run()
     one = np.asarray(editor_state(app)["source"])
     captions = " ".join(c.value for c in app.caption)
-    assert "fitted to the codes of 500 test images" in captions  # a plain run: the fitted normal
-    assert "vary together" in captions  # with the correlations between the code's values
+    # the run's 512 training codes (not its test codes), a mixture as for a variational run
+    assert "10-component Gaussian mixture (full covariances) fitted to 512 training codes" in (
+        captions
+    )
     app.button(key="le_sample_again").click().run()
     two = np.asarray(editor_state(app)["source"])
     assert not np.array_equal(one, two)

@@ -1,5 +1,6 @@
 """AppTests of a variational run: the Architecture toggle, the Latent Editor painting its mean
-code within the prior's range and sampling from the prior, Inspect showing both code maps."""
+code within the fitted spread of its training means and sampling the mixture fitted to them,
+Inspect showing both code maps."""
 
 from __future__ import annotations
 
@@ -66,25 +67,43 @@ def editor(vae_root, monkeypatch) -> AppTest:
     return at.switch_page("pages/4_Latent_Editor.py").run()
 
 
+def fitted_density(root: Path):
+    """The density the Latent Editor draws from for the one run in ``root``, fitted anew (the
+    fit is seeded: the same as the page's)."""
+    from cae.sampling import fit_run_density
+    from cae.store import list_runs, load_run, run_test_split
+
+    (info,) = list_runs(root)
+    loaded = load_run(info.run_id, root)
+    return fit_run_density(loaded, test_images=run_test_split(info.run_id, root).pixels)
+
+
 @pytest.mark.slow
-def test_latent_editor_paints_means_in_the_priors_range_and_samples_the_prior(editor):
+def test_latent_editor_paints_means_in_their_fitted_range_and_samples_the_mixture(editor, vae_root):
     app = editor
     assert not app.exception, app.exception
     assert any("A variational run" in caption.value for caption in app.caption)
+    density = fitted_density(vae_root)
+    assert (density.kind, density.count) == ("gmm", 512)  # the run's 512 training codes
     slider = app.slider(key="le_set_0")
-    assert (slider.min, slider.max) == (-3.0, 3.0)  # +-3 sigma of N(0, 1), not the codes' range
+    lows, highs = density.brush_ranges()
+    # the spread of the means it learned, not +-3 sigma of N(0, 1) (issue 28)
+    assert (slider.min, slider.max) == pytest.approx((lows[0], highs[0]))
+    assert (slider.min, slider.max) != (-3.0, 3.0)
     state = app.session_state["le_editor"]
     assert np.asarray(state["code"]).shape == (7, 7, 1)
 
     app.radio(key="le_source").set_value("Random sample").run()
     assert not app.exception, app.exception
-    assert any("prior N(0, 1)" in caption.value for caption in app.caption)
+    captions = " ".join(caption.value for caption in app.caption)
+    assert "10-component Gaussian mixture (full covariances) fitted to 512 training codes" in (
+        captions
+    )
     drawn = np.asarray(app.session_state["le_editor"]["source"], np.float32)
-    prior = np.random.default_rng(0).standard_normal((1, 7, 7, 1)).astype(np.float32)[0]
-    assert np.allclose(drawn, prior)
+    assert np.allclose(drawn, density.sample(1, np.random.default_rng(0))[0], atol=1e-5)
     app.button(key="le_sample_again").click().run()
     again = np.asarray(app.session_state["le_editor"]["source"], np.float32)
-    assert np.allclose(again, np.random.default_rng(1).standard_normal((1, 7, 7, 1))[0])
+    assert np.allclose(again, density.sample(1, np.random.default_rng(1))[0], atol=1e-5)
 
     # painting a value by number decodes a new image, as for a plain run
     before = app.session_state["le_decoded_mean"]

@@ -306,9 +306,16 @@ def test_cli_trains_a_variational_run_and_samples_it(tmp_path, capsys):
     assert main(["train", *base, "--out", str(models / "p")]) == 0
     capsys.readouterr()
 
-    for run, words in (("v", "the prior N(0, 1)"), ("p", "a Gaussian fitted to the codes of")):
+    # 200 training codes of 49 values: too few for a 10-component mixture (500), one Gaussian
+    for run, sampler, words in (
+        ("v", "prior", "the prior N(0, 1)"),
+        ("v", "gmm", "fitted to 200 training codes"),
+        ("p", "gmm", "too few for 10 components of 49 values (at least 500): one Gaussian"),
+        ("p", "gaussian", "a Gaussian (the codes' mean and covariance) fitted to 200 training"),
+    ):
         out = tmp_path / f"{run}.npy"
-        status = main(["sample", run, "--root", str(models), "--n", "7", "--out", str(out)])
+        command = ["sample", run, "--root", str(models), "--n", "7", "--sampler", sampler]
+        status = main([*command, "--out", str(out)])
         printed = capsys.readouterr()
         assert status == 0, printed.err
         assert words in printed.out
@@ -316,8 +323,13 @@ def test_cli_trains_a_variational_run_and_samples_it(tmp_path, capsys):
         assert samples.shape == (7, 28, 28, 1) and samples.dtype == np.float32
         assert samples.min() >= 0.0 and samples.max() <= 1.0
         again = tmp_path / f"{run}-again.npy"
-        main(["sample", run, "--root", str(models), "--n", "7", "--out", str(again)])
+        main([*command, "--out", str(again)])
         assert np.array_equal(np.load(again), samples)  # seed 0 by default
+    refused = main(
+        ["sample", "p", "--root", str(models), "--n", "7", "--sampler", "prior"]
+        + ["--out", str(tmp_path / "p-prior.npy")]
+    )
+    assert refused == 2 and "has no prior to sample" in capsys.readouterr().err
 
     assert main(["train", *base, "--beta", "2", "--out", str(models / "x")]) == 2
     assert "add --variational" in capsys.readouterr().err

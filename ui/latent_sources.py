@@ -15,9 +15,9 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from cae import latent_edit as le
-from cae.latent import encode, sample_codes
+from cae.latent import encode
 from ui.latent_link import incoming_code
-from ui.latent_view import VIEW_PX, LatentRun, cached_codes
+from ui.latent_view import VIEW_PX, LatentRun
 from ui.test_images import label_text, pick_test_image
 
 SOURCES = ["Test image", "Draw a digit", "Mean code", "Random sample"]
@@ -115,8 +115,8 @@ def from_drawing(latent: LatentRun) -> StartingPoint:
 
 
 def from_random_sample(latent: LatentRun) -> StartingPoint:
-    """A random code: from the prior of a variational run, else from a normal fitted to the
-    codes of the run's test images (without test images: the mean code)."""
+    """A random code from the density fitted to the run's training codes (a Gaussian mixture,
+    ``cae.sampling``; plain and variational runs alike); with no images to fit: the mean code."""
     st.session_state.setdefault("le_sample_seed", 0)
     st.button(
         "Draw another",
@@ -127,22 +127,11 @@ def from_random_sample(latent: LatentRun) -> StartingPoint:
         ),
     )
     seed = int(st.session_state["le_sample_seed"])
-    variational, info = latent.variational, latent.info
-    fitted = None
-    if not variational and latent.split is not None:
-        fitted = cached_codes(info.run_id, latent.root, info.created)
-    if variational or fitted is not None:
-        rng = np.random.default_rng(seed)
-        code = sample_codes(1, latent.latent_shape, variational=variational, codes=fitted, rng=rng)[
-            0
-        ]
-        st.caption(
-            "Each value drawn from the prior N(0, 1)."
-            if variational
-            else f"Drawn from a normal fitted to the codes of {len(fitted):,} test images: "
-            "their mean, and how their values vary together."
-        )
-    else:  # no test images to fit a plain run's codes to
+    density = latent.density
+    if density is not None:
+        code = density.sample(1, np.random.default_rng(seed))[0]
+        st.caption(f"Drawn from {density.describe()}.")
+    else:  # no images to fit the run's codes to
         code = mean_code(latent)
-        st.caption("No test images to fit random codes to: this is the mean code.")
+        st.caption("No images to fit random codes to: this is the mean code.")
     return StartingPoint(code, f"a random code (seed {seed})", f"sample:{seed}")

@@ -21,8 +21,16 @@ from PIL import Image
 from streamlit_drawable_canvas import CanvasResult
 
 from cae import latent_edit as le
-from cae.latent import Decoder, brush_ranges, encode, latent_statistics, make_decoder
+from cae.latent import (
+    CodeDensity,
+    Decoder,
+    brush_ranges,
+    encode,
+    latent_statistics,
+    make_decoder,
+)
 from cae.recipe import TestSplit
+from cae.sampling import fit_run_density
 from cae.store import LoadedRun, RunError, RunInfo
 from ui.runs import cached_run, cached_test_split
 
@@ -50,11 +58,26 @@ def cached_code(run_id: str, root: str, created: str | None, index: int) -> np.n
 
 @st.cache_data(show_spinner="Encoding the test images…", max_entries=4)
 def cached_codes(run_id: str, root: str, created: str | None) -> np.ndarray:
-    """The codes of up to 2,000 of the run's test images (what a plain run's random sample is
-    fitted to)."""
+    """The codes of up to 2,000 of the run's test images (the statistics of a run without
+    latent.json)."""
     run = cached_run(run_id, root, created)
     pixels = cached_test_split(run_id, root, created).pixels[:2000]  # uint8: encode converts
     return encode(run.built.encoder, pixels)
+
+
+@st.cache_resource(show_spinner="Fitting the random sampler to the training codes…", max_entries=8)
+def cached_density(
+    run_id: str, root: str, created: str | None, has_test_images: bool
+) -> CodeDensity | None:
+    """The density "Random sample" draws from and the brush's range follows: a Gaussian mixture
+    fitted to the run's training codes (``cae.sampling``; its test images' where the training
+    images cannot be had), once per run; None when there are no images to fit."""
+    run = cached_run(run_id, root, created)
+    test = cached_test_split(run_id, root, created).pixels if has_test_images else None
+    try:
+        return fit_run_density(run, test_images=test)
+    except ValueError:  # neither training nor test images
+        return None
 
 
 @st.cache_data(show_spinner="Describing the code space…", max_entries=8)
@@ -85,6 +108,7 @@ class LatentRun:
     view_channel: int | None  # the input channel shown (None: the picture, grayscale or RGB)
     brush_min: list[float]  # each latent channel's brush range
     brush_max: list[float]
+    density: CodeDensity | None = None  # what random codes are drawn from (None: no images)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -126,10 +150,24 @@ def open_latent_run(
     except RunError as error:
         split_error = str(error.reason or error)
     stats = cached_stats(info.run_id, root, info.created, split is not None)
+    density = cached_density(info.run_id, root, info.created, split is not None)
     channels = int(decoder.latent_shape[-1])
-    low, high = brush_ranges(stats, channels, variational=run.built.variational)
+    if density is not None:  # the fitted spread of each cell, the widest of each channel
+        low, high = density.brush_ranges()
+    else:
+        low, high = brush_ranges(stats, channels, variational=run.built.variational)
     return LatentRun(
-        info, root, run, decoder, split, split_error, stats, view_channel, list(low), list(high)
+        info,
+        root,
+        run,
+        decoder,
+        split,
+        split_error,
+        stats,
+        view_channel,
+        list(low),
+        list(high),
+        density,
     )
 
 
