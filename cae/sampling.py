@@ -24,7 +24,7 @@ from cae.latent import (
     encode,
     fit_density,
 )
-from cae.recipe import load_recipe
+from cae.recipe import UPLOAD, load_recipe
 
 if TYPE_CHECKING:  # pragma: no cover
     from cae.store import LoadedRun
@@ -36,15 +36,19 @@ def training_codes(
     test_images: np.ndarray | None = None,
     max_codes: int = MAX_FIT_CODES,
     seed: int = 0,
+    read_uploads: bool = True,
 ) -> tuple[np.ndarray, str]:
     """The codes (a variational run's means) of up to ``max_codes`` of the run's training images
     (a subset drawn with ``seed`` beyond), and what they are in words ("training codes"); where
     the training images cannot be had, those of ``test_images``, said so. ValueError when there
-    are neither."""
+    are neither. With ``read_uploads`` False (the server: no upload is ever held whole there,
+    issue 26) a run trained on an uploaded file is fitted to its test codes, said so."""
     images, words, problem = None, "training codes", None
     recipe = loaded.info.recipe
     if recipe is None:
         problem = loaded.info.recipe_problem or "the run records no data recipe"
+    elif not read_uploads and recipe.dataset == UPLOAD:
+        problem = "an uploaded file's images are not read whole in the server"
     else:
         try:
             images = load_recipe(recipe).x_train
@@ -71,13 +75,17 @@ def fit_run_density(
     *,
     test_images: np.ndarray | None = None,
     seed: int = 0,
+    read_uploads: bool = True,
 ) -> CodeDensity:
     """The density ``kind`` ("gmm" or "gaussian") fitted to the run's training codes
-    (:func:`training_codes`; the time it took, encoding included, in ``seconds``)."""
+    (:func:`training_codes`, ``read_uploads`` as there; the time it took, encoding included, in
+    ``seconds``)."""
     import time
 
     started = time.perf_counter()
-    codes, words = training_codes(loaded, test_images=test_images, seed=seed)
+    codes, words = training_codes(
+        loaded, test_images=test_images, seed=seed, read_uploads=read_uploads
+    )
     density = fit_density(codes, kind, seed=seed, source=words)
     return dataclasses.replace(density, seconds=time.perf_counter() - started)  # with encoding
 

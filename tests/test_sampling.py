@@ -113,3 +113,21 @@ def test_a_runs_density_is_fitted_to_its_training_codes():
     images, words = sample_run(loaded, 6, density=density, rng=np.random.default_rng(0))
     assert images.shape == (6, 28, 28, 1) and images.min() >= 0.0 and images.max() <= 1.0
     assert words == density.describe()
+
+
+def test_the_server_fits_a_run_of_an_upload_to_its_test_codes_without_reading_the_file(tmp_path):
+    """No upload is held whole in the server (issue 26): with read_uploads=False a run trained on
+    an uploaded file is fitted to its stored test images' codes, and says so."""
+    from cae.sampling import training_codes
+    from cae.store import load_run, run_test_split
+    from tests.test_offload import _saved_wide_run
+
+    root = tmp_path / "models"
+    run_id, _ = _saved_wide_run(root, tmp_path / "upload.npy", 60)
+    loaded = load_run(run_id, root=root)
+    test = run_test_split(run_id, root=root).pixels
+    codes, words = training_codes(loaded, test_images=test, read_uploads=False)
+    assert len(codes) == len(test)
+    assert words.startswith("test codes (its training images cannot be had: an uploaded file")
+    codes, words = training_codes(loaded, test_images=test)  # the CLI reads the file
+    assert words == "training codes" and len(codes) > len(test)

@@ -75,7 +75,7 @@ def cached_density(
     run = cached_run(run_id, root, created)
     test = cached_test_split(run_id, root, created).pixels if has_test_images else None
     try:
-        return fit_run_density(run, test_images=test)
+        return fit_run_density(run, test_images=test, read_uploads=False)  # none held whole here
     except ValueError:  # neither training nor test images
         return None
 
