@@ -57,7 +57,15 @@ LAYERS: dict[str, list[list[str]]] = {
             "admin",
         ],
         ["state"],
-        ["runs", "experiments", "design_editor", "train_progress", "data_choice", "train_settings"],
+        [
+            "runs",
+            "experiments",
+            "design_editor",
+            "train_progress",
+            "data_choice",
+            "train_settings",
+            "lesson",
+        ],  # lesson: the shipped classic and wide runs against PCA (Home, Results)
         ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
         ["latent_sources"],  # the Latent Editor's starting points
     ],
