@@ -137,12 +137,13 @@ def lesson_text(lesson: Lesson) -> str:
         f"{abs(ahead):.1f} dB,** with the same {lesson.components} numbers per image "
         "(PCA is the best code a linear projection can make)."
     )
-    code = "x".join(map(str, wide.code))
+    shapes = ["x".join(map(str, side.code)) for side in (wide, classic)]
+    code = f"both {shapes[0]}" if shapes[0] == shapes[1] else f"{shapes[0]} against {shapes[1]}"
     code_words = (
-        f"both {code}, but the classic's goes through a {classic.code_activation} activation (which zeroes "
-        f"every negative value) where the wide one's is {wide.code_activation}"
+        f"{code}, but the classic's goes through a ReLU (which zeroes every negative value) "
+        f"where the wide one's is {wide.code_activation}"
         if classic.code_activation == "relu" and wide.code_activation != "relu"
-        else f"both {code}, {classic.code_activation} and {wide.code_activation}"
+        else f"{code}, {wide.code_activation} against {classic.code_activation}"
     )
     why = (
         f"Why: *depth*, {wide.convolutions} convolutions down to the code against "
