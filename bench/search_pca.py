@@ -188,7 +188,10 @@ def main() -> None:
                 "learning_rate": 1e-3,
             }
         )
-    study.optimize(objective, n_trials=args.trials, timeout=args.timeout, callbacks=[log])
+    try:
+        study.optimize(objective, n_trials=args.trials, timeout=args.timeout, callbacks=[log])
+    except KeyboardInterrupt:  # Ctrl-C ends the search early: the summary still comes
+        print("interrupted: the trial under way is left out", flush=True)
 
     print("\nbest validation PSNR against wall time (the search's efficiency):")
     for elapsed, number, state, _value, so_far in rows:
