@@ -44,6 +44,7 @@ def test_the_wide_run_ships_small_and_beats_pca_49_of_its_recipe():
     assert classic < pca < run.metrics["psnr"] - 5.0, (classic, pca, run.metrics["psnr"])
 
 
+@pytest.mark.slow  # loads the model with Keras
 def test_the_wide_run_loads_and_reconstructs_its_test_split_as_recorded():
     loaded = load_run(WIDE_RUN_ID, root=models_dir())
     assert loaded.spec == preset("wide")  # trained from the preset as it is now
