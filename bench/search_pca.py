@@ -17,7 +17,7 @@ score is printed. Every candidate is shape-checked (``cae.shapes``) against ``--
 before it trains.
 
     nice -n 10 .venv/bin/python bench/search_pca.py [--timeout 3600] [--trials N] [--epochs 10]
-        [--storage sqlite:///study.db] [--study NAME] [--enqueue-wide]
+        [--storage sqlite:///study.db] [--study NAME] [--enqueue-wide] [--warmup-epochs 5]
 """
 
 from __future__ import annotations
@@ -78,6 +78,12 @@ def main() -> None:
     parser.add_argument("--storage", default=None, help="an Optuna storage URL (in memory)")
     parser.add_argument("--study", default="search-pca")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=5,
+        help="no pruning before this epoch (3 cut, at epoch 3, a design found ahead by hand)",
+    )
     parser.add_argument(
         "--enqueue-wide",
         action="store_true",
@@ -174,7 +180,7 @@ def main() -> None:
         load_if_exists=True,
         direction="maximize",
         sampler=optuna.samplers.TPESampler(seed=args.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.warmup_epochs),
     )
     if args.enqueue_wide:
         study.enqueue_trial(
