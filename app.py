@@ -10,8 +10,16 @@ import streamlit as st
 
 from cae.shapes import compute_shapes
 from cae.text import plain_markdown
+from ui.lesson import lesson_section
 from ui.nav import app_pages
-from ui.state import active_run, active_spec, dataset_description, page_frame, run_summary
+from ui.state import (
+    active_run,
+    active_spec,
+    dataset_description,
+    page_frame,
+    run_summary,
+    runs_root,
+)
 
 
 def home() -> None:
@@ -96,6 +104,9 @@ def home() -> None:
        values, train every combination, and see them on one chart against PCA.
     """
     )
+
+    # the seed's network against the wide preset and PCA, from the two shipped runs (issue 27)
+    lesson_section(runs_root())
 
     st.subheader("Start from the command line too")
     st.code(

@@ -25,6 +25,7 @@ from cae.text import plain_code, plain_markdown
 from ui.baselines import baselines_table
 from ui.channels import channel_picker
 from ui.denoising import corrupted_section
+from ui.lesson import lesson_section
 from ui.run_index import all_runs
 from ui.runs import (
     cached_run,
@@ -437,6 +438,7 @@ def main() -> None:
         )
         metrics_table(selected, root)
         baselines_table(selected, root, lambda run: own_metrics(run, root))
+        lesson_section(root, boxed=True)  # the classic and wide shipped runs against PCA
         reference, split = first_with_test_images(selected, root)
         reference_name = plain_markdown(reference.name)
         st.caption(f"The images below: {reference_name}'s {test_split_caption(split)}")

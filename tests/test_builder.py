@@ -289,7 +289,7 @@ def test_weights_are_shared_between_autoencoder_and_parts():
     np.testing.assert_array_equal(whole, parts)
 
 
-@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep"])
+@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep", "wide"])
 def test_keras_save_and_load_round_trip(tmp_path, name):
     built = build(preset(name))
     path = tmp_path / "model.keras"

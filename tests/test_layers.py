@@ -67,7 +67,8 @@ LAYERS: dict[str, list[list[str]]] = {
             "train_progress",
             "data_choice",
             "train_settings",
-        ],
+            "lesson",
+        ],  # lesson: the shipped classic and wide runs against PCA (Home, Results)
         ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
         ["latent_sources"],  # the Latent Editor's starting points
     ],

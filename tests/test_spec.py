@@ -44,7 +44,7 @@ def test_design_json_loads_as_the_classic_preset():
     assert ArchitectureSpec.from_json(DESIGN_JSON) == preset_classic()
 
 
-@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep"])
+@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep", "wide"])
 def test_round_trip(name):
     spec = preset(name)
     assert ArchitectureSpec.from_dict(spec.to_dict()) == spec
@@ -185,12 +185,25 @@ def test_presets_have_the_documented_sizes():
     assert any(isinstance(layer, Crop) for layer in preset("deep").decoder)
 
 
+def test_the_wide_preset_keeps_the_classic_code_of_49_values_and_comes_back_to_28x28x1():
+    """Issue 27: the preset that beats PCA-49 has the classic network's code, not a bigger one."""
+    wide, classic = compute_shapes(preset("wide")), compute_shapes(preset("classic"))
+    assert wide.matches, wide.problem
+    assert wide.output_shape == (28, 28, 1) == wide.input_shape
+    assert wide.latent_shape == classic.latent_shape == (7, 7, 1)
+    assert wide.latent_size == 49
+    assert wide.total_params == 131138
+    code = preset("wide").encoder[-1]
+    assert isinstance(code, Conv) and code.filters == 1 and code.activation == "linear"
+    assert preset("wide").decoder[-1].activation == "sigmoid"
+
+
 def test_unknown_preset():
     with pytest.raises(ValueError, match="Received: preset='nope'"):
         preset("nope")
 
 
-@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep"])
+@pytest.mark.parametrize("name", ["classic", "keras-denoiser", "deep", "wide"])
 def test_mirror_returns_to_the_input_shape(name):
     spec = preset(name)
     mirrored = spec.with_layers(decoder=mirror(spec.encoder))
