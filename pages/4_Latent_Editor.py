@@ -11,7 +11,7 @@ from streamlit_drawable_canvas import st_canvas
 from cae import latent_edit as le
 from cae.latent import PRIOR_SIGMAS, interpolate
 from cae.latent_edit import LatentEdit
-from cae.plots import grid_png
+from cae.plots import image_grid
 from cae.store import RunInfo
 from cae.text import plain_markdown
 from ui.channels import channel_picker
@@ -355,10 +355,10 @@ def interpolation(latent: LatentRun) -> None:
     frames = latent.decoder(interpolate(z_a, z_b, steps))
     here = latent.decoder(((1 - t) * z_a + t * z_b).astype(np.float32))
     strip, single = st.columns([4, 1])
-    strip.image(
-        grid_png([frames], scale=3, channel=latent.view_channel),
-        caption=f"{steps} frames from #{a} to #{b}{latent.view_words}",
-    )
+    with strip:  # tiles that wrap on a phone rather than shrink (issue 28)
+        with st.container(key="le_interp_strip"):
+            st.html(image_grid([frames], [f"#{a} to #{b}"], channel=latent.view_channel))
+        st.caption(f"{steps} frames from #{a} to #{b}{latent.view_words}")
     single.image(picture(here, 140, latent.view_channel), caption=f"at {t:.2f}")
 
 

@@ -18,7 +18,16 @@ from cae.recipe import DataRecipe
 from cae.store import RunError, RunInfo, gallery_root
 from cae.text import plain_markdown
 
-DIFFERENCE = "PSNR: run − baseline (dB)"
+DIFFERENCE = "PSNR gain (dB)"  # the run's PSNR minus the baseline's; short, for a phone
+# The run's name in the Results tables: pinned (it stays while the table scrolls sideways) and
+# at most this wide, so that a phone (400 px) shows the key columns after it (issue 28); a longer
+# name ends in an ellipsis (the run picker above shows it whole).
+NAME_COLUMN_PX = 140
+
+
+def name_column(label: str) -> dict:
+    """The ``column_config`` entry of a Results table's run-name column ``label``."""
+    return {label: st.column_config.TextColumn(label, width=NAME_COLUMN_PX, pinned=True)}
 
 
 @st.cache_data(show_spinner="Fitting the baselines (PCA and the mean image)…", max_entries=64)
@@ -80,20 +89,27 @@ def baselines_table(
             ("mean image", found["mean_image"]),
         )
         for method, scores in methods:
-            row = {"run": run.name, "baseline": method}
+            # the gain first after the run's name, so that a phone shows it (issue 28)
+            row = {"run": run.name, DIFFERENCE: _difference(own, scores["psnr"])}
+            row["baseline"] = method
             for metric in METRICS:
                 row[f"test {metric.label}"] = metric.format(scores.get(metric.key))
-            row[DIFFERENCE] = _difference(own, scores["psnr"])
             row["run id"] = run.run_id
             rows.append(row)
     st.subheader("Against PCA and the mean image")
     if rows:
-        st.dataframe(rows, hide_index=True, width="stretch", key="results_baselines")
+        st.dataframe(
+            rows,
+            hide_index=True,
+            width="stretch",
+            key="results_baselines",
+            column_config=name_column("run"),
+        )
     st.caption(
         "PCA with as many components as the run's code has values (the best linear code of that "
         "size), and every image as the mean training image: both fitted on the run's training "
-        "split and scored on its test split, reconstructions clipped to [0, 1]. A positive "
-        "difference: the autoencoder beats the baseline by that many dB."
+        "split and scored on its test split, reconstructions clipped to [0, 1]. PSNR gain: the "
+        "run's PSNR minus the baseline's; above 0, the autoencoder beats it by that many dB."
     )
     for problem in problems:
         st.caption(plain_markdown(problem))
