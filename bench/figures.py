@@ -1,17 +1,19 @@
-"""An image grid: ``cae.plots.image_grid`` (one picture in one image trace) against the grid as
-an axis pair and an image trace per cell (how image_grid drew it until 2026-11-30; here built
-with plotly's ``make_subplots``, the same figure image_grid wrote out directly then).
+"""An image grid: ``cae.plots.image_grid`` (HTML: a column of row titles written across and a column
+of tiles per image, one small PNG each, wrapping on a narrow screen; since issue 28) against the
+plotly figure it replaced (the grid as one picture in one image trace with its row titles turned
+on their side as annotations, how image_grid drew it from 2026-11-30; built here as it was then).
 
 The Results, Train and denoising views send their grids again on every rerun of the page (each
 widget change), and the browser redraws every chart it is sent, changed or not. Per grid size
 (rows x images per row, 28x28 grey images), in this one process, medians of ``--repeats``:
-building the figure in Python; drawing it in Debian's Chromium (``Plotly.newPlot`` with the
-plotly.js that ships with the plotly package, until two frames are painted); and whether the
-two show the same pixels. ``--results REF`` also serves this tree's app and a git ref's, opens
-Results on the shipped default run in each and changes the seed of the test images 6 times:
-Chromium's CPU per rerun (all its processes), medians. No asserts.
+building the grid in Python; drawing it in Debian's Chromium (the HTML set into a 900 px wide
+element, ``Plotly.newPlot`` with the plotly.js that ships with the plotly package, each until two
+frames are painted); and whether the two show the same pixels. ``--results REF`` also serves this
+tree's app and a git ref's, opens Results on the shipped default run in each and changes the
+seed of the test images 6 times: Chromium's CPU per rerun (all its processes), medians. No
+asserts.
 
-    .venv/bin/python bench/figures.py [--repeats 15] [--results e2aa6e3]
+    .venv/bin/python bench/figures.py [--repeats 15] [--results 9dc789f]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import base64
 import contextlib
 import io
 import os
+import re
 import statistics
 import sys
 import time
@@ -33,10 +36,20 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from cae.plots import _as_rgb, grid_gaps, image_grid, plain_html  # noqa: E402
+from cae.plots import image_grid, mosaic, plain_html  # noqa: E402
 
 SIZES = ((2, 8), (3, 10), (5, 16))  # Train's preview, Results of two runs, a five-run comparison
-SPACING = (0.01, 0.04)  # the per-cell grid's gaps, as fractions of the figure
+GAPS = (0.08, 0.12)  # the picture's white gaps between columns and rows, fractions of a side
+
+DRAW_HTML_JS = """async (markup) => {
+  const target = document.getElementById("grid");
+  target.innerHTML = "";
+  const started = performance.now();
+  target.innerHTML = markup;
+  await Promise.all([...target.querySelectorAll("img")].map((img) => img.decode()));
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  return performance.now() - started;
+}"""
 
 DRAW_JS = """async (spec) => {
   const figure = JSON.parse(spec);
@@ -49,47 +62,59 @@ DRAW_JS = """async (spec) => {
 }"""
 
 
-def cells_grid(rows: list[np.ndarray], row_titles: list[str]):
-    """The reference: make_subplots, one image trace per cell on its own axes."""
+def picture_grid(rows: list[np.ndarray], row_titles: list[str]):
+    """The reference: the plotly figure image_grid drew until issue 28, one PNG (the images with
+    white gaps) in one image trace, each row title an annotation turned on its side."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    count = max(len(images) for images in rows)
-    fig = make_subplots(
-        rows=len(rows),
-        cols=count,
-        horizontal_spacing=SPACING[0],
-        vertical_spacing=SPACING[1],
-    )
-    for r, images in enumerate(rows, start=1):
-        for c, image in enumerate(images, start=1):
-            pixels = (_as_rgb(image, None) * 255).round().astype(np.uint8)
-            fig.add_trace(go.Image(z=pixels, hoverinfo="skip"), row=r, col=c)
-        fig.update_yaxes(title_text=plain_html(row_titles[r - 1]), row=r, col=1)
-    fig.update_xaxes(visible=False, showticklabels=False)
-    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
-    fig.update_layout(
-        height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
-        margin={"l": 40, "r": 5, "t": 5, "b": 5},
-        plot_bgcolor="white",
-    )
-    return fig
-
-
-def same_pixels(picture_figure, cells_figure, rows: list[np.ndarray]) -> bool:
-    """Whether every cell of the one picture holds the pixels of the reference's trace."""
     from PIL import Image
 
-    source = picture_figure.data[0].source.split(",", 1)[1]
-    picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(source))))
-    traces = iter(cells_figure.data)
     height, width = rows[0].shape[1:3]
-    gap, row_gap = grid_gaps(height, width)
-    for r, images in enumerate(rows):
-        for c in range(len(images)):
+    count = max(len(images) for images in rows)
+    gap, row_gap = max(1, round(GAPS[0] * width)), max(1, round(GAPS[1] * height))
+    buffer = io.BytesIO()
+    picture = Image.fromarray(mosaic(rows, gap=gap, row_gap=row_gap), "RGB")
+    picture.save(buffer, format="PNG", compress_level=1)
+    source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    notes = [
+        dict(
+            text=plain_html(title),
+            textangle=-90,
+            showarrow=False,
+            x=-0.5 - gap,
+            xanchor="right",
+            y=r * (height + row_gap) - 0.5 + height / 2,
+            yanchor="middle",
+        )
+        for r, title in enumerate(row_titles)
+    ]
+    return go.Figure(
+        data=[go.Image(source=source, hoverinfo="skip")],
+        layout=dict(
+            annotations=notes,
+            xaxis={"visible": False},
+            yaxis={"visible": False},
+            height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
+            margin={"l": 40, "r": 5, "t": 5, "b": 5},
+            plot_bgcolor="white",
+        ),
+    ), (gap, row_gap)
+
+
+def same_pixels(markup: str, figure, gaps: tuple[int, int], rows: list[np.ndarray]) -> bool:
+    """Whether every tile of the HTML grid holds the pixels of its cell of the one picture."""
+    from PIL import Image
+
+    def decoded(data: str) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+
+    picture = decoded(figure.data[0].source.split(",", 1)[1])
+    tiles = iter(decoded(t) for t in re.findall(r"src='data:image/png;base64,([^']+)'", markup))
+    height, width = rows[0].shape[1:3]
+    gap, row_gap = gaps
+    for c in range(max(len(images) for images in rows)):  # the HTML goes column by column
+        for r in range(len(rows)):
             top, left = r * (height + row_gap), c * (width + gap)
-            cell = picture[top : top + height, left : left + width]
-            if not np.array_equal(cell, np.asarray(next(traces).z)):
+            if not np.array_equal(picture[top : top + height, left : left + width], next(tiles)):
                 return False
     return True
 
@@ -98,6 +123,12 @@ def draw_ms(page, figure, repeats: int) -> float:
     """The median milliseconds Chromium takes to draw ``figure`` (the first 2 draws dropped)."""
     spec = figure.to_json()
     times = [page.evaluate(DRAW_JS, spec) for _ in range(repeats + 2)]
+    return statistics.median(times[2:])
+
+
+def draw_html_ms(page, markup: str, repeats: int) -> float:
+    """The median milliseconds Chromium takes to show ``markup`` (the first 2 draws dropped)."""
+    times = [page.evaluate(DRAW_HTML_JS, markup) for _ in range(repeats + 2)]
     return statistics.median(times[2:])
 
 
@@ -146,7 +177,10 @@ def main() -> None:
     from tests.browser import launch_chromium
 
     plotly_js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    html = f"<div id='chart' style='width:900px'></div><script>{plotly_js.read_text()}</script>"
+    html = (
+        "<div id='grid' style='width:900px'></div><div id='chart' style='width:900px'></div>"
+        f"<script>{plotly_js.read_text()}</script>"
+    )
     rng = np.random.default_rng(0)
     with contextlib.ExitStack() as stack:
         playwright = stack.enter_context(sync_playwright())
@@ -155,8 +189,8 @@ def main() -> None:
         page.set_content(html)
         print(f"load {load_text()}")
         print(
-            f"{'grid':>8} {'build ms: picture':>18} {'per cell':>9} "
-            f"{'draw ms: picture':>17} {'per cell':>9} {'ratio':>6}  same pixels"
+            f"{'grid':>8} {'build ms: HTML':>15} {'plotly':>7} "
+            f"{'draw ms: HTML':>14} {'plotly':>7} {'ratio':>6}  same pixels"
         )
         for row_count, per_row in SIZES:
             rows = [rng.random((per_row, 28, 28)).astype(np.float32) for _ in range(row_count)]
@@ -167,13 +201,14 @@ def main() -> None:
                 built = image_grid(rows, titles)
                 ours.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                reference = cells_grid(rows, titles)
+                reference, gaps = picture_grid(rows, titles)
                 theirs.append(time.perf_counter() - started)
-            drawn, drawn_cells = (draw_ms(page, f, args.repeats) for f in (built, reference))
+            drawn = draw_html_ms(page, built, args.repeats)
+            drawn_plotly = draw_ms(page, reference, args.repeats)
             print(
-                f"{row_count:>3} x {per_row:<3} {statistics.median(ours) * 1000:>18.1f} "
-                f"{statistics.median(theirs) * 1000:>9.1f} {drawn:>17.1f} {drawn_cells:>9.1f} "
-                f"{drawn / drawn_cells:>6.2f}  {same_pixels(built, reference, rows)}"
+                f"{row_count:>3} x {per_row:<3} {statistics.median(ours) * 1000:>15.1f} "
+                f"{statistics.median(theirs) * 1000:>7.1f} {drawn:>14.1f} {drawn_plotly:>7.1f} "
+                f"{drawn / drawn_plotly:>6.2f}  {same_pixels(built, reference, gaps, rows)}"
             )
         if args.results:
             trees = {"this tree": REPO, args.results: stack.enter_context(checkout(args.results))}

@@ -1,8 +1,10 @@
-"""Plotly figures (no streamlit): the shape diagram, image grids, loss curves, heatmaps, sweeps.
+"""Figures (no streamlit): the shape diagram, loss curves, heatmaps, sweeps (plotly), and image
+grids (HTML, and PNG for downloads).
 
 plotly is imported inside each function so importing this module stays cheap. Plotly renders a
 subset of HTML (``<a href>`` included) in trace names, hovers and titles: every name or title
-passed in (run names, class names from an upload) goes through ``cae.text.plain_html``.
+passed in (run names, class names from an upload) goes through ``cae.text.plain_html``; an image
+grid's titles are escaped as HTML (``html.escape`` of ``cae.text.clean_name``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 from cae.colours import class_style, plotly_scale
 from cae.latent_edit import image_view
-from cae.text import plain_html
+from cae.text import clean_name, plain_html
 
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
@@ -26,8 +28,6 @@ LATENT_COLOUR = "#DB2777"
 DECODER_COLOUR = "#0D9488"
 INPUT_COLOUR = "#6B7280"
 MODEBAR_PX = 32  # the chart toolbar's strip at the top right; a title sits below it
-# An image grid's gaps between columns and between rows, as fractions of an image's side.
-GRID_GAPS = (0.08, 0.12)
 # Every button of plotly's toolbar (its modebar, shown on hover at the top right): image figures
 # drop them all (issue 28: it covered the top right image); zooming a picture is the chart's
 # full-screen button (Streamlit's, the one left in the toolbar) and the grids have PNG downloads
@@ -52,6 +52,10 @@ def picture_figure(fig: go.Figure) -> go.Figure:
     fig.update_xaxes(showgrid=False, zeroline=False)
     fig.update_yaxes(showgrid=False, zeroline=False)
     return fig
+
+
+# The smallest and largest width of an image grid's tile on screen, in CSS pixels.
+TILE_PX = (64, 160)
 
 
 def _title(fig: go.Figure, text: str, top: int = 10) -> None:
@@ -164,79 +168,72 @@ def shape_diagram(report: ShapeReport) -> go.Figure:
     return fig
 
 
-def image_grid(
-    rows: list[np.ndarray],
-    row_titles: list[str],
-    *,
-    cell_titles: list[str] | None = None,
-    channel: int | None = None,
-) -> go.Figure:
-    """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one figure, pixels kept sharp;
-    shown as ``cae.latent_edit.image_view`` shows them (``channel``: that channel alone).
+def image_grid(rows: list[np.ndarray], row_titles: list[str], *, channel: int | None = None) -> str:
+    """Rows of images (each (N,H,W) or (N,H,W,C) in [0,1]) as one block of HTML (for
+    ``st.html``), pixels kept sharp, shown as ``cae.latent_edit.image_view`` shows them
+    (``channel``: that channel alone).
 
-    The grid is one PNG (:func:`mosaic`, white gaps of :data:`GRID_GAPS`) in one image trace;
-    row titles (left of each row) and ``cell_titles`` (above each cell, row by row) are
-    annotations in its pixel coordinates. A browser redraws every chart of a page on each rerun:
-    one image instead of an axis pair and an image trace per cell took Chromium's CPU for a rerun
-    of Results from 0.84 to 0.39 CPU-s (``bench/figures.py``)."""
+    Each test image is a column of tiles (its original over each row's version of it) and the
+    row titles a column of their own on the left, written across (never turned on their side):
+    the columns wrap onto more lines on a narrow screen, each at least :data:`TILE_PX` [0] pixels
+    wide and at most [1], so a title never prints over another (each has its row's height, and
+    a long one makes its row taller) and a tile stays readable at 400 px. On a 28x28 grid a
+    plotly figure had printed "outputcorrupted inpuoriginal" and shrunk its tiles to 35 px on a
+    phone (issue 28). Titles are escaped: no text of the page is markup."""
     import base64
+    import html
     import io
 
-    import plotly.graph_objects as go
     from PIL import Image
 
     height, width, count = _cell_size(rows)
-    gap, row_gap = grid_gaps(height, width, titled=bool(cell_titles))
-    picture = Image.fromarray(mosaic(rows, gap=gap, row_gap=row_gap, channel=channel), "RGB")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=1)  # fast: the browser gets it at once
-    source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    notes = []
-    for r, title in enumerate(row_titles[: len(rows)]):
-        top = r * (height + row_gap) - 0.5  # pixel centres are integers: edges at -0.5
-        notes.append(
-            dict(
-                text=plain_html(title),
-                textangle=-90,
-                showarrow=False,
-                x=-0.5 - gap,
-                xanchor="right",
-                y=top + height / 2,
-                yanchor="middle",
-            )
+    span = len(rows) + 1  # a column's rows and the spacer under them (the gap between lines)
+    shape = f"aspect-ratio:{width}/{height}"
+
+    def tile(image: np.ndarray) -> str:
+        pixels = np.full((height, width, 3), 255, np.uint8)  # a smaller image sits top left
+        shown = (np.clip(_as_rgb(image, channel), 0, 1) * 255).round().astype(np.uint8)
+        pixels[: shown.shape[0], : shown.shape[1]] = shown
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, "RGB").save(buffer, format="PNG", compress_level=1)
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    titles = [html.escape(clean_name(str(title))) for title in row_titles[: len(rows)]]
+    titles += [""] * (len(rows) - len(titles))
+    columns = [
+        "<div class='cae-grid-col'>"
+        + "".join(
+            f"<div class='cae-grid-label' style='{shape}'><span>{title}</span></div>"
+            for title in titles
         )
-    for number, title in enumerate((cell_titles or [])[: count * len(rows)]):
-        r, c = divmod(number, count)
-        notes.append(
-            dict(
-                text=plain_html(title),
-                font={"size": 16},
-                showarrow=False,
-                x=c * (width + gap) - 0.5 + width / 2,
-                xanchor="center",
-                y=r * (height + row_gap) - 0.5,
-                yanchor="bottom",
-            )
-        )
-    return picture_figure(
-        go.Figure(
-            data=[go.Image(source=source, hoverinfo="skip")],
-            layout=dict(
-                annotations=notes,
-                xaxis={"visible": False},
-                yaxis={"visible": False},
-                height=max(120, int(900 / max(count, 1)) + 10) * len(rows),
-                margin={"l": 40, "r": 5, "t": 25 if cell_titles else 5, "b": 5},
-            ),
-        )
+        + "<div></div></div>"
+    ]
+    for c in range(count):
+        cells = []
+        for r, images in enumerate(rows):
+            if c < len(images):
+                cells.append(
+                    f"<img class='cae-grid-tile' style='{shape}' src='{tile(images[c])}' "
+                    f"alt='{titles[r]}, image {c + 1}'>"
+                )
+            else:
+                cells.append(f"<div style='{shape}'></div>")
+        columns.append("<div class='cae-grid-col'>" + "".join(cells) + "<div></div></div>")
+    low, high = TILE_PX
+    return (
+        f"<div class='cae-grid' style='max-width:{(count + 1) * (high + 6)}px'>"
+        + "".join(columns)
+        + "<style>"
+        f".cae-grid{{display:grid;grid-template-columns:repeat(auto-fit,minmax({low}px,1fr));"
+        "column-gap:6px;row-gap:3px}"
+        f".cae-grid-col{{display:grid;grid-row:span {span};grid-template-rows:subgrid;min-width:0}}"
+        ".cae-grid-col>:last-child{height:0.5rem}"
+        ".cae-grid-tile{display:block;width:100%;height:auto;image-rendering:pixelated}"
+        ".cae-grid-label{display:flex;align-items:center;justify-content:flex-end;"
+        "text-align:right;font-size:0.75rem;line-height:1.2;overflow-wrap:anywhere;"
+        "hyphens:auto;opacity:0.8}"
+        "</style></div>"
     )
-
-
-def grid_gaps(height: int, width: int, *, titled: bool = False) -> tuple[int, int]:
-    """The white pixels :func:`image_grid` leaves between columns and between rows of cells of
-    ``height`` x ``width`` (rows leave room for cell titles when ``titled``)."""
-    row_gap = max(1, round(GRID_GAPS[1] * height)) + (height // 2 if titled else 0)
-    return max(1, round(GRID_GAPS[0] * width)), row_gap
 
 
 def _cell_size(rows: list[np.ndarray]) -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ trained on. Runs compared side by side are shown on the test images of the first
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run
 from cae.text import plain_code, plain_markdown
-from ui.baselines import baselines_table
+from ui.baselines import baselines_table, known_baselines, name_column
 from ui.channels import channel_picker
 from ui.denoising import corrupted_section
 from ui.lesson import lesson_section
@@ -51,6 +52,8 @@ from ui.steps import step_result
 from ui.test_images import class_names
 
 MAX_IMAGES = 24
+FIRST_METRICS = ("psnr", "ssim")  # the metrics table's key columns, first after the name
+GAIN_OVER_PCA = "vs PCA (dB)"  # short: at 1440 px only the run id may be cut
 
 
 @st.cache_data(show_spinner="Scoring…", max_entries=32)
@@ -178,32 +181,55 @@ def first_with_test_images(selected: list[RunInfo], root: str) -> tuple[RunInfo,
     return selected[-1], test_split_or_stop(selected[-1], root)
 
 
+def pca_gain(run: RunInfo, psnr: float | None, root: str) -> str:
+    """How many dB of PSNR the run gains over PCA with its code's size ("–" when either is not
+    known: the baselines table below says why)."""
+    if psnr is None or run.recipe is None:
+        return "–"
+    found = known_baselines(run, root)  # the baselines table below waits for them, or says why
+    if found is None:
+        return "…"
+    gain = psnr - found["pca"]["psnr"]
+    return f"{gain:+.2f}" if math.isfinite(gain) else "–"
+
+
 def metrics_table(selected: list[RunInfo], root: str) -> None:
-    """Each run's metrics on its own test split, one column per entry of ``METRICS``."""
+    """Each run's metrics on its own test split, one column per entry of ``METRICS``: the name,
+    then the key columns (PSNR, its gain over PCA, SSIM), then the rest, so that a phone shows
+    the key ones without scrolling sideways (issue 28; they sat past the sixth column)."""
     table = []
+    metrics = sorted(image_metrics.METRICS, key=lambda metric: metric.key not in FIRST_METRICS)
     for run in selected:
-        row = {
-            "name": run.name,
-            "dataset": run.dataset,
-            "parameters": f"{run.params:,}" if run.params is not None else "–",
-            "code": "x".join(map(str, run.latent_shape)) if run.latent_shape else "–",
-            "epochs": run.epochs,
-        }
+        row: dict[str, object] = {"name": run.name}
         try:
             scores = own_metrics(run, root)
         except (RunError, StepError) as error:
             scores = {}
             st.caption(plain_markdown(f"{run.name}: {getattr(error, 'reason', None) or error}"))
-        for metric in image_metrics.METRICS:
+        for metric in metrics:
             row[f"test {metric.label}"] = metric.format(scores.get(metric.key))
-        row["train time (s)"] = image_metrics.format_number(run.metrics.get("wall_seconds"), 1)
+            if metric.key == "psnr":
+                row[GAIN_OVER_PCA] = pca_gain(run, scores.get("psnr"), root)
+        row["dataset"] = run.dataset
+        row["parameters"] = f"{run.params:,}" if run.params is not None else "–"
+        row["code"] = "x".join(map(str, run.latent_shape)) if run.latent_shape else "–"
+        row["epochs"] = run.epochs
+        row["time (s)"] = image_metrics.format_number(run.metrics.get("wall_seconds"), 1)
         row["run id"] = run.run_id
         table.append(row)
     st.subheader("Metrics on each run's test split")
-    st.dataframe(table, hide_index=True, width="stretch", key="results_table")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="results_table",
+        column_config=name_column("name"),
+    )
     st.caption(
         "Each run is scored on its own test images, which it never trained on; PSNR is that of "
-        "the mean MSE, pixels in [0, 1]."
+        "the mean MSE, pixels in [0, 1]. vs PCA: the run's PSNR minus that of PCA with as many "
+        "components as its code has values (the table below; above 0, the run beats it). Time: "
+        "the training's seconds."
     )
 
 
@@ -237,7 +263,8 @@ def grid_section(
         titles.append(run.name[:18])
         errors.append(shown_error_maps(originals, outputs, channel))
     st.subheader("Originals and reconstructions")
-    st.plotly_chart(image_grid(rows, titles, channel=channel), key="results_grid")
+    with st.container(key="results_grid"):
+        st.html(image_grid(rows, titles, channel=channel))
     st.download_button(
         "Download this grid (PNG)",
         grid_png(rows, channel=channel),
@@ -254,7 +281,8 @@ def grid_section(
             means = ", ".join(f"{value:.4f}" for value in error.mean(axis=(1, 2)))
             st.markdown(f"**{plain_markdown(run.name)}** · mean squared error per image: {means}")
             coloured = colormap(error, 0.0, max(top, 1e-8)) / 255.0  # from 0, as the heatmap
-            st.plotly_chart(image_grid([coloured], ["error"]), key=f"results_errors_{run.run_id}")
+            with st.container(key=f"results_errors_{run.run_id}"):
+                st.html(image_grid([coloured], ["error"]))
 
 
 def curves_section(selected: list[RunInfo], root: str) -> None:
@@ -295,12 +323,14 @@ def best_and_worst(
     for title, chosen in (("best", order[:6]), ("worst", order[::-1][:6])):
         values = ", ".join(f"{per_image[i]:.4f}" for i in chosen)
         st.markdown(f"**{title.capitalize()}** (test MSE {values})")
-        grid = image_grid(
-            [split.take(chosen), picked(focus, reference, chosen, root)],
-            ["original", "output"],
-            channel=channel,
-        )
-        st.plotly_chart(grid, key=f"results_{title}")
+        with st.container(key=f"results_{title}"):
+            st.html(
+                image_grid(
+                    [split.take(chosen), picked(focus, reference, chosen, root)],
+                    ["original", "output"],
+                    channel=channel,
+                )
+            )
     mean_error = report.error_map(channel)
     title = f"Where the error is ({error_words(channel)}), averaged over the test set"
     st.plotly_chart(error_heatmap(mean_error, title), key="results_mean_error")

@@ -6,24 +6,25 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 from streamlit_drawable_canvas import st_canvas
 
 from cae import latent_edit as le
 from cae.latent import PRIOR_SIGMAS, SPREAD_SIGMAS, interpolate
 from cae.latent_edit import LatentEdit
-from cae.plots import grid_png
+from cae.plots import image_grid
 from cae.store import RunInfo
 from cae.text import plain_markdown
 from ui.channels import channel_picker
 from ui.latent_sources import StartingPoint, choose_source
 from ui.latent_view import (
+    CANVAS_MARGIN,
     VIEW_PX,
     LatentRun,
     cached_decoder,
     canvas_stroke,
     colour_scale,
     download_buttons,
+    grid_with_margin,
     hide_canvas_toolbar,
     open_latent_run,
     picture,
@@ -36,10 +37,14 @@ STROKE_COLOURS = {"add": "#ffffff", "erase": "#ff4081"}  # "set" paints in the v
 
 # A narrow screen stacks the editor's three columns: the grid and the image it decodes to come
 # first, next to each other (the source goes last), and the decoded image is drawn smaller, so
-# both fit on one 800-px screen while painting (issue 13).
+# both fit on one 800-px screen while painting (issue 13); the stacked columns close up (their
+# "large" gap was 4rem), so the decoded image sits right under the grid's colour scale (issue 28).
 NARROW_LAYOUT = """<style>
 @media (max-width: 640px) {
   [data-testid="stColumn"]:has(.st-key-le_source_image) { order: 3; }
+  [data-testid="stHorizontalBlock"]:has(> [data-testid="stColumn"] .st-key-le_decoded) {
+    gap: 0.75rem !important;
+  }
   .st-key-le_decoded img { width: 180px !important; height: auto !important; }
   [data-testid="stColumn"]:has(.st-key-le_decoded) [data-testid="stVerticalBlock"] { gap: 0.25rem; }
 }
@@ -115,10 +120,27 @@ def brush(channel: int) -> tuple[str, float]:
     return mode, float(st.session_state.get(f"le_{mode}_{channel}", 0.0))
 
 
+def default_value(latent: LatentRun, channel: int) -> float:
+    """The value the brush sets until the student moves the slider: the end of the channel's
+    range farther from its mean code value, the value least like the codes it was trained on.
+
+    The middle of the range, as it was, hardly showed (issue 28), measured on the shipped run
+    (values 0 to 6.02, mean 3.51) over 20 test images: one cell set to the middle (3.01) changed
+    no pixel of the decoded image by more than 0.25 for 40 % of the cells (median 2 pixels); set
+    to 0, the far end, for 8 % of them (median 16 pixels, a stroke of ink). Three cells across
+    test image 0: 2 pixels changed that much at the middle, 82 at 0."""
+    low, high = latent.brush_min[channel], latent.brush_max[channel]
+    means = latent.stats.get("channel_mean") or []
+    mean = float(means[channel]) if channel < len(means) else (low + high) / 2
+    return float(low if mean - low >= high - mean else high)
+
+
 def on_stroke() -> None:
-    """Canvas callback: the finished stroke painted onto the cells under it."""
+    """Canvas callback: the finished stroke painted onto the cells under it (the canvas's
+    margin around the grid cut off)."""
     edit = load_edit()
-    image = canvas_stroke(st.session_state.get(f"le_canvas_{edit.canvas_version}") or {})
+    state = st.session_state.get(f"le_canvas_{edit.canvas_version}") or {}
+    image = canvas_stroke(state, CANVAS_MARGIN)
     if image is not None:
         save_edit(edit.paint_stroke(image, *brush(edit.channel)))
 
@@ -191,20 +213,28 @@ def latent_canvas(latent: LatentRun, edit: LatentEdit) -> None:
     title = f"**Latent code** · {h}x{w}x{channels}"
     st.markdown(title + (f" · channel {channel}" if channels > 1 else ""))
     mode = st.session_state.get("le_mode", "set")
-    value = float(st.session_state.get(f"le_set_{channel}", (vmin + vmax) / 2))
+    value = float(st.session_state.get(f"le_set_{channel}", default_value(latent, channel)))
     grid = le.render_grid_image(edit.code[..., channel], vmin, vmax, cell_px)
+    margin = CANVAS_MARGIN  # strokes are caught this far out around the grid
+    width = w * cell_px + 2 * margin
+    # The canvas's column is never narrower than the canvas: at 1400 px with the sidebar open it
+    # was (about 300 px), and the canvas cut off its grid's last column and the band beside it.
+    st.html(
+        f'<style>[data-testid="stColumn"]:has([class*="st-key-le_canvas_"])'
+        f"{{min-width:min(100%,{width}px)}}</style>"
+    )
     st_canvas(
         stroke_width=max(6, int(cell_px * 0.6)),
         stroke_color=STROKE_COLOURS.get(mode) or le.colour_hex(value, vmin, vmax),
-        background_image=Image.fromarray(grid),
-        height=h * cell_px,
-        width=w * cell_px,
+        background_image=grid_with_margin(grid, margin),
+        height=h * cell_px + 2 * margin,
+        width=width,
         drawing_mode="freedraw",
         return_image_data=True,
         key=f"le_canvas_{edit.canvas_version}",
         on_change=on_stroke,
     )
-    colour_scale(vmin, vmax, w * cell_px, value if mode == "set" else None)
+    colour_scale(vmin, vmax, w * cell_px, value if mode == "set" else None, indent=margin)
 
 
 def decoded_view(latent: LatentRun, edit: LatentEdit, decoded: np.ndarray) -> None:
@@ -250,7 +280,7 @@ def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
             "Value",
             vmin,
             vmax,
-            (vmin + vmax) / 2,
+            default_value(latent, channel),
             key=f"le_set_{channel}",
             format="%.3f",
             help=f"Range: each cell's fitted mean ±{SPREAD_SIGMAS:g}σ over the training codes, "
@@ -275,7 +305,8 @@ def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
     )
     st.caption(
         "A cell takes the brush when at least 15 % of its pixels are painted: stroke through a "
-        "cell's middle. Each finished stroke is applied at once and the canvas clears for the next."
+        "cell's middle. A stroke may start in the band around the grid. Each finished stroke is "
+        "applied at once and the canvas clears for the next."
     )
 
 
@@ -327,10 +358,10 @@ def interpolation(latent: LatentRun) -> None:
     frames = latent.decoder(interpolate(z_a, z_b, steps))
     here = latent.decoder(((1 - t) * z_a + t * z_b).astype(np.float32))
     strip, single = st.columns([4, 1])
-    strip.image(
-        grid_png([frames], scale=3, channel=latent.view_channel),
-        caption=f"{steps} frames from #{a} to #{b}{latent.view_words}",
-    )
+    with strip:  # tiles that wrap on a phone rather than shrink (issue 28)
+        with st.container(key="le_interp_strip"):
+            st.html(image_grid([frames], [f"#{a} to #{b}"], channel=latent.view_channel))
+        st.caption(f"{steps} frames from #{a} to #{b}{latent.view_words}")
     single.image(picture(here, 140, latent.view_channel), caption=f"at {t:.2f}")
 
 

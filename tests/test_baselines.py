@@ -316,7 +316,7 @@ def test_results_shows_each_runs_baselines_beside_its_metrics(tmp_path, monkeypa
     assert list(table["test SSIM"]) == [f"{pca['ssim']:.4f}", f"{mean['ssim']:.4f}"]
     # the run's own PSNR (the metrics table's) minus the baseline's
     own = float(next(t for t in tables if "epochs" in t.columns)["test PSNR (dB)"][0])
-    gains = [float(value) for value in table["PSNR: run − baseline (dB)"]]
+    gains = [float(value) for value in table["PSNR gain (dB)"]]
     assert gains[0] == pytest.approx(own - pca["psnr"], abs=0.011)
     assert gains[1] == pytest.approx(own - mean["psnr"], abs=0.011)
     captions = [caption.value for caption in app.caption]

@@ -20,6 +20,10 @@ from tests.runs import make_trained_run
 pytestmark = pytest.mark.browser
 
 INFO = ".st-key-le_decode_info"
+# The band around the 7x7 grid of 40 px cells where the canvas catches strokes (ui.latent_view's
+# CANVAS_MARGIN: importing that module outside a Streamlit run fails, the canvas component
+# registers its assets at import). The first test measures it on the page.
+CANVAS_MARGIN = 24
 DECODED_IMG = ".st-key-le_decoded img"
 
 
@@ -84,13 +88,15 @@ def test_a_stroke_changes_the_cells_under_it_and_the_decoded_image(page, app_url
     open_editor(page, app_url)
     canvas = canvas_locator(page)
     box = canvas.bounding_box()
-    assert box is not None and round(box["width"]) == 280 and round(box["height"]) == 280
+    side = 280 + 2 * CANVAS_MARGIN  # the 7x7 grid of 40 px cells and the band around it
+    assert box is not None and round(box["width"]) == side and round(box["height"]) == side
+    assert CANVAS_MARGIN >= 20  # issue 28: at least 20 px around the grid catch a stroke
     screenshot(page, "latent_editor_before")
     info_before = decode_info(page)
     pixels_before = decoded_pixels(page)
 
     # row 3 (y 120..160), across the middles of columns 1..5 (each 40 px wide)
-    draw_stroke(page, [(60, 140), (140, 140), (220, 140)])
+    draw_stroke(page, on_grid([(60, 140), (140, 140), (220, 140)]))
     wait_for_info_change(page, info_before)
     wait_for_app_idle(page, 30_000, quiet_ms=300)
     info_after = decode_info(page)
@@ -110,7 +116,13 @@ def test_a_stroke_changes_the_cells_under_it_and_the_decoded_image(page, app_url
     screenshot(page, "latent_editor_lower")  # Streamlit scrolls inside its own container
 
 
-# (stroke through canvas pixels, the cells it must change) on the 7x7 grid of 40 px cells
+def on_grid(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Grid pixels (from the grid's top-left corner) as canvas pixels: the canvas reaches
+    CANVAS_MARGIN past every edge of the grid."""
+    return [(x + CANVAS_MARGIN, y + CANVAS_MARGIN) for x, y in points]
+
+
+# (stroke through grid pixels, the cells it must change) on the 7x7 grid of 40 px cells
 EDGE_STROKES = [
     # issue 13: pressed 140 px right and 10 px down from the top-left corner, dragged down
     ([(140, 10), (140, 270)], [(r, 3) for r in range(7)]),
@@ -133,7 +145,7 @@ def test_every_edge_and_corner_of_the_grid_takes_a_stroke(page, app_url):
     canvas = canvas_locator(page)
     page.mouse.move(0, 0)
     for points, _ in EDGE_STROKES:  # nothing lies over the grid where a stroke starts
-        x, y = points[0]
+        x, y = on_grid(points)[0]
         try:  # a trial hover checks that the canvas itself would receive the press
             canvas.hover(position={"x": x, "y": y}, trial=True, timeout=3_000)
         except PlaywrightTimeoutError as exc:
@@ -142,7 +154,7 @@ def test_every_edge_and_corner_of_the_grid_takes_a_stroke(page, app_url):
     assert page.get_by_role("button", name="Reset canvas & history", exact=True).count() == 0
     assert page.get_by_role("button", name="Undo", exact=True).count() == 1  # the page's own
     for points, cells in EDGE_STROKES:
-        draw_stroke(page, points)
+        draw_stroke(page, on_grid(points))
         page.wait_for_function(  # the stroke's own rerun, not the fresh canvas's first one
             "(sel) => (document.querySelector(sel)?.innerText || '').includes('last edit: set')",
             arg=INFO,
@@ -157,6 +169,47 @@ def test_every_edge_and_corner_of_the_grid_takes_a_stroke(page, app_url):
         # the fresh canvas reports its background's fit once: let that rerun pass
         wait_for_app_idle(page, 30_000, quiet_ms=400)
     screenshot(page, "latent_editor_edges")
+
+
+# (stroke through grid pixels, starting in the band around the grid, the cells it must change)
+BAND_STROKES = [
+    ([(140, -20), (140, 270)], [(r, 3) for r in range(7)]),  # from just above the top edge
+    ([(-20, -20), (20, 20), (260, 20)], [(0, c) for c in range(7)]),  # from outside a corner
+    ([(300, 300), (260, 260), (260, 20)], [(r, 6) for r in range(7)]),  # from the other corner
+    ([(-20, 140), (300, 140)], [(3, c) for c in range(7)]),  # through, band to band
+]
+
+
+def test_a_stroke_that_starts_outside_the_grid_paints_the_cells_it_crosses(page, app_url):
+    """Issue 28: the canvas only sees events on itself, so a stroke pressed just above the grid
+    (or outside a corner) and dragged in was dropped. The canvas now reaches CANVAS_MARGIN past
+    the grid; a stroke from there paints the cells it crosses, one in the band alone none."""
+    open_editor(page, app_url)
+    side = 280 + 2 * CANVAS_MARGIN
+    for points, cells in BAND_STROKES:
+        assert all(-CANVAS_MARGIN < v < 280 + CANVAS_MARGIN for v in points[0]), points
+        assert not all(0 <= v < 280 for v in points[0]), points  # it starts off the grid
+        draw_stroke(page, on_grid(points))
+        page.wait_for_function(
+            "(sel) => (document.querySelector(sel)?.innerText || '').includes('last edit: set')",
+            arg=INFO,
+            timeout=15_000,
+            polling=20,
+        )
+        wait_for_app_idle(page, 30_000, quiet_ms=200)
+        info = decode_info(page)
+        assert changed_cells(info) == sorted(cells), (points, info)
+        with expect_rerun(page):
+            page.locator(".st-key-le_undo button").click()
+        wait_for_app_idle(page, 30_000, quiet_ms=400)
+    before = decode_info(page)
+    with expect_rerun(page):  # along the band above the grid and down its left side: no cell
+        draw_stroke(page, [(4, 4), (side - 4, 4), (side - 4, 10), (4, 10), (4, side - 4)])
+    wait_for_app_idle(page, 30_000, quiet_ms=400)
+    after = decode_info(page)
+    # one more decode, nothing else: the same code, undo list and last edit
+    assert after.split("·", 1)[1] == before.split("·", 1)[1], (before, after)
+    screenshot(page, "latent_editor_band_strokes")
 
 
 def test_a_typed_value_shows_its_changed_cell(page, app_url):

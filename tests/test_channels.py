@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,41 +103,45 @@ def test_upscale_any_channel_count(channels):
 def test_image_grid_and_png_follow_the_channel(channels):
     x = stack(channels, count=3) / np.float32(255)
     rows = [x, 1 - x]
-    figures = {k: image_grid(rows, ["a", "b"], channel=k) for k in le.channel_options(channels)}
-    pixels = {k: grid_picture(fig) for k, fig in figures.items()}
-    for k, picture in pixels.items():
-        assert len(figures[k].data) == 1  # the grid is one picture
+    grids = {k: image_grid(rows, ["a", "b"], channel=k) for k in le.channel_options(channels)}
+    tiles = {k: grid_tiles(grid) for k, grid in grids.items()}
+    for k, shown in tiles.items():
+        assert len(shown) == 6  # one tile per image, column by column: image 0's two rows first
         expected = x[0] if k is None else np.repeat(x[0][..., k : k + 1], 3, axis=-1)
-        np.testing.assert_array_equal(picture[:SIDE, :SIDE], np.round(expected * 255))
-        assert picture.shape[1] > 3 * SIDE and (picture[:SIDE, SIDE] == 255).all()  # white gaps
-    assert len({p.tobytes() for p in pixels.values()}) == len(pixels)  # each choice differs
+        np.testing.assert_array_equal(shown[0], np.round(expected * 255))
+        np.testing.assert_array_equal(shown[1], np.round((1 - expected) * 255))
+    assert len({b"".join(t.tobytes() for t in shown) for shown in tiles.values()}) == len(tiles)
     pngs = {k: grid_png(rows, scale=2, gap=1, channel=k) for k in le.channel_options(channels)}
     assert len(set(pngs.values())) == len(pngs)
     picture = np.asarray(Image.open(io.BytesIO(pngs[le.channel_options(channels)[-1]])))
     assert picture.shape == (2 * (2 * SIDE + 1), 2 * (3 * SIDE + 2), 3)
-    assert image_grid(rows, ["a", "b"]).data  # no channel given: never an error
+    assert grid_tiles(image_grid(rows, ["a", "b"]))  # no channel given: never an error
 
 
-def test_image_grid_titles_sit_left_of_their_rows_and_above_their_cells():
-    rows = [np.zeros((4, SIDE, SIDE, 1)), np.ones((2, SIDE, SIDE, 1)), np.zeros((4, SIDE, SIDE, 1))]
-    figure = image_grid(rows, ["first", "second", "third"], cell_titles=["a", "b"])
-    picture = grid_picture(figure)
-    notes = figure.layout.annotations
-    beside, above = notes[:3], notes[3:]
-    assert [note.text for note in beside] == ["first", "second", "third"]
-    assert all(note.x < -0.5 and note.xanchor == "right" for note in beside)  # left of column 0
-    for r, note in enumerate(beside):  # centred on its row: black rows 0 and 2, white row 1
-        shade = picture[int(round(note.y)), SIDE // 2, 0]
-        assert shade == (255 if r == 1 else 0), (r, note.y)
-    assert [note.text for note in above] == ["a", "b"]
-    assert above[0].y == above[1].y == -0.5 and 0 < above[0].x < above[1].x < picture.shape[1]
+def test_image_grid_titles_come_first_in_a_column_of_their_own():
+    """Issue 28: rotated row titles printed over each other ("outputcorrupted inpuoriginal").
+    Each title is now a cell of the left column, as tall as its row's tiles, written across;
+    a shorter row leaves empty cells, so every image stays under its own column."""
+    rows = [np.ones((4, SIDE, SIDE, 1)), np.zeros((2, SIDE, 8, 1)), np.ones((4, SIDE, SIDE, 1))]
+    grid = image_grid(rows, ["first", "corrupted input", "third"])
+    columns = re.findall(r"<div class='cae-grid-col'>(.*?)<div></div></div>", grid)
+    assert len(columns) == 5  # the titles, then one column per image
+    labels = re.findall(r"<div class='cae-grid-label' style='([^']*)'><span>([^<]*)</span>", grid)
+    assert [text for _, text in labels] == ["first", "corrupted input", "third"]
+    assert all(style == f"aspect-ratio:{SIDE}/{SIDE}" for style, _ in labels)  # as tall as a tile
+    assert "cae-grid-label" in columns[0] and "<img" not in columns[0]
+    assert [column.count("<img") for column in columns[1:]] == [3, 3, 2, 2]
+    tiles = grid_tiles(grid)
+    assert all(tile.shape == (SIDE, SIDE, 3) for tile in tiles)  # a narrow image, padded white
+    assert (tiles[1][:, :8] == 0).all() and (tiles[1][:, 8:] == 255).all()  # at the left
+    assert "rotate" not in grid and "textangle" not in grid
+    assert re.search(r"minmax\((\d+)px", grid).group(1) == "64"  # a tile is never narrower
 
 
-def grid_picture(figure) -> np.ndarray:
-    """The pixels of an image grid's one picture (its PNG data URI), (H, W, 3) uint8."""
-    source = figure.data[0].source
-    assert source.startswith("data:image/png;base64,")
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
+def grid_tiles(grid: str) -> list[np.ndarray]:
+    """The pixels of an image grid's tiles (its PNG data URIs, in order), each (H, W, 3) uint8."""
+    sources = re.findall(r"src='data:image/png;base64,([^']+)'", grid)
+    return [np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))) for data in sources]
 
 
 def test_heatmap_takes_one_plane():
@@ -226,6 +231,11 @@ def charts(app: AppTest) -> dict[str, dict]:
     }
 
 
+def grid_bodies(app: AppTest) -> list[str]:
+    """The HTML of every image grid on the page (``cae.plots.image_grid`` through ``st.html``)."""
+    return [html.proto.body for html in app.get("html") if "cae-grid" in html.proto.body]
+
+
 def image_urls(app: AppTest) -> list[str]:
     """The media URL of every st.image (named by the content's hash)."""
     return [image.proto.imgs[0].url for image in app.get("image")]
@@ -240,10 +250,14 @@ def test_results_page_shows_one_channel_at_a_time(multichannel_runs, monkeypatch
     assert list(table["run id"]) == [runs[channels]]
     assert all(value != "–" for value in table["test PSNR (dB)"])
     before = json.dumps([chart["data"] for chart in charts(app).values()])
+    grids = grid_bodies(app)
+    assert len(grids) >= 4  # the grid, the corrupted one, best and worst (error maps: closed)
     picker(app, "results_channel", channels).set_value(channels - 1).run()
     assert not app.exception, [item.value for item in app.exception]
     after = json.dumps([chart["data"] for chart in charts(app).values()])
-    assert before != after  # the grid, best and worst, error maps: the channel shown
+    assert before != after  # the mean error map: the channel shown
+    shown = grid_bodies(app)
+    assert len(shown) == len(grids) and all(a != b for a, b in zip(grids, shown, strict=True))
     titles = json.dumps([chart["layout"].get("title") for chart in charts(app).values()])
     assert f"of channel {channels - 1}" in titles
     assert app.get("download_button")
@@ -255,7 +269,8 @@ def test_latent_editor_shows_one_channel_at_a_time(multichannel_runs, monkeypatc
     app = open_page("pages/4_Latent_Editor.py", root, runs[channels], monkeypatch)
     state = app.session_state["le_editor"]
     assert np.asarray(state["code"]).shape == (8, 8, 2)
-    before = image_urls(app)
+    before, strip = image_urls(app), grid_bodies(app)
+    assert len(strip) == 1  # the interpolation strip
     widget = picker(app, "le_view_channel", channels)
     assert any("**Source** · channel 0 of" in block.value for block in app.markdown)
     widget.set_value(channels - 1).run()
@@ -263,7 +278,8 @@ def test_latent_editor_shows_one_channel_at_a_time(multichannel_runs, monkeypatc
     after = image_urls(app)
     assert len(after) == len(before)
     changed = sum(a != b for a, b in zip(before, after, strict=True))
-    assert changed >= 3  # source, decoded and the interpolation strip; not the colour bar
+    assert changed >= 2  # source and decoded; not the colour bar
+    assert grid_bodies(app) != strip  # the interpolation strip
     assert any(f"**Decoded** · channel {channels - 1} of" in m.value for m in app.markdown)
     assert app.session_state["le_editor"]["code"] == state["code"]  # the edit is kept
 

@@ -153,7 +153,6 @@ def test_markdown_html_and_terminal_escapes():
 def test_plotly_figures_show_names_as_text():
     figures = [
         loss_curves({name: {"loss": [0.3], "val_loss": [0.2]} for name in HOSTILE}),
-        image_grid([np.zeros((2, 4, 4, 1))], [HOSTILE[3]], cell_titles=[HOSTILE[4], "x"]),
         latent_map(np.zeros((3, 2)), np.array([0.5, 0.2]), np.array([0, 1, 2]), CLASS_NAMES),
     ]
     for figure in figures:
@@ -161,8 +160,17 @@ def test_plotly_figures_show_names_as_text():
         assert texts
         for text in texts:
             assert "<a" not in text and "<img" not in text and "\u202e" not in text, text
-    names = [trace["name"] for trace in json.loads(figures[2].to_json())["data"]]
+    names = [trace["name"] for trace in json.loads(figures[1].to_json())["data"]]
     assert names[0] == f"&lt;a href=http://{HOST}/c&gt;c&lt;/a&gt;"
+
+
+def test_image_grid_titles_are_text():
+    """An image grid is HTML: a run name as a row title is escaped, its bidi controls dropped."""
+    rows = [np.zeros((2, 4, 4, 1))] * 3
+    grid = image_grid(rows, [HOSTILE[3], HOSTILE[4], "\u202egnp.exe"])
+    assert "<a " not in grid and "<img src=http" not in grid and "\u202e" not in grid
+    assert f"&lt;a href=http://{HOST}/a&gt;html link&lt;/a&gt;" in grid
+    assert f"&lt;img src=http://{HOST}/img.png&gt;" in grid
 
 
 def plotly_texts(spec: dict) -> list[str]:
@@ -185,16 +193,25 @@ def plotly_texts(spec: dict) -> list[str]:
 # ------------------------------------------------------------------------------- every page
 
 
-def rendered(app: AppTest) -> tuple[list[str], list[str]]:
-    """(every string the page renders as markdown, every Plotly text) in the app's element tree."""
+# An image grid's own markup (cae.plots.image_grid): its tiles and its style, taken out of an
+# st.html body before the names in it are checked.
+GRID_MARKUP = re.compile(r"<img class='cae-grid-tile'[^>]*>|<style>.*?</style>", re.S)
+
+
+def rendered(app: AppTest) -> tuple[list[str], list[str], list[str]]:
+    """(every string the page renders as markdown, every Plotly text, every st.html body without
+    an image grid's own tiles and style) in the app's element tree."""
     markdown: list[str] = []
     plotly: list[str] = []
+    html: list[str] = []
 
     def walk(node) -> None:
         proto = getattr(node, "proto", None)
         kind = getattr(node, "type", None)
         if kind == "plotly_chart" and proto is not None:
             plotly.extend(plotly_texts(json.loads(proto.spec)))
+        elif kind == "html" and proto is not None:
+            html.append(GRID_MARKUP.sub("", proto.body))
         elif kind == "imgs" or (proto is not None and hasattr(proto, "imgs")):
             markdown.extend(image.caption for image in proto.imgs)
         elif proto is not None:
@@ -206,13 +223,13 @@ def rendered(app: AppTest) -> tuple[list[str], list[str]]:
             walk(child)
 
     walk(app._tree)
-    return markdown, plotly
+    return markdown, plotly, html
 
 
 def check_page(app: AppTest, shown: list[str]) -> None:
     """No element renders a hostile name as markup; each name in ``shown`` appears escaped."""
     assert not app.exception, [item.value for item in app.exception]
-    markdown, plotly = rendered(app)
+    markdown, plotly, html = rendered(app)
     for text in markdown:
         assert not UNESCAPED.search(text), text
         for name in HOSTILE + CLASS_NAMES + [UPLOAD_NAME, SPEC_NAME]:
@@ -221,6 +238,8 @@ def check_page(app: AppTest, shown: list[str]) -> None:
                 assert cleaned not in text, text
     for text in plotly:
         assert "<a" not in text and "<img" not in text and "\u202e" not in text, text
+    for text in html:  # HTML, not markdown: only tags and bidi controls would be a problem
+        assert not re.search(r"<(a|img)\b", text) and "\u202e" not in text, text
     everything = "\n".join(markdown)
     for name in shown:
         assert plain_markdown(clean_name(name)) in everything, name

@@ -85,3 +85,39 @@ def test_other_starting_points(app):
     two = np.asarray(editor_state(app)["source"])
     assert not np.array_equal(one, two)
     assert first.shape == one.shape
+
+
+@pytest.mark.slow
+def test_the_default_brush_value_visibly_changes_the_decoded_image(tmp_path, monkeypatch):
+    """Issue 28: the brush started at the middle of the channel's range, where a plain run's
+    codes mostly are, so a stroke often showed nothing. It starts at the end of the range
+    farther from the channel's mean. On the shipped default run (range 0 to 6.02, mean 3.51: the
+    brush starts at 0), three cells of test image 0 (where the editor opens) set to it change
+    82 decoded pixels by more than a quarter of black to white; the middle (3.01) changed 2."""
+    import shutil
+
+    from cae.latent import encode, make_decoder
+    from cae.store import load_run, models_dir, run_test_split
+
+    shipped = "classic-mnist-sample-default"
+    shutil.copytree(models_dir() / shipped, tmp_path / shipped)
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path))
+    app = AppTest.from_file(APP, default_timeout=120).run().switch_page(PAGE).run()
+    assert not app.exception, app.exception
+    run = load_run(shipped, root=tmp_path)
+    stats = run.latent_stats
+    low, high, mean = (stats[key][0] for key in ("channel_min", "channel_max", "channel_mean"))
+    slider = app.slider(key="le_set_0")
+    assert (slider.min, slider.max) == pytest.approx((low, high))
+    assert slider.value == pytest.approx(low if mean - low >= high - mean else high)
+    decoder = make_decoder(run.built.decoder)
+    code = encode(run.built.encoder, run_test_split(shipped, root=tmp_path).image(0))
+    assert np.allclose(code, np.asarray(editor_state(app)["code"], np.float32))
+
+    def visible(value: float) -> int:
+        painted = code.copy()
+        painted[3, 2:5, 0] = value  # three cells across the middle: one short stroke
+        return int((np.abs(decoder(painted) - decoder(code)) > 0.25).sum())
+
+    assert visible(slider.value) >= 40, (slider.value, visible(slider.value))
+    assert visible(slider.value) > 2 * visible((low + high) / 2)

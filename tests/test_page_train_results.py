@@ -259,12 +259,17 @@ def test_train_preview_of_five_channel_images_shows_one_channel_at_a_time(models
     assert not app.exception, [item.value for item in app.exception]
     picker = app.selectbox(key="train_channel")
     assert picker.options == [f"channel {k}" for k in range(5)]
-    preview = next(c for c in app.get("plotly_chart") if "train_preview" in c.proto.id)
-    before = preview.proto.spec
+    before = preview_grid(app)
+    assert "original" in before and "output" in before
     picker.set_value(3).run()
     assert not app.exception, [item.value for item in app.exception]
-    preview = next(c for c in app.get("plotly_chart") if "train_preview" in c.proto.id)
-    assert preview.proto.spec != before
+    assert preview_grid(app) != before
+
+
+def preview_grid(app: AppTest) -> str:
+    """The HTML of the Train page's image grid of the job's test images (one on the page)."""
+    (grid,) = [html.proto.body for html in app.get("html") if "cae-grid" in html.proto.body]
+    return grid
 
 
 def test_results_page_survives_an_unloadable_run_and_deletes_it(two_runs, models):

@@ -8,18 +8,29 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
 from cae.baselines import code_size
 from cae.metrics import METRICS
-from cae.offload import baselines_in_worker
+from cae.offload import background_step, baselines_in_worker
 from cae.recipe import DataRecipe
 from cae.store import RunError, RunInfo, gallery_root
 from cae.text import plain_markdown
-from ui.steps import step_result
+from ui.state import owner_id
+from ui.steps import GRACE_S, step_result
 
-DIFFERENCE = "PSNR: run − baseline (dB)"
+DIFFERENCE = "PSNR gain (dB)"  # the run's PSNR minus the baseline's; short, for a phone
+# The run's name in the Results tables: pinned (it stays while the table scrolls sideways) and
+# at most this wide, so that a phone (400 px) shows the key columns after it (issue 28); a longer
+# name ends in an ellipsis (the run picker above shows it whole).
+NAME_COLUMN_PX = 140
+
+
+def name_column(label: str) -> dict:
+    """The ``column_config`` entry of a Results table's run-name column ``label``."""
+    return {label: st.column_config.TextColumn(label, width=NAME_COLUMN_PX, pinned=True)}
 
 
 @st.cache_data(show_spinner="Fitting the baselines (PCA and the mean image)…", max_entries=64)
@@ -34,20 +45,37 @@ def cached_baselines(
     return baselines_in_worker(recipe, components, gallery_root(root) or root, owner=_owner)
 
 
+def baselines_request(run: RunInfo, root: str) -> dict[str, Any]:
+    """The ``baselines`` step's request for a run: its recipe and its code's size (the cache in
+    the gallery's ``.baselines/``, which every workspace shares). RunError without a recipe."""
+    if run.recipe is None:
+        raise RunError(f"{run.recipe_problem}", run_id=run.run_id, reason=run.recipe_problem)
+    return {
+        "recipe": run.recipe.to_dict(),
+        "components": code_size(run),
+        "root": str(gallery_root(root) or root),
+    }
+
+
 def run_baselines(run: RunInfo, root: str) -> tuple[int, dict[str, dict[str, float]] | None]:
     """(the code's number of values, the run's baselines), the baselines computed as this
     browser's step in the server's queue, in the background: None while the step waits or runs
     (a notice shows its place). RunError or ValueError (an upload that is gone, a design too
     large) with the reason."""
-    if run.recipe is None:
-        raise RunError(f"{run.recipe_problem}", run_id=run.run_id, reason=run.recipe_problem)
-    components = code_size(run)
-    request = {
-        "recipe": run.recipe.to_dict(),
-        "components": components,
-        "root": str(gallery_root(root) or root),
-    }
-    return components, step_result("baselines", request)
+    request = baselines_request(run, root)
+    return request["components"], step_result("baselines", request)
+
+
+def known_baselines(run: RunInfo, root: str) -> dict[str, dict[str, float]] | None:
+    """The run's baselines if their step ends well within ``ui.steps.GRACE_S``, drawing nothing
+    (the baselines table below shows the step's place while it waits, and redraws the page when it
+    ends, or says why it failed); None otherwise."""
+    try:
+        step = background_step("baselines", baselines_request(run, root), owner_id())
+    except (ValueError, OSError):
+        return None
+    step.wait(GRACE_S)
+    return step.result if step.state == "done" else None
 
 
 def _difference(run_psnr: float | None, baseline_psnr: float) -> str:
@@ -87,19 +115,26 @@ def baselines_table(
             ("mean image", found["mean_image"]),
         )
         for method, scores in methods:
-            row = {"run": run.name, "baseline": method}
+            # the gain first after the run's name, so that a phone shows it (issue 28)
+            row = {"run": run.name, DIFFERENCE: _difference(own, scores["psnr"])}
+            row["baseline"] = method
             for metric in METRICS:
                 row[f"test {metric.label}"] = metric.format(scores.get(metric.key))
-            row[DIFFERENCE] = _difference(own, scores["psnr"])
             row["run id"] = run.run_id
             rows.append(row)
     if rows:
-        st.dataframe(rows, hide_index=True, width="stretch", key="results_baselines")
+        st.dataframe(
+            rows,
+            hide_index=True,
+            width="stretch",
+            key="results_baselines",
+            column_config=name_column("run"),
+        )
     st.caption(
         "PCA with as many components as the run's code has values (the best linear code of that "
         "size), and every image as the mean training image: both fitted on the run's training "
-        "split and scored on its test split, reconstructions clipped to [0, 1]. A positive "
-        "difference: the autoencoder beats the baseline by that many dB."
+        "split and scored on its test split, reconstructions clipped to [0, 1]. PSNR gain: the "
+        "run's PSNR minus the baseline's; above 0, the autoencoder beats it by that many dB."
     )
     for problem in problems:
         st.caption(plain_markdown(problem))

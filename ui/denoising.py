@@ -17,6 +17,7 @@ from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo
 from cae.text import plain_markdown
 from cae.training import recorded_config
+from ui.baselines import name_column
 from ui.runs import cached_run, cached_test_split
 from ui.steps import step_result
 
@@ -87,21 +88,34 @@ def scores_table(
     table = []
     for run in runs:
         own = owns[run.run_id]
-        row = {"name": run.name, "trained with": own.describe() if own else "clean inputs"}
         try:
             scores = corrupted_scores(run, root, corruption)
         except (RunError, StepError):  # the metrics table above says why, once
             scores = {}
+        # the key columns first after the name (the output's PSNR and what it gained), so that a
+        # phone shows them without scrolling sideways (issue 28)
+        psnr = METRICS_BY_KEY["psnr"]
+        gain = scores["denoise_psnr"] - scores["corrupted_psnr"] if scores else None
+        row = {
+            "name": run.name,
+            f"output {psnr.label}": psnr.format(scores.get("denoise_psnr")),
+            "gain (dB)": "–" if gain is None else f"{gain:+.2f}",
+            "trained with": own.describe() if own else "clean inputs",
+        }
         for metric in METRICS:
             row[f"output {metric.label}"] = metric.format(scores.get(f"denoise_{metric.key}"))
         for key in INPUT_KEYS:
             metric = METRICS_BY_KEY[key]
             row[f"corrupted input {metric.label}"] = metric.format(scores.get(f"corrupted_{key}"))
-        gain = scores["denoise_psnr"] - scores["corrupted_psnr"] if scores else None
-        row["PSNR gained (dB)"] = "–" if gain is None else f"{gain:+.2f}"
         row["run id"] = run.run_id
         table.append(row)
-    st.dataframe(table, hide_index=True, width="stretch", key="results_corrupted_table")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="results_corrupted_table",
+        column_config=name_column("name"),
+    )
 
 
 def corrupted_section(
@@ -137,7 +151,7 @@ def corrupted_section(
     scores_table(selected, owns, corruption, root)
     st.caption(
         f"Each run on its own test split, test image i corrupted with seed ({EVAL_SEED}, i), so "
-        "every run sees the same corrupted images; PSNR gained is the output's PSNR minus the "
+        "every run sees the same corrupted images; gain is the output's PSNR minus the "
         "corrupted input's."
     )
     if not indices or not usable:
@@ -154,4 +168,5 @@ def corrupted_section(
         titles.append(f"{role}: {run.name[:14]}")
     rows.append(clean)
     titles.append("clean")
-    st.plotly_chart(image_grid(rows, titles, channel=channel), key="results_corrupted_grid")
+    with st.container(key="results_corrupted_grid"):
+        st.html(image_grid(rows, titles, channel=channel))

@@ -35,6 +35,11 @@ from cae.store import LoadedRun, RunError, RunInfo
 from ui.runs import cached_run, cached_test_split
 
 VIEW_PX = 280  # size of a source or decoded image on screen
+# The drawing canvas reaches this far past every edge of the latent grid. The component only sees
+# events on itself: a stroke pressed just above the grid, or outside a corner, and dragged into
+# it was dropped without a word (issue 28). Strokes are caught from this band on and cut to the
+# grid (``canvas_stroke``); a stroke that stays in the band changes nothing.
+CANVAS_MARGIN = 24
 
 
 @st.cache_resource(show_spinner="Compiling the decoder…", max_entries=8)
@@ -223,12 +228,21 @@ def short_number(value: float) -> str:
     return f"{value:.3g}"
 
 
-def colour_scale(vmin: float, vmax: float, width: int, marker: float | None = None) -> None:
-    """The viridis colour bar from ``vmin`` to ``vmax``, ``width`` pixels wide, with a tick at
-    ``marker``, and its low, middle and high values under it."""
-    st.image(le.render_colorbar(vmin, vmax, width, 16, marker), width=width)
+def colour_scale(
+    vmin: float, vmax: float, width: int, marker: float | None = None, indent: int = 0
+) -> None:
+    """The viridis colour bar from ``vmin`` to ``vmax``, ``width`` pixels wide and ``indent``
+    pixels in from the left (under a grid drawn in a canvas's margin), with a tick at ``marker``,
+    and its low, middle and high values under it."""
+    bar = le.render_colorbar(vmin, vmax, width, 16, marker)
+    if indent:
+        padded = np.zeros((bar.shape[0], width + 2 * indent, 4), np.uint8)
+        padded[:, indent : indent + width, :3], padded[:, indent : indent + width, 3] = bar, 255
+        bar = padded
+    st.image(bar, width=width + 2 * indent)
     st.markdown(
         f"<div style='display:flex;justify-content:space-between;width:{width}px;"
+        f"margin-left:{indent}px;"
         f"font-size:0.8rem;opacity:0.7'><span>{short_number(vmin)}</span>"
         f"<span>{short_number((vmin + vmax) / 2)}</span><span>{short_number(vmax)}</span></div>",
         unsafe_allow_html=True,
@@ -273,11 +287,36 @@ def hide_canvas_toolbar(key_prefixes: Sequence[str]) -> None:
     st.html(_HIDE_CANVAS_TOOLBAR.replace("HOSTS", json.dumps(hosts)), unsafe_allow_javascript=True)
 
 
-def canvas_stroke(component_state: Any) -> np.ndarray | None:
+def canvas_stroke(component_state: Any, margin: int = 0) -> np.ndarray | None:
     """The RGBA image of the strokes a drawing canvas sent (its widget state in
-    ``st.session_state``), or None when it sent no drawing."""
+    ``st.session_state``) over the grid it shows, ``margin`` canvas pixels in from every edge (the
+    band around the grid cut off), or None when it sent no drawing."""
     drawing = component_state.get("drawing") if hasattr(component_state, "get") else None
     url = drawing.get("data") if isinstance(drawing, dict) else None
     if not url:
         return None
-    return CanvasResult(drawing.get("raw"), url, True).image_data
+    return inside_margin(CanvasResult(drawing.get("raw"), url, True).image_data, margin)
+
+
+def inside_margin(image: np.ndarray, margin: int) -> np.ndarray:
+    """The part of a canvas image (H, W, ...) ``margin`` pixels in from each edge: the grid that a
+    canvas of ``CANVAS_MARGIN`` shows, in the grid's own pixels (canvas pixels minus the margin)."""
+    height, width = image.shape[:2]
+    if margin < 0 or 2 * margin >= min(height, width):
+        raise ValueError(
+            f"margin must leave some of the canvas. Received: margin={margin}, "
+            f"canvas={width}x{height}"
+        )
+    return image[margin : height - margin, margin : width - margin]
+
+
+def grid_with_margin(grid: np.ndarray, margin: int) -> Image.Image:
+    """The latent grid (h_px, w_px, 3) uint8 as the canvas's background: an RGBA picture with a
+    band of ``margin`` pixels around it, faintly tinted so that it reads as part of the canvas
+    (a stroke may start there) on a light or a dark page."""
+    height, width = grid.shape[:2]
+    picture = np.zeros((height + 2 * margin, width + 2 * margin, 4), np.uint8)
+    picture[..., :3], picture[..., 3] = 128, 24  # mid grey at a tenth: visible on either theme
+    picture[margin : margin + height, margin : margin + width, :3] = grid
+    picture[margin : margin + height, margin : margin + width, 3] = 255
+    return Image.fromarray(picture, "RGBA")

@@ -246,9 +246,8 @@ def show_figures(job: TrainingJob) -> None:
                 titles.insert(1, "corrupted input")
             channels = int(progress.preview_originals.shape[-1])
             channel = channel_picker(st, channels, "train_channel", width=200)
-            st.plotly_chart(
-                image_grid(rows, titles, channel=channel), key=f"train_preview_{job.job_id}"
-            )
+            with st.container(key=f"train_preview_{job.job_id}"):
+                st.html(image_grid(rows, titles, channel=channel))
             st.caption(f"Test images after epoch {progress.epoch}.")
 
 

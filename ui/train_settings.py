@@ -16,7 +16,6 @@ from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
 
 TARGET_IMAGES = 135_000  # images seen in a default run: ~30 epochs of the 4,500-digit sample
 BATCH_SIZES = [8, 16, 32, 64, 128, 256, 512]
-PREVIEW_HEIGHT = 230  # pixels: a small strip, two rows of images
 
 
 def limits(key: str) -> tuple[float, float]:
@@ -135,12 +134,12 @@ def corruption_settings(
     corruption = Corruption(kind, float(strength))
     if samples is not None and len(samples):
         channel = None if samples.shape[-1] in (1, 3) else 0
-        figure = image_grid(
+        grid = image_grid(
             [samples, corruption.apply(samples)], ["clean", "corrupted"], channel=channel
         )
-        figure.update_layout(height=PREVIEW_HEIGHT)
         with right:
-            st.plotly_chart(figure, key="train_corruption_preview")
+            with st.container(key="train_corruption_preview"):
+                st.html(grid)
             st.caption(
                 f"What the network sees: {corruption.describe()} (new random corruption for "
                 "every batch; the targets stay clean)."
