@@ -553,13 +553,14 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
     )
     history.update_layout(title="Validation PSNR of each trial, and the best so far", height=360)
     figures["history"] = history
-    varied = {key for trial in complete for key in trial.params}
-    if len(complete) >= 2 and any(
-        len({repr(trial.params.get(key)) for trial in complete}) > 1 for key in varied
-    ):
+    # only the parameters whose value changed between trials: one the space fixes (a list of
+    # one value) was drawn as '<0.01' beside the searched ones, as if it had been tried
+    keys = sorted({key for trial in complete for key in trial.params})
+    varied = [key for key in keys if len({repr(trial.params.get(key)) for trial in complete}) > 1]
+    if len(complete) >= 2 and varied:
         try:
             importance = optuna.visualization.plot_param_importances(
-                study, target_name="validation PSNR (dB)"
+                study, params=varied, target_name="validation PSNR (dB)"
             )
         except (ValueError, RuntimeError):  # too few distinct trials for the evaluator
             importance = None
@@ -574,9 +575,10 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
         go.Scatter(
             x=[points[i][0] for i in front],
             y=[points[i][1] for i in front],
-            mode="lines",
+            mode="lines+markers",  # a front of one trial is one point: a line alone drew nothing
             name="Pareto front",
             line={"shape": "hv"},
+            marker={"size": 11, "symbol": "circle-open"},
             hoverinfo="skip",
         )
     )
