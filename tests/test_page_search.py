@@ -76,3 +76,18 @@ def test_a_search_from_the_page_trains_its_trials_and_shows_the_best(workspace):
     assert not again.exception, [e.value for e in again.exception]
     assert again.session_state[SPEC_KEY]["name"].startswith("tiny-t")
     assert time.monotonic() - started < 180
+
+
+def test_the_study_name_follows_the_spaces_name_until_the_user_types_one(workspace):
+    app = open_page(workspace)
+    field = app.text_input(key="experiments_search_name")
+    shipped = field.value
+    assert shipped  # the shipped space's name
+    app.text_area(key="experiments_search_space").set_value(json.dumps(TINY)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.text_input(key="experiments_search_name").value == TINY["name"] != shipped
+    app.text_input(key="experiments_search_name").set_value("my study").run()
+    renamed = {**TINY, "name": "other"}
+    app.text_area(key="experiments_search_space").set_value(json.dumps(renamed)).run()
+    assert app.text_input(key="experiments_search_name").value == "my study"
+    assert not app.warning, [w.value for w in app.warning]

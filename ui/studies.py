@@ -21,6 +21,8 @@ from ui.steps import step_result
 
 SHOWN_KEY = "experiments_search_shown"
 PICK_KEY = "experiments_search_pick"  # plain data: the search the next run shows (set by Start)
+NAME_KEY = "experiments_search_name"
+NAME_FROM_KEY = "experiments_search_name_from"  # plain data: the space name the field took
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -68,11 +70,15 @@ def start_form(root: str) -> None:
         st.error(plain_markdown(str(error)), icon=":material/error:")
         st.button("Start search", key="experiments_search_start", disabled=True, type="primary")
         return
+    # the name follows the space's own until the user types another: a name kept from the
+    # shipped space named a study of a space edited since after the shipped one
+    if st.session_state.get(NAME_KEY) in (None, st.session_state.get(NAME_FROM_KEY)):
+        st.session_state[NAME_KEY] = space.name[:60]
+    st.session_state[NAME_FROM_KEY] = space.name[:60]
     name = st.text_input(
         "Study name",
-        space.name,
         max_chars=60,
-        key="experiments_search_name",
+        key=NAME_KEY,
         help="A study of this name in your workspace goes on from its finished trials.",
     )
     if dataset is None:
