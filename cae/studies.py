@@ -533,6 +533,9 @@ def search_view(search: ServerSearch) -> dict[str, Any]:
     return {"record": record, "rows": table, "best": best, "data": record["data"]}
 
 
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}
+
+
 def search_figures(search: ServerSearch) -> dict[str, Any]:
     """Plotly figures of a search's study: Optuna's optimisation history and parameter
     importances (once two trials finished with different values), and each finished trial's
@@ -551,7 +554,11 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
     history = optuna.visualization.plot_optimization_history(
         study, target_name="validation PSNR (dB)"
     )
-    history.update_layout(title="Validation PSNR of each trial, and the best so far", height=360)
+    history.update_layout(
+        title="Validation PSNR of each trial, and the best so far",
+        height=360,
+        legend=LEGEND_BELOW,  # beside the plot, it took half of a phone's width
+    )
     figures["history"] = history
     # only the parameters whose value changed between trials: one the space fixes (a list of
     # one value) was drawn as '<0.01' beside the searched ones, as if it had been tried
@@ -597,6 +604,7 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
         xaxis_title="parameters",
         yaxis_title="validation PSNR (dB)",
         height=360,
+        legend=LEGEND_BELOW,
     )
     figures["pareto"] = pareto
     return figures

@@ -169,3 +169,5 @@ def test_the_figures_weigh_only_the_searched_parameters_and_mark_a_front_of_one(
     front = figures["pareto"].data[0]
     assert front.name == "Pareto front" and list(front.x) == [598.0]
     assert "markers" in front.mode
+    for key in ("history", "pareto"):  # legends under the plots: beside, they took half a phone
+        assert figures[key].layout.legend.orientation == "h"
