@@ -533,6 +533,9 @@ def search_view(search: ServerSearch) -> dict[str, Any]:
     return {"record": record, "rows": table, "best": best, "data": record["data"]}
 
 
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}
+
+
 def search_figures(search: ServerSearch) -> dict[str, Any]:
     """Plotly figures of a search's study: Optuna's optimisation history and parameter
     importances (once two trials finished with different values), and each finished trial's
@@ -551,15 +554,20 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
     history = optuna.visualization.plot_optimization_history(
         study, target_name="validation PSNR (dB)"
     )
-    history.update_layout(title="Validation PSNR of each trial, and the best so far", height=360)
+    history.update_layout(
+        title="Validation PSNR of each trial, and the best so far",
+        height=360,
+        legend=LEGEND_BELOW,  # beside the plot, it took half of a phone's width
+    )
     figures["history"] = history
-    varied = {key for trial in complete for key in trial.params}
-    if len(complete) >= 2 and any(
-        len({repr(trial.params.get(key)) for trial in complete}) > 1 for key in varied
-    ):
+    # only the parameters whose value changed between trials: one the space fixes (a list of
+    # one value) was drawn as '<0.01' beside the searched ones, as if it had been tried
+    keys = sorted({key for trial in complete for key in trial.params})
+    varied = [key for key in keys if len({repr(trial.params.get(key)) for trial in complete}) > 1]
+    if len(complete) >= 2 and varied:
         try:
             importance = optuna.visualization.plot_param_importances(
-                study, target_name="validation PSNR (dB)"
+                study, params=varied, target_name="validation PSNR (dB)"
             )
         except (ValueError, RuntimeError):  # too few distinct trials for the evaluator
             importance = None
@@ -574,9 +582,10 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
         go.Scatter(
             x=[points[i][0] for i in front],
             y=[points[i][1] for i in front],
-            mode="lines",
+            mode="lines+markers",  # a front of one trial is one point: a line alone drew nothing
             name="Pareto front",
             line={"shape": "hv"},
+            marker={"size": 11, "symbol": "circle-open"},
             hoverinfo="skip",
         )
     )
@@ -595,6 +604,7 @@ def search_figures(search: ServerSearch) -> dict[str, Any]:
         xaxis_title="parameters",
         yaxis_title="validation PSNR (dB)",
         height=360,
+        legend=LEGEND_BELOW,
     )
     figures["pareto"] = pareto
     return figures

@@ -21,6 +21,7 @@ from cae.training import TrainConfig
 from ui.data_choice import DataChoice, choose_data, data_recipe, preview_samples, share_data
 from ui.run_index import all_runs
 from ui.state import (
+    SUGGESTED_KEY,
     UPLOAD_NAME_KEY,
     active_spec,
     controls_job,
@@ -277,6 +278,11 @@ def main() -> None:
     last = (
         job.config if job is not None else TrainConfig(epochs=default_epochs(data.num_train or 0))
     )
+    suggested = st.session_state.pop(SUGGESTED_KEY, None)  # once: the form keeps them after
+    if suggested and not state.running:
+        last = TrainConfig.from_dict({**last.to_dict(), **suggested})
+        shown = ", ".join(f"{key.replace('_', ' ')} {value:g}" for key, value in suggested.items())
+        st.info(f"The search's best trial trained with {shown}: the form starts from them.")
     settings = training_settings(
         last,
         preview_samples(data),

@@ -54,6 +54,7 @@ from ui.test_images import class_names
 MAX_IMAGES = 24
 FIRST_METRICS = ("psnr", "ssim")  # the metrics table's key columns, first after the name
 GAIN_OVER_PCA = "vs PCA (dB)"  # short: at 1440 px only the run id may be cut
+RESULTS_RUNS_KEY = "results_runs"  # the multiselect of runs to compare
 
 
 @st.cache_data(show_spinner="Scoring…", max_entries=32)
@@ -120,12 +121,17 @@ def choose_runs(good: list[RunInfo]) -> list[RunInfo]:
         kept = [active, *kept]
     start = default_run(good)  # a new session's: the shipped run, never another workspace's
     default = kept or ([active] if active in by_id else [start.run_id] if start else [])
+    if RESULTS_RUNS_KEY in st.session_state:  # the widget's own value (or a followed link's)
+        held = st.session_state[RESULTS_RUNS_KEY]
+        if any(run_id not in by_id for run_id in held):  # a run deleted since
+            st.session_state[RESULTS_RUNS_KEY] = [run_id for run_id in held if run_id in by_id]
+        default = None  # Streamlit warns of a default beside a value set through Session State
     chosen = st.multiselect(
         "Runs to compare",
         list(by_id),
         default=default,
         format_func=lambda run_id: f"{by_id[run_id].name} · {run_id}",
-        key="results_runs",
+        key=RESULTS_RUNS_KEY,
     )
     remember(COMPARE_KEY, list(chosen))  # kept when the user visits other pages and comes back
     if chosen:
@@ -449,8 +455,12 @@ def main() -> None:
     root = runs_root()
     runs = all_runs(root)
     good = [run for run in runs if run.ok]
-    if follow_run_link(good):  # a link (from Experiments) names the runs to show
-        st.session_state.pop("results_runs", None)  # the multiselect starts from them
+    linked = follow_run_link(good)  # a link (from Experiments, the lesson) names the runs to show
+    if linked:
+        # set through Session State, which the browser's multiselect shows: dropping the key
+        # instead left the widget already on the page showing the old choice, and the next
+        # click sent that back (the lesson's link on Results lost the wide run)
+        st.session_state[RESULTS_RUNS_KEY] = linked
     if not good:
         st.info("No trained runs yet. Train one on the Train page.", icon=":material/info:")
         st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")

@@ -155,8 +155,10 @@ def on_set_cell() -> None:
     """Cell picker callback: one cell of the channel shown set to the value."""
     row = int(st.session_state.get("le_cell_row", 0))
     col = int(st.session_state.get("le_cell_col", 0))
-    value = float(st.session_state.get("le_cell_value", 0.0))
-    save_edit(load_edit().set_cell(row, col, value))
+    value = st.session_state.get("le_cell_value")
+    if value is None:  # the field emptied: nothing to set
+        return
+    save_edit(load_edit().set_cell(row, col, float(value)))
 
 
 def on_undo() -> None:
@@ -327,9 +329,15 @@ def number_table(latent: LatentRun, edit: LatentEdit) -> None:
             picker = st.columns(2)
             picker[0].number_input("Row", 0, h - 1, 0, key="le_cell_row")
             picker[1].number_input("Column", 0, w - 1, 0, key="le_cell_col")
-            st.number_input(
-                "Value", value=float(round(vmax, 3)), step=0.1, format="%.3f", key="le_cell_value"
-            )
+            # starts at the top of this run's channel's brush, again when either changes: the
+            # widget kept its value across runs (16.252 of the wide run on the classic's 0-6)
+            shown_for = f"{latent.info.run_id}|{latent.info.created}|{edit.channel}"
+            if st.session_state.get("le_cell_for") != shown_for or (
+                st.session_state.get("le_cell_value") is None
+            ):
+                st.session_state["le_cell_value"] = float(round(vmax, 3))
+                st.session_state["le_cell_for"] = shown_for
+            st.number_input("Value", value=None, step=0.1, format="%.3f", key="le_cell_value")
             st.button(
                 "Set cell",
                 key="le_cell_set",

@@ -87,6 +87,7 @@ def test_home_shows_the_lesson_with_the_shipped_runs_numbers():
     behind = pca_49() - shipped(DEFAULT_RUN_ID).metrics["psnr"]
     ahead = shipped(WIDE_RUN_ID).metrics["psnr"] - pca_49()
     assert f"loses to PCA by {behind:.1f} dB" in text and f"beats it by {ahead:.1f} dB" in text
+    assert text.startswith("**The tiny classic network")  # named as the page names it
     assert "5 convolutions down to the code against 3" in text  # depth, read from the specs
     assert "32-32-64-64 filters against 16-8" in text  # width
     assert "both 7x7x1" in text and "linear" in text  # the code

@@ -121,3 +121,24 @@ def test_the_default_brush_value_visibly_changes_the_decoded_image(tmp_path, mon
 
     assert visible(slider.value) >= 40, (slider.value, visible(slider.value))
     assert visible(slider.value) > 2 * visible((low + high) / 2)
+
+
+@pytest.mark.slow
+def test_the_typed_value_starts_at_each_runs_own_brush_top(tmp_path, monkeypatch):
+    """The shipped runs' codes span 0-6 (classic) and about -3-16 (wide): the Value field of
+    "Type the numbers" starts at the top of the shown run's brush, again after a switch of run
+    (it kept the wide run's 16.252 on the classic run)."""
+    import shutil
+
+    for run_id in ("classic-mnist-sample-default", "wide-mnist-sample"):
+        shutil.copytree(REPO / "models" / run_id, tmp_path / run_id)
+    monkeypatch.setenv("CAE_MODELS_DIR", str(tmp_path))
+    app = AppTest.from_file(APP, default_timeout=180).run().switch_page(PAGE).run()
+    tops = {}
+    for run_id in ("wide-mnist-sample", "classic-mnist-sample-default"):
+        app.selectbox(key="le_run").set_value(run_id).run()
+        assert not app.exception, app.exception
+        top = app.slider(key="le_set_0").max
+        assert app.number_input(key="le_cell_value").value == pytest.approx(top, abs=1e-3)
+        tops[run_id] = top
+    assert tops["wide-mnist-sample"] > tops["classic-mnist-sample-default"] + 1

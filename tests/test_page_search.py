@@ -61,7 +61,8 @@ def test_a_search_from_the_page_trains_its_trials_and_shows_the_best(workspace):
     settle(app)  # the baselines of the best line run in the background
     assert not app.exception, [e.value for e in app.exception]
     (best,) = [s.value for s in app.success]
-    assert best.startswith("Best so far: trial ") and "against PCA with the same" in best
+    assert best.startswith("Best: trial ") and "against PCA with the same" in best  # finished
+    assert "2 of 2 trials done" in " ".join(m.value for m in app.markdown)
     table = next(f.value for f in app.dataframe if "validation PSNR (dB)" in f.value.columns)
     states = list(table["state"])  # candidates past the 49-value constraint are skipped, untrained
     assert [state for state in states if state != "skipped"] == ["finished", "finished"]
@@ -76,3 +77,28 @@ def test_a_search_from_the_page_trains_its_trials_and_shows_the_best(workspace):
     assert not again.exception, [e.value for e in again.exception]
     assert again.session_state[SPEC_KEY]["name"].startswith("tiny-t")
     assert time.monotonic() - started < 180
+    # and one to Train, whose form starts from the settings the trial trained with
+    again = open_page(workspace)
+    again.button(key=f"experiments_search_train_{search.id}").click().run()
+    assert not again.exception, [e.value for e in again.exception]
+    assert again.title[0].value == "Train"
+    assert again.select_slider(key="train_batch").value == TINY["parameters"]["batch_size"]
+    assert again.number_input(key="train_lr").value == TINY["parameters"]["learning_rate"]
+    (epochs,) = [n for n in again.number_input if n.key.startswith("train_epochs_")]
+    assert epochs.value == TINY["parameters"]["epochs"]
+    assert any("best trial trained with" in note.value for note in again.info)
+
+
+def test_the_study_name_follows_the_spaces_name_until_the_user_types_one(workspace):
+    app = open_page(workspace)
+    field = app.text_input(key="experiments_search_name")
+    shipped = field.value
+    assert shipped  # the shipped space's name
+    app.text_area(key="experiments_search_space").set_value(json.dumps(TINY)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.text_input(key="experiments_search_name").value == TINY["name"] != shipped
+    app.text_input(key="experiments_search_name").set_value("my study").run()
+    renamed = {**TINY, "name": "other"}
+    app.text_area(key="experiments_search_space").set_value(json.dumps(renamed)).run()
+    assert app.text_input(key="experiments_search_name").value == "my study"
+    assert not app.warning, [w.value for w in app.warning]

@@ -136,3 +136,38 @@ def test_a_search_asks_for_a_sane_number_of_trials_and_counts_against_the_caps(
     with pytest.raises(ExperimentCapError, match="estimated hours"):
         queue.submit("c" * 32, "s", space, RECIPE, TrainConfig(), 3, num_train=115, root=root)
     assert queue.all(root) == []
+
+
+def test_the_figures_weigh_only_the_searched_parameters_and_mark_a_front_of_one(tmp_path):
+    """Two trials that differ in filters only (depth and kernel fixed by the space): the importance
+    figure lists filters alone, and the front, one trial that is smaller and better, is drawn as
+    a point (a line through one point showed nothing but its legend)."""
+    import optuna
+
+    from cae.studies import ServerSearch, search_figures
+
+    study = optuna.create_study(direction="maximize")
+    distributions = {
+        "depth": optuna.distributions.CategoricalDistribution([2]),
+        "filters": optuna.distributions.CategoricalDistribution([4, 8]),
+        "kernel": optuna.distributions.CategoricalDistribution([3]),
+    }
+    for filters, params, psnr in ((8, 2058, 6.48), (4, 598, 6.50)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"depth": 2, "filters": filters, "kernel": 3},
+                distributions=distributions,
+                value=psnr,
+                user_attrs={"param_count": params},
+            )
+        )
+    search = ServerSearch({"study": "tiny", "root": str(tmp_path)}, tmp_path / "tiny.json")
+    search._study = study  # the study the server would open from its storage
+    figures = search_figures(search)
+    importance = figures["importance"]
+    assert list(importance.data[0].y) == ["filters"]
+    front = figures["pareto"].data[0]
+    assert front.name == "Pareto front" and list(front.x) == [598.0]
+    assert "markers" in front.mode
+    for key in ("history", "pareto"):  # legends under the plots: beside, they took half a phone
+        assert figures[key].layout.legend.orientation == "h"

@@ -1,4 +1,4 @@
-"""The lesson of the two shipped runs (issue 27), on Home and Results: the seed's classic network
+"""The lesson of the two shipped runs (issue 27), on Home and Results: the default classic network
 loses to PCA with as many code values, the ``wide`` preset with the same code wins, and why
 (depth, width, code).
 
@@ -132,7 +132,7 @@ def lesson_text(lesson: Lesson) -> str:
     behind = lesson.pca_psnr - classic.psnr
     ahead = wide.psnr - lesson.pca_psnr
     verdict = (
-        f"**The seed's tiny network {'loses to' if behind > 0 else 'beats'} PCA by "
+        f"**The tiny classic network {'loses to' if behind > 0 else 'beats'} PCA by "
         f"{abs(behind):.1f} dB; the wide one {'beats' if ahead > 0 else 'loses to'} it by "
         f"{abs(ahead):.1f} dB,** with the same {lesson.components} numbers per image "
         "(PCA is the best code a linear projection can make)."

@@ -78,6 +78,7 @@ _issued: OrderedDict[str, None] = OrderedDict()
 _issued_lock = threading.Lock()
 
 
+SUGGESTED_KEY = "train_suggested"  # dict: settings the Train form starts from once (a search's)
 COMPARE_KEY = "results_compare"  # list[str]: the runs chosen on Results, kept across pages
 ACTIVATED_KEY = "train_activated_run"  # str: the finished job's run the Train page made active
 DATA_KEY = "active_data"  # dict: the Train page's data (recipe, training images, image shape)

@@ -16,11 +16,14 @@ from cae.spec import ArchitectureSpec
 from cae.studies import MAX_TRIALS, STUDIES, search_figures, search_view
 from cae.text import plain_markdown
 from cae.training import TrainConfig
-from ui.state import owner_id, set_active_spec
+from ui.state import SUGGESTED_KEY, owner_id, set_active_spec
 from ui.steps import step_result
 
 SHOWN_KEY = "experiments_search_shown"
 PICK_KEY = "experiments_search_pick"  # plain data: the search the next run shows (set by Start)
+SEARCHED_SETTINGS = ("epochs", "batch_size", "learning_rate")  # Train the best design takes
+NAME_KEY = "experiments_search_name"
+NAME_FROM_KEY = "experiments_search_name_from"  # plain data: the space name the field took
 
 
 def _label(record: dict[str, Any]) -> str:
@@ -68,11 +71,15 @@ def start_form(root: str) -> None:
         st.error(plain_markdown(str(error)), icon=":material/error:")
         st.button("Start search", key="experiments_search_start", disabled=True, type="primary")
         return
+    # the name follows the space's own until the user types another: a name kept from the
+    # shipped space named a study of a space edited since after the shipped one
+    if st.session_state.get(NAME_KEY) in (None, st.session_state.get(NAME_FROM_KEY)):
+        st.session_state[NAME_KEY] = space.name[:60]
+    st.session_state[NAME_FROM_KEY] = space.name[:60]
     name = st.text_input(
         "Study name",
-        space.name,
         max_chars=60,
-        key="experiments_search_name",
+        key=NAME_KEY,
         help="A study of this name in your workspace goes on from its finished trials.",
     )
     if dataset is None:
@@ -136,7 +143,7 @@ def live_panel(search_id: str, root: str) -> None:
     record = view["record"]
     st.markdown(
         f"**{plain_markdown(record['study'])}** · {record['state']} · {record['told']} of "
-        f"{record['trials']} trials told"
+        f"{record['trials']} trials done"
         + (f" · {plain_markdown(record['message'])}" if record.get("message") else "")
     )
     for trial in record["in_flight"]:
@@ -158,7 +165,7 @@ def live_panel(search_id: str, root: str) -> None:
     if view["best"] is not None:
         best = view["best"]
         st.success(
-            f"Best so far: trial {best['number']} ({plain_markdown(best['label'])}), "
+            f"{'Best so far' if search.active else 'Best'}: trial {best['number']} ({plain_markdown(best['label'])}), "
             f"validation PSNR {best['value']:.2f} dB with {best['param_count']:,} parameters and "
             f"{best['code_values']} code values" + _pca_line(view, root) + ".",
             icon=":material/emoji_events:",
@@ -178,6 +185,11 @@ def live_panel(search_id: str, root: str) -> None:
             icon=":material/model_training:",
         ):
             set_active_spec(spec)
+            # the trial's training settings too: the search chose them with the design
+            config = best.get("config") or {}
+            st.session_state[SUGGESTED_KEY] = {
+                key: config[key] for key in SEARCHED_SETTINGS if key in config
+            }
             st.switch_page("pages/2_Train.py")
     if view["rows"]:
         st.dataframe(view["rows"], hide_index=True, width="stretch", key=f"search_{search_id}")
