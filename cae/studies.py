@@ -464,7 +464,14 @@ class StudyQueue:
                 outcome = outcome or TrainOutcome(
                     "stopped", "pruned", trial.reporter.pruned_at, True
                 )
-                finish_trial(study, trial.number, outcome, pruned=True, config=trial.config)
+                finish_trial(  # a run it finished before the stop arrived is kept, named
+                    study,
+                    trial.number,
+                    outcome,
+                    pruned=True,
+                    run_id=job.run_id,
+                    config=trial.config,
+                )
             elif search.record.get("stop_requested") and job.stop_requested:
                 fail_trial(study, trial.number, "stopped with the search")
             elif outcome is None:
