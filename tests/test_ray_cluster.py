@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -150,4 +153,23 @@ def test_a_lost_ray_worker_ends_its_job_in_one_line_and_a_stop_keeps_the_epochs(
     assert sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith(".")) == [
         run_id
     ]
+    assert ray_workers() == []
+
+
+def test_the_cli_trains_on_the_cluster_when_cae_cluster_is_set(cluster, tmp_path):
+    env = {**os.environ, "CAE_CLUSTER": cluster.address}
+    done = subprocess.run(
+        [sys.executable, "-m", "cae", "train", "--preset", "classic", "--dataset",
+         "mnist-sample", "--limit", "128", "--epochs", "1", "--batch-size", "32",
+         "--name", "cli-on-ray", "--root", str(tmp_path)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("run ")]
+    assert "on Ray node" in line and "1 epoch" in line, line
+    (run,) = [path for path in tmp_path.iterdir() if path.name.startswith("cli-on-ray")]
+    record = json.loads((run / "train.json").read_text())
+    assert record["backend"] == "ray"
+    assert record["node_id"] in {node.node_id for node in cluster.list_all_nodes()}
     assert ray_workers() == []
