@@ -446,9 +446,7 @@ def _train_on_cluster(
         printer.finish()
     final = job.snapshot()
     if job.error is not None:
-        raise CliError(
-            f"{job.error} Nothing was saved. Received: CAE_CLUSTER={os.environ['CAE_CLUSTER']!r}"
-        )
+        raise CliError(f"nothing was saved: {job.error}")
     if final.state == "failed" or job.result is None:
         raise CliError(f"{final.message} Nothing was saved. Received: state={final.state!r}")
     run_id = job.run_id

@@ -25,16 +25,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 CLUSTER_VARIABLE = "CAE_CLUSTER"
 CPUS_VARIABLE = "CAE_CLUSTER_CPUS"
 GPUS_VARIABLE = "CAE_CLUSTER_GPUS"
-CONNECT_TIMEOUT = 120.0  # seconds ray.init may take (a loaded machine starts slowly)
+CONNECT_TIMEOUT = 120.0  # seconds ray.init may take (a loaded machine connects slowly)
 POLL_SECONDS = 0.5  # how long one read of the actor's lines waits
 CODE_ROOT = Path(__file__).resolve().parent.parent  # the checkout every node runs (same path)
 UPLOAD_CACHE = "cae-cluster-uploads"
@@ -264,19 +264,56 @@ def connect(address: str) -> Any:
         ) from error
     import logging
 
-    try:
-        ray.init(
-            address=address,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            include_dashboard=False,
-        )
-    except Exception as error:  # noqa: BLE001 - one line for the page
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    check_address(address)
+    failure: list[BaseException] = []
+
+    def init() -> None:
+        try:
+            ray.init(
+                address=address,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                include_dashboard=False,
+            )
+        except BaseException as error:  # noqa: BLE001 - reported below, in one line
+            failure.append(error)
+
+    thread = threading.Thread(target=init, name="cae-ray-init", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT)
+    if thread.is_alive():  # Ray retries an address that does not answer for minutes
         raise RuntimeError(
-            f"cannot reach the Ray cluster ({first[:200]}). Received: CAE_CLUSTER={address!r}"
-        ) from error
+            f"the Ray cluster did not answer within {CONNECT_TIMEOUT:.0f} s. "
+            f"Received: CAE_CLUSTER={address!r}"
+        )
+    if failure:
+        raise RuntimeError(
+            f"cannot reach the Ray cluster ({_first_line(failure[0])}). "
+            f"Received: CAE_CLUSTER={address!r}"
+        ) from failure[0]
     return ray
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """Raise RuntimeError (one line) when ``address`` is not ``auto``, ``HOST:PORT`` or
+    ``ray://HOST:PORT``, or when nothing listens at its host and port."""
+    if address == "auto":
+        return
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RuntimeError(
+            "CAE_CLUSTER must be auto, HOST:PORT or ray://HOST:PORT (what ray.init takes). "
+            f"Received: CAE_CLUSTER={address!r}"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise RuntimeError(
+            f"no Ray cluster answers at {host}:{port} ({reason}): start one (docs/cluster.md) "
+            f"or unset CAE_CLUSTER. Received: CAE_CLUSTER={address!r}"
+        ) from error
 
 
 class Dispatch:
@@ -504,5 +541,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    sys.exit(main())
+    code = main()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    os._exit(code)  # every line is written; a Ray thread still connecting must not hold us

@@ -18,7 +18,7 @@ import pytest
 
 from cae.admission import Scheduler, training_slots
 from cae.jobs import JobManager, TrainingJob
-from cae.ray_dispatch import cluster_address, resources_for
+from cae.ray_dispatch import JobRunner, check_address, cluster_address, resources_for
 from cae.recipe import DataRecipe
 from cae.request import TrainRequest
 from cae.spec import preset
@@ -120,6 +120,48 @@ def test_the_server_never_imports_ray_and_cae_cluster_chooses_the_backend(monkey
     assert training_slots() == 6 and training_slots(2) == 1
     monkeypatch.setenv("CAE_TRAINING_SLOTS", "0")
     assert training_slots() == training_slots(None) and training_slots() <= 8
+
+
+def test_a_bad_or_silent_cluster_address_is_one_line_at_once():
+    check_address("auto")
+    with pytest.raises(RuntimeError, match=r"must be auto, HOST:PORT or ray://HOST:PORT"):
+        check_address("head-without-port")
+    with pytest.raises(RuntimeError, match=r"no Ray cluster answers at 127.0.0.1:9 .*'ray://"):
+        check_address("ray://127.0.0.1:9")
+
+
+def test_a_node_keeps_a_shipped_upload_by_its_content_hash(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    runner = object.__new__(JobRunner)  # its upload methods use no state of the actor
+    data = b"an uploaded file's bytes"
+    digest = hashlib.sha256(data).hexdigest()
+    here = tmp_path / "up.npz"
+    here.write_bytes(data)
+    assert runner.local_upload(str(here), digest, ".npz") == str(here)  # the node sees it
+    assert runner.local_upload("/no/such/up.npz", digest, ".npz") is None  # ship it
+    with pytest.raises(ValueError, match="does not match its hash"):
+        runner.store_upload(b"other bytes", digest, ".npz")
+    kept = runner.store_upload(data, digest, ".npz")
+    assert Path(kept) == tmp_path / "cae-cluster-uploads" / f"{digest}.npz"
+    assert Path(kept).read_bytes() == data
+    assert runner.local_upload("/no/such/up.npz", digest, ".npz") == kept  # shipped once
+
+
+@slow
+def test_the_cli_says_in_one_line_that_no_cluster_answers(tmp_path):
+    env = {**os.environ, "CAE_CLUSTER": "127.0.0.1:9"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cae", "train", "--preset", "classic", "--dataset",
+         "mnist-sample", "--limit", "128", "--epochs", "1", "--root", str(tmp_path)],
+        capture_output=True, text=True, timeout=TIMEOUT, env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert "no Ray cluster answers at 127.0.0.1:9" in line, line
+    assert line.endswith("Received: CAE_CLUSTER='127.0.0.1:9'") and list(tmp_path.iterdir()) == []
 
 
 @slow
