@@ -301,3 +301,42 @@ def test_a_search_runs_its_trials_on_the_cluster_and_only_the_server_tells_the_s
     assert most == 1
     nodes = {node.node_id for node in cluster.list_all_nodes()}
     assert {record["node_id"] for record in records} <= nodes
+
+
+@slow
+def test_the_train_page_stops_and_saves_a_training_that_runs_on_the_cluster(
+    cluster, models, monkeypatch
+):
+    from streamlit.testing.v1 import AppTest
+
+    from cae.jobs import JOBS
+    from cae.store import new_workspace_id, workspace_root
+    from ui.state import OWNER_KEY
+
+    monkeypatch.setenv("CAE_CLUSTER", cluster.address)
+    workspace = new_workspace_id()
+    folder = workspace_root(workspace)
+    folder.mkdir(parents=True)
+    app = AppTest.from_file(
+        str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120
+    )
+    app.session_state[OWNER_KEY] = workspace
+    app = app.run().switch_page("pages/2_Train.py").run()
+    assert not app.exception
+    next(item for item in app.number_input if item.key.startswith("train_epochs")).set_value(50)
+    app.button(key="train_start").click().run()
+    job = JOBS.get(app.session_state["owner_id"])
+    assert job is not None
+    wait_until(job, lambda s: s.epoch >= 1)
+    assert not job.done, job.snapshot().message
+    app.run()
+    app.button(key="train_stop").click().run()  # the page's Stop button
+    assert job.wait(TIMEOUT)
+    app.run()
+    assert not app.exception and job.error is None and job.snapshot().state == "stopped"
+    assert any("completed epoch(s) kept" in item.value for item in app.info)
+    app.button(key="train_save").click().run()
+    assert not app.exception and job.run_id is not None
+    record = json.loads((folder / job.run_id / "train.json").read_text())
+    assert record["backend"] == "ray" and record["outcome"]["stopped"] is True
+    assert ray_workers() == []
