@@ -343,6 +343,9 @@ class Dispatch:
 
     def forward(self, line: str) -> None:
         """Pass a server command (``stop``) to the worker, or keep it until the actor is up."""
+        with contextlib.suppress(ValueError, AttributeError):
+            if json.loads(line).get("cmd") == "stop":
+                self.stopped.set()
         with self._lock:
             actor = self.actor
             if actor is None:
@@ -374,8 +377,14 @@ class Dispatch:
         ray = self.ray
         runner = ray.remote(max_restarts=0, max_task_retries=0, max_concurrency=4)(JobRunner)
         actor = runner.options(**resources).remote(os.fspath(CODE_ROOT), _forwarded_environment())
+        placed = actor.where.remote()
+        while not ray.wait([placed], timeout=POLL_SECONDS)[0]:
+            if self.stopped.is_set() or self.input_closed.is_set():  # no node has room yet
+                with contextlib.suppress(Exception):
+                    ray.kill(actor)
+                return self._stopped_unplaced(text)
         try:
-            self.where = ray.get(actor.where.remote())
+            self.where = ray.get(placed)
         except Exception as error:  # noqa: BLE001 - reported as one line
             return self._lost(error, started=False)
         job = self._ship_upload(actor, job, request)
@@ -388,6 +397,17 @@ class Dispatch:
         if self.input_closed.is_set():
             actor.close_input.remote()
         return self._relay(actor)
+
+    def _stopped_unplaced(self, resources: str) -> int:
+        """End a job stopped while it waited for a node with room: nothing was trained."""
+        from cae.progress import Progress
+        from cae.protocol import progress_to_message
+
+        message = f"Stopped before the Ray cluster had a node with room for it ({resources})."
+        final = Progress(state="stopped", epochs=self.epochs, message=message)
+        self.channel.send(progress_to_message(final))
+        self.channel.send({"kind": "end"})
+        return 0
 
     def _ship_upload(self, actor: Any, job: dict[str, Any], request: Any) -> dict[str, Any]:
         """The job with its upload path as the node reads it: shipped by content hash when the

@@ -340,3 +340,17 @@ def test_the_train_page_stops_and_saves_a_training_that_runs_on_the_cluster(
     record = json.loads((folder / job.run_id / "train.json").read_text())
     assert record["backend"] == "ray" and record["outcome"]["stopped"] is True
     assert ray_workers() == []
+
+
+@slow
+def test_a_job_no_node_has_room_for_waits_saying_so_and_stops(cluster, jobs, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAE_CLUSTER_CPUS", "4")  # each node has one CPU
+    job = jobs.start("student-e", request("too-big", epochs=1), root=tmp_path)
+    snap = wait_until(job, lambda s: "Waiting for the Ray cluster" in s.message)
+    assert "4 CPU" in snap.message and not job.done, snap.message
+    job.stop()
+    assert job.wait(60)
+    final = job.snapshot()
+    assert final.state == "stopped" and job.error is None and job.result is None
+    assert final.message.startswith("Stopped before the Ray cluster had a node with room")
+    assert list(tmp_path.iterdir()) == []
