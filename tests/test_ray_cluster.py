@@ -168,8 +168,14 @@ def test_the_cli_says_in_one_line_that_no_cluster_answers(tmp_path):
 def test_two_jobs_that_each_need_a_node_run_on_different_nodes_and_are_saved(
     cluster, jobs, tmp_path
 ):
+    from tests.test_hostile_names import upload_recipe
+
+    upload = upload_recipe(tmp_path.parent)  # an uploaded file: the node reads it (same path)
+    on_upload = TrainRequest(
+        preset("classic"), upload, TrainConfig(epochs=2, batch_size=16), "on-ray-b"
+    )
     first = jobs.start("student-a", request("on-ray-a", epochs=2), root=tmp_path)
-    second = jobs.start("student-b", request("on-ray-b", epochs=2), root=tmp_path)
+    second = jobs.start("student-b", on_upload, root=tmp_path)
     assert first.wait(TIMEOUT) and second.wait(TIMEOUT)
     nodes = {node.node_id for node in cluster.list_all_nodes()}
     assert len(nodes) == 2
@@ -182,6 +188,7 @@ def test_two_jobs_that_each_need_a_node_run_on_different_nodes_and_are_saved(
         records.append(record)
         assert load_run(job.run_id, root=tmp_path).info.epochs == 2
     assert records[0]["node_id"] != records[1]["node_id"]  # one CPU each: one job per node
+    assert records[1]["data"]["upload_sha256"] == upload.upload_sha256
     assert ray_workers() == []
 
 
