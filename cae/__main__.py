@@ -335,6 +335,10 @@ def command_train(args: argparse.Namespace) -> int:
     )
     out = _out_target(args.out)
     root = out[0] if out else (Path(args.root) if args.root else None)
+    from cae.ray_dispatch import cluster_address
+
+    if cluster_address() is not None and args.strategy != "multiworker":
+        return _train_on_cluster(request, root, out)  # CAE_CLUSTER: on Ray (docs/cluster.md)
     dataset = load_recipe(recipe)
     from cae.preflight import preflight
     from cae.strategies import make_strategy
@@ -398,7 +402,8 @@ def command_train(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
         printer.finish()
     if args.strategy != "multiworker":
-        print(_save_run(result, request, dataset, root, out, chief, strategy, context={}))
+        context = {"backend": "local"}
+        print(_save_run(result, request, dataset, root, out, chief, strategy, context=context))
         return 0
     context = {"workers": cluster.size}
     try:
@@ -410,6 +415,56 @@ def command_train(args: argparse.Namespace) -> int:
     print(line, flush=True)
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _train_on_cluster(
+    request: TrainRequest, root: Path | None, out: tuple[Path, str] | None
+) -> int:
+    """``train`` with ``CAE_CLUSTER`` set: the job goes through a queue of its own and the Ray
+    dispatcher, as the server's jobs do; progress printed, Ctrl-C stops and saves the epochs."""
+    from cae.admission import Scheduler
+    from cae.jobs import JobManager
+
+    folder = root or _models_dir()
+    job = JobManager(Scheduler(slots=1)).start("cli", request, root=folder)
+    printer = _ProgressPrinter(sys.stdout)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if job.stop_requested:
+            raise KeyboardInterrupt
+        job.stop()
+        printer.finish()
+        print("Ctrl-C: stopping after the current batch (press again to abort)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        while not job.wait(0.25):
+            printer(job.snapshot())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.finish()
+    final = job.snapshot()
+    if job.error is not None:
+        raise CliError(f"nothing was saved: {job.error}")
+    if final.state == "failed" or job.result is None:
+        raise CliError(f"{final.message} Nothing was saved. Received: state={final.state!r}")
+    run_id = job.run_id
+    if run_id is None:
+        run_id = job.save()  # stopped with Ctrl-C: its completed epochs, as the local CLI does
+    if out is not None:
+        out_root, wanted = out
+        source, target = out_root / run_id, out_root / wanted
+        if target.exists():
+            raise CliError(
+                f"the output folder appeared while training; the run is saved as {source}. "
+                f"Received: out={str(target)!r}"
+            )
+        os.rename(source, target)
+        run_id = wanted
+    record = json.loads((folder / run_id / "train.json").read_text(encoding="utf-8"))
+    summary = f"{_summary(job.result)} on Ray node {record.get('node', '?')}"
+    print(terminal_safe(f"run {run_id}: {summary} -> {folder / run_id}"))
     return 0
 
 

@@ -73,7 +73,13 @@ def available_cpus() -> int:
 
 
 def training_slots(cpus: int | None = None) -> int:
-    """How many trainings run at once: one per ``CORES_PER_SLOT`` cores, 1 to ``MAX_SLOTS``."""
+    """How many trainings run at once: one per ``CORES_PER_SLOT`` cores, 1 to ``MAX_SLOTS``;
+    ``$CAE_TRAINING_SLOTS`` (a whole number from 1) overrides it for this machine, as a server
+    whose trainings run on a Ray cluster (``CAE_CLUSTER``) sets it to what the cluster holds."""
+    if cpus is None:
+        raw = os.environ.get("CAE_TRAINING_SLOTS", "").strip()
+        if raw.isdigit() and int(raw) > 0:
+            return int(raw)
     cpus = available_cpus() if cpus is None else cpus
     return max(1, min(MAX_SLOTS, cpus // CORES_PER_SLOT))
 

@@ -43,6 +43,7 @@ from cae.admission import SCHEDULER, Scheduler
 from cae.onednn import environment_for
 from cae.progress import Progress
 from cae.protocol import encode_value, progress_from_message
+from cae.ray_dispatch import cluster_address, dispatcher_command
 from cae.request import TrainRequest
 from cae.training import TrainOutcome
 from cae.upload_files import hold_upload, release_upload
@@ -82,9 +83,13 @@ class WorkerProcess:
         self.extra_env = dict(extra_env or {})
         env = {**worker_environment(), **self.extra_env}
         argv = ["--warm-up"] if warm_up else []
-        forked = spawn_worker(argv, self._log, env)  # TensorFlow already imported: ~0.1 s, not ~4
+        command = [sys.executable, "-m", "cae.worker", *argv]
+        if cluster_address() is not None:  # CAE_CLUSTER: the job runs on Ray (issue 29)
+            forked, command = None, dispatcher_command()
+        else:
+            forked = spawn_worker(argv, self._log, env)  # TensorFlow imported: ~0.1 s, not ~4
         self.process: subprocess.Popen[str] | ForkedChild = forked or subprocess.Popen(
-            [sys.executable, "-m", "cae.worker", *argv],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -110,7 +110,7 @@ def run_job(
         channel.send({"kind": "end"})
         return 0
     publish_now = orphaned or (job.get("auto_save", True) and result.state == "finished")
-    context = {"server_exited": True} if orphaned else None
+    context = {**backend_record(), **({"server_exited": True} if orphaned else {})}
     failure = None
     if publish_now:
         try:
@@ -138,6 +138,16 @@ def run_job(
         channel.send({"kind": "save_error", "message": failure or "the model could not be kept"})
     channel.send({"kind": "end"})
     return 0
+
+
+def backend_record() -> dict[str, Any]:
+    """Where this worker trains, for train.json: ``{"backend": "local"}``, or what the Ray
+    dispatcher set in ``CAE_BACKEND`` (``"backend": "ray"`` with the node's id and address)."""
+    try:
+        record = json.loads(os.environ.get("CAE_BACKEND") or "{}")
+    except ValueError:
+        record = {}
+    return record if isinstance(record, dict) and record.get("backend") else {"backend": "local"}
 
 
 def share_gpus() -> None:

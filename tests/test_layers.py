@@ -39,7 +39,7 @@ LAYERS: dict[str, list[list[str]]] = {
         ["baselines", "sampling", "notebook"],  # baselines; a run's samples; a run as a notebook
         ["offload"],  # heavy steps (baselines, evaluations, uploads) in a capped worker process
         ["worker"],  # a training in a process
-        ["zygote"],  # workers forked from a process with TensorFlow imported
+        ["zygote", "ray_dispatch"],  # workers forked from a template; or run on a Ray cluster
         ["jobs", "sweep", "search_space"],  # the jobs the pages poll; sweeps; search spaces
         ["experiments", "search"],  # sweeps trained as runs, queued on the server; Optuna studies
         ["studies"],  # searches on the server: a study's trials as experiment runs in the queue
