@@ -84,7 +84,8 @@ class WorkerProcess:
         env = {**worker_environment(), **self.extra_env}
         argv = ["--warm-up"] if warm_up else []
         command = [sys.executable, "-m", "cae.worker", *argv]
-        if cluster_address() is not None:  # CAE_CLUSTER: the job runs on Ray (issue 29)
+        self.cluster = cluster_address()  # where its job will run (a spare is kept for that)
+        if self.cluster is not None:  # CAE_CLUSTER: the job runs on Ray (issue 29)
             forked, command = None, dispatcher_command()
         else:
             forked = spawn_worker(argv, self._log, env)  # TensorFlow imported: ~0.1 s, not ~4
@@ -592,7 +593,8 @@ class JobManager:
     def _ensure_spare_locked(self) -> None:
         if not self._keep_spare or self._closed:
             return
-        if self._spare is not None and self._spare.alive():
+        spare = self._spare
+        if spare is not None and spare.alive() and spare.cluster == cluster_address():
             return
         if (os.cpu_count() or 1) <= FEW_CPUS and any(not job.done for job in self._jobs.values()):
             return
@@ -602,8 +604,8 @@ class JobManager:
 
     def _take_spare_locked(self) -> WorkerProcess | None:
         spare, self._spare = self._spare, None
-        if spare is not None and not spare.alive():
-            spare.close()
+        if spare is not None and (not spare.alive() or spare.cluster != cluster_address()):
+            spare.close()  # ended, or made for another backend (CAE_CLUSTER changed since)
             return None
         return spare
 
