@@ -76,3 +76,17 @@ def settle(app, timeout: float = 180.0):
         time.sleep(0.5)
         app.run()
     return app
+
+
+def quiet_queue(timeout: float = 180.0) -> None:
+    """Wait until the server's queue (``cae.admission.SCHEDULER``) has nothing queued or running:
+    a page of an earlier test in this process may have left a background step (Results'
+    baselines or scoring, ``ui.steps``) that would take a place a test counts on."""
+    import time
+
+    from cae.admission import SCHEDULER
+
+    deadline = time.monotonic() + timeout
+    while SCHEDULER.active():
+        assert time.monotonic() < deadline, SCHEDULER.entries()[:5]
+        time.sleep(0.2)

@@ -14,6 +14,7 @@ from cae.recipe import DataRecipe
 from cae.request import TrainRequest
 from cae.spec import preset
 from cae.training import TrainConfig
+from tests.runs import quiet_queue
 from ui.admin import admin_access, token_digest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,7 @@ def long_request(name: str, epochs: int) -> TrainRequest:
 def test_the_token_shows_the_queue_and_stops_anything(models, monkeypatch):
     monkeypatch.setenv("CAE_ADMIN_TOKEN", "s3cret")
     monkeypatch.setattr(JOBS.scheduler, "_slots", 1)
+    quiet_queue()  # an earlier page's background step would take a place counted here
     running = JOBS.start("admin-test-ann", long_request("long one", 300), root=models)
     waiting = JOBS.start("admin-test-ben", long_request("waits", 1), root=models)
     try:
@@ -89,6 +91,7 @@ def test_the_token_shows_the_queue_and_stops_anything(models, monkeypatch):
 
 def test_the_train_page_says_a_queued_jobs_place_and_start(models, monkeypatch):
     monkeypatch.setattr(JOBS.scheduler, "_slots", 1)
+    quiet_queue()
     holder = JOBS.scheduler.submit("admin-test-zoe", "train", 0, "holds the slot", seconds=90)
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
     owner = app.session_state["owner_id"]
