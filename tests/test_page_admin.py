@@ -70,7 +70,10 @@ def test_the_token_shows_the_queue_and_stops_anything(models, monkeypatch):
         app.text_input(key="admin_token").set_value("s3cret").run()
         assert not app.exception
         table = app.dataframe[0].value
-        rows = {row["what"]: row for row in table.to_dict("records")}
+        by_id = {row["id"]: row for row in table.to_dict("records")}
+        # by id: the whole queue is listed, ended entries of earlier tests in this process too
+        rows = {"long one": by_id[running.entry_id], "waits": by_id[waiting.entry_id]}
+        assert rows["long one"]["what"] == "long one" and rows["waits"]["what"] == "waits"
         assert rows["long one"]["state"] == "running" and rows["long one"]["owner"] == "admin-te"
         assert rows["waits"]["state"] == "queued" and rows["waits"]["place"] == 1
         assert rows["waits"]["kind"] == "train" and rows["waits"]["memory"].endswith("MB")
