@@ -6,7 +6,6 @@ trained on. Runs compared side by side are shown on the test images of the first
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,17 @@ import streamlit as st
 
 from cae import metrics as image_metrics
 from cae.colours import colormap
-from cae.evaluation import SplitReport, reconstruct, split_report
 from cae.notebook import notebook_text
-from cae.offload import StepError, evaluation_request, in_server_limit
-from cae.pixels import float_bytes
+from cae.offload import StepError
 from cae.plots import error_heatmap, grid_png, image_grid, loss_curves
 from cae.recipe import TestSplit
 from cae.store import RunError, RunInfo, delete_run
 from cae.text import plain_code, plain_markdown
-from ui.baselines import baselines_table, known_baselines, name_column
+from ui.baselines import baselines_table, name_column
 from ui.channels import channel_picker
 from ui.denoising import corrupted_section
 from ui.lesson import lesson_section
+from ui.results_scores import own_metrics, pca_gain, picked, run_report
 from ui.run_index import all_runs
 from ui.runs import (
     cached_run,
@@ -48,68 +46,12 @@ from ui.state import (
     run_link,
     runs_root,
 )
-from ui.steps import step_result
 from ui.test_images import class_names
 
 MAX_IMAGES = 24
 FIRST_METRICS = ("psnr", "ssim")  # the metrics table's key columns, first after the name
 GAIN_OVER_PCA = "vs PCA (dB)"  # short: at 1440 px only the run id may be cut
 RESULTS_RUNS_KEY = "results_runs"  # the multiselect of runs to compare
-
-
-@st.cache_data(show_spinner="Scoring…", max_entries=32)
-def cached_split_report(
-    run_id: str, created: str | None, split_run_id: str, split_created: str | None, root: str
-) -> SplitReport:
-    """A run's metrics, per-image MSE and mean error map on the test split of run
-    ``split_run_id`` (often itself), worked out here: for test splits the server may score."""
-    run = cached_run(run_id, root, created)
-    images = cached_test_split(split_run_id, root, split_created).pixels  # uint8 is fine
-    return split_report(run.built, images)
-
-
-def run_report(run: RunInfo, split_run: RunInfo, root: str) -> SplitReport | None:
-    """``run`` scored on ``split_run``'s test split: here when the split is small (up to
-    ``cae.offload.in_server_limit()`` bytes as float32), else in a worker process through the
-    server's queue, where None means it waits or runs (a notice shows its place). RunError when
-    the split cannot be had; StepError when the worker's step failed."""
-    split = cached_test_split(split_run.run_id, root, split_run.created)
-    if float_bytes(split.pixels) <= in_server_limit():
-        return cached_split_report(
-            run.run_id, run.created, split_run.run_id, split_run.created, root
-        )
-    found = step_result("evaluation", evaluation_request(run.path, split_run.path))
-    return None if found is None else SplitReport.from_dict(found)
-
-
-def own_metrics(run: RunInfo, root: str) -> dict[str, float]:
-    """Every metric of ``cae.metrics.METRICS`` on the run's own test split ({} while a worker
-    scores it)."""
-    report = run_report(run, run, root)
-    return {} if report is None else report.metrics
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_picked(
-    run_id: str,
-    created: str | None,
-    split_run_id: str,
-    split_created: str | None,
-    root: str,
-    indices: tuple[int, ...],
-) -> np.ndarray:
-    """A run's reconstructions of the test images at ``indices`` of run ``split_run_id``: only
-    those a page shows (at most a few dozen), never the whole split."""
-    model = cached_run(run_id, root, created).built.autoencoder
-    return reconstruct(
-        model, cached_test_split(split_run_id, root, split_created).take(list(indices))
-    )
-
-
-def picked(run: RunInfo, reference: RunInfo, indices: Any, root: str) -> np.ndarray:
-    """:func:`cached_picked` of ``run`` on ``reference``'s test images at ``indices``."""
-    chosen = tuple(int(i) for i in indices)
-    return cached_picked(run.run_id, run.created, reference.run_id, reference.created, root, chosen)
 
 
 def choose_runs(good: list[RunInfo]) -> list[RunInfo]:
@@ -185,18 +127,6 @@ def first_with_test_images(selected: list[RunInfo], root: str) -> tuple[RunInfo,
         except RunError:
             continue
     return selected[-1], test_split_or_stop(selected[-1], root)
-
-
-def pca_gain(run: RunInfo, psnr: float | None, root: str) -> str:
-    """How many dB of PSNR the run gains over PCA with its code's size ("–" when either is not
-    known: the baselines table below says why)."""
-    if psnr is None or run.recipe is None:
-        return "–"
-    found = known_baselines(run, root)  # the baselines table below waits for them, or says why
-    if found is None:
-        return "…"
-    gain = psnr - found["pca"]["psnr"]
-    return f"{gain:+.2f}" if math.isfinite(gain) else "–"
 
 
 def metrics_table(selected: list[RunInfo], root: str) -> None:

@@ -69,7 +69,11 @@ LAYERS: dict[str, list[list[str]]] = {
             "train_settings",
             "lesson",
         ],  # lesson: the shipped classic and wide runs against PCA (Home, Results)
-        ["denoising", "latent_view"],  # Results on corrupted inputs; the Latent Editor's run
+        [
+            "denoising",
+            "latent_view",
+            "results_scores",
+        ],  # Results on corrupted inputs; the Latent Editor's run
         ["latent_sources"],  # the Latent Editor's starting points
     ],
 }
