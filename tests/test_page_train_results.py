@@ -184,6 +184,16 @@ def test_results_page_compares_two_runs(two_runs):
     assert set(table["name"]) == {"first", "second"}
     assert all(value != "–" for value in table["test PSNR (dB)"])
     assert app.get("download_button")
+    # "Best and worst" names its runs as the rest of the page does, the same on a rerun
+    focus = app.selectbox(key="results_focus")
+    assert focus.options == ["first", "second"]
+    focus.set_value(two_runs[0]).run()
+    assert not app.exception
+    assert app.selectbox(key="results_focus").value == two_runs[0]
+    assert app.selectbox(key="results_focus").options == ["first", "second"]
+    (chart,) = [c for c in app.get("plotly_chart") if "Where the error is" in c.proto.spec]
+    title = json.loads(chart.proto.spec)["layout"]["title"]["text"]
+    assert title == "Where the error is: squared error per pixel, the mean over the test set"
 
 
 @pytest.mark.slow
