@@ -81,26 +81,28 @@ def bar_fraction(progress: Progress) -> float:
 
 
 def eta_text(job: TrainingJob, progress: Progress) -> tuple[str, str | None]:
-    """The ETA metric's value and help: measured once the run knows its speed; before that, the
-    estimate the page made before the start (this machine's earlier runs), marked as such; the
+    """The ETA metric's value and help: measured once the run knows its speed (an epoch and a few
+    batches in, ``cae.progress.ETA_WARMUP_BATCHES``); before that, the estimate the page made
+    before the start (this machine's earlier runs), marked as such, else "estimating…"; the
     time taken once it has ended."""
     if not progress.active:
         return fmt_seconds(progress.elapsed_seconds), None
     if progress.eta_seconds is not None:
         return fmt_seconds(progress.eta_seconds), (
-            f"The epochs left times the mean time of the last {SMOOTHING_EPOCHS} epochs "
-            "(validation and preview included)."
+            f"The images left at the speed of the last {SMOOTHING_EPOCHS} epochs and this one, "
+            "plus each epoch's validation and preview as timed. Measured from the first epoch's "
+            "end and a few batches of the next on (the first epoch also compiles the steps)."
         )
     estimate = st.session_state.get(ESTIMATE_KEY)
     if estimate is not None and estimate[0] == job.job_id and estimate[1] is not None:
         left = estimate[1] - (time.time() - job.created)
         if left < 1:  # slower than estimated (a loaded machine): no "≈ 0:00" for long
-            return "measuring…", None
+            return "estimating…", None
         return f"≈ {fmt_seconds(left)}", (
-            "Estimated before the start from this machine's earlier runs; measured from the "
-            "second batch on."
+            "Estimated before the start from this machine's earlier runs; measured once the "
+            "first epoch and a few batches of the next are done."
         )
-    return "measuring…", None
+    return "estimating…", None
 
 
 def show_progress(job: TrainingJob) -> None:
