@@ -178,13 +178,16 @@ def shown_error_maps(a: np.ndarray, b: np.ndarray, channel: int | None) -> np.nd
 
 
 def error_words(channel: int | None, channels: int, *, test_set: bool = False) -> str:
-    """Which error the maps show, each mean said once: over the ``channels`` of the images
-    (when shown whole and there are several) and, with ``test_set``, over the test set."""
+    """Which error the maps show, each mean said once: of the channel shown, or the mean over
+    the ``channels`` (when shown whole and there are several); with ``test_set``, the mean over
+    the test set too. "" for one image of one channel."""
     over = [] if channel is not None or channels == 1 else ["the channels"]
     if test_set:
         over.insert(0, "the test set")
-    where = f"channel {channel}, " if channel is not None else ""
-    return where + ("the mean over " + " and ".join(over) if over else "each image")
+    parts = [] if channel is None else [f"channel {channel}"]
+    if over:
+        parts.append("the mean over " + " and ".join(over))
+    return ", ".join(parts)
 
 
 def grid_section(
@@ -215,7 +218,7 @@ def grid_section(
         icon=":material/download:",
     )
     words = error_words(channel, int(originals.shape[-1]))
-    label = f"Per-image error maps (squared error per pixel, {words})"
+    label = f"Per-image error maps (squared error per pixel{', ' + words if words else ''})"
     with st.expander(label, expanded=False):
         top = max(float(error.max()) for error in errors) if errors else 0.0
         st.caption(f"One scale for every run: 0 (dark purple) to {top:.4f} (yellow).")
