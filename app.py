@@ -101,7 +101,8 @@ def home() -> None:
     5. **Look inside**: every layer's feature maps, the learned kernels, the map of the codes, and
        one convolution worked out by hand with your network's own numbers.
     6. **Experiment**: vary filters, kernels, the code's size or training settings over lists of
-       values, train every combination, and see them on one chart against PCA.
+       values, train every combination, and see them on one chart against PCA; or let its
+       **Search** (Optuna) try designs for you and find the ones that beat PCA with the same code.
     """
     )
 

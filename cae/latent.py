@@ -9,6 +9,7 @@ TensorFlow is imported inside the functions that need it.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -273,7 +274,12 @@ SAMPLER_TITLES = {
 GMM_COMPONENTS = 10  # as Ghosh et al. (ICLR 2020) fit to their regularised autoencoders' codes
 MAX_FIT_CODES = 5_000  # codes a density is fitted to at most (a seeded subset beyond)
 MAX_GMM_VALUES = 256  # values of a code a full-covariance mixture is fitted to at most
-SPREAD_SIGMAS = 3.0  # a cell's brush range: its fitted mean +- this many of its fitted sigmas
+# A cell's brush range: these percentiles of the fitted codes at that cell (issue 28). Not its
+# mean +- 3 sigma: a ReLU code's values are skewed and stop at 0, and on the shipped run that top
+# lay above every training code at 40 of the 49 cells (pinned to the channel's 6.02 where the
+# cell's codes stopped at 5.2) and cut cell (0, 0)'s range to 3.78-4.52 where its codes span
+# 2.31-4.33. A cell whose codes never vary (a dead ReLU) has nothing to go by: its channel's range.
+CELL_PERCENTILES = (1.0, 99.0)
 
 
 @dataclass(frozen=True)
@@ -283,8 +289,9 @@ class CodeDensity:
     (K, D, D), each covariance's Cholesky factor), or one Gaussian with the codes' mean and
     covariance (``kind`` "gaussian": ``codes`` kept, drawn by :func:`sample_codes`). Samples are
     clipped to each channel's range over the fitted codes (``lows``, ``highs``). ``cell_low`` and
-    ``cell_high`` (the latent shape) are each value's fitted mean +- ``SPREAD_SIGMAS`` of its
-    fitted sigma, within that range: the brush's range. ``count`` codes were fitted, of
+    ``cell_high`` (the latent shape) are each cell's brush range: the ``CELL_PERCENTILES`` of the
+    fitted codes at that cell (a cell whose codes never vary: its channel's range, a dead
+    channel's widened to a span of 1). ``count`` codes were fitted, of
     ``source`` (words), in ``seconds``; ``note`` says why a mixture was not fitted, if so."""
 
     kind: str
@@ -339,13 +346,35 @@ class CodeDensity:
         return np.clip(drawn, self.lows, self.highs).astype(np.float32)
 
     def brush_ranges(self) -> tuple[list[float], list[float]]:
-        """Each channel's (lows, highs) for the brush: the widest fitted spread over the
-        channel's cells (``cell_low``, ``cell_high``), a dead channel widened to a span of 1."""
-        channels = self.latent_shape[-1]
-        lows = self.cell_low.reshape(-1, channels).min(axis=0)
-        highs = self.cell_high.reshape(-1, channels).max(axis=0)
-        highs = np.where(highs > lows, highs, lows + 1.0)
-        return [float(v) for v in lows], [float(v) for v in highs]
+        """Each channel's (lows, highs) for the brush's slider: from its cells' lowest
+        ``cell_low`` to their highest ``cell_high`` (a stroke then holds each cell to its own)."""
+        return channel_spans(self.cell_low, self.cell_high)
+
+
+def channel_spans(cell_low: np.ndarray, cell_high: np.ndarray) -> tuple[list[float], list[float]]:
+    """Each channel's (lows, highs) over its cells' ranges (``cell_low``, ``cell_high``: (h, w,
+    c)), a channel of no span widened to a span of 1."""
+    channels = np.shape(cell_low)[-1]
+    lows = np.asarray(cell_low, np.float64).reshape(-1, channels).min(axis=0)
+    highs = np.asarray(cell_high, np.float64).reshape(-1, channels).max(axis=0)
+    highs = np.where(highs > lows, highs, lows + 1.0)
+    return [float(v) for v in lows], [float(v) for v in highs]
+
+
+def cell_ranges(
+    lows: Sequence[float], highs: Sequence[float], latent_shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every cell's brush range (two arrays of ``latent_shape``) where only each channel's is
+    known (``lows``, ``highs``: a variational run's prior, a run without images to fit)."""
+    shape = tuple(int(n) for n in latent_shape)
+    if len(lows) != shape[-1] or len(highs) != shape[-1]:
+        raise ValueError(
+            f"one range per channel is needed. Received: {len(lows)} lows, {len(highs)} highs, "
+            f"latent_shape={list(shape)}"
+        )
+    low = np.broadcast_to(np.asarray(lows, np.float32), shape).copy()
+    high = np.broadcast_to(np.asarray(highs, np.float32), shape).copy()
+    return low, high
 
 
 def _check_codes(codes: np.ndarray) -> np.ndarray:
@@ -430,18 +459,16 @@ def fit_density(
         weights = np.asarray(mixture.weights_, dtype=np.float64)
         means = np.asarray(mixture.means_, dtype=np.float64)
         factors = np.linalg.cholesky(np.asarray(mixture.covariances_, dtype=np.float64))
-        centre = weights @ means
-        variance = weights @ (np.einsum("kii->ki", mixture.covariances_) + means**2) - centre**2
         fitted = {"weights": weights / weights.sum(), "means": means, "factors": factors}
     else:
-        centre = flat.mean(axis=0)
-        variance = flat.var(axis=0, ddof=1) if len(flat) > 1 else np.zeros(flat.shape[1])
         fitted = {"codes": z.astype(np.float32)}
-    spread = SPREAD_SIGMAS * np.sqrt(np.maximum(variance, 0.0))
-    cell_lows = np.broadcast_to(lows, shape).reshape(-1)
-    cell_highs = np.broadcast_to(highs, shape).reshape(-1)
-    cell_low = np.clip(centre - spread, cell_lows, cell_highs).reshape(shape)
-    cell_high = np.clip(centre + spread, cell_lows, cell_highs).reshape(shape)
+    cell_low = np.percentile(z, CELL_PERCENTILES[0], axis=0)
+    cell_high = np.percentile(z, CELL_PERCENTILES[1], axis=0)
+    channel_low = np.broadcast_to(lows, shape)
+    channel_high = np.broadcast_to(np.where(highs > lows, highs, lows + 1.0), shape)
+    dead = cell_high - cell_low <= 1e-6 * np.maximum(1.0, channel_high - channel_low)
+    cell_low = np.where(dead, channel_low, cell_low)
+    cell_high = np.where(dead, channel_high, cell_high)
     return CodeDensity(
         kind="gmm" if "weights" in fitted else "gaussian",
         latent_shape=shape,

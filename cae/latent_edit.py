@@ -185,9 +185,13 @@ def apply_stroke(
     mode: str,
     value: float = 0.0,
     source_code: np.ndarray | None = None,
+    ranges: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """A new code (h, w, c) float32 with the ``cells`` (h, w) bool of ``channel`` changed:
-    ``set`` to ``value``, ``add`` ``value``, or ``erase`` back to ``source_code``; all else kept."""
+    ``set`` to ``value``, ``add`` ``value``, or ``erase`` back to ``source_code``; all else kept.
+    With ``ranges`` (each cell's low and high, (h, w, c)) a painted value is held to its cell's
+    range: ``set`` clipped into it, ``add`` never carried past it (a value already outside it,
+    as a test image's code may be, is not pulled in); ``erase`` restores the source as it was."""
     z = _check_code(code, "code")
     h, w, c = z.shape
     mask = np.asarray(cells)
@@ -215,11 +219,40 @@ def apply_stroke(
         return z
     if not np.isfinite(value):
         raise ValueError(f"value must be a finite number. Received: value={value!r}")
+    old = plane.copy()
     if mode == "set":
         plane[mask] = np.float32(value)
     else:
         plane[mask] += np.float32(value)
+    if ranges is not None:
+        low, high = (_cell_bounds(bound, z.shape, channel) for bound in ranges)
+        if mode == "add":
+            low, high = np.minimum(low, old), np.maximum(high, old)
+        plane[mask] = np.clip(plane[mask], low[mask], high[mask])
     return z
+
+
+def _cell_bounds(bound: np.ndarray, shape: tuple[int, ...], channel: int) -> np.ndarray:
+    """One channel's plane (h, w) of a cell range (h, w, c) float32, checked against the code's
+    shape."""
+    array = np.asarray(bound, dtype=np.float32)
+    if array.shape != tuple(shape):
+        raise ValueError(
+            f"A cell range must have the code's shape. Received: range shape={array.shape}, "
+            f"code shape={tuple(shape)}"
+        )
+    return array[..., int(channel)]
+
+
+def clipped_cells(
+    cells: np.ndarray, channel: int, value: float, ranges: tuple[np.ndarray, np.ndarray]
+) -> int:
+    """How many of the ``cells`` (h, w) bool a ``set`` of ``value`` in ``channel`` holds to
+    their range (``ranges``: each cell's low and high, (h, w, c)) rather than setting it."""
+    low, high = (np.asarray(bound, dtype=np.float32)[..., int(channel)] for bound in ranges)
+    mask = np.asarray(cells, dtype=bool)
+    v = np.float32(value)
+    return int((mask & ((v < low) | (v > high))).sum())
 
 
 def set_cell(code: np.ndarray, row: int, col: int, channel: int, value: float) -> np.ndarray:
@@ -411,22 +444,40 @@ class LatentEdit:
 
     # ------------------------------------------------------------------ user actions
 
-    def paint(self, cells: np.ndarray, mode: str, value: float = 0.0) -> LatentEdit:
+    def paint(
+        self,
+        cells: np.ndarray,
+        mode: str,
+        value: float = 0.0,
+        ranges: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> LatentEdit:
         """The cells (h, w) bool of the shown channel painted with the brush: ``set`` to
-        ``value``, ``add`` ``value``, or ``erase`` back to the source. No cells: only a fresh
-        canvas, nothing changed."""
+        ``value``, ``add`` ``value``, or ``erase`` back to the source, each cell held to its own
+        range where ``ranges`` are given (:func:`apply_stroke`; the words say how many a ``set``
+        held). No cells: only a fresh canvas, nothing changed."""
         mask = np.asarray(cells, dtype=bool)
-        new = apply_stroke(self.code, mask, self.channel, mode, value, self.source)
+        new = apply_stroke(self.code, mask, self.channel, mode, value, self.source, ranges)
         if not mask.any():
             return replace(self, canvas_version=self.canvas_version + 1)
         words = f"{mode} {int(mask.sum())} cell(s)"
-        return self._commit(new, words if mode == "erase" else f"{words} ({_cell_words(value)})")
+        if mode == "erase":
+            return self._commit(new, words)
+        held = clipped_cells(mask, self.channel, value, ranges) if ranges and mode == "set" else 0
+        note = f"; {held} held to their cell's range" if held else ""
+        return self._commit(new, f"{words} ({_cell_words(value)}{note})")
 
-    def paint_stroke(self, image_data: np.ndarray, mode: str, value: float = 0.0) -> LatentEdit:
+    def paint_stroke(
+        self,
+        image_data: np.ndarray,
+        mode: str,
+        value: float = 0.0,
+        ranges: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> LatentEdit:
         """A stroke on the transparent canvas over the grid (RGBA ``image_data``, the strokes
-        alone) painted onto the cells it covers (:func:`stroke_cells`)."""
+        alone) painted onto the cells it covers (:func:`stroke_cells`), each held to its range
+        where ``ranges`` are given."""
         cells = stroke_cells(stroke_mask_from_image_data(image_data), self.code.shape[:2])
-        return self.paint(cells, mode, value)
+        return self.paint(cells, mode, value, ranges)
 
     def set_cell(self, row: int, col: int, value: float) -> LatentEdit:
         """One cell of the shown channel set to ``value``."""

@@ -276,9 +276,12 @@ CURVES = (
 )
 
 
-def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
+def loss_curves(
+    histories: dict[str, dict[str, list[float]]], *, kept: int | None = None
+) -> go.Figure:
     """Training and validation loss per epoch, one colour per run, validation dashed; a
-    variational run's reconstruction and KL terms dotted and dash-dotted."""
+    variational run's reconstruction and KL terms dotted and dash-dotted; ``kept``: the epoch
+    whose weights were kept, marked by a dotted line."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
@@ -307,6 +310,10 @@ def loss_curves(histories: dict[str, dict[str, list[float]]]) -> go.Figure:
         yaxis_title="loss",
         legend={"orientation": "h", "y": -0.25},
     )
+    if kept is not None:
+        fig.add_vline(
+            x=kept, line_dash="dot", line_color="grey", annotation_text=f"kept: epoch {kept}"
+        )
     return fig
 
 

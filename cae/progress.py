@@ -32,6 +32,11 @@ REPORT_INTERVAL = 0.25  # seconds between two progress reports (plus one at each
 # images/s and the ETA are measured over this many of the last completed epochs (and the one
 # under way): one epoch's own rate jumped 2x from epoch to epoch on this shared machine (issue 28).
 SMOOTHING_EPOCHS = 5
+# No ETA ("estimating…") until an epoch has ended and this many batches of the next after its
+# first are timed (issue 28: the first epoch's end traces validation and the preview, seconds no
+# rate foresees, and one batch's rate on a loaded machine is off 2x; estimates made before then
+# jumped 1.5x to 4x). A run of one epoch has one after this many batches and a quarter of it.
+ETA_WARMUP_BATCHES = 5
 TRACING_TEXT = "tracing the first batch (TensorFlow compiles the training step)"
 
 
@@ -224,7 +229,11 @@ class TrainingMonitor:
         self.mark: tuple[float, int] | None = None  # (time, batches) after the first batch
         self.images_per_second: float | None = None  # over the window and the epoch under way
         self.rates = EpochWindow()  # (images, seconds) of training, from each first batch's end
-        self.walls = EpochWindow()  # (1, seconds) per epoch, all included (validation, preview)
+        # each epoch's seconds beside its training at its own rate (its first batch's start,
+        # validation, preview, events), of the last SMOOTHING_EPOCHS epochs
+        self.overheads: deque[float] = deque(maxlen=SMOOTHING_EPOCHS)
+        self.eta_ready = False  # once an ETA was given, it is given on every report after
+        self.validation_marks: list[float] = []  # the clock at each validation batch's end
 
     def keras_callback(self) -> keras.callbacks.Callback:
         """The Keras callback that calls this monitor's hooks, for ``model.fit(callbacks=...)``."""
@@ -287,35 +296,62 @@ class TrainingMonitor:
             return min(self.batch_done * self.batch_size, self.num_train), now - self.epoch_start
         return 0.0, 0.0
 
-    def _end_epoch_timing(self, images: float, seconds: float, now: float) -> None:
+    def _end_epoch_timing(
+        self, images: float, seconds: float, trained: float, validated: float, now: float
+    ) -> None:
         """Record the epoch that ended: its training rate (``images`` in ``seconds``, up to the
-        end of its last batch) and its whole time (validation, preview and events included) for
-        the ETA. The first epoch's time stands without its first batch, which held the tracing:
-        that batch counts at the epoch's own rate instead; once a second epoch has ended, the
-        first leaves both windows (it also traced validation and the preview: measured here
-        under load, 7 s against the next epochs' 0.8 s)."""
+        end of its last batch at ``trained``) and its overhead for the ETA, the time beside its
+        training at that rate (its first batch's start, validation up to ``validated``, preview,
+        events, up to ``now``). The first epoch's overhead is its validation alone, timed from
+        the end of its first batch on and scaled to all of them: that batch traced validation,
+        and the preview traced too (measured here under load, 7 s of the first epoch against
+        the next epochs' 0.8 s). Once a second epoch has ended, the first leaves both windows."""
         if self.completed == 2:
             self.rates.clear()
-            self.walls.clear()
+            self.overheads.clear()
         self.rates.add(images, seconds)
-        wall = now - self.epoch_start
-        if self.completed == 1 and self.mark is not None and images and seconds:
-            wall = now - self.mark[0] + self.mark[1] * self.batch_size * seconds / images
-        self.walls.add(1, wall)
+        if not images or not seconds:
+            return
+        if self.completed == 1:
+            marks = self.validation_marks
+            if len(marks) > 1:
+                overhead = (marks[-1] - marks[0]) * len(marks) / (len(marks) - 1)
+            else:  # one validation batch (or none): its whole time
+                overhead = validated - trained
+        else:
+            overhead = now - self.epoch_start - self.num_train * seconds / images
+        self.overheads.append(max(0.0, overhead))
+
+    def _eta_ready(self) -> bool:
+        """Whether enough is timed for an honest ETA (``ETA_WARMUP_BATCHES``); once it was, it
+        stays so."""
+        if not self.eta_ready:
+            timed = max(0, self.batch_done - self.mark[1]) if self.mark is not None else 0
+            if self.completed == 0:
+                wanted = max(ETA_WARMUP_BATCHES, math.ceil(self.batches_per_epoch / 4))
+                if self.epochs > 1:
+                    return False
+            else:
+                wanted = min(ETA_WARMUP_BATCHES, self.batches_per_epoch - 1)
+            self.eta_ready = self.completed >= 2 or (
+                self.images_per_second is not None and timed >= wanted
+            )
+        return self.eta_ready
 
     def _eta(self) -> float | None:
-        """Seconds left: the epochs left times the mean epoch time of the window; in the first
-        epoch, the images left at the measured rate."""
+        """Seconds left, None while ``_eta_ready`` says it is too early: the training left (the
+        rest of this epoch and the epochs after it, their images at the rate measured over the
+        window and this epoch) plus each epoch's mean overhead over the window (its validation,
+        preview and the like; none known in the first epoch)."""
+        if self.completed >= self.epochs:
+            return 0.0
+        rate = self.images_per_second
+        if not self._eta_ready() or not rate:
+            return None
         within = self.batch_done / self.batches_per_epoch if self.batches_per_epoch else 0.0
         epochs_left = max(0.0, self.epochs - self.completed - min(within, 1.0))
-        per_epoch = self.walls.seconds_per()
-        if per_epoch is not None:
-            return epochs_left * per_epoch
-        rate = self.images_per_second
-        if not rate:
-            return None
-        left = (self.epochs - self.completed) * self.batches_per_epoch - self.batch_done
-        return max(0, left) * self.batch_size / rate
+        overhead = sum(self.overheads) / len(self.overheads) if self.overheads else 0.0
+        return epochs_left * self.num_train / rate + (self.epochs - self.completed) * overhead
 
     def _fail(self, what: str, value: float) -> None:
         self.failure = (
@@ -365,7 +401,9 @@ class TrainingMonitor:
             self.report("stopping" if self.stop_requested else "running", now=now)
 
     def watch_validation(self, batch: int, logs: Any = None) -> None:
-        """After each validation batch: a stop request ends validation and training."""
+        """After each validation batch: its end timed; a stop request ends validation and
+        training."""
+        self.validation_marks.append(self.clock())
         if self.should_stop is not None and not self.stop_requested and self.should_stop():
             self._request_stop()
 
@@ -379,7 +417,9 @@ class TrainingMonitor:
             self._fail("loss", loss)
             return
         # the training speed, measured before validation
-        trained = self._epoch_so_far(self.clock(), epoch_end=True)
+        trained_at = self.clock()
+        trained = self._epoch_so_far(trained_at, epoch_end=True)
+        self.validation_marks = []
         val = None
         if self.validation is not None:
             import keras
@@ -395,6 +435,7 @@ class TrainingMonitor:
             if not math.isfinite(val):
                 self._fail("validation loss", val)
                 return
+        validated_at = self.clock()
         self.completed = epoch + 1
         self.batch_done = 0  # (completed, 0): between epochs
         self.loss = loss
@@ -412,7 +453,7 @@ class TrainingMonitor:
         if self.preview is not None:
             self._reconstruct_preview()
         message = f"Epoch {self.completed}/{self.epochs} done."
-        self._end_epoch_timing(*trained, self.clock())
+        self._end_epoch_timing(*trained, trained_at, validated_at, self.clock())
         if self.patience is not None and val is not None:
             if val < self.best_val:
                 self.best_val, self.best_epoch, self.wait = val, self.completed, 0

@@ -177,9 +177,17 @@ def shown_error_maps(a: np.ndarray, b: np.ndarray, channel: int | None) -> np.nd
     return image_metrics.error_maps(a, b)
 
 
-def error_words(channel: int | None) -> str:
-    """Which error the maps show, in a few words."""
-    return "averaged over the channels" if channel is None else f"of channel {channel}"
+def error_words(channel: int | None, channels: int, *, test_set: bool = False) -> str:
+    """Which error the maps show, each mean said once: of the channel shown, or the mean over
+    the ``channels`` (when shown whole and there are several); with ``test_set``, the mean over
+    the test set too. "" for one image of one channel."""
+    over = [] if channel is not None or channels == 1 else ["the channels"]
+    if test_set:
+        over.insert(0, "the test set")
+    parts = [] if channel is None else [f"channel {channel}"]
+    if over:
+        parts.append("the mean over " + " and ".join(over))
+    return ", ".join(parts)
 
 
 def grid_section(
@@ -196,7 +204,7 @@ def grid_section(
     for run in usable:
         outputs = picked(run, reference, indices, root)
         rows.append(outputs)
-        titles.append(run.name[:18])
+        titles.append(run.name)  # whole: the grid wraps a long title
         errors.append(shown_error_maps(originals, outputs, channel))
     st.subheader("Originals and reconstructions")
     with st.container(key="results_grid"):
@@ -209,7 +217,8 @@ def grid_section(
         key="results_grid_png",
         icon=":material/download:",
     )
-    label = f"Per-image error maps (squared error per pixel, {error_words(channel)})"
+    words = error_words(channel, int(originals.shape[-1]))
+    label = f"Per-image error maps (squared error per pixel{', ' + words if words else ''})"
     with st.expander(label, expanded=False):
         top = max(float(error.max()) for error in errors) if errors else 0.0
         st.caption(f"One scale for every run: 0 (dark purple) to {top:.4f} (yellow).")
@@ -221,15 +230,23 @@ def grid_section(
                 st.html(image_grid([coloured], ["error"]))
 
 
+def run_labels(runs: list[RunInfo]) -> dict[str, str]:
+    """Each run's label by its id: its name, and the id's tail where two runs share a name (so
+    that two of one name stay apart; a mapping from ids, the same on every rerun)."""
+    names = [run.name for run in runs]
+    return {
+        run.run_id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.run_id[-6:]}"
+        for run in runs
+    }
+
+
 def curves_section(selected: list[RunInfo], root: str) -> None:
     """The loss curves of every chosen run."""
     histories = {}
-    names = [run.name for run in selected]
+    labels = run_labels(selected)
     for run in selected:
-        # two runs of one name each keep their curve: the name, then the id's tail
-        label = run.name if names.count(run.name) == 1 else f"{run.name} · {run.run_id[-6:]}"
         try:
-            histories[label] = cached_run(run.run_id, root, run.created).history
+            histories[labels[run.run_id]] = cached_run(run.run_id, root, run.created).history
         except ValueError as error:
             st.warning(plain_markdown(f"{run.run_id}: {error}"), icon=":material/warning:")
     if histories:
@@ -246,7 +263,10 @@ def best_and_worst(
         return
     st.subheader("Best and worst reconstructions")
     by_id = {run.run_id: run for run in usable}
-    focus = by_id[st.selectbox("Of run", list(by_id), key="results_focus")]
+    labels = run_labels(usable)  # the names, as the rest of the page says them
+    focus = by_id[
+        st.selectbox("Of run", list(by_id), format_func=labels.__getitem__, key="results_focus")
+    ]
     try:
         report = run_report(focus, reference, root)
     except (RunError, StepError) as error:
@@ -268,7 +288,8 @@ def best_and_worst(
                 )
             )
     mean_error = report.error_map(channel)
-    title = f"Where the error is ({error_words(channel)}), averaged over the test set"
+    words = error_words(channel, int(split.pixels.shape[-1]), test_set=True)
+    title = f"Where the error is: squared error per pixel, {words}"
     st.plotly_chart(error_heatmap(mean_error, title), key="results_mean_error")
 
 

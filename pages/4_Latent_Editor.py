@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from cae import latent_edit as le
-from cae.latent import PRIOR_SIGMAS, SPREAD_SIGMAS, interpolate
+from cae.latent import CELL_PERCENTILES, PRIOR_SIGMAS, interpolate
 from cae.latent_edit import LatentEdit
 from cae.plots import image_grid
 from cae.store import RunInfo
@@ -28,6 +29,7 @@ from ui.latent_view import (
     hide_canvas_toolbar,
     open_latent_run,
     picture,
+    short_number,
 )
 from ui.runs import complete_runs_or_stop, pick_run
 from ui.state import page_frame
@@ -135,14 +137,14 @@ def default_value(latent: LatentRun, channel: int) -> float:
     return float(low if mean - low >= high - mean else high)
 
 
-def on_stroke() -> None:
+def on_stroke(ranges: tuple[np.ndarray, np.ndarray]) -> None:
     """Canvas callback: the finished stroke painted onto the cells under it (the canvas's
-    margin around the grid cut off)."""
+    margin around the grid cut off), each held to its own range (``ranges``, the run's)."""
     edit = load_edit()
     state = st.session_state.get(f"le_canvas_{edit.canvas_version}") or {}
     image = canvas_stroke(state, CANVAS_MARGIN)
     if image is not None:
-        save_edit(edit.paint_stroke(image, *brush(edit.channel)))
+        save_edit(edit.paint_stroke(image, *brush(edit.channel), ranges))
 
 
 def on_table(key: str) -> None:
@@ -234,7 +236,7 @@ def latent_canvas(latent: LatentRun, edit: LatentEdit) -> None:
         drawing_mode="freedraw",
         return_image_data=True,
         key=f"le_canvas_{edit.canvas_version}",
-        on_change=on_stroke,
+        on_change=partial(on_stroke, latent.cell_ranges),
     )
     colour_scale(vmin, vmax, w * cell_px, value if mode == "set" else None, indent=margin)
 
@@ -251,6 +253,22 @@ def decoded_view(latent: LatentRun, edit: LatentEdit, decoded: np.ndarray) -> No
             f"{len(edit.undo)} edit(s) to undo  \nlast edit: {edit.last or '–'} · "
             f"changed cells (row, column): {changed}"
         )
+
+
+def brush_help(latent: LatentRun) -> str:
+    """Where the brush's values come from, and that each cell keeps to its own range."""
+    if latent.density is not None:
+        low, high = CELL_PERCENTILES
+        return (
+            f"Each cell has its own range: the {low:g}st to {high:g}th percentile of the "
+            "training codes at that cell (a cell whose codes never vary: the channel's range). "
+            "A stroke sets each cell to this value held within its cell's range, so a corner "
+            "cell that is always high stays high; the slider spans all the cells' ranges. "
+            "Typed numbers are taken as they are."
+        )
+    if latent.variational:
+        return f"Range: ±{PRIOR_SIGMAS:g}σ of the prior N(0, 1), the same for every cell."
+    return "Range: the channel's min..max over the codes, the same for every cell."
 
 
 def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
@@ -285,12 +303,7 @@ def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
             default_value(latent, channel),
             key=f"le_set_{channel}",
             format="%.3f",
-            help=f"Range: each cell's fitted mean ±{SPREAD_SIGMAS:g}σ over the training codes, "
-            "the widest of the channel's cells (within its min..max)."
-            if latent.density is not None
-            else f"Range: ±{PRIOR_SIGMAS:g}σ of the prior N(0, 1)."
-            if latent.variational
-            else "Range: the channel's min..max over the codes.",
+            help=brush_help(latent),
         )
     else:
         cols[2].caption("Erase paints cells back to the source code.")
@@ -308,7 +321,13 @@ def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
     st.caption(
         "A cell takes the brush when at least 15 % of its pixels are painted: stroke through a "
         "cell's middle. A stroke may start in the band around the grid. Each finished stroke is "
-        "applied at once and the canvas clears for the next."
+        "applied at once and the canvas clears for the next"
+        + (
+            "; each cell keeps to its own range in the training codes (see Value's help, and "
+            "a cell's range under Type the numbers)."
+            if latent.density is not None
+            else "."
+        )
     )
 
 
@@ -338,6 +357,14 @@ def number_table(latent: LatentRun, edit: LatentEdit) -> None:
                 st.session_state["le_cell_value"] = float(round(vmax, 3))
                 st.session_state["le_cell_for"] = shown_for
             st.number_input("Value", value=None, step=0.1, format="%.3f", key="le_cell_value")
+            row = min(max(int(st.session_state.get("le_cell_row") or 0), 0), h - 1)
+            col = min(max(int(st.session_state.get("le_cell_col") or 0), 0), w - 1)
+            low, high = (float(bound[row, col, edit.channel]) for bound in latent.cell_ranges)
+            with st.container(key="le_cell_range"):
+                st.caption(
+                    f"Cell ({row}, {col}): the brush paints it from {short_number(low)} to "
+                    f"{short_number(high)}; a typed value is taken as it is."
+                )
             st.button(
                 "Set cell",
                 key="le_cell_set",

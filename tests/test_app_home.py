@@ -21,6 +21,8 @@ def test_home_page_shows_the_classic_design():
     texts = " ".join(block.value for block in app.markdown)
     assert "Active run: **classic (default)**" in texts  # the shipped default run
     assert "PSNR 17.7 dB" in texts
+    # "How it works" names the Experiments page's Search (issue 28's user trial)
+    assert "**Search** (Optuna)" in texts and "beat PCA" in texts
 
 
 @pytest.mark.slow

@@ -233,6 +233,33 @@ def test_a_stroke_paints_the_cells_under_it_and_says_what_changed():
     assert erased.code[3, 3, 0] == 1.5 and len(erased.undo) == 3
 
 
+def test_a_stroke_holds_each_cell_to_its_own_range():
+    """Each cell's brush range (issue 28): ``set`` is clipped into the cell's range, ``add``
+    never carries a value past it (nor pulls in one already outside), ``erase`` restores the
+    source; the words say how many cells a ``set`` held."""
+    edit, source = started()
+    low = np.zeros(source.shape, np.float32)
+    high = np.full(source.shape, 10.0, np.float32)
+    low[3, 1, 0], high[3, 1, 0] = 4.0, 4.5  # a narrow cell (its source: 4.4)
+    high[3, 2, 0] = 0.1  # a cell whose source (4.6) already lies above its range
+    ranges = (low, high)
+    row = [(3, 1), (3, 2), (3, 3)]
+    painted = edit.paint_stroke(stroke_image(row), "set", 5.0, ranges)
+    assert painted.code[3, 1, 0] == 4.5 and painted.code[3, 2, 0] == pytest.approx(0.1)
+    assert painted.code[3, 3, 0] == 5.0
+    assert painted.last == "set 3 cell(s) (5; 2 held to their cell's range)"
+    added = edit.paint_stroke(stroke_image(row), "add", 0.5, ranges)
+    assert added.code[3, 1, 0] == 4.5  # 4.4 + 0.5 held at the narrow cell's top
+    assert added.code[3, 2, 0] == pytest.approx(source[3, 2, 0])  # not pushed further out
+    assert added.code[3, 3, 0] == pytest.approx(source[3, 3, 0] + 0.5)
+    lowered = edit.paint_stroke(stroke_image(row), "add", -1.0, ranges)
+    assert lowered.code[3, 2, 0] == pytest.approx(source[3, 2, 0] - 1.0)  # back towards it
+    erased = painted.paint_stroke(stroke_image(row), "erase", 0.0, ranges)
+    assert np.array_equal(erased.code, source)
+    with pytest.raises(ValueError, match=r"code's shape\. Received: range shape=\(7, 7\)"):
+        edit.paint_stroke(stroke_image(row), "set", 1.0, (low[..., 0], high[..., 0]))
+
+
 def test_a_stroke_that_paints_nothing_only_clears_the_canvas():
     edit, _ = started()
     edit = edit.set_cell(0, 0, 5.0)

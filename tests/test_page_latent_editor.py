@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +109,15 @@ def test_the_default_brush_value_visibly_changes_the_decoded_image(tmp_path, mon
     stats = run.latent_stats
     low, high, mean = (stats[key][0] for key in ("channel_min", "channel_max", "channel_mean"))
     slider = app.slider(key="le_set_0")
-    assert (slider.min, slider.max) == pytest.approx((low, high))
-    assert slider.value == pytest.approx(low if mean - low >= high - mean else high)
+    # the slider spans the cells' ranges (1st to 99th percentile of each cell's training codes,
+    # issue 28): from the lowest, 0, to below the one highest code
+    assert slider.min == pytest.approx(low) and high - 0.6 < slider.max < high
+    assert slider.value == pytest.approx(low if mean - low >= slider.max - mean else slider.max)
+    assert "its own range" in slider.help
+    # the cell picked under "Type the numbers" says its own range: the corner's, not the slider's
+    (corner,) = [c.value for c in app.caption if c.value.startswith("Cell (0, 0): ")]
+    corner_low, corner_high = (float(v) for v in re.findall(r"from (\S+) to (\S+);", corner)[0])
+    assert 3.0 < corner_low < corner_high < 4.5, corner
     decoder = make_decoder(run.built.decoder)
     code = encode(run.built.encoder, run_test_split(shipped, root=tmp_path).image(0))
     assert np.allclose(code, np.asarray(editor_state(app)["code"], np.float32))

@@ -1,6 +1,7 @@
 """AppTests of the Train and Results pages: a short real training, saved, then compared."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +81,29 @@ def test_train_page_stop_keeps_the_form_usable(models):
     widget(app.number_input, "train_epochs").set_value(50)
     app.button(key="train_start").click().run()
     job = JOBS.get(app.session_state["owner_id"])
+    # stopped part-way through an epoch after the first (issue 28's user trial: the view mixed
+    # the stopped epoch's partial loss with the whole epochs' curves)
+    deadline = time.monotonic() + 240
+    while not (job.snapshot().epoch >= 1 and job.snapshot().batch >= 2):
+        assert time.monotonic() < deadline and not job.done, job.snapshot().status()
+        time.sleep(0.05)
     job.stop()
     assert job.wait(120)
     app.run()
     assert not app.exception
     assert app.button(key="train_start").disabled is False
     assert job.run_id is None  # a stopped run is saved only when the user asks
+    progress = job.snapshot()
+    kept = len(progress.history["loss"])
+    assert progress.state == "stopped" and kept == progress.epoch >= 1
+    assert progress.loss != progress.history["loss"][-1]  # the partial epoch's running mean
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics[f"loss · epoch {kept}"] == f"{progress.history['loss'][-1]:.4f}"
+    assert metrics[f"validation loss · epoch {kept}"] == f"{progress.history['val_loss'][-1]:.4f}"
+    (curves,) = [c for c in app.get("plotly_chart") if "kept: epoch" in c.proto.spec]
+    shapes = json.loads(curves.proto.spec)["layout"]["shapes"]
+    assert [shape["x0"] for shape in shapes] == [kept]
+    assert any(f"Stopped during epoch {kept + 1}" in c.value for c in app.caption)
 
 
 def test_train_page_says_the_estimated_time_and_memory(models):
@@ -184,6 +202,16 @@ def test_results_page_compares_two_runs(two_runs):
     assert set(table["name"]) == {"first", "second"}
     assert all(value != "–" for value in table["test PSNR (dB)"])
     assert app.get("download_button")
+    # "Best and worst" names its runs as the rest of the page does, the same on a rerun
+    focus = app.selectbox(key="results_focus")
+    assert focus.options == ["first", "second"]
+    focus.set_value(two_runs[0]).run()
+    assert not app.exception
+    assert app.selectbox(key="results_focus").value == two_runs[0]
+    assert app.selectbox(key="results_focus").options == ["first", "second"]
+    (chart,) = [c for c in app.get("plotly_chart") if "Where the error is" in c.proto.spec]
+    title = json.loads(chart.proto.spec)["layout"]["title"]["text"]
+    assert title == "Where the error is: squared error per pixel, the mean over the test set"
 
 
 @pytest.mark.slow

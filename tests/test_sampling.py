@@ -74,12 +74,22 @@ def test_the_brush_follows_the_fitted_spread_per_cell():
     codes[:, 0, 1, 0] = rng.normal(5.0, 0.1, 2000)
     codes[:, :, :, 1] = 2.0
     density = fit_density(codes, "gaussian")
-    assert density.cell_high[0, 0, 0] - density.cell_low[0, 0, 0] > 5.0  # ~ +-3 sigma of 1
-    assert density.cell_high[0, 1, 0] - density.cell_low[0, 1, 0] < 1.0  # ~ +-3 sigma of 0.1
-    lows, highs = density.brush_ranges()
+    # each cell's range: the 1st to 99th percentile of its codes (about +-2.33 sigma here)
+    for col, sigma in ((0, 1.0), (1, 0.1)):
+        cell = codes[:, 0, col, 0]
+        low, high = density.cell_low[0, col, 0], density.cell_high[0, col, 0]
+        assert (low, high) == pytest.approx(tuple(np.percentile(cell, [1, 99])))
+        assert high - low == pytest.approx(4.65 * sigma, rel=0.1)
+    lows, highs = density.brush_ranges()  # the slider spans every cell's range
     assert lows[0] == pytest.approx(density.cell_low[..., 0].min())
     assert highs[0] == pytest.approx(density.cell_high[..., 0].max())
     assert (lows[1], highs[1]) == (2.0, 3.0)  # a dead channel: a span of 1
+    assert (density.cell_low[..., 1] == 2.0).all() and (density.cell_high[..., 1] == 3.0).all()
+    # a dead cell in a live channel takes its channel's range: nothing to go by
+    codes[:, 0, 1, 0] = 0.0
+    dead = fit_density(codes, "gaussian")
+    assert dead.cell_low[0, 1, 0] == 0.0
+    assert dead.cell_high[0, 1, 0] == pytest.approx(codes[..., 0].max())
 
 
 def test_the_samplers_refuse_what_they_cannot_draw():
@@ -101,7 +111,9 @@ def test_the_samplers_refuse_what_they_cannot_draw():
 
 
 def test_a_runs_density_is_fitted_to_its_training_codes():
-    from cae.sampling import fit_run_density, sample_run
+    from cae.latent import CELL_PERCENTILES
+    from cae.latent_edit import LatentEdit
+    from cae.sampling import fit_run_density, sample_run, training_codes
     from cae.store import load_run
 
     loaded = load_run(RUN, MODELS)
@@ -113,6 +125,31 @@ def test_a_runs_density_is_fitted_to_its_training_codes():
     images, words = sample_run(loaded, 6, density=density, rng=np.random.default_rng(0))
     assert images.shape == (6, 28, 28, 1) and images.min() >= 0.0 and images.max() <= 1.0
     assert words == density.describe()
+
+    # each cell's brush range is its own spread in those codes (issue 28): the top-left corner,
+    # always bright in a digit's code, spans about 3.6-4.2; the middle, 0-5.2
+    codes, _ = training_codes(loaded)
+    corner, middle = (0, 0, 0), (3, 3, 0)
+    for cell in (corner, middle):
+        spread = np.percentile(codes[(slice(None), *cell)], CELL_PERCENTILES)
+        assert (density.cell_low[cell], density.cell_high[cell]) == pytest.approx(tuple(spread))
+    assert density.cell_low[corner] > density.cell_low[middle] + 2.0
+    assert density.cell_high[corner] < density.cell_high[middle] - 0.5
+    # a stroke over both cells with the channel's low end: each held to its own range
+    lows, highs = density.brush_ranges()
+    ranges = (density.cell_low, density.cell_high)
+    edit = LatentEdit.start(codes[0], "run|t|test:0")
+    cells = np.zeros((7, 7), bool)
+    cells[0, 0] = cells[3, 3] = True
+    low_end = edit.paint(cells, "set", lows[0], ranges)
+    assert low_end.code[corner] == pytest.approx(density.cell_low[corner])
+    assert low_end.code[middle] == pytest.approx(density.cell_low[middle])
+    assert low_end.last == "set 2 cell(s) (0; 2 held to their cell's range)"
+    high_end = edit.paint(cells, "set", highs[0], ranges)
+    assert high_end.code[corner] == pytest.approx(density.cell_high[corner])
+    assert high_end.code[middle] == pytest.approx(min(highs[0], density.cell_high[middle]))
+    unheld = edit.paint(cells, "set", lows[0])  # no ranges: the value as it is
+    assert unheld.code[corner] == unheld.code[middle] == pytest.approx(lows[0])
 
 
 def test_the_server_fits_a_run_of_an_upload_to_its_test_codes_without_reading_the_file(tmp_path):

@@ -165,7 +165,7 @@ def corrupted_section(
         # "denoised" where the run was trained on this kind of corruption, else its output
         own = owns[run.run_id]
         role = "denoised" if own is not None and own.kind == corruption.kind else "output"
-        titles.append(f"{role}: {run.name[:14]}")
+        titles.append(f"{role}: {run.name}")  # whole: the grid wraps a long title
     rows.append(clean)
     titles.append("clean")
     with st.container(key="results_corrupted_grid"):

@@ -1,5 +1,5 @@
 """A run's latent space on screen: the run with its compiled decoder, codes, statistics and brush
-ranges (``LatentRun``, cached), images upscaled for display, downloads, a colour scale with its
+ranges (each channel's and each cell's: ``LatentRun``, cached), images upscaled for display, downloads, a colour scale with its
 numbers, and a drawing canvas without the component's own toolbar.
 
 Used by the Latent Editor; nothing here knows its edit state (that is
@@ -25,6 +25,7 @@ from cae.latent import (
     CodeDensity,
     Decoder,
     brush_ranges,
+    cell_ranges,
     encode,
     latent_statistics,
     make_decoder,
@@ -111,9 +112,18 @@ class LatentRun:
     split_error: str | None  # why there are no test images, when there are none
     stats: dict  # its latent statistics: the mean code, the value ranges, the count
     view_channel: int | None  # the input channel shown (None: the picture, grayscale or RGB)
-    brush_min: list[float]  # each latent channel's brush range
+    brush_min: list[float]  # each latent channel's brush range (the slider's)
     brush_max: list[float]
     density: CodeDensity | None = None  # what random codes are drawn from (None: no images)
+    cell_low: np.ndarray | None = None  # each cell's brush range (h, w, c): a stroke is held
+    cell_high: np.ndarray | None = None  # to it (None: the channel's range)
+
+    @property
+    def cell_ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each cell's (low, high) brush range, (h, w, c) each."""
+        if self.cell_low is not None and self.cell_high is not None:
+            return self.cell_low, self.cell_high
+        return cell_ranges(self.brush_min, self.brush_max, self.latent_shape)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -157,8 +167,10 @@ def open_latent_run(
     stats = cached_stats(info.run_id, root, info.created, split is not None)
     density = cached_density(info.run_id, root, info.created, split is not None)
     channels = int(decoder.latent_shape[-1])
-    if density is not None:  # the fitted spread of each cell, the widest of each channel
+    cells: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    if density is not None:  # each cell's spread in the training codes; the channel's span
         low, high = density.brush_ranges()
+        cells = (density.cell_low.astype(np.float32), density.cell_high.astype(np.float32))
     else:
         low, high = brush_ranges(stats, channels, variational=run.built.variational)
     return LatentRun(
@@ -173,6 +185,7 @@ def open_latent_run(
         list(low),
         list(high),
         density,
+        *cells,
     )
 
 

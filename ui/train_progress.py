@@ -81,26 +81,52 @@ def bar_fraction(progress: Progress) -> float:
 
 
 def eta_text(job: TrainingJob, progress: Progress) -> tuple[str, str | None]:
-    """The ETA metric's value and help: measured once the run knows its speed; before that, the
-    estimate the page made before the start (this machine's earlier runs), marked as such; the
+    """The ETA metric's value and help: measured once the run knows its speed (an epoch and a few
+    batches in, ``cae.progress.ETA_WARMUP_BATCHES``); before that, the estimate the page made
+    before the start (this machine's earlier runs), marked as such, else "estimating…"; the
     time taken once it has ended."""
     if not progress.active:
         return fmt_seconds(progress.elapsed_seconds), None
     if progress.eta_seconds is not None:
         return fmt_seconds(progress.eta_seconds), (
-            f"The epochs left times the mean time of the last {SMOOTHING_EPOCHS} epochs "
-            "(validation and preview included)."
+            f"The images left at the speed of the last {SMOOTHING_EPOCHS} epochs and this one, "
+            "plus each epoch's validation and preview as timed. Measured from the first epoch's "
+            "end and a few batches of the next on (the first epoch also compiles the steps)."
         )
     estimate = st.session_state.get(ESTIMATE_KEY)
     if estimate is not None and estimate[0] == job.job_id and estimate[1] is not None:
         left = estimate[1] - (time.time() - job.created)
         if left < 1:  # slower than estimated (a loaded machine): no "≈ 0:00" for long
-            return "measuring…", None
+            return "estimating…", None
         return f"≈ {fmt_seconds(left)}", (
-            "Estimated before the start from this machine's earlier runs; measured from the "
-            "second batch on."
+            "Estimated before the start from this machine's earlier runs; measured once the "
+            "first epoch and a few batches of the next are done."
         )
-    return "measuring…", None
+    return "estimating…", None
+
+
+def kept_epoch(job: TrainingJob, progress: Progress) -> int:
+    """The epoch whose weights an ended job keeps (its best one where it kept that, else its
+    last completed one; 0: none), as its curves count them."""
+    done = len(progress.history.get("loss") or [])
+    best = getattr(job.result, "best_epoch", None) if not progress.active else None
+    return int(best) if isinstance(best, int) and 1 <= best <= done else done
+
+
+def shown_losses(job: TrainingJob, progress: Progress) -> tuple[float | None, float | None, str]:
+    """The loss and validation loss the numbers show, and the words after their labels: while it
+    runs, the epoch under way's running mean and the last epoch's validation loss; once it has
+    ended, those of the epoch it keeps, as its curves show them (issue 28: a stopped run showed
+    the stopped epoch's partial loss beside the curves of the whole ones)."""
+    if progress.active:
+        return progress.loss, progress.val_loss, ""
+    kept = kept_epoch(job, progress)
+    if not kept:
+        return None, None, ""
+    history = progress.history
+    losses, val_losses = history.get("loss") or [], history.get("val_loss") or []
+    val = val_losses[kept - 1] if len(val_losses) >= kept else None
+    return losses[kept - 1], val, f" · epoch {kept}"
 
 
 def show_progress(job: TrainingJob) -> None:
@@ -127,9 +153,14 @@ def show_progress(job: TrainingJob) -> None:
         st.progress(bar_fraction(progress), text=progress.status())
 
     numbers = st.columns(4)
-    numbers[0].metric("loss", "–" if progress.loss is None else f"{progress.loss:.4f}")
+    loss, val_loss, kept_words = shown_losses(job, progress)
+    numbers[0].metric(
+        f"loss{kept_words}",
+        "–" if loss is None else f"{loss:.4f}",
+        help="The running mean of the epoch under way." if progress.active else None,
+    )
     numbers[1].metric(
-        "validation loss", "–" if progress.val_loss is None else f"{progress.val_loss:.4f}"
+        "validation loss" + kept_words, "–" if val_loss is None else f"{val_loss:.4f}"
     )
     measuring = (
         "starting…" if state == "starting" else "tracing…" if progress.tracing else "measuring…"
@@ -219,7 +250,12 @@ def show_figures(job: TrainingJob) -> None:
     left, right = st.columns([3, 2])
     with left:
         if progress.history.get("loss"):
-            curves = loss_curves({job.name: progress.history})
+            kept = kept_epoch(job, progress)
+            ended = not progress.active and kept and progress.state != "finished"
+            curves = loss_curves(
+                {job.name: progress.history},
+                kept=kept if ended or kept != len(progress.history["loss"]) else None,
+            )
             curves.update_layout(height=FIGURE_HEIGHT, margin={"t": 30, "b": 30})
             st.plotly_chart(curves, key=f"train_curves_{job.job_id}")
             variational = job.request.spec.variational
@@ -235,6 +271,12 @@ def show_figures(job: TrainingJob) -> None:
                     )
                     + "; the KL curve is the term before its weight."
                 )
+            if ended:
+                st.caption(
+                    f"{progress.state.capitalize()} during epoch {progress.epoch + 1}: the curves "
+                    f"and numbers are the {progress.epoch} completed epoch(s); epoch {kept}'s "
+                    "weights are kept (the epoch under way is dropped)."
+                )
         elif progress.active:
             st.caption("Loss curves appear after the first epoch.")
     with right:
@@ -248,7 +290,8 @@ def show_figures(job: TrainingJob) -> None:
             channel = channel_picker(st, channels, "train_channel", width=200)
             with st.container(key=f"train_preview_{job.job_id}"):
                 st.html(image_grid(rows, titles, channel=channel))
-            st.caption(f"Test images after epoch {progress.epoch}.")
+            shown = progress.epoch if progress.active else kept_epoch(job, progress)
+            st.caption(f"Test images after epoch {shown}" + ("" if progress.active else ", kept."))
 
 
 def figures_behind(job: TrainingJob) -> bool:
