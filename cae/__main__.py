@@ -591,9 +591,11 @@ def _summary(result: TrainResult) -> str:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
-    """Train every combination of the --vary values one after another, save each run in
-    --out-dir with sweep.json and sweep.csv, and print the comparison table."""
-    from cae.sweep import format_rows, parse_vary, train_sweep
+    """Train every combination of the --vary values one after another as the trials of an Optuna
+    grid study, save each run in --out-dir with sweep.json and sweep.csv, and print the
+    comparison table (each run that does not beat the mean image marked) and the winner."""
+    from cae.experiments import run_grid
+    from cae.sweep import format_rows, parse_vary
 
     axes = [parse_vary(text) for text in args.vary]
     spec = _load_spec_argument(args)
@@ -605,18 +607,23 @@ def command_sweep(args: argparse.Namespace) -> int:
         print(terminal_safe(line), flush=True)
 
     with tensorflow_logs_captured():
-        record = train_sweep(
+        record = run_grid(
             spec,
             config,
             recipe,
             axes,
             args.out_dir,
             name=args.name or f"{spec.name} sweep",
-            progress=lambda variant: _ProgressPrinter(sys.stdout),
+            study_name=args.study,
+            storage=args.storage,
+            progress=lambda candidate: _ProgressPrinter(sys.stdout),
             log=log,
         )
     print(format_rows(record["runs"]))
+    if record["winner"]:
+        print(terminal_safe(record["winner"]))
     out = Path(args.out_dir)
+    print(terminal_safe(f"study {record['study']!r} in {record['storage']}"))
     print(terminal_safe(f"wrote {out / 'sweep.json'} and {out / 'sweep.csv'}"))
     return 0
 
@@ -1116,6 +1123,21 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--out-dir", required=True, metavar="DIR", help="the runs, sweep.json and sweep.csv"
     )
+    sweep.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="the grid study's Optuna storage: an RDB URL (sqlite:///f.db, "
+        "postgresql://user@host/db) or a journal file (.log/.jsonl) "
+        "(default: <out-dir>/.studies/studies.db)",
+    )
+    sweep.add_argument(
+        "--study",
+        default=None,
+        metavar="NAME",
+        help="the grid study: one of this name in --storage goes on from the points it tried "
+        "(the same grid and data only); default: a new one named after --name",
+    )
 
     search = sub.add_parser(
         "search",
@@ -1276,6 +1298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _search_space(args)
                 make_storage(args.storage, args.root)
                 _onednn_for_search(args)
+            if args.command == "sweep" and args.storage is not None:
+                from cae.search import make_storage
+
+                make_storage(args.storage)  # a bad storage: refused before TensorFlow
             specs = _specs_to_train(args)
             refuse_mismatched_upload(
                 specs, getattr(args, "data", None), getattr(args, "array", None)
