@@ -237,10 +237,9 @@ def ask_grid_candidate(
     it, with ``num_train`` images; ``in_process``: and oneDNN as in
     ``cae.search.check_candidate``). A point that cannot is told ``PRUNED`` with the reason as
     its ``skipped`` attribute and the next is asked; GridDone when none is left."""
-    import optuna
     from optuna.distributions import CategoricalDistribution
 
-    from cae.search import check_candidate, fail_stale
+    from cae.search import accept_trial, check_candidate, fail_stale, skip_trial
 
     spec, config, axes = study_grid(study)
     if config.validation_split <= 0:
@@ -266,32 +265,13 @@ def ask_grid_candidate(
         problem = variant.problem
         if problem is None:
             try:
-                param_count, code_values = check_candidate(
-                    None, variant.spec, variant.config, in_process=in_process
-                )
+                sizes = check_candidate(None, variant.spec, variant.config, in_process=in_process)
             except ValueError as error:
                 problem = str(error) or type(error).__name__
         if problem is not None:
-            trial.set_user_attr("skipped", problem)
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            skipped.append((trial.number, problem))
+            skipped.append(skip_trial(study, trial, problem))
             continue
-        for key, value in (
-            ("spec", variant.spec.to_dict()),
-            ("config", variant.config.to_dict()),
-            ("param_count", param_count),
-            ("code_values", code_values),
-        ):
-            trial.set_user_attr(key, value)
-        return Candidate(
-            number=trial.number,
-            spec=variant.spec,
-            config=variant.config,
-            params=params,
-            param_count=param_count,
-            code_values=code_values,
-            skipped=tuple(skipped),
-        )
+        return accept_trial(trial, variant.spec, variant.config, params, sizes, skipped)
     raise GridDone(
         f"every point of the grid has been tried. Received: {grid_size(axes)} points",
         skipped,

@@ -510,7 +510,6 @@ def ask_candidate(
     ``skipped`` user attribute, and another is asked (at most ``max_skips`` in a row: then
     SearchError). The trial that can train stays running, its spec, config, parameters and
     code size in its user attributes."""
-    import optuna
 
     if base_config.validation_split <= 0:
         raise SearchError(
@@ -541,31 +540,54 @@ def ask_candidate(
                 in_process=in_process,
             )
         except ValueError as error:
-            reason = str(error) or type(error).__name__
-            trial.set_user_attr("skipped", reason)
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            skipped.append((trial.number, reason))
+            skipped.append(skip_trial(study, trial, str(error) or type(error).__name__))
             continue
-        for key, value in (
-            ("spec", spec.to_dict()),
-            ("config", config.to_dict()),
-            ("param_count", param_count),
-            ("code_values", code_values),
-        ):
-            trial.set_user_attr(key, value)
-        return Candidate(
-            number=trial.number,
-            spec=spec,
-            config=config,
-            params=dict(trial.params),
-            param_count=param_count,
-            code_values=code_values,
-            skipped=tuple(skipped),
+        return accept_trial(
+            trial, spec, config, dict(trial.params), (param_count, code_values), skipped
         )
     last = skipped[-1][1] if skipped else "-"
     raise SearchError(
         f"{max_skips} candidates in a row broke a constraint or the shape check; widen the "
         f"space or the constraints (the last: {last}). Received: space={space.name!r}"
+    )
+
+
+def skip_trial(study: optuna.Study, trial: optuna.trial.Trial, reason: str) -> tuple[int, str]:
+    """Tell an asked trial that cannot train ``PRUNED``, the reason in its ``skipped``
+    attribute (pruned, not failed: a sampler learns to avoid the region); (number, reason)."""
+    import optuna
+
+    trial.set_user_attr("skipped", reason)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return trial.number, reason
+
+
+def accept_trial(
+    trial: optuna.trial.Trial,
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    params: dict[str, Any],
+    sizes: tuple[int, int],
+    skipped: Sequence[tuple[int, str]],
+) -> Candidate:
+    """An asked trial that can train as a :class:`Candidate`: its spec, config, parameter count
+    and code values (``sizes``) kept as its user attributes; it stays running."""
+    param_count, code_values = sizes
+    for key, value in (
+        ("spec", spec.to_dict()),
+        ("config", config.to_dict()),
+        ("param_count", param_count),
+        ("code_values", code_values),
+    ):
+        trial.set_user_attr(key, value)
+    return Candidate(
+        number=trial.number,
+        spec=spec,
+        config=config,
+        params=params,
+        param_count=param_count,
+        code_values=code_values,
+        skipped=tuple(skipped),
     )
 
 
@@ -1124,6 +1146,7 @@ __all__ = [
     "SearchError",
     "SearchSummary",
     "SpaceError",
+    "accept_trial",
     "ask_candidate",
     "best_report",
     "best_row",
@@ -1140,6 +1163,7 @@ __all__ = [
     "open_study",
     "report_epoch",
     "run_search",
+    "skip_trial",
     "study_conflict",
     "study_space",
     "train_trials",
