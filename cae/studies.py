@@ -518,6 +518,11 @@ class StudyQueue:
                     with found.lock:
                         found.record["told"] += 1
                     continue
+                if found.record.get("stop_requested"):  # it was being stopped: it stays so
+                    fail_trial(study, number, "stopped with its study", mark="stopped")
+                    with found.lock:
+                        found.record["told"] += 1
+                    continue
                 trial = fail_trial(
                     study, number, "queued when the server stopped: asked again", mark="requeued"
                 )

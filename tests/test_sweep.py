@@ -316,6 +316,17 @@ def test_a_sweep_is_a_grid_study_whose_trials_are_its_points(tmp_path):
 
         open_study("try", SearchSpace.from_dict(TINY), root=tmp_path)
     assert free_study_name("try", root=tmp_path) == "try (2)"
+    # cae sweep --study try --storage ... with another grid: refused in one line, before training
+    from cae.experiments import run_grid
+    from cae.search import default_storage
+
+    with pytest.raises(SearchError, match=r"another grid; .*Received: grid=") as refused:
+        run_grid(
+            preset("classic"), config, recipe, [parse_vary("code=1")], tmp_path / "out",
+            study_name="try", storage=default_storage(tmp_path),
+        )  # fmt: skip
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "out" / "sweep.json").exists()
 
 
 def test_pareto_front_and_the_chart():
