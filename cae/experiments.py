@@ -162,19 +162,11 @@ def open_grid_study(
     as a search is refused (SearchError, one line)."""
     import optuna
 
-    from cae.search import OBJECTIVE, _grid_sampler
+    from cae.search import OBJECTIVE, grid_sampler, stored_study, study_storage
 
-    if not isinstance(name, str) or not name.strip() or len(name) > 120:
-        raise SearchError(f"a study needs a name of 1 to 120 characters. Received: study={name!r}")
-    store = storage if not isinstance(storage, (str, type(None))) else make_storage(storage, root)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    store = study_storage(name, storage, root)
     if axes is None:
-        try:
-            summary = optuna.load_study(study_name=name, storage=store)
-        except KeyError:
-            raise SearchError(
-                f"no study of that name in the storage. Received: study={name!r}"
-            ) from None
+        summary = stored_study(name, store)
         spec, config, axes = study_grid(summary)
     if spec is None or config is None:
         raise SearchError(
@@ -184,7 +176,7 @@ def open_grid_study(
     study = optuna.create_study(
         study_name=name,
         storage=store,
-        sampler=_grid_sampler(dict(zip(fields, lists, strict=True)), 0),
+        sampler=grid_sampler(dict(zip(fields, lists, strict=True)), 0),
         pruner=optuna.pruners.NopPruner(),  # every point trains to the end: a grid compares them
         direction="maximize",
         load_if_exists=True,

@@ -200,7 +200,7 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
 
     seed = space.sampler_seed
     if space.sampler == "grid":
-        return _grid_sampler(space.grid(), seed)
+        return grid_sampler(space.grid(), seed)
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -210,7 +210,7 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
         )
 
 
-def _grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
+def grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
     """Optuna's ``GridSampler`` for ask and tell: its ``after_trial`` calls ``Study.stop``,
     which Optuna refuses outside ``optimize``; here the grid's end is found when asking
     (:func:`ask_candidate` says the grid is done)."""
@@ -250,17 +250,9 @@ def open_study(
     every trial of a study is scored alike."""
     import optuna
 
-    if not isinstance(name, str) or not name.strip() or len(name) > 120:
-        raise SearchError(f"a study needs a name of 1 to 120 characters. Received: study={name!r}")
-    store = storage if not isinstance(storage, (str, type(None))) else make_storage(storage, root)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our table says what it did
+    store = study_storage(name, storage, root)
     if space is None:
-        try:
-            summary = optuna.load_study(study_name=name, storage=store)
-        except KeyError:
-            raise SearchError(
-                f"no study of that name in the storage. Received: study={name!r}"
-            ) from None
+        summary = stored_study(name, store)
         stored = summary.user_attrs.get("space")
         if not isinstance(stored, dict):
             raise SearchError(f"the study holds no search space. Received: study={name!r}")
@@ -285,6 +277,32 @@ def open_study(
         bind(study, "config", base_config.to_dict())
     bind(study, "objective", OBJECTIVE)
     return study
+
+
+def study_storage(
+    name: str, storage: str | optuna.storages.BaseStorage | None, root: str | Path | None
+) -> optuna.storages.BaseStorage:
+    """The storage a study ``name`` opens in (:func:`make_storage` unless one is given), after
+    checking the name (1 to 120 characters); Optuna's own log quieted (our tables say it)."""
+    import optuna
+
+    if not isinstance(name, str) or not name.strip() or len(name) > 120:
+        raise SearchError(f"a study needs a name of 1 to 120 characters. Received: study={name!r}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return storage if not isinstance(storage, (str, type(None))) else make_storage(storage, root)
+
+
+def stored_study(name: str, store: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study ``name`` as stored (to read what it was started with); SearchError when the
+    storage has none of that name."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        raise SearchError(
+            f"no study of that name in the storage. Received: study={name!r}"
+        ) from None
 
 
 def check_maximised(study: optuna.Study) -> None:
