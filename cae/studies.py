@@ -170,7 +170,8 @@ class ServerStudy:
         os.replace(partial, self.path)
 
     def snapshot(self) -> dict[str, Any]:
-        """A copy of the record, with the trials in flight and their progress (``progress``: a
+        """A copy of the record, with the trials in flight: ``queued`` (waiting for a slot) or
+        ``training`` (launched, not ended), and their progress (``progress``: a
         ``cae.progress.Progress``, not saved)."""
         with self.lock:
             record = json.loads(json.dumps(self.record))
@@ -184,6 +185,7 @@ class ServerStudy:
                     "index": trial.index,
                     "label": trial.label,
                     "queued": trial.job.queued,
+                    "training": trial.job.launched and not trial.job.done,
                     "place": trial.job.place(),
                     "epoch": progress.epoch,
                     "epochs": trial.config.epochs,
@@ -807,7 +809,7 @@ def grid_view(found: ServerStudy) -> dict[str, Any]:
         running = {
             trial["index"]: float(getattr(trial["progress"], "fraction", 0.0) or 0.0)
             for trial in record["in_flight"]
-            if not trial["queued"]
+            if trial["training"]
         }
         eta = grid_eta(rows, record.get("estimates") or [], running, record.get("parallel") or 1)
     return {"record": record, "rows": rows, "eta_seconds": eta}

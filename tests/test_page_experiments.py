@@ -355,7 +355,7 @@ def test_more_cores_train_several_students_runs_at_once(models, monkeypatch):
     seen = set()
     while any(e.active for e in experiments):
         flights = [e.snapshot()["in_flight"] for e in experiments]
-        seen.add(tuple(sum(not trial["queued"] for trial in flight) for flight in flights))
+        seen.add(tuple(sum(trial["training"] for trial in flight) for flight in flights))
         STUDIES.wait(experiments[0].id, 0.2)
     assert (1, 1) in seen  # both students' runs trained at the same time, each in its worker
     assert not [counts for counts in seen if max(counts) > 1]  # one running job per student

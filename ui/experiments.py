@@ -90,7 +90,7 @@ def progress_panel(study_id: str, live: bool = False) -> None:
     st.progress(min(1.0, done / total) if total else 0.0, text=text)
     for trial in record["in_flight"]:
         progress = trial["progress"]
-        if trial["queued"]:
+        if not trial["training"]:
             continue
         if progress.state == "starting":
             bar, words = 0.0, progress.message or "Starting…"
