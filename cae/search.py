@@ -360,6 +360,11 @@ def study_conflict(
     """Why starting the study ``name`` with these user attributes (``kind``, ``space`` or
     ``grid``, ``data``, ``config``) would be refused, in the words of :func:`bind`, or None when
     no study of that name exists or it holds the same: what a form says before its Start."""
+    from cae.store import models_dir
+
+    base = Path(root) if root is not None else models_dir()
+    if storage is None and not (base / STUDIES_FILE).is_file():
+        return None  # no studies yet (and none made by asking: a new SQLite file takes seconds)
     try:
         store = make_storage(storage, root)
         held = store.get_study_user_attrs(store.get_study_id_from_name(name))
