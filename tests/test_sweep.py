@@ -559,3 +559,16 @@ def test_a_sweep_varies_separable_and_depthwise_layers_like_any_convolution():
     )
     assert variants[1].spec.encoder[4].depth_multiplier == 2
     assert variants[0].work < variants[1].work  # twice the code's channels: more work
+
+
+def test_cli_sweep_refuses_a_bad_field_or_storage_in_one_line_before_tensorflow(tmp_path, capsys):
+    """Checked before TensorFlow is imported (the refusal came after its 25 s import on a loaded
+    machine); the CLI's own main, in this process."""
+    for args, words in (
+        (["--vary", "width=1,2"], "unknown field: use a dotted path"),
+        (["--vary", "code=1", "--storage", str(tmp_path / "no" / "x.db")], "folder does not exist"),
+    ):
+        status, _, errors = cli(capsys, *SWEEP, *args, "--out-dir", str(tmp_path / "out"))
+        (line,) = errors.strip().splitlines()
+        assert status == 2 and words in line and "Received:" in line
+        assert not (tmp_path / "out").exists()
