@@ -127,11 +127,9 @@ def restore_queue_once() -> bool:
     queue held before a restart waits again, what ran is recorded as interrupted."""
 
     def restore() -> None:
-        from cae.experiments import restore_queue
-        from cae.studies import restore_searches
+        from cae.studies import restore_queue
 
-        restore_queue()
-        restore_searches()  # an active search goes on; its interrupted trials are told failed
+        restore_queue()  # trainings requeued; active studies go on, interrupted trials told failed
 
     threading.Thread(target=restore, name="cae-restore-queue", daemon=True).start()
     return True

@@ -1,8 +1,9 @@
-"""An experiment's overhead: the same runs trained by the experiment queue (cae.experiments: the
-job manager's worker processes, progress, records) against back to back with the CLI.
+"""An experiment's overhead: the same runs trained as a grid study by the server's study queue
+(cae.studies: Optuna, the job manager's worker processes, progress) against back to back with
+the CLI.
 
 Each round trains the runs of one sweep twice, alternating which goes first: once as an
-experiment (``EXPERIMENTS.submit`` to the end of its last run), once as ``python -m cae train
+experiment (``STUDIES.submit_grid`` to the end of its last run), once as ``python -m cae train
 --spec ...`` processes one after another (what a user would script). Both save every run. Prints
 each round and the median ratio of wall times (target: at most 1.10).
 
@@ -45,15 +46,16 @@ def cli_round(variants, recipe, config, root: Path) -> float:
 
 def experiment_round(spec, config, recipe, axes, num_train: int, root: Path) -> float:
     """The same runs as one experiment of the server's queue; wall seconds to its end."""
-    from cae.experiments import EXPERIMENTS
+    from cae.experiments import grid_rows
+    from cae.studies import STUDIES
 
     started = time.perf_counter()
-    experiment = EXPERIMENTS.submit(
+    experiment = STUDIES.submit_grid(
         "bench", "bench", spec, config, recipe, axes, num_train=num_train, root=root
     )
-    EXPERIMENTS.wait(experiment.id)
+    STUDIES.wait(experiment.id)
     seconds = time.perf_counter() - started
-    states = [item["state"] for item in experiment.record["items"]]
+    states = [row["state"] for row in grid_rows(experiment.study())]
     if set(states) != {"finished"}:
         raise SystemExit(f"the experiment did not finish every run: {states}")
     return seconds
@@ -68,7 +70,7 @@ def main() -> None:
     parser.add_argument("--vary", default="encoder.0.filters=8,16,32")
     args = parser.parse_args()
 
-    from cae.experiments import EXPERIMENTS, parallel_runs
+    from cae.experiments import parallel_runs
     from cae.jobs import JOBS
     from cae.recipe import DataRecipe
     from cae.spec import preset
@@ -105,7 +107,9 @@ def main() -> None:
                 f"ratio {experiment / cli:.2f}",
                 flush=True,
             )
-    EXPERIMENTS.close()
+    from cae.studies import STUDIES
+
+    STUDIES.close()
     print(json.dumps({"median_ratio": round(statistics.median(ratios), 3), "rounds": len(ratios)}))
     print(f"median ratio experiment / CLI: {statistics.median(ratios):.2f} (target <= 1.10)")
 

@@ -89,10 +89,23 @@ def command_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
+def _add_spec_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
     group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser, *, folder: str, study: str) -> None:
+    """``--storage`` and ``--study`` of ``search`` and ``sweep`` (``folder``: where the default
+    SQLite file is; ``study``: the help of --study)."""
+    parser.add_argument(
+        "--storage",
+        default=None,
+        metavar="URL",
+        help="an Optuna RDB URL (sqlite:///f.db, postgresql://user@host/db) or a journal file "
+        f"(.log/.jsonl) that several processes share (default: {folder}/.studies/studies.db)",
+    )
+    parser.add_argument("--study", default=None, metavar="NAME", help=study)
 
 
 # ------------------------------------------------------------------------------------ train
@@ -591,9 +604,11 @@ def _summary(result: TrainResult) -> str:
 
 
 def command_sweep(args: argparse.Namespace) -> int:
-    """Train every combination of the --vary values one after another, save each run in
-    --out-dir with sweep.json and sweep.csv, and print the comparison table."""
-    from cae.sweep import format_rows, parse_vary, train_sweep
+    """Train every combination of the --vary values one after another as the trials of an Optuna
+    grid study, save each run in --out-dir with sweep.json and sweep.csv, and print the
+    comparison table (each run that does not beat the mean image marked) and the winner."""
+    from cae.experiments import run_grid
+    from cae.sweep import format_rows, parse_vary
 
     axes = [parse_vary(text) for text in args.vary]
     spec = _load_spec_argument(args)
@@ -605,18 +620,23 @@ def command_sweep(args: argparse.Namespace) -> int:
         print(terminal_safe(line), flush=True)
 
     with tensorflow_logs_captured():
-        record = train_sweep(
+        record = run_grid(
             spec,
             config,
             recipe,
             axes,
             args.out_dir,
             name=args.name or f"{spec.name} sweep",
-            progress=lambda variant: _ProgressPrinter(sys.stdout),
+            study_name=args.study,
+            storage=args.storage,
+            progress=lambda candidate: _ProgressPrinter(sys.stdout),
             log=log,
         )
     print(format_rows(record["runs"]))
+    if record["winner"]:
+        print(terminal_safe(record["winner"]))
     out = Path(args.out_dir)
+    print(terminal_safe(f"study {record['study']!r} in {record['storage']}"))
     print(terminal_safe(f"wrote {out / 'sweep.json'} and {out / 'sweep.csv'}"))
     return 0
 
@@ -1099,9 +1119,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
 
     sweep = sub.add_parser("sweep", help="train every combination of --vary values and compare")
-    group = sweep.add_mutually_exclusive_group(required=True)
-    group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
-    group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
+    _add_spec_arguments(sweep, required=True)
     sweep.add_argument(
         "--vary",
         action="append",
@@ -1115,6 +1133,12 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--name", default=None, help="the sweep's name (default: <spec> sweep)")
     sweep.add_argument(
         "--out-dir", required=True, metavar="DIR", help="the runs, sweep.json and sweep.csv"
+    )
+    _add_study_arguments(
+        sweep,
+        folder="<out-dir>",
+        study="the grid study: one of this name in --storage goes on from the points it tried "
+        "(the same grid and data only); default: a new one named after --name",
     )
 
     search = sub.add_parser(
@@ -1135,16 +1159,7 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="start no trial after S seconds (the running one finishes)",
     )
-    search.add_argument(
-        "--storage",
-        default=None,
-        metavar="URL",
-        help="an Optuna RDB URL (sqlite:///f.db, postgresql://user@host/db) or a journal file "
-        "(.log/.jsonl) that several processes share (default: <root>/.studies/studies.db)",
-    )
-    search.add_argument(
-        "--study", default=None, metavar="NAME", help="the study (default: the space's name)"
-    )
+    _add_study_arguments(search, folder="<root>", study="the study (default: the space's name)")
     search.add_argument("--json", action="store_true", help="print the study as JSON")
     _add_config_arguments(search, search=True)
     search.add_argument(
@@ -1276,6 +1291,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _search_space(args)
                 make_storage(args.storage, args.root)
                 _onednn_for_search(args)
+            if args.command == "sweep":  # bad fields or storage: refused before TensorFlow
+                from cae.search import make_storage
+                from cae.sweep import check_axes, parse_vary
+
+                check_axes([parse_vary(text) for text in args.vary], _load_spec_argument(args))
+                if args.storage is not None:
+                    make_storage(args.storage)
             specs = _specs_to_train(args)
             refuse_mismatched_upload(
                 specs, getattr(args, "data", None), getattr(args, "array", None)

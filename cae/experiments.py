@@ -1,57 +1,54 @@
-"""Experiments: sweeps (``cae.sweep``) trained as ordinary runs, queued on the server.
+"""Grid experiments as Optuna studies: a sweep (``cae.sweep``: up to three fields of a design or
+its training settings, each over a list of values) is a study whose trials are the grid's points.
 
-``EXPERIMENTS.submit(owner, name, spec, config, recipe, axes)`` expands the sweep, refuses it
-when no combination can train or when it would take the owner past the caps
-(:data:`MAX_QUEUED_RUNS` runs waiting, :data:`MAX_QUEUED_HOURS` estimated hours), writes
-``<models>/.experiments/<id>/experiment.json`` and hands every run to the job manager
-(``cae.jobs.JOBS``) as an ``experiment`` job of its owner: the server's one queue
-(``cae.admission``) starts them, after the Train clicks, round-robin between students, within the
-training slots and the memory budget (each run in its own worker process, saved by the worker as
-an ordinary run tagged with the experiment in its train.json). ``stop(id)`` keeps the runs already
-finished, drops the ones in progress and leaves the rest not run. The record is rewritten at every
-change, so a reload, another tab or a server restart finds it again: after a restart its queued
-runs are queued again, and a run that was training is recorded as ``interrupted`` with what
-became of it (stopped at epoch N and saved as a run by its worker, or not saved). No Streamlit here.
+:func:`open_grid_study` creates (or finds again) the study with Optuna's ``GridSampler`` over the
+fields' values, their names kept as the parameters' (``encoder.0.filters``, ``code``, ``lr``), and
+enqueues every point in the sweep's order (``enqueue_trial``), so trial *n* of a new study is
+combination *n* of the plan. The base design, settings and fields are the study's ``grid`` user
+attribute and the data its ``data``: a study is found again by name alone, and another grid or
+other data under its name is refused. :func:`ask_grid_candidate` asks for the next point and
+makes it a :class:`cae.search.Candidate` (``cae.sweep.make_variant``: a point that cannot train is
+told ``PRUNED`` as skipped, with its reason); a trial is scored, as a search's, by its validation
+PSNR (``cae.search.finish_trial``), the test split kept for the table and the winner's report.
+
+The server's one study queue (``cae.studies.STUDIES.submit_grid``) and ``python -m cae sweep``
+(:func:`run_grid`, which also writes sweep.json and sweep.csv) drive these studies. The caps on a
+student's queued experiment runs (:func:`check_caps`) hold for grids and searches alike. No
+Streamlit; Optuna and TensorFlow are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
+import itertools
 import json
-import os
-import secrets
-import threading
-import time
-from collections.abc import Sequence
+import math
+import warnings
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cae.admission import available_cpus, training_slots
-from cae.jobs import JOBS, JobManager, TrainingJob
-from cae.preflight import estimate_sweep
-from cae.recipe import DataRecipe
+from cae.search import Candidate, GridDone, SearchError, bind, check_maximised, make_storage
 from cae.spec import ArchitectureSpec
 from cae.sweep import (
     Axis,
     SweepError,
-    Variant,
-    expand,
-    rate_samples,
-    variant_request,
+    format_value,
+    make_variant,
+    parse_value,
+    run_name,
 )
-from cae.text import clean_name
 from cae.training import TrainConfig
 
-EXPERIMENTS_DIR = ".experiments"  # hidden inside the runs folder, so never listed as a run
-RECORD_FILE = "experiment.json"
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+
+    from cae.recipe import DataRecipe
+    from cae.request import TrainRequest
+
 MAX_NAME = 40
-POLL_SECONDS = 0.2
-ACTIVE_STATES = ("queued", "running", "stopping")
-ENDED_STATES = ("finished", "stopped", "failed", "interrupted")
-ITEM_DONE = ("finished", "failed", "dropped", "not run", "invalid", "interrupted")
-MAX_QUEUED_RUNS = 60  # runs of one student's experiments waiting or training at once
+MAX_QUEUED_RUNS = 60  # runs of one student's experiments (grids and searches) waiting or training
 MAX_QUEUED_HOURS = 4.0  # and their estimated hours together
 DEFAULT_EPOCHS = 10
 """The Experiments page's epochs, with all the images: enough for the classic design to learn on
@@ -70,519 +67,442 @@ def parallel_runs(cpus: int | None = None, busy: int = 0) -> int:
     return max(1, slots - busy)
 
 
-def experiments_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """Where experiment records live: ``<runs folder>/.experiments``."""
-    from cae.store import models_dir
+def check_caps(runs: int, seconds: float, waiting: int, waiting_seconds: float) -> None:
+    """ExperimentCapError when ``runs`` more runs of ``seconds`` estimated seconds, beside the
+    ``waiting`` runs (``waiting_seconds``) a student's active experiments have yet to train,
+    would take the student past :data:`MAX_QUEUED_RUNS` or :data:`MAX_QUEUED_HOURS`."""
+    total_runs = waiting + runs
+    hours = (waiting_seconds + seconds) / 3600
+    if total_runs > MAX_QUEUED_RUNS:
+        raise ExperimentCapError(
+            f"a student may have at most {MAX_QUEUED_RUNS} experiment runs queued or training; "
+            f"this experiment would make {total_runs}: wait for some to finish or stop one. "
+            f"Received: runs={runs}, already_queued={waiting}"
+        )
+    if hours > MAX_QUEUED_HOURS:
+        raise ExperimentCapError(
+            f"a student's queued experiments may take at most {MAX_QUEUED_HOURS:g} estimated "
+            f"hours; with this one they would take {hours:.1f} h: train fewer runs, epochs or "
+            f"images. Received: estimated_hours={seconds / 3600:.2f}, "
+            f"already_queued_hours={waiting_seconds / 3600:.2f}"
+        )
 
-    return (Path(root) if root is not None else models_dir()) / EXPERIMENTS_DIR
+
+# ------------------------------------------------------------------------------------ the grid
 
 
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")
+def _encode(value: Any) -> Any:
+    """A value as Optuna's grid keeps it (a number, a word; a pair as typed: ``3x5``)."""
+    return format_value(value) if isinstance(value, (tuple, list)) else value
 
 
-def _write_record(folder: Path, record: dict[str, Any]) -> None:
-    """Write experiment.json atomically (a temp file renamed over it)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{RECORD_FILE}.{secrets.token_hex(4)}"
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / RECORD_FILE)
+def _decode(value: Any) -> Any:
+    """A grid's value back as the sweep's (``3x5`` a pair again; words stay words)."""
+    return parse_value(value) if isinstance(value, str) else value
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
-    """An experiment.json as a dict, or None when it is missing or not an experiment record."""
+def grid_points(axes: Sequence[Axis]) -> list[dict[str, Any]]:
+    """The grid's points in the sweep's order (the last field varies fastest), as Optuna keeps
+    them: ``{"encoder.0.filters": 8, "kernel": "3x5"}``."""
+    fields = [axis.field for axis in axes]
+    return [
+        dict(zip(fields, map(_encode, combination), strict=True))
+        for combination in itertools.product(*(axis.values for axis in axes))
+    ]
+
+
+def grid_label(params: dict[str, Any]) -> str:
+    """``encoder.0.filters=8, kernel=3x5``: a point as the sweep's plan names it."""
+    return ", ".join(f"{key}={format_value(_decode(value))}" for key, value in params.items())
+
+
+def study_grid(study: optuna.Study) -> tuple[ArchitectureSpec, TrainConfig, list[Axis]]:
+    """The base design, settings and fields a grid study was started with."""
+    grid = study.user_attrs.get("grid")
+    if not isinstance(grid, dict):
+        raise SearchError(
+            f"the study is not a grid experiment. Received: study={study.study_name!r}"
+        )
+    axes = [Axis.from_dict(axis) for axis in grid["axes"]]
+    return ArchitectureSpec.from_dict(grid["spec"]), TrainConfig.from_dict(grid["config"]), axes
+
+
+def grid_attrs(
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    axes: Sequence[Axis],
+    recipe: DataRecipe | None = None,
+) -> dict[str, Any]:
+    """The user attributes a grid study is bound to (``kind``, ``grid`` and, given the recipe,
+    ``data``): what :func:`cae.search.study_conflict` compares a new start with."""
+    grid = {
+        "spec": spec.to_dict(),
+        "config": config.to_dict(),
+        "axes": [axis.to_dict() for axis in axes],
+    }
+    attrs: dict[str, Any] = {"kind": "grid", "grid": grid}
+    if recipe is not None:
+        attrs["data"] = recipe.to_dict()
+    return attrs
+
+
+def open_grid_study(
+    name: str,
+    axes: Sequence[Axis] | None = None,
+    *,
+    spec: ArchitectureSpec | None = None,
+    config: TrainConfig | None = None,
+    recipe: DataRecipe | None = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    root: str | Path | None = None,
+) -> optuna.Study:
+    """The grid study ``name`` in ``storage`` (``cae.search.make_storage``: the runs folder's
+    SQLite file by default): created with its points enqueued in order, or loaded (by name
+    alone when ``axes`` is None). A study of that name started with another grid, other data or
+    as a search is refused (SearchError, one line)."""
+    import optuna
+
+    from cae.search import OBJECTIVE, grid_sampler, stored_study, study_storage
+
+    store = study_storage(name, storage, root)
+    if axes is None:
+        summary = stored_study(name, store)
+        spec, config, axes = study_grid(summary)
+    if spec is None or config is None:
+        raise SearchError(
+            f"a new grid study needs its design and settings. Received: study={name!r}"
+        )
+    fields, lists = _grid_lists(axes)
+    study = optuna.create_study(
+        study_name=name,
+        storage=store,
+        sampler=grid_sampler(dict(zip(fields, lists, strict=True)), 0),
+        pruner=optuna.pruners.NopPruner(),  # every point trains to the end: a grid compares them
+        direction="maximize",
+        load_if_exists=True,
+    )
+    check_maximised(study)
+    fresh = not study.get_trials(deepcopy=False) and "grid" not in study.user_attrs
+    for key, value in grid_attrs(spec, config, axes, recipe).items():
+        bind(study, key, value)
+    bind(study, "objective", OBJECTIVE)
+    if fresh:
+        for point in grid_points(axes):
+            study.enqueue_trial(point)
+    return study
+
+
+def _grid_lists(axes: Sequence[Axis]) -> tuple[list[str], list[list[Any]]]:
+    return [axis.field for axis in axes], [[_encode(v) for v in axis.values] for axis in axes]
+
+
+def grid_size(axes: Sequence[Axis]) -> int:
+    """How many points the grid has."""
+    return math.prod(len(axis.values) for axis in axes)
+
+
+def grid_done(study: optuna.Study, axes: Sequence[Axis]) -> bool:
+    """True when every point has a trial that was asked (none waits)."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    waiting = any(trial.state == optuna.trial.TrialState.WAITING for trial in trials)
+    return not waiting and len(trials) >= grid_size(axes)
+
+
+def point_index(axes: Sequence[Axis], params: dict[str, Any]) -> int | None:
+    """The place of a point (a trial's parameters) in the sweep's order, or None."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return grid_points(axes).index(dict(params))
+    except ValueError:
         return None
-    if not isinstance(record, dict) or not isinstance(record.get("items"), list):
-        return None
+
+
+def ask_grid_candidate(
+    study: optuna.Study,
+    image_shape: Sequence[int] | None,
+    *,
+    num_train: int | None = None,
+    in_process: bool = False,
+) -> Candidate:
+    """Ask the grid study for its next point that can train (``cae.sweep.make_variant`` checks
+    it, with ``num_train`` images; ``in_process``: and oneDNN as in
+    ``cae.search.check_candidate``). A point that cannot is told ``PRUNED`` with the reason as
+    its ``skipped`` attribute and the next is asked; GridDone when none is left."""
+    from optuna.distributions import CategoricalDistribution
+
+    from cae.search import accept_trial, check_candidate, fail_stale, skip_trial
+
+    spec, config, axes = study_grid(study)
+    if config.validation_split <= 0:
+        raise SearchError(
+            "a grid study scores each run on its validation split: give a validation split above "
+            f"0. Received: validation_split={config.validation_split}"
+        )
+    fields, lists = _grid_lists(axes)
+    distributions = {
+        field: CategoricalDistribution(values) for field, values in zip(fields, lists, strict=True)
+    }
+    fail_stale(study)
+    skipped: list[tuple[int, str]] = []
+    while not grid_done(study, axes):
+        with warnings.catch_warnings():  # heartbeats are the caller's (cae.search.Heartbeat)
+            warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+            trial = study.ask(distributions)
+        params = {field: trial.params[field] for field in fields}
+        values = tuple((field, _decode(params[field])) for field in fields)
+        variant = make_variant(
+            spec, config, trial.number, values, image_shape=image_shape, num_train=num_train
+        )
+        problem = variant.problem
+        if problem is None:
+            try:
+                sizes = check_candidate(None, variant.spec, variant.config, in_process=in_process)
+            except ValueError as error:
+                problem = str(error) or type(error).__name__
+        if problem is not None:
+            skipped.append(skip_trial(study, trial, problem))
+            continue
+        return accept_trial(trial, variant.spec, variant.config, params, sizes, skipped)
+    raise GridDone(
+        f"every point of the grid has been tried. Received: {grid_size(axes)} points",
+        skipped,
+    )
+
+
+def grid_request(
+    study_name: str, candidate: Candidate, recipe: DataRecipe, axes: Sequence[Axis]
+) -> TrainRequest:
+    """A grid trial's training request: named ``<study> · <what it varies>`` and tagged in
+    train.json's ``experiment`` with the study (``kind`` grid, ``study``, ``trial``, ``index``:
+    its place in the sweep's order, ``values``)."""
+    from cae.request import TrainRequest
+
+    label = grid_label(candidate.params)
+    index = point_index(axes, candidate.params)
+    return TrainRequest(
+        spec=candidate.spec,
+        data=recipe,
+        config=candidate.config,
+        name=run_name(study_name, label),
+        experiment={
+            "id": f"study:{study_name}",
+            "name": study_name,
+            "kind": "grid",
+            "study": study_name,
+            "trial": candidate.number,
+            "index": candidate.number if index is None else index,
+            "values": {key: _plain(_decode(v)) for key, v in candidate.params.items()},
+        },
+    )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def free_study_name(name: str, storage: str | None = None, root: str | Path | None = None) -> str:
+    """``name``, or ``name (2)``, ``name (3)``...: the first no study of the storage has (each
+    Start of the page's form is an experiment of its own)."""
+    import optuna
+
+    taken = set(optuna.get_all_study_names(make_storage(storage, root)))
+    if name not in taken:
+        return name
+    return next(f"{name} ({n})" for n in itertools.count(2) if f"{name} ({n})" not in taken)
+
+
+def grid_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """Every trial of a grid study as ``cae.search.trial_rows`` gives it, with its ``index`` in
+    the sweep's order and its ``label`` (what it varies)."""
+    from cae.search import trial_rows
+
+    _, _, axes = study_grid(study)
+    fixed = {  # a waiting trial's point is its enqueued parameters
+        trial.number: trial.system_attrs.get("fixed_params") or {}
+        for trial in study.get_trials(deepcopy=False)
+    }
+    rows = []
+    for row in trial_rows(study):
+        params = row["params"] or fixed.get(row["number"], {})
+        index = point_index(axes, params)
+        rows.append(
+            {
+                **row,
+                "params": params,
+                "index": row["number"] if index is None else index,
+                "label": grid_label(params),
+            }
+        )
+    return rows
+
+
+def comparison_rows(rows: Sequence[dict[str, Any]], runs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparison rows (``cae.sweep.result_row``) of a grid's finished trials whose run is
+    among ``runs`` (run id to ``RunInfo``), in the sweep's order."""
+    from cae.sweep import result_row
+
+    found = [
+        result_row(row["index"], row["label"], runs[row["run_id"]])
+        for row in rows
+        if row["state"] == "finished" and row.get("run_id") in runs
+    ]
+    return sorted(found, key=lambda item: item["index"])
+
+
+def grid_eta(
+    rows: Sequence[dict[str, Any]],
+    estimates: Sequence[float | None],
+    running: dict[int, float],
+    slots: int,
+) -> float:
+    """Seconds left: the estimates of the points not trained yet, scaled by how long the
+    finished ones took against theirs, less the done part (``running``: index to fraction) of
+    the running ones, shared by ``slots`` trainings at once."""
+    ended = {row["index"] for row in rows if row["state"] not in ("running", "waiting")}
+    done = [
+        (row["seconds"], estimates[row["index"]])
+        for row in rows
+        if row["state"] == "finished"
+        and isinstance(row.get("seconds"), (int, float))
+        and 0 <= row["index"] < len(estimates)
+        and estimates[row["index"]]
+    ]
+    scale = sum(took for took, _ in done) / sum(guess for _, guess in done) if done else 1.0
+    left = 0.0
+    for index, guess in enumerate(estimates):
+        if guess and index not in ended:
+            left += guess * scale * (1.0 - running.get(index, 0.0))
+    return left / max(1, slots)
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+
+def run_grid(
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    recipe: DataRecipe,
+    axes: Sequence[Axis],
+    out_dir: str | Path,
+    *,
+    name: str = "sweep",
+    study_name: str | None = None,
+    storage: str | None = None,
+    progress: Callable[[Any], Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train a sweep as a grid study in this process (the CLI's ``sweep``): every point that can
+    train, one after another, each saved as a run in ``out_dir``; then score the mean image and
+    PCA with each run's code size on the same data, mark the runs that did not learn, and write
+    ``sweep.json`` and ``sweep.csv`` there. The study is ``study_name`` (going on from the points
+    it has tried: the same grid and data only) or a new one named after ``name``, in
+    ``storage`` (default: ``<out_dir>/.studies/studies.db``). Returns the sweep.json record."""
+    from cae.preflight import check_input_shape
+    from cae.recipe import load_recipe
+    from cae.search import SearchSummary, default_storage, shown_storage, train_trials
+    from cae.store import list_runs
+    from cae.sweep import expand, mark_learning, rows_csv, winner_sentence
+
+    out = Path(out_dir)
+    if (out / "sweep.json").exists():
+        raise SweepError(
+            f"this folder already holds a sweep; choose a new --out-dir. Received: out_dir={str(out)!r}"
+        )
+    variants = expand(spec, config, axes, image_shape=recipe.image_shape())
+    if not any(variant.ok for variant in variants):
+        raise SweepError(
+            f"no combination of this sweep can train. Received: {len(variants)} invalid"
+        )
+    dataset = load_recipe(recipe)
+    check_input_shape(spec, dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    store_url = storage if storage is not None else default_storage(out)
+    study_name = study_name or free_study_name(name, store_url, out)
+    study = open_grid_study(
+        study_name, axes, spec=spec, config=config, recipe=recipe, storage=store_url, root=out
+    )
+    image_shape = tuple(int(n) for n in dataset.x_train.shape[1:])
+    labels = {variant.index: variant.label for variant in variants}
+
+    def ask() -> Candidate:
+        return ask_grid_candidate(study, image_shape, num_train=dataset.num_train, in_process=True)
+
+    def skip_line(number: int, reason: str) -> str:
+        return f"skipped #{number} {labels.get(number, '')}: {reason}"
+
+    train_trials(
+        study,
+        dataset,
+        recipe,
+        ask,
+        lambda candidate: grid_request(study_name, candidate, recipe, axes),
+        SearchSummary(study_name, shown_storage(store_url)),
+        n_trials=grid_size(axes),
+        root=out,
+        log=log,
+        progress=progress,
+        skip_line=skip_line,
+    )
+    trials = grid_rows(study)
+    runs = {run.run_id: run for run in list_runs(out) if run.ok}
+    rows: list[dict[str, Any]] = comparison_rows(trials, runs)
+    rows += [
+        {"index": row["index"], "design": row["label"], "error": row["reason"]}
+        for row in trials
+        if row["state"] == "failed"
+    ]
+    rows.sort(key=lambda row: row["index"])
+    pca, mean = grid_baselines(recipe, rows, out, log)
+    if mean is not None:
+        rows = mark_learning(rows, mean)
+    record = {
+        "id": f"study:{study_name}",
+        "name": name,
+        "study": study_name,
+        "storage": shown_storage(store_url),
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "spec": spec.to_dict(),
+        "config": config.to_dict(),
+        "data": recipe.to_dict(),
+        "axes": [axis.to_dict() for axis in axes],
+        "objective": "validation PSNR (dB), maximised; the table's metrics are the test split's",
+        "runs": rows,
+        "invalid": [
+            {"index": row["index"], "design": row["label"], "problem": row["reason"]}
+            for row in trials
+            if row["state"] == "skipped"
+        ],
+        "mean_image_psnr": mean,
+        "pca_psnr": {str(k): v for k, v in pca.items()},
+        "winner": winner_sentence(rows, pca, mean),
+    }
+    (out / "sweep.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    (out / "sweep.csv").write_text(rows_csv(rows), encoding="utf-8")
     return record
 
 
-class Experiment:
-    """One experiment: its record (plain data, what experiment.json holds) and its live jobs."""
+def grid_baselines(
+    recipe: DataRecipe,
+    rows: Sequence[dict[str, Any]],
+    root: str | Path,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[int, float], float | None]:
+    """PCA's test PSNR at each code size of the rows and the mean image's, on the recipe's data
+    (``cae.baselines``, cached in ``<root>/.baselines``); what cannot be scored is left out
+    with a line in ``log``."""
+    from cae.baselines import recipe_baselines
 
-    def __init__(self, record: dict[str, Any], folder: Path) -> None:
-        """Wrap a record kept in ``folder``."""
-        self.record = record
-        self.folder = folder
-        self.jobs: dict[int, TrainingJob] = {}  # item index -> its running job
-        self.lock = threading.RLock()
-
-    @property
-    def id(self) -> str:
-        """The experiment id (its folder name)."""
-        return str(self.record["id"])
-
-    @property
-    def state(self) -> str:
-        """queued, running, stopping, finished, stopped, failed or interrupted."""
-        return str(self.record.get("state"))
-
-    @property
-    def active(self) -> bool:
-        """True while queued or training."""
-        return self.state in ACTIVE_STATES
-
-    @property
-    def owner(self) -> str:
-        """The student whose experiment it is."""
-        return str(self.record.get("owner"))
-
-    def save(self) -> None:
-        """Rewrite experiment.json (a failure to write is kept in the record's ``save_error``)."""
-        with self.lock:
-            record = copy.deepcopy(self.record)
+    pca: dict[int, float] = {}
+    mean: float | None = None
+    for size in sorted({row["code_size"] for row in rows if row.get("code_size")}):
         try:
-            _write_record(self.folder, record)
-        except OSError as error:
-            with self.lock:
-                self.record["save_error"] = str(error)
-
-    def snapshot(self) -> dict[str, Any]:
-        """A deep copy of the record, with each running item's live progress under ``progress``
-        (a ``cae.progress.Progress``) and the ETA in ``eta_seconds``."""
-        with self.lock:
-            record = copy.deepcopy(self.record)
-            jobs = dict(self.jobs)
-        for item in record["items"]:
-            job = jobs.get(item["index"])
-            if job is not None:
-                item["progress"] = job.snapshot()
-        record["eta_seconds"] = eta_seconds(record)
-        return record
-
-
-def eta_seconds(record: dict[str, Any]) -> float | None:
-    """Seconds left: the estimates of the runs not done, scaled by how long the finished ones
-    took against their estimates, less the part of the running ones already done; None when the
-    experiment is not active."""
-    if record.get("state") not in ACTIVE_STATES:
-        return None
-    items = [item for item in record["items"] if item.get("estimate")]
-    done = [item for item in items if item["state"] == "finished" and item.get("seconds")]
-    scale = 1.0
-    if done:
-        scale = sum(item["seconds"] for item in done) / sum(item["estimate"] for item in done)
-    left = 0.0
-    for item in items:
-        if item["state"] == "queued":
-            left += item["estimate"] * scale
-        elif item["state"] == "running":
-            progress = item.get("progress")
-            fraction = getattr(progress, "fraction", 0.0) or 0.0
-            left += item["estimate"] * scale * (1.0 - fraction)
-    slots = max(1, int(record.get("parallel") or 1))
-    return left / slots
-
-
-def _item(variant: Variant, request: dict[str, Any] | None, seconds: float) -> dict[str, Any]:
-    return {
-        "index": variant.index,
-        "label": variant.label,
-        "values": {field: list(v) if isinstance(v, tuple) else v for field, v in variant.values},
-        "state": "queued" if variant.ok else "invalid",
-        "problem": variant.problem,
-        "params": variant.params,
-        "latent_shape": None if variant.latent_shape is None else list(variant.latent_shape),
-        "estimate": round(seconds, 2) if variant.ok else None,
-        "request": request,
-        "run_id": None,
-        "error": None,
-        "seconds": None,
-    }
-
-
-def _queue_order(experiment: Experiment) -> tuple[int, str]:
-    queued_at = experiment.record.get("queued_at")
-    return (queued_at if isinstance(queued_at, int) else 0, str(experiment.record.get("created")))
-
-
-class ExperimentQueue:
-    """Every experiment of this server, in one queue; a thread trains the first in line."""
-
-    def __init__(self, jobs: JobManager = JOBS) -> None:
-        """An empty queue over ``jobs``; records on disk are read on first use."""
-        self._jobs = jobs
-        self._lock = threading.RLock()
-        self._wake = threading.Event()
-        self._experiments: dict[str, Experiment] = {}
-        self._loaded_roots: set[str] = set()
-        self._thread: threading.Thread | None = None
-
-    # -- records on disk
-    def _load(self, root: str | os.PathLike[str] | None = None) -> None:
-        """Read the experiment records of a runs folder once; those the server had queued or
-        running when it went down are queued again: their finished runs stay, their queued runs
-        wait again, a run that was training is ``interrupted`` (:func:`interrupted_item`)."""
-        folder = experiments_root(root)
-        key = os.fspath(folder.resolve()) if folder.exists() else os.fspath(folder)
-        with self._lock:
-            if key in self._loaded_roots:
-                return
-            self._loaded_roots.add(key)
-        try:
-            paths = sorted(folder.glob(f"*/{RECORD_FILE}"))
-        except OSError:
-            return
-        requeued = False
-        for path in paths:
-            record = read_record(path)
-            if record is None or not isinstance(record.get("id"), str):
-                continue
-            with self._lock:
-                if record["id"] in self._experiments:
-                    continue
-                experiment = Experiment(record, path.parent)
-                self._experiments[experiment.id] = experiment
-            if record.get("state") in ACTIVE_STATES:
-                runs_root = Path(str(record.get("root") or folder.parent))
-                for item in record["items"]:
-                    if item["state"] == "running":
-                        interrupted_item(item, record["id"], runs_root)
-                if record.get("state") == "stopping" or record.get("stop_requested"):
-                    self._finish_stopped(experiment)
-                elif any(item["state"] == "queued" for item in record["items"]):
-                    record["state"] = "queued"
-                    record["message"] = "Queued again after the server restarted."
-                    requeued = True
-                else:
-                    self._finish(experiment)
-                experiment.save()
-        if requeued:
-            self._ensure_thread()
-            self._wake.set()
-
-    # -- the public side
-    def submit(
-        self,
-        owner: str,
-        name: str,
-        spec: ArchitectureSpec,
-        config: TrainConfig,
-        recipe: DataRecipe,
-        axes: Sequence[Axis],
-        *,
-        num_train: int,
-        root: str | os.PathLike[str] | None = None,
-    ) -> Experiment:
-        """Expand the sweep and queue it; SweepError when nothing in it can train."""
-        from cae.store import list_runs, models_dir
-
-        name = clean_name(str(name))[:MAX_NAME] or spec.name
-        variants = expand(spec, config, axes, image_shape=recipe.image_shape())
-        valid = [variant for variant in variants if variant.ok]
-        if not valid:
-            reasons = "; ".join(f"{v.label}: {v.problem}" for v in variants[:3])
-            raise SweepError(f"no combination of this sweep can train. Received: {reasons}")
-        root_path = Path(root) if root is not None else models_dir()
-        runs = [variant.workload for variant in variants]
-        guess = estimate_sweep(runs, num_train, rate_samples(list_runs(root_path)))
-        self._load(root_path)
-        self.check_caps(owner, len(valid), guess.seconds)
-        experiment_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-        items = []
-        for variant, seconds in zip(variants, guess.parts, strict=True):
-            request = None
-            if variant.ok:
-                request = variant_request(
-                    variant, recipe, experiment_id=experiment_id, experiment_name=name
-                ).to_dict()
-            items.append(_item(variant, request, seconds))
-        record = {
-            "id": experiment_id,
-            "name": name,
-            "owner": owner,
-            "created": _now(),
-            "queued_at": time.time_ns(),  # the place in the queue
-            "started": None,
-            "ended": None,
-            "state": "queued",
-            "message": "",
-            "root": os.fspath(root_path.resolve()),
-            "spec": spec.to_dict(),
-            "config": config.to_dict(),
-            "data": recipe.to_dict(),
-            "axes": [axis.to_dict() for axis in axes],
-            "num_train": num_train,
-            "estimate_seconds": round(guess.seconds, 1),
-            "estimate_basis": guess.basis,
-            "parallel": 1,
-            "items": items,
-        }
-        experiment = Experiment(record, experiments_root(root_path) / experiment_id)
-        experiment.save()
-        with self._lock:
-            self._experiments[experiment_id] = experiment
-        self._jobs.prewarm()  # the next run's worker loads TensorFlow while this one trains
-        self._ensure_thread()
-        self._wake.set()
-        return experiment
-
-    def check_caps(self, owner: str, runs: int, seconds: float) -> None:
-        """ExperimentCapError when ``runs`` more runs of ``seconds`` estimated seconds would take
-        ``owner``'s active experiments past :data:`MAX_QUEUED_RUNS` or :data:`MAX_QUEUED_HOURS`."""
-        with self._lock:
-            mine = [e for e in self._experiments.values() if e.active and e.owner == owner]
-        waiting = [
-            item
-            for experiment in mine
-            for item in experiment.snapshot()["items"]
-            if item["state"] in ("queued", "running")
-        ]
-        total_runs = len(waiting) + runs
-        hours = (sum(item.get("estimate") or 0.0 for item in waiting) + seconds) / 3600
-        if total_runs > MAX_QUEUED_RUNS:
-            raise ExperimentCapError(
-                f"a student may have at most {MAX_QUEUED_RUNS} experiment runs queued or training; "
-                f"this experiment would make {total_runs}: wait for some to finish or stop one. "
-                f"Received: runs={runs}, already_queued={len(waiting)}"
-            )
-        if hours > MAX_QUEUED_HOURS:
-            raise ExperimentCapError(
-                f"a student's queued experiments may take at most {MAX_QUEUED_HOURS:g} estimated "
-                f"hours; with this one they would take {hours:.1f} h: train fewer runs, epochs or "
-                f"images. Received: estimated_hours={seconds / 3600:.2f}, "
-                f"already_queued_hours={hours - seconds / 3600:.2f}"
-            )
-
-    def get(
-        self, experiment_id: str, root: str | os.PathLike[str] | None = None
-    ) -> Experiment | None:
-        """An experiment by id (live or read from disk), or None."""
-        self._load(root)
-        with self._lock:
-            return self._experiments.get(experiment_id)
-
-    def all(self, root: str | os.PathLike[str] | None = None) -> list[Experiment]:
-        """Every experiment of this runs folder, newest first."""
-        from cae.store import models_dir
-
-        self._load(root)
-        wanted = os.fspath((Path(root) if root is not None else models_dir()).resolve())
-        with self._lock:
-            found = [
-                e
-                for e in self._experiments.values()
-                if os.fspath(e.folder.parent.parent.resolve()) == wanted
-            ]
-        return sorted(found, key=_queue_order, reverse=True)
-
-    def place(self, experiment_id: str) -> tuple[int, float] | None:
-        """Where a queued experiment's next run stands in the server's queue: its place (1: next)
-        and estimated start in seconds; None when none of its runs waits."""
-        experiment = self.get(experiment_id)
-        if experiment is None:
-            return None
-        with experiment.lock:
-            jobs = list(experiment.jobs.values())
-        places = [where for job in jobs if (where := job.place()) is not None]
-        return min(places) if places else None
-
-    def stop(self, experiment_id: str) -> None:
-        """Stop an experiment: the runs already finished are kept, the ones in progress are
-        dropped, the others are not run. A queued one leaves the queue."""
-        experiment = self.get(experiment_id)
-        if experiment is None:
-            return
-        with experiment.lock:
-            if not experiment.active:
-                return
-            experiment.record["stop_requested"] = True
-            jobs = list(experiment.jobs.values())
-            if not jobs:
-                self._finish_stopped(experiment)
-            else:
-                experiment.record["state"] = "stopping"
-        for job in jobs:
-            job.stop()
-        experiment.save()
-        self._wake.set()
-
-    def wait(self, experiment_id: str, timeout: float | None = None) -> bool:
-        """Block until the experiment has ended (or ``timeout`` s pass); True when it has."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            experiment = self.get(experiment_id)
-            if experiment is None or not experiment.active:
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_SECONDS)
-
-    # -- the dispatcher
-    def _ensure_thread(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(
-                    target=self._dispatch, name="cae-experiments", daemon=True
-                )
-                self._thread.start()
-
-    def _dispatch(self) -> None:
-        while True:
-            self._wake.wait(POLL_SECONDS)
-            self._wake.clear()
-            with self._lock:
-                line = sorted((e for e in self._experiments.values() if e.active), key=_queue_order)
-            for experiment in line:
-                try:
-                    self._step(experiment)
-                except Exception as error:  # noqa: BLE001 - the experiment says why; the loop goes on
-                    with experiment.lock:
-                        experiment.record["state"] = "failed"
-                        experiment.record["message"] = f"{type(error).__name__}: {error}"
-                        experiment.record["ended"] = _now()
-                        jobs = list(experiment.jobs.values())
-                    for job in jobs:
-                        job.stop()
-                    experiment.save()
-
-    def _owner(self, experiment: Experiment, index: int) -> str:
-        return f"experiment-{experiment.id}-{index}"
-
-    def _step(self, experiment: Experiment) -> None:
-        """Queue the runs not queued yet, follow the ones the queue started, collect the ones
-        that ended, end the experiment when all have."""
-        changed = False
-        with experiment.lock:
-            record = experiment.record
-            items = {item["index"]: item for item in record["items"]}
-            for index, job in list(experiment.jobs.items()):
-                item = items[index]
-                if job.launched and item["state"] == "queued":
-                    item["state"], item["started"] = "running", _now()
-                    if record["state"] == "queued":
-                        record["state"], record["started"] = "running", _now()
-                    changed = True
-                if not job.done:
-                    continue
-                item["seconds"] = round((job.ended or time.time()) - job.created, 2)
-                item["ended"] = _now()
-                if job.run_id is None and job.kept and not job.stop_requested:
-                    with contextlib.suppress(ValueError, RuntimeError, OSError):
-                        job.save()  # trained but not saved at the end: one more try
-                if job.run_id is not None:
-                    item["state"], item["run_id"] = "finished", job.run_id
-                elif not job.launched:
-                    item["state"] = "not run"
-                elif job.stop_requested:
-                    item["state"] = "dropped"
-                    item["error"] = "stopped with the experiment; its epochs were not kept"
-                else:
-                    item["state"] = "failed"
-                    item["error"] = job.error or job.save_error or job.snapshot().message
-                del experiment.jobs[index]
-                self._jobs.forget(self._owner(experiment, index))  # and its unsaved model
-                changed = True
-            if record.get("stop_requested"):
-                if not experiment.jobs:
-                    self._finish_stopped(experiment)
-                    changed = True
-            else:
-                record["parallel"] = self._jobs.scheduler.slots
-                for item in record["items"]:
-                    if item["state"] == "queued" and item["index"] not in experiment.jobs:
-                        self._start_item(experiment, item)
-                        changed = True
-                if not experiment.jobs:
-                    self._finish(experiment)
-                    changed = True
-        if changed:
-            experiment.save()
-            self._wake.set()
-
-    def _finish(self, experiment: Experiment) -> None:
-        record = experiment.record
-        finished = sum(item["state"] == "finished" for item in record["items"])
-        record["state"] = "finished" if finished else "failed"
-        record["message"] = (
-            f"{finished} of {sum(i['state'] != 'invalid' for i in record['items'])} runs finished."
-        )
-        record["ended"] = _now()
-
-    def _start_item(self, experiment: Experiment, item: dict[str, Any]) -> None:
-        """Hand one run to the job manager: it waits in the server's queue as its owner's."""
-        from cae.request import TrainRequest
-
-        record = experiment.record
-        try:
-            request = TrainRequest.from_dict(item["request"])
-            job = self._jobs.start(
-                self._owner(experiment, item["index"]),
-                request,
-                root=record["root"],
-                student=experiment.owner,
-                kind="experiment",
-                seconds=item.get("estimate"),
-                group=experiment.id,
-            )
-        except (ValueError, OSError, RuntimeError) as error:
-            item["state"], item["error"] = "failed", str(error)
-            return
-        experiment.jobs[item["index"]] = job
-
-    def _finish_stopped(self, experiment: Experiment) -> None:
-        record = experiment.record
-        for item in record["items"]:
-            if item["state"] in ("queued", "running"):
-                item["state"] = "not run"
-        finished = sum(item["state"] == "finished" for item in record["items"])
-        record["state"] = "stopped"
-        record["message"] = f"Stopped; the {finished} run(s) already finished are kept."
-        record["ended"] = _now()
-
-    def close(self, wait: float | None = None) -> None:
-        """Stop every active experiment (at shutdown, and in tests)."""
-        with self._lock:
-            active = [e.id for e in self._experiments.values() if e.active]
-        for experiment_id in active:
-            self.stop(experiment_id)
-        if wait is not None:
-            for experiment_id in active:
-                with contextlib.suppress(Exception):
-                    self.wait(experiment_id, wait)
-
-
-def restore_queue(root: str | os.PathLike[str] | None = None) -> None:
-    """At the server's start (idempotent): requeue the trainings and experiments the server had
-    queued when it stopped, in the runs folder and in every workspace of it, and record what was
-    running as interrupted."""
-    from cae.store import workspaces_dir
-
-    JOBS.restore(root)
-    EXPERIMENTS.all(root)  # the gallery's folder, then each workspace's (their own .experiments)
-    for folder in sorted(path for path in workspaces_dir(root).glob("*") if path.is_dir()):
-        EXPERIMENTS.all(folder)
-
-
-def interrupted_item(item: dict[str, Any], experiment_id: str, root: Path) -> None:
-    """Record a run that was training when the server went down as what it is: its worker
-    stopped and saved its completed epochs as a run (found by the experiment tag in its
-    train.json), or nothing was kept."""
-    item["state"] = "interrupted"
-    item["ended"] = item.get("ended") or _now()
-    for path in sorted(root.glob("*/train.json")):
-        try:
-            train = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            found = recipe_baselines(recipe, int(size), root=root)
+        except (ValueError, OSError, MemoryError) as error:
+            log(f"no baselines for code size {size}: {error}")
             continue
-        tag = train.get("experiment") if isinstance(train, dict) else None
-        if (
-            isinstance(tag, dict)
-            and tag.get("id") == experiment_id
-            and tag.get("index") == item["index"]
-        ):
-            outcome = train.get("outcome") if isinstance(train.get("outcome"), dict) else {}
-            epochs = outcome.get("epochs_completed", "?")
-            item["run_id"] = path.parent.name
-            item["error"] = (
-                f"the server stopped during this run: stopped at epoch {epochs}, saved as "
-                f"{path.parent.name}"
-            )
-            return
-    item["error"] = "the server stopped during this run: no completed epoch was saved"
-
-
-EXPERIMENTS = ExperimentQueue()
+        if isinstance(found["pca"].get("psnr"), (int, float)):
+            pca[int(size)] = float(found["pca"]["psnr"])
+        if isinstance(found["mean_image"].get("psnr"), (int, float)):
+            mean = float(found["mean_image"]["psnr"])
+    return pca, mean

@@ -741,7 +741,7 @@ class JobManager:
     def restore(self, root: Any = None) -> list[TrainingJob]:
         """After a restart: read the queue file of the runs folder ``root``, record the jobs that
         were running as interrupted and queue again the trainings that were waiting (experiment
-        runs are requeued by their experiments' records, ``cae.experiments``); the jobs queued."""
+        runs are asked again by their studies' records, ``cae.studies``); the jobs queued."""
         from cae.request import TrainRequest
         from cae.store import models_dir
 

@@ -67,6 +67,16 @@ class SearchError(ValueError):
     """A search that cannot go on (a storage, a study, a space); the message names the value."""
 
 
+class GridDone(SearchError):
+    """Every point of a grid has a trial: nothing is left to ask. ``skipped``: the points told
+    skipped (number, reason) by the ask that found it."""
+
+    def __init__(self, message: str, skipped: Sequence[tuple[int, str]] = ()) -> None:
+        """The message, and the points skipped on the way."""
+        super().__init__(message)
+        self.skipped = tuple(skipped)
+
+
 # ------------------------------------------------------------------------------------ storage
 
 
@@ -190,7 +200,7 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
 
     seed = space.sampler_seed
     if space.sampler == "grid":
-        return _grid_sampler(space.grid(), seed)
+        return grid_sampler(space.grid(), seed)
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     with warnings.catch_warnings():
@@ -200,7 +210,7 @@ def make_sampler(space: SearchSpace) -> optuna.samplers.BaseSampler:
         )
 
 
-def _grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
+def grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
     """Optuna's ``GridSampler`` for ask and tell: its ``after_trial`` calls ``Study.stop``,
     which Optuna refuses outside ``optimize``; here the grid's end is found when asking
     (:func:`ask_candidate` says the grid is done)."""
@@ -240,17 +250,9 @@ def open_study(
     every trial of a study is scored alike."""
     import optuna
 
-    if not isinstance(name, str) or not name.strip() or len(name) > 120:
-        raise SearchError(f"a study needs a name of 1 to 120 characters. Received: study={name!r}")
-    store = storage if not isinstance(storage, (str, type(None))) else make_storage(storage, root)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our table says what it did
+    store = study_storage(name, storage, root)
     if space is None:
-        try:
-            summary = optuna.load_study(study_name=name, storage=store)
-        except KeyError:
-            raise SearchError(
-                f"no study of that name in the storage. Received: study={name!r}"
-            ) from None
+        summary = stored_study(name, store)
         stored = summary.user_attrs.get("space")
         if not isinstance(stored, dict):
             raise SearchError(f"the study holds no search space. Received: study={name!r}")
@@ -263,33 +265,118 @@ def open_study(
         direction="maximize",
         load_if_exists=True,
     )
-    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
-        raise SearchError(
-            f"the study maximises nothing ({OBJECTIVE} is maximised): choose another name. "
-            f"Received: study={name!r}, direction={study.direction.name}"
-        )
+    check_maximised(study)
+    bind(study, "kind", "search")
     if space.enqueue and not study.get_trials(deepcopy=False) and "space" not in study.user_attrs:
         for point in space.enqueue:  # a new study tries these first
             study.enqueue_trial(point, skip_if_exists=True)
-    _bind(study, "space", space.to_dict())
+    bind(study, "space", space.to_dict())
     if recipe is not None:
-        _bind(study, "data", recipe.to_dict())
+        bind(study, "data", recipe.to_dict())
     if base_config is not None:
-        _bind(study, "config", base_config.to_dict())
-    _bind(study, "objective", OBJECTIVE)
+        bind(study, "config", base_config.to_dict())
+    bind(study, "objective", OBJECTIVE)
     return study
 
 
-def _bind(study: optuna.Study, key: str, value: Any) -> None:
-    """Record ``value`` as the study's user attribute ``key``, or refuse a different one."""
-    held = study.user_attrs.get(key)
-    if held is None:
-        study.set_user_attr(key, value)
-    elif held != value:
+def study_storage(
+    name: str, storage: str | optuna.storages.BaseStorage | None, root: str | Path | None
+) -> optuna.storages.BaseStorage:
+    """The storage a study ``name`` opens in (:func:`make_storage` unless one is given), after
+    checking the name (1 to 120 characters); Optuna's own log quieted (our tables say it)."""
+    import optuna
+
+    if not isinstance(name, str) or not name.strip() or len(name) > 120:
+        raise SearchError(f"a study needs a name of 1 to 120 characters. Received: study={name!r}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return storage if not isinstance(storage, (str, type(None))) else make_storage(storage, root)
+
+
+def stored_study(name: str, store: optuna.storages.BaseStorage) -> optuna.Study:
+    """The study ``name`` as stored (to read what it was started with); SearchError when the
+    storage has none of that name."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
         raise SearchError(
-            f"the study {study.study_name!r} was started with another {key}; use its own or "
-            f"choose a new --study name. Received: {key}={_short(value)}, the study's: {_short(held)}"
+            f"no study of that name in the storage. Received: study={name!r}"
+        ) from None
+
+
+def check_maximised(study: optuna.Study) -> None:
+    """SearchError unless the study maximises (as every study here does: the validation PSNR)."""
+    import optuna
+
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise SearchError(
+            f"the study maximises nothing ({OBJECTIVE} is maximised): choose another name. "
+            f"Received: study={study.study_name!r}, direction={study.direction.name}"
         )
+
+
+def _held(attrs: dict[str, Any], key: str) -> Any:
+    """A study's user attribute ``key``; for ``kind``, a study made before kinds were recorded
+    is a search (it holds a space) or a grid (it holds a grid)."""
+    held = attrs.get(key)
+    if key == "kind" and held is None:
+        held = "search" if "space" in attrs else "grid" if "grid" in attrs else None
+    return held
+
+
+def bind_conflict(attrs: dict[str, Any], name: str, key: str, value: Any) -> str | None:
+    """The one-line refusal of binding ``value`` as ``key`` to a study holding the user
+    attributes ``attrs`` when it holds another (None when it holds none or the same)."""
+    import json
+
+    value = json.loads(json.dumps(value))  # tuples as lists, as the storage gives them back
+    held = _held(attrs, key)
+    if held is None or held == value:
+        return None
+    return (
+        f"the study {name!r} was started with another {key}; use its own or choose a new "
+        f"study name. Received: {key}={_short(value)}, the study's: {_short(held)}"
+    )
+
+
+def bind(study: optuna.Study, key: str, value: Any) -> None:
+    """Record ``value`` as the study's user attribute ``key``, or refuse a different one."""
+    import json
+
+    problem = bind_conflict(study.user_attrs, study.study_name, key, value)
+    if problem is not None:
+        raise SearchError(problem)
+    if study.user_attrs.get(key) is None:
+        study.set_user_attr(key, json.loads(json.dumps(value)))
+
+
+def study_conflict(
+    name: str,
+    attrs: dict[str, Any],
+    storage: str | None = None,
+    root: str | Path | None = None,
+) -> str | None:
+    """Why starting the study ``name`` with these user attributes (``kind``, ``space`` or
+    ``grid``, ``data``, ``config``) would be refused, in the words of :func:`bind`, or None when
+    no study of that name exists or it holds the same: what a form says before its Start."""
+    from cae.store import models_dir
+
+    base = Path(root) if root is not None else models_dir()
+    if storage is None and not (base / STUDIES_FILE).is_file():
+        return None  # no studies yet (and none made by asking: a new SQLite file takes seconds)
+    try:
+        store = make_storage(storage, root)
+        held = store.get_study_user_attrs(store.get_study_id_from_name(name))
+    except KeyError:  # no study of that name
+        return None
+    except Exception:  # noqa: BLE001 - a storage that cannot be read is refused by Start itself
+        return None
+    for key, value in attrs.items():
+        problem = bind_conflict(held, name, key, value)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _short(value: Any) -> str:
@@ -383,7 +470,7 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def check_candidate(
-    space: SearchSpace,
+    space: SearchSpace | None,
     spec: ArchitectureSpec,
     config: TrainConfig,
     *,
@@ -392,7 +479,7 @@ def check_candidate(
     in_process: bool = False,
 ) -> tuple[int, int]:
     """(parameters, code values) of a candidate that may train; ValueError naming the
-    constraint or the check it fails (``cae.shapes`` and ``cae.preflight``: the design, its
+    constraint (the space's; none without one) or the check it fails (``cae.shapes`` and ``cae.preflight``: the design, its
     decoder's output, the images' shape, the memory, enough images; ``in_process``: a design
     oneDNN cannot train while this process has it on)."""
     from cae.onednn import is_off as onednn_is_off
@@ -401,13 +488,21 @@ def check_candidate(
 
     report = compute_shapes(spec, with_fixes=False)
     code_values = int(math.prod(report.latent_shape))
-    if space.max_code_values is not None and code_values > space.max_code_values:
+    if (
+        space is not None
+        and space.max_code_values is not None
+        and code_values > space.max_code_values
+    ):
         shape = "x".join(map(str, report.latent_shape))
         raise ValueError(
             f"the code has more values than max_code_values={space.max_code_values:,}. "
             f"Received: code={shape} ({code_values:,} values)"
         )
-    if space.max_params is not None and report.total_params > space.max_params:
+    if (
+        space is not None
+        and space.max_params is not None
+        and report.total_params > space.max_params
+    ):
         raise ValueError(
             f"more parameters than max_params={space.max_params:,}. "
             f"Received: params={report.total_params:,}"
@@ -438,7 +533,6 @@ def ask_candidate(
     ``skipped`` user attribute, and another is asked (at most ``max_skips`` in a row: then
     SearchError). The trial that can train stays running, its spec, config, parameters and
     code size in its user attributes."""
-    import optuna
 
     if base_config.validation_split <= 0:
         raise SearchError(
@@ -450,7 +544,7 @@ def ask_candidate(
     skipped: list[tuple[int, str]] = []
     for _ in range(max_skips):
         if space.sampler == "grid" and _grid_done(study, space):
-            raise SearchError(
+            raise GridDone(
                 f"every point of the grid has been tried. Received: {space.grid_size()} points"
             )
         with warnings.catch_warnings():  # heartbeats are ours to record (see heartbeat)
@@ -469,31 +563,54 @@ def ask_candidate(
                 in_process=in_process,
             )
         except ValueError as error:
-            reason = str(error) or type(error).__name__
-            trial.set_user_attr("skipped", reason)
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            skipped.append((trial.number, reason))
+            skipped.append(skip_trial(study, trial, str(error) or type(error).__name__))
             continue
-        for key, value in (
-            ("spec", spec.to_dict()),
-            ("config", config.to_dict()),
-            ("param_count", param_count),
-            ("code_values", code_values),
-        ):
-            trial.set_user_attr(key, value)
-        return Candidate(
-            number=trial.number,
-            spec=spec,
-            config=config,
-            params=dict(trial.params),
-            param_count=param_count,
-            code_values=code_values,
-            skipped=tuple(skipped),
+        return accept_trial(
+            trial, spec, config, dict(trial.params), (param_count, code_values), skipped
         )
     last = skipped[-1][1] if skipped else "-"
     raise SearchError(
         f"{max_skips} candidates in a row broke a constraint or the shape check; widen the "
         f"space or the constraints (the last: {last}). Received: space={space.name!r}"
+    )
+
+
+def skip_trial(study: optuna.Study, trial: optuna.trial.Trial, reason: str) -> tuple[int, str]:
+    """Tell an asked trial that cannot train ``PRUNED``, the reason in its ``skipped``
+    attribute (pruned, not failed: a sampler learns to avoid the region); (number, reason)."""
+    import optuna
+
+    trial.set_user_attr("skipped", reason)
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    return trial.number, reason
+
+
+def accept_trial(
+    trial: optuna.trial.Trial,
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    params: dict[str, Any],
+    sizes: tuple[int, int],
+    skipped: Sequence[tuple[int, str]],
+) -> Candidate:
+    """An asked trial that can train as a :class:`Candidate`: its spec, config, parameter count
+    and code values (``sizes``) kept as its user attributes; it stays running."""
+    param_count, code_values = sizes
+    for key, value in (
+        ("spec", spec.to_dict()),
+        ("config", config.to_dict()),
+        ("param_count", param_count),
+        ("code_values", code_values),
+    ):
+        trial.set_user_attr(key, value)
+    return Candidate(
+        number=trial.number,
+        spec=spec,
+        config=config,
+        params=params,
+        param_count=param_count,
+        code_values=code_values,
+        skipped=tuple(skipped),
     )
 
 
@@ -667,12 +784,25 @@ def finish_trial(
     return study.tell(trial, state=state)
 
 
-def fail_trial(study: optuna.Study, trial_number: int, reason: str) -> optuna.trial.FrozenTrial:
-    """Tell the study that a trial could not run (an error before or during its training)."""
+def fail_trial(
+    study: optuna.Study,
+    trial_number: int,
+    reason: str,
+    *,
+    mark: str | None = None,
+    run_id: str | None = None,
+) -> optuna.trial.FrozenTrial:
+    """Tell the study that a trial could not run (an error before or during its training);
+    ``mark`` (``stopped``: by a person with its study; ``requeued``: its point asked again) names
+    a failure that is no error, as :func:`trial_rows` shows it; ``run_id``: what its worker saved
+    of it."""
     import optuna
 
     trial = _live_trial(study, trial_number)
     trial.set_user_attr("reason", reason)
+    for key, value in (("mark", mark), ("run_id", run_id)):
+        if value is not None:
+            trial.set_user_attr(key, value)
     return study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
@@ -748,7 +878,8 @@ def heartbeat(study: optuna.Study, trial_number: int) -> Heartbeat:
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """Every trial of the study as a plain row: number, state (``finished``, ``pruned``,
-    ``skipped``: not trained, ``failed``, ``running``, ``waiting``), the sampled parameters,
+    ``skipped``: not trained, ``failed``, ``stopped`` and ``requeued`` (failed, marked by
+    :func:`fail_trial`), ``running``, ``waiting``), the sampled parameters,
     validation and test PSNR, parameters, code values, epochs, seconds, run id and reason."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -757,6 +888,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         state = {"complete": "finished", "fail": "failed"}.get(state, state)
         if state == "pruned" and "skipped" in attrs:
             state = "skipped"
+        if state == "failed" and attrs.get("mark") in ("stopped", "requeued"):
+            state = attrs["mark"]
         reason = attrs.get("skipped") or attrs.get("reason")
         if state == "failed" and reason is None:  # finish_trial and fail_trial always say why
             reason = STALE_REASON
@@ -864,9 +997,7 @@ def run_search(
     this on one storage at once: the study hands each its own trials. ``progress(candidate)``
     gives each training's progress sink; ``should_stop()`` ends the search within a batch (the
     running trial is told failed, finished ones stay)."""
-    from cae.recipe import TestSplit, load_recipe
-    from cae.store import save_trained
-    from cae.training import train
+    from cae.recipe import load_recipe
 
     if not isinstance(n_trials, int) or isinstance(n_trials, bool) or not 1 <= n_trials <= 10_000:
         raise SearchError(f"--trials must be from 1 to 10,000. Received: trials={n_trials!r}")
@@ -874,15 +1005,63 @@ def run_search(
         raise SearchError(
             f"--timeout must be a number of seconds above 0. Received: timeout={timeout!r}"
         )
-    started = time.monotonic()
     store_url = storage if storage is not None else default_storage(root)
     study = open_study(
         study_name, space, storage=store_url, root=root, recipe=recipe, base_config=base_config
     )
-    summary = SearchSummary(study_name, shown_storage(store_url))
     dataset = load_recipe(recipe)
-    split = TestSplit.of(dataset, recipe)
     image_shape = tuple(int(n) for n in dataset.x_train.shape[1:])
+
+    def ask() -> Candidate:
+        return ask_candidate(
+            study, space, image_shape, base_config, num_train=dataset.num_train, in_process=True
+        )
+
+    summary = SearchSummary(study_name, shown_storage(store_url))
+    return train_trials(
+        study,
+        dataset,
+        recipe,
+        ask,
+        lambda candidate: trial_request(study_name, candidate, recipe),
+        summary,
+        n_trials=n_trials,
+        root=root,
+        timeout=timeout,
+        log=log,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def train_trials(
+    study: optuna.Study,
+    dataset: Any,
+    recipe: DataRecipe,
+    ask: Callable[[], Candidate],
+    request_of: Callable[[Candidate], TrainRequest],
+    summary: SearchSummary,
+    *,
+    n_trials: int,
+    root: str | Path | None = None,
+    timeout: float | None = None,
+    log: Callable[[str], None] = print,
+    progress: Callable[[Any], Callable[[Any], None] | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    skip_line: Callable[[int, str], str] | None = None,
+) -> SearchSummary:
+    """The command line's loop over a study, in this process: ``ask()`` the next candidate
+    (:class:`GridDone` ends the loop), train it on ``dataset`` as ``request_of(candidate)`` says
+    (pruned from its per-epoch validation loss), save a finished one as a run in ``root`` and
+    tell the study; at most ``n_trials`` trained, none started after ``timeout`` seconds or
+    once ``should_stop()``. ``skip_line(number, reason)`` words a skipped candidate's log line.
+    Fills and returns ``summary``."""
+    from cae.recipe import TestSplit
+    from cae.store import save_trained
+    from cae.training import train
+
+    started = time.monotonic()
+    split = TestSplit.of(dataset, recipe)
     while len(summary.trained) < n_trials:
         if timeout is not None and time.monotonic() - started >= timeout:
             summary.stopped_by = "timeout"
@@ -891,22 +1070,17 @@ def run_search(
             summary.stopped_by = "stop"
             break
         try:
-            candidate = ask_candidate(
-                study,
-                space,
-                image_shape,
-                base_config,
-                num_train=dataset.num_train,
-                in_process=True,
-            )
-        except SearchError:
-            if space.sampler == "grid" and _grid_done(study, space):
-                summary.stopped_by = "grid"
-                break
-            raise
-        summary.skipped += len(candidate.skipped)
-        for number, reason in candidate.skipped:
-            log(f"trial {number}: skipped, {reason}")
+            candidate = ask()
+        except GridDone as done:
+            skipped, candidate = done.skipped, None
+        else:
+            skipped = candidate.skipped
+        summary.skipped += len(skipped)
+        for number, reason in skipped:
+            log(skip_line(number, reason) if skip_line else f"trial {number}: skipped, {reason}")
+        if candidate is None:
+            summary.stopped_by = "grid"
+            break
         log(f"trial {candidate.number}: {candidate.label} ({candidate.param_count:,} parameters)")
         stop = threading.Event()
         sink = progress(candidate) if progress is not None else None
@@ -915,7 +1089,7 @@ def run_search(
         )
         try:
             with heartbeat(study, candidate.number):
-                request = trial_request(study_name, candidate, recipe)
+                request = request_of(candidate)
                 result = train(
                     candidate.spec,
                     dataset,
@@ -990,13 +1164,16 @@ def best_report(
 __all__ = [
     "Candidate",
     "EpochReporter",
+    "GridDone",
     "Heartbeat",
     "SearchError",
     "SearchSummary",
     "SpaceError",
+    "accept_trial",
     "ask_candidate",
     "best_report",
     "best_row",
+    "bind",
     "check_candidate",
     "default_storage",
     "fail_stale",
@@ -1009,7 +1186,10 @@ __all__ = [
     "open_study",
     "report_epoch",
     "run_search",
+    "skip_trial",
+    "study_conflict",
     "study_space",
+    "train_trials",
     "trial_request",
     "trial_rows",
 ]

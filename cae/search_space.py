@@ -275,8 +275,8 @@ class SearchSpace:
         params = tuple(Param.parse(str(key), value) for key, value in raw.items())
         values: dict[str, Any] = {"name": name.strip(), "description": description}
         values.update(_constraints(data.get("constraints", {})))
-        values.update(_sampler(data.get("sampler", {})))
-        values.update(_pruner(data.get("pruner", {})))
+        values.update(_choice("sampler", data.get("sampler", {})))
+        values.update(_choice("pruner", data.get("pruner", {})))
         if not any(p.sampled for p in params):
             raise _fail("parameters", "nothing to search: give at least one list or range", raw)
         values["enqueue"] = _enqueue(data.get("enqueue", []), {p.name: p for p in params})
@@ -488,47 +488,43 @@ def _constraints(data: Any) -> dict[str, Any]:
     return found
 
 
-def _sampler(data: Any) -> dict[str, Any]:
+_CHOICES: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, int]]]] = {
+    "sampler": (
+        SAMPLERS,
+        "tpe",
+        {"seed": ("sampler_seed", 2**31 - 1), "n_startup_trials": ("n_startup_trials", 10_000)},
+    ),
+    "pruner": (
+        PRUNERS,
+        "median",
+        {
+            "n_startup_trials": ("pruner_startup_trials", 10_000),
+            "n_warmup_steps": ("pruner_warmup_steps", 10_000),
+        },
+    ),
+}
+"""The space's ``sampler`` and ``pruner`` blocks: their names, default name, and each setting's
+field of :class:`SearchSpace` and highest value (whole numbers from 0; null: the default)."""
+
+
+def _choice(block: str, data: Any) -> dict[str, Any]:
+    """The :class:`SearchSpace` fields of a ``sampler`` or ``pruner`` block (:data:`_CHOICES`):
+    a name, or an object of its name and settings."""
+    names, default, settings = _CHOICES[block]
     if isinstance(data, str):
         data = {"name": data}
     if not isinstance(data, dict):
-        raise _fail("sampler", "must be a name or an object", data)
-    unknown = sorted(set(map(str, data)) - {"name", "seed", "n_startup_trials"})
+        raise _fail(block, "must be a name or an object", data)
+    unknown = sorted(set(map(str, data)) - {"name", *settings})
     if unknown:
-        raise _fail("sampler", f"unknown key {unknown[0]!r}", unknown[0])
-    name = data.get("name", "tpe")
-    if name not in SAMPLERS:
-        raise _fail("sampler.name", f"must be one of {', '.join(SAMPLERS)}", name)
-    found: dict[str, Any] = {"sampler": name}
-    if data.get("seed") is not None:
-        found["sampler_seed"] = _int_field("sampler.seed", data["seed"], 0, 2**31 - 1)
-    if "n_startup_trials" in data:
-        found["n_startup_trials"] = _int_field(
-            "sampler.n_startup_trials", data["n_startup_trials"], 0, 10_000
-        )
-    return found
-
-
-def _pruner(data: Any) -> dict[str, Any]:
-    if isinstance(data, str):
-        data = {"name": data}
-    if not isinstance(data, dict):
-        raise _fail("pruner", "must be a name or an object", data)
-    unknown = sorted(set(map(str, data)) - {"name", "n_startup_trials", "n_warmup_steps"})
-    if unknown:
-        raise _fail("pruner", f"unknown key {unknown[0]!r}", unknown[0])
-    name = data.get("name", "median")
-    if name not in PRUNERS:
-        raise _fail("pruner.name", f"must be one of {', '.join(PRUNERS)}", name)
-    found: dict[str, Any] = {"pruner": name}
-    if "n_startup_trials" in data:
-        found["pruner_startup_trials"] = _int_field(
-            "pruner.n_startup_trials", data["n_startup_trials"], 0, 10_000
-        )
-    if "n_warmup_steps" in data:
-        found["pruner_warmup_steps"] = _int_field(
-            "pruner.n_warmup_steps", data["n_warmup_steps"], 0, 10_000
-        )
+        raise _fail(block, f"unknown key {unknown[0]!r}", unknown[0])
+    name = data.get("name", default)
+    if name not in names:
+        raise _fail(f"{block}.name", f"must be one of {', '.join(names)}", name)
+    found: dict[str, Any] = {block: name}
+    for key, (field_name, high) in settings.items():
+        if data.get(key) is not None:
+            found[field_name] = _int_field(f"{block}.{key}", data[key], 0, high)
     return found
 
 

@@ -15,10 +15,11 @@ in epochs), ``corruption`` (a denoiser's input corruption, or ``none``) and ``st
 inputs). Values are integers, numbers, ``3x5`` for a pair, or
 words (``relu``).
 
-The Experiments page and ``python -m cae sweep`` both expand here, build each run's
-:class:`cae.request.TrainRequest` with :func:`variant_request` (tagged with the experiment in its
-train.json), and make the comparison rows with :func:`result_row` (the sweep.csv columns, metric
-columns from ``cae.metrics.METRICS``). No streamlit, and no TensorFlow at import.
+The Experiments page and ``python -m cae sweep`` both expand here (to show the plan and check it
+before anything trains) and make the comparison rows with :func:`result_row` (the sweep.csv
+columns, metric columns from ``cae.metrics.METRICS``); a sweep trains as a grid study of Optuna
+(``cae.experiments``), each trial's combination made by :func:`make_variant`. No streamlit, and
+no TensorFlow at import.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.metrics import METRICS
@@ -39,8 +39,6 @@ from cae.spec import KINDS, LAYER_BY_NAME, ArchitectureSpec, describe_layer, kin
 from cae.training import TrainConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from cae.recipe import DataRecipe
-    from cae.request import TrainRequest
     from cae.store import RunInfo
 
 MAX_AXES = 3
@@ -402,79 +400,69 @@ def expand(
     image_shape: Sequence[int] | None = None,
 ) -> list[Variant]:
     """Every combination of the axes' values applied to ``spec`` and ``config``, in order (the
-    last axis varies fastest), each validated as a training would be: spec validation, shape
-    check, the images' shape, the memory estimate and the config's limits."""
+    last axis varies fastest), each validated as a training would be (:func:`make_variant`)."""
+    check_axes(axes, spec)
+    return [
+        make_variant(
+            spec,
+            config,
+            index,
+            tuple((axis.field, value) for axis, value in zip(axes, combination, strict=True)),
+            image_shape=image_shape,
+        )
+        for index, combination in enumerate(itertools.product(*(axis.values for axis in axes)))
+    ]
+
+
+def make_variant(
+    spec: ArchitectureSpec,
+    config: TrainConfig,
+    index: int,
+    values: tuple[tuple[str, Any], ...],
+    *,
+    image_shape: Sequence[int] | None = None,
+    num_train: int | None = None,
+) -> Variant:
+    """One combination's (field, value) pairs applied to ``spec`` and ``config`` and validated as
+    a training would be: spec validation, shape check, the images' shape, the memory estimate,
+    the config's limits and, given ``num_train``, enough images. An invalid one carries its
+    reason in ``problem``."""
     from cae.shapes import compute_shapes
 
-    check_axes(axes, spec)
-    variants = []
-    for index, combination in enumerate(itertools.product(*(axis.values for axis in axes))):
-        values = tuple((axis.field, value) for axis, value in zip(axes, combination, strict=True))
-        spec_dict, config_dict = spec.to_dict(), config.to_dict()
-        try:
-            apply_values(spec_dict, config_dict, values)
-            variant_spec = ArchitectureSpec.from_dict(spec_dict)
-            variant_config = TrainConfig.from_dict(config_dict)
-            check = preflight(
-                variant_spec, variant_config, image_shape=image_shape, with_fixes=False
-            )
-            check.raise_first("design", "mismatch", "shape", "memory")
-            report = compute_shapes(variant_spec, with_fixes=False)
-        except (ValueError, TypeError) as error:
-            problem = str(error) or type(error).__name__
-            variants.append(Variant(index, values, None, None, problem))
-            continue
-        variants.append(
-            Variant(
-                index,
-                values,
-                variant_spec,
-                variant_config,
-                None,
-                params=report.total_params,
-                latent_shape=tuple(report.latent_shape),
-                compression=report.compression_ratio,
-                work=training_work(report),
-            )
+    spec_dict, config_dict = spec.to_dict(), config.to_dict()
+    try:
+        apply_values(spec_dict, config_dict, values)
+        variant_spec = ArchitectureSpec.from_dict(spec_dict)
+        variant_config = TrainConfig.from_dict(config_dict)
+        check = preflight(
+            variant_spec,
+            variant_config,
+            image_shape=image_shape,
+            num_train=num_train,
+            with_fixes=False,
         )
-    return variants
+        check.raise_first("design", "mismatch", "shape", "memory", "images")
+        report = compute_shapes(variant_spec, with_fixes=False)
+    except (ValueError, TypeError) as error:
+        return Variant(index, values, None, None, str(error) or type(error).__name__)
+    return Variant(
+        index,
+        values,
+        variant_spec,
+        variant_config,
+        None,
+        params=report.total_params,
+        latent_shape=tuple(report.latent_shape),
+        compression=report.compression_ratio,
+        work=training_work(report),
+    )
 
 
-def run_name(experiment: str, variant: Variant) -> str:
-    """The run's name: the experiment's name and what this run varies, at most 80 characters."""
+def run_name(experiment: str, label: str) -> str:
+    """A run's name: the experiment's name and what this run varies, at most 80 characters."""
     from cae.request import MAX_RUN_NAME
 
-    label = variant.label
     return f"{experiment[: max(8, MAX_RUN_NAME - len(label) - 3)]} · {label}"[:MAX_RUN_NAME]
-
-
-def variant_request(
-    variant: Variant,
-    recipe: DataRecipe,
-    *,
-    experiment_id: str,
-    experiment_name: str,
-) -> TrainRequest:
-    """The training request of one valid variant, tagged with its experiment (train.json
-    ``experiment``: id, name, index and the values it varies)."""
-    from cae.request import TrainRequest
-
-    if not variant.ok or variant.spec is None or variant.config is None:
-        raise SweepError(
-            f"this combination cannot train: {variant.problem}. Received: {variant.label}"
-        )
-    return TrainRequest(
-        spec=variant.spec,
-        data=recipe,
-        config=variant.config,
-        name=run_name(experiment_name, variant),
-        experiment={
-            "id": experiment_id,
-            "name": experiment_name,
-            "index": variant.index,
-            "values": {field: _plain(value) for field, value in variant.values},
-        },
-    )
 
 
 # ----------------------------------------------------------------------- earlier runs' speed
@@ -649,7 +637,7 @@ def _finite(value: Any) -> bool:
 
 def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as CSV text with :func:`result_columns` as header, and ``did_not_learn`` last
-    when the rows were marked (:func:`mark_learning`; ``cae sweep`` does not fit the baselines)."""
+    when the rows were marked (:func:`mark_learning`: when the mean image could be scored)."""
     columns = result_columns()
     if any("did_not_learn" in row for row in rows):
         columns.append("did_not_learn")
@@ -662,11 +650,13 @@ def rows_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
-    """The comparison as a plain-text table (what ``cae sweep`` prints); names terminal-safe."""
+    """The comparison as a plain-text table (what ``cae sweep`` prints), with a ``learned`` column
+    (:data:`DID_NOT_LEARN` or yes) when the rows were marked; names terminal-safe."""
     from cae.text import terminal_safe
 
+    marked = any("did_not_learn" in row for row in rows)
     header = ["#", "design", "params", "code", "compression", "seconds"]
-    header += [metric.label for metric in METRICS] + ["run"]
+    header += [metric.label for metric in METRICS] + ["run"] + (["learned"] if marked else [])
     lines = [header]
     for row in rows:
         seconds = row.get("train_seconds")
@@ -680,86 +670,10 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
             *(metric.format(row.get(metric.key)) for metric in METRICS),
             terminal_safe(str(row.get("run_id") or row.get("error") or "-")),
         ]
+        if marked:
+            cells.append(DID_NOT_LEARN if row.get("did_not_learn") else "yes")
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip() for line in lines
     )
-
-
-def train_sweep(
-    spec: ArchitectureSpec,
-    config: TrainConfig,
-    recipe: DataRecipe,
-    axes: Sequence[Axis],
-    out_dir: str | Path,
-    *,
-    name: str = "sweep",
-    progress: Any = None,
-    log: Any = print,
-) -> dict[str, Any]:
-    """Train every valid combination one after another in this process (the CLI's ``sweep``),
-    save each as a run in ``out_dir`` and write ``sweep.json`` and ``sweep.csv`` there; returns
-    the sweep.json record. ``progress(variant)`` gives each training's progress sink."""
-    import json
-    import secrets
-    from datetime import datetime
-
-    from cae.preflight import check_input_shape
-    from cae.recipe import TestSplit, load_recipe
-    from cae.store import get_run_info, save_trained
-    from cae.training import train
-
-    out = Path(out_dir)
-    if (out / "sweep.json").exists():
-        raise SweepError(
-            f"this folder already holds a sweep; choose a new --out-dir. Received: out_dir={str(out)!r}"
-        )
-    variants = expand(spec, config, axes, image_shape=recipe.image_shape())
-    valid = [variant for variant in variants if variant.ok]
-    for variant in variants:
-        if not variant.ok:
-            log(f"skipped #{variant.index} {variant.label}: {variant.problem}")
-    if not valid:
-        raise SweepError(
-            f"no combination of this sweep can train. Received: {len(variants)} invalid"
-        )
-    dataset = load_recipe(recipe)
-    check_input_shape(spec, dataset)
-    split = TestSplit.of(dataset, recipe)
-    out.mkdir(parents=True, exist_ok=True)
-    experiment_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    rows: list[dict[str, Any]] = []
-    for number, variant in enumerate(valid, 1):
-        log(f"[{number}/{len(valid)}] {variant.label}")
-        request = variant_request(
-            variant, recipe, experiment_id=experiment_id, experiment_name=name
-        )
-        sink = progress(variant) if progress is not None else None
-        result = train(request.spec, dataset, request.config, progress=sink)
-        if getattr(sink, "finish", None):
-            sink.finish()
-        if result.epochs_completed == 0 or result.failed:
-            rows.append({"index": variant.index, "design": variant.label, "error": result.message})
-            continue
-        run_id = save_trained(result, request, split, root=out)
-        rows.append(result_row(variant.index, variant.label, get_run_info(run_id, out)))
-        del result
-    record = {
-        "id": experiment_id,
-        "name": name,
-        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "spec": spec.to_dict(),
-        "config": config.to_dict(),
-        "data": recipe.to_dict(),
-        "axes": [axis.to_dict() for axis in axes],
-        "runs": rows,
-        "invalid": [
-            {"index": v.index, "design": v.label, "problem": v.problem}
-            for v in variants
-            if not v.ok
-        ],
-    }
-    (out / "sweep.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
-    (out / "sweep.csv").write_text(rows_csv(rows), encoding="utf-8")
-    return record

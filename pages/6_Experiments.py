@@ -11,7 +11,6 @@ from cae.corruption import CORRUPTIONS_BY_NAME
 from cae.datasets import DATASETS, dataset_status
 from cae.experiments import (
     DEFAULT_EPOCHS,
-    EXPERIMENTS,
     MAX_QUEUED_HOURS,
     MAX_QUEUED_RUNS,
     parallel_runs,
@@ -20,6 +19,7 @@ from cae.preflight import estimate_sweep
 from cae.recipe import UPLOAD, DataRecipe
 from cae.shapes import compute_shapes
 from cae.spec import ArchitectureSpec
+from cae.studies import STUDIES
 from cae.sweep import MAX_AXES, SweepError, Variant, expand, parse_values, rate_samples
 from cae.text import fmt_seconds, plain_markdown
 from cae.training import LIMITS, TrainConfig
@@ -92,12 +92,13 @@ def choose_data() -> tuple[DataRecipe | None, int, tuple[int, ...] | None]:
         shape = base.image_shape()
     sizes = [size for size in SIZES if size < total] + [total]
     limit = right.select_slider(
-        "Images per split",
+        "Training images (and at most as many test images)",
         options=sizes,
         value=total,  # all of them: 1,000 images for 5 epochs left runs that learned nothing
         format_func=lambda n: f"{n:,}",
         key=f"experiments_limit_{name}",
-        help="Each run trains on at most this many images (and is tested on at most this many); "
+        help="Each run trains on at most this many images, the last tenth of them held out as "
+        "the validation split it is scored on, and is tested on at most this many test images; "
         "fewer train faster, but too few (or too few epochs) leave runs that learn nothing.",
     )
     if current == UPLOAD and not uploaded:
@@ -249,7 +250,7 @@ def new_experiment(root: str) -> None:
     st.subheader("New experiment")
     if not design_line(spec):
         return
-    busy = [e for e in EXPERIMENTS.all(root) if e.active]
+    busy = [e for e in STUDIES.all(root) if e.active]
     if busy:
         st.caption(
             f"{len(busy)} experiment(s) are queued or training now: this one's runs wait in the "
@@ -259,7 +260,14 @@ def new_experiment(root: str) -> None:
     recipe, images, image_shape = choose_data()
     config = base_config()
     axes, problems = choose_axes(spec)
-    name = st.text_input("Experiment name", spec.name, max_chars=40, key="experiments_name")
+    name = st.text_input(
+        "Experiment name",
+        spec.name,
+        max_chars=40,
+        key="experiments_name",
+        help="Its study's name in your workspace (a name an earlier experiment has gets ' (2)'); "
+        "each run is named after it and what it varies.",
+    )
     for problem in problems:
         st.error(plain_markdown(problem), icon=":material/error:")
     if recipe is None or not axes or problems:
@@ -283,7 +291,7 @@ def new_experiment(root: str) -> None:
         icon=":material/play_arrow:",
     ):
         try:
-            experiment = EXPERIMENTS.submit(
+            experiment = STUDIES.submit_grid(
                 owner_id(), name, spec, config, recipe, axes, num_train=num_train, root=root
             )
         except (SweepError, ValueError, OSError) as error:
@@ -301,7 +309,7 @@ def _picked() -> None:
     Its value is the option's label, and a label that changed since it was drawn (its state:
     queued, running, finished) comes back as that old text, not an id: the pick stays then."""
     value = st.session_state.get(SHOWN_KEY)
-    if isinstance(value, str) and EXPERIMENTS.get(value, runs_root()) is not None:
+    if isinstance(value, str) and STUDIES.get(value, runs_root()) is not None:
         st.session_state[PICKED_KEY] = value
 
 
@@ -309,13 +317,13 @@ def shown_experiment(root: str) -> str | None:
     """The experiment this tab shows: the one just started, else the one picked, else this
     session's newest, else the one training now, else the newest (so a reload or another tab
     finds it again)."""
-    experiments = EXPERIMENTS.all(root)
+    experiments = STUDIES.all(root, kind="grid")
     if not experiments:
         return None
     labels = experiment_labels([e.snapshot() for e in experiments])  # as drawn now
     chosen = st.session_state.pop(STARTED_KEY, None) or st.session_state.get(PICKED_KEY)
     if chosen not in labels:
-        mine = [e for e in experiments if e.record.get("owner") == owner_id()]
+        mine = [e for e in experiments if e.owner == owner_id()]
         active = [e for e in experiments if e.active]
         chosen = (mine or active or experiments)[0].id
     st.session_state[PICKED_KEY] = chosen
@@ -335,19 +343,20 @@ def main() -> None:
     st.title("Experiments")
     st.caption(
         "Vary the filters, kernels, code size or training settings of your design over lists of "
-        "values; every combination trains as an ordinary run (listed on Results) and lands on "
-        "one chart, against PCA with as many components as the code has values."
+        "values; every combination is a trial of an Optuna grid study, trained as an ordinary run "
+        "(listed on Results) and scored on its validation split, and lands on one chart with its "
+        "test scores, against PCA with as many components as the code has values."
     )
     root = runs_root()
     shown = shown_experiment(root)
     if shown is not None:
-        experiment = EXPERIMENTS.get(shown, root)
+        experiment = STUDIES.get(shown, root)
         if experiment is not None:
             if experiment.active:
                 st.fragment(run_every=1.0)(progress_panel)(shown, live=True)
             else:
                 progress_panel(shown)
-            comparison(experiment.snapshot(), root)
+            comparison(experiment, root)
         st.divider()
     with st.container(border=True):
         new_experiment(root)

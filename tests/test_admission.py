@@ -21,11 +21,12 @@ from cae.admission import (
     queue_order,
     training_slots,
 )
-from cae.experiments import MAX_QUEUED_HOURS, ExperimentCapError, ExperimentQueue
+from cae.experiments import MAX_QUEUED_HOURS, ExperimentCapError, grid_rows
 from cae.jobs import JobManager
 from cae.recipe import DataRecipe
 from cae.request import TrainRequest
 from cae.spec import preset
+from cae.studies import StudyQueue
 from cae.sweep import parse_vary
 from cae.training import TrainConfig
 
@@ -205,24 +206,28 @@ def test_a_students_experiments_are_capped(tmp_path, monkeypatch):
     monkeypatch.setattr(cae.experiments, "MAX_QUEUED_RUNS", 3)
     jobs = JobManager(Scheduler(slots=1, budget=20 * GB))
     holder = jobs.scheduler.submit("zoe", "train", 0, "holds the slot")
-    queue = ExperimentQueue(jobs)
+    queue = StudyQueue(jobs)
     args = (preset("classic"), TrainConfig(epochs=1), DataRecipe(limit=100))
-    first = queue.submit(
+    first = queue.submit_grid(
         "ann", "first", *args, [parse_vary("code=1,2")], num_train=90, root=tmp_path
     )
     with pytest.raises(
         ExperimentCapError, match="at most 3 experiment runs.*Received: runs=2, already_queued=2"
     ):
-        queue.submit("ann", "second", *args, [parse_vary("code=3,4")], num_train=90, root=tmp_path)
-    other = queue.submit("ben", "his", *args, [parse_vary("code=3,4")], num_train=90, root=tmp_path)
+        queue.submit_grid(
+            "ann", "second", *args, [parse_vary("code=3,4")], num_train=90, root=tmp_path
+        )
+    other = queue.submit_grid(
+        "ben", "his", *args, [parse_vary("code=3,4")], num_train=90, root=tmp_path
+    )
     assert other.active  # the cap is per student
     long = (preset("deep"), TrainConfig(epochs=10_000), DataRecipe())
     with pytest.raises(ExperimentCapError, match=f"at most {MAX_QUEUED_HOURS:g} estimated hours"):
-        queue.submit(
+        queue.submit_grid(
             "cat", "too long", *long, [parse_vary("code=1")], num_train=4500, root=tmp_path
         )
     for experiment in (first, other):
         queue.stop(experiment.id)
         assert queue.wait(experiment.id, 10) and experiment.state == "stopped"
-    assert {item["state"] for item in first.record["items"]} == {"not run"}
+    assert [row["state"] for row in grid_rows(first.study())] == ["stopped", "waiting"]
     jobs.scheduler.release(holder.entry_id)

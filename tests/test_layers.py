@@ -41,8 +41,9 @@ LAYERS: dict[str, list[list[str]]] = {
         ["worker"],  # a training in a process
         ["zygote", "ray_dispatch"],  # workers forked from a template; or run on a Ray cluster
         ["jobs", "sweep", "search_space"],  # the jobs the pages poll; sweeps; search spaces
-        ["experiments", "search"],  # sweeps trained as runs, queued on the server; Optuna studies
-        ["studies"],  # searches on the server: a study's trials as experiment runs in the queue
+        ["search"],  # Optuna studies: storage, ask and tell, pruning, the command line's loop
+        ["experiments"],  # sweeps as grid studies (the caps on a student's experiment runs)
+        ["studies"],  # grids and searches on the server: their trials as runs in the one queue
         ["__main__"],  # the command line
     ],
     "ui": [

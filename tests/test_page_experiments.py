@@ -1,6 +1,8 @@
-"""AppTests of the Experiments page and the experiment queue: the plan before start (runs, the
-estimate and what cannot train), a second experiment waiting in the queue and saying so, a reload
-finding it again, Stop keeping what finished, and records read back after a server restart."""
+"""AppTests of the Experiments page and its grid studies in the server's study queue: the plan
+before start (runs, the estimate and what cannot train), a second experiment waiting in the queue
+and saying so, a reload finding it again, Stop keeping what finished, and a grid study read back
+after a server restart (the trial that trained told failed with what its worker saved, the one
+still queued asked again)."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cae.experiments import EXPERIMENTS, ExperimentQueue, experiments_root, parallel_runs
+from cae.experiments import parallel_runs
 from cae.jobs import JOBS
 from cae.recipe import DataRecipe
 from cae.spec import preset
 from cae.store import new_workspace_id, workspace_root
+from cae.studies import STUDIES, grid_view, studies_root
 from cae.sweep import parse_vary
 from cae.training import TrainConfig
 from ui.state import COMPARE_KEY, OWNER_KEY
@@ -30,13 +33,13 @@ WORKSPACE = "0" * 32  # every page here opens in this browser's workspace: a fre
 @pytest.fixture
 def models(models):
     """The runs folder of this file's sessions, their workspace's (conftest's empty ``models``
-    is the gallery above it); the experiment queue is closed after the test."""
+    is the gallery above it); the study queue is closed after the test."""
     global WORKSPACE
     WORKSPACE = new_workspace_id()  # a job or experiment of the test before is not its
     folder = workspace_root(WORKSPACE)
     folder.mkdir(parents=True)
     yield folder
-    EXPERIMENTS.close(wait=120)
+    STUDIES.close(wait=120)
 
 
 def in_workspace(app: AppTest) -> AppTest:
@@ -122,19 +125,21 @@ def test_two_experiments_started_in_one_session_are_both_listed(models):
     assert first != second
     shown = app.selectbox(key="experiments_shown")
     assert shown.value == second  # the one just started is shown, with its progress
-    assert len(shown.options) == 2 and all(o.startswith("classic · ") for o in shown.options)
+    # each Start is a study of its own: the second of one name is told apart
+    assert sorted(o.split(" · ")[0] for o in shown.options) == ["classic", "classic (2)"]
     assert "Stop the experiment" in [button.label for button in app.button]
     for experiment_id, code in ((first, 1), (second, 2)):  # each as the form said
-        record = EXPERIMENTS.get(experiment_id, str(models)).snapshot()
+        found = STUDIES.get(experiment_id, str(models))
+        record = found.snapshot()
         assert record["config"]["epochs"] == 1 and record["data"]["limit"] == 100
-        assert [item["label"] for item in record["items"]] == [f"code={code}"]
+        assert [row["label"] for row in grid_view(found)["rows"]] == [f"code={code}"]
     # the first can be picked again, and the pick stays while its state changes
     app.selectbox(key="experiments_shown").set_value(first).run()
     assert not app.exception
     assert app.selectbox(key="experiments_shown").value == first
-    EXPERIMENTS.stop(first)
-    EXPERIMENTS.stop(second)
-    assert EXPERIMENTS.wait(first, 120) and EXPERIMENTS.wait(second, 120)
+    STUDIES.stop(first)
+    STUDIES.stop(second)
+    assert STUDIES.wait(first, 120) and STUDIES.wait(second, 120)
     app.run()
     assert not app.exception
     assert app.selectbox(key="experiments_shown").value == first
@@ -147,11 +152,11 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, mo
     app = open_page()
     owner = app.session_state["owner_id"]
     recipe = DataRecipe(limit=300)
-    first = EXPERIMENTS.submit(
+    first = STUDIES.submit_grid(
         "someone else", "long one", preset("classic"), TrainConfig(epochs=500), recipe,
         [parse_vary("code=1")], num_train=270, root=models,
     )  # fmt: skip
-    second = EXPERIMENTS.submit(
+    second = STUDIES.submit_grid(
         owner, "mine", preset("classic"), TrainConfig(epochs=1), recipe,
         [parse_vary("encoder.0.filters=4,8")], num_train=270, root=models,
     )  # fmt: skip
@@ -163,9 +168,10 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, mo
     assert "Waiting in the server's queue: place 1, estimated start" in shown
     assert "0 of 2 runs done" in str([p.proto.text for p in again.get("progress")])
     assert again.button(key="experiments_stop").disabled is False  # this session started it
-    # the record is on disk as it is in the queue
-    record = json.loads((experiments_root(models) / second.id / "experiment.json").read_text())
-    assert record["state"] == "queued" and [i["state"] for i in record["items"]] == ["queued"] * 2
+    # the record is on disk as it is in the queue; the study holds its two points
+    record = json.loads((studies_root(models) / f"{second.id}.grid.json").read_text())
+    assert record["state"] == "queued" and record["trials"] == 2 and record["told"] == 0
+    assert [row["state"] for row in grid_view(second)["rows"]] == ["running", "waiting"]
     # another session sees the first one's experiment read-only
     other = open_page()
     other.selectbox(key="experiments_shown").set_value(first.id).run()
@@ -173,77 +179,88 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, mo
     # Stop: the queued one leaves the queue and nothing of it runs
     again.button(key="experiments_stop").click().run()
     assert not again.exception
-    assert second.state == "stopped"
-    assert [item["state"] for item in second.snapshot()["items"]] == ["not run", "not run"]
+    assert STUDIES.wait(second.id, 60) and second.state == "stopped"
+    # the one asked was stopped before it started, the other never asked
+    assert [row["state"] for row in grid_view(second)["rows"]] == ["stopped", "waiting"]
     # a new experiment started now would wait too, and the form says so
     assert "this one's runs wait in the server's queue" in texts(again)
-    EXPERIMENTS.stop(first.id)
-    assert EXPERIMENTS.wait(first.id, 120)
+    STUDIES.stop(first.id)
+    assert STUDIES.wait(first.id, 120)
     assert first.state == "stopped"
     # the run in progress is dropped (nothing of it saved), nothing else ran
-    assert first.snapshot()["items"][0]["state"] in ("dropped", "not run")
+    assert [row["state"] for row in grid_view(first)["rows"]] == ["stopped"]
     assert not [path for path in models.iterdir() if not path.name.startswith(".")]
 
 
-def test_records_survive_a_server_restart_with_the_interrupted_run_as_it_is(models):
-    folder = experiments_root(models) / "20260101-000000-abcdef"
-    folder.mkdir(parents=True)
-    record = {
-        "id": "20260101-000000-abcdef", "name": "before", "owner": "x", "created": "2026-01-01",
-        "state": "running", "queued_at": 1, "root": str(models),
-        "items": [
-            {"index": 0, "label": "code=1", "state": "finished", "run_id": "r1"},
-            {"index": 1, "label": "code=2", "state": "running", "run_id": None},
-            {"index": 2, "label": "code=3", "state": "running", "run_id": None},
-            {"index": 3, "label": "code=0", "state": "invalid", "run_id": None},
-        ],
-    }  # fmt: skip
-    (folder / "experiment.json").write_text(json.dumps(record))
-    # the worker of run 1 saved its 3 completed epochs when the server went away
-    (models / "r2").mkdir()
-    tag = {"id": record["id"], "name": "before", "index": 1}
+def test_a_grid_study_survives_a_server_restart(models):
+    """A server went down with trial 0 finished, trial 1 training (its worker saved its 3
+    completed epochs as a run) and trial 2 waiting for a slot: the new server's queue finds the
+    study, tells trial 1 failed with that run, asks trial 2's point again, skips the point that
+    cannot train, and goes on; the finished trial stays."""
+    import time
+
+    from cae.admission import Scheduler
+    from cae.experiments import ask_grid_candidate, open_grid_study
+    from cae.jobs import JobManager
+    from cae.search import finish_trial
+    from cae.studies import StudyQueue
+    from cae.training import TrainOutcome
+
+    recipe, config = DataRecipe(limit=100), TrainConfig(epochs=1, preview_count=0)
+    axes = [parse_vary("code=1,2,3,0")]
+    study = open_grid_study(
+        "before", axes, spec=preset("classic"), config=config, recipe=recipe, root=models
+    )
+    asked = [ask_grid_candidate(study, recipe.image_shape(), num_train=90) for _ in range(3)]
+    assert [candidate.number for candidate in asked] == [0, 1, 2]
+    done = TrainOutcome("finished", "", 1, False, validation_metrics={"psnr": 9.0})
+    finish_trial(study, 0, done, run_id="r1", config=asked[0].config)
+    (models / "r2").mkdir()  # what trial 1's worker saved when the server went away
+    tag = {"id": "study:before", "kind": "grid", "study": "before", "trial": 1, "index": 1}
     train = {"experiment": tag, "outcome": {"state": "stopped", "epochs_completed": 3}}
     (models / "r2" / "train.json").write_text(json.dumps(train))
-    queue = ExperimentQueue()
-    found = queue.all(models)
-    assert [e.id for e in found] == [record["id"]]
-    items = found[0].record["items"]
-    assert [item["state"] for item in items] == [
-        "finished",
-        "interrupted",
-        "interrupted",
-        "invalid",
-    ]
-    assert items[1]["run_id"] == "r2" and "stopped at epoch 3, saved as r2" in items[1]["error"]
-    assert items[2]["run_id"] is None and "no completed epoch was saved" in items[2]["error"]
-    assert found[0].state == "finished"  # nothing was left to requeue
-    on_disk = json.loads((folder / "experiment.json").read_text())
-    assert on_disk["items"][1]["state"] == "interrupted"
-
-
-@pytest.mark.slow
-def test_queued_runs_are_queued_again_after_a_restart(models):
-    queue = ExperimentQueue()
-    experiment = queue.submit(
-        "x", "requeued", preset("classic"), TrainConfig(epochs=1, preview_count=0),
-        DataRecipe(limit=100), [parse_vary("code=1")], num_train=90, root=models,
-    )  # fmt: skip
-    queue.stop(experiment.id)  # as if the server went down before it started
-    # a real restart has no job left; here the job manager is this process's, so the stopped
-    # job must have ended before the "new server" queues the run again under the same owner
-    # (a loaded machine let the requeue meet it still running: JobBusy, the experiment failed)
-    assert queue.wait(experiment.id, 120)
-    record = json.loads((experiment.folder / "experiment.json").read_text())
-    record["state"] = "queued"
-    record.pop("stop_requested", None)
-    for item in record["items"]:
-        item["state"] = "queued"
-    (experiment.folder / "experiment.json").write_text(json.dumps(record))
-    restarted = ExperimentQueue()  # a new server process
-    (again,) = restarted.all(models)
-    assert again.state == "queued" and "Queued again" in again.record["message"]
-    assert restarted.wait(again.id, 300)
-    assert again.state == "finished" and again.record["items"][0]["run_id"]
+    record = {
+        "id": "20260101-000000-abcdef", "kind": "grid", "study": "before", "owner": "x",
+        "root": str(models.resolve()), "storage": None, "created": "2026-01-01T00:00:00",
+        "ended": None, "state": "running", "message": "", "asked": 3, "told": 1,
+        "trials": 3, "data": recipe.to_dict(), "config": config.to_dict(),
+        "spec": preset("classic").to_dict(), "axes": [axis.to_dict() for axis in axes],
+        "num_train": 90, "parallel": 2, "estimates": [1.0, 1.0, 1.0, None],
+        "trial_seconds": 1.0, "running_trials": {"1": "k1", "2": "k2"}, "launched": [1],
+    }  # fmt: skip
+    path = studies_root(models) / f"{record['id']}.grid.json"
+    path.write_text(json.dumps(record))
+    jobs = JobManager(Scheduler(slots=1))
+    holder = jobs.scheduler.submit("zoe", "train", 0, "holds the slot")  # nothing trains here
+    queue = StudyQueue(jobs)  # a new server process
+    try:
+        (found,) = queue.all(models)
+        assert found.id == record["id"] and found.kind == "grid" and found.active
+        deadline = time.monotonic() + 60
+        while not found.snapshot()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        view = grid_view(found)
+        states = [(row["number"], row["index"], row["state"]) for row in view["rows"]]
+        assert states == [
+            (0, 0, "finished"),
+            (1, 1, "failed"),
+            (2, 2, "requeued"),
+            (3, 3, "skipped"),  # code=0: told skipped when asked, with its reason
+            (4, 2, "running"),  # trial 2's point, asked again
+        ]
+        finished, interrupted = view["rows"][:2]
+        assert finished["value"] == 9.0 and finished["run_id"] == "r1"  # kept
+        assert interrupted["run_id"] == "r2"
+        assert "stopped at epoch 3, saved as r2" in interrupted["reason"]
+        assert "'filters' must be at least 1" in view["rows"][3]["reason"]
+        (flight,) = view["record"]["in_flight"]
+        assert flight["index"] == 2 and flight["label"] == "code=3" and flight["queued"]
+        saved = json.loads(path.read_text())
+        assert saved["told"] == 2 and saved["asked"] == 3 and list(saved["running_trials"]) == ["4"]
+    finally:
+        queue.close(wait=30)
+        jobs.scheduler.release(holder.entry_id)
+        jobs.stop_all(wait=30)
 
 
 def test_parallel_runs_follow_the_free_cores():
@@ -256,17 +273,21 @@ def test_parallel_runs_follow_the_free_cores():
 @pytest.mark.slow
 def test_the_comparison_of_a_finished_experiment(models):
     name = "<b>bold</b> [x](http://e.example)"
-    experiment = EXPERIMENTS.submit(
+    experiment = STUDIES.submit_grid(
         "someone", name, preset("classic"), TrainConfig(epochs=1, preview_count=0),
         DataRecipe(limit=120), [parse_vary("code=1,2")], num_train=108, root=models,
     )  # fmt: skip
-    assert EXPERIMENTS.wait(experiment.id, 300)
+    assert STUDIES.wait(experiment.id, 300)
     assert experiment.state == "finished", experiment.record
-    run_ids = [item["run_id"] for item in experiment.record["items"]]
+    rows = grid_view(experiment)["rows"]
+    run_ids = [row["run_id"] for row in rows]
     assert all(run_ids)
-    for run_id in run_ids:  # ordinary runs, tagged with the experiment in their record
+    for run_id, row in zip(run_ids, rows, strict=True):  # ordinary runs, tagged with the study
         train = json.loads((models / run_id / "train.json").read_text())
-        assert train["experiment"]["id"] == experiment.id
+        assert train["experiment"]["study"] == experiment.record["study"]
+        assert train["experiment"]["trial"] == row["number"]
+        # the study's value is the run's validation PSNR; the table shows its test PSNR
+        assert row["value"] == train["outcome"]["validation_metrics"]["psnr"]
     app = open_page()
     assert not app.exception
     assert app.selectbox(key="experiments_shown").value == experiment.id
@@ -319,7 +340,7 @@ def test_the_comparison_of_a_finished_experiment(models):
 def test_more_cores_train_several_students_runs_at_once(models, monkeypatch):
     monkeypatch.setattr(JOBS.scheduler, "_slots", 4)  # a bigger machine: 4 training slots
     experiments = [
-        EXPERIMENTS.submit(
+        STUDIES.submit_grid(
             owner,
             "at once",
             preset("classic"),
@@ -333,34 +354,39 @@ def test_more_cores_train_several_students_runs_at_once(models, monkeypatch):
     ]
     seen = set()
     while any(e.active for e in experiments):
-        running = [e.snapshot()["items"] for e in experiments]
-        seen.add(tuple(sum(item["state"] == "running" for item in items) for items in running))
-        EXPERIMENTS.wait(experiments[0].id, 0.2)
+        flights = [e.snapshot()["in_flight"] for e in experiments]
+        seen.add(tuple(sum(trial["training"] for trial in flight) for flight in flights))
+        STUDIES.wait(experiments[0].id, 0.2)
     assert (1, 1) in seen  # both students' runs trained at the same time, each in its worker
     assert not [counts for counts in seen if max(counts) > 1]  # one running job per student
     assert experiments[0].record["parallel"] == 4
     for experiment in experiments:
-        assert [item["state"] for item in experiment.record["items"]] == ["finished"] * 2
+        assert [row["state"] for row in grid_view(experiment)["rows"]] == ["finished"] * 2
 
 
 @pytest.mark.slow
 def test_stop_keeps_the_runs_already_finished(models):
     from cae.store import list_runs
 
-    experiment = EXPERIMENTS.submit(
+    experiment = STUDIES.submit_grid(
         "someone", "stop me", preset("classic"), TrainConfig(epochs=1, preview_count=0),
         DataRecipe(limit=100), [parse_vary("code=1,2,3")], num_train=90, root=models,
     )  # fmt: skip
-    while experiment.active and experiment.snapshot()["items"][0]["state"] != "finished":
-        EXPERIMENTS.wait(experiment.id, 0.2)
-    EXPERIMENTS.stop(experiment.id)
-    assert EXPERIMENTS.wait(experiment.id, 120)
-    states = [item["state"] for item in experiment.record["items"]]
+
+    def states() -> list[str]:
+        return [row["state"] for row in grid_view(experiment)["rows"]]
+
+    while experiment.active and states()[0] != "finished":
+        STUDIES.wait(experiment.id, 0.2)
+    STUDIES.stop(experiment.id)
+    assert STUDIES.wait(experiment.id, 120)
     assert experiment.state == "stopped"
-    assert states[0] == "finished" and states[2] == "not run"
-    assert states[1] in ("dropped", "not run", "finished")  # it may have ended meanwhile
+    found = states()
+    assert found[0] == "finished" and found[2] in ("waiting", "stopped")  # not run
+    assert found[1] in ("stopped", "waiting", "finished")  # it may have ended meanwhile
     kept = {run.run_id for run in list_runs(models) if run.ok}
-    assert kept == {item["run_id"] for item in experiment.record["items"] if item["run_id"]}
+    rows = grid_view(experiment)["rows"]
+    assert kept == {row["run_id"] for row in rows if row["state"] == "finished"}
     assert experiment.record["message"].startswith("Stopped; the ")
 
 
@@ -406,14 +432,14 @@ def test_the_upload_chosen_on_train_is_a_choice_and_its_runs_record_it(models):
     assert "**1 run(s)**" in texts(app)
     app.button(key="experiments_start").click().run()
     assert not app.exception
-    experiment = EXPERIMENTS.get(app.session_state["experiments_shown"], str(models))
+    experiment = STUDIES.get(app.session_state["experiments_shown"], str(models))
     recipe = DataRecipe.from_dict(experiment.record["data"])
     assert recipe.dataset == "upload" and recipe.upload_name == "my digits.npy"
     assert recipe.upload_sha256 == hashlib.sha256(content).hexdigest()
     assert Path(recipe.upload_path) == saved.resolve() and recipe.seed == 7
-    assert EXPERIMENTS.wait(experiment.id, 300)
+    assert STUDIES.wait(experiment.id, 300)
     assert experiment.state == "finished", experiment.record
-    run_id = experiment.record["items"][0]["run_id"]
+    run_id = grid_view(experiment)["rows"][0]["run_id"]
     train = json.loads((models / run_id / "train.json").read_text())
     assert DataRecipe.from_dict(train["data"]) == recipe  # recorded like an ordinary run's
     # a reload (a new session with this tab's id) still offers it

@@ -102,3 +102,33 @@ def test_the_study_name_follows_the_spaces_name_until_the_user_types_one(workspa
     app.text_area(key="experiments_search_space").set_value(json.dumps(renamed)).run()
     assert app.text_input(key="experiments_search_name").value == "my study"
     assert not app.warning, [w.value for w in app.warning]
+
+
+def test_a_study_name_taken_by_another_space_is_refused_before_start(workspace):
+    """A user trial: reusing the name of a study started with another space gave no word before
+    Start; the form now says what Start would refuse, and Start waits for another name. The
+    image field says what it counts."""
+    from cae.recipe import DataRecipe
+    from cae.search import open_study
+    from cae.search_space import SearchSpace
+    from cae.training import TrainConfig
+
+    other = {**TINY, "parameters": {**TINY["parameters"], "filters": [8, 16]}}
+    open_study(
+        "tiny",
+        SearchSpace.from_dict(other),
+        root=workspace_root(workspace),
+        recipe=DataRecipe("mnist-sample"),
+        base_config=TrainConfig(preview_count=0),
+    )
+    app = open_page(workspace)
+    limit = app.number_input(key="experiments_search_limit")
+    assert limit.label == "Training images (and at most as many test images)"
+    assert "validation split" in limit.help
+    app.text_area(key="experiments_search_space").set_value(json.dumps(TINY)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    (error,) = [e.value for e in app.error]
+    assert "the study 'tiny' was started with another space" in error and "Received:" in error
+    assert app.button(key="experiments_search_start").disabled
+    app.text_input(key="experiments_search_name").set_value("tiny 2").run()
+    assert not app.error and not app.button(key="experiments_search_start").disabled

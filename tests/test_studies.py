@@ -109,6 +109,7 @@ def test_a_restart_tells_the_trials_that_were_training_failed_and_goes_on(tmp_pa
         "num_train": 115,
         "trial_seconds": 1.0,
         "running_trials": {str(candidate.number): "search-x-0"},
+        "launched": [candidate.number],  # its job had started
     }
     folder = studies_root(root)
     (folder / "20261206-120000-abcdef.search.json").write_text(json.dumps(record))
@@ -144,7 +145,7 @@ def test_the_figures_weigh_only_the_searched_parameters_and_mark_a_front_of_one(
     a point (a line through one point showed nothing but its legend)."""
     import optuna
 
-    from cae.studies import ServerSearch, search_figures
+    from cae.studies import ServerStudy, search_figures
 
     study = optuna.create_study(direction="maximize")
     distributions = {
@@ -161,7 +162,7 @@ def test_the_figures_weigh_only_the_searched_parameters_and_mark_a_front_of_one(
                 user_attrs={"param_count": params},
             )
         )
-    search = ServerSearch({"study": "tiny", "root": str(tmp_path)}, tmp_path / "tiny.json")
+    search = ServerStudy({"study": "tiny", "root": str(tmp_path)}, tmp_path / "tiny.json")
     search._study = study  # the study the server would open from its storage
     figures = search_figures(search)
     importance = figures["importance"]

@@ -1,5 +1,7 @@
 """Sweeps: expansion over dotted paths and short names, validation before anything trains, the
-estimate, the comparison rows and ``python -m cae sweep`` end to end (2 runs, 1 epoch)."""
+estimate, the grid study a sweep trains as (its points, their requests), the comparison rows and
+``python -m cae sweep`` end to end (2 runs, 1 epoch: each marked 'did not learn', the winner
+sentence)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,6 @@ from cae.sweep import (
     parse_vary,
     result_columns,
     rows_csv,
-    variant_request,
     varied_fields,
     winner_sentence,
 )
@@ -263,15 +264,69 @@ def test_estimate_from_measured_speed_and_its_basis():
     assert fit_speed([(1e6, 7.0), (1e6, 8.0)]).overhead == pytest.approx(7.5)
 
 
-def test_requests_are_tagged_with_the_experiment():
-    variant = expand(preset("classic"), TrainConfig(epochs=1), [parse_vary("code=2")])[0]
-    request = variant_request(
-        variant, DataRecipe(limit=50), experiment_id="e1", experiment_name="try"
+def test_a_sweep_is_a_grid_study_whose_trials_are_its_points(tmp_path):
+    """The points are enqueued in the plan's order under the fields' own names (a pair as typed,
+    3x5), each asked trial is the combination the plan showed, one that cannot train is told
+    skipped with its reason, and its request is tagged with the study."""
+    from cae.experiments import (
+        ask_grid_candidate,
+        free_study_name,
+        grid_request,
+        grid_rows,
+        open_grid_study,
     )
-    assert request.experiment == {"id": "e1", "name": "try", "index": 0, "values": {"code": 2}}
-    assert request.name == "try · code=2"
+    from cae.search import SearchError, study_conflict
+
+    axes = [parse_vary("code=0,2"), parse_vary("kernel=3,3x5")]
+    recipe, config = DataRecipe(limit=50), TrainConfig(epochs=1)
+    study = open_grid_study(
+        "try", axes, spec=preset("classic"), config=config, recipe=recipe, root=tmp_path
+    )
+    plan = expand(preset("classic"), config, axes)
+    first = ask_grid_candidate(study, recipe.image_shape(), num_train=45)
+    assert first.number == 2 and first.params == {"code": 2, "kernel": 3}
+    assert [number for number, _ in first.skipped] == [0, 1]  # code=0 cannot train
+    assert first.spec == plan[2].spec and first.config == plan[2].config
+    request = grid_request("try", first, recipe, axes)
+    assert request.name == "try · code=2, kernel=3"
+    assert request.experiment == {
+        "id": "study:try", "name": "try", "kind": "grid", "study": "try", "trial": 2,
+        "index": 2, "values": {"code": 2, "kernel": 3},
+    }  # fmt: skip
     again = type(request).from_json(request.to_json())
     assert again.experiment == request.experiment and again.spec == request.spec
+    pair = ask_grid_candidate(study, recipe.image_shape(), num_train=45)
+    assert pair.params == {"code": 2, "kernel": "3x5"} and pair.spec == plan[3].spec
+    rows = grid_rows(study)
+    assert [(row["index"], row["state"], row["label"]) for row in rows] == [
+        (0, "skipped", "code=0, kernel=3"),
+        (1, "skipped", "code=0, kernel=3x5"),
+        (2, "running", "code=2, kernel=3"),
+        (3, "running", "code=2, kernel=3x5"),
+    ]
+    assert "'filters' must be at least 1" in rows[0]["reason"]
+    # found again by name; another grid under its name is refused before it starts
+    assert len(open_grid_study("try", root=tmp_path).trials) == 4
+    other = {"kind": "grid", "grid": {"axes": [{"field": "code", "values": [1]}]}}
+    assert "started with another grid" in study_conflict("try", other, root=tmp_path)
+    with pytest.raises(SearchError, match="another kind"):
+        from cae.search import open_study
+        from cae.search_space import SearchSpace
+        from tests.test_search import TINY
+
+        open_study("try", SearchSpace.from_dict(TINY), root=tmp_path)
+    assert free_study_name("try", root=tmp_path) == "try (2)"
+    # cae sweep --study try --storage ... with another grid: refused in one line, before training
+    from cae.experiments import run_grid
+    from cae.search import default_storage
+
+    with pytest.raises(SearchError, match=r"another grid; .*Received: grid=") as refused:
+        run_grid(
+            preset("classic"), config, recipe, [parse_vary("code=1")], tmp_path / "out",
+            study_name="try", storage=default_storage(tmp_path),
+        )  # fmt: skip
+    assert "\n" not in str(refused.value)
+    assert not (tmp_path / "out" / "sweep.json").exists()
 
 
 def test_pareto_front_and_the_chart():
@@ -403,7 +458,7 @@ def test_rows_csv_has_the_metric_columns():
         and rows[0]["psnr"] == "12.5"
         and rows[0]["ssim"] == ""
     )
-    assert "did_not_learn" not in rows[0]  # unmarked rows (cae sweep's): no such column
+    assert "did_not_learn" not in rows[0]  # unmarked rows (no mean image scored): no such column
     marked = mark_learning([{"design": "a", "psnr": 8.8}, {"design": "b", "psnr": 17.7}], 11.75)
     rows = list(csv.DictReader(io.StringIO(rows_csv(marked))))
     assert [row["did_not_learn"] for row in rows] == ["True", "False"]
@@ -443,9 +498,16 @@ def test_cli_sweep_two_runs_one_epoch(tmp_path, capsys):
         assert train["experiment"]["id"] == record["id"]
         assert train["config"]["epochs"] == 1
     assert int(table[1]["params"]) > int(table[0]["params"])
-    # the printed table names both runs with their parameters
+    # the printed table names both runs with their parameters; 120 images for 1 epoch learn
+    # nothing: each run is marked, and the winner sentence says so
     for row in table:
         assert row["run_id"] in result.stdout and f"{int(row['params']):,}" in result.stdout
+        assert row["did_not_learn"] == "True"
+    lines = result.stdout.splitlines()
+    assert sum(line.rstrip().endswith("did not learn") for line in lines) == 2
+    assert any(line.startswith("No run learned: the best, encoder.0.filters=") for line in lines)
+    assert record["winner"].startswith("No run learned") and record["mean_image_psnr"] > 0
+    assert record["study"] == "classic sweep" and (out / ".studies" / "studies.db").is_file()
     # a second sweep into the same folder is refused in one line (the CLI's own code, in this
     # process: a second TensorFlow import would only cost time)
     status, _, errors = cli(capsys, *SWEEP, "--vary", "lr=0.01", "--out-dir", str(out))
@@ -497,3 +559,16 @@ def test_a_sweep_varies_separable_and_depthwise_layers_like_any_convolution():
     )
     assert variants[1].spec.encoder[4].depth_multiplier == 2
     assert variants[0].work < variants[1].work  # twice the code's channels: more work
+
+
+def test_cli_sweep_refuses_a_bad_field_or_storage_in_one_line_before_tensorflow(tmp_path, capsys):
+    """Checked before TensorFlow is imported (the refusal came after its 25 s import on a loaded
+    machine); the CLI's own main, in this process."""
+    for args, words in (
+        (["--vary", "width=1,2"], "unknown field: use a dotted path"),
+        (["--vary", "code=1", "--storage", str(tmp_path / "no" / "x.db")], "folder does not exist"),
+    ):
+        status, _, errors = cli(capsys, *SWEEP, *args, "--out-dir", str(tmp_path / "out"))
+        (line,) = errors.strip().splitlines()
+        assert status == 2 and words in line and "Received:" in line
+        assert not (tmp_path / "out").exists()

@@ -18,9 +18,9 @@ from typing import Any
 import streamlit as st
 import streamlit.components.v1 as components
 
-from cae.experiments import EXPERIMENTS
 from cae.jobs import JOBS
 from cae.preflight import size_text
+from cae.studies import STUDIES
 from cae.text import fmt_seconds, plain_markdown
 
 TOKEN_ENV = "CAE_ADMIN_TOKEN"
@@ -114,12 +114,12 @@ def queue_rows() -> list[dict[str, Any]]:
 
 
 def stop_entry(entry_id: str) -> None:
-    """Stop one entry of the queue; an experiment run stops its whole experiment."""
+    """Stop one entry of the queue; an experiment run stops its whole study (grid or search)."""
     entry = JOBS.scheduler.get(entry_id)
     if entry is None:
         return
     if entry.kind == "experiment" and entry.group:
-        EXPERIMENTS.stop(entry.group)
+        STUDIES.stop(entry.group)
     else:
         JOBS.scheduler.stop(entry_id)
 

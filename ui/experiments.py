@@ -1,6 +1,7 @@
-"""The Experiments page's parts: the live progress of an experiment, and the comparison of its
-runs (sortable table, size-against-PSNR chart with the Pareto front and the baselines, open on
-Results, CSV). The sweep logic is ``cae.sweep``; the queue is ``cae.experiments``."""
+"""The Experiments page's parts: the live progress of a grid experiment, and the comparison of
+its runs (sortable table, size-against-PSNR chart with the Pareto front and the baselines, open on
+Results, CSV). The sweep logic is ``cae.sweep``; the grid study ``cae.experiments``; the queue
+that trains it ``cae.studies``."""
 
 from __future__ import annotations
 
@@ -9,17 +10,17 @@ from typing import Any
 
 import streamlit as st
 
-from cae.experiments import EXPERIMENTS, ITEM_DONE
+from cae.experiments import comparison_rows
 from cae.metrics import METRICS
 from cae.plots import SWEEP_AXES, sweep_scatter
 from cae.store import RunInfo
+from cae.studies import STUDIES, grid_view
 from cae.sweep import (
     DID_NOT_LEARN,
     best_row,
     chart_baselines,
     mark_learning,
     pca_gain,
-    result_row,
     rows_csv,
     winner_sentence,
 )
@@ -37,10 +38,9 @@ SEEN_KEY = "experiments_seen_state"  # (id, state, runs done) at the last draw o
 
 
 def experiment_label(record: dict[str, Any]) -> str:
-    """``name · created · state`` of an experiment, for a select box (plain text)."""
+    """``study · created · runs · state`` of a grid experiment, for a select box (plain text)."""
     created = str(record.get("created") or "")[:16].replace("T", " ")
-    runs = sum(item["state"] != "invalid" for item in record["items"])
-    return f"{record['name']} · {created} · {runs} runs · {record['state']}"
+    return f"{record['study']} · {created} · {record['trials']} runs · {record['state']}"
 
 
 def experiment_labels(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -56,25 +56,20 @@ def experiment_labels(records: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
-def counts(record: dict[str, Any]) -> tuple[int, int]:
-    """(runs ended, runs to train) of an experiment (invalid combinations are not runs)."""
-    runs = [item for item in record["items"] if item["state"] != "invalid"]
-    return sum(item["state"] in ITEM_DONE for item in runs), len(runs)
-
-
-def progress_panel(experiment_id: str, live: bool = False) -> None:
-    """An experiment's overall progress (k of N, ETA), each running run's progress, the queue it
-    waits in, and Stop for the session that started it. ``live`` (in a fragment that redraws it):
-    the whole page is redrawn when a run or the experiment ends, so the comparison follows."""
-    experiment = EXPERIMENTS.get(experiment_id)
-    if experiment is None:
+def progress_panel(study_id: str, live: bool = False) -> None:
+    """A grid experiment's overall progress (k of N, ETA), each running run's progress, the
+    queue it waits in, and Stop for the session that started it. ``live`` (in a fragment that
+    redraws it): the whole page is redrawn when a run or the experiment ends, so the comparison
+    follows."""
+    found = STUDIES.get(study_id)
+    if found is None:
         st.warning("This experiment is no longer here.")
         return
-    record = experiment.snapshot()
-    done, total = counts(record)
-    state = record["state"]
-    finished = sum(item["state"] == "finished" for item in record["items"])
-    where = EXPERIMENTS.place(experiment_id) if state in ("queued", "running") else None
+    view = grid_view(found)
+    record, rows = view["record"], view["rows"]
+    done, total, state = record["told"], record["trials"], record["state"]
+    finished = sum(row["state"] == "finished" for row in rows)
+    where = STUDIES.place(study_id) if state in ("queued", "running") else None
     if where is not None:
         place, seconds = where
         start = "as soon as a training ends" if seconds < 1 else f"in about {fmt_seconds(seconds)}"
@@ -84,21 +79,18 @@ def progress_panel(experiment_id: str, live: bool = False) -> None:
             "experiment runs take turns.",
             icon=":material/hourglass_top:",
         )
-    eta = record.get("eta_seconds")
+    eta = view["eta_seconds"]
     text = f"{done} of {total} runs done"
     if state in ("running", "stopping"):
         text += f" · about {fmt_seconds(eta)} left" if eta is not None else ""
         if (record.get("parallel") or 1) > 1:
             text += f" · {record['parallel']} at once"
-    elif state not in ("queued",):
+    elif state != "queued":
         text += f" · {state}"
-    st.progress(done / total if total else 0.0, text=text)
-    for item in record["items"]:
-        if item["state"] == "interrupted":
-            label = plain_markdown(item["label"])
-            st.caption(f"Run {item['index'] + 1}: {label} — {plain_markdown(item['error'] or '')}")
-        progress = item.get("progress")
-        if item["state"] != "running" or progress is None:
+    st.progress(min(1.0, done / total) if total else 0.0, text=text)
+    for trial in record["in_flight"]:
+        progress = trial["progress"]
+        if not trial["training"]:
             continue
         if progress.state == "starting":
             bar, words = 0.0, progress.message or "Starting…"
@@ -110,23 +102,25 @@ def progress_panel(experiment_id: str, live: bool = False) -> None:
             )
             if progress.images_per_second:
                 words += f" · {progress.images_per_second:,.0f} images/s"
-        label = plain_markdown(item["label"])
-        st.progress(min(1.0, bar), text=f"Run {item['index'] + 1}: {label} — {words}")
+        label = plain_markdown(trial["label"])
+        st.progress(min(1.0, bar), text=f"Run {trial['index'] + 1}: {label} — {words}")
     if record.get("message"):
         st.caption(plain_markdown(record["message"]))
-    failed = [item for item in record["items"] if item["state"] == "failed"]
-    for item in failed:
-        st.error(
-            plain_markdown(f"Run {item['index'] + 1} ({item['label']}) failed: {item['error']}"),
-            icon=":material/error:",
-        )
-    if experiment.active:
+    for row in rows:
+        if row["state"] != "failed":
+            continue
+        what = f"Run {row['index'] + 1} ({row['label']})"
+        if str(row.get("reason") or "").startswith("the server stopped"):
+            st.caption(plain_markdown(f"{what}: {row['reason']}"))  # interrupted, not an error
+        else:
+            st.error(plain_markdown(f"{what} failed: {row['reason']}"), icon=":material/error:")
+    if found.active:
         if record.get("owner") == owner_id():
             st.button(
                 "Stop the experiment",
                 key="experiments_stop",
-                on_click=EXPERIMENTS.stop,
-                args=(experiment_id,),
+                on_click=STUDIES.stop,
+                args=(study_id,),
                 disabled=state == "stopping",
                 icon=":material/stop_circle:",
                 help=f"Keeps the {finished} run(s) already finished; the one in progress is "
@@ -135,20 +129,15 @@ def progress_panel(experiment_id: str, live: bool = False) -> None:
         else:
             st.caption("Started from another session: only that session can stop it.")
     seen = st.session_state.get(SEEN_KEY)
-    st.session_state[SEEN_KEY] = (experiment_id, state, done)
-    if live and seen is not None and seen != (experiment_id, state, done):
+    st.session_state[SEEN_KEY] = (study_id, state, done)
+    if live and seen is not None and seen != (study_id, state, done):
         st.rerun()  # a run ended or the experiment did: the comparison below follows
 
 
-def result_rows(record: dict[str, Any], root: str) -> list[dict[str, Any]]:
+def result_rows(rows: list[dict[str, Any]], root: str) -> list[dict[str, Any]]:
     """One comparison row per finished run of the experiment that is still saved."""
     runs: dict[str, RunInfo] = {run.run_id: run for run in all_runs(root) if run.ok}
-    rows = []
-    for item in record["items"]:
-        run = runs.get(item.get("run_id") or "")
-        if item["state"] == "finished" and run is not None:
-            rows.append(result_row(item["index"], item["label"], run))
-    return rows
+    return comparison_rows(rows, runs)
 
 
 def baselines(
@@ -190,9 +179,11 @@ def winner_line(rows: list[dict[str, Any]], pca: dict[int, float], mean: float |
         st.markdown(f":material/trophy: **{plain_markdown(sentence)}**")
 
 
-def comparison(record: dict[str, Any], root: str) -> None:
-    """The experiment's finished runs: sortable table, chart, open on Results, CSV."""
-    rows = result_rows(record, root)
+def comparison(found: Any, root: str) -> None:
+    """A grid experiment's (a ``cae.studies.ServerStudy``) finished runs: sortable table, chart,
+    open on Results, CSV."""
+    record = found.snapshot()
+    rows = result_rows(grid_view(found)["rows"], root)
     st.subheader("Comparison")
     if not rows:
         st.caption("The runs appear here as they finish.")

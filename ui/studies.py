@@ -11,6 +11,7 @@ import streamlit as st
 
 from cae.datasets import DATASETS, dataset_status
 from cae.recipe import DataRecipe
+from cae.search import study_conflict
 from cae.search_space import EXAMPLE_SPACE, SearchSpace
 from cae.spec import ArchitectureSpec
 from cae.studies import MAX_TRIALS, STUDIES, search_figures, search_view
@@ -44,13 +45,15 @@ def start_form(root: str) -> None:
     )
     total = int(dataset_status(dataset).num_train or 0) if dataset else 0
     limit = middle.number_input(
-        "Images per split",
+        "Training images (and at most as many test images)",
         min_value=min(100, max(total, 1)),
         max_value=max(total, 1),
         value=max(total, 1),
         step=100,
         key="experiments_search_limit",
-        help="Each trial trains on at most this many images (its validation split among them).",
+        help="Each trial trains on at most this many images, the last tenth of them held out as "
+        "the validation split it is scored on; the test split (at most as many images) stays "
+        "for the best trial's report.",
     )
     trials = right.number_input(
         "Trials", 1, MAX_TRIALS, 10, key="experiments_search_trials", help="Trials to train."
@@ -85,11 +88,20 @@ def start_form(root: str) -> None:
     if dataset is None:
         st.warning("No dataset is available here.", icon=":material/cloud_off:")
         return
+    recipe = DataRecipe(dataset=dataset, limit=None if int(limit) >= total else int(limit))
+    config = TrainConfig(preview_count=0)
+    attrs = {"kind": "search", "space": space.to_dict(), "data": recipe.to_dict()}
+    attrs["config"] = config.to_dict()
+    conflict = study_conflict(name.strip() or space.name, attrs, root=root)
+    if conflict is not None:  # what Start would refuse, said before it
+        st.error(plain_markdown(conflict), icon=":material/error:")
     if st.button(
-        "Start search", key="experiments_search_start", type="primary", icon=":material/search:"
+        "Start search",
+        key="experiments_search_start",
+        type="primary",
+        icon=":material/search:",
+        disabled=conflict is not None,
     ):
-        recipe = DataRecipe(dataset=dataset, limit=None if int(limit) >= total else int(limit))
-        config = TrainConfig(preview_count=0)
         num_train = int(min(limit, total) * (1 - config.validation_split))
         try:
             search = STUDIES.submit(
@@ -206,7 +218,7 @@ def search_section(root: str) -> None:
         "split (the test split stays for the final report), and hopeless ones are stopped "
         "early (pruned) from their validation loss."
     )
-    searches = STUDIES.all(root)
+    searches = STUDIES.all(root, kind="search")
     if searches:
         by_id = {s.id: s for s in searches}
         picked = st.session_state.pop(PICK_KEY, None)
