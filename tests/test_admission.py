@@ -95,7 +95,8 @@ def test_a_newcomers_training_takes_the_next_free_slot_before_anyones_second():
     queued = [entry("a3", "ann", at=1), entry("a4", "ann", at=2), entry("b1", "ben", at=9)]
     started = admissible(queue_order(queued), running, slots=3, budget=10 * GB)
     assert [e.entry_id for e in started] == ["b1"]
-    # two free slots and three students: firsts, then seconds round-robin, in the queue's order
+    # ann runs a1; free slots go to the firsts (ben's, cat's), then the seconds in the queue's
+    # order, ann's before ben's (she holds one, he then holds one too)
     queued = [
         entry("a2", "ann", at=1),
         entry("a3", "ann", at=2),
