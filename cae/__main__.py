@@ -7,6 +7,7 @@ Errors exit with status 2 and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -290,6 +291,30 @@ def _corruption_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return corruption.to_dict() if corruption is not None else {}
 
 
+@contextlib.contextmanager
+def _ctrl_c_stops(
+    printer: _ProgressPrinter, stop: Callable[[], None], stopping: Callable[[], bool]
+) -> Iterator[None]:
+    """While inside: the first Ctrl-C calls ``stop`` (training stops after the current batch and
+    keeps its completed epochs) and says so, a second one aborts (``stopping()`` is then True);
+    the progress line is finished on the way out. Both ``train`` paths, here and on a Ray
+    cluster, use it."""
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if stopping():
+            raise KeyboardInterrupt
+        stop()
+        printer.finish()
+        print("Ctrl-C: stopping after the current batch (press again to abort)", flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.finish()
+
+
 def _train_config(args: argparse.Namespace) -> Any:
     """The training config of ``train`` and ``sweep`` from their arguments."""
     from cae.training import TrainConfig
@@ -381,19 +406,10 @@ def command_train(args: argparse.Namespace) -> int:
 
     printer = _ProgressPrinter(sys.stdout if chief else None)
     stop = threading.Event()
-
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        printer.finish()
-        print("Ctrl-C: stopping after the current batch (press again to abort)", flush=True)
-
     from cae.quiet import tensorflow_logs_captured
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        with tensorflow_logs_captured():
+        with _ctrl_c_stops(printer, stop.set, stop.is_set), tensorflow_logs_captured():
             result = train(
                 spec, dataset, config, progress=printer, should_stop=stop.is_set, strategy=strategy
             )
@@ -411,9 +427,6 @@ def command_train(args: argparse.Namespace) -> int:
                 f"{type(error).__name__}"
             ) from error
         raise
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        printer.finish()
     if args.strategy != "multiworker":
         context = {"backend": "local"}
         print(_save_run(result, request, dataset, root, out, chief, strategy, context=context))
@@ -442,21 +455,9 @@ def _train_on_cluster(
     folder = root or _models_dir()
     job = JobManager(Scheduler(slots=1)).start("cli", request, root=folder)
     printer = _ProgressPrinter(sys.stdout)
-
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if job.stop_requested:
-            raise KeyboardInterrupt
-        job.stop()
-        printer.finish()
-        print("Ctrl-C: stopping after the current batch (press again to abort)", flush=True)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    with _ctrl_c_stops(printer, job.stop, lambda: job.stop_requested):
         while not job.wait(0.25):
             printer(job.snapshot())
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        printer.finish()
     final = job.snapshot()
     if job.error is not None:
         raise CliError(f"nothing was saved: {job.error}")

@@ -7,11 +7,16 @@ owner (a student), its kind (:data:`KINDS`), its estimated bytes (``cae.prefligh
 for a training) and seconds. The policy (:func:`queue_order`, :func:`admissible`), pure functions
 over plain entries:
 
-- one running entry per owner;
+- one running step per owner among the short ones (a baseline, an evaluation, an upload);
 - interactive kinds (a Train click, a baseline, an evaluation, an upload) go first, in the order
   they came; experiment runs after them, round-robin between owners (the owner whose last run
   started longest ago goes next), each owner's in the order they came;
-- trainings (``train`` and ``experiment``) take one of :func:`training_slots` (one per 2 cores);
+- trainings (``train`` and ``experiment``) take one of :func:`training_slots` (one per 2 cores),
+  fairly and without leaving a slot idle: a free slot goes to the first training in that order
+  among the students who hold the fewest running trainings. So every student's first training
+  starts before anyone's second, and a student's second (third, ...) one starts only when no
+  other student's training waits for the slot (a search's trials, a sweep's runs, on a server or
+  cluster with idle slots). Nothing is preempted: a newcomer takes the next slot that frees;
 - an entry starts only when its bytes fit what the running ones leave of the budget (alone, it
   always starts: the preflight refused anything over the whole budget); the first one in order
   that does not fit waits, and those behind it wait with it, so a big one is never starved.
@@ -33,6 +38,7 @@ import os
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,9 +134,11 @@ class Entry:
 
 
 def queue_order(queued: Iterable[Entry], last_turn: dict[str, float] | None = None) -> list[Entry]:
-    """The queued entries in the order they would start: interactive kinds first (first come,
-    first served), then experiment runs round-robin between owners, the owner whose last run
-    started longest ago (``last_turn``: owner -> time) first."""
+    """The queued entries in priority order: interactive kinds first (first come, first served),
+    then experiment runs round-robin between owners, the owner whose last run started longest
+    ago (``last_turn``: owner -> time) first. :func:`admissible` offers the slots in this order
+    (students holding fewer trainings first); :func:`estimated_starts` gives the order they start
+    in."""
     last_turn = last_turn or {}
     entries = sorted(queued, key=lambda e: (e.queued_at, e.entry_id))
     first = [e for e in entries if e.kind in INTERACTIVE_KINDS]
@@ -151,47 +159,68 @@ def admissible(
     ordered: Sequence[Entry], running: Sequence[Entry], *, slots: int, budget: int
 ) -> list[Entry]:
     """The entries of ``ordered`` (from :func:`queue_order`) that start now, beside ``running``:
-    one training (or experiment run) per owner and one other step per owner, trainings within
-    ``slots``, bytes within ``budget`` (an entry alone always starts); the first one that does not
-    fit the budget holds the ones behind it. A student's own training does not hold their
-    baseline, evaluation or upload: those are short, and the page they look at waits on them."""
-    owners = {(e.owner, e.kind in TRAINING_KINDS) for e in running}
-    trainings = sum(e.kind in TRAINING_KINDS for e in running)
+    one short step (baseline, evaluation, upload) per owner; trainings within ``slots``, taken in
+    rounds: first those of students who hold no training, then one more each for those who hold
+    one, and so on, each round in ``ordered`` order (a student's second training only takes a
+    slot no one else's waits for); bytes within ``budget`` (an entry alone always starts), the
+    first one that does not fit holding the ones behind it. A student's own training does not
+    hold their baseline, evaluation or upload: those are short, and the page they look at waits
+    on them."""
+    holds = Counter(e.owner for e in running if e.kind in TRAINING_KINDS)
+    stepping = {e.owner for e in running if e.kind not in TRAINING_KINDS}
+    trainings = sum(holds.values())
     used = sum(e.bytes for e in running)
     started: list[Entry] = []
-    for entry in ordered:
-        if (entry.owner, entry.kind in TRAINING_KINDS) in owners:
-            continue
-        if entry.kind in TRAINING_KINDS and trainings >= slots:
-            continue
-        if used + entry.bytes > budget and (running or started):
+    waiting, level = list(ordered), 0  # this round: owners holding at most `level` trainings
+    while waiting:
+        later: list[Entry] = []
+        for entry in waiting:
+            if entry.kind in TRAINING_KINDS:
+                if trainings >= slots or holds[entry.owner] > level:
+                    later.append(entry)
+                    continue
+            elif level or entry.owner in stepping:
+                continue  # short steps: one per owner, in the first round only
+            if used + entry.bytes > budget and (running or started):
+                return started
+            started.append(entry)
+            if entry.kind in TRAINING_KINDS:
+                holds[entry.owner] += 1
+                trainings += 1
+            else:
+                stepping.add(entry.owner)
+            used += entry.bytes
+        if trainings >= slots:
             break
-        started.append(entry)
-        owners.add((entry.owner, entry.kind in TRAINING_KINDS))
-        trainings += entry.kind in TRAINING_KINDS
-        used += entry.bytes
+        waiting, level = later, level + 1
     return started
 
 
 def estimated_starts(
     ordered: Sequence[Entry], running: Sequence[Entry], *, slots: int, now: float
 ) -> dict[str, float]:
-    """Seconds until each queued entry starts, as if they started in ``ordered`` order on the
-    first free slot (running ones end at their estimates; at least 0)."""
-    free_at = sorted(
-        max(now, (e.started_at or now) + e.seconds) for e in running if e.kind in TRAINING_KINDS
-    )
-    free_at = (free_at + [now] * slots)[: max(slots, len(free_at))]
-    free_at.sort()
-    starts: dict[str, float] = {}
-    for entry in ordered:
-        if entry.kind not in TRAINING_KINDS:
-            starts[entry.entry_id] = 0.0  # no slot to wait for: only the budget
+    """Seconds until each queued entry starts (at least 0), in the order they would start: the
+    short steps at once (they wait for the budget only), then the trainings as the slots free up
+    (running ones end at their estimates), each free slot going to the first of ``ordered``
+    among the owners who then hold the fewest trainings, as :func:`admissible` does."""
+    starts = {e.entry_id: 0.0 for e in ordered if e.kind not in TRAINING_KINDS}
+    busy = [
+        (max(now, (e.started_at or now) + e.seconds), e.owner)
+        for e in running
+        if e.kind in TRAINING_KINDS
+    ]
+    waiting = [e for e in ordered if e.kind in TRAINING_KINDS]
+    clock, slots = now, max(1, slots)
+    while waiting:
+        busy = [(end, owner) for end, owner in busy if end > clock]
+        if len(busy) >= slots:
+            clock = min(end for end, _ in busy)  # the next slot to free
             continue
-        begin = free_at.pop(0)
-        starts[entry.entry_id] = max(0.0, begin - now)
-        free_at.append(begin + entry.seconds)
-        free_at.sort()
+        holds = Counter(owner for _, owner in busy)
+        entry = min(waiting, key=lambda e: holds[e.owner])  # the first of the fewest
+        waiting.remove(entry)
+        starts[entry.entry_id] = clock - now
+        busy.append((clock + entry.seconds, entry.owner))
     return starts
 
 
@@ -321,11 +350,10 @@ class Scheduler:
             ordered = queue_order(
                 (e for e in self._entries.values() if e.state == "queued"), self._last_turn
             )
-            ids = [e.entry_id for e in ordered]
-            if entry_id not in ids:
-                return None
             starts = estimated_starts(ordered, running, slots=self.slots, now=time.time())
-        return ids.index(entry_id) + 1, starts[entry_id]
+        if entry_id not in starts:
+            return None
+        return list(starts).index(entry_id) + 1, starts[entry_id]
 
     def preview(self, owner: str, kind: str, nbytes: int) -> tuple[int, float] | None:
         """Where a step of ``owner`` taking ``nbytes`` would wait if it were queued now: its
@@ -345,11 +373,11 @@ class Scheduler:
             if probe in admissible(ordered, running, slots=self.slots, budget=self.budget):
                 return None
             starts = estimated_starts(ordered, running, slots=self.slots, now=time.time())
-        return ordered.index(probe) + 1, starts[probe.entry_id]
+        return list(starts).index(probe.entry_id) + 1, starts[probe.entry_id]
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every entry as plain data, running first, then queued in order (with ``place`` and
-        ``starts_in``), then the ended ones, newest first."""
+        """Every entry as plain data, running first, then queued in the order they would start
+        (with ``place`` and ``starts_in``), then the ended ones, newest first."""
         with self._lock:
             running = [e for e in self._entries.values() if e.state == "running"]
             ordered = queue_order(
@@ -362,9 +390,10 @@ class Scheduler:
                 reverse=True,
             )
             rows = [e.to_dict() | {"place": None, "starts_in": 0.0} for e in running]
+            queued = {e.entry_id: e for e in ordered}
             rows += [
-                e.to_dict() | {"place": n, "starts_in": starts[e.entry_id]}
-                for n, e in enumerate(ordered, 1)
+                queued[entry_id].to_dict() | {"place": n, "starts_in": seconds}
+                for n, (entry_id, seconds) in enumerate(starts.items(), 1)
             ]
             rows += [e.to_dict() | {"place": None, "starts_in": None} for e in ended]
         return rows

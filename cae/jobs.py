@@ -15,8 +15,8 @@ imported waiting, so a Train click starts at once.
 
 Every job goes through the server's one queue (``cae.admission.SCHEDULER``): ``start`` queues it
 with its estimated memory (``cae.preflight``) and seconds, and its worker starts when the queue
-admits it (one running job per student, trainings within the slots, memory within the budget;
-Train clicks before experiment runs). A queued job says its place and estimated start in its
+admits it (trainings within the slots, a student's second only on a slot nobody else's waits
+for; memory within the budget; Train clicks before experiment runs). A queued job says its place and estimated start in its
 progress message; ``stop()`` takes it out of the queue. The queue is written to
 ``<runs folder>/.queue.json``; ``JOBS.restore()`` at the server's start requeues the trainings that
 were waiting and records the ones that were running as interrupted. No Streamlit here.

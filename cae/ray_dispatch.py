@@ -17,7 +17,8 @@ The run folder is the server's runs folder, reached at the same path on every no
 storage; on one machine it is the same folder): the worker saves there as it does locally. An
 upload a node cannot see at its path is shipped once per node by its content hash through Ray's
 object store and cached in ``<tmp>/cae-cluster-uploads/``. ``train.json`` records
-``"backend": "ray"`` with the node's id and address. Only this module imports Ray.
+``"backend": "ray"`` with the node's id and address and when the node started the job
+(``started``; the run's ``created`` is when it was saved). Only this module imports Ray.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import socket
 import sys
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,10 @@ class JobRunner:
         self.address = ray.util.get_node_ip_address()
         self._lines: Any = queue.Queue()
         self._log = tempfile.TemporaryFile(prefix="cae-ray-worker-", suffix=".log")  # noqa: SIM115
-        where = json.dumps({"backend": "ray", "node_id": self.node_id, "node": self.address})
+        started = datetime.now().astimezone().isoformat()  # with created: the run's interval
+        where = json.dumps(
+            {"backend": "ray", "node_id": self.node_id, "node": self.address, "started": started}
+        )
         python_path = os.pathsep.join(
             part for part in (code_root, os.environ.get("PYTHONPATH", "")) if part
         )
@@ -469,9 +474,7 @@ class Dispatch:
                 "runs saved before are kept. "
                 f"Received: {type(error).__name__}"
             )
-        self.channel.send({"kind": "error", "message": message})
-        self.channel.send({"kind": "end"})
-        return 1
+        return self.channel.fail(message)
 
     def _node_alive(self, node_id: str | None) -> bool:
         if not node_id:
@@ -490,57 +493,25 @@ def _first_line(error: BaseException) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
-class _Channel:
-    """Protocol lines to the server: messages, or the worker's lines passed on as they are."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        """Write one message."""
-        self.write_line(json.dumps(message, separators=(",", ":")) + "\n")
-
-    def write_line(self, line: str) -> None:
-        """Write one line (dropped once the server has gone)."""
-        with self._lock, contextlib.suppress(BrokenPipeError, OSError, ValueError):
-            self._stream.write(line if line.endswith("\n") else line + "\n")
-            self._stream.flush()
-
-
 def main() -> int:
     """Connect, say ready, run one job on the cluster, relay it, exit."""
-    from cae.protocol import PROTOCOL_VERSION
+    from cae.worker import serve_one_job, take_stdout
 
-    channel = _Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
-    os.dup2(2, 1)  # whatever Ray prints must not corrupt the protocol
-    sys.stdout = sys.stderr
+    channel = take_stdout()  # whatever Ray prints goes to stderr
     address = cluster_address()
     if address is None:
-        channel.send({"kind": "error", "message": "CAE_CLUSTER is not set. Received: ''"})
-        channel.send({"kind": "end"})
-        return 2
+        return channel.fail("CAE_CLUSTER is not set. Received: ''", 2)
     try:
         ray = connect(address)
     except RuntimeError as error:
-        channel.send({"kind": "ready", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
-        line = sys.stdin.readline()
-        if line.strip():
-            channel.send({"kind": "error", "message": str(error)})
-            channel.send({"kind": "end"})
-        return 1
-    channel.send({"kind": "ready", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0  # a spare that was never used
-    try:
-        job = json.loads(line)
-        if job.get("cmd") != "train":
-            raise ValueError(f"expected a train command. Received: cmd={job.get('cmd')!r}")
-    except (ValueError, AttributeError) as error:
-        channel.send({"kind": "error", "message": f"bad job line: {error}"})
-        channel.send({"kind": "end"})
-        return 2
+        problem = str(error)
+        return serve_one_job(channel, lambda job: channel.fail(problem))
+    return serve_one_job(channel, lambda job: dispatch_job(ray, channel, job))
+
+
+def dispatch_job(ray: Any, channel: Any, job: dict[str, Any]) -> int:
+    """Run the job of a ``train`` command on the cluster, passing the server's commands on to
+    it meanwhile, then leave the cluster; the exit code."""
     dispatch = Dispatch(ray, channel)
 
     def listen() -> None:
@@ -550,14 +521,12 @@ def main() -> int:
 
     threading.Thread(target=listen, name="cae-dispatch-commands", daemon=True).start()
     try:
-        code = dispatch.run(job)
+        return dispatch.run(job)
     except Exception as error:  # noqa: BLE001 - one line for the page
-        channel.send({"kind": "error", "message": f"{type(error).__name__}: {_first_line(error)}"})
-        channel.send({"kind": "end"})
-        code = 1
-    with contextlib.suppress(Exception):
-        ray.shutdown()
-    return code
+        return channel.fail(f"{type(error).__name__}: {_first_line(error)}")
+    finally:
+        with contextlib.suppress(Exception):
+            ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -35,25 +35,63 @@ from cae.quiet import exit_now, import_keras_without_pandas
 
 
 class Channel:
-    """Writes protocol messages, one JSON object per line, from any thread."""
+    """Writes protocol messages, one JSON object per line, from any thread (the worker's, and
+    the Ray dispatcher's, ``cae.ray_dispatch``, which passes the node's worker's lines on)."""
 
     def __init__(self, stream: IO[str]) -> None:
-        """Write to ``stream`` (the worker's original standard output)."""
+        """Write to ``stream`` (the process's original standard output)."""
         self._stream = stream
         self._lock = threading.Lock()
         self.broken = False
 
     def send(self, message: dict[str, Any]) -> None:
         """Write one message; once the reader has gone, messages are dropped silently."""
-        line = json.dumps(message, separators=(",", ":"))
+        self.write_line(json.dumps(message, separators=(",", ":")))
+
+    def write_line(self, line: str) -> None:
+        """Write one line as it is (a message already encoded); dropped once the reader has
+        gone."""
         with self._lock:
             if self.broken:
                 return
             try:
-                self._stream.write(line + "\n")
+                self._stream.write(line if line.endswith("\n") else line + "\n")
                 self._stream.flush()
             except (BrokenPipeError, OSError, ValueError):
                 self.broken = True
+
+    def fail(self, message: str, code: int = 1) -> int:
+        """Send an ``error`` line with ``message``, then ``end``; returns ``code`` (the exit
+        code to leave with)."""
+        self.send({"kind": "error", "message": message})
+        self.send({"kind": "end"})
+        return code
+
+
+def take_stdout() -> Channel:
+    """The protocol's channel on this process's standard output; anything else the process (or
+    a library) prints goes to standard error from now on, so it cannot corrupt the protocol."""
+    channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return channel
+
+
+def serve_one_job(channel: Channel, run: Callable[[dict[str, Any]], int]) -> int:
+    """Say ``ready``, read one ``train`` command from standard input and return ``run(job)``:
+    0 when the input closes first (a spare that was never used), 2 (after an error line) when
+    the line is not a train command."""
+    channel.send({"kind": "ready", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # the server went away (or kept us as a spare and shut down) before a job came
+    try:
+        job = json.loads(line)
+        if job.get("cmd") != "train":
+            raise ValueError(f"expected a train command. Received: cmd={job.get('cmd')!r}")
+    except (ValueError, AttributeError) as error:
+        return channel.fail(f"bad job line: {error}", 2)
+    return run(job)
 
 
 class ProgressSender:
@@ -99,9 +137,7 @@ def run_job(
             should_stop=should_stop,
         )
     except Exception as error:  # noqa: BLE001 - reported to the server, which shows it
-        channel.send({"kind": "error", "message": error_line(error, prefix="")})
-        channel.send({"kind": "end"})
-        return 1
+        return channel.fail(error_line(error, prefix=""))
     test_split = TestSplit.of(dataset, request.data)
     del dataset
     orphaned = parent_gone()
@@ -142,7 +178,8 @@ def run_job(
 
 def backend_record() -> dict[str, Any]:
     """Where this worker trains, for train.json: ``{"backend": "local"}``, or what the Ray
-    dispatcher set in ``CAE_BACKEND`` (``"backend": "ray"`` with the node's id and address)."""
+    dispatcher set in ``CAE_BACKEND`` (``"backend": "ray"`` with the node's id and address and
+    when the node started the job)."""
     try:
         record = json.loads(os.environ.get("CAE_BACKEND") or "{}")
     except ValueError:
@@ -191,25 +228,17 @@ def warm_up() -> None:
 
 def main() -> int:
     """Serve one job: announce readiness, read the job, train it, report, exit."""
-    channel = Channel(os.fdopen(os.dup(1), "w", encoding="utf-8"))
-    os.dup2(2, 1)  # whatever TensorFlow or a library prints must not corrupt the protocol
-    sys.stdout = sys.stderr
+    channel = take_stdout()
     import_keras_without_pandas()  # a worker trains arrays, never DataFrames
     share_gpus()
     if "--warm-up" in sys.argv[1:]:  # a spare: set TensorFlow up while nobody waits
         warm_up()
-    channel.send({"kind": "ready", "pid": os.getpid(), "protocol": PROTOCOL_VERSION})
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0  # the server went away (or kept us as a spare and shut down) before a job came
-    try:
-        job = json.loads(line)
-        if job.get("cmd") != "train":
-            raise ValueError(f"expected a train command. Received: cmd={job.get('cmd')!r}")
-    except (ValueError, AttributeError) as error:
-        channel.send({"kind": "error", "message": f"bad job line: {error}"})
-        channel.send({"kind": "end"})
-        return 2
+    return serve_one_job(channel, lambda job: train_job(job, channel))
+
+
+def train_job(job: dict[str, Any], channel: Channel) -> int:
+    """Run the job of a ``train`` command, listening for ``stop`` (and the end of the input)
+    meanwhile; the exit code."""
     stop = threading.Event()
     parent_gone = threading.Event()
 

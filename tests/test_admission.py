@@ -54,25 +54,94 @@ def test_interactive_first_then_experiment_runs_round_robin_between_owners():
     assert order[2:] == ["b1", "a1", "b2", "a2", "a3"]
 
 
-def test_one_running_job_per_owner_and_the_training_slots():
+def test_one_short_step_per_owner_and_the_training_slots():
     ordered = queue_order(
         [entry("a1", "ann", at=1), entry("a2", "ann", at=2), entry("b1", "ben", at=3)]
     )
     started = admissible(ordered, [], slots=1, budget=GB)
     assert [e.entry_id for e in started] == ["a1"]
-    started = admissible(ordered, [], slots=4, budget=GB)
-    assert [e.entry_id for e in started] == ["a1", "b1"]  # a2 waits for ann's a1
+    started = admissible(ordered, [], slots=2, budget=GB)
+    assert [e.entry_id for e in started] == ["a1", "b1"]  # ben's first before ann's second
     # a baseline takes no training slot, only the budget
     running = [entry("r", "zoe", "train")]
     started = admissible([entry("p", "ann", "baseline")], running, slots=1, budget=GB)
     assert [e.entry_id for e in started] == ["p"]
-    # a student's own training does not hold their evaluation; their second step waits
+    # a student's own training does not hold their evaluation; their second short step waits
     running = [entry("t", "ann", "train")]
     steps = [entry("e1", "ann", "evaluate", at=1), entry("e2", "ann", "upload", at=2)]
     assert [e.entry_id for e in admissible(steps, running, slots=1, budget=GB)] == ["e1"]
     running.append(entry("e1", "ann", "evaluate"))
     assert admissible(steps[1:], running, slots=1, budget=GB) == []
-    assert admissible([entry("t2", "ann", "train", at=3)], running, slots=4, budget=GB) == []
+    assert admissible([entry("t2", "ann", "train", at=3)], running, slots=1, budget=GB) == []
+
+
+def test_a_students_extra_training_takes_a_slot_that_would_stay_idle():
+    # ann's search holds one slot of four and has three more trials queued; nobody else waits
+    running = [entry("a1", "ann")]
+    ordered = queue_order([entry(f"a{n}", "ann", at=n) for n in (2, 3, 4)])
+    started = admissible(ordered, running, slots=4, budget=10 * GB)
+    assert [e.entry_id for e in started] == ["a2", "a3", "a4"]  # work-conserving
+    assert admissible(ordered, running, slots=2, budget=10 * GB) == ordered[:1]  # within slots
+    # the extra runs still fit the budget: the first that does not holds the ones behind it
+    heavy = [entry("a2", "ann", at=2, nbytes=6 * GB), entry("a3", "ann", at=3)]
+    assert admissible(heavy, [entry("a1", "ann", nbytes=5 * GB)], slots=4, budget=10 * GB) == []
+    # a Train click of a student whose experiment runs takes an idle slot too
+    click = [entry("t", "ann", "train", at=5)]
+    assert admissible(click, running, slots=2, budget=GB) == click
+
+
+def test_a_newcomers_training_takes_the_next_free_slot_before_anyones_second():
+    # ann holds two slots of three; ann's third run queued long before ben's first
+    running = [entry("a1", "ann"), entry("a2", "ann")]
+    queued = [entry("a3", "ann", at=1), entry("a4", "ann", at=2), entry("b1", "ben", at=9)]
+    started = admissible(queue_order(queued), running, slots=3, budget=10 * GB)
+    assert [e.entry_id for e in started] == ["b1"]
+    # ann runs a1; free slots go to the firsts (ben's, cat's), then the seconds in the queue's
+    # order, ann's before ben's (she holds one, he then holds one too)
+    queued = [
+        entry("a2", "ann", at=1),
+        entry("a3", "ann", at=2),
+        entry("b1", "ben", at=3),
+        entry("b2", "ben", at=4),
+        entry("c1", "cat", at=5),
+    ]
+    started = admissible(queue_order(queued), [entry("a1", "ann")], slots=4, budget=10 * GB)
+    assert [e.entry_id for e in started] == ["b1", "c1", "a2"]
+    started = admissible(queue_order(queued), [entry("a1", "ann")], slots=5, budget=10 * GB)
+    assert [e.entry_id for e in started] == ["b1", "c1", "a2", "b2"]
+    # a newcomer held by the budget holds the extra runs behind it too
+    queued = [entry("b1", "ben", at=1, nbytes=8 * GB), entry("a2", "ann", at=0)]
+    running = [entry("a1", "ann", nbytes=5 * GB)]
+    assert admissible(queue_order(queued), running, slots=4, budget=10 * GB) == []
+
+
+def test_the_estimated_start_and_place_follow_the_newcomer_rule():
+    queue = Scheduler(slots=2, budget=10 * GB)
+    a1 = queue.submit("ann", "experiment", GB, "a1", seconds=100)
+    a2 = queue.submit("ann", "experiment", GB, "a2", seconds=100)  # an idle slot: it starts
+    a3 = queue.submit("ann", "experiment", GB, "a3", seconds=100)
+    b1 = queue.submit("ben", "experiment", GB, "b1", seconds=40)
+    assert [queue.get(e.entry_id).state for e in (a1, a2, a3, b1)] == [
+        "running",
+        "running",
+        "queued",
+        "queued",
+    ]
+    # ann's a3 came first, but ben holds none: his b1 takes the first slot that frees
+    place, seconds = queue.where(b1.entry_id)
+    assert place == 1 and 95 <= seconds <= 100
+    place, seconds = queue.where(a3.entry_id)
+    assert place == 2 and 95 <= seconds <= 100  # the second slot frees at the same time
+    rows = [row for row in queue.entries() if row["state"] == "queued"]
+    assert [(row["label"], row["place"]) for row in rows] == [("b1", 1), ("a3", 2)]
+    # a newcomer's preview: place 2, before ann's third run
+    assert queue.preview("cat", "experiment", GB)[0] == 2
+    queue.release(a1.entry_id)
+    assert queue.get(b1.entry_id).state == "running" and queue.where(a3.entry_id)[0] == 1
+    place, seconds = queue.where(a3.entry_id)  # ben's 40 s end first: a3 then takes ben's slot
+    assert 35 <= seconds <= 40
+    queue.release(a2.entry_id)
+    assert queue.get(a3.entry_id).state == "running"  # ann's second again, nobody waits
 
 
 def test_the_budget_admits_what_fits_and_holds_the_line_behind_what_does_not():
