@@ -428,7 +428,9 @@ def command_train(args: argparse.Namespace) -> int:
             ) from error
         raise
     if args.strategy != "multiworker":
-        context = {"backend": "local"}
+        from cae.store import local_backend
+
+        context = local_backend()
         print(_save_run(result, request, dataset, root, out, chief, strategy, context=context))
         return 0
     context = {"workers": cluster.size}

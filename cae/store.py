@@ -957,6 +957,25 @@ def metrics_record(result: TrainResult) -> dict[str, Any]:
     }
 
 
+def local_backend() -> dict[str, Any]:
+    """Where a run trained when it trained on this machine's own workers, for train.json:
+    ``{"backend": "local", "host": <this machine's name>}``."""
+    import socket
+
+    return {"backend": "local", "host": socket.gethostname()}
+
+
+def timed_here(train: dict[str, Any]) -> bool:
+    """True when a run's train.json says it trained where this server's trainings run now: on
+    this machine (its recorded host is this one's) or on the Ray cluster. A run with no record
+    of where (older runs, the shipped ones) is not: its speed says nothing about this machine."""
+    import socket
+
+    if train.get("backend") == "ray":
+        return True
+    return train.get("backend") == "local" and train.get("host") == socket.gethostname()
+
+
 def train_record(
     request: TrainRequest, result: TrainResult, context: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -469,16 +469,21 @@ def run_name(experiment: str, label: str) -> str:
 
 
 def rate_samples(runs: Sequence[RunInfo]) -> list[tuple[float, float]]:
-    """(work, wall seconds) of the newest ``RATE_RUNS`` complete runs: their training images times
-    epochs times ``training_work`` of their design, against their recorded wall time (what
-    ``cae.preflight`` fits this machine's speed to)."""
+    """(work, wall seconds) of the newest ``RATE_RUNS`` complete runs timed where trainings run
+    now (``cae.store.timed_here``: this machine or the Ray cluster, not the shipped runs): their
+    training images times epochs times ``training_work`` of their design, against their recorded
+    wall time (what ``cae.preflight`` fits this machine's speed to)."""
     from cae.shapes import compute_shapes
-    from cae.store import read_run_json
+    from cae.store import read_run_json, timed_here
 
     samples = []
-    for run in [run for run in runs if run.ok][:RATE_RUNS]:
+    for run in [run for run in runs if run.ok]:
+        if len(samples) >= RATE_RUNS:
+            break
         try:
             train = read_run_json(run.path, "train")
+            if not timed_here(train):
+                continue  # trained elsewhere (a shipped run) or before runs said where
             outcome = train.get("outcome")
             outcome = outcome if isinstance(outcome, dict) else train  # older runs: flat keys
             spec = ArchitectureSpec.from_dict(read_run_json(run.path, "spec"))

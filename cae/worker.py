@@ -177,14 +177,18 @@ def run_job(
 
 
 def backend_record() -> dict[str, Any]:
-    """Where this worker trains, for train.json: ``{"backend": "local"}``, or what the Ray
+    """Where this worker trains, for train.json: ``{"backend": "local", "host": ...}``, or what the Ray
     dispatcher set in ``CAE_BACKEND`` (``"backend": "ray"`` with the node's id and address and
     when the node started the job)."""
     try:
         record = json.loads(os.environ.get("CAE_BACKEND") or "{}")
     except ValueError:
         record = {}
-    return record if isinstance(record, dict) and record.get("backend") else {"backend": "local"}
+    if isinstance(record, dict) and record.get("backend"):
+        return record
+    from cae.store import local_backend
+
+    return local_backend()
 
 
 def share_gpus() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 
 import numpy as np
@@ -88,6 +89,7 @@ def test_a_job_runs_in_the_background_finishes_and_is_saved(tmp_path):
     assert info.name == "background run"
     record = json.loads((tmp_path / job.run_id / "train.json").read_text())
     assert record["backend"] == "local"  # where it ran (issue 29: "ray" on a cluster)
+    assert record["host"] == socket.gethostname()  # the estimate counts only runs timed here
     assert set(info.metrics) >= {"mse", "psnr", "ssim", "params", "latent_shape", "wall_seconds"}
     assert info.metrics["params"] == 2690 and info.metrics["latent_shape"] == [7, 7, 1]
     assert jobs.running_jobs() == []

@@ -33,6 +33,7 @@ from cae.sweep import (
     parse_value,
     parse_values,
     parse_vary,
+    rate_samples,
     result_columns,
     rows_csv,
     varied_fields,
@@ -262,6 +263,29 @@ def test_estimate_from_measured_speed_and_its_basis():
     assert "no run timed" in estimate_sweep([v.workload for v in variants], 1000, []).basis
     # short runs only: their time is mostly the fixed part
     assert fit_speed([(1e6, 7.0), (1e6, 8.0)]).overhead == pytest.approx(7.5)
+
+
+def test_the_speed_is_measured_on_runs_timed_here_not_on_the_shipped_ones(tmp_path):
+    """The estimate's speed comes from runs this machine (or the cluster) trained: the shipped
+    run was timed on another machine under another load and records no host, so it is left out;
+    a copy that says it trained here counts, one that names another host does not."""
+    import shutil
+
+    from cae.store import list_runs, local_backend
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "classic-mnist-sample-default"
+    for name, where in (("shipped", {}), ("here", local_backend()), ("other", None)):
+        folder = tmp_path / name
+        shutil.copytree(shipped, folder)
+        train = json.loads((folder / "train.json").read_text())
+        if where is None:
+            where = {**local_backend(), "host": "another-machine"}
+        (folder / "train.json").write_text(json.dumps({**train, **where}))
+    runs = {run.run_id: run for run in list_runs(tmp_path)}
+    assert len(runs) == 3 and all(run.ok for run in runs.values()), runs
+    assert len(rate_samples(list(runs.values()))) == 1
+    assert len(rate_samples([runs["here"]])) == 1
+    assert rate_samples([runs["shipped"], runs["other"]]) == []
 
 
 def test_a_sweep_is_a_grid_study_whose_trials_are_its_points(tmp_path):
