@@ -28,13 +28,11 @@ No asserts: a bench. It takes minutes: the 30 trainings share this machine's tra
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import psutil
@@ -43,20 +41,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 GB = 10**9
-
-
-def bomb_zip(count: int) -> bytes:
-    """``count`` copies of one black 512x512 RGB PNG in a zip (~1 KB each compressed, 768 KiB as
-    held): 2,500 make a ~460 KB zip of 1.97 GB of pixels, just inside the upload budget."""
-    from PIL import Image
-
-    image = io.BytesIO()
-    Image.new("RGB", (512, 512)).save(image, format="PNG")
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for index in range(count):
-            zf.writestr(f"black/{index:04d}.png", image.getvalue())
-    return archive.getvalue()
 
 
 class Sampler:
@@ -127,6 +111,7 @@ def main() -> None:
     from cae.spec import ArchitectureSpec, preset
     from cae.store import new_workspace_id, workspace_root
     from cae.training import TrainConfig
+    from tests.uploads import black_png_zip
 
     scheduler = Scheduler(folder / "models" / ".queue.json")
     manager = JobManager(scheduler)
@@ -149,7 +134,7 @@ def main() -> None:
         "heavy",
     )
     heavy_bytes = estimate_memory(compute_shapes(heavy_spec), 1).total
-    content = bomb_zip(args.bomb_images)
+    content = black_png_zip(args.bomb_images)
     print(
         f"budget {args.budget_gb:.0f} GB, {scheduler.slots} training slot(s); "
         f"{args.students} x classic ({args.epochs} epoch(s), limit {limit}), "

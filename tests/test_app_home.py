@@ -10,7 +10,9 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_home_page_shows_the_classic_design():
+def test_home_page_shows_the_classic_design_and_says_where_to_start_in_one_line():
+    """One page start for two looks at the same first run of Home (tests/test_smoke_pages.py's
+    "home runs without exception" was this test's first assert, and is gone)."""
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     assert not app.exception
     assert app.title[0].value.endswith("CAE Studio")
@@ -23,6 +25,9 @@ def test_home_page_shows_the_classic_design():
     assert "PSNR 17.7 dB" in texts
     # "How it works" names the Experiments page's Search (issue 28's user trial)
     assert "**Search** (Optuna)" in texts and "beat PCA" in texts
+    # Issue 28: a new user read the whole page before knowing where to begin
+    (line,) = [m.value for m in app.markdown if "Start here" in m.value]
+    assert "**Train**" in line and "\n" not in line
 
 
 @pytest.mark.slow
@@ -114,11 +119,3 @@ def test_train_names_a_run_by_design_data_and_counter_and_warns_of_a_taken_name(
     app.text_input(key="train_name").set_value("classic-fashion-mnist-1").run()  # a default
     app.run()
     assert app.text_input(key="train_name").value == "classic-edited-fashion-mnist-1"
-
-
-def test_home_says_where_to_start_in_one_line():
-    """Issue 28: a new user read the whole page before knowing where to begin."""
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    assert not app.exception
-    (line,) = [m.value for m in app.markdown if "Start here" in m.value]
-    assert "**Train**" in line and "\n" not in line

@@ -1,7 +1,8 @@
 """Real browser, reliability: a bad upload is refused with a clear message and the page keeps
 working; two users train at once and each sees only their own run, while a third browses Results.
 
-Screenshots go to test-artifacts/ (reliability-*.png).
+Screenshots go to test-artifacts/ (reliability-*.png; page-*.png: Home, Architecture, Train
+running and finished, Results, one of each, from the two users' test).
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def start_training(page, url, run_name):
 
 
 def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
+    """Also the one-user tour that was tests/test_browser_app.py (one server and one browser
+    training fewer): the third user sees Home and Architecture before Results, each training's
+    bar reaches "Finished 1 epoch" at 100 and says the run is saved as the active run, and the
+    first user then finds that run on Results with its reconstructions."""
     models = tmp_path / "models"
     models.mkdir()
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(3)]
@@ -121,8 +126,14 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
     try:
         with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
             open_app(carl, url)  # loaded first: a page load competes with two trainings for 2 CPUs
+            expect(carl.get_by_role("heading", name="CAE Studio", level=1)).to_be_visible()
+            screenshot(carl, "page-home")
+            go_to(carl, "Architecture")
+            expect(carl.get_by_text("this design can be trained")).to_be_visible()
+            screenshot(carl, "page-architecture")
             go_to(carl, "Results")
             start_training(ann, url, names["ann"])
+            screenshot(ann, "page-train-running")
             start_training(ben, url, names["ben"])
             # a third user has Results open while both train (navigating meanwhile was measured
             # to take over 60 s per page run: two trainings hold both CPUs)
@@ -133,7 +144,14 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
                 expect(saved).to_be_visible(timeout=150_000)
                 text = saved.inner_text()
                 assert names[me] in text and other not in text, text
+                progress = page.locator('[data-testid="stProgress"]')
+                expect(progress.get_by_text(re.compile(r"Finished 1 epoch"))).to_be_visible()
+                expect(page.get_by_text(re.compile(r"Saved as .*active run"))).to_be_visible()
+                bar = progress.locator('[role="progressbar"]')
+                assert bar.get_attribute("aria-valuenow") == "100"
                 wait_for_app_idle(page, 30_000)
+                if me == "ann":
+                    screenshot(page, "page-train-finished")
                 main = page.locator('[data-testid="stMain"]').inner_text()
                 assert other not in main, f"{me} sees {other}"
                 assert_no_traceback(page)
@@ -142,6 +160,14 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
             assert sorted(run.name for run in runs) == sorted(names.values())
             assert len({run.path.parent for run in runs}) == 2
             assert all(run.ok for run in runs) and len({run.run_id for run in runs}) == 2
+            # the first user finds their run (the active one) on Results, reconstructed
+            (mine,) = [run for run in runs if run.name == names["ann"]]
+            go_to(ann, "Results")
+            expect(ann.get_by_text(mine.run_id).first).to_be_visible(timeout=120_000)
+            heading = ann.get_by_role("heading", name="Originals and reconstructions")
+            expect(heading).to_be_visible(timeout=120_000)
+            wait_for_app_idle(ann, 60_000)
+            screenshot(ann, "page-results")
             # Results, reloaded, lists both runs and still shows no exception
             carl.reload()
             wait_for_app_idle(carl, 60_000)

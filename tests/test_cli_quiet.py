@@ -51,17 +51,12 @@ def run(
 
 
 @pytest.mark.slow
-def test_shapes_keras_prints_nothing_on_stderr():
-    result = run("-m", "cae", "shapes", "--preset", "classic", "--keras")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
-    assert "decoder" in result.stdout
-
-
-@pytest.mark.slow
-def test_the_command_line_imports_keras_without_pandas_which_stays_importable():
-    """Keras imports pandas only to accept DataFrames (0.4 CPU-s of its 2.8 here); the command
-    line, which trains and scores arrays, leaves it out (cae.quiet.import_keras_without_pandas)."""
+def test_shapes_keras_prints_nothing_on_stderr_and_imports_keras_without_pandas():
+    """`cae shapes --keras` prints nothing on stderr. Keras imports pandas only to accept
+    DataFrames (0.4 CPU-s of its 2.8 here); the command line, which trains and scores arrays,
+    leaves it out (cae.quiet.import_keras_without_pandas), and pandas stays importable.
+    One process for both (they were two tests running the same command); `python -m cae` itself
+    is run by the tests below and by tests/test_cli_train.py."""
     code = (
         "import sys; from cae.__main__ import main; "
         "status = main(['shapes', '--preset', 'classic', '--keras']); "
@@ -70,6 +65,8 @@ def test_the_command_line_imports_keras_without_pandas_which_stays_importable():
     )
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "decoder" in result.stdout
     assert result.stdout.strip().splitlines()[-2:] == ["0 True False", "pandas"]
 
 

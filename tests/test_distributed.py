@@ -6,6 +6,7 @@ end in one short line."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -238,6 +239,7 @@ def test_a_peer_that_never_comes_is_one_line_within_the_timeout(tmp_path):
 
 MIRRORED = textwrap.dedent(
     """
+    import json
     import sys
     import tensorflow as tf
 
@@ -245,6 +247,39 @@ MIRRORED = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
     )
+    from cae.datasets import load_dataset
+    from cae.spec import preset
+    from cae.training import TrainConfig, train
+
+    # train() itself, on a MirroredStrategy over the two devices
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    data = load_dataset("mnist-sample", limit=128)
+    try:
+        train(preset("classic"), data, TrainConfig(epochs=1, batch_size=33), strategy=strategy)
+    except ValueError as error:
+        odd = str(error)
+    # 115 training images (last batch 19: cut to 18), 13 validation images (cut to 12).
+    result = train(preset("classic"), data, TrainConfig(epochs=1, batch_size=32, preview_count=3),
+                   strategy=strategy)
+    from cae.evaluation import inference_function, reconstruct
+
+    model = result.built.autoencoder
+    direct = reconstruct(model, data.x_test[:101], batch_size=30)
+    traced = reconstruct(model, data.x_test[:101], batch_size=30, infer=inference_function(model))
+    print("RESULT " + json.dumps({
+        "odd": odd,
+        "recon_shape": list(traced.shape),
+        "recon_gap": float(abs(direct - traced).max()),
+        "replicas": strategy.num_replicas_in_sync,
+        "epochs": result.epochs_completed,
+        "state": result.state,
+        "loss": result.history["loss"],
+        "val_loss": result.history["val_loss"],
+        "mse": result.test_metrics["mse"],
+        "model_strategy": type(result.built.autoencoder.distribute_strategy).__name__,
+    }), flush=True)
+
+    # then the command line, in the same process: --strategy mirrored
     from cae.__main__ import main
 
     sys.exit(main(sys.argv[1:]))
@@ -253,6 +288,10 @@ MIRRORED = textwrap.dedent(
 
 
 def test_mirrored_trains_on_two_logical_cpu_devices(tmp_path):
+    """train() on a MirroredStrategy over two logical CPUs (an odd batch refused, replicas,
+    reconstructions traced and not, the model's strategy), then `cae train --strategy mirrored`
+    in the same TensorFlow process (one start-up for both; they were two tests, here and in
+    tests/test_training.py)."""
     out = tmp_path / "mirrored"
     result = subprocess.run(
         [sys.executable, "-c", MIRRORED, "train", "--strategy", "mirrored", *SHORT,
@@ -260,6 +299,15 @@ def test_mirrored_trains_on_two_logical_cpu_devices(tmp_path):
         cwd=REPO, env=env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    line = [x for x in result.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    found = json.loads(line[len("RESULT ") :])
+    assert found["replicas"] == 2 and found["model_strategy"] == "MirroredStrategy"
+    assert found["odd"].endswith("Received: batch_size=33, replicas=2")
+    assert found["recon_shape"] == [101, 28, 28, 1] and found["recon_gap"] < 1e-5
+    assert found["epochs"] == 1 and found["state"] == "finished"
+    assert math.isfinite(found["loss"][0]) and math.isfinite(found["val_loss"][0])
+    assert 0 < found["mse"] < 1
+    # the command line's run
     record = json.loads((out / "train.json").read_text())
     assert record["strategy"] == "mirrored" and record["replicas"] == 2
     assert load_run(out).info.ok

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +20,10 @@ from cae import baselines, offload
 from cae.recipe import DataRecipe, load_recipe
 from cae.uploads import upload_summary
 from tests.runs import settle, step_notices
+from tests.uploads import black_png_zip
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 2**20
-
-
-def black_png_zip(count: int, mode: str = "RGB", side: int = 512) -> bytes:
-    """A pixel bomb: ``count`` copies of one black ``side`` x ``side`` PNG in a zip (a 512x512
-    RGB one is ~1 KB compressed and 768 KiB decoded; 1,000 of them: ~180 KB, 786 MB as held)."""
-    from PIL import Image
-
-    image = io.BytesIO()
-    Image.new(mode, (side, side)).save(image, format="PNG")
-    archive = io.BytesIO()
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
-        for index in range(count):
-            zf.writestr(f"black/{index:04d}.png", image.getvalue())
-    return archive.getvalue()
 
 
 class PeakRss:

@@ -46,7 +46,7 @@ def app():
     return page
 
 
-def test_classic_design_shows_shapes_formulas_and_totals(app):
+def test_classic_design_shows_shapes_formulas_totals_and_explanations(app):
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Latent code"] == "7x7x1"
     assert metrics["Parameters"] == "2,690"
@@ -56,6 +56,10 @@ def test_classic_design_shows_shapes_formulas_and_totals(app):
     assert rows[1]["shape formula"] == "same: ceil(28 / 2) = 14"
     assert rows[0]["parameter formula"] == "3*3*1*16 + 16 = 160"
     assert any("can be trained" in item.value for item in app.success)
+    # the explanations use the user's numbers
+    texts = " ".join(block.value for block in app.markdown)
+    assert "3x3x1 = 9" in texts
+    assert "ceil(28 / 2) = 14" in texts
 
 
 def test_editing_filters_and_kernel_updates_the_table(app):
@@ -128,12 +132,6 @@ def test_preset_switch_to_transposed_convolutions(app):
     widget(app.selectbox, "arch_decoder_1_type").set_value("deconv").run()
     assert not app.exception
     assert table_rows(app)[6]["type"].startswith("Deconv 8 3x3 stride 2x2")
-
-
-def test_explanations_use_the_users_numbers(app):
-    texts = " ".join(block.value for block in app.markdown)
-    assert "3x3x1 = 9" in texts
-    assert "ceil(28 / 2) = 14" in texts
 
 
 def load_preset(app, name, *, confirm=True):

@@ -63,10 +63,25 @@ def save_run(root, name: str, **config) -> str:
     return save_trained(result, request, TestSplit.of(dataset, request.data), root=root)
 
 
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple:
+    """A salt-and-pepper denoiser and a plain run, trained once for the Results tests below:
+    the folder, the denoiser's id and the plain run's id."""
+    root = tmp_path_factory.mktemp("denoise-runs")
+    denoiser = save_run(root, "sp denoiser", corruption="salt-pepper", strength=0.2)
+    return root, denoiser, save_run(root, "plain run")
+
+
+@pytest.fixture
+def runs(two_runs, monkeypatch) -> tuple:
+    """:func:`two_runs`, their folder made the app's."""
+    monkeypatch.setenv("CAE_MODELS_DIR", str(two_runs[0]))
+    return two_runs
+
+
 @pytest.mark.slow
-def test_results_shows_triplets_and_corrupted_scores_of_a_denoiser_beside_a_plain_run(models):
-    denoiser = save_run(models, "sp denoiser", corruption="salt-pepper", strength=0.2)
-    plain = save_run(models, "plain run")
+def test_results_shows_triplets_and_corrupted_scores_of_a_denoiser_beside_a_plain_run(runs):
+    models, denoiser, plain = runs
     app = open_page(RESULTS, {COMPARE_KEY: [denoiser, plain]})
     assert not app.exception
     assert any("sp denoiser is a denoising run" in c.value for c in app.caption)
@@ -118,8 +133,8 @@ def test_results_shows_triplets_and_corrupted_scores_of_a_denoiser_beside_a_plai
 
 
 @pytest.mark.slow
-def test_results_on_plain_runs_offers_gaussian_noise(models):
-    plain = save_run(models, "plain only")
+def test_results_on_plain_runs_offers_gaussian_noise(runs):
+    _, _, plain = runs
     app = open_page(RESULTS, {COMPARE_KEY: [plain]})
     assert not app.exception
     assert any("None of these runs was trained to denoise" in c.value for c in app.caption)

@@ -191,7 +191,7 @@ def two_runs(models):
     return ids
 
 
-def test_results_page_compares_two_runs(two_runs):
+def test_results_page_compares_two_runs_and_keeps_the_comparison_across_pages(two_runs):
     app = open_page(RESULTS)
     assert not app.exception
     app.multiselect(key="results_runs").set_value(two_runs).run()
@@ -212,6 +212,11 @@ def test_results_page_compares_two_runs(two_runs):
     (chart,) = [c for c in app.get("plotly_chart") if "Where the error is" in c.proto.spec]
     title = json.loads(chart.proto.spec)["layout"]["title"]["text"]
     assert title == "Where the error is: squared error per pixel, the mean over the test set"
+    # the comparison is kept across pages
+    app.switch_page("pages/5_Inspect.py").run()  # another page: Results' widgets are gone
+    app.switch_page(RESULTS).run()
+    assert not app.exception, [item.value for item in app.exception]
+    assert app.multiselect(key="results_runs").value == two_runs
 
 
 @pytest.mark.slow
@@ -359,15 +364,6 @@ def test_two_runs_of_one_name_keep_a_loss_curve_each(models):
     figure = json.loads(chart.proto.spec)
     names = {trace.get("name", "") for trace in figure["data"]}
     assert sum(1 for n in names if n.startswith("same name · ")) >= 2, names
-
-
-def test_results_keeps_its_comparison_across_pages(two_runs):
-    app = open_page(RESULTS)
-    app.multiselect(key="results_runs").set_value(two_runs).run()
-    app.switch_page("pages/5_Inspect.py").run()  # another page: Results' widgets are gone
-    app.switch_page(RESULTS).run()
-    assert not app.exception, [item.value for item in app.exception]
-    assert app.multiselect(key="results_runs").value == two_runs
 
 
 def test_a_reloaded_train_page_does_not_make_its_last_run_active_again(models, monkeypatch):

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +21,6 @@ from cae.progress import REPORT_INTERVAL, Progress
 from cae.spec import preset
 from cae.strategies import is_chief, make_strategy
 from cae.training import LIMITS, TrainConfig, train
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -478,66 +472,8 @@ def test_make_strategy_names_and_tf_config(monkeypatch):
     assert is_chief(None)
 
 
-MIRRORED_SCRIPT = textwrap.dedent(
-    """
-    import json
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
-    )
-    from cae.datasets import load_dataset
-    from cae.spec import preset
-    from cae.training import TrainConfig, train
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    data = load_dataset("mnist-sample", limit=128)
-    try:
-        train(preset("classic"), data, TrainConfig(epochs=1, batch_size=33), strategy=strategy)
-    except ValueError as error:
-        odd = str(error)
-    # 115 training images (last batch 19: cut to 18), 13 validation images (cut to 12).
-    result = train(preset("classic"), data, TrainConfig(epochs=1, batch_size=32, preview_count=3),
-                   strategy=strategy)
-    from cae.evaluation import inference_function, reconstruct
-
-    model = result.built.autoencoder
-    direct = reconstruct(model, data.x_test[:101], batch_size=30)
-    traced = reconstruct(model, data.x_test[:101], batch_size=30, infer=inference_function(model))
-    print("RESULT " + json.dumps({
-        "odd": odd,
-        "recon_shape": list(traced.shape),
-        "recon_gap": float(abs(direct - traced).max()),
-        "replicas": strategy.num_replicas_in_sync,
-        "epochs": result.epochs_completed,
-        "state": result.state,
-        "loss": result.history["loss"],
-        "val_loss": result.history["val_loss"],
-        "mse": result.test_metrics["mse"],
-        "model_strategy": type(result.built.autoencoder.distribute_strategy).__name__,
-    }))
-    """
-)
-
-
-@pytest.mark.slow
-def test_mirrored_strategy_over_two_logical_cpus():
-    run = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=240,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    line = [x for x in run.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    out = json.loads(line[len("RESULT ") :])
-    assert out["replicas"] == 2 and out["model_strategy"] == "MirroredStrategy"
-    assert out["odd"].endswith("Received: batch_size=33, replicas=2")
-    assert out["recon_shape"] == [101, 28, 28, 1] and out["recon_gap"] < 1e-5
-    assert out["epochs"] == 1 and out["state"] == "finished"
-    assert math.isfinite(out["loss"][0]) and math.isfinite(out["val_loss"][0])
-    assert 0 < out["mse"] < 1
+# MirroredStrategy over two logical CPUs: tests/test_distributed.py (one TensorFlow process for
+# train() and the command line's --strategy mirrored).
 
 
 @pytest.mark.slow
