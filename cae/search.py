@@ -214,11 +214,29 @@ def _grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
-    """The space's pruner: ``MedianPruner`` on the reported (negated) validation loss, or none."""
+    """The space's pruner on the reported (negated) validation loss: ``MedianPruner``,
+    ``SuccessiveHalvingPruner`` (``halving``: rungs at ``min_resource`` x
+    ``reduction_factor``^k epochs, where a trial goes on only among the best 1 in
+    ``reduction_factor`` of the trials that reached that rung: many designs get a few epochs,
+    the promising ones long training), ``HyperbandPruner`` (several such brackets, up to the
+    space's epochs), or none."""
     import optuna
 
     if space.pruner == "none":
         return optuna.pruners.NopPruner()
+    if space.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=space.pruner_min_resource,
+            reduction_factor=space.pruner_reduction_factor,
+        )
+    if space.pruner == "hyperband":
+        epochs = space.by_name.get("epochs")
+        fixed = epochs is not None and not epochs.sampled
+        return optuna.pruners.HyperbandPruner(
+            min_resource=space.pruner_min_resource,
+            max_resource=int(epochs.value) if fixed else "auto",  # type: ignore[union-attr]
+            reduction_factor=space.pruner_reduction_factor,
+        )
     return optuna.pruners.MedianPruner(
         n_startup_trials=space.pruner_startup_trials, n_warmup_steps=space.pruner_warmup_steps
     )

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cae.spec import ACTIVATIONS, MAX_FILTERS, ArchitectureSpec, BatchNorm, Conv, Pool
-from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
+from cae.training import LIMITS, LOSSES, LR_SCHEDULES, OPTIMIZERS, TrainConfig
 
 EXAMPLE_SPACE = Path(__file__).resolve().parent / "_data" / "search-mnist-sample.json"
 """The shipped space: designs of at most 49 code values for the bundled sample (the Experiments
@@ -85,12 +85,21 @@ PARAMETERS: dict[str, ParamRule] = {
     "epochs": ParamRule("int", *LIMITS["epochs"], training=True),
     "optimizer": ParamRule("word", words=OPTIMIZERS, training=True),
     "loss": ParamRule("word", words=LOSSES, training=True),
+    "lr_schedule": ParamRule("word", words=LR_SCHEDULES, training=True),
 }
 """Every parameter a space may set, with its limits; the design's have defaults, the training
 settings default to the command's (or the server's) training config."""
 
 SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "none")
+PRUNERS = ("median", "hyperband", "halving", "none")
+PRUNER_KEYS = {
+    "median": ("n_startup_trials", "n_warmup_steps"),
+    "hyperband": ("min_resource", "reduction_factor"),
+    "halving": ("min_resource", "reduction_factor"),
+}
+"""Each pruner's settings in a space file: Optuna's ``MedianPruner``, ``HyperbandPruner`` (whose
+``max_resource`` is the space's epochs) and ``SuccessiveHalvingPruner`` (``halving``: one
+bracket of rungs at ``min_resource`` x ``reduction_factor``^k epochs)."""
 CONSTRAINTS = ("max_code_values", "max_params")
 SPACE_KEYS = ("name", "description", "parameters", "constraints", "sampler", "pruner", "enqueue")
 
@@ -237,6 +246,8 @@ class SearchSpace:
     pruner: str = "median"
     pruner_startup_trials: int = 2  # trials finished before the median pruner prunes
     pruner_warmup_steps: int = 1  # epochs of a trial before it may be pruned
+    pruner_min_resource: int = 1  # hyperband, halving: the epochs of the first rung
+    pruner_reduction_factor: int = 3  # hyperband, halving: 1 in this many goes on at a rung
     enqueue: tuple[dict[str, Any], ...] = ()  # points tried first (Optuna's enqueue_trial)
     by_name: dict[str, Param] = field(default_factory=dict, compare=False, repr=False)
 
@@ -325,6 +336,11 @@ class SearchSpace:
             pruner.update(
                 n_startup_trials=self.pruner_startup_trials,
                 n_warmup_steps=self.pruner_warmup_steps,
+            )
+        elif self.pruner in ("hyperband", "halving"):
+            pruner.update(
+                min_resource=self.pruner_min_resource,
+                reduction_factor=self.pruner_reduction_factor,
             )
         data: dict[str, Any] = {"name": self.name}
         if self.description:
@@ -514,13 +530,22 @@ def _pruner(data: Any) -> dict[str, Any]:
         data = {"name": data}
     if not isinstance(data, dict):
         raise _fail("pruner", "must be a name or an object", data)
-    unknown = sorted(set(map(str, data)) - {"name", "n_startup_trials", "n_warmup_steps"})
-    if unknown:
-        raise _fail("pruner", f"unknown key {unknown[0]!r}", unknown[0])
     name = data.get("name", "median")
     if name not in PRUNERS:
         raise _fail("pruner.name", f"must be one of {', '.join(PRUNERS)}", name)
+    known = {"name"} | set(PRUNER_KEYS.get(name, ()))
+    unknown = sorted(set(map(str, data)) - known)
+    if unknown:
+        raise _fail("pruner", f"unknown key {unknown[0]!r} for the {name} pruner", unknown[0])
     found: dict[str, Any] = {"pruner": name}
+    if "min_resource" in data:
+        found["pruner_min_resource"] = _int_field(
+            "pruner.min_resource", data["min_resource"], 1, int(LIMITS["epochs"][1])
+        )
+    if "reduction_factor" in data:
+        found["pruner_reduction_factor"] = _int_field(
+            "pruner.reduction_factor", data["reduction_factor"], 2, 100
+        )
     if "n_startup_trials" in data:
         found["pruner_startup_trials"] = _int_field(
             "pruner.n_startup_trials", data["n_startup_trials"], 0, 10_000
