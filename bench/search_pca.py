@@ -97,6 +97,9 @@ def main() -> None:
         "--no-enqueue", action="store_true", help="drop the space's enqueued points"
     )
     parser.add_argument("--max-code-values", type=int, default=None, help="override the space's")
+    parser.add_argument(
+        "--patience", type=int, default=None, help="early stopping: keep the best epoch"
+    )
     parser.add_argument("--json-out", default=None, help="write the table and winner as JSON")
     args = parser.parse_args()
 
@@ -114,14 +117,15 @@ def main() -> None:
         data.setdefault("constraints", {})["max_code_values"] = args.max_code_values
     space = SearchSpace.from_dict(data)
     recipe = DataRecipe(args.dataset, limit=args.limit, seed=0)
-    config = TrainConfig(preview_count=0)  # as `cae search`: the space sets the rest
+    # as `cae search [--patience N]`: the space sets the rest
+    config = TrainConfig(preview_count=0, patience=args.patience)
     root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="search-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     storage = str(root / "studies.db")
     name = args.study or space.name
     print(
         f"space {args.space} ({'no enqueued points' if args.no_enqueue else f'{len(space.enqueue)} enqueued'}), "
-        f"pruner {space.pruner}, data {recipe.dataset} limit {recipe.limit}, {os.cpu_count()} cores, "
+        f"pruner {space.pruner}, patience {args.patience}, data {recipe.dataset} limit {recipe.limit}, {os.cpu_count()} cores, "
         f"load {os.getloadavg()[0]:.1f}, runs in {root}",
         flush=True,
     )

@@ -68,6 +68,12 @@ class ParamRule:
     help: str = ""
 
 
+DECODERS = ("mirror", "compact")
+"""How a candidate's decoder is made: ``mirror`` (``cae.shapes.mirror``: a convolution mirroring
+the code's, then per stage up-sampling followed by its convolutions) or ``compact`` (as the wide
+preset: per stage its convolutions at the lower resolution, then up-sampling; about half the
+mirror's work for as good a loss per epoch, docs/benchmarks.md issue 27)."""
+
 PARAMETERS: dict[str, ParamRule] = {
     "depth": ParamRule("int", 1, 6, default=2, help="down-sampling stages (each halves the side)"),
     "convs_per_stage": ParamRule("int", 1, 4, default=1, help="convolutions in each stage"),
@@ -80,6 +86,13 @@ PARAMETERS: dict[str, ParamRule] = {
     "code_activation": ParamRule("word", words=ACTIVATIONS, default="relu", help="the code's"),
     "downsample": ParamRule("word", words=("pool", "stride"), default="pool", help="how"),
     "batchnorm": ParamRule("bool", default=False, help="batch normalisation after each conv"),
+    "decoder": ParamRule(
+        "word",
+        words=DECODERS,
+        default="mirror",
+        help="mirror: the encoder reversed (up-sampling, then the stage's convolutions); "
+        "compact: each stage's convolutions at the lower resolution, then up-sampling",
+    ),
     "learning_rate": ParamRule("float", *LIMITS["learning_rate"], training=True),
     "batch_size": ParamRule("int", 1, 4096, training=True),
     "epochs": ParamRule("int", *LIMITS["epochs"], training=True),
@@ -468,7 +481,10 @@ class SearchSpace:
         encoder.append(
             Conv(int(values["code_channels"]), code_kernel, activation=values["code_activation"])
         )
-        decoder = mirror(tuple(encoder), shape)  # type: ignore[arg-type]
+        if values.get("decoder", "mirror") == "compact":
+            decoder = _compact_decoder(values, tuple(encoder), shape)
+        else:
+            decoder = mirror(tuple(encoder), shape)  # type: ignore[arg-type]
         return ArchitectureSpec(name[:60], shape, tuple(encoder), decoder)  # type: ignore[arg-type]
 
     def config(self, values: dict[str, Any], base: TrainConfig) -> TrainConfig:
@@ -479,6 +495,37 @@ class SearchSpace:
             if rule.training and name in values
         }
         return replace(base, **settings).validate()
+
+
+def _compact_decoder(
+    values: dict[str, Any], encoder: tuple[Any, ...], shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The ``compact`` decoder: per stage, deepest first, its convolutions (the stage's width)
+    then 2x2 nearest up-sampling; a crop (or padding) of what the rounding added, and a 3x3
+    sigmoid convolution to the images' channels, as the wide preset."""
+    from cae.shapes import compute_shapes
+    from cae.spec import Crop, Pad, Upsample
+
+    kernel = (int(values["kernel"]),) * 2
+    layers: list[Any] = []
+    for stage in reversed(range(int(values["depth"]))):
+        width = max(1, min(MAX_FILTERS, round(values["filters"] * values["growth"] ** stage)))
+        for _ in range(int(values["convs_per_stage"])):
+            layers.append(Conv(width, kernel, (1, 1), "same", values["activation"]))
+            if values["batchnorm"]:
+                layers.append(BatchNorm())
+        layers.append(Upsample((2, 2)))
+    last = Conv(int(shape[2]), (3, 3), activation="sigmoid")
+    probe = ArchitectureSpec("compact", shape, encoder, (*layers, last))  # type: ignore[arg-type]
+    out_h, out_w, _ = compute_shapes(probe, with_fixes=False).output_shape
+    d_h, d_w = out_h - shape[0], out_w - shape[1]
+    if d_h > 0 or d_w > 0:
+        h, w = max(d_h, 0), max(d_w, 0)
+        layers.append(Crop(((h // 2, h - h // 2), (w // 2, w - w // 2))))
+    if d_h < 0 or d_w < 0:
+        h, w = max(-d_h, 0), max(-d_w, 0)
+        layers.append(Pad(((h // 2, h - h // 2), (w // 2, w - w // 2))))
+    return (*layers, last)
 
 
 def _int_field(where: str, value: Any, low: int, high: int) -> int:
