@@ -662,10 +662,7 @@ def finish_trial(
     value: float | None = None
     if pruned:
         state = optuna.trial.TrialState.PRUNED
-        attrs["reason"] = reason or (
-            f"pruned after epoch {outcome.epochs_completed}: its validation loss was below the "
-            "median of earlier trials at that epoch"
-        )
+        attrs["reason"] = reason or _prune_reason(study, outcome.epochs_completed)
     elif outcome.failed or outcome.stopped or outcome.epochs_completed == 0:
         state = optuna.trial.TrialState.FAIL
         attrs["reason"] = reason or outcome.message or outcome.state
@@ -683,6 +680,23 @@ def finish_trial(
     if state == optuna.trial.TrialState.COMPLETE:
         return study.tell(trial, value)
     return study.tell(trial, state=state)
+
+
+def _prune_reason(study: optuna.Study, epochs: int) -> str:
+    """Why the study's pruner stopped a trial after ``epochs`` epochs, in its own rule's words."""
+    import optuna
+
+    pruner = study.pruner
+    if isinstance(pruner, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner)):
+        factor = pruner._reduction_factor  # noqa: SLF001 - Optuna keeps no public accessor
+        return (
+            f"pruned after epoch {epochs}: its validation loss was not among the best 1 in "
+            f"{factor} of the trials at that rung"
+        )
+    return (
+        f"pruned after epoch {epochs}: its validation loss was below the median of earlier "
+        "trials at that epoch"
+    )
 
 
 def fail_trial(study: optuna.Study, trial_number: int, reason: str) -> optuna.trial.FrozenTrial:

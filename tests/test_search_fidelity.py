@@ -72,8 +72,8 @@ def test_successive_halving_stops_a_trial_worse_than_the_first_at_a_rung(tmp_pat
     """Through the search's own reporting (``report_epoch``): at the rung of 1 epoch, the first
     trial goes on; a second one whose validation loss is worse is stopped there, a better one
     goes on."""
-    from cae.search import ask_candidate, open_study, report_epoch
-    from cae.training import TrainConfig
+    from cae.search import ask_candidate, finish_trial, open_study, report_epoch
+    from cae.training import TrainConfig, TrainOutcome
 
     space = SearchSpace.from_dict(
         {**TINY, "pruner": {"name": "halving", "min_resource": 1, "reduction_factor": 3}}
@@ -84,6 +84,12 @@ def test_successive_halving_stops_a_trial_worse_than_the_first_at_a_rung(tmp_pat
     assert report_epoch(study, trials[0], 1, 0.20, epochs=9) is False
     assert report_epoch(study, trials[1], 1, 0.30, epochs=9) is True
     assert report_epoch(study, trials[2], 1, 0.10, epochs=9) is False
+    stopped = TrainOutcome(state="stopped", message="", epochs_completed=1, stopped=True)
+    frozen = finish_trial(study, trials[1], stopped, pruned=True)
+    assert frozen.user_attrs["reason"] == (
+        "pruned after epoch 1: its validation loss was not among the best 1 in 3 of the trials "
+        "at that rung"
+    )
 
 
 def test_the_shipped_space_is_a_multi_fidelity_search():
