@@ -1,29 +1,31 @@
-"""Search efficiency against PCA: an Optuna TPE study over one family of 7x7x1-code designs on the
-bundled sample, printing the best validation PSNR reached against wall time (issue 27's "search
-efficiency" metric), then the best design's test PSNR beside PCA with the same 49 values.
+"""The search's efficiency against PCA (issue 27): the product's search (``cae.search.run_search``,
+what ``cae search`` runs) on a space file, with the best validation PSNR reached printed against
+wall time, the load average beside it, and at the end the winner's test PSNR against PCA with as
+many components as its code has values.
 
-The family (the ``wide`` preset is one of its points): per stage ``depth`` 3x3 convolutions of
-``w1`` (28x28) then ``w2`` (14x14) filters, each optionally followed by batch normalisation, 2x2 max
-pooling, a 3x3 one-filter code convolution (7x7x1 = 49 values) with a ReLU or linear activation;
-the decoder mirrors it (``depth`` convolutions of ``w2`` at 7x7, up-sampling, ``depth`` of ``w1``
-at 14x14, up-sampling, a 3x3 sigmoid convolution). The study also picks the learning rate and
-the batch size; the loss stays binary cross-entropy so that the pruner compares like with like.
+Every trial is an ordinary run of a runs folder (a temporary one unless ``--root``), scored by
+its validation split (the last 10 % of the training images); the test split is the objective of
+nothing: the training scores it for the record, and this script reads it once, for the winner
+(``cae.search.best_report``). ``--timeout`` is a hard limit: the trial running when it passes is
+stopped and marked failed (unlike ``cae search --timeout``, which lets it finish), so the table
+says what the search reached within the time and nothing after it.
 
-Each trial trains ``--epochs`` epochs with ``cae.training.train`` (the CLI's own training), its
-validation loss reported to Optuna at every epoch end, where a median pruner may stop it. The
-objective is the PSNR on the validation split (the last 10 % of the training images): the trial's
-"test" set is that validation split, so the real test split stays untouched until the winner's
-score is printed. Every candidate is shape-checked (``cae.shapes``) against ``--max-params``
-before it trains.
+    nice -n 10 .venv/bin/python bench/search_pca.py [--space cae/_data/search-mnist-sample.json]
+        [--timeout 3600] [--dataset mnist-sample] [--limit N] [--no-enqueue] [--root DIR]
+        [--study NAME] [--max-code-values 30] [--json-out FILE]
 
-    nice -n 10 .venv/bin/python bench/search_pca.py [--timeout 3600] [--trials N] [--epochs 10]
-        [--storage sqlite:///study.db] [--study NAME] [--enqueue-wide] [--warmup-epochs 5]
+``--no-enqueue`` drops the space's ``enqueue`` points (the hand-made design it tries first), to
+measure what the search reaches on its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -31,188 +33,172 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cae.spec import ArchitectureSpec, BatchNorm, Conv, Pool, Upsample  # noqa: E402
 
-WIDTHS_1 = (16, 24, 32, 48)
-WIDTHS_2 = (32, 48, 64, 96)
+def _load_sampler(
+    samples: list[tuple[float, float]], started: float, stop: threading.Event
+) -> threading.Thread:
+    """A thread appending (seconds, 1-minute load average) every 60 s until ``stop``."""
+
+    def sample() -> None:
+        while True:
+            samples.append((time.monotonic() - started, os.getloadavg()[0]))
+            if stop.wait(60):
+                return
+
+    thread = threading.Thread(target=sample, name="load-sampler", daemon=True)
+    thread.start()
+    return thread
 
 
-def family(w1: int, w2: int, depth: int, code_activation: str, batchnorm: bool) -> ArchitectureSpec:
-    """One design of the family: ``depth`` convolutions per stage of ``w1`` then ``w2`` filters
-    down to a 7x7x1 code, mirrored back up."""
+def best_curve(study: Any, started_at: float) -> list[dict[str, Any]]:
+    """Each finished, pruned or failed trial in the order it ended: minutes since the start,
+    state, its validation PSNR, epochs trained and the best validation PSNR so far."""
+    import optuna
 
-    def convs(filters: int) -> list[Any]:
-        layers: list[Any] = []
-        for _ in range(depth):
-            layers.append(Conv(filters, (3, 3)))
-            if batchnorm:
-                layers.append(BatchNorm())
-        return layers
-
-    encoder = [
-        *convs(w1),
-        Pool("max", (2, 2)),
-        *convs(w2),
-        Pool("max", (2, 2)),
-        Conv(1, (3, 3), activation=code_activation),
-    ]
-    decoder = [
-        *convs(w2),
-        Upsample((2, 2)),
-        *convs(w1),
-        Upsample((2, 2)),
-        Conv(1, (3, 3), activation="sigmoid"),
-    ]
-    name = f"family-{w1}-{w2}-d{depth}-{code_activation}{'-bn' if batchnorm else ''}"
-    return ArchitectureSpec(
-        name=name, input_shape=(28, 28, 1), encoder=tuple(encoder), decoder=tuple(decoder)
-    )
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.datetime_complete is None or "skipped" in trial.user_attrs:
+            continue
+        ended = trial.datetime_complete.timestamp() - started_at
+        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None
+        epochs = trial.user_attrs.get("epochs_completed")
+        if epochs is None and trial.intermediate_values:
+            epochs = max(trial.intermediate_values)
+        rows.append(
+            {
+                "minutes": ended / 60,
+                "trial": trial.number,
+                "state": trial.state.name.lower(),
+                "value": value,
+                "epochs": epochs,
+                "params": dict(trial.params),
+            }
+        )
+    rows.sort(key=lambda row: row["minutes"])
+    best = float("-inf")
+    for row in rows:
+        if row["value"] is not None:
+            best = max(best, row["value"])
+        row["best"] = best if best > float("-inf") else None
+    return rows
 
 
 def main() -> None:
+    """Run the search for ``--timeout`` seconds and print its efficiency table and winner."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds of search")
-    parser.add_argument("--trials", type=int, default=None, help="at most this many trials")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per trial")
-    parser.add_argument("--max-params", type=int, default=300_000)
-    parser.add_argument("--storage", default=None, help="an Optuna storage URL (in memory)")
-    parser.add_argument("--study", default="search-pca")
-    parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--space", default=str(REPO / "cae" / "_data" / "search-mnist-sample.json"))
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds (a hard limit)")
+    parser.add_argument("--trials", type=int, default=10_000, help="at most this many trials")
+    parser.add_argument("--dataset", default="mnist-sample")
+    parser.add_argument("--limit", type=int, default=None, help="at most N train and N test images")
+    parser.add_argument("--root", default=None, help="runs folder (a temporary one by default)")
+    parser.add_argument("--study", default=None, help="study name (the space's name)")
     parser.add_argument(
-        "--warmup-epochs",
-        type=int,
-        default=5,
-        help="no pruning before this epoch (3 cut, at epoch 3, a design found ahead by hand)",
+        "--no-enqueue", action="store_true", help="drop the space's enqueued points"
     )
+    parser.add_argument("--max-code-values", type=int, default=None, help="override the space's")
     parser.add_argument(
-        "--enqueue-wide",
-        action="store_true",
-        help="start from the wide preset's point (Optuna's enqueue_trial), as an engineer would",
+        "--patience", type=int, default=None, help="early stopping: keep the best epoch"
     )
+    parser.add_argument("--json-out", default=None, help="write the table and winner as JSON")
     args = parser.parse_args()
 
-    import numpy as np
-    import optuna
-
-    from cae.baselines import pca_baseline
-    from cae.data import Dataset
-    from cae.datasets import load_dataset
-    from cae.evaluation import evaluate_run
-    from cae.preflight import validation_count
+    from cae.quiet import tensorflow_logs_captured
     from cae.recipe import DataRecipe
-    from cae.shapes import compute_shapes
-    from cae.training import TrainConfig, train
+    from cae.search import best_report, make_storage, open_study, run_search
+    from cae.search_space import SearchSpace
+    from cae.training import TrainConfig
 
-    data = load_dataset("mnist-sample", seed=0)
-    n_val = validation_count(len(data.x_train), TrainConfig().validation_split)
-    x_val = data.x_train[len(data.x_train) - n_val :]  # the last part, as train() holds out
-    # the trials are scored on the validation split: train() scores its "test" images, so these
-    # are the validation images; the real test split is scored once, for the winner
-    searched = Dataset("mnist-sample (validation as test)", data.x_train, None, x_val, None)
-    pca = pca_baseline(DataRecipe("mnist-sample", seed=0), 49, use_cache=False)["psnr"]
-    print(f"PCA-49 test PSNR {pca:.2f} dB; {args.epochs} epochs per trial", flush=True)
-
-    started = time.perf_counter()
-    best: dict[str, Any] = {"value": -np.inf, "built": None, "trial": None}
-    rows: list[tuple[float, int, str, float | None, float]] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        spec = family(
-            trial.suggest_categorical("w1", WIDTHS_1),
-            trial.suggest_categorical("w2", WIDTHS_2),
-            trial.suggest_int("depth", 1, 3),
-            trial.suggest_categorical("code_activation", ["relu", "linear"]),
-            trial.suggest_categorical("batchnorm", [False, True]),
-        )
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=trial.suggest_categorical("batch_size", [32, 64]),
-            learning_rate=trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True),
-        )
-        report = compute_shapes(spec)  # shape-checked before it trains
-        if not report.matches or report.total_params > args.max_params:
-            reason = report.problem or f"{report.total_params:,} parameters > {args.max_params:,}"
-            trial.set_user_attr("refused", reason)
-            raise optuna.TrialPruned(f"refused: {reason}")
-        trial.set_user_attr("params", report.total_params)
-        pruned = {"now": False, "epoch": 0}
-
-        def progress(update: Any) -> None:
-            if update.val_loss is None or update.epoch <= pruned["epoch"] or update.batch:
-                return
-            pruned["epoch"] = update.epoch
-            trial.report(update.val_loss, update.epoch)
-            pruned["now"] = trial.should_prune()
-
-        result = train(
-            spec,
-            searched,
-            config,
-            progress=progress,
-            should_stop=lambda: pruned["now"],
-            tensorboard=False,
-            report_interval=0.0,
-        )
-        if pruned["now"]:
-            raise optuna.TrialPruned(f"pruned after epoch {result.epochs_completed}")
-        value = float(result.test_metrics["psnr"])  # on the validation split, see above
-        if value > best["value"]:
-            best.update(value=value, built=result.built, trial=trial.number)
-        return value
-
-    def log(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        elapsed = time.perf_counter() - started
-        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None
-        rows.append((elapsed, trial.number, trial.state.name, value, best["value"]))
-        shown = f"{value:.2f}" if value is not None else trial.state.name.lower()
-        if "refused" in trial.user_attrs:
-            shown = "refused"
-        print(
-            f"{elapsed / 60:6.1f} min  trial {trial.number:3d}  val PSNR {shown:>8}  "
-            f"best {best['value']:.2f} dB  {trial.params}",
-            flush=True,
-        )
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=args.study,
-        storage=args.storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=args.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=args.warmup_epochs),
-    )
-    if args.enqueue_wide:
-        study.enqueue_trial(
-            {
-                "w1": 32,
-                "w2": 64,
-                "depth": 2,
-                "code_activation": "linear",
-                "batchnorm": False,
-                "batch_size": 32,
-                "learning_rate": 1e-3,
-            }
-        )
-    try:
-        study.optimize(objective, n_trials=args.trials, timeout=args.timeout, callbacks=[log])
-    except KeyboardInterrupt:  # Ctrl-C ends the search early: the summary still comes
-        print("interrupted: the trial under way is left out", flush=True)
-
-    print("\nbest validation PSNR against wall time (the search's efficiency):")
-    for elapsed, number, state, _value, so_far in rows:
-        print(
-            f"  {elapsed / 60:6.1f} min  after trial {number:3d} ({state.lower()}): {so_far:.2f} dB"
-        )
-    if best["built"] is None:
-        print("no trial completed")
-        return
-    test = evaluate_run(best["built"], data.x_test)["psnr"]
+    space = SearchSpace.load(args.space)
+    data = space.to_dict()
+    if args.no_enqueue:
+        data.pop("enqueue", None)
+    if args.max_code_values is not None:
+        data.setdefault("constraints", {})["max_code_values"] = args.max_code_values
+    space = SearchSpace.from_dict(data)
+    recipe = DataRecipe(args.dataset, limit=args.limit, seed=0)
+    # as `cae search [--patience N]`: the space sets the rest
+    config = TrainConfig(preview_count=0, patience=args.patience)
+    root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="search-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    storage = str(root / "studies.db")
+    name = args.study or space.name
     print(
-        f"best trial {best['trial']}: {study.best_trial.params}, val PSNR {best['value']:.2f} dB, "
-        f"test PSNR {test:.2f} dB vs PCA-49 {pca:.2f} dB ({test - pca:+.2f} dB), "
-        f"{len(rows)} trials in {(time.perf_counter() - started) / 60:.1f} min"
+        f"space {args.space} ({'no enqueued points' if args.no_enqueue else f'{len(space.enqueue)} enqueued'}), "
+        f"pruner {space.pruner}, patience {args.patience}, data {recipe.dataset} limit {recipe.limit}, {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}, runs in {root}",
+        flush=True,
     )
+
+    started = time.monotonic()
+    started_at = time.time()
+    deadline = started + args.timeout
+    loads: list[tuple[float, float]] = []
+    stop_loads = threading.Event()
+    _load_sampler(loads, started, stop_loads)
+
+    def log(line: str) -> None:
+        print(f"{(time.monotonic() - started) / 60:6.1f} min  {line}", flush=True)
+
+    with tensorflow_logs_captured():
+        summary = run_search(
+            space,
+            recipe,
+            config,
+            study_name=name,
+            n_trials=args.trials,
+            storage=storage,
+            root=root,
+            timeout=args.timeout,
+            log=log,
+            should_stop=lambda: time.monotonic() >= deadline,
+        )
+    stop_loads.set()
+    store = make_storage(storage)
+    study = open_study(name, storage=store)
+    curve = best_curve(study, started_at)
+    states = [row["state"] for row in curve]
+    print(
+        f"\n{summary.seconds / 60:.1f} min, stopped by {summary.stopped_by}: "
+        f"{states.count('complete')} finished, {states.count('pruned')} pruned, "
+        f"{states.count('fail')} failed (the one running at the limit), {summary.skipped} skipped"
+    )
+    print("\nbest validation PSNR against wall time (the search's efficiency):")
+    print("   min  trial  state     epochs  val PSNR   best")
+    for row in curve:
+        value = f"{row['value']:.2f}" if row["value"] is not None else "-"
+        best = f"{row['best']:.2f}" if row["best"] is not None else "-"
+        print(
+            f"  {row['minutes']:5.1f}  {row['trial']:5d}  {row['state']:8s}  "
+            f"{row['epochs'] if row['epochs'] is not None else '-':>6}  {value:>8}  {best:>6}"
+        )
+    print("\nload average (1 min) during the search, every minute:")
+    print("  " + " ".join(f"{load:.1f}" for _, load in loads))
+    if loads:
+        values = sorted(load for _, load in loads)
+        print(f"  min {values[0]:.1f}, median {values[len(values) // 2]:.1f}, max {values[-1]:.1f}")
+    best = best_report(study, recipe, root)  # the test split, read once, for the winner
+    if best is None:
+        print("no trial finished")
+    else:
+        print(
+            f"\nwinner: trial {best['number']} {best['params']}, {best['param_count']:,} parameters, "
+            f"{best['code_values']} code values, {best['epochs']} epochs, {best['seconds']:.0f} s; "
+            f"validation PSNR {best['value']:.2f} dB, test PSNR {best['test_psnr']:.2f} dB vs "
+            f"PCA-{best['pca_components']} {best['pca_psnr']:.2f} dB "
+            f"({best.get('gain_over_pca', float('nan')):+.2f} dB); run {root / str(best['run_id'])}"
+        )
+    if args.json_out:
+        record = {
+            "space": space.to_dict(),
+            "data": recipe.to_dict(),
+            "seconds": summary.seconds,
+            "curve": curve,
+            "loads": loads,
+            "best": {k: v for k, v in (best or {}).items() if k not in ("spec",)},
+            "root": str(root),
+        }
+        Path(args.json_out).write_text(json.dumps(record, indent=1, default=str), "utf-8")
 
 
 if __name__ == "__main__":

@@ -224,11 +224,29 @@ def grid_sampler(grid: dict[str, list[Any]], seed: int | None) -> Any:
 
 
 def make_pruner(space: SearchSpace) -> optuna.pruners.BasePruner:
-    """The space's pruner: ``MedianPruner`` on the reported (negated) validation loss, or none."""
+    """The space's pruner on the reported (negated) validation loss: ``MedianPruner``,
+    ``SuccessiveHalvingPruner`` (``halving``: rungs at ``min_resource`` x
+    ``reduction_factor``^k epochs, where a trial goes on only among the best 1 in
+    ``reduction_factor`` of the trials that reached that rung: many designs get a few epochs,
+    the promising ones long training), ``HyperbandPruner`` (several such brackets, up to the
+    space's epochs), or none."""
     import optuna
 
     if space.pruner == "none":
         return optuna.pruners.NopPruner()
+    if space.pruner == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=space.pruner_min_resource,
+            reduction_factor=space.pruner_reduction_factor,
+        )
+    if space.pruner == "hyperband":
+        epochs = space.by_name.get("epochs")
+        fixed = epochs is not None and not epochs.sampled
+        return optuna.pruners.HyperbandPruner(
+            min_resource=space.pruner_min_resource,
+            max_resource=int(epochs.value) if fixed else "auto",  # type: ignore[union-attr]
+            reduction_factor=space.pruner_reduction_factor,
+        )
     return optuna.pruners.MedianPruner(
         n_startup_trials=space.pruner_startup_trials, n_warmup_steps=space.pruner_warmup_steps
     )
@@ -761,10 +779,7 @@ def finish_trial(
     value: float | None = None
     if pruned:
         state = optuna.trial.TrialState.PRUNED
-        attrs["reason"] = reason or (
-            f"pruned after epoch {outcome.epochs_completed}: its validation loss was below the "
-            "median of earlier trials at that epoch"
-        )
+        attrs["reason"] = reason or _prune_reason(study, outcome.epochs_completed)
     elif outcome.failed or outcome.stopped or outcome.epochs_completed == 0:
         state = optuna.trial.TrialState.FAIL
         attrs["reason"] = reason or outcome.message or outcome.state
@@ -782,6 +797,23 @@ def finish_trial(
     if state == optuna.trial.TrialState.COMPLETE:
         return study.tell(trial, value)
     return study.tell(trial, state=state)
+
+
+def _prune_reason(study: optuna.Study, epochs: int) -> str:
+    """Why the study's pruner stopped a trial after ``epochs`` epochs, in its own rule's words."""
+    import optuna
+
+    pruner = study.pruner
+    if isinstance(pruner, (optuna.pruners.SuccessiveHalvingPruner, optuna.pruners.HyperbandPruner)):
+        factor = pruner._reduction_factor  # noqa: SLF001 - Optuna keeps no public accessor
+        return (
+            f"pruned after epoch {epochs}: its validation loss was not among the best 1 in "
+            f"{factor} of the trials at that rung"
+        )
+    return (
+        f"pruned after epoch {epochs}: its validation loss was above (worse than) the median of "
+        "earlier trials at that epoch"
+    )
 
 
 def fail_trial(

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cae.spec import ACTIVATIONS, MAX_FILTERS, ArchitectureSpec, BatchNorm, Conv, Pool
-from cae.training import LIMITS, LOSSES, OPTIMIZERS, TrainConfig
+from cae.training import LIMITS, LOSSES, LR_SCHEDULES, OPTIMIZERS, TrainConfig
 
 EXAMPLE_SPACE = Path(__file__).resolve().parent / "_data" / "search-mnist-sample.json"
 """The shipped space: designs of at most 49 code values for the bundled sample (the Experiments
@@ -68,6 +68,12 @@ class ParamRule:
     help: str = ""
 
 
+DECODERS = ("mirror", "compact")
+"""How a candidate's decoder is made: ``mirror`` (``cae.shapes.mirror``: a convolution mirroring
+the code's, then per stage up-sampling followed by its convolutions) or ``compact`` (as the wide
+preset: per stage its convolutions at the lower resolution, then up-sampling; about half the
+mirror's work for as good a loss per epoch, docs/benchmarks.md issue 27)."""
+
 PARAMETERS: dict[str, ParamRule] = {
     "depth": ParamRule("int", 1, 6, default=2, help="down-sampling stages (each halves the side)"),
     "convs_per_stage": ParamRule("int", 1, 4, default=1, help="convolutions in each stage"),
@@ -80,17 +86,33 @@ PARAMETERS: dict[str, ParamRule] = {
     "code_activation": ParamRule("word", words=ACTIVATIONS, default="relu", help="the code's"),
     "downsample": ParamRule("word", words=("pool", "stride"), default="pool", help="how"),
     "batchnorm": ParamRule("bool", default=False, help="batch normalisation after each conv"),
+    "decoder": ParamRule(
+        "word",
+        words=DECODERS,
+        default="mirror",
+        help="mirror: the encoder reversed (up-sampling, then the stage's convolutions); "
+        "compact: each stage's convolutions at the lower resolution, then up-sampling",
+    ),
     "learning_rate": ParamRule("float", *LIMITS["learning_rate"], training=True),
     "batch_size": ParamRule("int", 1, 4096, training=True),
     "epochs": ParamRule("int", *LIMITS["epochs"], training=True),
     "optimizer": ParamRule("word", words=OPTIMIZERS, training=True),
     "loss": ParamRule("word", words=LOSSES, training=True),
+    "lr_schedule": ParamRule("word", words=LR_SCHEDULES, training=True),
 }
 """Every parameter a space may set, with its limits; the design's have defaults, the training
 settings default to the command's (or the server's) training config."""
 
 SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "none")
+PRUNERS = ("median", "hyperband", "halving", "none")
+PRUNER_KEYS = {
+    "median": ("n_startup_trials", "n_warmup_steps"),
+    "hyperband": ("min_resource", "reduction_factor"),
+    "halving": ("min_resource", "reduction_factor"),
+}
+"""Each pruner's settings in a space file: Optuna's ``MedianPruner``, ``HyperbandPruner`` (whose
+``max_resource`` is the space's epochs) and ``SuccessiveHalvingPruner`` (``halving``: one
+bracket of rungs at ``min_resource`` x ``reduction_factor``^k epochs)."""
 CONSTRAINTS = ("max_code_values", "max_params")
 SPACE_KEYS = ("name", "description", "parameters", "constraints", "sampler", "pruner", "enqueue")
 
@@ -237,6 +259,8 @@ class SearchSpace:
     pruner: str = "median"
     pruner_startup_trials: int = 2  # trials finished before the median pruner prunes
     pruner_warmup_steps: int = 1  # epochs of a trial before it may be pruned
+    pruner_min_resource: int = 1  # hyperband, halving: the epochs of the first rung
+    pruner_reduction_factor: int = 3  # hyperband, halving: 1 in this many goes on at a rung
     enqueue: tuple[dict[str, Any], ...] = ()  # points tried first (Optuna's enqueue_trial)
     by_name: dict[str, Param] = field(default_factory=dict, compare=False, repr=False)
 
@@ -325,6 +349,11 @@ class SearchSpace:
             pruner.update(
                 n_startup_trials=self.pruner_startup_trials,
                 n_warmup_steps=self.pruner_warmup_steps,
+            )
+        elif self.pruner in ("hyperband", "halving"):
+            pruner.update(
+                min_resource=self.pruner_min_resource,
+                reduction_factor=self.pruner_reduction_factor,
             )
         data: dict[str, Any] = {"name": self.name}
         if self.description:
@@ -452,7 +481,10 @@ class SearchSpace:
         encoder.append(
             Conv(int(values["code_channels"]), code_kernel, activation=values["code_activation"])
         )
-        decoder = mirror(tuple(encoder), shape)  # type: ignore[arg-type]
+        if values.get("decoder", "mirror") == "compact":
+            decoder = _compact_decoder(values, tuple(encoder), shape)
+        else:
+            decoder = mirror(tuple(encoder), shape)  # type: ignore[arg-type]
         return ArchitectureSpec(name[:60], shape, tuple(encoder), decoder)  # type: ignore[arg-type]
 
     def config(self, values: dict[str, Any], base: TrainConfig) -> TrainConfig:
@@ -463,6 +495,37 @@ class SearchSpace:
             if rule.training and name in values
         }
         return replace(base, **settings).validate()
+
+
+def _compact_decoder(
+    values: dict[str, Any], encoder: tuple[Any, ...], shape: tuple[int, ...]
+) -> tuple[Any, ...]:
+    """The ``compact`` decoder: per stage, deepest first, its convolutions (the stage's width)
+    then 2x2 nearest up-sampling; a crop (or padding) of what the rounding added, and a 3x3
+    sigmoid convolution to the images' channels, as the wide preset."""
+    from cae.shapes import compute_shapes
+    from cae.spec import Crop, Pad, Upsample
+
+    kernel = (int(values["kernel"]),) * 2
+    layers: list[Any] = []
+    for stage in reversed(range(int(values["depth"]))):
+        width = max(1, min(MAX_FILTERS, round(values["filters"] * values["growth"] ** stage)))
+        for _ in range(int(values["convs_per_stage"])):
+            layers.append(Conv(width, kernel, (1, 1), "same", values["activation"]))
+            if values["batchnorm"]:
+                layers.append(BatchNorm())
+        layers.append(Upsample((2, 2)))
+    last = Conv(int(shape[2]), (3, 3), activation="sigmoid")
+    probe = ArchitectureSpec("compact", shape, encoder, (*layers, last))  # type: ignore[arg-type]
+    out_h, out_w, _ = compute_shapes(probe, with_fixes=False).output_shape
+    d_h, d_w = out_h - shape[0], out_w - shape[1]
+    if d_h > 0 or d_w > 0:
+        h, w = max(d_h, 0), max(d_w, 0)
+        layers.append(Crop(((h // 2, h - h // 2), (w // 2, w - w // 2))))
+    if d_h < 0 or d_w < 0:
+        h, w = max(-d_h, 0), max(-d_w, 0)
+        layers.append(Pad(((h // 2, h - h // 2), (w // 2, w - w // 2))))
+    return (*layers, last)
 
 
 def _int_field(where: str, value: Any, low: int, high: int) -> int:
@@ -488,23 +551,29 @@ def _constraints(data: Any) -> dict[str, Any]:
     return found
 
 
-_CHOICES: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, int]]]] = {
+_CHOICES: dict[str, tuple[tuple[str, ...], str, dict[str, tuple[str, int, int]]]] = {
     "sampler": (
         SAMPLERS,
         "tpe",
-        {"seed": ("sampler_seed", 2**31 - 1), "n_startup_trials": ("n_startup_trials", 10_000)},
+        {
+            "seed": ("sampler_seed", 0, 2**31 - 1),
+            "n_startup_trials": ("n_startup_trials", 0, 10_000),
+        },
     ),
     "pruner": (
         PRUNERS,
         "median",
         {
-            "n_startup_trials": ("pruner_startup_trials", 10_000),
-            "n_warmup_steps": ("pruner_warmup_steps", 10_000),
+            "n_startup_trials": ("pruner_startup_trials", 0, 10_000),
+            "n_warmup_steps": ("pruner_warmup_steps", 0, 10_000),
+            "min_resource": ("pruner_min_resource", 1, int(LIMITS["epochs"][1])),
+            "reduction_factor": ("pruner_reduction_factor", 2, 100),
         },
     ),
 }
 """The space's ``sampler`` and ``pruner`` blocks: their names, default name, and each setting's
-field of :class:`SearchSpace` and highest value (whole numbers from 0; null: the default)."""
+field of :class:`SearchSpace` with its lowest and highest value (whole numbers; null: the
+default). A pruner takes only its own settings (:data:`PRUNER_KEYS`)."""
 
 
 def _choice(block: str, data: Any) -> dict[str, Any]:
@@ -515,16 +584,18 @@ def _choice(block: str, data: Any) -> dict[str, Any]:
         data = {"name": data}
     if not isinstance(data, dict):
         raise _fail(block, "must be a name or an object", data)
-    unknown = sorted(set(map(str, data)) - {"name", *settings})
-    if unknown:
-        raise _fail(block, f"unknown key {unknown[0]!r}", unknown[0])
     name = data.get("name", default)
     if name not in names:
-        raise _fail(f"{block}.name", f"must be one of {', '.join(names)}", name)
+        raise _fail(f"{block}.name", f"must be one of {', '.join(map(str, names))}", name)
+    allowed = set(PRUNER_KEYS.get(name, ())) if block == "pruner" else set(settings)
+    unknown = sorted(set(map(str, data)) - {"name", *allowed})
+    if unknown:
+        whose = f" for the {name} pruner" if block == "pruner" else ""
+        raise _fail(block, f"unknown key {unknown[0]!r}{whose}", unknown[0])
     found: dict[str, Any] = {block: name}
-    for key, (field_name, high) in settings.items():
+    for key, (field_name, low, high) in settings.items():
         if data.get(key) is not None:
-            found[field_name] = _int_field(f"{block}.{key}", data[key], 0, high)
+            found[field_name] = _int_field(f"{block}.{key}", data[key], low, high)
     return found
 
 

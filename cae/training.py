@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOSSES = ("bce", "mse", "mae")
+LR_SCHEDULES = ("constant", "cosine")  # cosine: from learning_rate towards 0 at the end
 
 MAX_PREVIEW = 64
 LATENT_STATS_LIMIT = 2048  # training images encoded for the latent statistics (direct calls)
@@ -101,6 +102,7 @@ class TrainConfig:
     strength: float = 0.0  # of the corruption (0 without one)
     preview_count: int = 6  # test images reconstructed at each epoch end for the live preview
     precision: str = "float32"  # or "mixed_float16": float16 maths, float32 weights and last layer
+    lr_schedule: str = "constant"  # or "cosine": per-epoch cosine decay over the run's epochs
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,6 +136,11 @@ class TrainConfig:
                 f"Received: corruption=None, strength={self.strength!r}"
             )
         corruption_of(self.corruption, self.strength)  # the kind's own strength range
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}. "
+                f"Received: lr_schedule={self.lr_schedule!r}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision must be one of {', '.join(PRECISIONS)}. Received: precision={self.precision!r}"
@@ -311,6 +318,21 @@ def _loss_terms(built: BuiltModel, loss: str) -> list[Any]:
     return [metric(name="recon_loss")]
 
 
+def cosine_rate(learning_rate: float, epoch: int, epochs: int) -> float:
+    """The cosine schedule's rate for epoch ``epoch`` (0-based) of ``epochs``: ``learning_rate``
+    at the first epoch, falling along half a cosine towards 0 after the last."""
+    return 0.5 * learning_rate * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+
+
+def _schedule_callback(config: TrainConfig) -> Any:
+    """A callback setting the optimizer's rate at each epoch's start (``lr_schedule`` cosine)."""
+    import keras
+
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch, rate: cosine_rate(config.learning_rate, epoch, config.epochs)
+    )
+
+
 def _kl_warmup_callback(built: BuiltModel) -> Any:
     """A callback setting the sampling layer's KL weight at each epoch's start to
     ``spec.variational.weight(epoch)`` (0 rising to beta over the warm-up, then beta)."""
@@ -478,6 +500,8 @@ def train(
         callbacks = [monitor.keras_callback()]
         if built.variational:
             callbacks.insert(0, _kl_warmup_callback(built))
+        if config.lr_schedule == "cosine":
+            callbacks.insert(0, _schedule_callback(config))
         built.autoencoder.fit(
             train_ds,
             epochs=config.epochs,

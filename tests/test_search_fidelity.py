@@ -1,0 +1,161 @@
+"""Multi-fidelity searches (issue 27): the successive-halving and Hyperband pruners of a space
+file, and the cosine learning-rate schedule a space (or any training) may use."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from cae.search_space import SearchSpace, SpaceError
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_SPACE = REPO / "cae" / "_data" / "search-mnist-sample.json"
+
+TINY = {
+    "name": "tiny",
+    "parameters": {
+        "depth": 2,
+        "filters": [2, 4],
+        "growth": 1,
+        "code_channels": [1, 2],
+        "learning_rate": 0.01,
+        "batch_size": 32,
+        "epochs": 9,
+    },
+    "constraints": {"max_code_values": 49},
+    "sampler": {"name": "random", "seed": 0},
+}
+
+
+@pytest.mark.parametrize("name", ["halving", "hyperband"])
+def test_a_multi_fidelity_pruner_is_read_written_and_made(name):
+    """The space's rungs (first rung's epochs, 1 in ``reduction_factor`` goes on) reach Optuna's
+    pruner; Hyperband's largest budget is the space's epochs."""
+    import optuna
+
+    from cae.search import make_pruner
+
+    space = SearchSpace.from_dict(
+        {**TINY, "pruner": {"name": name, "min_resource": 2, "reduction_factor": 4}}
+    )
+    assert space.to_dict()["pruner"] == {"name": name, "min_resource": 2, "reduction_factor": 4}
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    pruner = make_pruner(space)
+    if name == "halving":
+        assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+        assert (pruner._min_resource, pruner._reduction_factor) == (2, 4)  # noqa: SLF001
+    else:
+        assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+        assert (pruner._min_resource, pruner._max_resource) == (2, 9)  # noqa: SLF001
+        assert pruner._reduction_factor == 4  # noqa: SLF001
+
+
+@pytest.mark.parametrize(
+    ("pruner", "expected"),
+    [
+        ({"name": "halving", "min_resource": 0}, "pruner.min_resource=0"),
+        ({"name": "hyperband", "reduction_factor": 1}, "pruner.reduction_factor=1"),
+        ({"name": "halving", "n_warmup_steps": 2}, 'pruner="n_warmup_steps"'),
+        ({"name": "median", "min_resource": 2}, 'pruner="min_resource"'),
+    ],
+)
+def test_a_bad_pruner_setting_is_one_line_naming_it(pruner, expected):
+    with pytest.raises(SpaceError) as error:
+        SearchSpace.from_dict({**TINY, "pruner": pruner})
+    message = str(error.value)
+    assert "\n" not in message and expected in message, message
+
+
+def test_successive_halving_stops_a_trial_worse_than_the_first_at_a_rung(tmp_path):
+    """Through the search's own reporting (``report_epoch``): at the rung of 1 epoch, the first
+    trial goes on; a second one whose validation loss is worse is stopped there, a better one
+    goes on."""
+    from cae.search import ask_candidate, finish_trial, open_study, report_epoch
+    from cae.training import TrainConfig, TrainOutcome
+
+    space = SearchSpace.from_dict(
+        {**TINY, "pruner": {"name": "halving", "min_resource": 1, "reduction_factor": 3}}
+    )
+    study = open_study("rungs", space, root=tmp_path)
+    config = TrainConfig(preview_count=0)
+    trials = [ask_candidate(study, space, (28, 28, 1), config).number for _ in range(3)]
+    assert report_epoch(study, trials[0], 1, 0.20, epochs=9) is False
+    assert report_epoch(study, trials[1], 1, 0.30, epochs=9) is True
+    assert report_epoch(study, trials[2], 1, 0.10, epochs=9) is False
+    stopped = TrainOutcome(state="stopped", message="", epochs_completed=1, stopped=True)
+    frozen = finish_trial(study, trials[1], stopped, pruned=True)
+    assert frozen.user_attrs["reason"] == (
+        "pruned after epoch 1: its validation loss was not among the best 1 in 3 of the trials "
+        "at that rung"
+    )
+
+
+def test_the_shipped_space_is_a_multi_fidelity_search():
+    """The shipped space trains its trials long enough for the designs that beat PCA by 5 dB
+    and stops most early (successive halving)."""
+    from cae.training import TrainConfig
+
+    space = SearchSpace.load(SHIPPED_SPACE)
+    assert space.pruner == "halving" and space.pruner_min_resource < 10
+    values = space.values(dict(space.enqueue[0]))
+    config = space.config(values, TrainConfig())
+    assert config.epochs >= 100
+
+
+def test_the_cosine_schedule_falls_from_the_rate_to_near_zero():
+    from cae.training import cosine_rate
+
+    rates = [cosine_rate(1e-3, epoch, 10) for epoch in range(10)]
+    assert rates[0] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert rates[-1] == pytest.approx(0.5e-3 * (1 + math.cos(math.pi * 0.9)))
+
+
+def test_a_bad_schedule_names_itself():
+    from cae.training import TrainConfig
+
+    with pytest.raises(ValueError, match=r"Received: lr_schedule='step'"):
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(SpaceError, match=r"parameters.lr_schedule\[1\]"):
+        SearchSpace.from_dict(
+            {**TINY, "parameters": {**TINY["parameters"], "lr_schedule": ["cosine", "step"]}}
+        )
+    assert TrainConfig.from_dict({"epochs": 2}).lr_schedule == "constant"  # older records
+
+
+def test_a_cosine_training_ends_with_the_scheduled_rate(tmp_path):
+    """A real 3-epoch training with the cosine schedule: the optimizer's rate at the end is the
+    last epoch's rate of the schedule, and the run trains (a finite validation PSNR)."""
+    from cae.datasets import load_dataset
+    from cae.spec import preset
+    from cae.training import TrainConfig, cosine_rate, train
+
+    data = load_dataset("mnist-sample", limit=128, seed=0)
+    config = TrainConfig(
+        epochs=3, batch_size=32, learning_rate=2e-3, lr_schedule="cosine", preview_count=0
+    )
+    result = train(preset("classic"), data, config, tensorboard=False)
+    rate = float(result.built.autoencoder.optimizer.learning_rate.numpy())
+    assert rate == pytest.approx(cosine_rate(2e-3, 2, 3), rel=1e-5)
+    assert math.isfinite(result.validation_metrics["psnr"])
+
+
+def test_the_compact_decoder_is_the_wide_presets_and_fits_odd_sizes():
+    """``decoder: compact`` makes the wide preset from its point of the shipped space; with
+    three stages (28 -> 14 -> 7 -> 4, up to 32) a crop brings the output back to 28x28."""
+    from cae.shapes import compute_shapes
+    from cae.spec import preset
+
+    space = SearchSpace.load(SHIPPED_SPACE)
+    values = space.values(dict(space.enqueue[0]))
+    wide = preset("wide")
+    design = space.design(values, (28, 28, 1))
+    assert (design.encoder, design.decoder) == (wide.encoder, wide.decoder)
+    deeper = space.design({**values, "depth": 3, "code_channels": 3}, (28, 28, 1))
+    report = compute_shapes(deeper, with_fixes=False)
+    assert report.matches and tuple(report.output_shape) == (28, 28, 1)
+    assert [layer.type for layer in deeper.decoder][-2:] == ["crop", "conv"]
+    mirrored = space.design({**values, "decoder": "mirror"}, (28, 28, 1))
+    assert mirrored.decoder != wide.decoder  # the default stays the mirror
