@@ -326,8 +326,9 @@ def training_work(report: ShapeReport) -> float:
     return work_per_image(report) * slower
 
 
-def training_seconds(work: float, num_train: int, epochs: int, speed: Speed) -> float:
-    """One run's estimated seconds: ``work`` per image x ``num_train`` images x ``epochs``."""
+def training_seconds(work: float, num_train: int, epochs: float, speed: Speed) -> float:
+    """One run's estimated seconds: ``work`` per image x ``num_train`` images x ``epochs`` (an
+    average where a pruner cuts trials short)."""
     return speed.seconds(work * num_train * epochs)
 
 

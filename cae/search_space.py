@@ -336,6 +336,31 @@ class SearchSpace:
             ) from None
         return cls.from_json(text)
 
+    def expected_epochs(self, epochs: int) -> float:
+        """The epochs a trial of ``epochs`` trains on average under this space's pruner, for
+        the estimate a search is admitted on: successive halving lets 1 in ``reduction_factor``
+        trials past each rung (``min_resource`` x ``reduction_factor``^k epochs); Hyperband is
+        the mean of its brackets' halving, each starting at a rung of its own; the median
+        pruner and none are counted whole (an upper bound: what they cut is not known ahead)."""
+        if self.pruner not in ("halving", "hyperband") or epochs <= self.pruner_min_resource:
+            return float(epochs)
+        factor = self.pruner_reduction_factor
+
+        def halving(first: int) -> float:
+            total, survive, start, rung = 0.0, 1.0, 0, first
+            while start < epochs:
+                end = min(rung, epochs)
+                total += survive * (end - start)
+                survive, start, rung = survive / factor, end, rung * factor
+            return total
+
+        if self.pruner == "halving":
+            return halving(self.pruner_min_resource)
+        firsts = [self.pruner_min_resource]
+        while firsts[-1] * factor <= epochs:
+            firsts.append(firsts[-1] * factor)
+        return sum(halving(first) for first in firsts) / len(firsts)
+
     def to_dict(self) -> dict[str, Any]:
         """The space as written in a space file (``from_dict`` reads it back)."""
         constraints = {

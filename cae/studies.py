@@ -250,7 +250,10 @@ class StudyQueue:
         first = ask_candidate(study, space, recipe.image_shape(), base_config, num_train=num_train)
         speed = fit_speed(rate_samples(list_runs(root_path)))
         work = training_work(compute_shapes(first.spec, with_fixes=False))
-        per_trial = training_seconds(work, num_train, first.config.epochs, speed)
+        # a trial's expected epochs under the pruner: successive halving stops most early
+        per_trial = training_seconds(
+            work, num_train, space.expected_epochs(first.config.epochs), speed
+        )
         try:
             self.check_caps(owner, trials, trials * per_trial)
         except ValueError:

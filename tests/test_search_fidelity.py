@@ -159,3 +159,38 @@ def test_the_compact_decoder_is_the_wide_presets_and_fits_odd_sizes():
     assert [layer.type for layer in deeper.decoder][-2:] == ["crop", "conv"]
     mirrored = space.design({**values, "decoder": "mirror"}, (28, 28, 1))
     assert mirrored.decoder != wide.decoder  # the default stays the mirror
+
+
+def test_a_trials_expected_epochs_follow_its_pruner_and_the_shipped_search_fits_the_caps():
+    """A search is admitted on its trials' expected epochs: with successive halving (rungs 1, 3,
+    9; 1 in 3 goes on) a 9-epoch trial trains 1 + 2/3 + 6/9 epochs on average, Hyperband the mean
+    of its brackets', the median pruner the whole 9. So the page's default, 10 trials of the
+    shipped space (100-epoch trials, most cut at 4 epochs), fits a student's 4-hour cap even at
+    the rough speed of a machine with no timed run (counted whole, it took 11.7 h: refused)."""
+    import dataclasses
+
+    from cae.datasets import dataset_status
+    from cae.experiments import ExperimentCapError, check_caps
+    from cae.preflight import fit_speed, training_seconds, training_work
+    from cae.shapes import compute_shapes
+    from cae.spec import preset
+
+    space = dataclasses.replace(
+        SearchSpace.from_dict({**TINY, "pruner": {"name": "halving", "min_resource": 1}}),
+        pruner_reduction_factor=3,
+    )
+    assert space.expected_epochs(9) == pytest.approx(1 + 2 / 3 + 6 / 9)
+    assert dataclasses.replace(space, pruner="hyperband").expected_epochs(9) == pytest.approx(
+        ((1 + 2 / 3 + 6 / 9) + (3 + 6 / 3) + 9) / 3
+    )
+    assert dataclasses.replace(space, pruner="median").expected_epochs(9) == 9
+    assert dataclasses.replace(space, pruner="none").expected_epochs(9) == 9
+
+    shipped = SearchSpace.load(SHIPPED_SPACE)
+    num_train = int(dataset_status("mnist-sample").num_train * 0.9)
+    work = training_work(compute_shapes(preset("wide"), with_fixes=False))
+    speed = fit_speed([])  # no run timed here yet: the rough guess
+    per_trial = training_seconds(work, num_train, shipped.expected_epochs(100), speed)
+    check_caps(10, 10 * per_trial, 0, 0.0)  # admitted
+    with pytest.raises(ExperimentCapError, match="estimated hours"):
+        check_caps(10, 10 * training_seconds(work, num_train, 100, speed), 0, 0.0)

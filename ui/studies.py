@@ -65,7 +65,8 @@ def start_form(root: str) -> None:
         key="experiments_search_space",
         help="Ranges or lists of the design's depth, filters, kernels and code channels and of "
         "the learning rate, batch size and epochs; constraints (max_code_values, max_params); "
-        "sampler (tpe, random, grid) and pruner (median on the validation loss, or none). "
+        "sampler (tpe, random, grid) and pruner on the validation loss (median; halving or "
+        "hyperband: most trials stop after a few epochs, the best train on; or none). "
         "README's Search section lists every key.",
     )
     try:
