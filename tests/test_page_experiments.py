@@ -357,8 +357,11 @@ def test_more_cores_train_several_students_runs_at_once(models, monkeypatch):
         flights = [e.snapshot()["in_flight"] for e in experiments]
         seen.add(tuple(sum(trial["training"] for trial in flight) for flight in flights))
         STUDIES.wait(experiments[0].id, 0.2)
-    assert (1, 1) in seen  # both students' runs trained at the same time, each in its worker
-    assert not [counts for counts in seen if max(counts) > 1]  # one running job per student
+    # both students' runs trained at the same time, each in its worker
+    assert [counts for counts in seen if min(counts) >= 1], seen
+    # 4 idle slots: a student's second run takes one no other student's run waits for (the
+    # work-conserving rule of cae.admission; its fairness is tested in tests/test_admission.py)
+    assert max(sum(counts) for counts in seen) <= 4, seen
     assert experiments[0].record["parallel"] == 4
     for experiment in experiments:
         assert [row["state"] for row in grid_view(experiment)["rows"]] == ["finished"] * 2
