@@ -259,7 +259,7 @@ def test_results_page_shows_one_channel_at_a_time(multichannel_runs, monkeypatch
     shown = grid_bodies(app)
     assert len(shown) == len(grids) and all(a != b for a, b in zip(grids, shown, strict=True))
     titles = json.dumps([chart["layout"].get("title") for chart in charts(app).values()])
-    assert f"of channel {channels - 1}" in titles
+    assert f"squared error per pixel, channel {channels - 1}," in titles  # the channel shown
     assert app.get("download_button")
 
 
