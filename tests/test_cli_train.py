@@ -416,6 +416,7 @@ def test_a_strided_one_tap_design_trains_from_the_cli_with_onednn_off(tmp_path):
     (run,) = root.iterdir()
     assert json.loads((run / "metrics.json").read_text())["latent_shape"] == [32, 32, 4]
     vary = ["--vary", "encoder.1.strides=1,2", "--vary", "decoder.0.strides=1,2"]
-    done = run_cli("sweep", "--spec", str(spec), *common, *vary, "--out-dir", str(tmp_path / "sw"))
+    scored = [*common[:-1], "0.25"]  # a grid study scores its runs on a validation split
+    done = run_cli("sweep", "--spec", str(spec), *scored, *vary, "--out-dir", str(tmp_path / "sw"))
     assert done.returncode == 0, done.stderr
     assert len(json.loads((tmp_path / "sw" / "sweep.json").read_text())["runs"]) == 2
