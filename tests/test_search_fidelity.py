@@ -4,29 +4,15 @@ file, and the cosine learning-rate schedule a space (or any training) may use.""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from cae.search_space import SearchSpace, SpaceError
+from tests.test_search import SHIPPED_SPACE
+from tests.test_search import TINY as SEARCH_TINY
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_SPACE = REPO / "cae" / "_data" / "search-mnist-sample.json"
-
-TINY = {
-    "name": "tiny",
-    "parameters": {
-        "depth": 2,
-        "filters": [2, 4],
-        "growth": 1,
-        "code_channels": [1, 2],
-        "learning_rate": 0.01,
-        "batch_size": 32,
-        "epochs": 9,
-    },
-    "constraints": {"max_code_values": 49},
-    "sampler": {"name": "random", "seed": 0},
-}
+# the small designs of tests/test_search.py, trained for 9 epochs: room for rungs
+TINY = {**SEARCH_TINY, "parameters": {**SEARCH_TINY["parameters"], "epochs": 9}}
 
 
 @pytest.mark.parametrize("name", ["halving", "hyperband"])
