@@ -24,7 +24,15 @@ from ui.baselines import baselines_table, name_column
 from ui.channels import channel_picker
 from ui.denoising import corrupted_section
 from ui.lesson import lesson_section
-from ui.results_scores import own_metrics, pca_gain, picked, run_report
+from ui.results_scores import (
+    error_words,
+    own_metrics,
+    pca_gain,
+    picked,
+    run_labels,
+    run_report,
+    shown_error_maps,
+)
 from ui.run_index import all_runs
 from ui.runs import (
     cached_run,
@@ -169,27 +177,6 @@ def metrics_table(selected: list[RunInfo], root: str) -> None:
     )
 
 
-def shown_error_maps(a: np.ndarray, b: np.ndarray, channel: int | None) -> np.ndarray:
-    """Squared error per pixel (N, H, W): of the channel shown, or averaged over the channels
-    when the images are shown whole (grayscale or RGB)."""
-    if channel is not None:
-        a, b = a[..., channel : channel + 1], b[..., channel : channel + 1]
-    return image_metrics.error_maps(a, b)
-
-
-def error_words(channel: int | None, channels: int, *, test_set: bool = False) -> str:
-    """Which error the maps show, each mean said once: of the channel shown, or the mean over
-    the ``channels`` (when shown whole and there are several); with ``test_set``, the mean over
-    the test set too. "" for one image of one channel."""
-    over = [] if channel is not None or channels == 1 else ["the channels"]
-    if test_set:
-        over.insert(0, "the test set")
-    parts = [] if channel is None else [f"channel {channel}"]
-    if over:
-        parts.append("the mean over " + " and ".join(over))
-    return ", ".join(parts)
-
-
 def grid_section(
     usable: list[RunInfo],
     reference: RunInfo,
@@ -228,16 +215,6 @@ def grid_section(
             coloured = colormap(error, 0.0, max(top, 1e-8)) / 255.0  # from 0, as the heatmap
             with st.container(key=f"results_errors_{run.run_id}"):
                 st.html(image_grid([coloured], ["error"]))
-
-
-def run_labels(runs: list[RunInfo]) -> dict[str, str]:
-    """Each run's label by its id: its name, and the id's tail where two runs share a name (so
-    that two of one name stay apart; a mapping from ids, the same on every rerun)."""
-    names = [run.name for run in runs]
-    return {
-        run.run_id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.run_id[-6:]}"
-        for run in runs
-    }
 
 
 def curves_section(selected: list[RunInfo], root: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from cae import metrics as image_metrics
 from cae.evaluation import SplitReport, reconstruct, split_report
 from cae.offload import evaluation_request, in_server_limit
 from cae.pixels import float_bytes
@@ -84,3 +85,34 @@ def pca_gain(run: RunInfo, psnr: float | None, root: str) -> str:
         return "…"
     gain = psnr - found["pca"]["psnr"]
     return f"{gain:+.2f}" if math.isfinite(gain) else "–"
+
+
+def shown_error_maps(a: np.ndarray, b: np.ndarray, channel: int | None) -> np.ndarray:
+    """Squared error per pixel (N, H, W): of the channel shown, or averaged over the channels
+    when the images are shown whole (grayscale or RGB)."""
+    if channel is not None:
+        a, b = a[..., channel : channel + 1], b[..., channel : channel + 1]
+    return image_metrics.error_maps(a, b)
+
+
+def error_words(channel: int | None, channels: int, *, test_set: bool = False) -> str:
+    """Which error the maps show, each mean said once: of the channel shown, or the mean over
+    the ``channels`` (when shown whole and there are several); with ``test_set``, the mean over
+    the test set too. "" for one image of one channel."""
+    over = [] if channel is not None or channels == 1 else ["the channels"]
+    if test_set:
+        over.insert(0, "the test set")
+    parts = [] if channel is None else [f"channel {channel}"]
+    if over:
+        parts.append("the mean over " + " and ".join(over))
+    return ", ".join(parts)
+
+
+def run_labels(runs: list[RunInfo]) -> dict[str, str]:
+    """Each run's label by its id: its name, and the id's tail where two runs share a name (so
+    that two of one name stay apart; a mapping from ids, the same on every rerun)."""
+    names = [run.name for run in runs]
+    return {
+        run.run_id: run.name if names.count(run.name) == 1 else f"{run.name} · {run.run_id[-6:]}"
+        for run in runs
+    }
