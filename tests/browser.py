@@ -361,14 +361,22 @@ def expect_rerun(page: Page, timeout_ms: float = 30_000, *, runs: int = 1) -> It
 def boxes_at_once(page: Page, *locators: Locator) -> list[dict[str, float]]:
     """The viewport box (top, bottom, height) of each locator's first element, all read in one
     task: no scroll or layout can come between them, as it can between two ``bounding_box``
-    calls. Element handles reach into a shadow DOM (a drawable canvas) where CSS does not."""
-    return page.evaluate(
-        """(elements) => elements.map((el) => {
-            const box = el.getBoundingClientRect();
-            return {top: box.top, bottom: box.bottom, height: box.height};
-        })""",
-        [locator.first.element_handle() for locator in locators],
-    )
+    calls. Element handles reach into a shadow DOM (a drawable canvas) where CSS does not.
+    An element that a rerun replaced between finding it and measuring it (a detached node
+    measures 0x0 at the top left) is found again and all are measured again, up to 5 s."""
+    for _ in range(25):
+        measured = page.evaluate(
+            """(elements) => elements.map((el) => {
+                const box = el.getBoundingClientRect();
+                return {top: box.top, bottom: box.bottom, height: box.height,
+                        connected: el.isConnected};
+            })""",
+            [locator.first.element_handle() for locator in locators],
+        )
+        if all(box.pop("connected") for box in measured):
+            break
+        page.wait_for_timeout(200)
+    return measured
 
 
 def saved_runs(models: Path) -> list:
