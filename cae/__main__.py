@@ -1301,6 +1301,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_axes([parse_vary(text) for text in args.vary], _load_spec_argument(args))
                 if args.storage is not None:
                     make_storage(args.storage)
+            if args.command in ("train", "sweep"):  # bad settings: refused before TensorFlow
+                _train_config(args)
+            if args.command == "train":
+                _variational_argument(_load_spec_argument(args), args)
             specs = _specs_to_train(args)
             refuse_mismatched_upload(
                 specs, getattr(args, "data", None), getattr(args, "array", None)

@@ -420,3 +420,37 @@ def test_a_strided_one_tap_design_trains_from_the_cli_with_onednn_off(tmp_path):
     done = run_cli("sweep", "--spec", str(spec), *scored, *vary, "--out-dir", str(tmp_path / "sw"))
     assert done.returncode == 0, done.stderr
     assert len(json.loads((tmp_path / "sw" / "sweep.json").read_text())["runs"]) == 2
+
+
+BEFORE_TENSORFLOW = (
+    "import sys; from cae.__main__ import main; status = main(sys.argv[1:]); "
+    "print(status, 'tensorflow' in sys.modules)"
+)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["train", "--preset", "classic", "--epochs", "0"], "Received: epochs=0"),
+        (["train", "--preset", "classic", "--epochs", "1", "--batch-size", "0"], "batch_size=0"),
+        (["train", "--spec", "/no/such/spec.json", "--epochs", "1"], "cannot read the spec"),
+        (["train", "--preset", "classic", "--epochs", "1", "--beta", "2"], "add --variational"),
+        (["sweep", "--preset", "classic", "--vary", "code=1,2", "--epochs", "0",
+          "--out-dir", "OUT"], "Received: epochs=0"),
+    ],
+)  # fmt: skip
+def test_bad_training_settings_are_refused_before_tensorflow_is_imported(args, words, tmp_path):
+    """A wrong setting of ``train`` or ``sweep`` is one line at once, not after TensorFlow's
+    seconds-long import (two multi-worker processes each imported it to refuse ``--epochs 0``)."""
+    args = [str(tmp_path / "out") if arg == "OUT" else arg for arg in args]
+    result = subprocess.run(
+        [sys.executable, "-c", BEFORE_TENSORFLOW, *args, "--dataset", "mnist-sample"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and words in line, line
+    assert result.stdout.split() == ["2", "False"], result.stdout
+    assert not (tmp_path / "out").exists()
