@@ -334,7 +334,6 @@ def brush_controls(latent: LatentRun, edit: LatentEdit) -> None:
 def number_table(latent: LatentRun, edit: LatentEdit) -> None:
     """The shown channel's values as an editable table, and one cell set by row and column."""
     h, w, _ = latent.latent_shape
-    vmax = latent.brush_max[edit.channel]
     with st.expander("Type the numbers", expanded=True, icon=":material/table:"):
         table_key = f"le_table_{edit.table_version}"
         grid = edit.code[..., edit.channel]
@@ -348,18 +347,20 @@ def number_table(latent: LatentRun, edit: LatentEdit) -> None:
             picker = st.columns(2)
             picker[0].number_input("Row", 0, h - 1, 0, key="le_cell_row")
             picker[1].number_input("Column", 0, w - 1, 0, key="le_cell_col")
-            # starts at the top of this run's channel's brush, again when either changes: the
-            # widget kept its value across runs (16.252 of the wide run on the classic's 0-6)
+            row = min(max(int(st.session_state.get("le_cell_row") or 0), 0), h - 1)
+            col = min(max(int(st.session_state.get("le_cell_col") or 0), 0), w - 1)
+            low, high = (float(bound[row, col, edit.channel]) for bound in latent.cell_ranges)
+            # starts at the top of the picked cell's brush, again when the run or channel
+            # changes (the widget kept its value across runs: 16.252 of the wide run on the
+            # classic's 0-6; the channel's top was above many a cell's range); a value typed
+            # stays while other cells are picked, to set several to it
             shown_for = f"{latent.info.run_id}|{latent.info.created}|{edit.channel}"
             if st.session_state.get("le_cell_for") != shown_for or (
                 st.session_state.get("le_cell_value") is None
             ):
-                st.session_state["le_cell_value"] = float(round(vmax, 3))
+                st.session_state["le_cell_value"] = float(round(high, 3))
                 st.session_state["le_cell_for"] = shown_for
             st.number_input("Value", value=None, step=0.1, format="%.3f", key="le_cell_value")
-            row = min(max(int(st.session_state.get("le_cell_row") or 0), 0), h - 1)
-            col = min(max(int(st.session_state.get("le_cell_col") or 0), 0), w - 1)
-            low, high = (float(bound[row, col, edit.channel]) for bound in latent.cell_ranges)
             with st.container(key="le_cell_range"):
                 st.caption(
                     f"Cell ({row}, {col}): the brush paints it from {short_number(low)} to "

@@ -134,8 +134,9 @@ def test_the_default_brush_value_visibly_changes_the_decoded_image(tmp_path, mon
 @pytest.mark.slow
 def test_the_typed_value_starts_at_each_runs_own_brush_top(tmp_path, monkeypatch):
     """The shipped runs' codes span 0-6 (classic) and about -3-16 (wide): the Value field of
-    "Type the numbers" starts at the top of the shown run's brush, again after a switch of run
-    (it kept the wide run's 16.252 on the classic run)."""
+    "Type the numbers" starts at the top of the picked cell's brush (the caption's range), never
+    above the channel's, again after a switch of run (it kept the wide run's 16.252 on the
+    classic run); a value typed stays while another cell is picked."""
     import shutil
 
     for run_id in ("classic-mnist-sample-default", "wide-mnist-sample"):
@@ -147,6 +148,12 @@ def test_the_typed_value_starts_at_each_runs_own_brush_top(tmp_path, monkeypatch
         app.selectbox(key="le_run").set_value(run_id).run()
         assert not app.exception, app.exception
         top = app.slider(key="le_set_0").max
-        assert app.number_input(key="le_cell_value").value == pytest.approx(top, abs=1e-3)
+        value = app.number_input(key="le_cell_value").value
+        caption = next(c.value for c in app.caption if c.value.startswith("Cell (0, 0)"))
+        cell_top = re.search(r"to (\S+); a typed", caption)[1]  # 3 significant digits
+        assert f"{value:.3g}" == cell_top and value <= top + 1e-3, (value, caption)
         tops[run_id] = top
     assert tops["wide-mnist-sample"] > tops["classic-mnist-sample-default"] + 1
+    app.number_input(key="le_cell_value").set_value(1.25).run()
+    app.number_input(key="le_cell_row").set_value(3).run()
+    assert app.number_input(key="le_cell_value").value == 1.25
