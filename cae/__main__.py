@@ -373,9 +373,7 @@ def command_train(args: argparse.Namespace) -> int:
     )
     out = _out_target(args.out)
     root = out[0] if out else (Path(args.root) if args.root else None)
-    from cae.ray_dispatch import cluster_address
-
-    if cluster_address() is not None and args.strategy != "multiworker":
+    if _trains_on_cluster(args):
         return _train_on_cluster(request, root, out)  # CAE_CLUSTER: on Ray (docs/cluster.md)
     dataset = load_recipe(recipe)
     from cae.preflight import preflight
@@ -1267,6 +1265,16 @@ def _specs_to_train(args: argparse.Namespace) -> list[ArchitectureSpec]:
     return []
 
 
+def _trains_on_cluster(args: argparse.Namespace) -> bool:
+    """Whether this ``train`` command runs on the Ray cluster of ``CAE_CLUSTER`` (then this
+    process only sends the request and prints the progress: no TensorFlow here)."""
+    from cae.ray_dispatch import cluster_address
+
+    return (
+        args.command == "train" and args.strategy != "multiworker" and cluster_address() is not None
+    )
+
+
 def _onednn_for_search(args: argparse.Namespace) -> None:
     """Before TensorFlow is imported: oneDNN off when the space may stride a 1-tap kernel."""
     from cae.onednn import OFF, VARIABLE
@@ -1310,7 +1318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 specs, getattr(args, "data", None), getattr(args, "array", None)
             )
             turn_off_for(specs)  # before TensorFlow reads it, at its import
-            import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print
+            if not _trains_on_cluster(args):  # there the node imports it, not this process
+                import_tensorflow_quietly()  # TensorFlow's start-up lines are not ours to print
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -253,11 +253,17 @@ def test_a_lost_ray_worker_ends_its_job_in_one_line_and_a_stop_keeps_the_epochs(
     assert no_worker_left(cluster)
 
 
+CLI_TELLS_TENSORFLOW = (
+    "import sys; from cae.__main__ import main; status = main(sys.argv[1:]); "
+    "print('tensorflow imported here:', 'tensorflow' in sys.modules); sys.exit(status)"
+)
+
+
 @slow
 def test_the_cli_trains_on_the_cluster_when_cae_cluster_is_set(cluster, tmp_path):
     env = {**os.environ, "CAE_CLUSTER": cluster.address}
     done = subprocess.run(
-        [sys.executable, "-m", "cae", "train", "--preset", "classic", "--dataset",
+        [sys.executable, "-c", CLI_TELLS_TENSORFLOW, "train", "--preset", "classic", "--dataset",
          "mnist-sample", "--limit", "128", "--epochs", "1", "--batch-size", "32",
          "--name", "cli-on-ray", "--root", str(tmp_path)],
         capture_output=True, text=True, timeout=TIMEOUT, env=env,
@@ -266,6 +272,7 @@ def test_the_cli_trains_on_the_cluster_when_cae_cluster_is_set(cluster, tmp_path
     assert done.returncode == 0, done.stderr[-2000:]
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("run ")]
     assert "on Ray node" in line and "1 epoch" in line, line
+    assert done.stdout.splitlines()[-1] == "tensorflow imported here: False"  # the node's job
     (run,) = [path for path in tmp_path.iterdir() if path.name.startswith("cli-on-ray")]
     record = json.loads((run / "train.json").read_text())
     assert record["backend"] == "ray"
