@@ -91,6 +91,7 @@ def command_shapes(args: argparse.Namespace) -> int:
 
 
 def _add_spec_arguments(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """``--preset`` or ``--spec``, one of them (``required``: one must be given)."""
     group = parser.add_mutually_exclusive_group(required=required)
     group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
     group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
@@ -1093,9 +1094,7 @@ def make_parser() -> argparse.ArgumentParser:
     from cae.strategies import STRATEGIES
 
     train = sub.add_parser("train", help="train an autoencoder and save the run")
-    group = train.add_mutually_exclusive_group(required=True)
-    group.add_argument("--preset", choices=sorted(PRESETS), help="a built-in architecture")
-    group.add_argument("--spec", metavar="FILE.json", help="an architecture file")
+    _add_spec_arguments(train, required=True)
     _add_config_arguments(train)
     train.add_argument(
         "--variational",
