@@ -61,39 +61,37 @@ def assert_no_traceback(page):
     assert "Traceback" not in page.locator("body").inner_text()
 
 
-def test_bad_upload_shows_a_clear_error_and_the_page_keeps_working(page, tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
+def a_bad_upload_is_refused_and_the_page_keeps_working(page, tmp_path):
+    """A file that is not images, then two images (one to train on, which the validation split
+    would take): each refused in a clear message before the click, Train disabled; back to the
+    bundled sample, Train is enabled again (was its own test, with its own server)."""
     bad = tmp_path / "digits.npz"
     bad.write_text("these are not the arrays you are looking for\n" * 20)
     two = tmp_path / "two.npy"
     np.save(two, np.zeros((2, 28, 28), np.uint8))
-    with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
-        open_app(page, url)
-        go_to(page, "Train")
-        choose_dataset(page, "upload")
-        uploader = page.locator('.st-key-train_upload input[type="file"]')
-        uploader.set_input_files(str(bad))
-        error = page.locator('[data-testid="stAlert"]').filter(has_text="digits.npz cannot be used")
-        expect(error).to_be_visible(timeout=30_000)
-        wait_for_app_idle(page, 30_000)
-        screenshot(page, "reliability-bad-upload")
-        assert "Received" in error.inner_text()
-        assert_no_traceback(page)
-        train = page.locator(".st-key-train_start button")
-        expect(train).to_be_visible()
-        expect(train).to_be_disabled()
-        # two images: one to train on, which the validation split would take: said before the
-        # click, with the smallest number that works (it failed after the click before)
-        uploader.set_input_files(str(two))
-        few = page.locator('[data-testid="stAlert"]').filter(has_text="too few training images")
-        expect(few).to_be_visible(timeout=30_000)
-        assert "use at least 2 training images" in few.inner_text()
-        expect(train).to_be_disabled()
-        # the page still works: back to the bundled sample, Train is enabled again
-        choose_dataset(page, "MNIST sample")
-        expect(train).to_be_enabled(timeout=30_000)
-        assert_no_traceback(page)
+    choose_dataset(page, "upload")
+    uploader = page.locator('.st-key-train_upload input[type="file"]')
+    uploader.set_input_files(str(bad))
+    error = page.locator('[data-testid="stAlert"]').filter(has_text="digits.npz cannot be used")
+    expect(error).to_be_visible(timeout=30_000)
+    wait_for_app_idle(page, 30_000)
+    screenshot(page, "reliability-bad-upload")
+    assert "Received" in error.inner_text()
+    assert_no_traceback(page)
+    train = page.locator(".st-key-train_start button")
+    expect(train).to_be_visible()
+    expect(train).to_be_disabled()
+    # two images: one to train on, which the validation split would take: said before the
+    # click, with the smallest number that works (it failed after the click before)
+    uploader.set_input_files(str(two))
+    few = page.locator('[data-testid="stAlert"]').filter(has_text="too few training images")
+    expect(few).to_be_visible(timeout=30_000)
+    assert "use at least 2 training images" in few.inner_text()
+    expect(train).to_be_disabled()
+    # the page still works: back to the bundled sample, Train is enabled again
+    choose_dataset(page, "MNIST sample")
+    expect(train).to_be_enabled(timeout=30_000)
+    assert_no_traceback(page)
 
 
 def start_training(page, url, run_name):
@@ -186,7 +184,8 @@ def test_two_users_train_at_once_and_a_third_browses_results(browser, tmp_path):
 def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(
     page, browser, tmp_path
 ):
-    """The browser's workspace id is in a cookie the app writes, never in the URL: a second tab
+    """First a bad upload, refused (a_bad_upload_is_refused_and_the_page_keeps_working).
+    The browser's workspace id is in a cookie the app writes, never in the URL: a second tab
     of the same browser only watches the training, another browser opening the copied URL sees
     none of it; after a reload, the Train page shows the same training, its Stop works, and the
     completed epochs are saved in the workspace's folder under the name the user types."""
@@ -195,6 +194,7 @@ def test_a_reload_mid_training_finds_the_job_which_can_be_stopped_and_saved(
     with serve_app("app.py", env={"CAE_MODELS_DIR": str(models)}) as url:
         open_app(page, url)
         go_to(page, "Train")
+        a_bad_upload_is_refused_and_the_page_keeps_working(page, tmp_path)
         epochs = page.get_by_label("Epochs")
         epochs.fill("200")
         epochs.press("Enter")
