@@ -359,12 +359,15 @@ def grid_eta(
     """Seconds left: the estimates of the points not trained yet, scaled by how long the
     finished ones took against theirs, less the done part (``running``: index to fraction) of
     the running ones, shared by ``slots`` trainings at once."""
-    ended = {row["index"] for row in rows if row["state"] not in ("running", "waiting")}
+    pending = {row["index"] for row in rows if row["state"] in ("running", "waiting")}
+    # a point whose trial was requeued (or failed) and is asked again is not ended
+    ended = {row["index"] for row in rows if row["state"] not in ("running", "waiting")} - pending
     done = [
         (row["seconds"], estimates[row["index"]])
         for row in rows
         if row["state"] == "finished"
         and isinstance(row.get("seconds"), (int, float))
+        and row["seconds"] > 0  # a run with no time recorded says nothing of the pace
         and 0 <= row["index"] < len(estimates)
         and estimates[row["index"]]
     ]

@@ -802,20 +802,23 @@ def search_view(search: ServerStudy) -> dict[str, Any]:
 def grid_view(found: ServerStudy) -> dict[str, Any]:
     """What a page shows of a grid experiment, as plain data: its record (with the trials in
     flight), a row per point (``cae.experiments.grid_rows``: state, what it varies, its run,
-    why it failed) and the seconds left (``cae.experiments.grid_eta``; None once it ended)."""
+    why it failed), how many of its runs train now (``at_once``) and the seconds left
+    (``cae.experiments.grid_eta`` at that pace; None once it ended). The pace is the runs
+    training now, not the queue's slots: a slot another student waits for goes to them first
+    (``cae.admission``), so counting every slot promised an end too soon."""
     from cae.experiments import grid_eta, grid_rows
 
     record = found.snapshot()
     rows = grid_rows(found.study())
+    running = {
+        trial["index"]: float(getattr(trial["progress"], "fraction", 0.0) or 0.0)
+        for trial in record["in_flight"]
+        if trial["training"]
+    }
     eta = None
     if found.active:
-        running = {
-            trial["index"]: float(getattr(trial["progress"], "fraction", 0.0) or 0.0)
-            for trial in record["in_flight"]
-            if trial["training"]
-        }
-        eta = grid_eta(rows, record.get("estimates") or [], running, record.get("parallel") or 1)
-    return {"record": record, "rows": rows, "eta_seconds": eta}
+        eta = grid_eta(rows, record.get("estimates") or [], running, len(running) or 1)
+    return {"record": record, "rows": rows, "at_once": len(running), "eta_seconds": eta}
 
 
 LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.25, "x": 0}

@@ -255,6 +255,9 @@ def test_a_grid_study_survives_a_server_restart(models):
         assert "'filters' must be at least 1" in view["rows"][3]["reason"]
         (flight,) = view["record"]["in_flight"]
         assert flight["index"] == 2 and flight["label"] == "code=3" and flight["queued"]
+        # point 2 (1 s estimated) left, and no run of it trains: at one at a time, not the
+        # record's 2 slots (which gave half of that while another student held the slot)
+        assert view["at_once"] == 0 and view["eta_seconds"] == pytest.approx(1.0)
         saved = json.loads(path.read_text())
         assert saved["told"] == 2 and saved["asked"] == 3 and list(saved["running_trials"]) == ["4"]
     finally:

@@ -83,8 +83,8 @@ def progress_panel(study_id: str, live: bool = False) -> None:
     text = f"{done} of {total} runs done"
     if state in ("running", "stopping"):
         text += f" · about {fmt_seconds(eta)} left" if eta is not None else ""
-        if (record.get("parallel") or 1) > 1:
-            text += f" · {record['parallel']} at once"
+        if view["at_once"] > 1:
+            text += f" · {view['at_once']} at once"
     elif state != "queued":
         text += f" · {state}"
     st.progress(min(1.0, done / total) if total else 0.0, text=text)
