@@ -58,34 +58,6 @@ def worker(ports: list[int], index: int, *args: str, **extra: str) -> subprocess
     )
 
 
-def test_two_workers_train_one_run_that_loads_like_any_other(tmp_path):
-    root = tmp_path / "models"
-    out = root / "together"
-    result = subprocess.run(
-        ["bash", str(SCRIPT), "2", *SHORT, "--epochs", "1", "--out", str(out)],
-        cwd=REPO,
-        env=env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr == ""
-    assert result.stdout.strip().splitlines()[-1].startswith("run together: 1 epoch")
-    assert [path.name for path in root.iterdir()] == ["together"]  # the chief's folder alone
-    (info,) = list_runs(root)
-    assert info.ok and info.epochs == 1
-    record = load_run("together", root).train_config
-    assert record["strategy"] == "multiworker" and record["workers"] == 2
-    assert record["replicas"] == 2
-    assert run_test_split("together", root).count == 300
-    from cae.events import EVENTS_FILE
-    from tests.test_events import read_events
-
-    scalars, strips = read_events(out / EVENTS_FILE)  # the chief's, one record per epoch
-    assert [step for step, _ in scalars["loss"]] == [1] and len(strips["reconstructions"]) == 1
-
-
 # The chief, its save slowed past the 10 s after which TensorFlow's coordination service declares
 # a silent task crashed; once saved, it notes whether the other worker's server still answers.
 SLOW_CHIEF = textwrap.dedent(
@@ -116,34 +88,59 @@ SLOW_CHIEF = textwrap.dedent(
 )
 
 
-def test_the_workers_leave_together_once_the_chief_has_saved(tmp_path):
-    ports = free_ports(2)
+def test_two_workers_train_one_run_that_loads_like_any_other_and_leave_together(tmp_path):
+    """scripts/train_multiworker.sh with two workers, the chief's save slowed (SLOW_CHIEF, through
+    the script's PYTHON): the other worker waits for the chief's save instead of leaving, both end
+    cleanly with nothing on stderr, only the chief evaluates and writes, and the run loads like
+    any other (one test: it was two trainings of two workers each)."""
+    root = tmp_path / "models"
+    out = root / "together"
     mark = tmp_path / "other-worker-at-save"
-    args = [*SHORT, "--epochs", "1", "--out", str(tmp_path / "slow")]
-    chief = subprocess.Popen(
-        [sys.executable, "-c", SLOW_CHIEF, "train", "--strategy", "multiworker", *args],
-        cwd=REPO, env=env(TF_CONFIG=tf_config(ports, 0), MARK=str(mark)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    other = worker(ports, 1, *args)
-    try:
-        (chief_out, chief_err), (other_out, other_err) = (
-            process.communicate(timeout=300) for process in (chief, other)
-        )
-    finally:
-        for process in (chief, other):
-            if process.poll() is None:
-                process.kill()
-    assert chief.returncode == 0 and other.returncode == 0, chief_err[-2000:] + other_err[-2000:]
-    assert mark.read_text() == "alive"  # the other worker waited for the chief's save
+    # `-m cae ...` runs SLOW_CHIEF, its output also copied to worker-<index>.log (the script
+    # deletes its own logs on success); anything else is Python itself
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/usr/bin/env bash\n"
+        'if [ "$1" = "-m" ] && [ "$2" = "cae" ]; then\n'
+        "  shift 2\n"
+        '  index=$(echo "$TF_CONFIG" | sed -E \'s/.*"index": ([0-9]+).*/\\1/\')\n'
+        f'  {sys.executable} -c "$SLOW_CHIEF" "$@" | tee "$COPIES/worker-$index.log"\n'
+        "  exit ${PIPESTATUS[0]}\n"
+        "fi\n"
+        f'exec {sys.executable} "$@"\n'
+    )
+    python.chmod(0o755)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "2", *SHORT, "--epochs", "1", "--out", str(out)],
+        cwd=REPO,
+        env=env(PYTHON=str(python), SLOW_CHIEF=SLOW_CHIEF, MARK=str(mark), COPIES=str(copies)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     # Before the final barrier the chief's stderr ended with TensorFlow's "The tasks have
     # crashed ... CoordinationServiceError" once the other worker had left.
-    assert chief_err == "" and other_err == ""
-    assert chief_out.strip().splitlines()[-1].startswith("run slow: 1 epoch")
-    last = other_out.strip().splitlines()[-1]
+    assert result.stderr == ""
+    assert mark.read_text() == "alive"  # the other worker waited for the chief's save
+    assert result.stdout.strip().splitlines()[-1].startswith("run together: 1 epoch")
+    last = (copies / "worker-1.log").read_text().strip().splitlines()[-1]
     assert last.endswith("(this worker saves nothing: the chief evaluates and writes the run)")
     assert "PSNR" not in last  # it did not evaluate: only the chief does
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["other-worker-at-save", "slow"]
+    assert [path.name for path in root.iterdir()] == ["together"]  # the chief's folder alone
+    (info,) = list_runs(root)
+    assert info.ok and info.epochs == 1
+    record = load_run("together", root).train_config
+    assert record["strategy"] == "multiworker" and record["workers"] == 2
+    assert record["replicas"] == 2
+    assert run_test_split("together", root).count == 300
+    from cae.events import EVENTS_FILE
+    from tests.test_events import read_events
+
+    scalars, strips = read_events(out / EVENTS_FILE)  # the chief's, one record per epoch
+    assert [step for step, _ in scalars["loss"]] == [1] and len(strips["reconstructions"]) == 1
 
 
 def test_the_script_fails_when_a_worker_fails(tmp_path):
