@@ -838,6 +838,27 @@ def fail_trial(
     return study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
+NOT_RUN = "not run"
+"""The mark (and the row's state) of a waiting trial its study was stopped before asking."""
+
+
+def close_waiting(study: optuna.Study, reason: str) -> int:
+    """Tell failed, marked :data:`NOT_RUN` with ``reason``, the trials still waiting to be asked
+    (a grid's enqueued points) of a study that will ask no more: a stopped study otherwise shows
+    them "waiting" forever. Only for a study no other process asks (the server's own). Returns
+    how many there were."""
+    import optuna
+
+    storage = study._storage  # noqa: SLF001 - Optuna's tell takes only running trials
+    closed = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        trial_id = _trial_id(study, trial.number)
+        storage.set_trial_user_attr(trial_id, "mark", NOT_RUN)
+        storage.set_trial_user_attr(trial_id, "reason", reason)
+        closed += bool(storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL))
+    return closed
+
+
 def _trial_config(study: optuna.Study, number: int) -> TrainConfig | None:
     record = study._storage.get_trial(_trial_id(study, number)).user_attrs.get("config")  # noqa: SLF001
     try:
@@ -911,7 +932,8 @@ def heartbeat(study: optuna.Study, trial_number: int) -> Heartbeat:
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     """Every trial of the study as a plain row: number, state (``finished``, ``pruned``,
     ``skipped``: not trained, ``failed``, ``stopped`` and ``requeued`` (failed, marked by
-    :func:`fail_trial`), ``running``, ``waiting``), the sampled parameters,
+    :func:`fail_trial`), ``not run`` (:func:`close_waiting`), ``running``, ``waiting``), the
+    sampled parameters,
     validation and test PSNR, parameters, code values, epochs, seconds, run id and reason."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
@@ -920,7 +942,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         state = {"complete": "finished", "fail": "failed"}.get(state, state)
         if state == "pruned" and "skipped" in attrs:
             state = "skipped"
-        if state == "failed" and attrs.get("mark") in ("stopped", "requeued"):
+        if state == "failed" and attrs.get("mark") in ("stopped", "requeued", NOT_RUN):
             state = attrs["mark"]
         reason = attrs.get("skipped") or attrs.get("reason")
         if state == "failed" and reason is None:  # finish_trial and fail_trial always say why

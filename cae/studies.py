@@ -593,6 +593,9 @@ class StudyQueue:
             if record.get("stop_requested"):
                 if not found.trials:
                     record["state"] = "stopped"
+                    from cae.search import close_waiting  # optuna: imported where it is used
+
+                    close_waiting(found.study(), "its study was stopped before this point")
                     kept = self._finished(found)
                     record["message"] = (
                         f"Stopped; the {kept} run(s) already finished are kept."

@@ -388,8 +388,11 @@ def test_stop_keeps_the_runs_already_finished(models):
     assert STUDIES.wait(experiment.id, 120)
     assert experiment.state == "stopped"
     found = states()
-    assert found[0] == "finished" and found[2] in ("waiting", "stopped")  # not run
-    assert found[1] in ("stopped", "waiting", "finished")  # it may have ended meanwhile
+    # a point never asked says so: it showed "waiting" forever after the Stop
+    assert found[0] == "finished" and found[2] in ("not run", "stopped") and "waiting" not in found
+    assert found[1] in ("stopped", "not run", "finished")  # it may have ended meanwhile
+    not_run = [row for row in grid_view(experiment)["rows"] if row["state"] == "not run"]
+    assert all(row["reason"] == "its study was stopped before this point" for row in not_run)
     kept = {run.run_id for run in list_runs(models) if run.ok}
     rows = grid_view(experiment)["rows"]
     assert kept == {row["run_id"] for row in rows if row["state"] == "finished"}
