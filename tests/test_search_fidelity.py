@@ -80,11 +80,12 @@ def test_successive_halving_stops_a_trial_worse_than_the_first_at_a_rung(tmp_pat
 
 def test_the_shipped_space_is_a_multi_fidelity_search():
     """The shipped space trains its trials long enough for the designs that beat PCA by 5 dB
-    and stops most early (successive halving)."""
+    and stops most early (successive halving), but not before 12 epochs: at a first rung of 4
+    the deeper designs, which lead later, were all cut (docs/benchmarks.md)."""
     from cae.training import TrainConfig
 
     space = SearchSpace.load(SHIPPED_SPACE)
-    assert space.pruner == "halving" and space.pruner_min_resource < 10
+    assert space.pruner == "halving" and 12 <= space.pruner_min_resource <= 25
     values = space.values(dict(space.enqueue[0]))
     config = space.config(values, TrainConfig())
     assert config.epochs >= 100
@@ -151,7 +152,7 @@ def test_a_trials_expected_epochs_follow_its_pruner_and_the_shipped_search_fits_
     """A search is admitted on its trials' expected epochs: with successive halving (rungs 1, 3,
     9; 1 in 3 goes on) a 9-epoch trial trains 1 + 2/3 + 6/9 epochs on average, Hyperband the mean
     of its brackets', the median pruner the whole 9. So the page's default, 10 trials of the
-    shipped space (100-epoch trials, most cut at 4 epochs), fits a student's 4-hour cap even at
+    shipped space (100-epoch trials, most cut at 12 epochs), fits a student's 4-hour cap even at
     the rough speed of a machine with no timed run (counted whole, it took 11.7 h: refused)."""
     import dataclasses
 
