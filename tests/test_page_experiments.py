@@ -181,7 +181,7 @@ def test_a_second_experiment_waits_in_the_queue_and_a_reload_finds_it(models, mo
     assert not again.exception
     assert STUDIES.wait(second.id, 60) and second.state == "stopped"
     # the one asked was stopped before it started, the other never asked
-    assert [row["state"] for row in grid_view(second)["rows"]] == ["stopped", "waiting"]
+    assert [row["state"] for row in grid_view(second)["rows"]] == ["stopped", "not run"]
     # a new experiment started now would wait too, and the form says so
     assert "this one's runs wait in the server's queue" in texts(again)
     STUDIES.stop(first.id)
