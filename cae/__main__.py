@@ -1247,21 +1247,24 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def _specs_to_train(args: argparse.Namespace) -> list[ArchitectureSpec]:
-    """The designs a ``train`` or ``sweep`` command will train (none for other commands, or when
-    its arguments are wrong: the command reports that, in its own order): read before TensorFlow
-    is imported, since one of them may need oneDNN off (``cae.onednn``)."""
-    try:
-        if args.command == "train":
-            return [_variational_argument(_load_spec_argument(args), args)]
-        if args.command == "sweep":
-            from cae.sweep import expand, parse_vary
+    """The designs a ``train`` or ``sweep`` command will train (none for other commands), read
+    before TensorFlow is imported, since one of them may need oneDNN off (``cae.onednn``). A
+    wrong training setting, and for ``train`` a wrong design file or variational flag, is
+    raised here, in the command's own order, so it is refused without TensorFlow's import; a
+    sweep's variants that cannot be expanded give none (the command reports why)."""
+    if args.command not in ("train", "sweep"):
+        return []
+    config = _train_config(args)
+    if args.command == "train":
+        return [_variational_argument(_load_spec_argument(args), args)]
+    from cae.sweep import expand, parse_vary
 
-            axes = [parse_vary(text) for text in args.vary]
-            variants = expand(_load_spec_argument(args), _train_config(args), axes)
-            return [variant.spec for variant in variants if variant.spec is not None]
+    try:
+        axes = [parse_vary(text) for text in args.vary]
+        variants = expand(_load_spec_argument(args), config, axes)
     except Exception:  # noqa: BLE001 - the command itself raises it again, where it did before
         return []
-    return []
+    return [variant.spec for variant in variants if variant.spec is not None]
 
 
 def _trains_on_cluster(args: argparse.Namespace) -> bool:
@@ -1308,10 +1311,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 check_axes([parse_vary(text) for text in args.vary], _load_spec_argument(args))
                 if args.storage is not None:
                     make_storage(args.storage)
-            if args.command in ("train", "sweep"):  # bad settings: refused before TensorFlow
-                _train_config(args)
-            if args.command == "train":
-                _variational_argument(_load_spec_argument(args), args)
             specs = _specs_to_train(args)
             refuse_mismatched_upload(
                 specs, getattr(args, "data", None), getattr(args, "array", None)
