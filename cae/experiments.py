@@ -359,9 +359,10 @@ def grid_eta(
     """Seconds left: the estimates of the points not trained yet, scaled by how long the
     finished ones took against theirs, less the done part (``running``: index to fraction) of
     the running ones, shared by ``slots`` trainings at once."""
+    # a point with a trial running or waiting is not ended, even when an earlier trial of it
+    # was requeued (or failed) and its point asked again
     pending = {row["index"] for row in rows if row["state"] in ("running", "waiting")}
-    # a point whose trial was requeued (or failed) and is asked again is not ended
-    ended = {row["index"] for row in rows if row["state"] not in ("running", "waiting")} - pending
+    ended = {row["index"] for row in rows} - pending
     done = [
         (row["seconds"], estimates[row["index"]])
         for row in rows
