@@ -26,6 +26,7 @@ from cae.request import TrainRequest
 from cae.spec import preset
 from cae.store import list_runs, load_run
 from cae.training import TrainConfig
+from tests.test_cli_train import CLI_TELLS_TENSORFLOW
 
 slow = pytest.mark.slow
 TIMEOUT = 300  # seconds: Ray and TensorFlow start slowly on a loaded two-core machine
@@ -239,12 +240,6 @@ def test_two_jobs_run_on_different_nodes_a_lost_worker_ends_its_job_and_a_stop_k
         run_id
     ]
     assert no_worker_left(cluster)
-
-
-CLI_TELLS_TENSORFLOW = (
-    "import sys; from cae.__main__ import main; status = main(sys.argv[1:]); "
-    "print('tensorflow imported here:', 'tensorflow' in sys.modules); sys.exit(status)"
-)
 
 
 @slow
